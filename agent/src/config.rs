@@ -1,0 +1,224 @@
+//! The agent's configuration file (YAML), its embedded default and validation.
+//!
+//! Unknown keys are errors, not warnings: a misspelt key that silently does
+//! nothing is how monitoring gaps are born.
+
+use std::{path::Path, time::Duration};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Deserializer};
+
+pub const DEFAULT_CONFIG: &str = include_str!("default-config.yaml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub node_name: String,
+    pub mode: Mode,
+    pub kernel: KernelConfig,
+    pub hash: HashConfig,
+    pub process_table: ProcessTableConfig,
+    #[serde(deserialize_with = "duration")]
+    pub status_interval: Duration,
+    pub sinks: Vec<SinkConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Audit,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KernelConfig {
+    pub ring_buffer_bytes: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HashConfig {
+    pub max_file_bytes: u64,
+    pub cache_entries: usize,
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessTableConfig {
+    #[serde(deserialize_with = "duration")]
+    pub exit_grace: Duration,
+    pub max_exited: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkConfig {
+    Stdout,
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid duration {s:?}: {e} (write e.g. \"30s\", \"5m\", \"250ms\")"
+        ))
+    })
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_name: String::new(),
+            mode: Mode::Audit,
+            kernel: KernelConfig::default(),
+            hash: HashConfig::default(),
+            process_table: ProcessTableConfig::default(),
+            status_interval: Duration::from_secs(30),
+            sinks: vec![SinkConfig::Stdout],
+        }
+    }
+}
+
+impl Default for KernelConfig {
+    fn default() -> Self {
+        Self {
+            ring_buffer_bytes: 8 << 20,
+        }
+    }
+}
+
+impl Default for HashConfig {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 256 << 20,
+            cache_entries: 16384,
+            workers: 2,
+        }
+    }
+}
+
+impl Default for ProcessTableConfig {
+    fn default() -> Self {
+        Self {
+            exit_grace: Duration::from_secs(30),
+            max_exited: 65536,
+        }
+    }
+}
+
+impl Config {
+    /// Parses and validates YAML text; `origin` names the source in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        let cfg: Config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_yaml_ng::from_str(text).map_err(|e| {
+                let at = e
+                    .location()
+                    .map(|l| format!("{origin}:{}:{}", l.line(), l.column()))
+                    .unwrap_or_else(|| origin.to_string());
+                anyhow::anyhow!("invalid configuration at {at}: {e}")
+            })?
+        };
+        cfg.validate()
+            .with_context(|| format!("invalid configuration in {origin}"))?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        match path {
+            None => Self::parse(DEFAULT_CONFIG, "<embedded default config>"),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| {
+                    format!(
+                        "cannot read config file {}; check the path, or omit --config to run \
+                         on the embedded default",
+                        p.display()
+                    )
+                })?;
+                Self::parse(&text, &p.display().to_string())
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let rb = self.kernel.ring_buffer_bytes;
+        if rb < 4096 || !rb.is_power_of_two() {
+            bail!("kernel.ring_buffer_bytes is {rb}; it must be a power of two of at least 4096");
+        }
+        if self.hash.workers == 0 || self.hash.workers > 64 {
+            bail!(
+                "hash.workers is {}; it must be between 1 and 64",
+                self.hash.workers
+            );
+        }
+        if self.hash.cache_entries == 0 {
+            bail!("hash.cache_entries must be at least 1");
+        }
+        if self.status_interval < Duration::from_millis(100) {
+            bail!("status_interval must be at least 100ms");
+        }
+        if self.sinks.is_empty() {
+            bail!("sinks is empty: events would go nowhere; add `- type: stdout`");
+        }
+        Ok(())
+    }
+
+    /// The node name events carry: the configured one or the host name.
+    pub fn node(&self) -> String {
+        if !self.node_name.is_empty() {
+            return self.node_name.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses_and_matches_code_defaults() {
+        let cfg = Config::parse(DEFAULT_CONFIG, "default").unwrap();
+        let code = Config::default();
+        assert_eq!(cfg.kernel.ring_buffer_bytes, code.kernel.ring_buffer_bytes);
+        assert_eq!(cfg.hash.max_file_bytes, code.hash.max_file_bytes);
+        assert_eq!(cfg.hash.cache_entries, code.hash.cache_entries);
+        assert_eq!(cfg.hash.workers, code.hash.workers);
+        assert_eq!(cfg.process_table.exit_grace, code.process_table.exit_grace);
+        assert_eq!(cfg.process_table.max_exited, code.process_table.max_exited);
+        assert_eq!(cfg.status_interval, code.status_interval);
+        assert_eq!(cfg.sinks, code.sinks);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_its_line() {
+        let err = Config::parse("hash:\n  workers: 2\n  wrokers: 3\n", "x.yaml").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("wrokers"), "{msg}");
+        assert!(msg.contains("x.yaml:3"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Config::parse("kernel:\n  ring_buffer_bytes: 1000\n", "x").unwrap_err();
+        assert!(format!("{err:#}").contains("power of two"));
+        let err = Config::parse("status_interval: soon\n", "x").unwrap_err();
+        assert!(format!("{err:#}").contains("invalid duration"));
+        let err = Config::parse("sinks:\n  - type: carrier-pigeon\n", "x").unwrap_err();
+        assert!(format!("{err:#}").contains("carrier-pigeon"));
+    }
+
+    #[test]
+    fn missing_file_says_what_to_do() {
+        let err = Config::load(Some(Path::new("/nonexistent/proctor.yaml"))).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("/nonexistent/proctor.yaml") && msg.contains("--config"),
+            "{msg}"
+        );
+    }
+}

@@ -1,0 +1,436 @@
+//! `proctor run`: load the probes, seed the process table from /proc, then
+//! turn kernel records into events until SIGINT/SIGTERM.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use aya::maps::{MapData, RingBuf};
+use proctor_common::{ExitEvent, ForkEvent, KIND_EXEC, KIND_EXIT, KIND_FORK};
+use serde_json::json;
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{signal, SignalKind},
+    sync::{broadcast, mpsc},
+};
+
+use crate::{
+    cgroups::CgroupResolver,
+    clock::boot_ns,
+    config::Config,
+    decode::{decode, ExecRecord, KernelEvent},
+    emitter::{EmitCounters, Emitter, Pending},
+    event::{Event, ExitInfo, Kind},
+    exec_id::{exec_id, Origin},
+    exec_identity::{self, ParentRef},
+    hash_cache::HashCache,
+    preflight,
+    probes::{self, per_cpu_total, Probes},
+    process_table::{ProcessTable, Record},
+    procfs_scan::{self, scan_pid},
+    sinks::stdout::StdoutSink,
+    snapshot::Snapshot,
+};
+
+/// Counters of things userspace could not attribute; reported in agent_status.
+#[derive(Debug, Default)]
+struct Gaps {
+    decode_errors: u64,
+    exits_without_record: u64,
+    forks_without_parent: u64,
+    reconciled: u64,
+}
+
+/// Everything the reader loop mutates.
+struct State {
+    table: Arc<Mutex<ProcessTable>>,
+    cgroups: CgroupResolver,
+    hashes: Arc<HashCache>,
+    tx: mpsc::Sender<Pending>,
+    gaps: Gaps,
+}
+
+impl State {
+    async fn handle(&mut self, ev: KernelEvent) {
+        match ev {
+            KernelEvent::Exec(rec) => self.exec(*rec).await,
+            KernelEvent::Fork(f) => self.fork(f),
+            KernelEvent::Exit(e) => self.exit(e).await,
+        }
+    }
+
+    async fn exec(&mut self, rec: ExecRecord) {
+        let parent = {
+            let table = self.table.lock().unwrap();
+            table
+                .get_started(rec.ppid, rec.parent_start_boottime_ns)
+                .map(|r| ParentRef {
+                    exec_id: r.exec_id().to_string(),
+                })
+        };
+        let cgroup_path = self.cgroups.path(rec.cgroup_id, rec.tgid);
+        let snapshot = exec_identity::from_exec(&rec, parent, cgroup_path, &self.hashes);
+        self.table.lock().unwrap().insert(
+            rec.tgid,
+            Record {
+                snapshot: snapshot.clone(),
+                start_boottime_ns: rec.start_boottime_ns,
+                coarse_start: false,
+                since_boottime_ns: rec.ktime_ns,
+                announced: true,
+            },
+        );
+        self.send(Pending {
+            kind: Kind::ProcessExec,
+            boot_ns: rec.ktime_ns,
+            snapshot,
+            exit: None,
+            status: None,
+        })
+        .await;
+    }
+
+    /// A new process inherits its parent's identity until it execs.
+    fn fork(&mut self, f: ForkEvent) {
+        let mut table = self.table.lock().unwrap();
+        let inherited = table
+            .get_started(f.parent_tgid, f.parent_start_boottime_ns)
+            .map(|parent| {
+                let mut p = (*parent.snapshot.process).clone();
+                p.parent_exec_id = Some(p.exec_id.clone());
+                p.exec_id = exec_id(Origin::Fork, f.child_tgid, f.child_start_boottime_ns);
+                p.pid = f.child_tgid;
+                p.ppid = f.parent_tgid;
+                p.start_time_ns = crate::clock::to_epoch_ns(f.child_start_boottime_ns);
+                p.cgroup.id = f.cgroup_id;
+                Snapshot {
+                    process: Arc::new(p),
+                    exe_hash: parent.snapshot.exe_hash.clone(),
+                    script_hash: parent.snapshot.script_hash.clone(),
+                }
+            });
+        let record = match inherited {
+            Some(snapshot) => Record {
+                snapshot,
+                start_boottime_ns: f.child_start_boottime_ns,
+                coarse_start: false,
+                since_boottime_ns: f.hdr.ktime_ns,
+                announced: false,
+            },
+            None => {
+                self.gaps.forks_without_parent += 1;
+                let Some(s) = scan_pid(f.child_tgid, &mut self.cgroups, &self.hashes) else {
+                    return;
+                };
+                Record {
+                    snapshot: s.snapshot,
+                    start_boottime_ns: s.start_boottime_ns,
+                    coarse_start: true,
+                    since_boottime_ns: f.hdr.ktime_ns,
+                    announced: false,
+                }
+            }
+        };
+        table.insert(f.child_tgid, record);
+    }
+
+    async fn exit(&mut self, e: ExitEvent) {
+        let pending = {
+            let mut table = self.table.lock().unwrap();
+            match table.exit(e.tgid, e.start_boottime_ns, Instant::now()) {
+                Some(rec) if rec.announced => Some(Pending {
+                    kind: Kind::ProcessExit,
+                    boot_ns: e.hdr.ktime_ns,
+                    snapshot: rec.snapshot.clone(),
+                    exit: Some(exit_info(
+                        e.exit_code,
+                        e.hdr.ktime_ns,
+                        rec.since_boottime_ns,
+                    )),
+                    status: None,
+                }),
+                Some(_) => None,
+                None => {
+                    self.gaps.exits_without_record += 1;
+                    None
+                }
+            }
+        };
+        if let Some(p) = pending {
+            self.send(p).await;
+        }
+    }
+
+    async fn send(&self, p: Pending) {
+        // Backpressure, not loss: if the output stalls, the ring buffer fills
+        // and the kernel counts what it could not reserve.
+        if self.tx.send(p).await.is_err() {
+            tracing::error!("event output stopped; this is a bug");
+        }
+    }
+}
+
+fn exit_info(status: u32, exit_ns: u64, since_ns: u64) -> ExitInfo {
+    let signal = (status & 0x7f) as i32;
+    ExitInfo {
+        code: (signal == 0).then_some(((status >> 8) & 0xff) as i32),
+        signal: (signal != 0).then_some(signal),
+        core_dumped: status & 0x80 != 0,
+        duration_ns: exit_ns.saturating_sub(since_ns),
+    }
+}
+
+/// A running agent: the handle tests and the CLI hold.
+pub struct Agent {
+    cfg: Config,
+    probes: Probes,
+    state: State,
+    node: Arc<str>,
+    emit_counters: Arc<EmitCounters>,
+    subscribers: broadcast::Sender<Arc<Event>>,
+    rx: Option<mpsc::Receiver<Pending>>,
+    mounted: Vec<String>,
+    started: Instant,
+}
+
+impl Agent {
+    /// Checks, loads and attaches everything, and seeds the process table.
+    /// Must be called inside a tokio runtime.
+    pub fn start(cfg: Config) -> Result<Self> {
+        let mounted = preflight::prepare()?;
+        let probes = probes::load(cfg.kernel.ring_buffer_bytes)?;
+        let hashes = HashCache::new(
+            cfg.hash.cache_entries,
+            cfg.hash.workers,
+            cfg.hash.max_file_bytes,
+        );
+        let mut cgroups = CgroupResolver::new();
+        let mut table =
+            ProcessTable::new(cfg.process_table.exit_grace, cfg.process_table.max_exited);
+        // Probes are attached first, so a process started during the scan is
+        // seen by one or the other (an exec record replaces a scan record).
+        for s in procfs_scan::scan_all(&mut cgroups, &hashes) {
+            let pid = s.snapshot.process.pid;
+            table.insert(
+                pid,
+                Record {
+                    snapshot: s.snapshot,
+                    start_boottime_ns: s.start_boottime_ns,
+                    coarse_start: true,
+                    since_boottime_ns: s.start_boottime_ns,
+                    announced: true,
+                },
+            );
+        }
+        let (tx, rx) = mpsc::channel(16 * 1024);
+        let (subscribers, _) = broadcast::channel(64 * 1024);
+        Ok(Self {
+            node: cfg.node().into(),
+            cfg,
+            probes,
+            state: State {
+                table: Arc::new(Mutex::new(table)),
+                cgroups,
+                hashes,
+                tx,
+                gaps: Gaps::default(),
+            },
+            emit_counters: Arc::default(),
+            subscribers,
+            rx: Some(rx),
+            mounted,
+            started: Instant::now(),
+        })
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.subscribers.subscribe()
+    }
+
+    pub fn table(&self) -> Arc<Mutex<ProcessTable>> {
+        self.state.table.clone()
+    }
+
+    /// Runs until SIGINT or SIGTERM, then detaches everything.
+    pub async fn run(self) -> Result<()> {
+        let mut sigterm = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
+        let mut sigint = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+        self.run_until(async move {
+            tokio::select! {
+                _ = sigterm.recv() => "SIGTERM",
+                _ = sigint.recv() => "SIGINT",
+            }
+        })
+        .await
+    }
+
+    pub async fn run_until(
+        mut self,
+        stop: impl std::future::Future<Output = &'static str>,
+    ) -> Result<()> {
+        let stdout = StdoutSink::new();
+        let stdout_counters = stdout.counters.clone();
+        let emitter = Emitter {
+            node: self.node.clone(),
+            stdout,
+            counters: self.emit_counters.clone(),
+            subscribers: self.subscribers.clone(),
+        };
+        let emit_task = tokio::spawn(emitter.run(self.rx.take().expect("run once")));
+        let log_task = self.probes.logger.take().map(spawn_probe_log);
+
+        let events = self.probes.events.take().expect("run once");
+        let mut events = watch_fd(events).context("watch the ring buffer fd")?;
+        let mut status_tick = tokio::time::interval(self.cfg.status_interval);
+        status_tick.tick().await;
+        // Safety net under epoll: drain periodically even if a wakeup is missed.
+        let mut drain_tick = tokio::time::interval(Duration::from_millis(200));
+        let sinks = move || vec![stdout_counters.snapshot("stdout")];
+
+        self.emit_status("started", &sinks).await;
+        tokio::pin!(stop);
+        let reason = loop {
+            tokio::select! {
+                guard = events.readable_mut() => {
+                    let mut guard = guard.context("ring buffer poll")?;
+                    self.drain(guard.get_inner_mut()).await;
+                    guard.clear_ready();
+                }
+                _ = drain_tick.tick() => self.drain(events.get_mut()).await,
+                _ = status_tick.tick() => {
+                    self.housekeeping();
+                    self.emit_status("running", &sinks).await;
+                }
+                reason = &mut stop => break reason,
+            }
+        };
+        tracing::info!("{reason} received: detaching probes and flushing events");
+        self.drain(events.get_mut()).await;
+        self.emit_status("stopped", &sinks).await;
+        drop(events);
+        let Agent { probes, state, .. } = self;
+        drop(state.tx);
+        emit_task.await.ok();
+        if let Some(t) = log_task {
+            t.abort();
+        }
+        // Dropping the Ebpf object closes every program and link fd: nothing stays in the kernel.
+        drop(probes);
+        Ok(())
+    }
+
+    async fn drain(&mut self, rb: &mut RingBuf<MapData>) {
+        // Bounded per call so status and signals are served during a storm.
+        for _ in 0..4096 {
+            let Some(item) = rb.next() else { break };
+            let decoded = decode(&item);
+            drop(item);
+            match decoded {
+                Ok(ev) => self.state.handle(ev).await,
+                Err(e) => {
+                    self.state.gaps.decode_errors += 1;
+                    tracing::warn!("undecodable ring buffer record: {e}");
+                }
+            }
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        let now = Instant::now();
+        let mut table = self.state.table.lock().unwrap();
+        table.expire(now);
+        let gone = table.reconcile(still_running, now);
+        self.state.gaps.reconciled += gone as u64;
+    }
+
+    async fn emit_status(
+        &mut self,
+        state: &str,
+        sinks: &impl Fn() -> Vec<crate::sinks::SinkStats>,
+    ) {
+        let drops = |k| per_cpu_total(&self.probes.drops, k);
+        let sent = |k| per_cpu_total(&self.probes.sent, k);
+        let own = std::process::id();
+        let snapshot = {
+            let table = self.state.table.lock().unwrap();
+            table.get(own).map(|r| r.snapshot.clone())
+        };
+        let snapshot = match snapshot {
+            Some(s) => s,
+            None => match scan_pid(own, &mut self.state.cgroups, &self.state.hashes) {
+                Some(s) => s.snapshot,
+                None => return,
+            },
+        };
+        let g = &self.state.gaps;
+        let status = json!({
+            "state": state,
+            "uptime_seconds": self.started.elapsed().as_secs_f64(),
+            "hooks": self.probes.attached,
+            "mounted": self.mounted,
+            "kernel": {
+                "ring_buffer_bytes": self.cfg.kernel.ring_buffer_bytes,
+                "dropped": {
+                    "exec": drops(KIND_EXEC), "fork": drops(KIND_FORK), "exit": drops(KIND_EXIT),
+                    "total": drops(KIND_EXEC) + drops(KIND_FORK) + drops(KIND_EXIT),
+                },
+                "sent": { "exec": sent(KIND_EXEC), "fork": sent(KIND_FORK), "exit": sent(KIND_EXIT) },
+            },
+            "userspace": {
+                "decode_errors": g.decode_errors,
+                "exits_without_record": g.exits_without_record,
+                "forks_without_parent": g.forks_without_parent,
+                "reconciled_without_exit": g.reconciled,
+            },
+            "emitted": self.emit_counters.snapshot(),
+            "process_table": self.state.table.lock().unwrap().stats(),
+            "hash_cache": self.state.hashes.snapshot(),
+            "sinks": sinks(),
+        });
+        self.state
+            .send(Pending {
+                kind: Kind::AgentStatus,
+                boot_ns: boot_ns(),
+                snapshot,
+                exit: None,
+                status: Some(status),
+            })
+            .await;
+    }
+}
+
+/// Whether `pid` is still the process `rec` describes.
+fn still_running(pid: u32, rec: &Record) -> bool {
+    let Ok(p) = procfs::process::Process::new(pid as i32) else {
+        return false;
+    };
+    p.stat()
+        .map(|s| rec.start_boottime_ns / procfs_scan::tick_ns() == s.starttime)
+        .unwrap_or(false)
+}
+
+fn spawn_probe_log(
+    logger: aya_log::EbpfLogger<&'static dyn log::Log>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Ok(mut fd) = watch_fd(logger) else {
+            return;
+        };
+        loop {
+            let Ok(mut guard) = fd.readable_mut().await else {
+                return;
+            };
+            guard.get_inner_mut().flush();
+            guard.clear_ready();
+        }
+    })
+}
+
+/// Registers a map fd with the tokio reactor.
+fn watch_fd<T: std::os::fd::AsRawFd>(inner: T) -> std::io::Result<AsyncFd<T>> {
+    // SAFETY: `inner` (an aya map) owns its fd and keeps it open, unchanged,
+    // for as long as it lives, and the AsyncFd owns `inner`.
+    Ok(unsafe { AsyncFd::register(inner) }?)
+}

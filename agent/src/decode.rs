@@ -1,0 +1,190 @@
+//! Ring-buffer records -> owned Rust values.
+//!
+//! Records are copied out of the ring buffer before anything slow happens, so
+//! the kernel can reuse the space at once.
+
+use proctor_common::{
+    EventHeader, ExecEvent, ExitEvent, ForkEvent, ARGS_LEN, EXEC_FLAG_ARGS_TRUNCATED,
+    EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_SCRIPT, KIND_EXEC, KIND_EXIT, KIND_FORK,
+};
+
+#[derive(Debug)]
+pub enum KernelEvent {
+    Exec(Box<ExecRecord>),
+    Fork(ForkEvent),
+    Exit(ExitEvent),
+}
+
+/// An exec as the probe saw it, with strings decoded.
+#[derive(Debug, Clone)]
+pub struct ExecRecord {
+    pub ktime_ns: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    pub cgroup_id: u64,
+    pub start_boottime_ns: u64,
+    pub parent_start_boottime_ns: u64,
+    pub ino: u64,
+    /// st_dev encoding.
+    pub dev: u64,
+    pub size: u64,
+    pub nlink: u32,
+    pub mtime: (i64, u32),
+    pub ctime: (i64, u32),
+    pub s_magic: u64,
+    pub comm: String,
+    pub dname: String,
+    pub filename: String,
+    /// Shebang interpreter, for scripts.
+    pub interp: Option<String>,
+    pub args: Vec<String>,
+    pub args_truncated: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record of {got} bytes is shorter than its {want}-byte {what}")]
+    Short {
+        got: usize,
+        want: usize,
+        what: &'static str,
+    },
+    #[error("record of unknown kind {0}")]
+    UnknownKind(u32),
+}
+
+fn read_struct<T: Copy>(buf: &[u8], what: &'static str) -> Result<T, DecodeError> {
+    if buf.len() < size_of::<T>() {
+        return Err(DecodeError::Short {
+            got: buf.len(),
+            want: size_of::<T>(),
+            what,
+        });
+    }
+    // SAFETY: length checked; T is a repr(C) plain-old-data type from proctor-common
+    // for which every bit pattern is valid; read_unaligned copes with any alignment.
+    Ok(unsafe { std::ptr::read_unaligned(buf.as_ptr() as *const T) })
+}
+
+pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
+    let hdr: EventHeader = read_struct(buf, "header")?;
+    match hdr.kind {
+        KIND_EXEC => {
+            let ev: ExecEvent = read_struct(buf, "exec record")?;
+            Ok(KernelEvent::Exec(Box::new(exec_record(&ev))))
+        }
+        KIND_FORK => Ok(KernelEvent::Fork(read_struct(buf, "fork record")?)),
+        KIND_EXIT => Ok(KernelEvent::Exit(read_struct(buf, "exit record")?)),
+        k => Err(DecodeError::UnknownKind(k)),
+    }
+}
+
+/// Kernel-internal dev_t (MAJOR << 20 | MINOR) -> the encoding stat(2) uses.
+pub fn kernel_dev_to_user(kdev: u32) -> u64 {
+    libc::makedev(kdev >> 20, kdev & 0xfffff)
+}
+
+/// Nanoseconds fit in 30 bits; since 6.13 the kernel keeps a flag
+/// (I_CTIME_QUERIED, bit 31) in the top bits of `i_ctime_nsec`.
+const NSEC_MASK: u32 = (1 << 30) - 1;
+
+/// Bytes up to the first NUL, lossily as UTF-8.
+pub fn cstr(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+fn exec_record(ev: &ExecEvent) -> ExecRecord {
+    let mut args_truncated = ev.flags & EXEC_FLAG_ARGS_TRUNCATED != 0;
+    let args = if ev.flags & EXEC_FLAG_ARGS_UNREADABLE != 0 {
+        args_truncated = true;
+        Vec::new()
+    } else {
+        let n = (ev.args_len as usize).min(ARGS_LEN);
+        split_args(&ev.args[..n], args_truncated)
+    };
+    let filename = cstr(&ev.filename);
+    let interp = (ev.flags & EXEC_FLAG_SCRIPT != 0).then(|| cstr(&ev.interp));
+    ExecRecord {
+        ktime_ns: ev.hdr.ktime_ns,
+        pid: ev.pid,
+        tgid: ev.tgid,
+        ppid: ev.ppid,
+        uid: ev.uid,
+        gid: ev.gid,
+        euid: ev.euid,
+        egid: ev.egid,
+        cgroup_id: ev.cgroup_id,
+        start_boottime_ns: ev.start_boottime_ns,
+        parent_start_boottime_ns: ev.parent_start_boottime_ns,
+        ino: ev.ino,
+        dev: kernel_dev_to_user(ev.dev),
+        size: ev.size.max(0) as u64,
+        nlink: ev.nlink,
+        mtime: (ev.mtime_sec, ev.mtime_nsec & NSEC_MASK),
+        ctime: (ev.ctime_sec, ev.ctime_nsec & NSEC_MASK),
+        s_magic: ev.s_magic,
+        comm: cstr(&ev.comm),
+        dname: cstr(&ev.dname),
+        filename,
+        interp,
+        args,
+        args_truncated,
+    }
+}
+
+/// Splits the NUL-separated argv block. A truncated block's last piece is a
+/// partial argument and is kept as such (the event says `args_truncated`).
+pub fn split_args(block: &[u8], truncated: bool) -> Vec<String> {
+    let block = if !truncated {
+        block.strip_suffix(&[0]).unwrap_or(block)
+    } else {
+        block
+    };
+    if block.is_empty() {
+        return Vec::new();
+    }
+    block
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_split_and_non_utf8() {
+        assert_eq!(split_args(b"ls\0-l\0/tmp\0", false), ["ls", "-l", "/tmp"]);
+        assert_eq!(split_args(b"a\0\0b\0", false), ["a", "", "b"]);
+        assert_eq!(
+            split_args(b"x\0\xff\xfe\0", false),
+            ["x", "\u{fffd}\u{fffd}"]
+        );
+        assert_eq!(split_args(b"long\0partia", true), ["long", "partia"]);
+        assert!(split_args(b"", false).is_empty());
+    }
+
+    #[test]
+    fn short_and_unknown_records_are_errors() {
+        assert!(matches!(decode(&[0u8; 4]), Err(DecodeError::Short { .. })));
+        let mut buf = [0u8; 16];
+        buf[0] = 99;
+        assert!(matches!(decode(&buf), Err(DecodeError::UnknownKind(99))));
+        let mut exec = vec![0u8; 64];
+        exec[0] = KIND_EXEC as u8;
+        assert!(matches!(decode(&exec), Err(DecodeError::Short { .. })));
+    }
+
+    #[test]
+    fn dev_encoding_matches_stat() {
+        // 8:1 (sda1) in kernel encoding is 8<<20|1; stat says 0x801.
+        assert_eq!(kernel_dev_to_user((8 << 20) | 1), 0x801);
+    }
+}

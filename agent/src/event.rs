@@ -1,0 +1,136 @@
+//! The event contract (`proctor.event/v1`): what every sink writes.
+//!
+//! Field names here are a public contract (see DESIGN.md); renaming one
+//! breaks every SIEM query built on it.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+pub const SCHEMA: &str = "proctor.event/v1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    ProcessExec,
+    ProcessExit,
+    FileOpen,
+    NetConnect,
+    Finding,
+    AgentStatus,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub schema: &'static str,
+    /// RFC 3339 with nanoseconds, UTC.
+    pub time: String,
+    pub node: Arc<str>,
+    pub kind: Kind,
+    /// Per-node sequence number, strictly increasing within one agent run.
+    pub seq: u64,
+    pub process: Arc<Process>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ExitInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Process {
+    pub pid: u32,
+    pub ppid: u32,
+    pub exec_id: String,
+    pub parent_exec_id: Option<String>,
+    /// Process start, ns since the Unix epoch.
+    pub start_time_ns: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    pub comm: String,
+    pub args: Vec<String>,
+    pub args_truncated: bool,
+    pub exe: Exe,
+    pub interpreter: Option<Interpreter>,
+    pub cgroup: Cgroup,
+    pub container: Option<serde_json::Value>,
+    pub pod: Option<serde_json::Value>,
+    pub attestation: Attestation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Attestation {
+    KernelExec,
+    ProcfsScan,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Exe {
+    pub path: String,
+    pub sha256: Option<String>,
+    /// ok | too_large | unverified | unavailable | modified
+    pub hash_status: &'static str,
+    pub inode: u64,
+    /// Device number as `stat(2)` reports it (st_dev).
+    pub dev: u64,
+    pub size: u64,
+    pub fileless: bool,
+    pub deleted: bool,
+    pub modified_after_exec: bool,
+}
+
+/// For `#!` scripts: `exe` is the interpreter binary the kernel ran; the
+/// script the user named gets its own identity here.
+#[derive(Debug, Clone, Serialize)]
+pub struct Interpreter {
+    /// The interpreter as written in the shebang line (e.g. `/bin/sh`).
+    pub path: String,
+    pub script: ScriptIdentity,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScriptIdentity {
+    pub path: String,
+    pub sha256: Option<String>,
+    pub hash_status: &'static str,
+    pub inode: Option<u64>,
+    pub dev: Option<u64>,
+    pub size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cgroup {
+    pub id: u64,
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExitInfo {
+    /// Exit status for a normal exit, null when killed by a signal.
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub core_dumped: bool,
+    /// Time since exec (or start, for processes found at start-up).
+    pub duration_ns: u64,
+}
+
+/// RFC 3339 UTC with nanoseconds, e.g. `2026-11-23T15:04:05.123456789Z`.
+pub fn rfc3339_ns(epoch_ns: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(epoch_ns);
+    humantime::format_rfc3339_nanos(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_format_has_nanoseconds() {
+        assert_eq!(
+            rfc3339_ns(1_000_000_000_123),
+            "1970-01-01T00:16:40.000000123Z"
+        );
+    }
+}

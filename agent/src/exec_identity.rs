@@ -1,0 +1,207 @@
+//! Turns an exec record from the kernel into a process identity: the path
+//! and hash of the binary the kernel ran, the script for `#!` files, and the
+//! integrity flags (fileless, deleted).
+
+use std::{
+    os::unix::fs::MetadataExt,
+    path::{Component, Path, PathBuf},
+    sync::Arc,
+};
+
+use crate::{
+    clock::to_epoch_ns,
+    decode::ExecRecord,
+    event::{Attestation, Cgroup, Exe, Interpreter, Process, ScriptIdentity},
+    exec_id::{exec_id, Origin},
+    hash_cache::{FileKey, HashCache},
+    redact::redact_args,
+    snapshot::Snapshot,
+};
+
+/// Lexically normalises an absolute path (`/etc/../etc/x` -> `/etc/x`)
+/// without touching the filesystem.
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+        }
+    }
+    out
+}
+
+/// `name` made absolute against the process's cwd when it is still readable.
+fn absolutize(name: &str, pid: u32) -> Option<PathBuf> {
+    let p = Path::new(name);
+    if p.is_absolute() {
+        return Some(normalize(p));
+    }
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
+    Some(normalize(&cwd.join(p)))
+}
+
+fn same_file(meta: &std::fs::Metadata, ino: u64, dev: u64) -> bool {
+    meta.ino() == ino && meta.dev() == dev
+}
+
+/// The best path for the file (ino, dev): the target of /proc/<pid>/exe when
+/// it still points at that file, else a candidate path that resolves to it.
+fn exe_path(rec: &ExecRecord, candidates: &[PathBuf]) -> (String, bool) {
+    let proc_exe = format!("/proc/{}/exe", rec.tgid);
+    if let (Ok(target), Ok(meta)) = (std::fs::read_link(&proc_exe), std::fs::metadata(&proc_exe)) {
+        if same_file(&meta, rec.ino, rec.dev) {
+            let t = target.to_string_lossy();
+            if let Some(stripped) = t.strip_suffix(" (deleted)") {
+                return (stripped.to_string(), true);
+            }
+            return (t.into_owned(), false);
+        }
+    }
+    for c in candidates {
+        if let Ok(meta) = std::fs::metadata(c) {
+            if same_file(&meta, rec.ino, rec.dev) {
+                let canon = std::fs::canonicalize(c).unwrap_or_else(|_| c.clone());
+                return (canon.to_string_lossy().into_owned(), false);
+            }
+        }
+    }
+    let fallback = candidates
+        .first()
+        .map(|c| c.to_string_lossy().into_owned())
+        .unwrap_or_else(|| rec.filename.clone());
+    (fallback, false)
+}
+
+/// Paths that name another process's fds from the agent's point of view are useless.
+fn usable_candidate(p: &Path) -> bool {
+    !(p.starts_with("/dev/fd") || p.starts_with("/proc/self") || p.starts_with("/proc/thread-self"))
+}
+
+pub struct ParentRef {
+    pub exec_id: String,
+}
+
+/// Builds the identity of a freshly exec'd process and starts hashing what needs it.
+pub fn from_exec(
+    rec: &ExecRecord,
+    parent: Option<ParentRef>,
+    cgroup_path: Option<String>,
+    hashes: &HashCache,
+) -> Snapshot {
+    let fileless = rec.nlink == 0 && rec.dname.starts_with("memfd:");
+    // For scripts the kernel ran the interpreter; the filename is the script.
+    let binary_name = rec.interp.as_deref().unwrap_or(&rec.filename);
+    let candidates: Vec<PathBuf> = absolutize(binary_name, rec.tgid)
+        .into_iter()
+        .filter(|p| usable_candidate(p))
+        .collect();
+    let (path, deleted_now) = if fileless {
+        (rec.dname.clone(), false)
+    } else {
+        exe_path(rec, &candidates)
+    };
+    let deleted = !fileless && (rec.nlink == 0 || deleted_now);
+
+    let key = FileKey {
+        dev: rec.dev,
+        ino: rec.ino,
+        size: rec.size,
+        mtime: rec.mtime,
+        ctime: rec.ctime,
+    };
+    let mut hash_paths = vec![PathBuf::from(format!("/proc/{}/exe", rec.tgid))];
+    hash_paths.extend(candidates);
+    let exe_hash = hashes.request(key, hash_paths);
+
+    let (interpreter, script_hash) = match &rec.interp {
+        None => (None, None),
+        Some(interp) => {
+            let script_path = absolutize(&rec.filename, rec.tgid)
+                .filter(|p| usable_candidate(p))
+                .unwrap_or_else(|| PathBuf::from(&rec.filename));
+            let meta = std::fs::metadata(&script_path).ok();
+            let hash = meta
+                .as_ref()
+                .map(|m| hashes.request(FileKey::of(m), vec![script_path.clone()]));
+            let script = ScriptIdentity {
+                path: script_path.to_string_lossy().into_owned(),
+                sha256: None,
+                hash_status: if meta.is_some() {
+                    "pending"
+                } else {
+                    "unavailable"
+                },
+                inode: meta.as_ref().map(|m| m.ino()),
+                dev: meta.as_ref().map(|m| m.dev()),
+                size: meta.as_ref().map(|m| m.size()),
+            };
+            (
+                Some(Interpreter {
+                    path: interp.clone(),
+                    script,
+                }),
+                hash,
+            )
+        }
+    };
+
+    let mut args = rec.args.clone();
+    redact_args(&mut args);
+    let process = Process {
+        pid: rec.tgid,
+        ppid: rec.ppid,
+        exec_id: exec_id(Origin::Exec, rec.tgid, rec.ktime_ns),
+        parent_exec_id: parent.map(|p| p.exec_id),
+        start_time_ns: to_epoch_ns(rec.start_boottime_ns),
+        uid: rec.uid,
+        gid: rec.gid,
+        euid: rec.euid,
+        egid: rec.egid,
+        comm: rec.comm.clone(),
+        args,
+        args_truncated: rec.args_truncated,
+        exe: Exe {
+            path,
+            sha256: None,
+            hash_status: "pending",
+            inode: rec.ino,
+            dev: rec.dev,
+            size: rec.size,
+            fileless,
+            deleted,
+            modified_after_exec: false,
+        },
+        interpreter,
+        cgroup: Cgroup {
+            id: rec.cgroup_id,
+            path: cgroup_path,
+        },
+        container: None,
+        pod: None,
+        attestation: Attestation::KernelExec,
+    };
+    Snapshot {
+        process: Arc::new(process),
+        exe_hash: Some(exe_hash),
+        script_hash,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_resolves_dots() {
+        assert_eq!(
+            normalize(Path::new("/etc/../etc/./shadow")),
+            Path::new("/etc/shadow")
+        );
+        assert_eq!(normalize(Path::new("/../../x")), Path::new("/x"));
+        assert_eq!(normalize(Path::new("/a//b/")), Path::new("/a/b"));
+    }
+}

@@ -1,0 +1,302 @@
+//! SHA-256 of executables, computed once per file version, off the event loop.
+//!
+//! A file version is (dev, inode, size, mtime, ctime) as the kernel saw it at
+//! exec. Before hashing, the opened file is checked to be that very version,
+//! and checked again after reading, so a cache entry can never carry the hash
+//! of some other file or of content written after the exec.
+
+use std::{
+    fs::File,
+    io::Read,
+    num::NonZeroUsize,
+    os::unix::fs::MetadataExt,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Instant,
+};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+use lru::LruCache;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    /// st_dev encoding.
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime: (i64, u32),
+    pub ctime: (i64, u32),
+}
+
+impl FileKey {
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec() as u32),
+            ctime: (meta.ctime(), meta.ctime_nsec() as u32),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashOutcome {
+    Ok([u8; 32]),
+    /// Larger than `hash.max_file_bytes`; not read.
+    TooLarge,
+    /// Some file was reachable, but none was the inode the kernel reported.
+    Unverified,
+    /// The inode is right but its content changed after the exec.
+    Modified,
+    /// Nothing could be opened (process gone and no usable path).
+    Unavailable,
+}
+
+impl HashOutcome {
+    pub fn status(&self) -> &'static str {
+        match self {
+            HashOutcome::Ok(_) => "ok",
+            HashOutcome::TooLarge => "too_large",
+            HashOutcome::Unverified => "unverified",
+            HashOutcome::Modified => "modified",
+            HashOutcome::Unavailable => "unavailable",
+        }
+    }
+
+    pub fn sha256_hex(&self) -> Option<String> {
+        match self {
+            HashOutcome::Ok(d) => Some(hex::encode(d)),
+            _ => None,
+        }
+    }
+
+    /// Outcomes that are facts about the file version, not about this attempt.
+    fn is_final(&self) -> bool {
+        matches!(self, HashOutcome::Ok(_) | HashOutcome::TooLarge)
+    }
+}
+
+pub type HashFuture = Shared<BoxFuture<'static, HashOutcome>>;
+
+#[derive(Debug, Default)]
+pub struct HashStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub bytes_hashed: AtomicU64,
+    pub hash_ns: AtomicU64,
+    pub too_large: AtomicU64,
+    pub unverified: AtomicU64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HashStatsSnapshot {
+    pub entries: usize,
+    pub hits: u64,
+    pub misses: u64,
+    pub bytes_hashed: u64,
+    pub hash_seconds: f64,
+    pub too_large: u64,
+    pub unverified: u64,
+}
+
+pub struct HashCache {
+    entries: Mutex<LruCache<FileKey, HashFuture>>,
+    workers: Arc<Semaphore>,
+    max_bytes: u64,
+    pub stats: Arc<HashStats>,
+}
+
+impl HashCache {
+    pub fn new(capacity: usize, workers: usize, max_bytes: u64) -> Arc<Self> {
+        Arc::new(Self {
+            entries: Mutex::new(LruCache::new(
+                NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN),
+            )),
+            workers: Arc::new(Semaphore::new(workers.max(1))),
+            max_bytes,
+            stats: Arc::default(),
+        })
+    }
+
+    /// The hash of file version `key`, reading it through the first of
+    /// `candidates` that turns out to be that version. Concurrent requests for
+    /// one key share one computation. Must be called inside a tokio runtime.
+    pub fn request(&self, key: FileKey, candidates: Vec<PathBuf>) -> HashFuture {
+        let mut entries = self.entries.lock().unwrap();
+        if let Some(f) = entries.get(&key) {
+            // A failed attempt (e.g. the process was gone) says nothing about
+            // the next one, which may have a live /proc path.
+            if f.peek().is_none_or(HashOutcome::is_final) {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                return f.clone();
+            }
+        }
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let fut = if key.size > self.max_bytes {
+            self.stats.too_large.fetch_add(1, Ordering::Relaxed);
+            futures::future::ready(HashOutcome::TooLarge)
+                .boxed()
+                .shared()
+        } else {
+            let workers = self.workers.clone();
+            let stats = self.stats.clone();
+            let max = self.max_bytes;
+            // Spawned, not lazily polled: hashing starts now, whoever awaits later.
+            let task = tokio::spawn(async move {
+                let _permit = workers.acquire_owned().await;
+                tokio::task::spawn_blocking(move || {
+                    let t = Instant::now();
+                    let out = hash_version(key, &candidates, max);
+                    stats
+                        .hash_ns
+                        .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    match &out {
+                        HashOutcome::Ok(_) => {
+                            stats.bytes_hashed.fetch_add(key.size, Ordering::Relaxed);
+                        }
+                        HashOutcome::Unverified => {
+                            stats.unverified.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {}
+                    }
+                    out
+                })
+                .await
+                .unwrap_or(HashOutcome::Unavailable)
+            });
+            task.map(|r| r.unwrap_or(HashOutcome::Unavailable))
+                .boxed()
+                .shared()
+        };
+        entries.put(key, fut.clone());
+        fut
+    }
+
+    pub fn snapshot(&self) -> HashStatsSnapshot {
+        let s = &self.stats;
+        HashStatsSnapshot {
+            entries: self.entries.lock().unwrap().len(),
+            hits: s.hits.load(Ordering::Relaxed),
+            misses: s.misses.load(Ordering::Relaxed),
+            bytes_hashed: s.bytes_hashed.load(Ordering::Relaxed),
+            hash_seconds: s.hash_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            too_large: s.too_large.load(Ordering::Relaxed),
+            unverified: s.unverified.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Hashes the first candidate that is file version `key`.
+pub fn hash_version(key: FileKey, candidates: &[PathBuf], max_bytes: u64) -> HashOutcome {
+    let mut saw_other_file = false;
+    for path in candidates {
+        let Ok(mut file) = File::open(path) else {
+            continue;
+        };
+        let Ok(before) = file.metadata() else {
+            continue;
+        };
+        if before.dev() != key.dev || before.ino() != key.ino {
+            saw_other_file = true;
+            continue;
+        }
+        if FileKey::of(&before) != key {
+            tracing::debug!(
+                "{} is inode {} but not the version the kernel reported: {:?} != {:?}",
+                path.display(),
+                key.ino,
+                FileKey::of(&before),
+                key
+            );
+            return HashOutcome::Modified;
+        }
+        if before.size() > max_bytes {
+            return HashOutcome::TooLarge;
+        }
+        let Ok(digest) = sha256_reader(&mut file) else {
+            continue;
+        };
+        // A write racing with the read would leave a hash of neither version.
+        return match file.metadata() {
+            Ok(after) if FileKey::of(&after) == key => HashOutcome::Ok(digest),
+            _ => HashOutcome::Modified,
+        };
+    }
+    if saw_other_file {
+        HashOutcome::Unverified
+    } else {
+        HashOutcome::Unavailable
+    }
+}
+
+pub fn sha256_reader(r: &mut impl Read) -> std::io::Result<[u8; 32]> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn key_of(p: &std::path::Path) -> FileKey {
+        FileKey::of(&std::fs::metadata(p).unwrap())
+    }
+
+    #[test]
+    fn hashes_only_the_version_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        std::fs::write(&a, b"hello").unwrap();
+        std::fs::write(&b, b"other").unwrap();
+        let ka = key_of(&a);
+        let want: [u8; 32] = Sha256::digest(b"hello").into();
+        // The wrong file first, then the right one.
+        assert_eq!(
+            hash_version(ka, &[b.clone(), a.clone()], 1 << 20),
+            HashOutcome::Ok(want)
+        );
+        assert_eq!(hash_version(ka, &[b], 1 << 20), HashOutcome::Unverified);
+        assert_eq!(
+            hash_version(ka, &[dir.path().join("missing")], 1 << 20),
+            HashOutcome::Unavailable
+        );
+        assert_eq!(hash_version(ka, &[a.clone()], 2), HashOutcome::TooLarge);
+        // Same inode, new content: never the old hash, never the new one under the old key.
+        let mut f = std::fs::OpenOptions::new().append(true).open(&a).unwrap();
+        f.write_all(b" world").unwrap();
+        drop(f);
+        assert_eq!(hash_version(ka, &[a], 1 << 20), HashOutcome::Modified);
+    }
+
+    #[tokio::test]
+    async fn cache_shares_one_computation() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        std::fs::write(&a, b"x".repeat(10_000)).unwrap();
+        let k = key_of(&a);
+        let cache = HashCache::new(16, 1, 1 << 20);
+        let f1 = cache.request(k, vec![a.clone()]);
+        let f2 = cache.request(k, vec![a.clone()]);
+        assert_eq!(f1.await, f2.await);
+        let s = cache.snapshot();
+        assert_eq!((s.hits, s.misses, s.bytes_hashed), (1, 1, 10_000));
+    }
+}

@@ -1,0 +1,102 @@
+//! Loads the eBPF object, patches in the kernel's struct offsets, attaches the
+//! programs, and hands out the maps userspace reads.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use aya::{
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::BtfTracePoint,
+    Btf, Ebpf, EbpfLoader,
+};
+use serde::Serialize;
+
+use crate::btf_offsets;
+
+/// The eBPF object built by agent/build.rs.
+pub static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("PROCTOR_BPF_OBJECT"));
+
+/// (program name in the object, tp_btf tracepoint)
+pub const PROCESS_HOOKS: &[(&str, &str)] = &[
+    ("sched_process_exec", "sched_process_exec"),
+    ("sched_process_fork", "sched_process_fork"),
+    ("sched_process_exit", "sched_process_exit"),
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttachedProgram {
+    pub hook: String,
+    /// Kernel program id (`bpftool prog show id N`).
+    pub id: u32,
+}
+
+pub struct Probes {
+    /// Owns programs and links: dropping it detaches everything.
+    pub ebpf: Ebpf,
+    /// Taken by the reader loop.
+    pub events: Option<RingBuf<MapData>>,
+    pub drops: PerCpuArray<MapData, u64>,
+    pub sent: PerCpuArray<MapData, u64>,
+    pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    pub attached: Vec<AttachedProgram>,
+}
+
+pub fn load(ring_buffer_bytes: u32) -> Result<Probes> {
+    let kernel_btf = btf_offsets::load_kernel_btf(Path::new(btf_offsets::VMLINUX_BTF))?;
+    let offsets = btf_offsets::resolve(&kernel_btf)?;
+    let btf = Btf::from_sys_fs().context("cannot read kernel BTF for program loading")?;
+
+    let mut ebpf = EbpfLoader::new()
+        .btf(Some(&btf))
+        .override_global("OFFSETS", &offsets, true)
+        .map_max_entries("EVENTS", ring_buffer_bytes)
+        .load(BPF_OBJECT)
+        .context(
+            "cannot load proctor's eBPF object into the kernel (see the verifier log above)",
+        )?;
+
+    let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!("eBPF probe diagnostics (aya-log) unavailable: {e}");
+            None
+        }
+    };
+
+    let mut attached = Vec::new();
+    for (name, tp) in PROCESS_HOOKS {
+        let hook = format!("tp_btf/{tp}");
+        let prog: &mut BtfTracePoint = ebpf
+            .program_mut(name)
+            .with_context(|| format!("eBPF object has no program {name}"))?
+            .try_into()
+            .with_context(|| format!("program {name} is not a tp_btf program"))?;
+        prog.load(tp, &btf).with_context(|| {
+            format!(
+                "cannot load {hook}: the kernel refused the program; `proctor doctor` shows \
+                 which program types this kernel allows"
+            )
+        })?;
+        prog.attach()
+            .with_context(|| format!("cannot attach {hook}"))?;
+        let id = prog.info().map(|i| i.id()).unwrap_or(0);
+        attached.push(AttachedProgram { hook, id });
+    }
+
+    let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("no EVENTS map")?)?;
+    let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("no DROPS map")?)?;
+    let sent = PerCpuArray::try_from(ebpf.take_map("SENT").context("no SENT map")?)?;
+    Ok(Probes {
+        ebpf,
+        events: Some(events),
+        drops,
+        sent,
+        logger,
+        attached,
+    })
+}
+
+/// Sum over CPUs of slot `kind` of a per-CPU counter array.
+pub fn per_cpu_total(map: &PerCpuArray<MapData, u64>, kind: u32) -> u64 {
+    map.get(&kind, 0).map(|v| v.iter().sum()).unwrap_or(0)
+}

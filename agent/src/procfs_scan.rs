@@ -1,0 +1,110 @@
+//! Processes that were running before the agent: found in /proc at start-up
+//! and marked `attestation: procfs-scan`, because no probe saw their exec.
+
+use std::{os::unix::fs::MetadataExt, path::PathBuf, sync::Arc};
+
+use procfs::process::Process as ProcProcess;
+
+use crate::{
+    cgroups::{proc_cgroup_v2, CgroupResolver},
+    clock::{ticks_per_sec, to_epoch_ns},
+    event::{Attestation, Cgroup, Exe, Process},
+    exec_id::{exec_id, Origin},
+    hash_cache::{FileKey, HashCache},
+    redact::redact_args,
+    snapshot::Snapshot,
+};
+
+/// A process found in /proc, before it is placed in the table.
+pub struct Scanned {
+    pub snapshot: Snapshot,
+    pub start_boottime_ns: u64,
+}
+
+pub fn tick_ns() -> u64 {
+    1_000_000_000 / ticks_per_sec()
+}
+
+/// Reads one process from /proc. `None` when it is gone or is a kernel thread.
+pub fn scan_pid(pid: u32, cgroups: &mut CgroupResolver, hashes: &HashCache) -> Option<Scanned> {
+    let p = ProcProcess::new(pid as i32).ok()?;
+    let stat = p.stat().ok()?;
+    let status = p.status().ok()?;
+    let proc_exe = PathBuf::from(format!("/proc/{pid}/exe"));
+    // Kernel threads have no executable.
+    let meta = std::fs::metadata(&proc_exe).ok()?;
+    let target = std::fs::read_link(&proc_exe).ok()?;
+    let target = target.to_string_lossy();
+    let (path, deleted) = match target.strip_suffix(" (deleted)") {
+        Some(t) => (t.to_string(), true),
+        None => (target.to_string(), false),
+    };
+    let fileless = deleted && path.starts_with("/memfd:");
+    let mut args = p.cmdline().unwrap_or_default();
+    redact_args(&mut args);
+    let start_boottime_ns = stat.starttime * tick_ns();
+    let cgroup_id = proc_cgroup_v2(pid)
+        .and_then(|rel| {
+            let root = crate::cgroups::cgroup2_mount()?;
+            std::fs::metadata(root.join(rel.trim_start_matches('/'))).ok()
+        })
+        .map(|m| m.ino())
+        .unwrap_or(0);
+    let key = FileKey::of(&meta);
+    let exe_hash = hashes.request(key, vec![proc_exe]);
+    let process = Process {
+        pid,
+        ppid: stat.ppid.max(0) as u32,
+        exec_id: exec_id(Origin::Scan, pid, stat.starttime),
+        parent_exec_id: None,
+        start_time_ns: to_epoch_ns(start_boottime_ns),
+        uid: status.ruid,
+        gid: status.rgid,
+        euid: status.euid,
+        egid: status.egid,
+        comm: stat.comm.clone(),
+        args,
+        args_truncated: false,
+        exe: Exe {
+            path: if fileless {
+                path.trim_start_matches('/').to_string()
+            } else {
+                path
+            },
+            sha256: None,
+            hash_status: "pending",
+            inode: meta.ino(),
+            dev: meta.dev(),
+            size: meta.size(),
+            fileless,
+            deleted: deleted && !fileless,
+            modified_after_exec: false,
+        },
+        interpreter: None,
+        cgroup: Cgroup {
+            id: cgroup_id,
+            path: cgroups.path(cgroup_id, pid),
+        },
+        container: None,
+        pod: None,
+        attestation: Attestation::ProcfsScan,
+    };
+    Some(Scanned {
+        snapshot: Snapshot {
+            process: Arc::new(process),
+            exe_hash: Some(exe_hash),
+            script_hash: None,
+        },
+        start_boottime_ns,
+    })
+}
+
+/// Every user-space process in /proc right now.
+pub fn scan_all(cgroups: &mut CgroupResolver, hashes: &HashCache) -> Vec<Scanned> {
+    let Ok(iter) = procfs::process::all_processes() else {
+        return Vec::new();
+    };
+    iter.flatten()
+        .filter_map(|p| scan_pid(p.pid() as u32, cgroups, hashes))
+        .collect()
+}

@@ -1,0 +1,194 @@
+//! Types shared by the eBPF programs and the userspace agent.
+//!
+//! Every record that crosses the ring buffer starts with an [`EventHeader`];
+//! the `kind` field says which struct follows. Layouts are `repr(C)` and only
+//! use fixed-size integers and byte arrays so both sides agree bit for bit.
+#![no_std]
+
+pub const COMM_LEN: usize = 16;
+/// Bytes kept of a path handed to the kernel (execve filename, shebang interpreter).
+pub const PATH_LEN: usize = 256;
+/// Bytes kept of the NUL-separated argv block. Power of two: the eBPF side masks with it.
+pub const ARGS_LEN: usize = 1024;
+/// Bytes kept of the executed file's dentry name (memfd names live here).
+pub const DNAME_LEN: usize = 64;
+
+pub const KIND_EXEC: u32 = 1;
+pub const KIND_FORK: u32 = 2;
+pub const KIND_EXIT: u32 = 3;
+/// Number of slots in the per-CPU counter arrays (indexed by kind).
+pub const KIND_SLOTS: u32 = 4;
+
+/// argv did not fit in [`ARGS_LEN`] bytes.
+pub const EXEC_FLAG_ARGS_TRUNCATED: u32 = 1 << 0;
+/// The exec went through a `#!` interpreter (`interp` differs from `filename`).
+pub const EXEC_FLAG_SCRIPT: u32 = 1 << 1;
+/// The filename did not fit in [`PATH_LEN`] bytes.
+pub const EXEC_FLAG_FILENAME_TRUNCATED: u32 = 1 << 2;
+/// Reading argv from the new process image failed.
+pub const EXEC_FLAG_ARGS_UNREADABLE: u32 = 1 << 3;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader {
+    pub kind: u32,
+    pub cpu: u32,
+    /// `bpf_ktime_get_boot_ns()` when the probe ran.
+    pub ktime_ns: u64,
+}
+
+/// Emitted from `tp_btf/sched_process_exec`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEvent {
+    pub hdr: EventHeader,
+    pub pid: u32,
+    pub tgid: u32,
+    /// The pid the task had before exec (differs from `tgid` when a non-leader thread exec'd).
+    pub old_pid: u32,
+    /// Thread-group id of `real_parent`.
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    /// cgroup v2 id (`bpf_get_current_cgroup_id`).
+    pub cgroup_id: u64,
+    /// `task->start_boottime` of the process and of its parent (ns since boot).
+    pub start_boottime_ns: u64,
+    pub parent_start_boottime_ns: u64,
+    /// Identity of the file the kernel is running (`bprm->file`).
+    pub ino: u64,
+    pub size: i64,
+    pub mtime_sec: i64,
+    pub ctime_sec: i64,
+    pub s_magic: u64,
+    /// Kernel-internal dev_t of the file's superblock (MAJOR << 20 | MINOR).
+    pub dev: u32,
+    pub nlink: u32,
+    pub mtime_nsec: u32,
+    pub ctime_nsec: u32,
+    pub flags: u32,
+    /// Length in bytes of the whole argv block in the new image (may exceed `ARGS_LEN`).
+    pub args_len: u32,
+    pub comm: [u8; COMM_LEN],
+    pub dname: [u8; DNAME_LEN],
+    /// `bprm->filename`: the path as passed to execve (the script for `#!` files).
+    pub filename: [u8; PATH_LEN],
+    /// `bprm->interp`: the interpreter path for scripts, else equal to `filename`.
+    pub interp: [u8; PATH_LEN],
+    pub args: [u8; ARGS_LEN],
+}
+
+/// Emitted from `tp_btf/sched_process_fork` for new processes (not threads).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ForkEvent {
+    pub hdr: EventHeader,
+    pub parent_tgid: u32,
+    pub child_tgid: u32,
+    pub parent_start_boottime_ns: u64,
+    pub child_start_boottime_ns: u64,
+    pub cgroup_id: u64,
+}
+
+/// Emitted from `tp_btf/sched_process_exit` when the last thread of a process exits.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitEvent {
+    pub hdr: EventHeader,
+    pub pid: u32,
+    pub tgid: u32,
+    pub start_boottime_ns: u64,
+    /// `task->exit_code` (wait status encoding).
+    pub exit_code: u32,
+    pub _pad: u32,
+}
+
+/// Kernel struct field offsets, resolved from the running kernel's BTF by the
+/// agent and handed to the programs as a read-only global. A value of
+/// [`OFFSET_MISSING`] means the field does not exist on this kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Offsets {
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_real_parent: u32,
+    pub task_start_boottime: u32,
+    pub task_mm: u32,
+    pub task_cred: u32,
+    pub task_signal: u32,
+    pub task_exit_code: u32,
+    pub task_group_leader: u32,
+    pub signal_live: u32,
+    pub cred_uid: u32,
+    pub cred_gid: u32,
+    pub cred_euid: u32,
+    pub cred_egid: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub bprm_file: u32,
+    pub bprm_filename: u32,
+    pub bprm_interp: u32,
+    pub file_inode: u32,
+    pub file_dentry: u32,
+    pub dentry_name: u32,
+    pub inode_ino: u32,
+    pub inode_sb: u32,
+    pub inode_size: u32,
+    pub inode_nlink: u32,
+    pub inode_mtime_sec: u32,
+    pub inode_mtime_nsec: u32,
+    pub inode_ctime_sec: u32,
+    pub inode_ctime_nsec: u32,
+    /// 1 when the timestamps are `struct timespec64` (tv_sec s64, tv_nsec long),
+    /// 0 when they are split `time64_t` / `u32` fields (6.7+).
+    pub inode_time_is_timespec: u32,
+    pub sb_dev: u32,
+    pub sb_magic: u32,
+}
+
+pub const OFFSET_MISSING: u32 = u32::MAX;
+
+impl Offsets {
+    /// Every field unset; the value compiled into the eBPF object before the agent patches it.
+    pub const UNSET: Self = Self {
+        task_pid: OFFSET_MISSING,
+        task_tgid: OFFSET_MISSING,
+        task_real_parent: OFFSET_MISSING,
+        task_start_boottime: OFFSET_MISSING,
+        task_mm: OFFSET_MISSING,
+        task_cred: OFFSET_MISSING,
+        task_signal: OFFSET_MISSING,
+        task_exit_code: OFFSET_MISSING,
+        task_group_leader: OFFSET_MISSING,
+        signal_live: OFFSET_MISSING,
+        cred_uid: OFFSET_MISSING,
+        cred_gid: OFFSET_MISSING,
+        cred_euid: OFFSET_MISSING,
+        cred_egid: OFFSET_MISSING,
+        mm_arg_start: OFFSET_MISSING,
+        mm_arg_end: OFFSET_MISSING,
+        bprm_file: OFFSET_MISSING,
+        bprm_filename: OFFSET_MISSING,
+        bprm_interp: OFFSET_MISSING,
+        file_inode: OFFSET_MISSING,
+        file_dentry: OFFSET_MISSING,
+        dentry_name: OFFSET_MISSING,
+        inode_ino: OFFSET_MISSING,
+        inode_sb: OFFSET_MISSING,
+        inode_size: OFFSET_MISSING,
+        inode_nlink: OFFSET_MISSING,
+        inode_mtime_sec: OFFSET_MISSING,
+        inode_mtime_nsec: OFFSET_MISSING,
+        inode_ctime_sec: OFFSET_MISSING,
+        inode_ctime_nsec: OFFSET_MISSING,
+        inode_time_is_timespec: OFFSET_MISSING,
+        sb_dev: OFFSET_MISSING,
+        sb_magic: OFFSET_MISSING,
+    };
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain-old-data, repr(C), every bit pattern valid.
+unsafe impl aya::Pod for Offsets {}

@@ -1,0 +1,58 @@
+//! proctor's kernel programs. Kept to the portable base: `tp_btf` hooks that
+//! load on every kernel with BTF. Kernel struct fields are reached through
+//! offsets the agent resolves from the running kernel's BTF (see `OFFSETS`).
+#![no_std]
+#![no_main]
+
+mod feature_probes;
+mod process;
+
+use aya_ebpf::{
+    macros::map,
+    maps::{PerCpuArray, RingBuf},
+};
+use proctor_common::{Offsets, KIND_SLOTS};
+
+/// All records for userspace. The agent resizes it at load time from its config.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
+
+/// Records that could not be reserved because the ring buffer was full, per kind.
+#[map]
+pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(KIND_SLOTS, 0);
+
+/// Records submitted, per kind (lets userspace compute loss ratios).
+#[map]
+pub static SENT: PerCpuArray<u64> = PerCpuArray::with_max_entries(KIND_SLOTS, 0);
+
+/// Patched by the agent before load (`EbpfLoader::set_global`).
+#[unsafe(no_mangle)]
+pub static OFFSETS: Offsets = Offsets::UNSET;
+
+/// Reads one offset through a volatile load so the compiler cannot fold the
+/// unpatched default into the code.
+#[macro_export]
+macro_rules! off {
+    ($field:ident) => {{
+        #[allow(unused_unsafe)]
+        let v = unsafe { core::ptr::read_volatile(core::ptr::addr_of!($crate::OFFSETS.$field)) };
+        v as usize
+    }};
+}
+
+#[inline(always)]
+pub fn bump(map: &PerCpuArray<u64>, kind: u32) {
+    if let Some(slot) = map.get_ptr_mut(kind) {
+        unsafe { *slot += 1 };
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

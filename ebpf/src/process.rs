@@ -1,0 +1,228 @@
+//! Process lifecycle probes: exec, fork, exit.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+        bpf_probe_read_kernel_str_bytes, generated,
+    },
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+};
+use proctor_common::{
+    EventHeader, ExecEvent, ExitEvent, ForkEvent, ARGS_LEN, EXEC_FLAG_ARGS_TRUNCATED,
+    EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_FILENAME_TRUNCATED, EXEC_FLAG_SCRIPT, KIND_EXEC,
+    KIND_EXIT, KIND_FORK, PATH_LEN,
+};
+
+use crate::{bump, off, DROPS, EVENTS, SENT};
+
+#[inline(always)]
+unsafe fn read<T: Copy + Default>(base: *const u8, offset: usize) -> T {
+    unsafe { bpf_probe_read_kernel(base.add(offset) as *const T) }.unwrap_or_default()
+}
+
+#[inline(always)]
+unsafe fn read_ptr(base: *const u8, offset: usize) -> *const u8 {
+    unsafe { read::<u64>(base, offset) as *const u8 }
+}
+
+#[inline(always)]
+fn header(kind: u32) -> EventHeader {
+    EventHeader {
+        kind,
+        cpu: unsafe { bpf_get_smp_processor_id() },
+        ktime_ns: unsafe { bpf_ktime_get_boot_ns() },
+    }
+}
+
+#[inline(always)]
+unsafe fn tgid_of(task: *const u8) -> u32 {
+    unsafe { read::<u32>(task, off!(task_tgid)) }
+}
+
+// sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
+    let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
+        bump(&DROPS, KIND_EXEC);
+        return 0;
+    };
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    unsafe { fill_exec(&ctx, ev) };
+    entry.submit(0);
+    bump(&SENT, KIND_EXEC);
+    0
+}
+
+#[inline(always)]
+unsafe fn fill_exec(ctx: &BtfTracePointContext, ev: &mut ExecEvent) {
+    let task: *const u8 = ctx.arg(0);
+    let old_pid: i32 = ctx.arg(1);
+    let bprm: *const u8 = ctx.arg(2);
+
+    ev.hdr = header(KIND_EXEC);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    ev.pid = pid_tgid as u32;
+    ev.tgid = (pid_tgid >> 32) as u32;
+    ev.old_pid = old_pid as u32;
+    ev.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    ev.comm = bpf_get_current_comm().unwrap_or_default();
+    ev.flags = 0;
+
+    unsafe {
+        ev.start_boottime_ns = read::<u64>(task, off!(task_start_boottime));
+        let parent = read_ptr(task, off!(task_real_parent));
+        ev.ppid = tgid_of(parent);
+        ev.parent_start_boottime_ns = read::<u64>(parent, off!(task_start_boottime));
+
+        let cred = read_ptr(task, off!(task_cred));
+        ev.uid = read::<u32>(cred, off!(cred_uid));
+        ev.gid = read::<u32>(cred, off!(cred_gid));
+        ev.euid = read::<u32>(cred, off!(cred_euid));
+        ev.egid = read::<u32>(cred, off!(cred_egid));
+
+        fill_file(ev, read_ptr(bprm, off!(bprm_file)));
+        if ev.ino == 0 {
+            aya_log_ebpf::warn!(
+                ctx,
+                "exec probe: cannot read the inode of bprm->file (pid {})",
+                ev.tgid
+            );
+        }
+
+        let filename = read_ptr(bprm, off!(bprm_filename));
+        let interp = read_ptr(bprm, off!(bprm_interp));
+        match bpf_probe_read_kernel_str_bytes(filename, &mut ev.filename) {
+            Ok(s) if s.len() >= PATH_LEN - 1 => ev.flags |= EXEC_FLAG_FILENAME_TRUNCATED,
+            Ok(_) => {}
+            Err(_) => ev.filename[0] = 0,
+        }
+        if interp != filename {
+            ev.flags |= EXEC_FLAG_SCRIPT;
+            if bpf_probe_read_kernel_str_bytes(interp, &mut ev.interp).is_err() {
+                ev.interp[0] = 0;
+            }
+        } else {
+            ev.interp[0] = 0;
+        }
+
+        fill_args(ev, read_ptr(task, off!(task_mm)));
+    }
+}
+
+#[inline(always)]
+unsafe fn fill_file(ev: &mut ExecEvent, file: *const u8) {
+    unsafe {
+        let inode = read_ptr(file, off!(file_inode));
+        ev.ino = read::<u64>(inode, off!(inode_ino));
+        ev.size = read::<i64>(inode, off!(inode_size));
+        ev.nlink = read::<u32>(inode, off!(inode_nlink));
+        ev.mtime_sec = read::<i64>(inode, off!(inode_mtime_sec));
+        ev.ctime_sec = read::<i64>(inode, off!(inode_ctime_sec));
+        // timespec64.tv_nsec is a long; the split 6.7+ fields are u32. Either
+        // way the low 32 bits hold the value on little-endian.
+        ev.mtime_nsec = read::<u32>(inode, off!(inode_mtime_nsec));
+        ev.ctime_nsec = read::<u32>(inode, off!(inode_ctime_nsec));
+        let sb = read_ptr(inode, off!(inode_sb));
+        ev.dev = read::<u32>(sb, off!(sb_dev));
+        ev.s_magic = read::<u64>(sb, off!(sb_magic));
+
+        let dentry = read_ptr(file, off!(file_dentry));
+        let name = read_ptr(dentry, off!(dentry_name));
+        if bpf_probe_read_kernel_str_bytes(name, &mut ev.dname).is_err() {
+            ev.dname[0] = 0;
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn fill_args(ev: &mut ExecEvent, mm: *const u8) {
+    let (start, end) = unsafe {
+        (
+            read::<u64>(mm, off!(mm_arg_start)),
+            read::<u64>(mm, off!(mm_arg_end)),
+        )
+    };
+    let total = end.saturating_sub(start);
+    ev.args_len = total as u32;
+    let len = if total >= ARGS_LEN as u64 {
+        ev.flags |= EXEC_FLAG_ARGS_TRUNCATED;
+        ARGS_LEN as u32
+    } else {
+        // The mask proves the bound to the verifier.
+        (total as u32) & (ARGS_LEN as u32 - 1)
+    };
+    let rc = unsafe {
+        generated::bpf_probe_read_user(
+            ev.args.as_mut_ptr() as *mut c_void,
+            len,
+            start as *const c_void,
+        )
+    };
+    if rc != 0 {
+        ev.flags |= EXEC_FLAG_ARGS_UNREADABLE;
+        ev.args_len = 0;
+    }
+}
+
+// sched_process_fork(struct task_struct *parent, struct task_struct *child)
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
+    let parent: *const u8 = ctx.arg(0);
+    let child: *const u8 = ctx.arg(1);
+    let (child_pid, child_tgid) = unsafe { (read::<u32>(child, off!(task_pid)), tgid_of(child)) };
+    // Threads share their process's identity; only new processes matter.
+    if child_pid != child_tgid {
+        return 0;
+    }
+    let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
+        bump(&DROPS, KIND_FORK);
+        return 0;
+    };
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    ev.hdr = header(KIND_FORK);
+    unsafe {
+        ev.parent_tgid = tgid_of(parent);
+        ev.child_tgid = child_tgid;
+        ev.parent_start_boottime_ns = read::<u64>(parent, off!(task_start_boottime));
+        ev.child_start_boottime_ns = read::<u64>(child, off!(task_start_boottime));
+        ev.cgroup_id = bpf_get_current_cgroup_id();
+    }
+    entry.submit(0);
+    bump(&SENT, KIND_FORK);
+    0
+}
+
+// sched_process_exit(struct task_struct *p[, bool group_dead])
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
+    let task: *const u8 = ctx.arg(0);
+    // signal->live reaches zero when the last thread of the group exits.
+    let live = unsafe {
+        let signal = read_ptr(task, off!(task_signal));
+        read::<i32>(signal, off!(signal_live))
+    };
+    if live != 0 {
+        return 0;
+    }
+    let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
+        bump(&DROPS, KIND_EXIT);
+        return 0;
+    };
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    ev.hdr = header(KIND_EXIT);
+    unsafe {
+        ev.pid = read::<u32>(task, off!(task_pid));
+        ev.tgid = tgid_of(task);
+        let leader = read_ptr(task, off!(task_group_leader));
+        ev.start_boottime_ns = read::<u64>(leader, off!(task_start_boottime));
+        ev.exit_code = read::<u32>(task, off!(task_exit_code));
+    }
+    ev._pad = 0;
+    entry.submit(0);
+    bump(&SENT, KIND_EXIT);
+    0
+}
