@@ -110,7 +110,7 @@ impl<'a> OffsetResolver<'a> {
                 };
             }
         }
-        if bits % 8 != 0 {
+        if !bits.is_multiple_of(8) {
             bail!("kernel BTF: `{root}.{path}` is a bitfield; proctor cannot read it");
         }
         Ok(Some(bits / 8))
@@ -225,7 +225,9 @@ mod tests {
 
     #[test]
     fn missing_btf_file_names_the_fix() {
-        let err = load_kernel_btf(Path::new("/nonexistent/vmlinux")).unwrap_err();
+        let Err(err) = load_kernel_btf(Path::new("/nonexistent/vmlinux")) else {
+            panic!("a missing BTF file must be an error");
+        };
         assert!(err.to_string().contains("CONFIG_DEBUG_INFO_BTF"), "{err}");
     }
 }

@@ -26,10 +26,13 @@ pub fn cgroup2_mount() -> Option<PathBuf> {
 pub struct CgroupResolver {
     root: Option<PathBuf>,
     paths: HashMap<u64, String>,
-    last_walk: Option<Instant>,
+    /// Ids a walk did not find, and when: one unknown id does not trigger a
+    /// walk per event (e.g. a cgroup removed while its processes' records queue).
+    missed: HashMap<u64, Instant>,
 }
 
-const MIN_WALK_INTERVAL: Duration = Duration::from_secs(1);
+const RETRY_MISSED_AFTER: Duration = Duration::from_secs(5);
+const MAX_MISSED: usize = 4096;
 const MAX_WALK_DEPTH: usize = 32;
 
 impl CgroupResolver {
@@ -37,7 +40,7 @@ impl CgroupResolver {
         let mut r = Self {
             root: cgroup2_mount(),
             paths: HashMap::new(),
-            last_walk: None,
+            missed: HashMap::new(),
         };
         r.walk();
         r
@@ -57,18 +60,26 @@ impl CgroupResolver {
             }
         }
         // New cgroups appear all the time (containers, transient units): rescan,
-        // but not more than once a second however many misses arrive.
+        // but an id that a recent walk did not find is not worth another one yet.
         if self
-            .last_walk
-            .is_none_or(|t| t.elapsed() >= MIN_WALK_INTERVAL)
+            .missed
+            .get(&id)
+            .is_some_and(|t| t.elapsed() < RETRY_MISSED_AFTER)
         {
-            self.walk();
+            return None;
         }
-        self.paths.get(&id).cloned()
+        self.walk();
+        let found = self.paths.get(&id).cloned();
+        if found.is_none() {
+            if self.missed.len() >= MAX_MISSED {
+                self.missed.clear();
+            }
+            self.missed.insert(id, Instant::now());
+        }
+        found
     }
 
     fn walk(&mut self) {
-        self.last_walk = Some(Instant::now());
         let Some(root) = self.root.clone() else {
             return;
         };

@@ -3,6 +3,7 @@
 //! integrity flags (fileless, deleted).
 
 use std::{
+    fs::File,
     os::unix::fs::MetadataExt,
     path::{Component, Path, PathBuf},
     sync::Arc,
@@ -13,7 +14,7 @@ use crate::{
     decode::ExecRecord,
     event::{Attestation, Cgroup, Exe, Interpreter, Process, ScriptIdentity},
     exec_id::{exec_id, Origin},
-    hash_cache::{FileKey, HashCache},
+    hash_cache::{FileKey, HashCache, Source},
     redact::redact_args,
     snapshot::Snapshot,
 };
@@ -48,18 +49,30 @@ fn same_file(meta: &std::fs::Metadata, ino: u64, dev: u64) -> bool {
     meta.ino() == ino && meta.dev() == dev
 }
 
-/// The best path for the file (ino, dev): the target of /proc/<pid>/exe when
-/// it still points at that file, else a candidate path that resolves to it.
-fn exe_path(rec: &ExecRecord, candidates: &[PathBuf]) -> (String, bool) {
-    let proc_exe = format!("/proc/{}/exe", rec.tgid);
-    if let (Ok(target), Ok(meta)) = (std::fs::read_link(&proc_exe), std::fs::metadata(&proc_exe)) {
-        if same_file(&meta, rec.ino, rec.dev) {
-            let t = target.to_string_lossy();
-            if let Some(stripped) = t.strip_suffix(" (deleted)") {
-                return (stripped.to_string(), true);
-            }
-            return (t.into_owned(), false);
-        }
+/// /proc/<pid>/exe opened at once, while it still is the file the kernel
+/// ran: the process may exit (or exec again) a moment later. Returns the open
+/// file and the link's target.
+fn open_proc_exe(rec: &ExecRecord) -> Option<(File, Option<String>)> {
+    let p = format!("/proc/{}/exe", rec.tgid);
+    let f = File::open(&p).ok()?;
+    if !same_file(&f.metadata().ok()?, rec.ino, rec.dev) {
+        return None;
+    }
+    let target = std::fs::read_link(&p)
+        .ok()
+        .map(|t| t.to_string_lossy().into_owned());
+    Some((f, target))
+}
+
+/// The best path for the exec'd file: the /proc/<pid>/exe target when we
+/// got one, else a candidate path that resolves to that inode. The flag says
+/// whether the link showed the file deleted.
+fn exe_path(rec: &ExecRecord, proc_target: Option<&str>, candidates: &[PathBuf]) -> (String, bool) {
+    if let Some(t) = proc_target {
+        return match t.strip_suffix(" (deleted)") {
+            Some(stripped) => (stripped.to_string(), true),
+            None => (t.to_string(), false),
+        };
     }
     for c in candidates {
         if let Ok(meta) = std::fs::metadata(c) {
@@ -99,10 +112,12 @@ pub fn from_exec(
         .into_iter()
         .filter(|p| usable_candidate(p))
         .collect();
+    let opened = open_proc_exe(rec);
     let (path, deleted_now) = if fileless {
         (rec.dname.clone(), false)
     } else {
-        exe_path(rec, &candidates)
+        let target = opened.as_ref().and_then(|(_, t)| t.as_deref());
+        exe_path(rec, target, &candidates)
     };
     let deleted = !fileless && (rec.nlink == 0 || deleted_now);
 
@@ -113,9 +128,9 @@ pub fn from_exec(
         mtime: rec.mtime,
         ctime: rec.ctime,
     };
-    let mut hash_paths = vec![PathBuf::from(format!("/proc/{}/exe", rec.tgid))];
-    hash_paths.extend(candidates);
-    let exe_hash = hashes.request(key, hash_paths);
+    let mut sources: Vec<Source> = opened.map(|(f, _)| Source::Open(f)).into_iter().collect();
+    sources.extend(candidates.into_iter().map(Source::Path));
+    let exe_hash = hashes.request(key, sources);
 
     let (interpreter, script_hash) = match &rec.interp {
         None => (None, None),
@@ -126,7 +141,7 @@ pub fn from_exec(
             let meta = std::fs::metadata(&script_path).ok();
             let hash = meta
                 .as_ref()
-                .map(|m| hashes.request(FileKey::of(m), vec![script_path.clone()]));
+                .map(|m| hashes.request(FileKey::of(m), vec![Source::Path(script_path.clone())]));
             let script = ScriptIdentity {
                 path: script_path.to_string_lossy().into_owned(),
                 sha256: None,

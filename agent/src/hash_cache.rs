@@ -53,8 +53,11 @@ pub enum HashOutcome {
     TooLarge,
     /// Some file was reachable, but none was the inode the kernel reported.
     Unverified,
-    /// The inode is right but its content changed after the exec.
+    /// The inode is right but its content changed after the exec (size or mtime differ).
     Modified,
+    /// Only the inode's ctime moved (chmod, link count, or a write that reset
+    /// mtime): the content may or may not be the exec'd one, so no hash is vouched for.
+    Changed,
     /// Nothing could be opened (process gone and no usable path).
     Unavailable,
 }
@@ -66,6 +69,7 @@ impl HashOutcome {
             HashOutcome::TooLarge => "too_large",
             HashOutcome::Unverified => "unverified",
             HashOutcome::Modified => "modified",
+            HashOutcome::Changed => "changed",
             HashOutcome::Unavailable => "unavailable",
         }
     }
@@ -84,6 +88,24 @@ impl HashOutcome {
 }
 
 pub type HashFuture = Shared<BoxFuture<'static, HashOutcome>>;
+
+/// Where the content of a file version may be read from.
+#[derive(Debug)]
+pub enum Source {
+    /// Already open (e.g. /proc/<pid>/exe opened the moment the exec record
+    /// arrived, so a process that exits at once can still be hashed).
+    Open(File),
+    Path(PathBuf),
+}
+
+impl Source {
+    fn open(self) -> Option<File> {
+        match self {
+            Source::Open(f) => Some(f),
+            Source::Path(p) => File::open(p).ok(),
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct HashStats {
@@ -128,7 +150,7 @@ impl HashCache {
     /// The hash of file version `key`, reading it through the first of
     /// `candidates` that turns out to be that version. Concurrent requests for
     /// one key share one computation. Must be called inside a tokio runtime.
-    pub fn request(&self, key: FileKey, candidates: Vec<PathBuf>) -> HashFuture {
+    pub fn request(&self, key: FileKey, candidates: Vec<Source>) -> HashFuture {
         let mut entries = self.entries.lock().unwrap();
         if let Some(f) = entries.get(&key) {
             // A failed attempt (e.g. the process was gone) says nothing about
@@ -153,7 +175,7 @@ impl HashCache {
                 let _permit = workers.acquire_owned().await;
                 tokio::task::spawn_blocking(move || {
                     let t = Instant::now();
-                    let out = hash_version(key, &candidates, max);
+                    let out = hash_version(key, candidates, max);
                     stats
                         .hash_ns
                         .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -194,10 +216,10 @@ impl HashCache {
 }
 
 /// Hashes the first candidate that is file version `key`.
-pub fn hash_version(key: FileKey, candidates: &[PathBuf], max_bytes: u64) -> HashOutcome {
+pub fn hash_version(key: FileKey, candidates: Vec<Source>, max_bytes: u64) -> HashOutcome {
     let mut saw_other_file = false;
-    for path in candidates {
-        let Ok(mut file) = File::open(path) else {
+    for source in candidates {
+        let Some(mut file) = source.open() else {
             continue;
         };
         let Ok(before) = file.metadata() else {
@@ -207,15 +229,15 @@ pub fn hash_version(key: FileKey, candidates: &[PathBuf], max_bytes: u64) -> Has
             saw_other_file = true;
             continue;
         }
-        if FileKey::of(&before) != key {
+        let now = FileKey::of(&before);
+        if now != key {
             tracing::debug!(
-                "{} is inode {} but not the version the kernel reported: {:?} != {:?}",
-                path.display(),
+                "inode {} is not the version the kernel reported: {:?} != {:?}",
                 key.ino,
-                FileKey::of(&before),
+                now,
                 key
             );
-            return HashOutcome::Modified;
+            return version_change(now, key);
         }
         if before.size() > max_bytes {
             return HashOutcome::TooLarge;
@@ -226,13 +248,22 @@ pub fn hash_version(key: FileKey, candidates: &[PathBuf], max_bytes: u64) -> Has
         // A write racing with the read would leave a hash of neither version.
         return match file.metadata() {
             Ok(after) if FileKey::of(&after) == key => HashOutcome::Ok(digest),
-            _ => HashOutcome::Modified,
+            Ok(after) => version_change(FileKey::of(&after), key),
+            Err(_) => HashOutcome::Changed,
         };
     }
     if saw_other_file {
         HashOutcome::Unverified
     } else {
         HashOutcome::Unavailable
+    }
+}
+
+fn version_change(now: FileKey, then: FileKey) -> HashOutcome {
+    if now.size != then.size || now.mtime != then.mtime {
+        HashOutcome::Modified
+    } else {
+        HashOutcome::Changed
     }
 }
 
@@ -269,21 +300,46 @@ mod tests {
         let ka = key_of(&a);
         let want: [u8; 32] = Sha256::digest(b"hello").into();
         // The wrong file first, then the right one.
+        let p = |p: &std::path::Path| Source::Path(p.to_path_buf());
         assert_eq!(
-            hash_version(ka, &[b.clone(), a.clone()], 1 << 20),
+            hash_version(ka, vec![p(&b), p(&a)], 1 << 20),
             HashOutcome::Ok(want)
         );
-        assert_eq!(hash_version(ka, &[b], 1 << 20), HashOutcome::Unverified);
         assert_eq!(
-            hash_version(ka, &[dir.path().join("missing")], 1 << 20),
+            hash_version(ka, vec![p(&b)], 1 << 20),
+            HashOutcome::Unverified
+        );
+        assert_eq!(
+            hash_version(ka, vec![p(&dir.path().join("missing"))], 1 << 20),
             HashOutcome::Unavailable
         );
-        assert_eq!(hash_version(ka, &[a.clone()], 2), HashOutcome::TooLarge);
+        assert_eq!(hash_version(ka, vec![p(&a)], 2), HashOutcome::TooLarge);
+        // An already-open fd is tried like a path.
+        assert_eq!(
+            hash_version(
+                ka,
+                vec![p(&b), Source::Open(File::open(&a).unwrap())],
+                1 << 20
+            ),
+            HashOutcome::Ok(want)
+        );
+        // Unlinking moves ctime: the content is no longer vouched for.
+        let opened = File::open(&a).unwrap();
+        std::fs::remove_file(&a).unwrap();
+        assert_eq!(
+            hash_version(ka, vec![Source::Open(opened)], 1 << 20),
+            HashOutcome::Changed
+        );
+        std::fs::write(&a, b"hello").unwrap();
         // Same inode, new content: never the old hash, never the new one under the old key.
+        let ka = key_of(&a);
         let mut f = std::fs::OpenOptions::new().append(true).open(&a).unwrap();
-        f.write_all(b" world").unwrap();
+        f.write_all(b" more").unwrap();
         drop(f);
-        assert_eq!(hash_version(ka, &[a], 1 << 20), HashOutcome::Modified);
+        assert_eq!(
+            hash_version(ka, vec![p(&a)], 1 << 20),
+            HashOutcome::Modified
+        );
     }
 
     #[tokio::test]
@@ -293,8 +349,8 @@ mod tests {
         std::fs::write(&a, b"x".repeat(10_000)).unwrap();
         let k = key_of(&a);
         let cache = HashCache::new(16, 1, 1 << 20);
-        let f1 = cache.request(k, vec![a.clone()]);
-        let f2 = cache.request(k, vec![a.clone()]);
+        let f1 = cache.request(k, vec![Source::Path(a.clone())]);
+        let f2 = cache.request(k, vec![Source::Path(a.clone())]);
         assert_eq!(f1.await, f2.await);
         let s = cache.snapshot();
         assert_eq!((s.hits, s.misses, s.bytes_hashed), (1, 1, 10_000));

@@ -10,7 +10,7 @@ use crate::{
     clock::{ticks_per_sec, to_epoch_ns},
     event::{Attestation, Cgroup, Exe, Process},
     exec_id::{exec_id, Origin},
-    hash_cache::{FileKey, HashCache},
+    hash_cache::{FileKey, HashCache, Source},
     redact::redact_args,
     snapshot::Snapshot,
 };
@@ -51,7 +51,7 @@ pub fn scan_pid(pid: u32, cgroups: &mut CgroupResolver, hashes: &HashCache) -> O
         .map(|m| m.ino())
         .unwrap_or(0);
     let key = FileKey::of(&meta);
-    let exe_hash = hashes.request(key, vec![proc_exe]);
+    let exe_hash = hashes.request(key, vec![Source::Path(proc_exe)]);
     let process = Process {
         pid,
         ppid: stat.ppid.max(0) as u32,

@@ -74,9 +74,11 @@ unsafe fn fill_exec(ctx: &BtfTracePointContext, ev: &mut ExecEvent) {
 
     unsafe {
         ev.start_boottime_ns = read::<u64>(task, off!(task_start_boottime));
+        // real_parent is the thread that forked; the process is its group leader.
         let parent = read_ptr(task, off!(task_real_parent));
+        let parent_leader = read_ptr(parent, off!(task_group_leader));
         ev.ppid = tgid_of(parent);
-        ev.parent_start_boottime_ns = read::<u64>(parent, off!(task_start_boottime));
+        ev.parent_start_boottime_ns = read::<u64>(parent_leader, off!(task_start_boottime));
 
         let cred = read_ptr(task, off!(task_cred));
         ev.uid = read::<u32>(cred, off!(cred_uid));
@@ -187,7 +189,8 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     unsafe {
         ev.parent_tgid = tgid_of(parent);
         ev.child_tgid = child_tgid;
-        ev.parent_start_boottime_ns = read::<u64>(parent, off!(task_start_boottime));
+        let parent_leader = read_ptr(parent, off!(task_group_leader));
+        ev.parent_start_boottime_ns = read::<u64>(parent_leader, off!(task_start_boottime));
         ev.child_start_boottime_ns = read::<u64>(child, off!(task_start_boottime));
         ev.cgroup_id = bpf_get_current_cgroup_id();
     }

@@ -1,1 +1,120 @@
-fn main() {}
+//! Developer tasks: toolchain bootstrap, build, run, test, bench.
+//!
+//! Everything a fresh machine needs is installed from here, idempotently, so
+//! the README's two commands work on a new machine and in CI alike.
+
+mod bench;
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install the toolchain pieces (rust-src for nightly, bpf-linker, Debian packages).
+    Setup,
+    /// Build the agent (release) including its eBPF programs.
+    Build,
+    /// Build and run the agent; arguments after `--` go to `proctor run`.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// The whole test suite: formatting, clippy, unit and real-kernel integration tests.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Benchmarks; writes BENCHMARKS.md.
+    Bench {
+        /// Each workload once and small: proves the harness works (part of the test suite).
+        #[arg(long)]
+        smoke: bool,
+    },
+}
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: {cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
+    if !status.success() {
+        bail!("{:?} failed with {status}", cmd.get_program());
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+pub fn build_release() -> Result<PathBuf> {
+    run(cargo().args(["build", "--release", "-p", "proctor"]))?;
+    Ok(root().join("target/release/proctor"))
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Setup => setup::all(),
+        Cmd::Build => {
+            setup::all()?;
+            build_release().map(|_| ())
+        }
+        Cmd::Run { args } => {
+            setup::all()?;
+            let bin = build_release()?;
+            let mut cmd = Command::new(bin);
+            cmd.arg("run").args(args);
+            use std::os::unix::process::CommandExt;
+            Err(cmd.exec()).context("cannot exec proctor")
+        }
+        Cmd::Test { args } => {
+            setup::all()?;
+            run(cargo().args(["fmt", "--all", "--check"]))?;
+            run(cargo().args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]))?;
+            // The integration tests drive the release binary, as users run it.
+            build_release()?;
+            run(cargo()
+                .args(["test", "--workspace", "--release"])
+                .args(&args)
+                .env("PROCTOR_BIN", root().join("target/release/proctor")))?;
+            run(cargo().args(["run", "--quiet", "-p", "xtask", "--", "bench", "--smoke"]))?;
+            Ok(())
+        }
+        Cmd::Bench { smoke } => {
+            setup::all()?;
+            let bin = build_release()?;
+            bench::run(&bin, smoke)
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Test harness: runs the real `proctor` binary (real probes, real kernel)
+//! and collects the JSON lines it prints.
+//!
+//! There is deliberately no "skip when not root" path: a test machine that
+//! cannot load BPF fails these tests loudly, in CI and everywhere else.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Condvar, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub const TEST_CONFIG: &str = "\
+status_interval: 1s
+process_table:
+  exit_grace: 3s
+";
+
+#[derive(Default)]
+struct Lines {
+    events: Vec<Value>,
+    closed: bool,
+}
+
+pub struct AgentProc {
+    child: Mutex<Option<Child>>,
+    lines: Arc<(Mutex<Lines>, Condvar)>,
+    stderr: Arc<Mutex<String>>,
+    _config: tempfile::NamedTempFile,
+}
+
+impl AgentProc {
+    /// Starts `proctor run` with `config` (YAML) and waits for its "started" status.
+    pub fn start(config: &str) -> AgentProc {
+        let mut cfg = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut cfg, config.as_bytes()).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_proctor"))
+            .args(["run", "--config"])
+            .arg(cfg.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn proctor");
+        let lines: Arc<(Mutex<Lines>, Condvar)> = Arc::default();
+        let stdout = child.stdout.take().unwrap();
+        let l2 = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("agent printed a non-JSON line ({e}): {line}"));
+                l2.0.lock().unwrap().events.push(v);
+                l2.1.notify_all();
+            }
+            l2.0.lock().unwrap().closed = true;
+            l2.1.notify_all();
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err_pipe = child.stderr.take().unwrap();
+        let s2 = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                s2.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let agent = AgentProc {
+            child: Mutex::new(Some(child)),
+            lines,
+            stderr,
+            _config: cfg,
+        };
+        agent.wait_for_timeout(STARTUP_TIMEOUT, |e| {
+            e["kind"] == "agent_status" && e["status"]["state"] == "started"
+        });
+        agent
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap().as_ref().unwrap().id()
+    }
+
+    /// All events so far.
+    pub fn events(&self) -> Vec<Value> {
+        self.lines.0.lock().unwrap().events.clone()
+    }
+
+    pub fn wait_for(&self, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for_timeout(EVENT_TIMEOUT, pred)
+    }
+
+    /// The first event (from the start) that matches; panics with the agent's
+    /// stderr when none arrives in time.
+    pub fn wait_for_timeout(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.lines;
+        let mut g = lock.lock().unwrap();
+        loop {
+            if let Some(e) = g.events.iter().find(|e| pred(e)) {
+                return e.clone();
+            }
+            let now = Instant::now();
+            if g.closed || now >= deadline {
+                let n = g.events.len();
+                drop(g);
+                panic!(
+                    "no matching event after {:?} ({} events seen, agent output {}); agent stderr:\n{}",
+                    timeout,
+                    n,
+                    if self.lines.0.lock().unwrap().closed { "closed" } else { "open" },
+                    self.stderr()
+                );
+            }
+            g = cv.wait_timeout(g, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Waits for the next agent_status whose seq is above `after_seq`.
+    pub fn status_after(&self, after_seq: u64) -> Value {
+        self.wait_for(|e| e["kind"] == "agent_status" && e["seq"].as_u64().unwrap() > after_seq)
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.lines
+            .0
+            .lock()
+            .unwrap()
+            .events
+            .last()
+            .and_then(|e| e["seq"].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    pub fn stop(&self) -> std::process::ExitStatus {
+        let mut child = self.child.lock().unwrap().take().expect("agent running");
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                // Let the reader thread see EOF.
+                let (lock, cv) = &*self.lines;
+                let g = lock.lock().unwrap();
+                let _ = cv.wait_timeout_while(g, Duration::from_secs(5), |l| !l.closed);
+                return st;
+            }
+            if Instant::now() > deadline {
+                child.kill().ok();
+                panic!(
+                    "agent did not stop within 30s of SIGTERM; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.lock().unwrap().take() {
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One agent shared by the tests of a test binary (each filters by its own markers).
+pub fn shared() -> &'static AgentProc {
+    static AGENT: OnceLock<AgentProc> = OnceLock::new();
+    AGENT.get_or_init(|| AgentProc::start(TEST_CONFIG))
+}
+
+/// A string no other process on the machine will have in its argv.
+pub fn marker(name: &str) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "proctor-test-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+pub fn has_arg(e: &Value, arg: &str) -> bool {
+    e["process"]["args"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x == arg))
+}
+
+pub fn is_exec_with(e: &Value, arg: &str) -> bool {
+    e["kind"] == "process_exec" && has_arg(e, arg)
+}
+
+pub fn sha256_file(p: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(p).unwrap()))
+}
+
+pub fn ino_dev(p: &Path) -> (u64, u64) {
+    let m = std::fs::metadata(p).unwrap();
+    (m.ino(), m.dev())
+}
+
+pub fn resolve(p: &str) -> PathBuf {
+    std::fs::canonicalize(p).unwrap()
+}
+
+/// Runs a command to completion and returns its pid.
+pub fn run(cmd: &mut Command) -> u32 {
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    // A file just written may still be open for writing in a child another
+    // test thread is forking at that moment (ETXTBSY until that child execs).
+    let mut tries = 0;
+    let mut child = loop {
+        match cmd.spawn() {
+            Ok(c) => break c,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("spawn {cmd:?}: {e}"),
+        }
+    };
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}

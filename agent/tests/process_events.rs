@@ -1,0 +1,320 @@
+//! Real-kernel tests of the process lifecycle probes: every assertion is about
+//! events the running agent produced for real processes these tests spawned.
+
+mod common;
+
+use std::{
+    ffi::CString,
+    io::Write,
+    os::unix::{fs::PermissionsExt, process::CommandExt},
+    path::Path,
+    process::Command,
+};
+
+use common::*;
+
+fn cgroup2_root() -> std::path::PathBuf {
+    proctor::cgroups::cgroup2_mount().expect("cgroup2 is mounted")
+}
+
+/// A cgroup the test creates and removes, so the expected id and path are known.
+struct TestCgroup {
+    dir: std::path::PathBuf,
+    rel: String,
+}
+
+impl TestCgroup {
+    fn new(name: &str) -> Self {
+        let rel = format!("/proctor-test-{name}-{}", std::process::id());
+        let dir = cgroup2_root().join(rel.trim_start_matches('/'));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir, rel }
+    }
+
+    fn id(&self) -> u64 {
+        ino_dev(&self.dir).0
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+#[test]
+fn exec_of_known_binary_reports_path_args_ids_cgroup_and_hash() {
+    let agent = shared();
+    let m = marker("known");
+    let cg = TestCgroup::new("known");
+    let procs = cg.dir.join("cgroup.procs");
+    let mut cmd = Command::new("/bin/echo");
+    cmd.arg(&m).arg("second arg");
+    // Join the cgroup between fork and exec, so the exec happens inside it.
+    unsafe {
+        cmd.pre_exec(move || {
+            std::fs::write(&procs, b"0")?;
+            Ok(())
+        })
+    };
+    let pid = run(&mut cmd);
+
+    let ev = agent.wait_for(|e| is_exec_with(e, &m));
+    let p = &ev["process"];
+    assert_eq!(ev["schema"], "proctor.event/v1");
+    assert!(ev["time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(p["pid"], pid);
+    assert_eq!(p["ppid"], std::process::id());
+    assert_eq!(p["uid"], unsafe { libc::getuid() });
+    assert_eq!(p["gid"], unsafe { libc::getgid() });
+    assert_eq!(p["args"], serde_json::json!(["/bin/echo", m, "second arg"]));
+    assert_eq!(p["comm"], "echo");
+    let echo = resolve("/bin/echo");
+    assert_eq!(p["exe"]["path"], echo.to_str().unwrap());
+    assert_eq!(p["exe"]["sha256"], sha256_file(&echo));
+    assert_eq!(p["exe"]["hash_status"], "ok");
+    let (ino, dev) = ino_dev(&echo);
+    assert_eq!(p["exe"]["inode"], ino);
+    assert_eq!(p["exe"]["dev"], dev);
+    assert_eq!(p["exe"]["fileless"], false);
+    assert_eq!(p["exe"]["deleted"], false);
+    assert_eq!(p["cgroup"]["id"], cg.id());
+    assert_eq!(p["cgroup"]["path"], cg.rel.as_str());
+    assert_eq!(p["attestation"], "kernel-exec");
+    assert_eq!(p["exec_id"].as_str().unwrap().len(), 32);
+    // The test process was running before the agent: its exec is the parent.
+    assert!(p["parent_exec_id"].is_string(), "{ev}");
+
+    let exit =
+        agent.wait_for(|e| e["kind"] == "process_exit" && e["process"]["exec_id"] == p["exec_id"]);
+    assert_eq!(exit["exit"]["code"], 0);
+    assert!(exit["seq"].as_u64() > ev["seq"].as_u64());
+}
+
+#[test]
+fn script_and_interpreter_both_identified() {
+    let agent = shared();
+    let m = marker("script");
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("hello.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 3\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    run(Command::new(&script).arg(&m));
+
+    let ev = agent.wait_for(|e| is_exec_with(e, &m));
+    let p = &ev["process"];
+    let sh = resolve("/bin/sh");
+    assert_eq!(p["exe"]["path"], sh.to_str().unwrap(), "{ev}");
+    assert_eq!(p["exe"]["inode"], ino_dev(&sh).0);
+    assert_eq!(p["exe"]["sha256"], sha256_file(&sh));
+    let interp = &p["interpreter"];
+    assert_eq!(interp["path"], "/bin/sh");
+    assert_eq!(interp["script"]["path"], script.to_str().unwrap());
+    assert_eq!(interp["script"]["sha256"], sha256_file(&script));
+    assert_eq!(interp["script"]["inode"], ino_dev(&script).0);
+    let exit =
+        agent.wait_for(|e| e["kind"] == "process_exit" && e["process"]["exec_id"] == p["exec_id"]);
+    assert_eq!(exit["exit"]["code"], 3);
+}
+
+#[test]
+fn binary_overwritten_in_place_gets_a_new_hash() {
+    let agent = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("tool");
+    std::fs::copy("/bin/true", &bin).unwrap();
+    let first_hash = sha256_file(&bin);
+    let m1 = marker("overwrite1");
+    run(Command::new(&bin).arg(&m1));
+    let e1 = agent.wait_for(|e| is_exec_with(e, &m1));
+
+    // Same inode, different content.
+    let other = std::fs::read("/bin/false").unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&bin)
+        .unwrap();
+    f.write_all(&other).unwrap();
+    drop(f);
+    let second_hash = sha256_file(&bin);
+    assert_ne!(first_hash, second_hash);
+    let m2 = marker("overwrite2");
+    run(Command::new(&bin).arg(&m2));
+    let e2 = agent.wait_for(|e| is_exec_with(e, &m2));
+
+    assert_eq!(e1["process"]["exe"]["inode"], e2["process"]["exe"]["inode"]);
+    assert_eq!(e1["process"]["exe"]["sha256"], first_hash, "{e1}");
+    assert_eq!(e2["process"]["exe"]["sha256"], second_hash, "{e2}");
+}
+
+/// Opens `path` without O_CLOEXEC so a child can exec it through /proc/self/fd.
+fn open_inheritable(path: &Path) -> i32 {
+    let c = CString::new(path.to_str().unwrap()).unwrap();
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY) };
+    assert!(fd >= 0, "open {}", path.display());
+    fd
+}
+
+#[test]
+fn unlinked_executable_is_flagged_and_never_hashed_as_another_file() {
+    let agent = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("vanishing");
+    std::fs::copy("/bin/sleep", &bin).unwrap();
+    let want = sha256_file(&bin);
+    let fd = open_inheritable(&bin);
+    std::fs::remove_file(&bin).unwrap();
+    // A different file now sits at the old path.
+    std::fs::copy("/bin/true", &bin).unwrap();
+    let m = marker("unlinked");
+    run(Command::new(format!("/proc/self/fd/{fd}"))
+        .arg0(&m)
+        .arg("0.5"));
+    unsafe { libc::close(fd) };
+
+    let ev = agent.wait_for(|e| is_exec_with(e, &m));
+    let exe = &ev["process"]["exe"];
+    assert_eq!(exe["deleted"], true, "{ev}");
+    assert_eq!(exe["fileless"], false, "{ev}");
+    // Alive for half a second: the agent hashes it through /proc/<pid>/exe.
+    assert_eq!(exe["sha256"], want.as_str(), "{ev}");
+    assert_ne!(exe["sha256"], sha256_file(&bin).as_str());
+}
+
+#[test]
+fn memfd_exec_is_fileless() {
+    let agent = shared();
+    let content = std::fs::read("/bin/sleep").unwrap();
+    let want = sha256_file(Path::new("/bin/sleep"));
+    let name = CString::new("proctor-test-memfd").unwrap();
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), 0) };
+    assert!(fd >= 0);
+    let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    f.write_all(&content).unwrap();
+    let m = marker("memfd");
+    run(Command::new(format!("/proc/self/fd/{fd}"))
+        .arg0(&m)
+        .arg("0.5"));
+    drop(f);
+
+    let ev = agent.wait_for(|e| is_exec_with(e, &m));
+    let exe = &ev["process"]["exe"];
+    assert_eq!(exe["fileless"], true, "{ev}");
+    assert_eq!(exe["deleted"], false, "{ev}");
+    assert!(
+        exe["path"]
+            .as_str()
+            .unwrap()
+            .starts_with("memfd:proctor-test-memfd"),
+        "{ev}"
+    );
+    assert_eq!(exe["sha256"], want.as_str(), "{ev}");
+}
+
+#[test]
+fn pid_reuse_gives_a_new_exec_id() {
+    let agent = shared();
+    let ma = marker("reuse-a");
+    let pid_a = run(Command::new("/bin/true").arg(&ma));
+    let mut pid_b = 0;
+    let mb = marker("reuse-b");
+    // Ask the kernel for the same pid again: ns_last_pid makes the next fork
+    // take pid_a unless another process races us, so retry a few times.
+    for _ in 0..200 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", format!("{}", pid_a - 1)).unwrap();
+        let pid = run(Command::new("/bin/echo").arg(&mb));
+        if pid == pid_a {
+            pid_b = pid;
+            break;
+        }
+    }
+    assert_eq!(pid_b, pid_a, "could not get pid {pid_a} reused");
+    let a = agent.wait_for(|e| is_exec_with(e, &ma));
+    let b = agent.wait_for(|e| is_exec_with(e, &mb) && e["process"]["pid"] == pid_a);
+    assert_eq!(a["process"]["pid"], b["process"]["pid"]);
+    assert_ne!(a["process"]["exec_id"], b["process"]["exec_id"]);
+    assert_ne!(a["process"]["exe"]["sha256"], b["process"]["exe"]["sha256"]);
+}
+
+#[test]
+fn bad_config_is_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_proctor"))
+        .args(["run", "--config", "/nonexistent/proctor.yaml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/proctor.yaml"), "{err}");
+
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(b"status_interval: 1s\nhash:\n  workerz: 2\n")
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_proctor"))
+        .args(["run", "--config"])
+        .arg(f.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("workerz") && err.contains(":3:"), "{err}");
+}
+
+#[test]
+fn processes_started_before_the_agent_are_scanned() {
+    let m = marker("prescan");
+    let mut child = Command::new("/bin/sh")
+        .args(["-c", "sleep 30; exit 0", &m])
+        .spawn()
+        .unwrap();
+    let agent = AgentProc::start(TEST_CONFIG);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let exit = agent.wait_for(|e| e["kind"] == "process_exit" && has_arg(e, &m));
+    let p = &exit["process"];
+    assert_eq!(p["attestation"], "procfs-scan");
+    assert_eq!(p["pid"], child.id());
+    assert_eq!(p["exe"]["sha256"], sha256_file(&resolve("/bin/sh")));
+    assert_eq!(exit["exit"]["signal"], libc::SIGKILL);
+}
+
+#[test]
+fn sigterm_detaches_every_program() {
+    let agent = AgentProc::start(TEST_CONFIG);
+    let started =
+        agent.wait_for(|e| e["kind"] == "agent_status" && e["status"]["state"] == "started");
+    let ids: Vec<u32> = started["status"]["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(ids.len(), 3, "{started}");
+    let loaded = || -> Vec<u32> {
+        aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .map(|p| p.id())
+            .collect()
+    };
+    assert!(ids.iter().all(|id| loaded().contains(id)));
+    let status = agent.stop();
+    assert!(status.success(), "agent exit status {status}");
+    agent.wait_for(|e| e["kind"] == "agent_status" && e["status"]["state"] == "stopped");
+    // The kernel frees a program after its last fd closes, via RCU: give it a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let still = loop {
+        let still: Vec<u32> = ids
+            .iter()
+            .copied()
+            .filter(|id| loaded().contains(id))
+            .collect();
+        if still.is_empty() || std::time::Instant::now() > deadline {
+            break still;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(
+        still.is_empty(),
+        "programs {still:?} still loaded 10s after the agent exited"
+    );
+}

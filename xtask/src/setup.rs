@@ -1,0 +1,162 @@
+//! Idempotent installation of what the build and the tests need.
+//!
+//! Each step checks first and does nothing when its piece is present, so a
+//! second run costs a few process spawns, not a rebuild.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context, Result};
+
+use crate::run;
+
+pub const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Debian packages the test suite uses as real peers.
+pub const DEBIAN_PACKAGES: &[&str] = &["bpftool"];
+
+pub fn tools_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("PROCTOR_TOOLS_DIR") {
+        return PathBuf::from(d);
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+    PathBuf::from(home).join(".cache/proctor/tools")
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
+    if !out.status.success() {
+        bail!(
+            "{:?} failed: {}",
+            cmd.get_program(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn all() -> Result<()> {
+    nightly()?;
+    bpf_linker()?;
+    debian_packages()?;
+    Ok(())
+}
+
+fn nightly() -> Result<()> {
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))?;
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
+    }
+    let comps = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        "nightly",
+    ]))?;
+    if !comps.lines().any(|l| l.starts_with("rust-src")) {
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+    }
+    Ok(())
+}
+
+fn nightly_sysroot() -> Result<PathBuf> {
+    let s = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
+    Ok(PathBuf::from(s.trim()))
+}
+
+/// bpf-linker built against the nightly toolchain's own LLVM (no prebuilt
+/// download works here, and Debian's LLVM is too old).
+fn bpf_linker() -> Result<()> {
+    let tools = tools_dir();
+    let llvm = tools.parent().unwrap_or(&tools).join("llvm");
+    let lib = llvm.join("lib");
+    std::fs::create_dir_all(&lib).with_context(|| format!("create {}", lib.display()))?;
+    let sysroot_lib = nightly_sysroot()?.join("lib");
+    let libllvm = std::fs::read_dir(&sysroot_lib)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM.so.") && n.ends_with("-nightly"))
+        })
+        .with_context(|| {
+            format!(
+                "no libLLVM.so.*-nightly in {}; the nightly toolchain is incomplete",
+                sysroot_lib.display()
+            )
+        })?;
+    // The linker looks for libLLVM.so when building and for the soname at run time.
+    for name in [
+        "libLLVM.so".to_string(),
+        libllvm.file_name().unwrap().to_string_lossy().into_owned(),
+    ] {
+        symlink_force(&libllvm, &lib.join(name))?;
+    }
+    let bin = tools.join("bin/bpf-linker");
+    if bin.exists() {
+        if let Ok(v) = output(Command::new(&bin).arg("--version")) {
+            if v.contains(BPF_LINKER_VERSION) {
+                return Ok(());
+            }
+        }
+    }
+    run(Command::new("cargo")
+        .args([
+            "install",
+            &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+            "--no-default-features",
+            "--features",
+            "llvm-22",
+            "--root",
+        ])
+        .arg(&tools)
+        .env("LLVM_PREFIX", &llvm))?;
+    Ok(())
+}
+
+fn symlink_force(target: &Path, link: &Path) -> Result<()> {
+    if std::fs::read_link(link).ok().as_deref() == Some(target) {
+        return Ok(());
+    }
+    let _ = std::fs::remove_file(link);
+    std::os::unix::fs::symlink(target, link)
+        .with_context(|| format!("symlink {} -> {}", link.display(), target.display()))
+}
+
+fn debian_packages() -> Result<()> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    run(Command::new("apt-get").arg("update").arg("-qq"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
