@@ -61,7 +61,10 @@ fn dispatch(cmd: Command) -> Result<i32> {
     match cmd {
         Command::Run { config } => {
             let cfg = Config::load(config.as_deref())?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
+            // One thread for the whole pipeline: reader, table and emitter hand
+            // events to each other without cross-thread wakeups (which cost more
+            // than the work itself). Hashing runs on the blocking pool.
+            let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             rt.block_on(async {

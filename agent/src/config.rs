@@ -33,6 +33,11 @@ pub enum Mode {
 #[serde(deny_unknown_fields, default)]
 pub struct KernelConfig {
     pub ring_buffer_bytes: u32,
+    /// Pending bytes at which the kernel wakes the reader at once.
+    pub wakeup_bytes: u32,
+    /// How often the reader drains the ring buffer without being woken.
+    #[serde(deserialize_with = "duration")]
+    pub poll_interval: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +89,8 @@ impl Default for KernelConfig {
     fn default() -> Self {
         Self {
             ring_buffer_bytes: 8 << 20,
+            wakeup_bytes: 64 << 10,
+            poll_interval: Duration::from_millis(50),
         }
     }
 }
@@ -147,6 +154,17 @@ impl Config {
         if rb < 4096 || !rb.is_power_of_two() {
             bail!("kernel.ring_buffer_bytes is {rb}; it must be a power of two of at least 4096");
         }
+        if self.kernel.wakeup_bytes > rb / 2 {
+            bail!(
+                "kernel.wakeup_bytes is {}; it must be at most half of kernel.ring_buffer_bytes ({rb})",
+                self.kernel.wakeup_bytes
+            );
+        }
+        if self.kernel.poll_interval < Duration::from_millis(1)
+            || self.kernel.poll_interval > Duration::from_secs(1)
+        {
+            bail!("kernel.poll_interval must be between 1ms and 1s");
+        }
         if self.hash.workers == 0 || self.hash.workers > 64 {
             bail!(
                 "hash.workers is {}; it must be between 1 and 64",
@@ -185,6 +203,8 @@ mod tests {
         let cfg = Config::parse(DEFAULT_CONFIG, "default").unwrap();
         let code = Config::default();
         assert_eq!(cfg.kernel.ring_buffer_bytes, code.kernel.ring_buffer_bytes);
+        assert_eq!(cfg.kernel.wakeup_bytes, code.kernel.wakeup_bytes);
+        assert_eq!(cfg.kernel.poll_interval, code.kernel.poll_interval);
         assert_eq!(cfg.hash.max_file_bytes, code.hash.max_file_bytes);
         assert_eq!(cfg.hash.cache_entries, code.hash.cache_entries);
         assert_eq!(cfg.hash.workers, code.hash.workers);

@@ -3,7 +3,7 @@
 
 use std::{
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use anyhow::{Context, Result};
@@ -200,7 +200,7 @@ impl Agent {
     /// Must be called inside a tokio runtime.
     pub fn start(cfg: Config) -> Result<Self> {
         let mounted = preflight::prepare()?;
-        let probes = probes::load(cfg.kernel.ring_buffer_bytes)?;
+        let probes = probes::load(cfg.kernel.ring_buffer_bytes, cfg.kernel.wakeup_bytes as u64)?;
         let hashes = HashCache::new(
             cfg.hash.cache_entries,
             cfg.hash.workers,
@@ -224,6 +224,10 @@ impl Agent {
                 },
             );
         }
+        // Parsing the kernel's BTF (twice: offsets and program loading) leaves
+        // tens of MiB of freed heap behind; hand it back to the OS.
+        // SAFETY: malloc_trim has no preconditions.
+        unsafe { libc::malloc_trim(0) };
         let (tx, rx) = mpsc::channel(16 * 1024);
         let (subscribers, _) = broadcast::channel(64 * 1024);
         Ok(Self {
@@ -285,8 +289,9 @@ impl Agent {
         let mut events = watch_fd(events).context("watch the ring buffer fd")?;
         let mut status_tick = tokio::time::interval(self.cfg.status_interval);
         status_tick.tick().await;
-        // Safety net under epoll: drain periodically even if a wakeup is missed.
-        let mut drain_tick = tokio::time::interval(Duration::from_millis(200));
+        // Records below the wakeup threshold are found by this periodic drain.
+        let mut drain_tick = tokio::time::interval(self.cfg.kernel.poll_interval);
+        drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let sinks = move || vec![stdout_counters.snapshot("stdout")];
 
         self.emit_status("started", &sinks).await;

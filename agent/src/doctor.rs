@@ -139,7 +139,7 @@ pub fn run() -> Vec<Check> {
             ));
         }
     } else {
-        out.push(match probes::load(1 << 16) {
+        out.push(match probes::load(1 << 16, 0) {
             Ok(p) => check(
                 "ring_buffer+tp_btf",
                 Verdict::Ok,

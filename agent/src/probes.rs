@@ -41,7 +41,7 @@ pub struct Probes {
     pub attached: Vec<AttachedProgram>,
 }
 
-pub fn load(ring_buffer_bytes: u32) -> Result<Probes> {
+pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64) -> Result<Probes> {
     let kernel_btf = btf_offsets::load_kernel_btf(Path::new(btf_offsets::VMLINUX_BTF))?;
     let offsets = btf_offsets::resolve(&kernel_btf)?;
     let btf = Btf::from_sys_fs().context("cannot read kernel BTF for program loading")?;
@@ -49,6 +49,7 @@ pub fn load(ring_buffer_bytes: u32) -> Result<Probes> {
     let mut ebpf = EbpfLoader::new()
         .btf(Some(&btf))
         .override_global("OFFSETS", &offsets, true)
+        .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
         .map_max_entries("EVENTS", ring_buffer_bytes)
         .load(BPF_OBJECT)
         .context(

@@ -29,6 +29,27 @@ pub static SENT: PerCpuArray<u64> = PerCpuArray::with_max_entries(KIND_SLOTS, 0)
 #[unsafe(no_mangle)]
 pub static OFFSETS: Offsets = Offsets::UNSET;
 
+/// Bytes pending in EVENTS at which a submit wakes the reader; below it the
+/// reader finds the records on its next periodic drain. Waking the reader for
+/// every record costs it more than handling the record. Patched by the agent.
+#[unsafe(no_mangle)]
+pub static WAKEUP_BYTES: u64 = 0;
+
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+
+/// Flags for submitting a record to EVENTS: wake the reader only when enough
+/// has piled up.
+#[inline(always)]
+pub fn submit_flags() -> u64 {
+    let threshold = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(WAKEUP_BYTES)) };
+    if EVENTS.query(BPF_RB_AVAIL_DATA) >= threshold {
+        0
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
+}
+
 /// Reads one offset through a volatile load so the compiler cannot fold the
 /// unpatched default into the code.
 #[macro_export]

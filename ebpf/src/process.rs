@@ -17,7 +17,7 @@ use proctor_common::{
     KIND_EXIT, KIND_FORK, PATH_LEN,
 };
 
-use crate::{bump, off, DROPS, EVENTS, SENT};
+use crate::{bump, off, submit_flags, DROPS, EVENTS, SENT};
 
 #[inline(always)]
 unsafe fn read<T: Copy + Default>(base: *const u8, offset: usize) -> T {
@@ -52,7 +52,7 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     unsafe { fill_exec(&ctx, ev) };
-    entry.submit(0);
+    entry.submit(submit_flags());
     bump(&SENT, KIND_EXEC);
     0
 }
@@ -194,7 +194,7 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
         ev.child_start_boottime_ns = read::<u64>(child, off!(task_start_boottime));
         ev.cgroup_id = bpf_get_current_cgroup_id();
     }
-    entry.submit(0);
+    entry.submit(submit_flags());
     bump(&SENT, KIND_FORK);
     0
 }
@@ -225,7 +225,7 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
         ev.exit_code = read::<u32>(task, off!(task_exit_code));
     }
     ev._pad = 0;
-    entry.submit(0);
+    entry.submit(submit_flags());
     bump(&SENT, KIND_EXIT);
     0
 }
