@@ -196,7 +196,41 @@ pub fn resolve(btf: &Btf) -> Result<Offsets> {
         inode_time_is_timespec: timespec as u32,
         sb_dev: r.required("super_block", "s_dev")?,
         sb_magic: r.required("super_block", "s_magic")?,
+        task_files: r.required("task_struct", "files")?,
+        files_fdt: r.required("files_struct", "fdt")?,
+        fdt_fd: r.required("fdtable", "fd")?,
+        fdt_max_fds: r.required("fdtable", "max_fds")?,
+        file_f_mode: r.required("file", "f_mode")?,
+        file_f_flags: r.required("file", "f_flags")?,
+        file_vfsmount: r.required("file", "f_path.mnt")?,
+        dentry_parent: r.required("dentry", "d_parent")?,
+        dentry_inode: r.required("dentry", "d_inode")?,
+        dentry_hash_len: r.required("dentry", "d_name.hash_len")?,
+        vfsmount_root: r.required("vfsmount", "mnt_root")?,
+        mount_mnt: r.required("mount", "mnt")?,
+        mount_parent: r.required("mount", "mnt_parent")?,
+        mount_mountpoint: r.required("mount", "mnt_mountpoint")?,
+        regs_arg0: syscall_arg(&r, 0)?,
+        regs_arg1: syscall_arg(&r, 1)?,
+        regs_arg2: syscall_arg(&r, 2)?,
     })
+}
+
+/// Offset in `struct pt_regs` of the register holding syscall argument `n`
+/// as the task entered the kernel.
+#[cfg(target_arch = "x86_64")]
+fn syscall_arg(r: &OffsetResolver, n: usize) -> Result<u32> {
+    r.required("pt_regs", ["di", "si", "dx"][n])
+}
+
+/// On arm64 x0 is overwritten by the return value; the entry value is kept in orig_x0.
+#[cfg(target_arch = "aarch64")]
+fn syscall_arg(r: &OffsetResolver, n: usize) -> Result<u32> {
+    if n == 0 {
+        r.required("pt_regs", "orig_x0")
+    } else {
+        Ok(r.required("pt_regs", "regs")? + 8 * n as u32)
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,12 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::{config::Config, daemon::Agent, doctor};
+use crate::{
+    config::Config,
+    daemon::Agent,
+    doctor,
+    inventory_store::{self, InventoryStore},
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +37,26 @@ pub enum Command {
     },
     /// Print the embedded default configuration.
     DefaultConfig,
+    /// The static-secret inventory: every catalogued secret on this node, its
+    /// age and who read it (read from the agent's state, live or not).
+    Inventory {
+        /// The agent's config, to find its state_dir.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Policy files.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a config/policy file; errors name the line.
+    Check { file: PathBuf },
 }
 
 fn init_logging() {
@@ -86,5 +111,19 @@ fn dispatch(cmd: Command) -> Result<i32> {
             print!("{}", crate::config::DEFAULT_CONFIG);
             Ok(0)
         }
+        Command::Inventory { config, json } => {
+            let cfg = Config::load(config.as_deref())?;
+            let store = InventoryStore::open_read_only(&inventory_store::default_path(&cfg.state_dir))?;
+            let items = store.items(crate::clock::now_ns())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&items)?);
+            } else {
+                print!("{}", inventory_store::render_table(&items));
+            }
+            Ok(0)
+        }
+        Command::Policy {
+            command: PolicyCommand::Check { file },
+        } => Ok(crate::policy_check::run(&file)),
     }
 }

@@ -3,10 +3,15 @@
 //! Unknown keys are errors, not warnings: a misspelt key that silently does
 //! nothing is how monitoring gaps are born.
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Deserializer};
+
+use crate::{fingerprint::Fingerprinter, policy::SecretsConfig, secret_catalog::Catalog};
 
 pub const DEFAULT_CONFIG: &str = include_str!("default-config.yaml");
 
@@ -21,6 +26,22 @@ pub struct Config {
     #[serde(deserialize_with = "duration")]
     pub status_interval: Duration,
     pub sinks: Vec<SinkConfig>,
+    /// Where the agent keeps its state (inventory, fingerprint key).
+    pub state_dir: PathBuf,
+    pub fingerprint: FingerprintConfig,
+    pub secrets: SecretsConfig,
+}
+
+/// The key of secret fingerprints. Give every node of a cluster the same key
+/// so that one secret has one fingerprint everywhere.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FingerprintConfig {
+    /// A file holding the key (64 hex digits); created with a random key when
+    /// missing. Default: `<state_dir>/fingerprint.key`.
+    pub key_file: Option<PathBuf>,
+    /// The key itself, 64 hex digits (e.g. from a Kubernetes Secret).
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -62,7 +83,7 @@ pub enum SinkConfig {
     Stdout,
 }
 
-fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     humantime::parse_duration(&s).map_err(|e| {
         serde::de::Error::custom(format!(
@@ -81,6 +102,9 @@ impl Default for Config {
             process_table: ProcessTableConfig::default(),
             status_interval: Duration::from_secs(30),
             sinks: vec![SinkConfig::Stdout],
+            state_dir: PathBuf::from("/var/lib/proctor"),
+            fingerprint: FingerprintConfig::default(),
+            secrets: SecretsConfig::default(),
         }
     }
 }
@@ -177,10 +201,45 @@ impl Config {
         if self.status_interval < Duration::from_millis(100) {
             bail!("status_interval must be at least 100ms");
         }
+        self.catalog()?;
         if self.sinks.is_empty() {
             bail!("sinks is empty: events would go nowhere; add `- type: stdout`");
         }
         Ok(())
+    }
+
+    /// The secret catalog: built-in, minus `secrets.disable`, plus `secrets.catalog`.
+    pub fn catalog(&self) -> Result<Catalog> {
+        let builtin = Catalog::builtin();
+        for id in &self.secrets.disable {
+            if builtin.entry(id).is_none() {
+                bail!("secrets.disable names {id:?}, which is not a built-in catalog id (see docs/secret-catalog.md)");
+            }
+        }
+        let kept = builtin
+            .entries()
+            .iter()
+            .filter(|e| !self.secrets.disable.contains(&e.id))
+            .cloned()
+            .collect();
+        Catalog::from_entries(kept)
+            .and_then(|c| c.extend(self.secrets.catalog.clone()))
+            .context("invalid secrets.catalog")
+    }
+
+    /// The fingerprint key: inline, from its file, or created in the state dir.
+    pub fn fingerprinter(&self) -> Result<Fingerprinter> {
+        if let Some(k) = &self.fingerprint.key {
+            return Fingerprinter::from_hex(k).context("invalid fingerprint.key");
+        }
+        let path = self
+            .fingerprint
+            .key_file
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("fingerprint.key"));
+        let key = Fingerprinter::load_or_create_key(&path)
+            .with_context(|| format!("fingerprint key {}", path.display()))?;
+        Ok(Fingerprinter::new(key))
     }
 
     /// The node name events carry: the configured one or the host name.
@@ -212,6 +271,14 @@ mod tests {
         assert_eq!(cfg.process_table.max_exited, code.process_table.max_exited);
         assert_eq!(cfg.status_interval, code.status_interval);
         assert_eq!(cfg.sinks, code.sinks);
+        assert_eq!(cfg.state_dir, code.state_dir);
+        let (a, b) = (&cfg.secrets, &code.secrets);
+        assert_eq!(a.enabled, b.enabled);
+        assert_eq!(a.search_dirs, b.search_dirs);
+        assert_eq!(a.rescan_interval, b.rescan_interval);
+        assert_eq!(a.scan_environment, b.scan_environment);
+        assert_eq!(a.search.distinct_secrets, b.search.distinct_secrets);
+        assert_eq!(a.search.window, b.search.window);
     }
 
     #[test]

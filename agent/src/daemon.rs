@@ -8,7 +8,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
-use proctor_common::{ExitEvent, ForkEvent, KIND_EXEC, KIND_EXIT, KIND_FORK};
+use proctor_common::{ExitEvent, ForkEvent, KIND_EXEC, KIND_EXIT, KIND_FILE_OPEN, KIND_FORK};
 use serde_json::json;
 use tokio::{
     io::unix::AsyncFd,
@@ -20,7 +20,7 @@ use crate::{
     cgroups::CgroupResolver,
     clock::boot_ns,
     config::Config,
-    decode::{decode, ExecRecord, KernelEvent},
+    decode::{decode, ExecRecord, KernelEvent, OpenRecord},
     emitter::{EmitCounters, Emitter, Pending},
     event::{Event, ExitInfo, Kind},
     exec_id::{exec_id, Origin},
@@ -30,6 +30,7 @@ use crate::{
     probes::{self, per_cpu_total, Probes},
     process_table::{ProcessTable, Record},
     procfs_scan::{self, scan_pid},
+    secret_monitor::SecretMonitor,
     sinks::stdout::StdoutSink,
     snapshot::Snapshot,
 };
@@ -41,6 +42,7 @@ struct Gaps {
     exits_without_record: u64,
     forks_without_parent: u64,
     reconciled: u64,
+    opens_without_process: u64,
 }
 
 /// Everything the reader loop mutates.
@@ -48,6 +50,7 @@ struct State {
     table: Arc<Mutex<ProcessTable>>,
     cgroups: CgroupResolver,
     hashes: Arc<HashCache>,
+    secrets: Option<SecretMonitor>,
     tx: mpsc::Sender<Pending>,
     gaps: Gaps,
 }
@@ -58,6 +61,71 @@ impl State {
             KernelEvent::Exec(rec) => self.exec(*rec).await,
             KernelEvent::Fork(f) => self.fork(f),
             KernelEvent::Exit(e) => self.exit(e).await,
+            KernelEvent::FileOpen(o) => self.file_open(*o).await,
+        }
+    }
+
+    /// The process record of `pid`, from the table or, failing that, /proc.
+    fn reader(&mut self, pid: u32) -> Option<Snapshot> {
+        if let Some(r) = self.table.lock().unwrap().get(pid) {
+            return Some(r.snapshot.clone());
+        }
+        let s = scan_pid(pid, &mut self.cgroups, &self.hashes)?;
+        let snapshot = s.snapshot.clone();
+        self.table.lock().unwrap().insert(
+            pid,
+            Record {
+                snapshot: s.snapshot,
+                start_boottime_ns: s.start_boottime_ns,
+                coarse_start: true,
+                since_boottime_ns: s.start_boottime_ns,
+                announced: false,
+            },
+        );
+        Some(snapshot)
+    }
+
+    async fn file_open(&mut self, rec: OpenRecord) {
+        if self.secrets.is_none() {
+            return;
+        }
+        let Some(reader) = self.reader(rec.tgid) else {
+            self.gaps.opens_without_process += 1;
+            return;
+        };
+        // Owner selectors may name the binary's hash: judge the finished identity.
+        let resolved = reader.resolve().await;
+        let out = match self.secrets.as_mut() {
+            Some(m) => m.on_open(&rec, &reader, &resolved),
+            None => Vec::new(),
+        };
+        for p in out {
+            self.send(p).await;
+        }
+    }
+
+    /// Secret checks at exec: environment, and search tools hunting for secrets.
+    async fn exec_checks(&mut self, snapshot: &Snapshot, boot_ns: u64) {
+        let Some(m) = self.secrets.as_mut() else {
+            return;
+        };
+        let env = m.scan_env(snapshot.process.pid);
+        let searching = m.on_exec_search_tool(&snapshot.process);
+        if env.is_empty() && searching.is_none() {
+            return;
+        }
+        let resolved = snapshot.resolve().await;
+        let mut found = match self.secrets.as_mut() {
+            Some(m) => m.env_findings(&resolved, env),
+            None => Vec::new(),
+        };
+        found.extend(searching);
+        for f in found {
+            self.send(Pending {
+                finding: Some(f),
+                ..Pending::new(Kind::Finding, boot_ns, snapshot.clone())
+            })
+            .await;
         }
     }
 
@@ -82,14 +150,13 @@ impl State {
                 announced: true,
             },
         );
-        self.send(Pending {
-            kind: Kind::ProcessExec,
-            boot_ns: rec.ktime_ns,
-            snapshot,
-            exit: None,
-            status: None,
-        })
+        self.send(Pending::new(
+            Kind::ProcessExec,
+            rec.ktime_ns,
+            snapshot.clone(),
+        ))
         .await;
+        self.exec_checks(&snapshot, rec.ktime_ns).await;
     }
 
     /// A new process inherits its parent's identity until it execs.
@@ -141,15 +208,12 @@ impl State {
             let mut table = self.table.lock().unwrap();
             match table.exit(e.tgid, e.start_boottime_ns, Instant::now()) {
                 Some(rec) if rec.announced => Some(Pending {
-                    kind: Kind::ProcessExit,
-                    boot_ns: e.hdr.ktime_ns,
-                    snapshot: rec.snapshot.clone(),
                     exit: Some(exit_info(
                         e.exit_code,
                         e.hdr.ktime_ns,
                         rec.since_boottime_ns,
                     )),
-                    status: None,
+                    ..Pending::new(Kind::ProcessExit, e.hdr.ktime_ns, rec.snapshot.clone())
                 }),
                 Some(_) => None,
                 None => {
@@ -158,6 +222,9 @@ impl State {
                 }
             }
         };
+        if let Some(m) = self.secrets.as_mut() {
+            m.forget_process(e.tgid);
+        }
         if let Some(p) = pending {
             self.send(p).await;
         }
@@ -200,7 +267,8 @@ impl Agent {
     /// Must be called inside a tokio runtime.
     pub fn start(cfg: Config) -> Result<Self> {
         let mounted = preflight::prepare()?;
-        let probes = probes::load(cfg.kernel.ring_buffer_bytes, cfg.kernel.wakeup_bytes as u64)?;
+        let mut probes =
+            probes::load(cfg.kernel.ring_buffer_bytes, cfg.kernel.wakeup_bytes as u64)?;
         let hashes = HashCache::new(
             cfg.hash.cache_entries,
             cfg.hash.workers,
@@ -228,6 +296,10 @@ impl Agent {
         // tens of MiB of freed heap behind; hand it back to the OS.
         // SAFETY: malloc_trim has no preconditions.
         unsafe { libc::malloc_trim(0) };
+        let secrets = match (cfg.secrets.enabled, probes.open_filter.take()) {
+            (true, Some(filter)) => Some(SecretMonitor::new(&cfg, filter)?),
+            _ => None,
+        };
         let (tx, rx) = mpsc::channel(16 * 1024);
         let (subscribers, _) = broadcast::channel(64 * 1024);
         Ok(Self {
@@ -238,6 +310,7 @@ impl Agent {
                 table: Arc::new(Mutex::new(table)),
                 cgroups,
                 hashes,
+                secrets,
                 tx,
                 gaps: Gaps::default(),
             },
@@ -347,7 +420,11 @@ impl Agent {
         let mut table = self.state.table.lock().unwrap();
         table.expire(now);
         let gone = table.reconcile(still_running, now);
+        drop(table);
         self.state.gaps.reconciled += gone as u64;
+        if let Some(m) = self.state.secrets.as_mut() {
+            m.housekeeping();
+        }
     }
 
     async fn emit_status(
@@ -379,16 +456,22 @@ impl Agent {
                 "ring_buffer_bytes": self.cfg.kernel.ring_buffer_bytes,
                 "dropped": {
                     "exec": drops(KIND_EXEC), "fork": drops(KIND_FORK), "exit": drops(KIND_EXIT),
-                    "total": drops(KIND_EXEC) + drops(KIND_FORK) + drops(KIND_EXIT),
+                    "file_open": drops(KIND_FILE_OPEN),
+                    "total": drops(KIND_EXEC) + drops(KIND_FORK) + drops(KIND_EXIT) + drops(KIND_FILE_OPEN),
                 },
-                "sent": { "exec": sent(KIND_EXEC), "fork": sent(KIND_FORK), "exit": sent(KIND_EXIT) },
+                "sent": {
+                    "exec": sent(KIND_EXEC), "fork": sent(KIND_FORK), "exit": sent(KIND_EXIT),
+                    "file_open": sent(KIND_FILE_OPEN),
+                },
             },
             "userspace": {
                 "decode_errors": g.decode_errors,
                 "exits_without_record": g.exits_without_record,
                 "forks_without_parent": g.forks_without_parent,
                 "reconciled_without_exit": g.reconciled,
+                "opens_without_process": g.opens_without_process,
             },
+            "secrets": self.state.secrets.as_ref().map(|m| m.stats_json()),
             "emitted": self.emit_counters.snapshot(),
             "process_table": self.state.table.lock().unwrap().stats(),
             "hash_cache": self.state.hashes.snapshot(),
@@ -396,11 +479,8 @@ impl Agent {
         });
         self.state
             .send(Pending {
-                kind: Kind::AgentStatus,
-                boot_ns: boot_ns(),
-                snapshot,
-                exit: None,
                 status: Some(status),
+                ..Pending::new(Kind::AgentStatus, boot_ns(), snapshot)
             })
             .await;
     }

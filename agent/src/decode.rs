@@ -4,8 +4,9 @@
 //! the kernel can reuse the space at once.
 
 use proctor_common::{
-    EventHeader, ExecEvent, ExitEvent, ForkEvent, ARGS_LEN, EXEC_FLAG_ARGS_TRUNCATED,
-    EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_SCRIPT, KIND_EXEC, KIND_EXIT, KIND_FORK,
+    EventHeader, ExecEvent, ExitEvent, FileOpenEvent, ForkEvent, ARGS_LEN,
+    EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_SCRIPT, FMODE_READ, FMODE_WRITE,
+    KIND_EXEC, KIND_EXIT, KIND_FILE_OPEN, KIND_FORK, OPEN_FLAG_PATH_TRUNCATED, PATH_COMPONENTS,
 };
 
 #[derive(Debug)]
@@ -13,6 +14,38 @@ pub enum KernelEvent {
     Exec(Box<ExecRecord>),
     Fork(ForkEvent),
     Exit(ExitEvent),
+    FileOpen(Box<OpenRecord>),
+}
+
+/// A watched file opened, as the probe saw it.
+#[derive(Debug, Clone)]
+pub struct OpenRecord {
+    pub ktime_ns: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cgroup_id: u64,
+    pub ino: u64,
+    /// st_dev encoding.
+    pub dev: u64,
+    /// Kernel-internal dev_t, as the watch maps key it.
+    pub kdev: u32,
+    pub readable: bool,
+    pub writable: bool,
+    /// `O_*` flags of the open file description.
+    pub flags: u32,
+    pub fd: i32,
+    pub dfd: i32,
+    pub syscall: u32,
+    pub matched: u32,
+    pub slot: u32,
+    pub comm: String,
+    /// The path argument as passed.
+    pub filename: String,
+    /// The path the kernel resolved (from the dentry walk), absolute within the
+    /// caller's mount namespace; `None` when the walk was truncated.
+    pub path: Option<String>,
 }
 
 /// An exec as the probe saw it, with strings decoded.
@@ -80,6 +113,10 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
         }
         KIND_FORK => Ok(KernelEvent::Fork(read_struct(buf, "fork record")?)),
         KIND_EXIT => Ok(KernelEvent::Exit(read_struct(buf, "exit record")?)),
+        KIND_FILE_OPEN => {
+            let ev: FileOpenEvent = read_struct(buf, "file-open record")?;
+            Ok(KernelEvent::FileOpen(Box::new(open_record(&ev))))
+        }
         k => Err(DecodeError::UnknownKind(k)),
     }
 }
@@ -135,6 +172,43 @@ fn exec_record(ev: &ExecEvent) -> ExecRecord {
         interp,
         args,
         args_truncated,
+    }
+}
+
+fn open_record(ev: &FileOpenEvent) -> OpenRecord {
+    let depth = (ev.depth as usize).min(PATH_COMPONENTS);
+    let path = (ev.flags & OPEN_FLAG_PATH_TRUNCATED == 0).then(|| {
+        let mut p = String::new();
+        for c in ev.components[..depth].iter().rev() {
+            p.push('/');
+            p.push_str(&cstr(c));
+        }
+        if p.is_empty() {
+            p.push('/');
+        }
+        p
+    });
+    OpenRecord {
+        ktime_ns: ev.hdr.ktime_ns,
+        pid: ev.pid,
+        tgid: ev.tgid,
+        uid: ev.uid,
+        gid: ev.gid,
+        cgroup_id: ev.cgroup_id,
+        ino: ev.ino,
+        dev: kernel_dev_to_user(ev.dev),
+        kdev: ev.dev,
+        readable: ev.f_mode & FMODE_READ != 0,
+        writable: ev.f_mode & FMODE_WRITE != 0,
+        flags: ev.f_flags,
+        fd: ev.fd,
+        dfd: ev.dfd,
+        syscall: ev.syscall,
+        matched: ev.matched,
+        slot: ev.slot,
+        comm: cstr(&ev.comm),
+        filename: cstr(&ev.filename),
+        path,
     }
 }
 

@@ -15,7 +15,8 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::{
     clock::to_epoch_ns,
-    event::{rfc3339_ns, Event, ExitInfo, Kind, SCHEMA},
+    event::{rfc3339_ns, Event, ExitInfo, FileInfo, Finding, Kind, SCHEMA},
+    findings,
     sinks::stdout::StdoutSink,
     snapshot::Snapshot,
 };
@@ -28,6 +29,25 @@ pub struct Pending {
     pub snapshot: Snapshot,
     pub exit: Option<ExitInfo>,
     pub status: Option<serde_json::Value>,
+    pub file: Option<FileInfo>,
+    pub finding: Option<Finding>,
+    /// The finding rests on the event just before it (its seq is filled in).
+    pub refers_to_previous: bool,
+}
+
+impl Pending {
+    pub fn new(kind: Kind, boot_ns: u64, snapshot: Snapshot) -> Self {
+        Self {
+            kind,
+            boot_ns,
+            snapshot,
+            exit: None,
+            status: None,
+            file: None,
+            finding: None,
+            refers_to_previous: false,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -35,6 +55,8 @@ pub struct EmitCounters {
     pub process_exec: AtomicU64,
     pub process_exit: AtomicU64,
     pub agent_status: AtomicU64,
+    pub file_open: AtomicU64,
+    pub finding: AtomicU64,
 }
 
 #[derive(Debug, Serialize)]
@@ -42,6 +64,8 @@ pub struct EmitStats {
     pub process_exec: u64,
     pub process_exit: u64,
     pub agent_status: u64,
+    pub file_open: u64,
+    pub finding: u64,
 }
 
 impl EmitCounters {
@@ -50,7 +74,9 @@ impl EmitCounters {
             Kind::ProcessExec => &self.process_exec,
             Kind::ProcessExit => &self.process_exit,
             Kind::AgentStatus => &self.agent_status,
-            _ => return,
+            Kind::FileOpen => &self.file_open,
+            Kind::Finding => &self.finding,
+            Kind::NetConnect => return,
         };
         c.fetch_add(1, Ordering::Relaxed);
     }
@@ -60,6 +86,8 @@ impl EmitCounters {
             process_exec: self.process_exec.load(Ordering::Relaxed),
             process_exit: self.process_exit.load(Ordering::Relaxed),
             agent_status: self.agent_status.load(Ordering::Relaxed),
+            file_open: self.file_open.load(Ordering::Relaxed),
+            finding: self.finding.load(Ordering::Relaxed),
         }
     }
 }
@@ -76,26 +104,58 @@ pub struct Emitter {
 impl Emitter {
     pub async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
         let mut seq = 0u64;
-        while let Some(p) = rx.recv().await {
+        while let Some(mut p) = rx.recv().await {
             let process = p.snapshot.resolve().await;
+            if p.refers_to_previous {
+                if let Some(f) = p.finding.as_mut() {
+                    f.evidence.event_seqs.push(seq);
+                }
+            }
+            // Whether a binary can be trusted is known only once it is hashed.
+            let untrusted = (p.kind == Kind::ProcessExec)
+                .then(|| findings::untrusted_binary(&process))
+                .flatten();
             seq += 1;
-            let ev = Event {
+            self.emit(Event {
                 schema: SCHEMA,
                 time: rfc3339_ns(to_epoch_ns(p.boot_ns)),
                 node: self.node.clone(),
                 kind: p.kind,
                 seq,
-                process,
+                process: process.clone(),
                 exit: p.exit,
                 status: p.status,
-            };
-            self.stdout.write(&ev).await;
-            self.counters.count(ev.kind);
-            let _ = self.subscribers.send(Arc::new(ev));
+                file: p.file,
+                finding: p.finding,
+            })
+            .await;
+            if let Some(mut finding) = untrusted {
+                finding.evidence.event_seqs.push(seq);
+                seq += 1;
+                self.emit(Event {
+                    schema: SCHEMA,
+                    time: rfc3339_ns(to_epoch_ns(p.boot_ns)),
+                    node: self.node.clone(),
+                    kind: Kind::Finding,
+                    seq,
+                    process,
+                    exit: None,
+                    status: None,
+                    file: None,
+                    finding: Some(finding),
+                })
+                .await;
+            }
             if rx.is_empty() {
                 self.stdout.flush().await;
             }
         }
         self.stdout.flush().await;
+    }
+
+    async fn emit(&mut self, ev: Event) {
+        self.stdout.write(&ev).await;
+        self.counters.count(ev.kind);
+        let _ = self.subscribers.send(Arc::new(ev));
     }
 }

@@ -34,6 +34,69 @@ pub struct Event {
     pub exit: Option<ExitInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finding: Option<Finding>,
+}
+
+/// A file, for `file_open` events and findings about files.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileInfo {
+    /// Absolute and normalised, as the kernel resolved it for the opener
+    /// (symlinks followed, `..` gone).
+    pub path: String,
+    pub inode: u64,
+    pub dev: u64,
+    /// `O_*` flags of the open file description.
+    pub flags: u32,
+    /// read | write | read_write
+    pub access: &'static str,
+    /// The path argument exactly as the process passed it.
+    pub requested_path: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// Rule id (a contract): secret-read, secret-env, secret-replay,
+    /// secret-exfil, secret-search, untrusted-binary.
+    pub rule: &'static str,
+    pub severity: crate::secret_catalog::Severity,
+    pub summary: String,
+    /// MITRE ATT&CK technique ids.
+    pub mitre: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretInfo>,
+    pub evidence: Evidence,
+}
+
+/// A secret, by name and keyed fingerprint; never its value.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretInfo {
+    /// Catalog id (or `env:<detector>` for environment secrets).
+    pub id: String,
+    pub kind: String,
+    /// `hmac-sha256:<hex>`; null when the content could not be read.
+    pub fingerprint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Environment variable name, for secret-env.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variable: Option<String>,
+}
+
+/// What the finding rests on: identifiers of the events and processes involved.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Evidence {
+    pub exec_ids: Vec<String>,
+    /// `seq` of the events (file_open, process_exec) that triggered it, when emitted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub event_seqs: Vec<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    /// Why severity was raised above the rule's default, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -5,10 +5,11 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use aya::{
-    maps::{MapData, PerCpuArray, RingBuf},
-    programs::BtfTracePoint,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
+use proctor_common::{InodeKey, NAME_KEY_LEN};
 use serde::Serialize;
 
 use crate::btf_offsets;
@@ -22,6 +23,24 @@ pub const PROCESS_HOOKS: &[(&str, &str)] = &[
     ("sched_process_fork", "sched_process_fork"),
     ("sched_process_exit", "sched_process_exit"),
 ];
+
+/// (program name in the object, syscalls tracepoint). A syscall the
+/// architecture lacks (open, creat on arm64) has no tracepoint and is skipped.
+pub const OPEN_HOOKS: &[(&str, &str)] = &[
+    ("sys_exit_openat", "sys_exit_openat"),
+    ("sys_exit_openat2", "sys_exit_openat2"),
+    ("sys_exit_open", "sys_exit_open"),
+    ("sys_exit_creat", "sys_exit_creat"),
+];
+
+/// The kernel-side filter of file opens, filled by the agent.
+pub struct OpenFilter {
+    pub inodes: HashMap<MapData, InodeKey, u32>,
+    pub dirs: HashMap<MapData, InodeKey, u32>,
+    pub names: HashMap<MapData, [u8; NAME_KEY_LEN], u32>,
+    pub parents: HashMap<MapData, [u8; NAME_KEY_LEN], u32>,
+    pub name_lengths: Array<MapData, u64>,
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AttachedProgram {
@@ -39,6 +58,8 @@ pub struct Probes {
     pub sent: PerCpuArray<MapData, u64>,
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     pub attached: Vec<AttachedProgram>,
+    /// Taken by the secret monitor.
+    pub open_filter: Option<OpenFilter>,
 }
 
 pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64) -> Result<Probes> {
@@ -50,6 +71,7 @@ pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64) -> Result<Probes> {
         .btf(Some(&btf))
         .override_global("OFFSETS", &offsets, true)
         .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
+        .override_global("AGENT_TGID", &std::process::id(), true)
         .map_max_entries("EVENTS", ring_buffer_bytes)
         .load(BPF_OBJECT)
         .context(
@@ -84,6 +106,39 @@ pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64) -> Result<Probes> {
         attached.push(AttachedProgram { hook, id });
     }
 
+    for (name, tp) in OPEN_HOOKS {
+        let hook = format!("tracepoint/syscalls/{tp}");
+        if !std::path::Path::new("/sys/kernel/tracing/events/syscalls")
+            .join(tp)
+            .exists()
+        {
+            tracing::info!("{hook} does not exist on this kernel/architecture; skipped");
+            continue;
+        }
+        let prog: &mut TracePoint = ebpf
+            .program_mut(name)
+            .with_context(|| format!("eBPF object has no program {name}"))?
+            .try_into()
+            .with_context(|| format!("program {name} is not a tracepoint program"))?;
+        prog.load().with_context(|| format!("cannot load {hook}"))?;
+        prog.attach("syscalls", tp).with_context(|| {
+            format!("cannot attach {hook}; is tracefs mounted at /sys/kernel/tracing?")
+        })?;
+        let id = prog.info().map(|i| i.id()).unwrap_or(0);
+        attached.push(AttachedProgram { hook, id });
+    }
+
+    let take = |ebpf: &mut Ebpf, name: &str| {
+        ebpf.take_map(name)
+            .with_context(|| format!("eBPF object has no map {name}"))
+    };
+    let open_filter = OpenFilter {
+        inodes: HashMap::try_from(take(&mut ebpf, "WATCHED_INODES")?)?,
+        dirs: HashMap::try_from(take(&mut ebpf, "WATCHED_DIRS")?)?,
+        names: HashMap::try_from(take(&mut ebpf, "WATCHED_NAMES")?)?,
+        parents: HashMap::try_from(take(&mut ebpf, "WATCHED_PARENTS")?)?,
+        name_lengths: Array::try_from(take(&mut ebpf, "NAME_LENGTHS")?)?,
+    };
     let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("no EVENTS map")?)?;
     let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("no DROPS map")?)?;
     let sent = PerCpuArray::try_from(ebpf.take_map("SENT").context("no SENT map")?)?;
@@ -94,6 +149,7 @@ pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64) -> Result<Probes> {
         sent,
         logger,
         attached,
+        open_filter: Some(open_filter),
     })
 }
 

@@ -16,8 +16,76 @@ pub const DNAME_LEN: usize = 64;
 pub const KIND_EXEC: u32 = 1;
 pub const KIND_FORK: u32 = 2;
 pub const KIND_EXIT: u32 = 3;
+pub const KIND_FILE_OPEN: u32 = 4;
 /// Number of slots in the per-CPU counter arrays (indexed by kind).
-pub const KIND_SLOTS: u32 = 4;
+pub const KIND_SLOTS: u32 = 8;
+
+/// Path components kept by the in-kernel dentry walk, and bytes per component.
+pub const PATH_COMPONENTS: usize = 24;
+pub const COMPONENT_LEN: usize = 64;
+/// Bytes of a basename key in `WATCHED_NAMES` (zero-padded).
+pub const NAME_KEY_LEN: usize = 64;
+
+/// WATCHED_NAMES value bit: the name counts only under an anchor directory.
+pub const NAME_NEEDS_ANCHOR: u32 = 1;
+
+/// Why the kernel emitted a file-open record.
+pub const MATCH_INODE: u32 = 1;
+pub const MATCH_DIR: u32 = 2;
+pub const MATCH_NAME: u32 = 3;
+
+/// The dentry walk hit `PATH_COMPONENTS` before the root.
+pub const OPEN_FLAG_PATH_TRUNCATED: u32 = 1 << 0;
+/// Which syscall opened the file.
+pub const OPEN_SYSCALL_OPENAT: u32 = 1;
+pub const OPEN_SYSCALL_OPENAT2: u32 = 2;
+pub const OPEN_SYSCALL_OPEN: u32 = 3;
+pub const OPEN_SYSCALL_CREAT: u32 = 4;
+
+/// `FMODE_READ` in `file->f_mode`: the open can read.
+pub const FMODE_READ: u32 = 0x1;
+pub const FMODE_WRITE: u32 = 0x2;
+
+/// Key of the watched-inode and watched-directory maps.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct InodeKey {
+    /// Kernel-internal dev_t of the superblock.
+    pub dev: u32,
+    pub _pad: u32,
+    pub ino: u64,
+}
+
+/// Emitted from the open syscalls' exit tracepoints when the opened file is
+/// watched (by inode, by its directory's inode, or by its basename).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FileOpenEvent {
+    pub hdr: EventHeader,
+    pub pid: u32,
+    pub tgid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cgroup_id: u64,
+    pub ino: u64,
+    pub dev: u32,
+    pub f_mode: u32,
+    pub f_flags: u32,
+    pub fd: i32,
+    pub dfd: i32,
+    pub syscall: u32,
+    pub matched: u32,
+    /// Value stored in the map that matched (a slot the agent assigned).
+    pub slot: u32,
+    /// Number of valid entries in `components` (leaf first).
+    pub depth: u32,
+    pub flags: u32,
+    pub comm: [u8; COMM_LEN],
+    /// The path argument as the process passed it.
+    pub filename: [u8; PATH_LEN],
+    /// Names from the opened dentry up to the root, leaf first.
+    pub components: [[u8; COMPONENT_LEN]; PATH_COMPONENTS],
+}
 
 /// argv did not fit in [`ARGS_LEN`] bytes.
 pub const EXEC_FLAG_ARGS_TRUNCATED: u32 = 1 << 0;
@@ -146,6 +214,26 @@ pub struct Offsets {
     pub inode_time_is_timespec: u32,
     pub sb_dev: u32,
     pub sb_magic: u32,
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdt_fd: u32,
+    pub fdt_max_fds: u32,
+    pub file_f_mode: u32,
+    pub file_f_flags: u32,
+    pub file_vfsmount: u32,
+    pub dentry_parent: u32,
+    pub dentry_inode: u32,
+    /// `dentry.d_name.hash_len` (len in the high 32 bits).
+    pub dentry_hash_len: u32,
+    pub vfsmount_root: u32,
+    /// Offset of the embedded `struct vfsmount mnt` inside `struct mount`.
+    pub mount_mnt: u32,
+    pub mount_parent: u32,
+    pub mount_mountpoint: u32,
+    /// Syscall argument registers in `struct pt_regs` (x86_64: di, si, dx).
+    pub regs_arg0: u32,
+    pub regs_arg1: u32,
+    pub regs_arg2: u32,
 }
 
 pub const OFFSET_MISSING: u32 = u32::MAX;
@@ -186,9 +274,29 @@ impl Offsets {
         inode_time_is_timespec: OFFSET_MISSING,
         sb_dev: OFFSET_MISSING,
         sb_magic: OFFSET_MISSING,
+        task_files: OFFSET_MISSING,
+        files_fdt: OFFSET_MISSING,
+        fdt_fd: OFFSET_MISSING,
+        fdt_max_fds: OFFSET_MISSING,
+        file_f_mode: OFFSET_MISSING,
+        file_f_flags: OFFSET_MISSING,
+        file_vfsmount: OFFSET_MISSING,
+        dentry_parent: OFFSET_MISSING,
+        dentry_inode: OFFSET_MISSING,
+        dentry_hash_len: OFFSET_MISSING,
+        vfsmount_root: OFFSET_MISSING,
+        mount_mnt: OFFSET_MISSING,
+        mount_parent: OFFSET_MISSING,
+        mount_mountpoint: OFFSET_MISSING,
+        regs_arg0: OFFSET_MISSING,
+        regs_arg1: OFFSET_MISSING,
+        regs_arg2: OFFSET_MISSING,
     };
 }
 
 #[cfg(feature = "user")]
 // SAFETY: plain-old-data, repr(C), every bit pattern valid.
 unsafe impl aya::Pod for Offsets {}
+#[cfg(feature = "user")]
+// SAFETY: plain-old-data, repr(C), every bit pattern valid.
+unsafe impl aya::Pod for InodeKey {}

@@ -5,6 +5,7 @@
 #![no_main]
 
 mod feature_probes;
+mod file_open;
 mod process;
 
 use aya_ebpf::{
@@ -34,6 +35,11 @@ pub static OFFSETS: Offsets = Offsets::UNSET;
 /// every record costs it more than handling the record. Patched by the agent.
 #[unsafe(no_mangle)]
 pub static WAKEUP_BYTES: u64 = 0;
+
+/// The agent's own process: its reads of secret files (fingerprinting,
+/// discovery) are not events. Patched by the agent.
+#[unsafe(no_mangle)]
+pub static AGENT_TGID: u32 = 0;
 
 const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_AVAIL_DATA: u64 = 0;

@@ -30,7 +30,7 @@ unsafe fn read_ptr(base: *const u8, offset: usize) -> *const u8 {
 }
 
 #[inline(always)]
-fn header(kind: u32) -> EventHeader {
+pub(crate) fn header(kind: u32) -> EventHeader {
     EventHeader {
         kind,
         cpu: unsafe { bpf_get_smp_processor_id() },

@@ -1,0 +1,151 @@
+//! Builders for findings (rule ids are a contract, see DESIGN.md).
+
+use crate::{
+    event::{Evidence, Finding, Process, SecretInfo},
+    secret_catalog::Severity,
+};
+
+pub const SECRET_READ: &str = "secret-read";
+pub const SECRET_ENV: &str = "secret-env";
+pub const SECRET_SEARCH: &str = "secret-search";
+pub const UNTRUSTED_BINARY: &str = "untrusted-binary";
+
+/// Why a process's binary cannot be attested, if it cannot.
+pub fn untrusted_reason(p: &Process) -> Option<&'static str> {
+    if p.exe.fileless {
+        Some("fileless (memfd) executable")
+    } else if p.exe.deleted {
+        Some("executable deleted from disk")
+    } else if p.exe.modified_after_exec {
+        Some("executable modified after exec")
+    } else {
+        None
+    }
+}
+
+/// One step up, capped at critical.
+pub fn escalate(s: Severity) -> Severity {
+    match s {
+        Severity::Info => Severity::Low,
+        Severity::Low => Severity::Medium,
+        Severity::Medium => Severity::High,
+        Severity::High | Severity::Critical => Severity::Critical,
+    }
+}
+
+pub fn untrusted_binary(p: &Process) -> Option<Finding> {
+    let reason = untrusted_reason(p)?;
+    let mitre = if p.exe.fileless {
+        "T1620"
+    } else if p.exe.deleted {
+        "T1070.004"
+    } else {
+        "T1554"
+    };
+    Some(Finding {
+        rule: UNTRUSTED_BINARY,
+        severity: Severity::High,
+        summary: format!(
+            "{} (pid {}) runs a binary that cannot be attested: {reason}",
+            p.comm, p.pid
+        ),
+        mitre: vec![mitre.to_string()],
+        secret: None,
+        evidence: Evidence {
+            exec_ids: vec![p.exec_id.clone()],
+            paths: vec![p.exe.path.clone()],
+            ..Evidence::default()
+        },
+    })
+}
+
+pub struct ReadContext<'a> {
+    pub reader: &'a Process,
+    pub secret: SecretInfo,
+    pub mitre: Vec<String>,
+    pub severity: Severity,
+    pub owner: bool,
+}
+
+pub fn secret_read(ctx: ReadContext) -> Finding {
+    let mut severity = ctx.severity;
+    let mut escalation = None;
+    if let Some(reason) = untrusted_reason(ctx.reader) {
+        severity = escalate(severity);
+        escalation = Some(format!("reader is untrusted: {reason}"));
+    }
+    let path = ctx.secret.path.clone().unwrap_or_default();
+    let who = if ctx.owner { "owner" } else { "non-owner" };
+    Finding {
+        rule: SECRET_READ,
+        severity,
+        summary: format!(
+            "{} ({}, pid {}) read {} secret {} at {path}",
+            ctx.reader.comm, who, ctx.reader.pid, ctx.secret.kind, ctx.secret.id
+        ),
+        mitre: ctx.mitre,
+        secret: Some(ctx.secret),
+        evidence: Evidence {
+            exec_ids: vec![ctx.reader.exec_id.clone()],
+            paths: vec![path],
+            escalation,
+            ..Evidence::default()
+        },
+    }
+}
+
+pub fn secret_env(p: &Process, secret: SecretInfo) -> Finding {
+    let var = secret.variable.clone().unwrap_or_default();
+    Finding {
+        rule: SECRET_ENV,
+        severity: if untrusted_reason(p).is_some() {
+            Severity::High
+        } else {
+            Severity::Medium
+        },
+        summary: format!(
+            "{} (pid {}) has a static {} in its environment variable {var}",
+            p.comm, p.pid, secret.kind
+        ),
+        mitre: vec!["T1552.001".into()],
+        secret: Some(secret),
+        evidence: Evidence {
+            exec_ids: vec![p.exec_id.clone()],
+            ..Evidence::default()
+        },
+    }
+}
+
+pub fn secret_search(p: &Process, distinct: usize, window_s: u64, paths: Vec<String>) -> Finding {
+    Finding {
+        rule: SECRET_SEARCH,
+        severity: if untrusted_reason(p).is_some() {
+            Severity::Critical
+        } else {
+            Severity::High
+        },
+        summary: format!(
+            "{} (pid {}) opened {distinct} different secret files within {window_s}s: credential discovery",
+            p.comm, p.pid
+        ),
+        mitre: vec!["T1552.001".into(), "T1083".into()],
+        secret: None,
+        evidence: Evidence {
+            exec_ids: vec![p.exec_id.clone()],
+            paths,
+            ..Evidence::default()
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escalation_caps_at_critical() {
+        assert_eq!(escalate(Severity::Info), Severity::Low);
+        assert_eq!(escalate(Severity::High), Severity::Critical);
+        assert_eq!(escalate(Severity::Critical), Severity::Critical);
+    }
+}

@@ -1,0 +1,246 @@
+//! Secret policy: which workloads own a secret, how bad a foreign read is,
+//! which reads are expected, and catalog extensions.
+//!
+//! Validation happens while deserialising (globs compile inside `Deserialize`),
+//! so every error carries the line and column of the offending value.
+
+use std::{path::PathBuf, time::Duration};
+
+use globset::GlobMatcher;
+use serde::{Deserialize, Deserializer};
+
+use crate::{
+    event::Process,
+    secret_catalog::{CatalogEntry, Severity},
+};
+
+/// A glob over absolute paths, compiled when the policy is read.
+#[derive(Debug, Clone)]
+pub struct PathGlob {
+    pub pattern: String,
+    matcher: GlobMatcher,
+}
+
+impl PathGlob {
+    pub fn is_match(&self, path: &str) -> bool {
+        self.matcher.is_match(path)
+    }
+}
+
+impl<'de> Deserialize<'de> for PathGlob {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let pattern = String::deserialize(d)?;
+        let glob = globset::GlobBuilder::new(&pattern)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| serde::de::Error::custom(format!("invalid glob {pattern:?}: {e}")))?;
+        Ok(PathGlob {
+            matcher: glob.compile_matcher(),
+            pattern,
+        })
+    }
+}
+
+/// A lowercase hex SHA-256, checked when the policy is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sha256Hex(pub String);
+
+impl<'de> Deserialize<'de> for Sha256Hex {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let s = s.strip_prefix("sha256:").unwrap_or(&s).to_ascii_lowercase();
+        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(serde::de::Error::custom(format!(
+                "{s:?} is not a SHA-256 (64 hex digits, optionally prefixed by \"sha256:\")"
+            )));
+        }
+        Ok(Sha256Hex(s))
+    }
+}
+
+/// Which processes a rule is about. Every field given must match; an empty
+/// selector matches nothing (so a typo cannot make everyone an owner).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selector {
+    /// Glob over the executable's path (`/usr/bin/aws`, `/opt/app/bin/*`).
+    pub exe_path: Option<PathGlob>,
+    /// The kernel-observed SHA-256 of the executable.
+    pub exe_sha256: Option<Sha256Hex>,
+    pub uid: Option<u32>,
+    pub comm: Option<String>,
+    /// Glob over the cgroup path (`/system.slice/backup.service`).
+    pub cgroup: Option<PathGlob>,
+}
+
+impl Selector {
+    pub fn is_empty(&self) -> bool {
+        self.exe_path.is_none()
+            && self.exe_sha256.is_none()
+            && self.uid.is_none()
+            && self.comm.is_none()
+            && self.cgroup.is_none()
+    }
+
+    pub fn matches(&self, p: &Process) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        self.exe_path
+            .as_ref()
+            .is_none_or(|g| g.is_match(&p.exe.path))
+            && self
+                .exe_sha256
+                .as_ref()
+                .is_none_or(|h| p.exe.sha256.as_deref() == Some(h.0.as_str()))
+            && self.uid.is_none_or(|u| u == p.uid)
+            && self.comm.as_ref().is_none_or(|c| *c == p.comm)
+            && self.cgroup.as_ref().is_none_or(|g| {
+                p.cgroup
+                    .path
+                    .as_deref()
+                    .is_some_and(|path| g.is_match(path))
+            })
+    }
+}
+
+/// Names secrets in a rule: a catalog id, or a glob over the secret's path.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    /// Catalog entry id (`aws-cli-credentials`).
+    pub id: Option<String>,
+    pub path: Option<PathGlob>,
+}
+
+impl SecretRef {
+    pub fn matches(&self, catalog_id: &str, path: &str) -> bool {
+        (self.id.is_some() || self.path.is_some())
+            && self.id.as_deref().is_none_or(|i| i == catalog_id)
+            && self.path.as_ref().is_none_or(|g| g.is_match(path))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRule {
+    pub secret: SecretRef,
+    /// Workloads allowed to read it: their reads are `info`.
+    #[serde(default)]
+    pub owners: Vec<Selector>,
+    /// Severity of a read by anyone else (default: the catalog's).
+    pub severity: Option<Severity>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exception {
+    pub secret: SecretRef,
+    pub reader: Selector,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchConfig {
+    /// Distinct secrets one process may open within `window` before
+    /// `secret-search` fires.
+    pub distinct_secrets: usize,
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub window: Duration,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self {
+            distinct_secrets: 5,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    pub enabled: bool,
+    /// Entries added to the built-in catalog; one with a built-in id replaces it.
+    pub catalog: Vec<CatalogEntry>,
+    /// Built-in catalog ids to leave out.
+    pub disable: Vec<String>,
+    /// Directories searched for `.env`-style files at start-up, besides homes.
+    pub search_dirs: Vec<PathBuf>,
+    /// How often the file system is searched again for new secret files that
+    /// no kernel filter can name (glob-only catalog patterns).
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub rescan_interval: Duration,
+    /// Look for static credentials in every new process's environment.
+    pub scan_environment: bool,
+    pub rules: Vec<SecretRule>,
+    pub exceptions: Vec<Exception>,
+    pub search: SearchConfig,
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            catalog: Vec::new(),
+            disable: Vec::new(),
+            search_dirs: ["/srv", "/opt", "/app", "/var/www"]
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
+            rescan_interval: Duration::from_secs(300),
+            scan_environment: true,
+            rules: Vec::new(),
+            exceptions: Vec::new(),
+            search: SearchConfig::default(),
+        }
+    }
+}
+
+/// What policy says about one read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// An exception covers it: no finding.
+    Expected,
+    /// The reader is a declared owner.
+    Owner,
+    /// Anyone else, with the severity to report.
+    Foreign(Severity),
+}
+
+impl SecretsConfig {
+    /// Judges a read of the secret (`catalog_id` at `path`) by `reader`.
+    pub fn judge(
+        &self,
+        catalog_id: &str,
+        path: &str,
+        catalog_severity: Severity,
+        reader: &Process,
+    ) -> Verdict {
+        if self
+            .exceptions
+            .iter()
+            .any(|e| e.secret.matches(catalog_id, path) && e.reader.matches(reader))
+        {
+            return Verdict::Expected;
+        }
+        let rules: Vec<&SecretRule> = self
+            .rules
+            .iter()
+            .filter(|r| r.secret.matches(catalog_id, path))
+            .collect();
+        if rules
+            .iter()
+            .any(|r| r.owners.iter().any(|o| o.matches(reader)))
+        {
+            return Verdict::Owner;
+        }
+        let severity = rules
+            .iter()
+            .filter_map(|r| r.severity)
+            .max()
+            .unwrap_or(catalog_severity);
+        Verdict::Foreign(severity)
+    }
+}

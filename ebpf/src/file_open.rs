@@ -1,0 +1,346 @@
+//! File-open probes: the exit tracepoints of openat, openat2, open and creat.
+//!
+//! Every successful open pays for a few kernel reads and map lookups; only
+//! opens of watched files (by inode, by their directory's inode, or by
+//! basename) produce a record. The record carries the opened file's identity
+//! from its `struct file` and its path from a walk of the dentry chain (so
+//! `..`, relative paths, dirfds and symlinks are already resolved).
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_current_task_btf, bpf_get_current_uid_gid, bpf_probe_read_kernel,
+        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes, generated,
+    },
+    macros::{map, tracepoint},
+    maps::{Array, HashMap},
+    programs::TracePointContext,
+};
+use proctor_common::{
+    FileOpenEvent, InodeKey, COMPONENT_LEN, KIND_FILE_OPEN, MATCH_DIR, MATCH_INODE, MATCH_NAME,
+    NAME_KEY_LEN, NAME_NEEDS_ANCHOR, OPEN_FLAG_PATH_TRUNCATED, OPEN_SYSCALL_CREAT, OPEN_SYSCALL_OPEN,
+    OPEN_SYSCALL_OPENAT, OPEN_SYSCALL_OPENAT2,
+};
+
+use crate::{bump, off, submit_flags, DROPS, EVENTS, SENT};
+
+/// Watched files by (dev, inode): catalogued secrets found by the agent.
+#[map]
+pub static WATCHED_INODES: HashMap<InodeKey, u32> = HashMap::with_max_entries(65536, 0);
+
+/// Directories whose new entries are reported (e.g. ~/.aws, ~/.ssh).
+#[map]
+pub static WATCHED_DIRS: HashMap<InodeKey, u32> = HashMap::with_max_entries(16384, 0);
+
+/// Secret basenames (zero-padded), for files that appear anywhere.
+#[map]
+pub static WATCHED_NAMES: HashMap<[u8; NAME_KEY_LEN], u32> = HashMap::with_max_entries(1024, 0);
+
+/// Directory names that anchor a generic basename (`config` only counts in
+/// `.kube`, `.aws`, ...): a name whose WATCHED_NAMES value is
+/// `NAME_NEEDS_ANCHOR` is reported only when its parent or grandparent
+/// directory has one of these names.
+#[map]
+pub static WATCHED_PARENTS: HashMap<[u8; NAME_KEY_LEN], u32> = HashMap::with_max_entries(1024, 0);
+
+/// Bit n set: some watched basename is n bytes long. Lets the common open
+/// skip reading its name at all.
+#[map]
+pub static NAME_LENGTHS: Array<u64> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+unsafe fn read<T: Copy + Default>(base: *const u8, offset: usize) -> T {
+    unsafe { bpf_probe_read_kernel(base.add(offset) as *const T) }.unwrap_or_default()
+}
+
+#[inline(always)]
+unsafe fn read_ptr(base: *const u8, offset: usize) -> *const u8 {
+    unsafe { read::<u64>(base, offset) as *const u8 }
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_openat")]
+pub fn sys_exit_openat(ctx: TracePointContext) -> u32 {
+    on_open_exit(&ctx, OPEN_SYSCALL_OPENAT);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_openat2")]
+pub fn sys_exit_openat2(ctx: TracePointContext) -> u32 {
+    on_open_exit(&ctx, OPEN_SYSCALL_OPENAT2);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_open")]
+pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
+    on_open_exit(&ctx, OPEN_SYSCALL_OPEN);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_creat")]
+pub fn sys_exit_creat(ctx: TracePointContext) -> u32 {
+    on_open_exit(&ctx, OPEN_SYSCALL_CREAT);
+    0
+}
+
+/// `struct file *` behind `fd` in the current task's fd table.
+#[inline(always)]
+unsafe fn file_of_fd(task: *const u8, fd: u64) -> *const u8 {
+    unsafe {
+        let files = read_ptr(task, off!(task_files));
+        let fdt = read_ptr(files, off!(files_fdt));
+        let max = read::<u32>(fdt, off!(fdt_max_fds)) as u64;
+        if fd >= max {
+            return core::ptr::null();
+        }
+        let fds = read_ptr(fdt, off!(fdt_fd));
+        read_ptr(fds, (fd as usize) * 8)
+    }
+}
+
+#[inline(always)]
+fn key(dev: u32, ino: u64) -> InodeKey {
+    InodeKey { dev, _pad: 0, ino }
+}
+
+#[inline(always)]
+fn on_open_exit(ctx: &TracePointContext, syscall: u32) {
+    // sys_exit_* layout: 8 bytes of common fields, __syscall_nr (+pad), long ret.
+    let ret: i64 = unsafe { ctx.read_at(16) }.unwrap_or(-1);
+    if ret < 0 {
+        return;
+    }
+    let agent = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(crate::AGENT_TGID)) };
+    if (bpf_get_current_pid_tgid() >> 32) as u32 == agent {
+        return;
+    }
+    let task = unsafe { bpf_get_current_task_btf() } as *const u8;
+    let file = unsafe { file_of_fd(task, ret as u64) };
+    if file.is_null() {
+        return;
+    }
+    let (dev, ino, dentry) = unsafe {
+        let inode = read_ptr(file, off!(file_inode));
+        let sb = read_ptr(inode, off!(inode_sb));
+        (
+            read::<u32>(sb, off!(sb_dev)),
+            read::<u64>(inode, off!(inode_ino)),
+            read_ptr(file, off!(file_dentry)),
+        )
+    };
+
+    let (matched, slot) = if let Some(s) = unsafe { WATCHED_INODES.get(&key(dev, ino)) } {
+        (MATCH_INODE, *s)
+    } else if let Some(s) = unsafe { name_match(dentry) } {
+        (MATCH_NAME, s)
+    } else {
+        let parent_ino = unsafe {
+            let parent = read_ptr(dentry, off!(dentry_parent));
+            let pinode = read_ptr(parent, off!(dentry_inode));
+            read::<u64>(pinode, off!(inode_ino))
+        };
+        match unsafe { WATCHED_DIRS.get(&key(dev, parent_ino)) } {
+            Some(s) => (MATCH_DIR, *s),
+            None => return,
+        }
+    };
+
+    let Some(mut entry) = EVENTS.reserve::<FileOpenEvent>(0) else {
+        bump(&DROPS, KIND_FILE_OPEN);
+        return;
+    };
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    ev.hdr = crate::process::header(KIND_FILE_OPEN);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
+    ev.pid = pid_tgid as u32;
+    ev.tgid = (pid_tgid >> 32) as u32;
+    ev.uid = uid_gid as u32;
+    ev.gid = (uid_gid >> 32) as u32;
+    ev.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    ev.comm = bpf_get_current_comm().unwrap_or_default();
+    ev.ino = ino;
+    ev.dev = dev;
+    ev.fd = ret as i32;
+    ev.syscall = syscall;
+    ev.matched = matched;
+    ev.slot = slot;
+    ev.flags = 0;
+    unsafe {
+        ev.f_mode = read::<u32>(file, off!(file_f_mode));
+        ev.f_flags = read::<u32>(file, off!(file_f_flags));
+        fill_args(ev, task, syscall);
+        walk_path(ev, file, dentry);
+    }
+    entry.submit(submit_flags());
+    bump(&SENT, KIND_FILE_OPEN);
+}
+
+/// The basename of `dentry` when it is a watched name.
+#[inline(always)]
+unsafe fn name_match(dentry: *const u8) -> Option<u32> {
+    let hash_len = unsafe { read::<u64>(dentry, off!(dentry_hash_len)) };
+    let len = (hash_len >> 32) as u32;
+    if len == 0 || len as usize >= NAME_KEY_LEN {
+        return None;
+    }
+    let lengths = NAME_LENGTHS.get(0).copied().unwrap_or(0);
+    if lengths & (1u64 << len) == 0 {
+        return None;
+    }
+    let mut name = [0u8; NAME_KEY_LEN];
+    unsafe {
+        let ptr = read_ptr(dentry, off!(dentry_name));
+        bpf_probe_read_kernel_str_bytes(ptr, &mut name).ok()?;
+    }
+    // The helper copies up to and including the NUL and leaves the rest of the
+    // zeroed buffer alone: the key is exact.
+    let value = unsafe { WATCHED_NAMES.get(&name) }.copied()?;
+    if value & NAME_NEEDS_ANCHOR == 0 {
+        return Some(value);
+    }
+    let parent = unsafe { read_ptr(dentry, off!(dentry_parent)) };
+    if unsafe { anchored(parent) } {
+        return Some(value);
+    }
+    let grandparent = unsafe { read_ptr(parent, off!(dentry_parent)) };
+    if unsafe { anchored(grandparent) } {
+        return Some(value);
+    }
+    None
+}
+
+/// Whether `dir`'s name is in WATCHED_PARENTS.
+#[inline(always)]
+unsafe fn anchored(dir: *const u8) -> bool {
+    let mut name = [0u8; NAME_KEY_LEN];
+    unsafe {
+        let ptr = read_ptr(dir, off!(dentry_name));
+        if bpf_probe_read_kernel_str_bytes(ptr, &mut name).is_err() {
+            return false;
+        }
+        WATCHED_PARENTS.get(&name).is_some()
+    }
+}
+
+/// dfd and filename from the syscall's saved user registers.
+#[inline(always)]
+unsafe fn fill_args(ev: &mut FileOpenEvent, task: *const u8, syscall: u32) {
+    let regs = unsafe { generated::bpf_task_pt_regs(task as *mut _) } as *const u8;
+    let (dfd, name_ptr) = unsafe {
+        match syscall {
+            OPEN_SYSCALL_OPENAT | OPEN_SYSCALL_OPENAT2 => (
+                read::<u64>(regs, off!(regs_arg0)) as i32,
+                read::<u64>(regs, off!(regs_arg1)),
+            ),
+            // open(2) and creat(2) resolve relative paths against the cwd.
+            _ => (-100, read::<u64>(regs, off!(regs_arg0))),
+        }
+    };
+    ev.dfd = dfd;
+    if unsafe { bpf_probe_read_user_str_bytes(name_ptr as *const u8, &mut ev.filename) }.is_err() {
+        ev.filename[0] = 0;
+    }
+}
+
+/// Cursor of the dentry walk: where it stands and whether it reached the root.
+struct Walk {
+    dentry: *const u8,
+    vfsmnt: *const u8,
+    mnt: *const u8,
+    done: bool,
+}
+
+impl Walk {
+    /// Climbs out of mount roots to the mount points they cover (stacked
+    /// mounts: a few times). Returns the parent of the resulting dentry, or
+    /// marks the walk done at the root of the caller's mount tree.
+    #[inline(always)]
+    unsafe fn settle(&mut self) -> *const u8 {
+        for _ in 0..3 {
+            let root = unsafe { read_ptr(self.vfsmnt, off!(vfsmount_root)) };
+            if self.dentry != root {
+                break;
+            }
+            let parent_mnt = unsafe { read_ptr(self.mnt, off!(mount_parent)) };
+            if parent_mnt == self.mnt || parent_mnt.is_null() {
+                self.done = true;
+                return self.dentry;
+            }
+            self.dentry = unsafe { read_ptr(self.mnt, off!(mount_mountpoint)) };
+            self.mnt = parent_mnt;
+            self.vfsmnt = unsafe { parent_mnt.add(off!(mount_mnt)) };
+        }
+        let parent = unsafe { read_ptr(self.dentry, off!(dentry_parent)) };
+        if parent == self.dentry {
+            self.done = true;
+        }
+        parent
+    }
+}
+
+/// One step of the walk into component slot `$i` (a constant, so the
+/// verifier sees fixed offsets and prunes states instead of exploding).
+macro_rules! walk_step {
+    ($ev:ident, $w:ident, $i:literal) => {
+        if !$w.done {
+            let parent = unsafe { $w.settle() };
+            if !$w.done {
+                unsafe {
+                    let name = read_ptr($w.dentry, off!(dentry_name));
+                    if bpf_probe_read_kernel_str_bytes(name, &mut $ev.components[$i][..COMPONENT_LEN])
+                        .is_err()
+                    {
+                        $ev.components[$i][0] = 0;
+                    }
+                }
+                $ev.depth = $i + 1;
+                $w.dentry = parent;
+            }
+        }
+    };
+}
+
+/// Walks from the opened dentry to the root of the caller's mount tree,
+/// crossing mount points, recording names leaf first.
+#[inline(always)]
+unsafe fn walk_path(ev: &mut FileOpenEvent, file: *const u8, dentry: *const u8) {
+    let vfsmnt = unsafe { read_ptr(file, off!(file_vfsmount)) };
+    let mut w = Walk {
+        dentry,
+        vfsmnt,
+        mnt: unsafe { vfsmnt.sub(off!(mount_mnt)) },
+        done: false,
+    };
+    ev.depth = 0;
+    walk_step!(ev, w, 0);
+    walk_step!(ev, w, 1);
+    walk_step!(ev, w, 2);
+    walk_step!(ev, w, 3);
+    walk_step!(ev, w, 4);
+    walk_step!(ev, w, 5);
+    walk_step!(ev, w, 6);
+    walk_step!(ev, w, 7);
+    walk_step!(ev, w, 8);
+    walk_step!(ev, w, 9);
+    walk_step!(ev, w, 10);
+    walk_step!(ev, w, 11);
+    walk_step!(ev, w, 12);
+    walk_step!(ev, w, 13);
+    walk_step!(ev, w, 14);
+    walk_step!(ev, w, 15);
+    walk_step!(ev, w, 16);
+    walk_step!(ev, w, 17);
+    walk_step!(ev, w, 18);
+    walk_step!(ev, w, 19);
+    walk_step!(ev, w, 20);
+    walk_step!(ev, w, 21);
+    walk_step!(ev, w, 22);
+    walk_step!(ev, w, 23);
+    if !w.done {
+        // Is there anything left above? Only then is the path truncated.
+        unsafe { w.settle() };
+        if !w.done {
+            ev.flags |= OPEN_FLAG_PATH_TRUNCATED;
+        }
+    }
+}
