@@ -113,7 +113,8 @@ fn dispatch(cmd: Command) -> Result<i32> {
         }
         Command::Inventory { config, json } => {
             let cfg = Config::load(config.as_deref())?;
-            let store = InventoryStore::open_read_only(&inventory_store::default_path(&cfg.state_dir))?;
+            let store =
+                InventoryStore::open_read_only(&inventory_store::default_path(&cfg.state_dir))?;
             let items = store.items(crate::clock::now_ns())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&items)?);

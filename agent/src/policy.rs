@@ -168,6 +168,9 @@ pub struct SecretsConfig {
     pub disable: Vec<String>,
     /// Directories searched for `.env`-style files at start-up, besides homes.
     pub search_dirs: Vec<PathBuf>,
+    /// Home directories `~/` stands for besides /root, /home/* and the homes
+    /// in /etc/passwd (e.g. users from LDAP, or a CI runner's workspace).
+    pub extra_homes: Vec<PathBuf>,
     /// How often the file system is searched again for new secret files that
     /// no kernel filter can name (glob-only catalog patterns).
     #[serde(deserialize_with = "crate::config::duration")]
@@ -189,6 +192,7 @@ impl Default for SecretsConfig {
                 .iter()
                 .map(PathBuf::from)
                 .collect(),
+            extra_homes: Vec::new(),
             rescan_interval: Duration::from_secs(300),
             scan_environment: true,
             rules: Vec::new(),

@@ -73,7 +73,10 @@ mod tests {
 
     #[test]
     fn finds_quoted_values() {
-        assert_eq!(quoted(r#"entry "x-y": pattern "a/**b" bad"#), ["a/**b", "x-y"]);
+        assert_eq!(
+            quoted(r#"entry "x-y": pattern "a/**b" bad"#),
+            ["a/**b", "x-y"]
+        );
         assert_eq!(line_of("a\nb\nc", "c"), Some(3));
     }
 }

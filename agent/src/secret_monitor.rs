@@ -102,14 +102,16 @@ pub struct SecretMonitor {
 impl SecretMonitor {
     pub fn new(cfg: &Config, filter: OpenFilter) -> Result<Self> {
         let catalog = cfg.catalog()?;
-        let homes = crate::secret_catalog::passwd_homes(Path::new("/"));
+        let mut homes = crate::secret_catalog::passwd_homes(Path::new("/"));
+        homes.extend(cfg.secrets.extra_homes.iter().cloned());
         let catalog = catalog
             .with_homes(&homes)
-            .context("home directories from /etc/passwd")?;
+            .context("home directories (/etc/passwd and secrets.extra_homes)")?;
         let fingerprinter = cfg.fingerprinter()?;
         let store = InventoryStore::open(&crate::inventory_store::default_path(&cfg.state_dir))?;
         let mut discover = DiscoverRoots::host();
         discover.anywhere_dirs = cfg.secrets.search_dirs.clone();
+        discover.extra_homes = cfg.secrets.extra_homes.clone();
         let mut m = Self {
             catalog,
             policy: cfg.secrets.clone(),
@@ -345,6 +347,7 @@ impl SecretMonitor {
             match self.catalog.match_path(Path::new(&kernel_path)) {
                 Some(e) => (e.id.clone(), kernel_path.clone()),
                 None => {
+                    tracing::debug!("open of {kernel_path} passed the kernel filter but is not a catalogued secret");
                     self.stats.opens_not_secret += 1;
                     return Vec::new();
                 }
@@ -355,6 +358,7 @@ impl SecretMonitor {
         };
         let open_fd = Some((rec.tgid, rec.fd));
         if rec.matched != MATCH_INODE && !self.content_ok(&entry, &secret_path, open_fd) {
+            tracing::debug!("{secret_path} fails the content check of {catalog_id}");
             self.stats.opens_not_secret += 1;
             return Vec::new();
         }
@@ -616,9 +620,7 @@ fn new_files_need_dir_watch(patterns: &[String]) -> bool {
 }
 
 fn is_literal(component: &str) -> bool {
-    !component.is_empty()
-        && component != "~"
-        && !component.contains(['*', '?', '[', '{'])
+    !component.is_empty() && component != "~" && !component.contains(['*', '?', '[', '{'])
 }
 
 /// For each literal basename of the catalog: the directory names one of which
@@ -630,7 +632,9 @@ pub fn name_anchors(catalog: &Catalog) -> HashMap<String, Option<HashSet<String>
     for entry in catalog.entries() {
         for pattern in &entry.paths {
             let comps: Vec<&str> = pattern.split('/').collect();
-            let Some((last, dirs)) = comps.split_last() else { continue };
+            let Some((last, dirs)) = comps.split_last() else {
+                continue;
+            };
             if !is_literal(last) {
                 continue;
             }
@@ -696,7 +700,10 @@ mod tests {
     fn generic_names_are_anchored_specific_ones_are_not() {
         let a = name_anchors(&Catalog::builtin());
         let config = a["config"].as_ref().expect("config is anchored");
-        assert!(config.contains(".kube") && config.contains(".aws"), "{config:?}");
+        assert!(
+            config.contains(".kube") && config.contains(".aws"),
+            "{config:?}"
+        );
         // The service-account token sits one level below its anchor (..data/token).
         assert!(a["token"].as_ref().unwrap().contains("serviceaccount"));
         assert!(a[".env"].is_none());

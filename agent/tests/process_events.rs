@@ -289,7 +289,20 @@ fn sigterm_detaches_every_program() {
         .iter()
         .map(|h| h["id"].as_u64().unwrap() as u32)
         .collect();
-    assert_eq!(ids.len(), 3, "{started}");
+    let hooks: Vec<&str> = started["status"]["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["hook"].as_str().unwrap())
+        .collect();
+    for want in [
+        "tp_btf/sched_process_exec",
+        "tp_btf/sched_process_fork",
+        "tp_btf/sched_process_exit",
+        "tracepoint/syscalls/sys_exit_openat",
+    ] {
+        assert!(hooks.contains(&want), "{want} not attached: {hooks:?}");
+    }
     let loaded = || -> Vec<u32> {
         aya::programs::loaded_programs()
             .filter_map(Result::ok)
