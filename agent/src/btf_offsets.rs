@@ -213,6 +213,12 @@ pub fn resolve(btf: &Btf) -> Result<Offsets> {
         regs_arg0: syscall_arg(&r, 0)?,
         regs_arg1: syscall_arg(&r, 1)?,
         regs_arg2: syscall_arg(&r, 2)?,
+        file_private_data: r.required("file", "private_data")?,
+        socket_sk: r.required("socket", "sk")?,
+        socket_type: r.required("socket", "type")?,
+        sock_protocol: r.required("sock", "sk_protocol")?,
+        sock_err: r.required("sock", "sk_err")?,
+        sock_state: r.required("sock", "__sk_common.skc_state")?,
     })
 }
 

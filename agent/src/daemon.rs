@@ -8,7 +8,10 @@ use std::{
 
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
-use proctor_common::{ExitEvent, ForkEvent, KIND_EXEC, KIND_EXIT, KIND_FILE_OPEN, KIND_FORK};
+use proctor_common::{
+    ExitEvent, ForkEvent, CONNECT_DEDUP_SLOT, KIND_CONNECT, KIND_EXEC, KIND_EXIT, KIND_FILE_OPEN,
+    KIND_FORK,
+};
 use serde_json::json;
 use tokio::{
     io::unix::AsyncFd,
@@ -20,7 +23,7 @@ use crate::{
     cgroups::CgroupResolver,
     clock::boot_ns,
     config::Config,
-    decode::{decode, ExecRecord, KernelEvent, OpenRecord},
+    decode::{decode, ConnectRecord, ExecRecord, KernelEvent, OpenRecord},
     emitter::{EmitCounters, Emitter, Pending},
     event::{Event, ExitInfo, Kind},
     exec_id::{exec_id, Origin},
@@ -43,6 +46,7 @@ struct Gaps {
     forks_without_parent: u64,
     reconciled: u64,
     opens_without_process: u64,
+    connects_without_process: u64,
 }
 
 /// Everything the reader loop mutates.
@@ -62,7 +66,20 @@ impl State {
             KernelEvent::Fork(f) => self.fork(f),
             KernelEvent::Exit(e) => self.exit(e).await,
             KernelEvent::FileOpen(o) => self.file_open(*o).await,
+            KernelEvent::Connect(c) => self.connect(*c).await,
         }
+    }
+
+    async fn connect(&mut self, rec: ConnectRecord) {
+        let Some(reader) = self.reader(rec.tgid) else {
+            self.gaps.connects_without_process += 1;
+            return;
+        };
+        self.send(Pending {
+            net: Some(crate::net_connect::net_info(&rec)),
+            ..Pending::new(Kind::NetConnect, rec.ktime_ns, reader)
+        })
+        .await;
     }
 
     /// The process record of `pid`, from the table or, failing that, /proc.
@@ -457,11 +474,16 @@ impl Agent {
                 "dropped": {
                     "exec": drops(KIND_EXEC), "fork": drops(KIND_FORK), "exit": drops(KIND_EXIT),
                     "file_open": drops(KIND_FILE_OPEN),
-                    "total": drops(KIND_EXEC) + drops(KIND_FORK) + drops(KIND_EXIT) + drops(KIND_FILE_OPEN),
+                    "connect": drops(KIND_CONNECT),
+                    "total": drops(KIND_EXEC) + drops(KIND_FORK) + drops(KIND_EXIT)
+                        + drops(KIND_FILE_OPEN) + drops(KIND_CONNECT),
                 },
                 "sent": {
                     "exec": sent(KIND_EXEC), "fork": sent(KIND_FORK), "exit": sent(KIND_EXIT),
                     "file_open": sent(KIND_FILE_OPEN),
+                    "connect": sent(KIND_CONNECT),
+                    // Repeated connects to a destination a process already reported.
+                    "connect_deduplicated": sent(CONNECT_DEDUP_SLOT),
                 },
             },
             "userspace": {
@@ -470,6 +492,7 @@ impl Agent {
                 "forks_without_parent": g.forks_without_parent,
                 "reconciled_without_exit": g.reconciled,
                 "opens_without_process": g.opens_without_process,
+                "connects_without_process": g.connects_without_process,
             },
             "secrets": self.state.secrets.as_ref().map(|m| m.stats_json()),
             "emitted": self.emit_counters.snapshot(),

@@ -4,9 +4,10 @@
 //! the kernel can reuse the space at once.
 
 use proctor_common::{
-    EventHeader, ExecEvent, ExitEvent, FileOpenEvent, ForkEvent, ARGS_LEN,
+    ConnectEvent, EventHeader, ExecEvent, ExitEvent, FileOpenEvent, ForkEvent, ARGS_LEN,
     EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_SCRIPT, FMODE_READ, FMODE_WRITE,
-    KIND_EXEC, KIND_EXIT, KIND_FILE_OPEN, KIND_FORK, OPEN_FLAG_PATH_TRUNCATED, PATH_COMPONENTS,
+    KIND_CONNECT, KIND_EXEC, KIND_EXIT, KIND_FILE_OPEN, KIND_FORK, OPEN_FLAG_PATH_TRUNCATED,
+    PATH_COMPONENTS,
 };
 
 #[derive(Debug)]
@@ -15,6 +16,26 @@ pub enum KernelEvent {
     Fork(ForkEvent),
     Exit(ExitEvent),
     FileOpen(Box<OpenRecord>),
+    Connect(Box<ConnectRecord>),
+}
+
+/// A connect(2) and its outcome.
+#[derive(Debug, Clone)]
+pub struct ConnectRecord {
+    pub ktime_ns: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    pub uid: u32,
+    pub cgroup_id: u64,
+    /// 0 or -errno.
+    pub result: i32,
+    pub family: u16,
+    pub port: u16,
+    pub protocol: u16,
+    pub sock_type: u16,
+    pub deferred: bool,
+    pub ip: Option<std::net::IpAddr>,
+    pub unix_path: Option<String>,
 }
 
 /// A watched file opened, as the probe saw it.
@@ -113,6 +134,10 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
         }
         KIND_FORK => Ok(KernelEvent::Fork(read_struct(buf, "fork record")?)),
         KIND_EXIT => Ok(KernelEvent::Exit(read_struct(buf, "exit record")?)),
+        KIND_CONNECT => {
+            let ev: ConnectEvent = read_struct(buf, "connect record")?;
+            Ok(KernelEvent::Connect(Box::new(connect_record(&ev))))
+        }
         KIND_FILE_OPEN => {
             let ev: FileOpenEvent = read_struct(buf, "file-open record")?;
             Ok(KernelEvent::FileOpen(Box::new(open_record(&ev))))
@@ -172,6 +197,40 @@ fn exec_record(ev: &ExecEvent) -> ExecRecord {
         interp,
         args,
         args_truncated,
+    }
+}
+
+fn connect_record(ev: &ConnectEvent) -> ConnectRecord {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = match ev.family {
+        2 => Some(IpAddr::V4(Ipv4Addr::new(
+            ev.addr[0], ev.addr[1], ev.addr[2], ev.addr[3],
+        ))),
+        10 => Some(IpAddr::V6(Ipv6Addr::from(ev.addr))),
+        _ => None,
+    };
+    let unix_path = (ev.family == 1).then(|| {
+        if ev.path[0] == 0 {
+            // Abstract socket: shown as "@name", as ss(8) does.
+            format!("@{}", cstr(&ev.path[1..]))
+        } else {
+            cstr(&ev.path)
+        }
+    });
+    ConnectRecord {
+        ktime_ns: ev.hdr.ktime_ns,
+        pid: ev.pid,
+        tgid: ev.tgid,
+        uid: ev.uid,
+        cgroup_id: ev.cgroup_id,
+        result: ev.result,
+        family: ev.family,
+        port: ev.port,
+        protocol: ev.protocol,
+        sock_type: ev.sock_type,
+        deferred: ev.deferred != 0,
+        ip,
+        unix_path,
     }
 }
 

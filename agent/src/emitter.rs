@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::{
     clock::to_epoch_ns,
-    event::{rfc3339_ns, Event, ExitInfo, FileInfo, Finding, Kind, SCHEMA},
+    event::{rfc3339_ns, Event, ExitInfo, FileInfo, Finding, Kind, NetInfo, SCHEMA},
     findings,
     sinks::stdout::StdoutSink,
     snapshot::Snapshot,
@@ -31,6 +31,7 @@ pub struct Pending {
     pub status: Option<serde_json::Value>,
     pub file: Option<FileInfo>,
     pub finding: Option<Finding>,
+    pub net: Option<NetInfo>,
     /// The finding rests on the event just before it (its seq is filled in).
     pub refers_to_previous: bool,
 }
@@ -45,6 +46,7 @@ impl Pending {
             status: None,
             file: None,
             finding: None,
+            net: None,
             refers_to_previous: false,
         }
     }
@@ -57,6 +59,7 @@ pub struct EmitCounters {
     pub agent_status: AtomicU64,
     pub file_open: AtomicU64,
     pub finding: AtomicU64,
+    pub net_connect: AtomicU64,
 }
 
 #[derive(Debug, Serialize)]
@@ -66,6 +69,7 @@ pub struct EmitStats {
     pub agent_status: u64,
     pub file_open: u64,
     pub finding: u64,
+    pub net_connect: u64,
 }
 
 impl EmitCounters {
@@ -76,7 +80,7 @@ impl EmitCounters {
             Kind::AgentStatus => &self.agent_status,
             Kind::FileOpen => &self.file_open,
             Kind::Finding => &self.finding,
-            Kind::NetConnect => return,
+            Kind::NetConnect => &self.net_connect,
         };
         c.fetch_add(1, Ordering::Relaxed);
     }
@@ -88,6 +92,7 @@ impl EmitCounters {
             agent_status: self.agent_status.load(Ordering::Relaxed),
             file_open: self.file_open.load(Ordering::Relaxed),
             finding: self.finding.load(Ordering::Relaxed),
+            net_connect: self.net_connect.load(Ordering::Relaxed),
         }
     }
 }
@@ -127,6 +132,7 @@ impl Emitter {
                 status: p.status,
                 file: p.file,
                 finding: p.finding,
+                net: p.net,
             })
             .await;
             if let Some(mut finding) = untrusted {
@@ -143,6 +149,7 @@ impl Emitter {
                     status: None,
                     file: None,
                     finding: Some(finding),
+                    net: None,
                 })
                 .await;
             }

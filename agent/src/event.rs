@@ -38,6 +38,29 @@ pub struct Event {
     pub file: Option<FileInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finding: Option<Finding>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub net: Option<NetInfo>,
+}
+
+/// A connection attempt (`net_connect`).
+#[derive(Debug, Clone, Serialize)]
+pub struct NetInfo {
+    /// inet | inet6 | unix
+    pub family: &'static str,
+    /// tcp | udp | icmp | raw | stream | dgram | seqpacket | other
+    pub protocol: &'static str,
+    pub dst_ip: Option<String>,
+    pub dst_port: Option<u16>,
+    /// Unix socket path (`@name` for abstract sockets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_path: Option<String>,
+    /// success | in_progress | refused | timed_out | unreachable | denied | error
+    pub result: &'static str,
+    /// The errno when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errno: Option<i32>,
+    /// The outcome came from the TCP handshake of a non-blocking connect.
+    pub async_result: bool,
 }
 
 /// A file, for `file_open` events and findings about files.

@@ -17,6 +17,7 @@ pub mod exec_identity;
 pub mod findings;
 pub mod fingerprint;
 pub mod hash_cache;
+pub mod net_connect;
 pub mod inventory_store;
 pub mod policy;
 pub mod policy_check;

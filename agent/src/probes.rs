@@ -22,6 +22,7 @@ pub const PROCESS_HOOKS: &[(&str, &str)] = &[
     ("sched_process_exec", "sched_process_exec"),
     ("sched_process_fork", "sched_process_fork"),
     ("sched_process_exit", "sched_process_exit"),
+    ("inet_sock_set_state", "inet_sock_set_state"),
 ];
 
 /// (program name in the object, syscalls tracepoint). A syscall the
@@ -31,6 +32,8 @@ pub const OPEN_HOOKS: &[(&str, &str)] = &[
     ("sys_exit_openat2", "sys_exit_openat2"),
     ("sys_exit_open", "sys_exit_open"),
     ("sys_exit_creat", "sys_exit_creat"),
+    ("sys_enter_connect", "sys_enter_connect"),
+    ("sys_exit_connect", "sys_exit_connect"),
 ];
 
 /// The kernel-side filter of file opens, filled by the agent.

@@ -17,6 +17,9 @@ pub const KIND_EXEC: u32 = 1;
 pub const KIND_FORK: u32 = 2;
 pub const KIND_EXIT: u32 = 3;
 pub const KIND_FILE_OPEN: u32 = 4;
+pub const KIND_CONNECT: u32 = 5;
+/// Slot of the SENT counters that counts connects suppressed as repeats.
+pub const CONNECT_DEDUP_SLOT: u32 = 7;
 /// Number of slots in the per-CPU counter arrays (indexed by kind).
 pub const KIND_SLOTS: u32 = 8;
 
@@ -45,6 +48,50 @@ pub const OPEN_SYSCALL_CREAT: u32 = 4;
 /// `FMODE_READ` in `file->f_mode`: the open can read.
 pub const FMODE_READ: u32 = 0x1;
 pub const FMODE_WRITE: u32 = 0x2;
+
+/// Bytes of a Unix socket path kept (sun_path is 108).
+pub const UNIX_PATH_LEN: usize = 108;
+
+/// A connect(2) the process made, with its outcome. For non-blocking TCP
+/// connects the record is sent when the handshake resolves.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ConnectEvent {
+    pub hdr: EventHeader,
+    pub pid: u32,
+    pub tgid: u32,
+    pub uid: u32,
+    pub fd: i32,
+    pub cgroup_id: u64,
+    /// 0 on success, else -errno.
+    pub result: i32,
+    pub family: u16,
+    /// Destination port, host byte order.
+    pub port: u16,
+    /// IPPROTO_* of the socket.
+    pub protocol: u16,
+    /// SOCK_* of the socket.
+    pub sock_type: u16,
+    /// 1 when the result came from the TCP state machine after EINPROGRESS.
+    pub deferred: u32,
+    /// IPv4 in the first 4 bytes, or IPv6.
+    pub addr: [u8; 16],
+    pub path: [u8; UNIX_PATH_LEN],
+    pub _pad: [u8; 4],
+}
+
+/// Key of the per-process connect de-duplication map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ConnectKey {
+    pub tgid: u32,
+    pub family: u16,
+    pub port: u16,
+    /// 1 when the connect succeeded or is in progress, 0 when it failed.
+    pub ok: u32,
+    pub _pad: u32,
+    pub addr: [u8; 16],
+}
 
 /// Key of the watched-inode and watched-directory maps.
 #[repr(C)]
@@ -234,6 +281,12 @@ pub struct Offsets {
     pub regs_arg0: u32,
     pub regs_arg1: u32,
     pub regs_arg2: u32,
+    pub file_private_data: u32,
+    pub socket_sk: u32,
+    pub socket_type: u32,
+    pub sock_protocol: u32,
+    pub sock_err: u32,
+    pub sock_state: u32,
 }
 
 pub const OFFSET_MISSING: u32 = u32::MAX;
@@ -291,6 +344,12 @@ impl Offsets {
         regs_arg0: OFFSET_MISSING,
         regs_arg1: OFFSET_MISSING,
         regs_arg2: OFFSET_MISSING,
+        file_private_data: OFFSET_MISSING,
+        socket_sk: OFFSET_MISSING,
+        socket_type: OFFSET_MISSING,
+        sock_protocol: OFFSET_MISSING,
+        sock_err: OFFSET_MISSING,
+        sock_state: OFFSET_MISSING,
     };
 }
 
@@ -300,3 +359,6 @@ unsafe impl aya::Pod for Offsets {}
 #[cfg(feature = "user")]
 // SAFETY: plain-old-data, repr(C), every bit pattern valid.
 unsafe impl aya::Pod for InodeKey {}
+#[cfg(feature = "user")]
+// SAFETY: plain-old-data, repr(C), every bit pattern valid.
+unsafe impl aya::Pod for ConnectKey {}

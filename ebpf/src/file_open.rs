@@ -18,8 +18,8 @@ use aya_ebpf::{
 };
 use proctor_common::{
     FileOpenEvent, InodeKey, COMPONENT_LEN, KIND_FILE_OPEN, MATCH_DIR, MATCH_INODE, MATCH_NAME,
-    NAME_KEY_LEN, NAME_NEEDS_ANCHOR, OPEN_FLAG_PATH_TRUNCATED, OPEN_SYSCALL_CREAT, OPEN_SYSCALL_OPEN,
-    OPEN_SYSCALL_OPENAT, OPEN_SYSCALL_OPENAT2,
+    NAME_KEY_LEN, NAME_NEEDS_ANCHOR, OPEN_FLAG_PATH_TRUNCATED, OPEN_SYSCALL_CREAT,
+    OPEN_SYSCALL_OPEN, OPEN_SYSCALL_OPENAT, OPEN_SYSCALL_OPENAT2,
 };
 
 use crate::{bump, off, submit_flags, DROPS, EVENTS, SENT};
@@ -84,7 +84,7 @@ pub fn sys_exit_creat(ctx: TracePointContext) -> u32 {
 
 /// `struct file *` behind `fd` in the current task's fd table.
 #[inline(always)]
-unsafe fn file_of_fd(task: *const u8, fd: u64) -> *const u8 {
+pub(crate) unsafe fn file_of_fd(task: *const u8, fd: u64) -> *const u8 {
     unsafe {
         let files = read_ptr(task, off!(task_files));
         let fdt = read_ptr(files, off!(files_fdt));
@@ -287,8 +287,11 @@ macro_rules! walk_step {
             if !$w.done {
                 unsafe {
                     let name = read_ptr($w.dentry, off!(dentry_name));
-                    if bpf_probe_read_kernel_str_bytes(name, &mut $ev.components[$i][..COMPONENT_LEN])
-                        .is_err()
+                    if bpf_probe_read_kernel_str_bytes(
+                        name,
+                        &mut $ev.components[$i][..COMPONENT_LEN],
+                    )
+                    .is_err()
                     {
                         $ev.components[$i][0] = 0;
                     }

@@ -4,6 +4,7 @@
 #![no_std]
 #![no_main]
 
+mod connect;
 mod feature_probes;
 mod file_open;
 mod process;

@@ -1,0 +1,210 @@
+//! Connection probes: connect(2) enter/exit tracepoints, plus the TCP state
+//! machine (`tp_btf/inet_sock_set_state`) so that a non-blocking connect is
+//! reported with its real outcome, not "in progress".
+//!
+//! Repeated connects by one process to one destination are counted in the
+//! kernel and reported once.
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task_btf,
+        bpf_get_current_uid_gid, bpf_probe_read_kernel, bpf_probe_read_user,
+        bpf_probe_read_user_buf,
+    },
+    macros::{btf_tracepoint, map, tracepoint},
+    maps::{HashMap, LruHashMap},
+    programs::{BtfTracePointContext, TracePointContext},
+};
+use proctor_common::{ConnectEvent, ConnectKey, CONNECT_DEDUP_SLOT, KIND_CONNECT, UNIX_PATH_LEN};
+
+use crate::{bump, off, submit_flags, DROPS, EVENTS, SENT};
+
+const AF_UNIX: u16 = 1;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const EINPROGRESS: i64 = 115;
+const TCP_ESTABLISHED: i32 = 1;
+const TCP_SYN_SENT: i32 = 2;
+const ECONNREFUSED: i32 = 111;
+
+/// connect(2) arguments between enter and exit, by thread.
+#[map]
+static CONNECT_ARGS: HashMap<u64, ConnectEvent> = HashMap::with_max_entries(16384, 0);
+
+/// Non-blocking TCP connects waiting for the handshake, by `struct sock *`.
+#[map]
+static CONNECT_PENDING: LruHashMap<u64, ConnectEvent> = LruHashMap::with_max_entries(16384, 0);
+
+/// Destinations each process already reported, with how often it connected since.
+#[map]
+pub static CONNECT_SEEN: LruHashMap<ConnectKey, u64> = LruHashMap::with_max_entries(65536, 0);
+
+#[inline(always)]
+unsafe fn read<T: Copy + Default>(base: *const u8, offset: usize) -> T {
+    unsafe { bpf_probe_read_kernel(base.add(offset) as *const T) }.unwrap_or_default()
+}
+
+#[inline(always)]
+unsafe fn read_ptr(base: *const u8, offset: usize) -> *const u8 {
+    unsafe { read::<u64>(base, offset) as *const u8 }
+}
+
+// sys_enter_connect: int fd, struct sockaddr *uservaddr, int addrlen (8 bytes each from 16).
+#[tracepoint(category = "syscalls", name = "sys_enter_connect")]
+pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
+    let (fd, uaddr, len): (i64, u64, i64) = unsafe {
+        (
+            ctx.read_at(16).unwrap_or(-1),
+            ctx.read_at(24).unwrap_or(0),
+            ctx.read_at(32).unwrap_or(0),
+        )
+    };
+    let uaddr = uaddr as *const u8;
+    let family: u16 = unsafe { bpf_probe_read_user(uaddr as *const u16) }.unwrap_or(0);
+    if family != AF_INET && family != AF_INET6 && family != AF_UNIX {
+        return 0;
+    }
+    // A zeroed template, filled in place in the map value (too big for the stack twice).
+    let key = bpf_get_current_pid_tgid();
+    let template: ConnectEvent = unsafe { core::mem::zeroed() };
+    if CONNECT_ARGS.insert(&key, &template, 0).is_err() {
+        return 0;
+    }
+    let Some(ev) = CONNECT_ARGS.get_ptr_mut(&key) else {
+        return 0;
+    };
+    let ev = unsafe { &mut *ev };
+    ev.fd = fd as i32;
+    ev.family = family;
+    unsafe {
+        match family {
+            AF_INET => {
+                let port: u16 = bpf_probe_read_user(uaddr.add(2) as *const u16).unwrap_or(0);
+                ev.port = u16::from_be(port);
+                let _ = bpf_probe_read_user_buf(uaddr.add(4), &mut ev.addr[..4]);
+            }
+            AF_INET6 => {
+                let port: u16 = bpf_probe_read_user(uaddr.add(2) as *const u16).unwrap_or(0);
+                ev.port = u16::from_be(port);
+                let _ = bpf_probe_read_user_buf(uaddr.add(8), &mut ev.addr);
+            }
+            _ => {
+                // sun_path; abstract sockets start with a NUL, kept as such.
+                if len > 2 {
+                    let _ = bpf_probe_read_user_buf(uaddr.add(2), &mut ev.path[..UNIX_PATH_LEN]);
+                }
+            }
+        }
+    }
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_connect")]
+pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
+    let key = bpf_get_current_pid_tgid();
+    let ret: i64 = unsafe { ctx.read_at(16) }.unwrap_or(0);
+    let Some(args) = CONNECT_ARGS.get_ptr_mut(&key) else {
+        return 0;
+    };
+    let args = unsafe { &mut *args };
+    let pid_tgid = key;
+    args.pid = pid_tgid as u32;
+    args.tgid = (pid_tgid >> 32) as u32;
+    args.uid = bpf_get_current_uid_gid() as u32;
+    args.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    args.result = ret as i32;
+    let sk = unsafe {
+        let task = bpf_get_current_task_btf() as *const u8;
+        let file = crate::file_open::file_of_fd(task, args.fd as u64);
+        let socket = read_ptr(file, off!(file_private_data));
+        args.sock_type = read::<u16>(socket, off!(socket_type));
+        let sk = read_ptr(socket, off!(socket_sk));
+        args.protocol = read::<u16>(sk, off!(sock_protocol));
+        sk
+    };
+
+    let seen = ConnectKey {
+        tgid: args.tgid,
+        family: args.family,
+        port: args.port,
+        ok: (ret == 0 || ret == -EINPROGRESS) as u32,
+        _pad: 0,
+        addr: args.addr,
+    };
+    let new_destination = match CONNECT_SEEN.get_ptr_mut(&seen) {
+        Some(count) => {
+            unsafe { *count += 1 };
+            false
+        }
+        None => {
+            let _ = CONNECT_SEEN.insert(&seen, &1, 0);
+            true
+        }
+    };
+    // Unix sockets have no useful destination key: report each path once per process too.
+    if !new_destination {
+        bump(&SENT, CONNECT_DEDUP_SLOT);
+    } else if ret == -EINPROGRESS && args.family != AF_UNIX {
+        // The handshake decides; inet_sock_set_state reports it. On loopback
+        // it may already have decided inside connect(): park the record first,
+        // then look; whoever removes it from the map reports it.
+        args.deferred = 1;
+        let _ = CONNECT_PENDING.insert(&(sk as u64), &*args, 0);
+        let state = unsafe { read::<u8>(sk, off!(sock_state)) } as i32;
+        if state != TCP_SYN_SENT && CONNECT_PENDING.remove(&(sk as u64)).is_ok() {
+            args.result = outcome(sk, state);
+            emit(args);
+        }
+    } else {
+        emit(args);
+    }
+    let _ = CONNECT_ARGS.remove(&key);
+    0
+}
+
+#[inline(always)]
+fn emit(ev: &ConnectEvent) {
+    let Some(mut entry) = EVENTS.reserve::<ConnectEvent>(0) else {
+        bump(&DROPS, KIND_CONNECT);
+        return;
+    };
+    let out = unsafe { &mut *entry.as_mut_ptr() };
+    *out = *ev;
+    out.hdr = crate::process::header(KIND_CONNECT);
+    entry.submit(submit_flags());
+    bump(&SENT, KIND_CONNECT);
+}
+
+// inet_sock_set_state(const struct sock *sk, const int oldstate, const int newstate)
+#[btf_tracepoint(function = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
+    let sk: *const u8 = ctx.arg(0);
+    let old: i32 = ctx.arg(1);
+    let new: i32 = ctx.arg(2);
+    if old != TCP_SYN_SENT {
+        return 0;
+    }
+    let key = sk as u64;
+    let Some(pending) = CONNECT_PENDING.get_ptr_mut(&key) else {
+        return 0;
+    };
+    let pending = unsafe { &mut *pending };
+    pending.result = outcome(sk, new);
+    // Only the one who removes the record reports it (see sys_exit_connect);
+    // emit first, then remove: the map value dies with the removal.
+    let ev = *pending;
+    if CONNECT_PENDING.remove(&key).is_ok() {
+        emit(&ev);
+    }
+    0
+}
+
+/// 0 when the handshake completed, else -errno from the socket.
+#[inline(always)]
+fn outcome(sk: *const u8, state: i32) -> i32 {
+    if state == TCP_ESTABLISHED {
+        return 0;
+    }
+    let err = unsafe { read::<i32>(sk, off!(sock_err)) };
+    -(if err != 0 { err } else { ECONNREFUSED })
+}
