@@ -77,9 +77,21 @@ impl State {
         };
         self.send(Pending {
             net: Some(crate::net_connect::net_info(&rec)),
-            ..Pending::new(Kind::NetConnect, rec.ktime_ns, reader)
+            ..Pending::new(Kind::NetConnect, rec.ktime_ns, reader.clone())
         })
         .await;
+        let (Some(ip), Some(m)) = (rec.ip, self.secrets.as_mut()) else {
+            return;
+        };
+        let found = m.on_connect(&reader.current(), ip, rec.port);
+        for f in found {
+            self.send(Pending {
+                finding: Some(f),
+                refers_to_previous: true,
+                ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
+            })
+            .await;
+        }
     }
 
     /// The process record of `pid`, from the table or, failing that, /proc.
@@ -218,6 +230,10 @@ impl State {
             }
         };
         table.insert(f.child_tgid, record);
+        drop(table);
+        if let Some(m) = self.secrets.as_mut() {
+            m.on_fork(f.parent_tgid, f.child_tgid);
+        }
     }
 
     async fn exit(&mut self, e: ExitEvent) {

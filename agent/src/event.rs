@@ -117,6 +117,12 @@ pub struct Evidence {
     pub event_seqs: Vec<u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<String>,
+    /// Workload identities involved (secret-replay: the bound ones, then the new one).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<String>,
+    /// Network destinations involved (secret-exfil), `ip:port`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub destinations: Vec<String>,
     /// Why severity was raised above the rule's default, if it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub escalation: Option<String>,

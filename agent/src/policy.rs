@@ -130,6 +130,129 @@ pub struct SecretRule {
     pub owners: Vec<Selector>,
     /// Severity of a read by anyone else (default: the catalog's).
     pub severity: Option<Severity>,
+    /// Where a process that read this secret may connect
+    /// (`CIDR` or `CIDR:port`, IPv6 as `[CIDR]:port`).
+    #[serde(default)]
+    pub allowed_destinations: Vec<Destination>,
+}
+
+/// A network destination pattern: a CIDR and optionally a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub net: ipnet::IpNet,
+    pub port: Option<u16>,
+}
+
+impl Destination {
+    pub fn contains(&self, ip: std::net::IpAddr, port: u16) -> bool {
+        self.net.contains(&ip) && self.port.is_none_or(|p| p == port)
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad = |why: &str| {
+            format!("invalid destination {s:?}: {why} (write e.g. \"10.0.0.0/8\", \"203.0.113.7:443\" or \"[2001:db8::/32]:443\")")
+        };
+        let (addr, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (a, p) = rest.split_once(']').ok_or_else(|| bad("missing ']'"))?;
+            let port = match p.strip_prefix(':') {
+                Some(p) => Some(p.parse::<u16>().map_err(|_| bad("bad port"))?),
+                None if p.is_empty() => None,
+                None => return Err(bad("text after ']'")),
+            };
+            (a, port)
+        } else if s.matches(':').count() == 1 {
+            let (a, p) = s.split_once(':').unwrap();
+            (a, Some(p.parse::<u16>().map_err(|_| bad("bad port"))?))
+        } else {
+            (s, None)
+        };
+        let net = match addr.parse::<ipnet::IpNet>() {
+            Ok(n) => n,
+            Err(_) => ipnet::IpNet::from(
+                addr.parse::<std::net::IpAddr>()
+                    .map_err(|_| bad("not an address or CIDR"))?,
+            ),
+        };
+        Ok(Destination { net, port })
+    }
+}
+
+impl<'de> Deserialize<'de> for Destination {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Destination::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+fn destinations(list: &[&str]) -> Vec<Destination> {
+    list.iter()
+        .map(|s| Destination::parse(s).expect("built-in destination"))
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayMode {
+    /// Bind each secret to the identities that use it first.
+    Learn,
+    /// Bind each secret to the owners its rules declare (no rule: no binding).
+    Policy,
+    Off,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplayConfig {
+    pub mode: ReplayMode,
+    /// In learn mode, identities using a secret within this long after its
+    /// first use are bound too (0: only the first identity).
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub learning_window: Duration,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        Self {
+            mode: ReplayMode::Learn,
+            learning_window: Duration::ZERO,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExfilConfig {
+    pub enabled: bool,
+    /// How long after a secret read a connection counts against it.
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub window: Duration,
+    /// Allowed destinations for secrets whose rules declare none.
+    pub default_allowed: Vec<Destination>,
+    /// Cloud instance-metadata endpoints: never allowed unless declared, and
+    /// named as such in findings.
+    pub metadata_endpoints: Vec<Destination>,
+}
+
+impl Default for ExfilConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            window: Duration::from_secs(600),
+            default_allowed: destinations(&[
+                "127.0.0.0/8",
+                "::1/128",
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "fc00::/7",
+            ]),
+            metadata_endpoints: destinations(&[
+                "169.254.169.254/32",
+                "169.254.170.2/32",
+                "fd00:ec2::254/128",
+            ]),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -180,6 +303,8 @@ pub struct SecretsConfig {
     pub rules: Vec<SecretRule>,
     pub exceptions: Vec<Exception>,
     pub search: SearchConfig,
+    pub replay: ReplayConfig,
+    pub exfil: ExfilConfig,
 }
 
 impl Default for SecretsConfig {
@@ -198,6 +323,8 @@ impl Default for SecretsConfig {
             rules: Vec::new(),
             exceptions: Vec::new(),
             search: SearchConfig::default(),
+            replay: ReplayConfig::default(),
+            exfil: ExfilConfig::default(),
         }
     }
 }
@@ -214,6 +341,31 @@ pub enum Verdict {
 }
 
 impl SecretsConfig {
+    /// The rules that are about this secret.
+    pub fn rules_for<'a>(
+        &'a self,
+        catalog_id: &'a str,
+        path: &'a str,
+    ) -> impl Iterator<Item = &'a SecretRule> {
+        self.rules
+            .iter()
+            .filter(move |r| r.secret.matches(catalog_id, path))
+    }
+
+    /// Where a process that read this secret may connect: what its rules
+    /// declare, else the defaults.
+    pub fn allowed_destinations(&self, catalog_id: &str, path: &str) -> (Vec<Destination>, bool) {
+        let declared: Vec<Destination> = self
+            .rules_for(catalog_id, path)
+            .flat_map(|r| r.allowed_destinations.iter().cloned())
+            .collect();
+        if declared.is_empty() {
+            (self.exfil.default_allowed.clone(), false)
+        } else {
+            (declared, true)
+        }
+    }
+
     /// Judges a read of the secret (`catalog_id` at `path`) by `reader`.
     pub fn judge(
         &self,
@@ -246,5 +398,23 @@ impl SecretsConfig {
             .max()
             .unwrap_or(catalog_severity);
         Verdict::Foreign(severity)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_parse_and_match() {
+        let d = Destination::parse("10.0.0.0/8:443").unwrap();
+        assert!(d.contains("10.1.2.3".parse().unwrap(), 443));
+        assert!(!d.contains("10.1.2.3".parse().unwrap(), 80));
+        let d = Destination::parse("[2001:db8::/32]:443").unwrap();
+        assert!(d.contains("2001:db8::1".parse().unwrap(), 443));
+        let d = Destination::parse("203.0.113.7").unwrap();
+        assert!(d.contains("203.0.113.7".parse().unwrap(), 1));
+        assert!(Destination::parse("10.0.0.0/33").is_err());
+        assert!(Destination::parse("nope:80").unwrap_err().contains("nope"));
     }
 }

@@ -33,6 +33,7 @@ use crate::{
     probes::OpenFilter,
     secret_catalog::{Catalog, CatalogEntry, DiscoverRoots, Severity, CONTENT_PEEK_BYTES},
     secret_env,
+    secret_usage::{SecretUsage, Taint},
     snapshot::Snapshot,
 };
 
@@ -96,6 +97,7 @@ pub struct SecretMonitor {
     env_reported: LruCache<(String, String, String), ()>,
     discover: DiscoverRoots,
     last_scan: Instant,
+    usage: SecretUsage,
     pub stats: MonitorStats,
 }
 
@@ -126,6 +128,12 @@ impl SecretMonitor {
             env_reported: LruCache::new(NonZeroUsize::new(16384).unwrap()),
             discover,
             last_scan: Instant::now(),
+            usage: SecretUsage::new(
+                cfg.secrets.replay.mode,
+                cfg.secrets.replay.learning_window,
+                cfg.secrets.exfil.window,
+                cfg.secrets.exfil.metadata_endpoints.clone(),
+            ),
             stats: MonitorStats::default(),
         };
         m.install_names()?;
@@ -407,15 +415,17 @@ impl SecretMonitor {
             Verdict::Owner => (Severity::Info, true),
             Verdict::Foreign(s) => (s, false),
         };
+        let secret = SecretInfo {
+            id: catalog_id.clone(),
+            kind: entry.kind.as_str().to_string(),
+            fingerprint: fp,
+            path: Some(secret_path.clone()),
+            variable: None,
+        };
+        let follow_ups = self.track_use(&secret, &catalog_id, &secret_path, reader_now, owner);
         let finding = findings::secret_read(ReadContext {
             reader: reader_now,
-            secret: SecretInfo {
-                id: catalog_id.clone(),
-                kind: entry.kind.as_str().to_string(),
-                fingerprint: fp,
-                path: Some(secret_path.clone()),
-                variable: None,
-            },
+            secret,
             mitre: entry.mitre.clone(),
             severity,
             owner,
@@ -426,13 +436,61 @@ impl SecretMonitor {
             refers_to_previous: true,
             ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
         });
-        if let Some(f) = self.search_check(reader_now, &secret_path) {
+        let search = self.search_check(reader_now, &secret_path);
+        for f in follow_ups.into_iter().chain(search) {
             out.push(Pending {
                 finding: Some(f),
                 ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
             });
         }
         out
+    }
+
+    /// Replay check and exfiltration taint for one use of a secret.
+    fn track_use(
+        &mut self,
+        secret: &SecretInfo,
+        catalog_id: &str,
+        path: &str,
+        p: &Process,
+        is_owner: bool,
+    ) -> Option<crate::event::Finding> {
+        if self.policy.exfil.enabled && secret.fingerprint.is_some() {
+            let (allowed, declared) = self.policy.allowed_destinations(catalog_id, path);
+            self.usage.taint(
+                p.pid,
+                Taint {
+                    at: Instant::now(),
+                    secret: secret.clone(),
+                    allowed,
+                    declared,
+                    reader_exec_id: p.exec_id.clone(),
+                },
+            );
+        }
+        let owners_declared = self
+            .policy
+            .rules_for(catalog_id, path)
+            .any(|r| !r.owners.is_empty());
+        self.usage.on_use(secret, p, owners_declared, is_owner)
+    }
+
+    /// A connection by `p`: secret-exfil findings, if it carries secrets.
+    pub fn on_connect(
+        &mut self,
+        p: &Process,
+        ip: std::net::IpAddr,
+        port: u16,
+    ) -> Vec<crate::event::Finding> {
+        if !self.policy.exfil.enabled {
+            return Vec::new();
+        }
+        self.usage.on_connect(p, ip, port)
+    }
+
+    /// A new process carries what its parent read.
+    pub fn on_fork(&mut self, parent: u32, child: u32) {
+        self.usage.inherit(parent, child);
     }
 
     fn record_read(&mut self, path: &str, reader: &Process, at_ns: u64) {
@@ -559,16 +617,16 @@ impl SecretMonitor {
                 self.stats.store_errors += 1;
             }
             self.record_read(&path, p, now_ns());
-            out.push(findings::secret_env(
-                p,
-                SecretInfo {
-                    id: format!("env:{}", s.detector),
-                    kind: s.kind.as_str().to_string(),
-                    fingerprint: Some(fp),
-                    path: None,
-                    variable: Some(s.var.clone()),
-                },
-            ));
+            let secret = SecretInfo {
+                id: format!("env:{}", s.detector),
+                kind: s.kind.as_str().to_string(),
+                fingerprint: Some(fp),
+                path: None,
+                variable: Some(s.var.clone()),
+            };
+            let replay = self.track_use(&secret, &secret.id.clone(), &path, p, false);
+            out.push(findings::secret_env(p, secret));
+            out.extend(replay);
         }
         out
     }
@@ -576,6 +634,7 @@ impl SecretMonitor {
     /// Forgets per-process state of processes that are gone.
     pub fn forget_process(&mut self, pid: u32) {
         self.searches.remove(&pid);
+        self.usage.forget(pid);
     }
 
     pub fn housekeeping(&mut self) {
@@ -589,7 +648,10 @@ impl SecretMonitor {
     }
 
     pub fn stats_json(&self) -> serde_json::Value {
-        serde_json::to_value(&self.stats).unwrap_or_default()
+        let mut v = serde_json::to_value(&self.stats).unwrap_or_default();
+        v["bound_secrets"] = self.usage.bound_secrets().into();
+        v["processes_carrying_secrets"] = self.usage.tainted_processes().into();
+        v
     }
 
     pub fn rescan_interval(&self) -> Duration {

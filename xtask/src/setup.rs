@@ -14,7 +14,7 @@ use crate::run;
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages the test suite uses as real peers.
-pub const DEBIAN_PACKAGES: &[&str] = &["bpftool"];
+pub const DEBIAN_PACKAGES: &[&str] = &["bpftool", "python3", "iproute2"];
 
 pub fn tools_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("PROCTOR_TOOLS_DIR") {

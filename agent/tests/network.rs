@@ -1,0 +1,365 @@
+//! Real-kernel tests of connection events, secret replay and secret
+//! exfiltration. Traffic goes to loopback and to a network namespace the test
+//! creates (198.18.77.0/24, from the benchmarking range, exists only inside it).
+
+mod common;
+
+use std::{
+    os::unix::process::CommandExt,
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::OnceLock,
+};
+
+use common::*;
+use serde_json::Value;
+
+struct Fixture {
+    agent: AgentProc,
+    home: tempfile::TempDir,
+    home2: tempfile::TempDir,
+    _state: tempfile::TempDir,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let home = tempfile::tempdir().unwrap();
+        let home2 = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(home.path().join(".aws")).unwrap();
+        std::fs::create_dir_all(home2.path().join(".aws")).unwrap();
+        let config = format!(
+            "status_interval: 1s\n\
+             state_dir: {state}\n\
+             secrets:\n  extra_homes: [{h1}, {h2}]\n  search_dirs: []\n  rules:\n\
+             \x20   - secret: {{id: netrc}}\n\
+             \x20     allowed_destinations: [\"198.18.77.2/32:8080\"]\n",
+            state = state.path().display(),
+            h1 = home.path().display(),
+            h2 = home2.path().display(),
+        );
+        Fixture {
+            agent: AgentProc::start(&config),
+            home,
+            home2,
+            _state: state,
+        }
+    })
+}
+
+/// Debian's interpreter, run directly: a wrapper (pyenv shim) would replace argv[0].
+const PY: &str = "/usr/bin/python3";
+
+const CONNECT_PY: &str = r#"
+import socket, sys, time
+kind, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+fam = {"tcp": socket.AF_INET, "tcp6": socket.AF_INET6}.get(kind, socket.AF_UNIX)
+s = socket.socket(fam, socket.SOCK_STREAM)
+if len(sys.argv) > 4 and sys.argv[4] == "nonblock":
+    s.setblocking(False)
+try:
+    s.connect(host if fam == socket.AF_UNIX else (host, port))
+except (BlockingIOError, OSError):
+    pass
+time.sleep(0.3)
+"#;
+
+/// Runs the connect helper with `m` as argv[0].
+fn connect(m: &str, kind: &str, host: &str, port: u16, extra: &[&str]) {
+    run(Command::new(PY)
+        .arg0(m)
+        .args(["-c", CONNECT_PY, kind, host, &port.to_string()])
+        .args(extra));
+}
+
+fn net_event(agent: &AgentProc, m: &str) -> Value {
+    agent.wait_for(|e| e["kind"] == "net_connect" && has_arg(e, m))
+}
+
+#[test]
+fn tcp_ipv6_unix_and_nonblocking_connects_with_results() {
+    let f = fixture();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+
+    let m = marker("tcp-ok");
+    connect(&m, "tcp", "127.0.0.1", port, &[]);
+    let ev = net_event(&f.agent, &m);
+    let n = &ev["net"];
+    assert_eq!(n["family"], "inet");
+    assert_eq!(n["protocol"], "tcp");
+    assert_eq!(n["dst_ip"], "127.0.0.1");
+    assert_eq!(n["dst_port"], port);
+    assert_eq!(n["result"], "success");
+
+    // A closed port: bind one, learn its number, close it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let m = marker("tcp-refused");
+    connect(&m, "tcp", "127.0.0.1", closed, &[]);
+    let ev = net_event(&f.agent, &m);
+    assert_eq!(ev["net"]["result"], "refused");
+    assert_eq!(ev["net"]["errno"], libc::ECONNREFUSED);
+
+    let l6 = std::net::TcpListener::bind("[::1]:0").unwrap();
+    let m = marker("tcp6");
+    connect(&m, "tcp6", "::1", l6.local_addr().unwrap().port(), &[]);
+    let ev = net_event(&f.agent, &m);
+    assert_eq!(ev["net"]["family"], "inet6");
+    assert_eq!(ev["net"]["dst_ip"], "::1");
+    assert_eq!(ev["net"]["result"], "success");
+
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("s.sock");
+    let _ul = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let m = marker("unix");
+    connect(&m, "unix", sock.to_str().unwrap(), 0, &[]);
+    let ev = net_event(&f.agent, &m);
+    assert_eq!(ev["net"]["family"], "unix");
+    assert_eq!(ev["net"]["dst_path"], sock.to_str().unwrap());
+    assert_eq!(ev["net"]["result"], "success");
+
+    let m = marker("nonblock-ok");
+    connect(&m, "tcp", "127.0.0.1", port, &["nonblock"]);
+    let ev = net_event(&f.agent, &m);
+    assert_eq!(ev["net"]["result"], "success", "{ev}");
+    assert_eq!(ev["net"]["async_result"], true);
+    let m = marker("nonblock-refused");
+    connect(&m, "tcp", "127.0.0.1", closed, &["nonblock"]);
+    let ev = net_event(&f.agent, &m);
+    assert_eq!(ev["net"]["result"], "refused", "{ev}");
+    assert_eq!(ev["net"]["async_result"], true);
+    drop(listener);
+}
+
+#[test]
+fn repeated_connects_are_reported_once_and_counted() {
+    let f = fixture();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let before = f.agent.status_after(f.agent.last_seq());
+    let m = marker("repeat");
+    let script = format!(
+        "import socket\nfor _ in range(20):\n    s = socket.create_connection(('127.0.0.1', {port}))\n    s.close()\n"
+    );
+    run(Command::new(PY).arg0(&m).args(["-c", &script]));
+    net_event(&f.agent, &m);
+    let after = f.agent.status_after(f.agent.last_seq());
+    let after = f.agent.status_after(after["seq"].as_u64().unwrap());
+    let count = f
+        .agent
+        .events()
+        .iter()
+        .filter(|e| e["kind"] == "net_connect" && has_arg(e, &m))
+        .count();
+    assert_eq!(count, 1);
+    let dedup = |s: &Value| {
+        s["status"]["kernel"]["sent"]["connect_deduplicated"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(dedup(&after) - dedup(&before) >= 19);
+}
+
+fn secret_content(tag: &str) -> String {
+    format!("[default]\naws_access_key_id = AKIAQ{tag}\naws_secret_access_key = k{tag}\n")
+}
+
+#[test]
+fn second_binary_on_the_same_secret_is_a_replay_once() {
+    let f = fixture();
+    let tag = marker("replay").replace('-', "");
+    let content = secret_content(&tag);
+    let first = f.home.path().join(".aws/credentials");
+    std::fs::write(&first, &content).unwrap();
+    let m1 = marker("replay-cat");
+    run(Command::new("/bin/cat").arg(&first).arg0(&m1));
+    let read = f.agent.wait_for(|e| {
+        e["kind"] == "finding" && e["finding"]["rule"] == "secret-read" && has_arg(e, &m1)
+    });
+    let fp = read["finding"]["secret"]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The same secret copied elsewhere (written, not read, by this process).
+    let copy = f.home2.path().join(".aws/credentials");
+    std::fs::write(&copy, &content).unwrap();
+    let m2 = marker("replay-dd");
+    for _ in 0..2 {
+        run(Command::new("/bin/dd")
+            .arg(format!("if={}", copy.display()))
+            .arg("of=/dev/null")
+            .arg0(&m2));
+    }
+    let replay = f.agent.wait_for(|e| {
+        e["kind"] == "finding" && e["finding"]["rule"] == "secret-replay" && has_arg(e, &m2)
+    });
+    let r = &replay["finding"];
+    assert_eq!(r["secret"]["fingerprint"], fp.as_str());
+    let cat = resolve("/bin/cat");
+    let dd = resolve("/bin/dd");
+    let ids = r["evidence"]["identities"].as_array().unwrap();
+    assert_eq!(ids.len(), 2, "{replay}");
+    assert!(ids[0].as_str().unwrap().contains(&sha256_file(&cat)));
+    assert!(ids[1].as_str().unwrap().contains(&sha256_file(&dd)));
+    assert!(r["summary"]
+        .as_str()
+        .unwrap()
+        .contains(cat.to_str().unwrap()));
+    // Exactly one, although dd read it twice.
+    f.agent.status_after(f.agent.last_seq());
+    let n = f
+        .agent
+        .events()
+        .iter()
+        .filter(|e| {
+            e["finding"]["rule"] == "secret-replay"
+                && e["finding"]["secret"]["fingerprint"] == fp.as_str()
+        })
+        .count();
+    assert_eq!(n, 1);
+}
+
+/// A network namespace with one veth pair: 198.18.77.1 here, 198.18.77.2 inside.
+struct TestNet {
+    ns: String,
+    veth: String,
+    listeners: Vec<Child>,
+}
+
+impl TestNet {
+    fn new() -> Self {
+        let id = std::process::id() % 100000;
+        let ns = format!("proctor-t{id}");
+        let veth = format!("pt{id}h");
+        let peer = format!("pt{id}n");
+        let sh = |cmd: &str| {
+            let st = Command::new("sh").args(["-c", cmd]).status().unwrap();
+            assert!(st.success(), "network set-up failed: {cmd}");
+        };
+        sh(&format!("ip netns add {ns}"));
+        sh(&format!("ip link add {veth} type veth peer name {peer}"));
+        sh(&format!("ip link set {peer} netns {ns}"));
+        sh(&format!(
+            "ip addr add 198.18.77.1/24 dev {veth} && ip link set {veth} up"
+        ));
+        sh(&format!(
+            "ip netns exec {ns} sh -c 'ip addr add 198.18.77.2/24 dev {peer} && ip link set {peer} up && ip link set lo up'"
+        ));
+        TestNet {
+            ns,
+            veth,
+            listeners: Vec::new(),
+        }
+    }
+
+    /// A TCP listener at 198.18.77.2:`port` inside the namespace.
+    fn listen(&mut self, port: u16) {
+        let script = format!(
+            "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('198.18.77.2',{port}))\ns.listen(16)\nwhile True:\n    c,_=s.accept()\n    c.close()\n"
+        );
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns, PY, "-c", &script])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.listeners.push(child);
+        // Wait until it accepts.
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("198.18.77.2", port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("listener in {} did not come up", self.ns);
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        for l in &mut self.listeners {
+            let _ = l.kill();
+            let _ = l.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+const READ_THEN_CONNECT_PY: &str = r#"
+import socket, sys
+open(sys.argv[1]).read()
+s = socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=5)
+s.close()
+"#;
+
+fn read_then_connect(m: &str, secret: &Path, port: u16) {
+    run(Command::new(PY).arg0(m).args([
+        "-c",
+        READ_THEN_CONNECT_PY,
+        secret.to_str().unwrap(),
+        "198.18.77.2",
+        &port.to_string(),
+    ]));
+}
+
+#[test]
+fn secret_read_then_connect_outside_allowed_is_exfiltration() {
+    let f = fixture();
+    let mut net = TestNet::new();
+    net.listen(8080);
+    net.listen(9090);
+
+    // No rule for the AWS credentials: default allowed networks exclude 198.18.0.0/15.
+    let tag = marker("exfil").replace('-', "");
+    let aws = f.home.path().join(".aws/credentials");
+    std::fs::write(&aws, secret_content(&tag)).unwrap();
+    let m = marker("exfil-aws");
+    read_then_connect(&m, &aws, 8080);
+    let ex = f.agent.wait_for(|e| {
+        e["kind"] == "finding" && e["finding"]["rule"] == "secret-exfil" && has_arg(e, &m)
+    });
+    assert_eq!(ex["finding"]["secret"]["id"], "aws-cli-credentials");
+    assert_eq!(
+        ex["finding"]["evidence"]["destinations"][0],
+        "198.18.77.2:8080"
+    );
+    // It rests on the net_connect event right before it.
+    let seq = ex["finding"]["evidence"]["event_seqs"][0].as_u64().unwrap();
+    let conn = f.agent.wait_for(|e| e["seq"] == seq);
+    assert_eq!(conn["kind"], "net_connect");
+    assert_eq!(conn["net"]["dst_ip"], "198.18.77.2");
+
+    // .netrc may go to 198.18.77.2:8080 (policy), not to :9090.
+    let netrc = f.home.path().join(".netrc");
+    std::fs::write(
+        &netrc,
+        format!("machine example.invalid login u password {tag}\n"),
+    )
+    .unwrap();
+    let ok = marker("exfil-allowed");
+    read_then_connect(&ok, &netrc, 8080);
+    let bad = marker("exfil-denied");
+    read_then_connect(&bad, &netrc, 9090);
+    f.agent.wait_for(|e| {
+        e["kind"] == "finding"
+            && e["finding"]["rule"] == "secret-exfil"
+            && has_arg(e, &bad)
+            && e["finding"]["secret"]["id"] == "netrc"
+    });
+    // The allowed one connected (its net_connect is there) and raised nothing.
+    net_event(&f.agent, &ok);
+    f.agent.status_after(f.agent.last_seq());
+    assert!(!f
+        .agent
+        .events()
+        .iter()
+        .any(|e| e["finding"]["rule"] == "secret-exfil" && has_arg(e, &ok)));
+}
