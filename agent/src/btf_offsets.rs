@@ -219,6 +219,7 @@ pub fn resolve(btf: &Btf) -> Result<Offsets> {
         sock_protocol: r.required("sock", "sk_protocol")?,
         sock_err: r.required("sock", "sk_err")?,
         sock_state: r.required("sock", "__sk_common.skc_state")?,
+        mm_exe_file: r.required("mm_struct", "exe_file")?,
     })
 }
 

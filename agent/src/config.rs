@@ -202,6 +202,7 @@ impl Config {
             bail!("status_interval must be at least 100ms");
         }
         self.catalog()?;
+        self.secrets.validate().map_err(anyhow::Error::msg)?;
         if self.sinks.is_empty() {
             bail!("sinks is empty: events would go nowhere; add `- type: stdout`");
         }

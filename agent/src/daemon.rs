@@ -9,8 +9,8 @@ use std::{
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
 use proctor_common::{
-    ExitEvent, ForkEvent, CONNECT_DEDUP_SLOT, KIND_CONNECT, KIND_EXEC, KIND_EXIT, KIND_FILE_OPEN,
-    KIND_FORK,
+    ExitEvent, ForkEvent, CONNECT_DEDUP_SLOT, EGRESS_DENIED_SLOT, KIND_CONNECT, KIND_EXEC,
+    KIND_EXIT, KIND_FILE_OPEN, KIND_FORK,
 };
 use serde_json::json;
 use tokio::{
@@ -300,8 +300,17 @@ impl Agent {
     /// Must be called inside a tokio runtime.
     pub fn start(cfg: Config) -> Result<Self> {
         let mounted = preflight::prepare()?;
-        let mut probes =
-            probes::load(cfg.kernel.ring_buffer_bytes, cfg.kernel.wakeup_bytes as u64)?;
+        // The cgroup connect hooks only go in when some rule can quarantine.
+        let block_egress = cfg
+            .secrets
+            .rules
+            .iter()
+            .any(|r| r.enforce.contains(&crate::policy::Enforcement::BlockEgress));
+        let mut probes = probes::load(
+            cfg.kernel.ring_buffer_bytes,
+            cfg.kernel.wakeup_bytes as u64,
+            block_egress,
+        )?;
         let hashes = HashCache::new(
             cfg.hash.cache_entries,
             cfg.hash.workers,
@@ -329,8 +338,14 @@ impl Agent {
         // tens of MiB of freed heap behind; hand it back to the OS.
         // SAFETY: malloc_trim has no preconditions.
         unsafe { libc::malloc_trim(0) };
-        let secrets = match (cfg.secrets.enabled, probes.open_filter.take()) {
-            (true, Some(filter)) => Some(SecretMonitor::new(&cfg, filter)?),
+        let secrets = match (
+            cfg.secrets.enabled,
+            probes.open_filter.take(),
+            probes.enforcement.take(),
+        ) {
+            (true, Some(filter), Some(enforcement)) => {
+                Some(SecretMonitor::new(&cfg, filter, enforcement)?)
+            }
             _ => None,
         };
         let (tx, rx) = mpsc::channel(16 * 1024);
@@ -500,6 +515,8 @@ impl Agent {
                     "connect": sent(KIND_CONNECT),
                     // Repeated connects to a destination a process already reported.
                     "connect_deduplicated": sent(CONNECT_DEDUP_SLOT),
+                    // Connects refused by block-egress.
+                    "egress_denied": sent(EGRESS_DENIED_SLOT),
                 },
             },
             "userspace": {

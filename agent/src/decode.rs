@@ -6,8 +6,8 @@
 use proctor_common::{
     ConnectEvent, EventHeader, ExecEvent, ExitEvent, FileOpenEvent, ForkEvent, ARGS_LEN,
     EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_SCRIPT, FMODE_READ, FMODE_WRITE,
-    KIND_CONNECT, KIND_EXEC, KIND_EXIT, KIND_FILE_OPEN, KIND_FORK, OPEN_FLAG_PATH_TRUNCATED,
-    PATH_COMPONENTS,
+    KIND_CONNECT, KIND_EXEC, KIND_EXIT, KIND_FILE_OPEN, KIND_FORK, OPEN_FLAG_KILLED,
+    OPEN_FLAG_PATH_TRUNCATED, PATH_COMPONENTS,
 };
 
 #[derive(Debug)]
@@ -61,6 +61,8 @@ pub struct OpenRecord {
     pub syscall: u32,
     pub matched: u32,
     pub slot: u32,
+    /// The kernel killed the opener (enforce: kill).
+    pub killed: bool,
     pub comm: String,
     /// The path argument as passed.
     pub filename: String,
@@ -265,6 +267,7 @@ fn open_record(ev: &FileOpenEvent) -> OpenRecord {
         syscall: ev.syscall,
         matched: ev.matched,
         slot: ev.slot,
+        killed: ev.flags & OPEN_FLAG_KILLED != 0,
         comm: cstr(&ev.comm),
         filename: cstr(&ev.filename),
         path,

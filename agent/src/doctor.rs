@@ -139,7 +139,7 @@ pub fn run() -> Vec<Check> {
             ));
         }
     } else {
-        out.push(match probes::load(1 << 16, 0) {
+        out.push(match probes::load(1 << 16, 0, true) {
             Ok(p) => check(
                 "ring_buffer+tp_btf",
                 Verdict::Ok,

@@ -91,6 +91,10 @@ pub struct Finding {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<SecretInfo>,
     pub evidence: Evidence,
+    /// What enforcement did about it: `killed` (the reader got SIGKILL before
+    /// its open returned) or `egress_blocked` (the process may not connect).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<&'static str>,
 }
 
 /// A secret, by name and keyed fingerprint; never its value.

@@ -56,6 +56,7 @@ pub fn untrusted_binary(p: &Process) -> Option<Finding> {
             paths: vec![p.exe.path.clone()],
             ..Evidence::default()
         },
+        action: None,
     })
 }
 
@@ -91,6 +92,7 @@ pub fn secret_read(ctx: ReadContext) -> Finding {
             escalation,
             ..Evidence::default()
         },
+        action: None,
     }
 }
 
@@ -113,6 +115,7 @@ pub fn secret_env(p: &Process, secret: SecretInfo) -> Finding {
             exec_ids: vec![p.exec_id.clone()],
             ..Evidence::default()
         },
+        action: None,
     }
 }
 
@@ -135,6 +138,7 @@ pub fn secret_search(p: &Process, distinct: usize, window_s: u64, paths: Vec<Str
             paths,
             ..Evidence::default()
         },
+        action: None,
     }
 }
 

@@ -134,6 +134,19 @@ pub struct SecretRule {
     /// (`CIDR` or `CIDR:port`, IPv6 as `[CIDR]:port`).
     #[serde(default)]
     pub allowed_destinations: Vec<Destination>,
+    /// Opt-in enforcement for this secret.
+    #[serde(default)]
+    pub enforce: Vec<Enforcement>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Enforcement {
+    /// The kernel sends SIGKILL to a reader that is not an owner, before its
+    /// open returns. Owners must be given as literal `exe_path`s.
+    Kill,
+    /// After secret-exfil, the process (and its children) may not connect anywhere.
+    BlockEgress,
 }
 
 /// A network destination pattern: a CIDR and optionally a port.
@@ -341,6 +354,40 @@ pub enum Verdict {
 }
 
 impl SecretsConfig {
+    /// Rules that are inconsistent: kill rules need owners the kernel can
+    /// recognise by executable inode.
+    pub fn validate(&self) -> Result<(), String> {
+        for (i, r) in self.rules.iter().enumerate() {
+            if !r.enforce.contains(&Enforcement::Kill) {
+                continue;
+            }
+            for o in &r.owners {
+                let literal = o
+                    .exe_path
+                    .as_ref()
+                    .is_some_and(|g| !g.pattern.contains(['*', '?', '[', '{']));
+                if !literal
+                    || o.exe_sha256.is_some()
+                    || o.uid.is_some()
+                    || o.comm.is_some()
+                    || o.cgroup.is_some()
+                {
+                    return Err(format!(
+                        "secrets.rules[{i}] enforces \"kill\": its owners must each be a literal exe_path only (the kernel allows them by executable inode)"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a rule about this secret asks for `e`.
+    pub fn enforces(&self, catalog_id: &str, path: &str, e: Enforcement) -> Option<usize> {
+        self.rules
+            .iter()
+            .position(|r| r.secret.matches(catalog_id, path) && r.enforce.contains(&e))
+    }
+
     /// The rules that are about this secret.
     pub fn rules_for<'a>(
         &'a self,

@@ -6,10 +6,10 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, TracePoint},
+    programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
-use proctor_common::{InodeKey, NAME_KEY_LEN};
+use proctor_common::{AllowKey, InodeKey, NAME_KEY_LEN};
 use serde::Serialize;
 
 use crate::btf_offsets;
@@ -35,6 +35,13 @@ pub const OPEN_HOOKS: &[(&str, &str)] = &[
     ("sys_enter_connect", "sys_enter_connect"),
     ("sys_exit_connect", "sys_exit_connect"),
 ];
+
+/// Enforcement maps, filled by the agent.
+pub struct EnforcementMaps {
+    pub deny_inodes: HashMap<MapData, InodeKey, u32>,
+    pub allowed_readers: HashMap<MapData, AllowKey, u32>,
+    pub quarantine: HashMap<MapData, u32, u32>,
+}
 
 /// The kernel-side filter of file opens, filled by the agent.
 pub struct OpenFilter {
@@ -63,9 +70,10 @@ pub struct Probes {
     pub attached: Vec<AttachedProgram>,
     /// Taken by the secret monitor.
     pub open_filter: Option<OpenFilter>,
+    pub enforcement: Option<EnforcementMaps>,
 }
 
-pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64) -> Result<Probes> {
+pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64, block_egress: bool) -> Result<Probes> {
     let kernel_btf = btf_offsets::load_kernel_btf(Path::new(btf_offsets::VMLINUX_BTF))?;
     let offsets = btf_offsets::resolve(&kernel_btf)?;
     let btf = Btf::from_sys_fs().context("cannot read kernel BTF for program loading")?;
@@ -131,6 +139,10 @@ pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64) -> Result<Probes> {
         attached.push(AttachedProgram { hook, id });
     }
 
+    if block_egress {
+        attach_block_egress(&mut ebpf, &mut attached)?;
+    }
+
     let take = |ebpf: &mut Ebpf, name: &str| {
         ebpf.take_map(name)
             .with_context(|| format!("eBPF object has no map {name}"))
@@ -141,6 +153,11 @@ pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64) -> Result<Probes> {
         names: HashMap::try_from(take(&mut ebpf, "WATCHED_NAMES")?)?,
         parents: HashMap::try_from(take(&mut ebpf, "WATCHED_PARENTS")?)?,
         name_lengths: Array::try_from(take(&mut ebpf, "NAME_LENGTHS")?)?,
+    };
+    let enforcement = EnforcementMaps {
+        deny_inodes: HashMap::try_from(take(&mut ebpf, "DENY_INODES")?)?,
+        allowed_readers: HashMap::try_from(take(&mut ebpf, "ALLOWED_READERS")?)?,
+        quarantine: HashMap::try_from(take(&mut ebpf, "QUARANTINE")?)?,
     };
     let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("no EVENTS map")?)?;
     let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("no DROPS map")?)?;
@@ -153,7 +170,36 @@ pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64) -> Result<Probes> {
         logger,
         attached,
         open_filter: Some(open_filter),
+        enforcement: Some(enforcement),
     })
+}
+
+/// cgroup/connect4 and connect6 on the cgroup2 root: every connect on the
+/// node passes one map lookup; quarantined processes get EPERM.
+fn attach_block_egress(ebpf: &mut Ebpf, attached: &mut Vec<AttachedProgram>) -> Result<()> {
+    let root = crate::cgroups::cgroup2_mount().context(
+        "block-egress needs cgroup v2: no cgroup2 mount found; mount it or drop block-egress from the policy",
+    )?;
+    let cgroup = std::fs::File::open(&root)
+        .with_context(|| format!("cannot open the cgroup2 root {}", root.display()))?;
+    for (name, hook) in [
+        ("block_egress4", "cgroup/connect4"),
+        ("block_egress6", "cgroup/connect6"),
+    ] {
+        let prog: &mut CgroupSockAddr = ebpf
+            .program_mut(name)
+            .with_context(|| format!("eBPF object has no program {name}"))?
+            .try_into()?;
+        prog.load().with_context(|| format!("cannot load {hook}"))?;
+        prog.attach(&cgroup, CgroupAttachMode::default())
+            .with_context(|| format!("cannot attach {hook} to {}", root.display()))?;
+        let id = prog.info().map(|i| i.id()).unwrap_or(0);
+        attached.push(AttachedProgram {
+            hook: hook.to_string(),
+            id,
+        });
+    }
+    Ok(())
 }
 
 /// Sum over CPUs of slot `kind` of a per-CPU counter array.

@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use lru::LruCache;
-use proctor_common::{InodeKey, MATCH_INODE, NAME_KEY_LEN, NAME_NEEDS_ANCHOR};
+use proctor_common::{AllowKey, InodeKey, MATCH_INODE, NAME_KEY_LEN, NAME_NEEDS_ANCHOR};
 use serde::Serialize;
 
 use crate::{
@@ -29,8 +29,8 @@ use crate::{
     fingerprint::Fingerprinter,
     hash_cache::FileKey,
     inventory_store::{InventoryStore, ReaderRecord, SecretRecord},
-    policy::{SecretsConfig, Verdict},
-    probes::OpenFilter,
+    policy::{Enforcement, SecretsConfig, Verdict},
+    probes::{EnforcementMaps, OpenFilter},
     secret_catalog::{Catalog, CatalogEntry, DiscoverRoots, Severity, CONTENT_PEEK_BYTES},
     secret_env,
     secret_usage::{SecretUsage, Taint},
@@ -78,6 +78,10 @@ pub struct MonitorStats {
     pub env_unreadable: u64,
     pub store_errors: u64,
     pub map_errors: u64,
+    /// Readers killed by `enforce: kill`.
+    pub killed: u64,
+    /// Processes currently cut off by block-egress.
+    pub quarantined: usize,
     pub last_scan_visited: usize,
     pub last_scan_truncated: bool,
 }
@@ -88,6 +92,9 @@ pub struct SecretMonitor {
     fingerprinter: Fingerprinter,
     store: InventoryStore,
     filter: OpenFilter,
+    enforcement: EnforcementMaps,
+    /// Processes block-egress has cut off.
+    quarantined: HashSet<u32>,
     watched: Vec<Watched>,
     by_inode: HashMap<InodeKey, u32>,
     dirs: HashSet<InodeKey>,
@@ -102,7 +109,7 @@ pub struct SecretMonitor {
 }
 
 impl SecretMonitor {
-    pub fn new(cfg: &Config, filter: OpenFilter) -> Result<Self> {
+    pub fn new(cfg: &Config, filter: OpenFilter, enforcement: EnforcementMaps) -> Result<Self> {
         let catalog = cfg.catalog()?;
         let mut homes = crate::secret_catalog::passwd_homes(Path::new("/"));
         homes.extend(cfg.secrets.extra_homes.iter().cloned());
@@ -120,6 +127,8 @@ impl SecretMonitor {
             fingerprinter,
             store,
             filter,
+            enforcement,
+            quarantined: HashSet::new(),
             watched: Vec::new(),
             by_inode: HashMap::new(),
             dirs: HashSet::new(),
@@ -137,8 +146,40 @@ impl SecretMonitor {
             stats: MonitorStats::default(),
         };
         m.install_names()?;
+        m.install_kill_owners()?;
         m.scan();
         Ok(m)
+    }
+
+    /// The executables each kill rule allows, by inode, for the kernel.
+    fn install_kill_owners(&mut self) -> Result<()> {
+        for (i, rule) in self.policy.rules.iter().enumerate() {
+            if !rule.enforce.contains(&Enforcement::Kill) {
+                continue;
+            }
+            for owner in &rule.owners {
+                let Some(glob) = &owner.exe_path else {
+                    continue;
+                };
+                let meta = std::fs::metadata(&glob.pattern).with_context(|| {
+                    format!(
+                        "secrets.rules[{i}] enforces kill for owner {}: cannot stat it; \
+                         a kill rule's owners must exist when the agent starts",
+                        glob.pattern
+                    )
+                })?;
+                let key = AllowKey {
+                    rule: i as u32,
+                    _pad: 0,
+                    exe: inode_key(&meta),
+                };
+                self.enforcement
+                    .allowed_readers
+                    .insert(key, 0, 0)
+                    .context("kernel allow list: cannot add an owner")?;
+            }
+        }
+        Ok(())
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -236,6 +277,16 @@ impl SecretMonitor {
             }
             self.by_inode.insert(key, slot);
             self.stats.watched_inodes = self.by_inode.len();
+        }
+        if let Some(rule) = self.policy.enforces(catalog_id, path, Enforcement::Kill) {
+            if self
+                .enforcement
+                .deny_inodes
+                .insert(key, rule as u32, 0)
+                .is_err()
+            {
+                self.stats.map_errors += 1;
+            }
         }
         let watch_dir = self
             .catalog
@@ -423,13 +474,17 @@ impl SecretMonitor {
             variable: None,
         };
         let follow_ups = self.track_use(&secret, &catalog_id, &secret_path, reader_now, owner);
-        let finding = findings::secret_read(ReadContext {
+        let mut finding = findings::secret_read(ReadContext {
             reader: reader_now,
             secret,
             mitre: entry.mitre.clone(),
             severity,
             owner,
         });
+        if rec.killed {
+            finding.action = Some("killed");
+            self.stats.killed += 1;
+        }
         out.push(Pending {
             file: Some(file),
             finding: Some(finding),
@@ -475,7 +530,8 @@ impl SecretMonitor {
         self.usage.on_use(secret, p, owners_declared, is_owner)
     }
 
-    /// A connection by `p`: secret-exfil findings, if it carries secrets.
+    /// A connection by `p`: secret-exfil findings, if it carries secrets;
+    /// block-egress quarantines the process when a rule asks for it.
     pub fn on_connect(
         &mut self,
         p: &Process,
@@ -485,12 +541,36 @@ impl SecretMonitor {
         if !self.policy.exfil.enabled {
             return Vec::new();
         }
-        self.usage.on_connect(p, ip, port)
+        let mut found = self.usage.on_connect(p, ip, port);
+        for f in &mut found {
+            let Some(s) = &f.secret else { continue };
+            let path = s.path.clone().unwrap_or_default();
+            if self
+                .policy
+                .enforces(&s.id, &path, Enforcement::BlockEgress)
+                .is_some()
+            {
+                self.quarantine(p.pid);
+                f.action = Some("egress_blocked");
+            }
+        }
+        found
     }
 
-    /// A new process carries what its parent read.
+    fn quarantine(&mut self, pid: u32) {
+        if self.enforcement.quarantine.insert(pid, 1, 0).is_err() {
+            self.stats.map_errors += 1;
+        }
+        self.quarantined.insert(pid);
+        self.stats.quarantined = self.quarantined.len();
+    }
+
+    /// A new process carries what its parent read, and its quarantine.
     pub fn on_fork(&mut self, parent: u32, child: u32) {
         self.usage.inherit(parent, child);
+        if self.quarantined.contains(&parent) {
+            self.quarantine(child);
+        }
     }
 
     fn record_read(&mut self, path: &str, reader: &Process, at_ns: u64) {
@@ -635,6 +715,10 @@ impl SecretMonitor {
     pub fn forget_process(&mut self, pid: u32) {
         self.searches.remove(&pid);
         self.usage.forget(pid);
+        if self.quarantined.remove(&pid) {
+            let _ = self.enforcement.quarantine.remove(&pid);
+            self.stats.quarantined = self.quarantined.len();
+        }
     }
 
     pub fn housekeeping(&mut self) {

@@ -151,6 +151,7 @@ impl SecretUsage {
                 identities,
                 ..Evidence::default()
             },
+            action: None,
         })
     }
 
@@ -219,6 +220,7 @@ impl SecretUsage {
                     destinations: vec![dest.clone()],
                     ..Evidence::default()
                 },
+                action: None,
             });
         }
         out

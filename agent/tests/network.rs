@@ -19,6 +19,7 @@ struct Fixture {
     home: tempfile::TempDir,
     home2: tempfile::TempDir,
     _state: tempfile::TempDir,
+    owner_cat: std::path::PathBuf,
 }
 
 fn fixture() -> &'static Fixture {
@@ -29,21 +30,30 @@ fn fixture() -> &'static Fixture {
         let state = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(home.path().join(".aws")).unwrap();
         std::fs::create_dir_all(home2.path().join(".aws")).unwrap();
+        std::fs::write(home.path().join(".pgpass"), "db:5432:app:app:pgsecret\n").unwrap();
+        let owner_cat = home.path().join("owner-cat");
+        std::fs::copy("/bin/cat", &owner_cat).unwrap();
         let config = format!(
             "status_interval: 1s\n\
              state_dir: {state}\n\
              secrets:\n  extra_homes: [{h1}, {h2}]\n  search_dirs: []\n  rules:\n\
              \x20   - secret: {{id: netrc}}\n\
-             \x20     allowed_destinations: [\"198.18.77.2/32:8080\"]\n",
+             \x20     allowed_destinations: [\"198.18.77.2/32:8080\"]\n\
+             \x20     enforce: [block-egress]\n\
+             \x20   - secret: {{id: pgpass}}\n\
+             \x20     owners: [{{exe_path: {owner}}}]\n\
+             \x20     enforce: [kill]\n",
             state = state.path().display(),
             h1 = home.path().display(),
             h2 = home2.path().display(),
+            owner = owner_cat.display(),
         );
         Fixture {
             agent: AgentProc::start(&config),
             home,
             home2,
             _state: state,
+            owner_cat,
         }
     })
 }
@@ -230,11 +240,19 @@ struct TestNet {
     ns: String,
     veth: String,
     listeners: Vec<Child>,
+    // One test network at a time: they share the 198.18.77.0/24 addresses.
+    _exclusive: std::sync::MutexGuard<'static, ()>,
 }
+
+static NET_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl TestNet {
     fn new() -> Self {
-        let id = std::process::id() % 100000;
+        let exclusive = NET_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Interface names are at most 15 bytes.
+        let id = format!("{}{n}", std::process::id() % 100000);
         let ns = format!("proctor-t{id}");
         let veth = format!("pt{id}h");
         let peer = format!("pt{id}n");
@@ -255,6 +273,7 @@ impl TestNet {
             ns,
             veth,
             listeners: Vec::new(),
+            _exclusive: exclusive,
         }
     }
 
@@ -269,9 +288,16 @@ impl TestNet {
             .spawn()
             .unwrap();
         self.listeners.push(child);
-        // Wait until it accepts.
+        // Wait until it accepts (probing from inside: this process must not
+        // be the one talking to the namespace in the tests' evidence).
         for _ in 0..100 {
-            if std::net::TcpStream::connect(("198.18.77.2", port)).is_ok() {
+            if Command::new("ip")
+                .args(["netns", "exec", &self.ns, PY, "-c"])
+                .arg(format!("import socket; socket.create_connection(('198.18.77.2',{port}),timeout=1).close()"))
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+            {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
@@ -362,4 +388,87 @@ fn secret_read_then_connect_outside_allowed_is_exfiltration() {
         .events()
         .iter()
         .any(|e| e["finding"]["rule"] == "secret-exfil" && has_arg(e, &ok)));
+}
+
+#[test]
+fn kill_stops_a_forbidden_reader_before_it_gets_any_byte() {
+    use std::os::unix::process::ExitStatusExt;
+    let f = fixture();
+    let pgpass = f.home.path().join(".pgpass");
+    let m = marker("killed");
+    let out = Command::new("/bin/cat")
+        .arg(&pgpass)
+        .arg0(&m)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{:?}", out.status);
+    assert!(
+        out.stdout.is_empty(),
+        "the killed reader printed {} bytes",
+        out.stdout.len()
+    );
+    let ev = f.agent.wait_for(|e| {
+        e["kind"] == "finding" && e["finding"]["rule"] == "secret-read" && has_arg(e, &m)
+    });
+    assert_eq!(ev["finding"]["action"], "killed");
+    let exit = f
+        .agent
+        .wait_for(|e| e["kind"] == "process_exit" && has_arg(e, &m));
+    assert_eq!(exit["exit"]["signal"], libc::SIGKILL);
+
+    // The owner reads it.
+    let out = Command::new(&f.owner_cat).arg(&pgpass).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, b"db:5432:app:app:pgsecret\n");
+}
+
+const EXFIL_THEN_RETRY_PY: &str = r#"
+import socket, sys, time
+open(sys.argv[1]).read()
+socket.create_connection(("198.18.77.2", 9090), timeout=5).close()
+deadline = time.time() + 15
+while time.time() < deadline:
+    try:
+        socket.create_connection(("198.18.77.2", 8080), timeout=5).close()
+    except PermissionError:
+        print("EPERM")
+        sys.exit(0)
+    time.sleep(0.1)
+print("never blocked")
+sys.exit(1)
+"#;
+
+#[test]
+fn block_egress_cuts_off_the_exfiltrating_process_only() {
+    let f = fixture();
+    let mut net = TestNet::new();
+    net.listen(8080);
+    net.listen(9090);
+    let netrc = f.home.path().join(".netrc");
+    std::fs::write(
+        &netrc,
+        "machine example.invalid login u password blocked1\n",
+    )
+    .unwrap();
+    let m = marker("egress");
+    let out = Command::new(PY)
+        .arg0(&m)
+        .args(["-c", EXFIL_THEN_RETRY_PY, netrc.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "EPERM",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ex = f.agent.wait_for(|e| {
+        e["kind"] == "finding" && e["finding"]["rule"] == "secret-exfil" && has_arg(e, &m)
+    });
+    assert_eq!(ex["finding"]["action"], "egress_blocked");
+    f.agent.wait_for(|e| {
+        e["kind"] == "net_connect" && has_arg(e, &m) && e["net"]["result"] == "denied"
+    });
+    // Everyone else still connects.
+    std::net::TcpStream::connect(("198.18.77.2", 8080)).expect("an unquarantined process connects");
 }

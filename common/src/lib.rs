@@ -39,6 +39,8 @@ pub const MATCH_NAME: u32 = 3;
 
 /// The dentry walk hit `PATH_COMPONENTS` before the root.
 pub const OPEN_FLAG_PATH_TRUNCATED: u32 = 1 << 0;
+/// The opener was sent SIGKILL: policy forbids it this secret.
+pub const OPEN_FLAG_KILLED: u32 = 1 << 1;
 /// Which syscall opened the file.
 pub const OPEN_SYSCALL_OPENAT: u32 = 1;
 pub const OPEN_SYSCALL_OPENAT2: u32 = 2;
@@ -92,6 +94,18 @@ pub struct ConnectKey {
     pub _pad: u32,
     pub addr: [u8; 16],
 }
+
+/// Key of the enforcement allow list: a rule and an executable allowed by it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct AllowKey {
+    pub rule: u32,
+    pub _pad: u32,
+    pub exe: InodeKey,
+}
+
+/// Slot of the SENT counters that counts connects refused by block-egress.
+pub const EGRESS_DENIED_SLOT: u32 = 6;
 
 /// Key of the watched-inode and watched-directory maps.
 #[repr(C)]
@@ -287,6 +301,7 @@ pub struct Offsets {
     pub sock_protocol: u32,
     pub sock_err: u32,
     pub sock_state: u32,
+    pub mm_exe_file: u32,
 }
 
 pub const OFFSET_MISSING: u32 = u32::MAX;
@@ -350,6 +365,7 @@ impl Offsets {
         sock_protocol: OFFSET_MISSING,
         sock_err: OFFSET_MISSING,
         sock_state: OFFSET_MISSING,
+        mm_exe_file: OFFSET_MISSING,
     };
 }
 
@@ -362,3 +378,6 @@ unsafe impl aya::Pod for InodeKey {}
 #[cfg(feature = "user")]
 // SAFETY: plain-old-data, repr(C), every bit pattern valid.
 unsafe impl aya::Pod for ConnectKey {}
+#[cfg(feature = "user")]
+// SAFETY: plain-old-data, repr(C), every bit pattern valid.
+unsafe impl aya::Pod for AllowKey {}

@@ -17,7 +17,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use proctor_common::{
-    FileOpenEvent, InodeKey, COMPONENT_LEN, KIND_FILE_OPEN, MATCH_DIR, MATCH_INODE, MATCH_NAME,
+    AllowKey, FileOpenEvent, InodeKey, FMODE_READ, OPEN_FLAG_KILLED, COMPONENT_LEN, KIND_FILE_OPEN, MATCH_DIR, MATCH_INODE, MATCH_NAME,
     NAME_KEY_LEN, NAME_NEEDS_ANCHOR, OPEN_FLAG_PATH_TRUNCATED, OPEN_SYSCALL_CREAT,
     OPEN_SYSCALL_OPEN, OPEN_SYSCALL_OPENAT, OPEN_SYSCALL_OPENAT2,
 };
@@ -42,6 +42,14 @@ pub static WATCHED_NAMES: HashMap<[u8; NAME_KEY_LEN], u32> = HashMap::with_max_e
 /// directory has one of these names.
 #[map]
 pub static WATCHED_PARENTS: HashMap<[u8; NAME_KEY_LEN], u32> = HashMap::with_max_entries(1024, 0);
+
+/// Secrets whose reads policy forbids (`enforce: kill`), by inode -> rule.
+#[map]
+pub static DENY_INODES: HashMap<InodeKey, u32> = HashMap::with_max_entries(16384, 0);
+
+/// Executables a kill rule allows, by (rule, executable inode).
+#[map]
+pub static ALLOWED_READERS: HashMap<AllowKey, u32> = HashMap::with_max_entries(16384, 0);
 
 /// Bit n set: some watched basename is n bytes long. Lets the common open
 /// skip reading its name at all.
@@ -144,6 +152,9 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) {
         }
     };
 
+    let f_mode = unsafe { read::<u32>(file, off!(file_f_mode)) };
+    let killed = f_mode & FMODE_READ != 0 && unsafe { enforce_kill(task, dev, ino) };
+
     let Some(mut entry) = EVENTS.reserve::<FileOpenEvent>(0) else {
         bump(&DROPS, KIND_FILE_OPEN);
         return;
@@ -164,15 +175,41 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) {
     ev.syscall = syscall;
     ev.matched = matched;
     ev.slot = slot;
-    ev.flags = 0;
+    ev.flags = if killed { OPEN_FLAG_KILLED } else { 0 };
+    ev.f_mode = f_mode;
     unsafe {
-        ev.f_mode = read::<u32>(file, off!(file_f_mode));
         ev.f_flags = read::<u32>(file, off!(file_f_flags));
         fill_args(ev, task, syscall);
         walk_path(ev, file, dentry);
     }
     entry.submit(submit_flags());
     bump(&SENT, KIND_FILE_OPEN);
+}
+
+/// SIGKILL for the opener when a kill rule covers this secret and the
+/// opener's executable is not one the rule allows. The signal is delivered
+/// before the open returns to user space: no read() of the secret happens.
+#[inline(always)]
+unsafe fn enforce_kill(task: *const u8, dev: u32, ino: u64) -> bool {
+    let Some(rule) = (unsafe { DENY_INODES.get(&key(dev, ino)) }).copied() else {
+        return false;
+    };
+    let exe = unsafe {
+        let mm = read_ptr(task, off!(task_mm));
+        let exe_file = read_ptr(mm, off!(mm_exe_file));
+        let inode = read_ptr(exe_file, off!(file_inode));
+        let sb = read_ptr(inode, off!(inode_sb));
+        key(read::<u32>(sb, off!(sb_dev)), read::<u64>(inode, off!(inode_ino)))
+    };
+    let allow = AllowKey {
+        rule,
+        _pad: 0,
+        exe,
+    };
+    if unsafe { ALLOWED_READERS.get(&allow) }.is_some() {
+        return false;
+    }
+    unsafe { generated::bpf_send_signal(9) == 0 }
 }
 
 /// The basename of `dentry` when it is a watched name.

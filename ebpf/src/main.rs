@@ -5,6 +5,7 @@
 #![no_main]
 
 mod connect;
+mod egress;
 mod feature_probes;
 mod file_open;
 mod process;

@@ -17,7 +17,7 @@
 //! | `dvchost` | node |
 //! | `externalId` | `<node>:<seq>` |
 //! | `cat` | event kind |
-//! | `act` | `exec`, `exit`, `open`, `connect`, `alert`, agent state |
+//! | `act` | `exec`, `exit`, `open`, `connect`, agent state; findings: the enforcement action (`killed`, `egress_blocked`) or `alert` |
 //! | `msg` | human summary |
 //! | `spid`, `sproc`, `suid` | acting process: pid, name, uid |
 //! | `cn1` `parentPid` | parent pid |
@@ -201,7 +201,13 @@ pub fn to_cef(ev: &Event) -> String {
             };
         }
         Kind::Finding => {
-            act = "alert".to_string();
+            // What enforcement did (`killed`, `egress_blocked`), else alert.
+            act = ev
+                .finding
+                .as_ref()
+                .and_then(|f| f.action)
+                .unwrap_or("alert")
+                .to_string();
             msg = ev
                 .finding
                 .as_ref()
@@ -540,6 +546,10 @@ mod tests {
         assert_eq!(m["dpt"], "443");
         assert_eq!(m["proto"], "TCP");
         assert_eq!(m["outcome"], "success");
+
+        let mut killed = event(Kind::Finding);
+        killed.finding.as_mut().unwrap().action = Some("killed");
+        assert_eq!(ext_map(&to_cef(&killed))["act"], "killed");
 
         let mut ev = event(Kind::NetConnect);
         ev.net = Some(net("refused", Some(libc::ECONNREFUSED)));

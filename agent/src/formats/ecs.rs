@@ -45,7 +45,12 @@ pub fn classification(ev: &Event) -> (&'static str, Vec<&'static str>, Vec<&'sta
             }
             ("event", vec!["network"], types)
         }
-        Kind::Finding => ("alert", vec!["intrusion_detection"], vec!["info"]),
+        Kind::Finding => {
+            // Enforcement (a killed reader, a blocked connect) is a denial.
+            let enforced = ev.finding.as_ref().is_some_and(|f| f.action.is_some());
+            let t = if enforced { "denied" } else { "info" };
+            ("alert", vec!["intrusion_detection"], vec![t])
+        }
         Kind::AgentStatus => {
             let state = ev
                 .status
@@ -511,6 +516,7 @@ fn finding_fields(
             "summary": f.summary,
             "mitre": f.mitre,
             "evidence": f.evidence,
+            "action": f.action,
         }),
     );
     if let Some(s) = &f.secret {
@@ -798,6 +804,15 @@ mod tests {
             get(&v, "/proctor/finding/evidence/destinations/1"),
             "203.0.113.9:443"
         );
+    }
+
+    #[test]
+    fn enforced_finding_is_denied() {
+        let mut ev = event(Kind::Finding);
+        ev.finding.as_mut().unwrap().action = Some("egress_blocked");
+        let v = to_ecs(&ev);
+        assert_eq!(get(&v, "/event/type"), &json!(["denied"]));
+        assert_eq!(s(&v, "/proctor/finding/action"), "egress_blocked");
     }
 
     #[test]

@@ -477,6 +477,7 @@ pub(crate) mod testdata {
                 escalation: Some("reader is untrusted: binary deleted".into()),
                 ..Evidence::default()
             },
+            action: None,
         }
     }
 
@@ -553,6 +554,11 @@ pub(crate) mod testdata {
         });
         v.push(env);
         v.push(exfil());
+        let mut killed_reader = event(Kind::Finding);
+        if let Some(f) = killed_reader.finding.as_mut() {
+            f.action = Some("killed");
+        }
+        v.push(killed_reader);
         v
     }
 

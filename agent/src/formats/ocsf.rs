@@ -42,6 +42,10 @@ pub const OCSF_VERSION: &str = "1.3.0";
 
 /// Profiles in use (`metadata.profiles`).
 pub const PROFILES: [&str; 3] = ["host", "container", "linux/linux_users"];
+/// Findings also carry the `security_control` attributes (`action_id`,
+/// `disposition_id`).
+pub const FINDING_PROFILES: [&str; 4] =
+    ["host", "container", "linux/linux_users", "security_control"];
 
 pub const CATEGORY_SYSTEM: u32 = 1;
 pub const CATEGORY_FINDINGS: u32 = 2;
@@ -302,6 +306,15 @@ pub fn detection_finding(ev: &Event) -> Value {
     o.insert("actor".into(), actor(p));
     o.insert("status_id".into(), json!(1));
     o.insert("status".into(), json!("New"));
+    let (action_id, action, disposition_id, disposition) =
+        enforcement(ev.finding.as_ref().and_then(|f| f.action));
+    o.insert("action_id".into(), json!(action_id));
+    o.insert("action".into(), json!(action));
+    o.insert("disposition_id".into(), json!(disposition_id));
+    o.insert("disposition".into(), json!(disposition));
+    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.insert("profiles".into(), json!(FINDING_PROFILES));
+    }
     if let Some(f) = &ev.finding {
         o.insert("finding_info".into(), finding_info(ev, f));
         o.insert("message".into(), json!(f.summary));
@@ -328,6 +341,19 @@ pub fn detection_finding(ev: &Event) -> Value {
         o.insert("resources".into(), json!([pod]));
     }
     Value::Object(o)
+}
+
+/// The `security_control` attributes of a finding from its `action`:
+/// (`action_id`, `action`, `disposition_id`, `disposition`). Without
+/// enforcement the activity went ahead and was only detected.
+pub fn enforcement(action: Option<&str>) -> (u8, &str, u8, &str) {
+    match action {
+        None => (1, "Allowed", 15, "Detected"),
+        // The reader was SIGKILLed before its open returned; the connect
+        // was refused by the egress program.
+        Some("killed") | Some("egress_blocked") => (2, "Denied", 2, "Blocked"),
+        Some(other) => (99, other, 7, "Custom Action"),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -842,6 +868,8 @@ mod tests {
                     assert!(ptr(&v, "/connection_info/direction_id").is_u64());
                 }
                 2004 => {
+                    assert!(ptr(&v, "/action_id").is_u64(), "security_control");
+                    assert!(ptr(&v, "/disposition_id").is_u64());
                     assert!(ptr(&v, "/finding_info/uid").is_string());
                     assert!(ptr(&v, "/finding_info/title").is_string());
                     if let Some(a) = v.pointer("/finding_info/analytic") {
@@ -1028,6 +1056,25 @@ mod tests {
         assert_eq!(
             s(&v, "/unmapped/evidence/escalation"),
             "reader is untrusted: binary deleted"
+        );
+
+        assert_eq!(u(&v, "/action_id"), 1);
+        assert_eq!(u(&v, "/disposition_id"), 15);
+        assert!(ptr(&v, "/metadata/profiles")
+            .as_array()
+            .unwrap()
+            .contains(&json!("security_control")));
+
+        let mut killed = event(Kind::Finding);
+        killed.finding.as_mut().unwrap().action = Some("killed");
+        let k = to_ocsf(&killed).unwrap();
+        assert_eq!(u(&k, "/action_id"), 2);
+        assert_eq!(s(&k, "/action"), "Denied");
+        assert_eq!(u(&k, "/disposition_id"), 2);
+        assert_eq!(enforcement(Some("egress_blocked")).0, 2);
+        assert_eq!(
+            enforcement(Some("quarantined")),
+            (99, "quarantined", 7, "Custom Action")
         );
 
         let v = to_ocsf(&exfil()).unwrap();
