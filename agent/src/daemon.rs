@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
 use proctor_common::{
     ExitEvent, ForkEvent, CONNECT_DEDUP_SLOT, EGRESS_DENIED_SLOT, KIND_CONNECT, KIND_EXEC,
-    KIND_EXIT, KIND_FILE_OPEN, KIND_FORK,
+    KIND_EXIT, KIND_FILE_OPEN, KIND_FORK, LSM_DENIED_SLOT,
 };
 use serde_json::json;
 use tokio::{
@@ -300,16 +300,15 @@ impl Agent {
     /// Must be called inside a tokio runtime.
     pub fn start(cfg: Config) -> Result<Self> {
         let mounted = preflight::prepare()?;
-        // The cgroup connect hooks only go in when some rule can quarantine.
-        let block_egress = cfg
-            .secrets
-            .rules
-            .iter()
-            .any(|r| r.enforce.contains(&crate::policy::Enforcement::BlockEgress));
+        // Enforcement hooks only go in when some rule asks for them.
+        let wants = |e| cfg.secrets.rules.iter().any(|r| r.enforce.contains(&e));
         let mut probes = probes::load(
             cfg.kernel.ring_buffer_bytes,
             cfg.kernel.wakeup_bytes as u64,
-            block_egress,
+            probes::EnforcementHooks {
+                block_egress: wants(crate::policy::Enforcement::BlockEgress),
+                lsm_deny: wants(crate::policy::Enforcement::Kill),
+            },
         )?;
         let hashes = HashCache::new(
             cfg.hash.cache_entries,
@@ -499,6 +498,8 @@ impl Agent {
             "state": state,
             "uptime_seconds": self.started.elapsed().as_secs_f64(),
             "hooks": self.probes.attached,
+            // How `enforce: kill` is carried out on this kernel.
+            "kill_enforcement": if self.probes.lsm_deny { "lsm-deny" } else { "tracepoint-sigkill" },
             "mounted": self.mounted,
             "kernel": {
                 "ring_buffer_bytes": self.cfg.kernel.ring_buffer_bytes,
@@ -517,6 +518,8 @@ impl Agent {
                     "connect_deduplicated": sent(CONNECT_DEDUP_SLOT),
                     // Connects refused by block-egress.
                     "egress_denied": sent(EGRESS_DENIED_SLOT),
+                    // Opens refused by the LSM deny path.
+                    "opens_denied": sent(LSM_DENIED_SLOT),
                 },
             },
             "userspace": {

@@ -139,24 +139,33 @@ pub fn run() -> Vec<Check> {
             ));
         }
     } else {
-        out.push(match probes::load(1 << 16, 0, true) {
-            Ok(p) => check(
-                "ring_buffer+tp_btf",
-                Verdict::Ok,
-                format!(
-                    "loaded and attached {}",
-                    p.attached
-                        .iter()
-                        .map(|a| a.hook.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+        out.push(
+            match probes::load(
+                1 << 16,
+                0,
+                probes::EnforcementHooks {
+                    block_egress: true,
+                    lsm_deny: false,
+                },
+            ) {
+                Ok(p) => check(
+                    "ring_buffer+tp_btf",
+                    Verdict::Ok,
+                    format!(
+                        "loaded and attached {}",
+                        p.attached
+                            .iter()
+                            .map(|a| a.hook.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 ),
-            ),
-            Err(e) => check("ring_buffer+tp_btf", Verdict::Missing, format!("{e:#}")).fix(
-                "proctor needs Linux >= 5.8 with BTF (ring buffer, tp_btf); see docs for the \
+                Err(e) => check("ring_buffer+tp_btf", Verdict::Missing, format!("{e:#}")).fix(
+                    "proctor needs Linux >= 5.8 with BTF (ring buffer, tp_btf); see docs for the \
                  supported kernels",
-            ),
-        });
+                ),
+            },
+        );
         let lsm_list = first_line("/sys/kernel/security/lsm").unwrap_or_default();
         out.push(match try_optional_program(true) {
             Ok(()) if lsm_list.split(',').any(|l| l == "bpf") => check(

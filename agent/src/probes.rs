@@ -71,9 +71,20 @@ pub struct Probes {
     /// Taken by the secret monitor.
     pub open_filter: Option<OpenFilter>,
     pub enforcement: Option<EnforcementMaps>,
+    /// Whether forbidden opens are refused by the LSM hook (else killed).
+    pub lsm_deny: bool,
 }
 
-pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64, block_egress: bool) -> Result<Probes> {
+/// Optional enforcement hooks to try at load.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EnforcementHooks {
+    /// cgroup connect hooks for block-egress.
+    pub block_egress: bool,
+    /// The LSM deny-open path for kill rules, where the kernel allows it.
+    pub lsm_deny: bool,
+}
+
+pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64, hooks: EnforcementHooks) -> Result<Probes> {
     let kernel_btf = btf_offsets::load_kernel_btf(Path::new(btf_offsets::VMLINUX_BTF))?;
     let offsets = btf_offsets::resolve(&kernel_btf)?;
     let btf = Btf::from_sys_fs().context("cannot read kernel BTF for program loading")?;
@@ -139,8 +150,24 @@ pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64, block_egress: bool) -> Re
         attached.push(AttachedProgram { hook, id });
     }
 
-    if block_egress {
+    if hooks.block_egress {
         attach_block_egress(&mut ebpf, &mut attached)?;
+    }
+    let mut lsm_deny = false;
+    if hooks.lsm_deny {
+        match attach_lsm_deny(&mut ebpf, &btf) {
+            Ok(id) => {
+                attached.push(AttachedProgram {
+                    hook: "lsm/file_open".into(),
+                    id,
+                });
+                lsm_deny = true;
+            }
+            // The documented fallback, not an error: kill from the open tracepoint.
+            Err(e) => tracing::info!(
+                "LSM deny-open path unavailable ({e:#}); `enforce: kill` uses the open tracepoint"
+            ),
+        }
     }
 
     let take = |ebpf: &mut Ebpf, name: &str| {
@@ -171,7 +198,26 @@ pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64, block_egress: bool) -> Re
         attached,
         open_filter: Some(open_filter),
         enforcement: Some(enforcement),
+        lsm_deny,
     })
+}
+
+/// lsm/file_open refusing forbidden reads. Needs a kernel with BPF LSM active
+/// (`lsm=...,bpf`): the program must attach *and* the bpf LSM must be listed,
+/// or it would attach and never run.
+fn attach_lsm_deny(ebpf: &mut Ebpf, btf: &Btf) -> Result<u32> {
+    let lsms = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
+    if !lsms.trim().split(',').any(|l| l == "bpf") {
+        anyhow::bail!("bpf is not an active LSM ({})", lsms.trim());
+    }
+    let prog: &mut aya::programs::Lsm = ebpf
+        .program_mut("deny_file_open")
+        .context("eBPF object has no program deny_file_open")?
+        .try_into()?;
+    prog.load("file_open", btf)
+        .context("the kernel refused lsm/file_open")?;
+    prog.attach().context("cannot attach lsm/file_open")?;
+    Ok(prog.info().map(|i| i.id()).unwrap_or(0))
 }
 
 /// cgroup/connect4 and connect6 on the cgroup2 root: every connect on the

@@ -395,6 +395,11 @@ fn kill_stops_a_forbidden_reader_before_it_gets_any_byte() {
     use std::os::unix::process::ExitStatusExt;
     let f = fixture();
     let pgpass = f.home.path().join(".pgpass");
+    // No BPF LSM on this host: kill is carried out from the open tracepoint.
+    let started = f
+        .agent
+        .wait_for(|e| e["kind"] == "agent_status" && e["status"]["state"] == "started");
+    assert_eq!(started["status"]["kill_enforcement"], "tracepoint-sigkill");
     let m = marker("killed");
     let out = Command::new("/bin/cat")
         .arg(&pgpass)

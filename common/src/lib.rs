@@ -106,6 +106,8 @@ pub struct AllowKey {
 
 /// Slot of the SENT counters that counts connects refused by block-egress.
 pub const EGRESS_DENIED_SLOT: u32 = 6;
+/// Slot of the SENT counters that counts opens refused by the LSM deny path.
+pub const LSM_DENIED_SLOT: u32 = 0;
 
 /// Key of the watched-inode and watched-directory maps.
 #[repr(C)]

@@ -17,7 +17,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use proctor_common::{
-    AllowKey, FileOpenEvent, InodeKey, FMODE_READ, OPEN_FLAG_KILLED, COMPONENT_LEN, KIND_FILE_OPEN, MATCH_DIR, MATCH_INODE, MATCH_NAME,
+    AllowKey, FileOpenEvent, InodeKey, FMODE_READ, LSM_DENIED_SLOT, OPEN_FLAG_KILLED, COMPONENT_LEN, KIND_FILE_OPEN, MATCH_DIR, MATCH_INODE, MATCH_NAME,
     NAME_KEY_LEN, NAME_NEEDS_ANCHOR, OPEN_FLAG_PATH_TRUNCATED, OPEN_SYSCALL_CREAT,
     OPEN_SYSCALL_OPEN, OPEN_SYSCALL_OPENAT, OPEN_SYSCALL_OPENAT2,
 };
@@ -194,6 +194,15 @@ unsafe fn enforce_kill(task: *const u8, dev: u32, ino: u64) -> bool {
     let Some(rule) = (unsafe { DENY_INODES.get(&key(dev, ino)) }).copied() else {
         return false;
     };
+    if unsafe { reader_allowed(task, rule) } {
+        return false;
+    }
+    unsafe { generated::bpf_send_signal(9) == 0 }
+}
+
+/// Whether the current task's executable (by inode) is an owner under `rule`.
+#[inline(always)]
+unsafe fn reader_allowed(task: *const u8, rule: u32) -> bool {
     let exe = unsafe {
         let mm = read_ptr(task, off!(task_mm));
         let exe_file = read_ptr(mm, off!(mm_exe_file));
@@ -206,10 +215,7 @@ unsafe fn enforce_kill(task: *const u8, dev: u32, ino: u64) -> bool {
         _pad: 0,
         exe,
     };
-    if unsafe { ALLOWED_READERS.get(&allow) }.is_some() {
-        return false;
-    }
-    unsafe { generated::bpf_send_signal(9) == 0 }
+    unsafe { ALLOWED_READERS.get(&allow) }.is_some()
 }
 
 /// The basename of `dentry` when it is a watched name.
@@ -382,5 +388,33 @@ unsafe fn walk_path(ev: &mut FileOpenEvent, file: *const u8, dentry: *const u8) 
         if !w.done {
             ev.flags |= OPEN_FLAG_PATH_TRUNCATED;
         }
+    }
+}
+
+/// Where the kernel allows BPF LSM programs: refuse the open itself (EPERM)
+/// for a forbidden reader, instead of killing it after the fact. Probed and
+/// attached at start-up only when the kernel accepts it; the tracepoint kill
+/// stays as the fallback (and sees no successful open when this one denied).
+#[aya_ebpf::macros::lsm(hook = "file_open")]
+pub fn deny_file_open(ctx: aya_ebpf::programs::LsmContext) -> i32 {
+    let file: *const u8 = ctx.arg(0);
+    let f_mode = unsafe { read::<u32>(file, off!(file_f_mode)) };
+    if f_mode & FMODE_READ == 0 {
+        return 0;
+    }
+    let (dev, ino) = unsafe {
+        let inode = read_ptr(file, off!(file_inode));
+        let sb = read_ptr(inode, off!(inode_sb));
+        (read::<u32>(sb, off!(sb_dev)), read::<u64>(inode, off!(inode_ino)))
+    };
+    let Some(rule) = (unsafe { DENY_INODES.get(&key(dev, ino)) }).copied() else {
+        return 0;
+    };
+    let task = unsafe { bpf_get_current_task_btf() } as *const u8;
+    if unsafe { reader_allowed(task, rule) } {
+        0
+    } else {
+        bump(&SENT, LSM_DENIED_SLOT);
+        -1 // -EPERM
     }
 }

@@ -367,6 +367,37 @@ pub fn run(bin: &Path, smoke: bool) -> Result<()> {
         (1e9 / un - 1e9 / uo).max(0.0),
     ));
 
+    // Connects to a loopback listener, agent off / on interleaved.
+    let n_conn = if smoke { 2_000 } else { 50_000 };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    std::thread::spawn(move || {
+        for c in listener.incoming() {
+            drop(c);
+        }
+    });
+    let connect_storm = |n: usize| {
+        let t = Instant::now();
+        for _ in 0..n {
+            drop(std::net::TcpStream::connect(addr));
+        }
+        n as f64 / t.elapsed().as_secs_f64()
+    };
+    let (mut c_off, mut c_on) = (Vec::new(), Vec::new());
+    for _ in 0..reps_open {
+        c_off.push(connect_storm(n_conn));
+        let agent = Agent::start(bin, &marker, &config)?;
+        agent.fresh_status()?;
+        c_on.push(connect_storm(n_conn));
+        agent.stop();
+    }
+    let (co, cn) = (median(&mut c_off), median(&mut c_on));
+    md.push_str(&format!(
+        "## Connects\n\n{reps_open} repetitions of {n_conn} TCP connects to a loopback listener from one thread, agent off and on interleaved (repeats of one destination are counted in the kernel and reported once).\n\n\
+         | no monitor (connects/s) | proctor (connects/s) | overhead |\n| --- | --- | --- |\n| {co:.0} | {cn:.0} | {:.1}% |\n\n",
+        100.0 * (1.0 - cn / co)
+    ));
+
     // 3. Exec storm, agent off / on interleaved.
     let (n, reps, threads) = if smoke { (200, 1, 2) } else { (4000, 5, 4) };
     let mut off = Vec::new();
