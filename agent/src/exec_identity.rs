@@ -166,6 +166,7 @@ pub fn from_exec(
 
     let mut args = rec.args.clone();
     redact_args(&mut args);
+    let (container, pod) = crate::container::workload_json(cgroup_path.as_deref());
     let process = Process {
         pid: rec.tgid,
         ppid: rec.ppid,
@@ -195,8 +196,8 @@ pub fn from_exec(
             id: rec.cgroup_id,
             path: cgroup_path,
         },
-        container: None,
-        pod: None,
+        container,
+        pod,
         attestation: Attestation::KernelExec,
     };
     Snapshot {

@@ -7,6 +7,7 @@ pub mod cgroups;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod container;
 pub mod daemon;
 pub mod decode;
 pub mod doctor;

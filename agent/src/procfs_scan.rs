@@ -52,6 +52,8 @@ pub fn scan_pid(pid: u32, cgroups: &mut CgroupResolver, hashes: &HashCache) -> O
         .unwrap_or(0);
     let key = FileKey::of(&meta);
     let exe_hash = hashes.request(key, vec![Source::Path(proc_exe)]);
+    let cgroup_path = cgroups.path(cgroup_id, pid);
+    let (container, pod) = crate::container::workload_json(cgroup_path.as_deref());
     let process = Process {
         pid,
         ppid: stat.ppid.max(0) as u32,
@@ -83,10 +85,10 @@ pub fn scan_pid(pid: u32, cgroups: &mut CgroupResolver, hashes: &HashCache) -> O
         interpreter: None,
         cgroup: Cgroup {
             id: cgroup_id,
-            path: cgroups.path(cgroup_id, pid),
+            path: cgroup_path,
         },
-        container: None,
-        pod: None,
+        container,
+        pod,
         attestation: Attestation::ProcfsScan,
     };
     Some(Scanned {
