@@ -101,16 +101,10 @@ impl State {
         }
         let s = scan_pid(pid, &mut self.cgroups, &self.hashes)?;
         let snapshot = s.snapshot.clone();
-        self.table.lock().unwrap().insert(
-            pid,
-            Record {
-                snapshot: s.snapshot,
-                start_boottime_ns: s.start_boottime_ns,
-                coarse_start: true,
-                since_boottime_ns: s.start_boottime_ns,
-                announced: false,
-            },
-        );
+        self.table
+            .lock()
+            .unwrap()
+            .insert(pid, s.into_record(false));
         Some(snapshot)
     }
 
@@ -221,11 +215,8 @@ impl State {
                     return;
                 };
                 Record {
-                    snapshot: s.snapshot,
-                    start_boottime_ns: s.start_boottime_ns,
-                    coarse_start: true,
                     since_boottime_ns: f.hdr.ktime_ns,
-                    announced: false,
+                    ..s.into_record(false)
                 }
             }
         };
@@ -321,17 +312,7 @@ impl Agent {
         // Probes are attached first, so a process started during the scan is
         // seen by one or the other (an exec record replaces a scan record).
         for s in procfs_scan::scan_all(&mut cgroups, &hashes) {
-            let pid = s.snapshot.process.pid;
-            table.insert(
-                pid,
-                Record {
-                    snapshot: s.snapshot,
-                    start_boottime_ns: s.start_boottime_ns,
-                    coarse_start: true,
-                    since_boottime_ns: s.start_boottime_ns,
-                    announced: true,
-                },
-            );
+            table.insert(s.snapshot.process.pid, s.into_record(true));
         }
         // Parsing the kernel's BTF (twice: offsets and program loading) leaves
         // tens of MiB of freed heap behind; hand it back to the OS.

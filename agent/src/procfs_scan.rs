@@ -21,6 +21,22 @@ pub struct Scanned {
     pub start_boottime_ns: u64,
 }
 
+impl Scanned {
+    /// The table record of a process found in /proc: its start time is known
+    /// to clock-tick precision only. `announced`: whether consumers were told
+    /// about it (start-up scan) or it was only looked up (a reader nobody
+    /// saw exec).
+    pub fn into_record(self, announced: bool) -> crate::process_table::Record {
+        crate::process_table::Record {
+            snapshot: self.snapshot,
+            start_boottime_ns: self.start_boottime_ns,
+            coarse_start: true,
+            since_boottime_ns: self.start_boottime_ns,
+            announced,
+        }
+    }
+}
+
 pub fn tick_ns() -> u64 {
     1_000_000_000 / ticks_per_sec()
 }

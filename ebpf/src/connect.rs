@@ -8,8 +8,7 @@
 use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task_btf,
-        bpf_get_current_uid_gid, bpf_probe_read_kernel, bpf_probe_read_user,
-        bpf_probe_read_user_buf,
+        bpf_get_current_uid_gid, bpf_probe_read_user, bpf_probe_read_user_buf,
     },
     macros::{btf_tracepoint, map, tracepoint},
     maps::{HashMap, LruHashMap},
@@ -17,7 +16,7 @@ use aya_ebpf::{
 };
 use proctor_common::{ConnectEvent, ConnectKey, CONNECT_DEDUP_SLOT, KIND_CONNECT, UNIX_PATH_LEN};
 
-use crate::{bump, off, submit_flags, DROPS, EVENTS, SENT};
+use crate::{bump, off, read, read_ptr, submit_flags, DROPS, EVENTS, SENT};
 
 const AF_UNIX: u16 = 1;
 const AF_INET: u16 = 2;
@@ -39,16 +38,6 @@ static CONNECT_PENDING: LruHashMap<u64, ConnectEvent> = LruHashMap::with_max_ent
 #[map]
 pub static CONNECT_SEEN: LruHashMap<ConnectKey, u64> = LruHashMap::with_max_entries(65536, 0);
 
-#[inline(always)]
-unsafe fn read<T: Copy + Default>(base: *const u8, offset: usize) -> T {
-    unsafe { bpf_probe_read_kernel(base.add(offset) as *const T) }.unwrap_or_default()
-}
-
-#[inline(always)]
-unsafe fn read_ptr(base: *const u8, offset: usize) -> *const u8 {
-    unsafe { read::<u64>(base, offset) as *const u8 }
-}
-
 // sys_enter_connect: int fd, struct sockaddr *uservaddr, int addrlen (8 bytes each from 16).
 #[tracepoint(category = "syscalls", name = "sys_enter_connect")]
 pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
@@ -67,10 +56,10 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     // A zeroed template, filled in place in the map value (too big for the stack twice).
     let key = bpf_get_current_pid_tgid();
     let template: ConnectEvent = unsafe { core::mem::zeroed() };
-    if CONNECT_ARGS.insert(&key, &template, 0).is_err() {
+    if CONNECT_ARGS.insert(key, template, 0).is_err() {
         return 0;
     }
-    let Some(ev) = CONNECT_ARGS.get_ptr_mut(&key) else {
+    let Some(ev) = CONNECT_ARGS.get_ptr_mut(key) else {
         return 0;
     };
     let ev = unsafe { &mut *ev };
@@ -103,7 +92,7 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
 pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     let key = bpf_get_current_pid_tgid();
     let ret: i64 = unsafe { ctx.read_at(16) }.unwrap_or(0);
-    let Some(args) = CONNECT_ARGS.get_ptr_mut(&key) else {
+    let Some(args) = CONNECT_ARGS.get_ptr_mut(key) else {
         return 0;
     };
     let args = unsafe { &mut *args };
@@ -131,13 +120,13 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
         _pad: 0,
         addr: args.addr,
     };
-    let new_destination = match CONNECT_SEEN.get_ptr_mut(&seen) {
+    let new_destination = match CONNECT_SEEN.get_ptr_mut(seen) {
         Some(count) => {
             unsafe { *count += 1 };
             false
         }
         None => {
-            let _ = CONNECT_SEEN.insert(&seen, &1, 0);
+            let _ = CONNECT_SEEN.insert(seen, 1, 0);
             true
         }
     };
@@ -149,16 +138,16 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
         // it may already have decided inside connect(): park the record first,
         // then look; whoever removes it from the map reports it.
         args.deferred = 1;
-        let _ = CONNECT_PENDING.insert(&(sk as u64), &*args, 0);
+        let _ = CONNECT_PENDING.insert(sk as u64, *args, 0);
         let state = unsafe { read::<u8>(sk, off!(sock_state)) } as i32;
-        if state != TCP_SYN_SENT && CONNECT_PENDING.remove(&(sk as u64)).is_ok() {
+        if state != TCP_SYN_SENT && CONNECT_PENDING.remove(sk as u64).is_ok() {
             args.result = outcome(sk, state);
             emit(args);
         }
     } else {
         emit(args);
     }
-    let _ = CONNECT_ARGS.remove(&key);
+    let _ = CONNECT_ARGS.remove(key);
     0
 }
 
@@ -185,7 +174,7 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     let key = sk as u64;
-    let Some(pending) = CONNECT_PENDING.get_ptr_mut(&key) else {
+    let Some(pending) = CONNECT_PENDING.get_ptr_mut(key) else {
         return 0;
     };
     let pending = unsafe { &mut *pending };
@@ -193,7 +182,7 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
     // Only the one who removes the record reports it (see sys_exit_connect);
     // emit first, then remove: the map value dies with the removal.
     let ev = *pending;
-    if CONNECT_PENDING.remove(&key).is_ok() {
+    if CONNECT_PENDING.remove(key).is_ok() {
         emit(&ev);
     }
     0

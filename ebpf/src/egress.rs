@@ -18,7 +18,7 @@ pub static QUARANTINE: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
 #[inline(always)]
 fn verdict() -> i32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if unsafe { QUARANTINE.get(&tgid) }.is_some() {
+    if unsafe { QUARANTINE.get(tgid) }.is_some() {
         bump(&SENT, EGRESS_DENIED_SLOT);
         return 0;
     }

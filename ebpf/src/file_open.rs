@@ -9,20 +9,21 @@
 use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_task_btf, bpf_get_current_uid_gid, bpf_probe_read_kernel,
-        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes, generated,
+        bpf_get_current_task_btf, bpf_get_current_uid_gid, bpf_probe_read_kernel_str_bytes,
+        bpf_probe_read_user_str_bytes, generated,
     },
     macros::{map, tracepoint},
     maps::{Array, HashMap},
     programs::TracePointContext,
 };
 use proctor_common::{
-    AllowKey, FileOpenEvent, InodeKey, FMODE_READ, LSM_DENIED_SLOT, OPEN_FLAG_KILLED, COMPONENT_LEN, KIND_FILE_OPEN, MATCH_DIR, MATCH_INODE, MATCH_NAME,
-    NAME_KEY_LEN, NAME_NEEDS_ANCHOR, OPEN_FLAG_PATH_TRUNCATED, OPEN_SYSCALL_CREAT,
-    OPEN_SYSCALL_OPEN, OPEN_SYSCALL_OPENAT, OPEN_SYSCALL_OPENAT2,
+    AllowKey, FileOpenEvent, InodeKey, COMPONENT_LEN, FMODE_READ, KIND_FILE_OPEN, LSM_DENIED_SLOT,
+    MATCH_DIR, MATCH_INODE, MATCH_NAME, NAME_KEY_LEN, NAME_NEEDS_ANCHOR, OPEN_FLAG_KILLED,
+    OPEN_FLAG_PATH_TRUNCATED, OPEN_SYSCALL_CREAT, OPEN_SYSCALL_OPEN, OPEN_SYSCALL_OPENAT,
+    OPEN_SYSCALL_OPENAT2,
 };
 
-use crate::{bump, off, submit_flags, DROPS, EVENTS, SENT};
+use crate::{bump, off, read, read_ptr, submit_flags, DROPS, EVENTS, SENT};
 
 /// Watched files by (dev, inode): catalogued secrets found by the agent.
 #[map]
@@ -55,16 +56,6 @@ pub static ALLOWED_READERS: HashMap<AllowKey, u32> = HashMap::with_max_entries(1
 /// skip reading its name at all.
 #[map]
 pub static NAME_LENGTHS: Array<u64> = Array::with_max_entries(1, 0);
-
-#[inline(always)]
-unsafe fn read<T: Copy + Default>(base: *const u8, offset: usize) -> T {
-    unsafe { bpf_probe_read_kernel(base.add(offset) as *const T) }.unwrap_or_default()
-}
-
-#[inline(always)]
-unsafe fn read_ptr(base: *const u8, offset: usize) -> *const u8 {
-    unsafe { read::<u64>(base, offset) as *const u8 }
-}
 
 #[tracepoint(category = "syscalls", name = "sys_exit_openat")]
 pub fn sys_exit_openat(ctx: TracePointContext) -> u32 {
@@ -136,7 +127,7 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) {
         )
     };
 
-    let (matched, slot) = if let Some(s) = unsafe { WATCHED_INODES.get(&key(dev, ino)) } {
+    let (matched, slot) = if let Some(s) = unsafe { WATCHED_INODES.get(key(dev, ino)) } {
         (MATCH_INODE, *s)
     } else if let Some(s) = unsafe { name_match(dentry) } {
         (MATCH_NAME, s)
@@ -146,7 +137,7 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) {
             let pinode = read_ptr(parent, off!(dentry_inode));
             read::<u64>(pinode, off!(inode_ino))
         };
-        match unsafe { WATCHED_DIRS.get(&key(dev, parent_ino)) } {
+        match unsafe { WATCHED_DIRS.get(key(dev, parent_ino)) } {
             Some(s) => (MATCH_DIR, *s),
             None => return,
         }
@@ -191,7 +182,7 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) {
 /// before the open returns to user space: no read() of the secret happens.
 #[inline(always)]
 unsafe fn enforce_kill(task: *const u8, dev: u32, ino: u64) -> bool {
-    let Some(rule) = (unsafe { DENY_INODES.get(&key(dev, ino)) }).copied() else {
+    let Some(rule) = (unsafe { DENY_INODES.get(key(dev, ino)) }).copied() else {
         return false;
     };
     if unsafe { reader_allowed(task, rule) } {
@@ -208,14 +199,13 @@ unsafe fn reader_allowed(task: *const u8, rule: u32) -> bool {
         let exe_file = read_ptr(mm, off!(mm_exe_file));
         let inode = read_ptr(exe_file, off!(file_inode));
         let sb = read_ptr(inode, off!(inode_sb));
-        key(read::<u32>(sb, off!(sb_dev)), read::<u64>(inode, off!(inode_ino)))
+        key(
+            read::<u32>(sb, off!(sb_dev)),
+            read::<u64>(inode, off!(inode_ino)),
+        )
     };
-    let allow = AllowKey {
-        rule,
-        _pad: 0,
-        exe,
-    };
-    unsafe { ALLOWED_READERS.get(&allow) }.is_some()
+    let allow = AllowKey { rule, _pad: 0, exe };
+    unsafe { ALLOWED_READERS.get(allow) }.is_some()
 }
 
 /// The basename of `dentry` when it is a watched name.
@@ -237,7 +227,7 @@ unsafe fn name_match(dentry: *const u8) -> Option<u32> {
     }
     // The helper copies up to and including the NUL and leaves the rest of the
     // zeroed buffer alone: the key is exact.
-    let value = unsafe { WATCHED_NAMES.get(&name) }.copied()?;
+    let value = unsafe { WATCHED_NAMES.get(name) }.copied()?;
     if value & NAME_NEEDS_ANCHOR == 0 {
         return Some(value);
     }
@@ -261,7 +251,7 @@ unsafe fn anchored(dir: *const u8) -> bool {
         if bpf_probe_read_kernel_str_bytes(ptr, &mut name).is_err() {
             return false;
         }
-        WATCHED_PARENTS.get(&name).is_some()
+        WATCHED_PARENTS.get(name).is_some()
     }
 }
 
@@ -405,9 +395,12 @@ pub fn deny_file_open(ctx: aya_ebpf::programs::LsmContext) -> i32 {
     let (dev, ino) = unsafe {
         let inode = read_ptr(file, off!(file_inode));
         let sb = read_ptr(inode, off!(inode_sb));
-        (read::<u32>(sb, off!(sb_dev)), read::<u64>(inode, off!(inode_ino)))
+        (
+            read::<u32>(sb, off!(sb_dev)),
+            read::<u64>(inode, off!(inode_ino)),
+        )
     };
-    let Some(rule) = (unsafe { DENY_INODES.get(&key(dev, ino)) }).copied() else {
+    let Some(rule) = (unsafe { DENY_INODES.get(key(dev, ino)) }).copied() else {
         return 0;
     };
     let task = unsafe { bpf_get_current_task_btf() } as *const u8;

@@ -69,6 +69,19 @@ macro_rules! off {
     }};
 }
 
+/// Reads a `T` at `base + offset` in kernel memory; zero when unreadable.
+#[inline(always)]
+pub(crate) unsafe fn read<T: Copy + Default>(base: *const u8, offset: usize) -> T {
+    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(base.add(offset) as *const T) }
+        .unwrap_or_default()
+}
+
+/// Reads a kernel pointer at `base + offset`.
+#[inline(always)]
+pub(crate) unsafe fn read_ptr(base: *const u8, offset: usize) -> *const u8 {
+    unsafe { read::<u64>(base, offset) as *const u8 }
+}
+
 #[inline(always)]
 pub fn bump(map: &PerCpuArray<u64>, kind: u32) {
     if let Some(slot) = map.get_ptr_mut(kind) {

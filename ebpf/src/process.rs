@@ -5,8 +5,8 @@ use core::ffi::c_void;
 use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
-        bpf_probe_read_kernel_str_bytes, generated,
+        bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel_str_bytes,
+        generated,
     },
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
@@ -17,17 +17,7 @@ use proctor_common::{
     KIND_EXIT, KIND_FORK, PATH_LEN,
 };
 
-use crate::{bump, off, submit_flags, DROPS, EVENTS, SENT};
-
-#[inline(always)]
-unsafe fn read<T: Copy + Default>(base: *const u8, offset: usize) -> T {
-    unsafe { bpf_probe_read_kernel(base.add(offset) as *const T) }.unwrap_or_default()
-}
-
-#[inline(always)]
-unsafe fn read_ptr(base: *const u8, offset: usize) -> *const u8 {
-    unsafe { read::<u64>(base, offset) as *const u8 }
-}
+use crate::{bump, off, read, read_ptr, submit_flags, DROPS, EVENTS, SENT};
 
 #[inline(always)]
 pub(crate) fn header(kind: u32) -> EventHeader {
