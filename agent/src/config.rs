@@ -248,6 +248,10 @@ impl Config {
         if !self.node_name.is_empty() {
             return self.node_name.clone();
         }
+        // In a pod the host name is the pod's; the DaemonSet passes the node's.
+        if let Some(n) = std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()) {
+            return n;
+        }
         std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "unknown".into())

@@ -143,10 +143,9 @@ pub fn run() -> Vec<Check> {
             match probes::load(
                 1 << 16,
                 0,
-                probes::EnforcementHooks {
-                    block_egress: true,
-                    lsm_deny: false,
-                },
+                // Enforcement hooks need more (CAP_NET_ADMIN for cgroup
+                // programs); they are optional and not what this line is about.
+                probes::EnforcementHooks::default(),
             ) {
                 Ok(p) => check(
                     "ring_buffer+tp_btf",

@@ -14,7 +14,19 @@ use crate::run;
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages the test suite uses as real peers.
-pub const DEBIAN_PACKAGES: &[&str] = &["bpftool", "python3", "iproute2"];
+pub const DEBIAN_PACKAGES: &[&str] = &[
+    "bpftool",
+    "python3",
+    "iproute2",
+    // Container image build and smoke test (deploy tests).
+    "podman",
+    "runc",
+    // systemd-analyze verify of the unit (deploy tests).
+    "systemd",
+    "binutils",
+];
+/// PyPI packages the tests use, installed with the `python3` on PATH.
+pub const PYPI_PACKAGES: &[(&str, &str)] = &[("kubernetes_validate", "kubernetes-validate==1.37.0")];
 
 pub fn tools_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("PROCTOR_TOOLS_DIR") {
@@ -42,6 +54,27 @@ pub fn all() -> Result<()> {
     nightly()?;
     bpf_linker()?;
     debian_packages()?;
+    pypi_packages()?;
+    Ok(())
+}
+
+fn pypi_packages() -> Result<()> {
+    for (module, spec) in PYPI_PACKAGES {
+        let present = Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !present {
+            run(Command::new("python3").args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                spec,
+            ]))?;
+        }
+    }
     Ok(())
 }
 
