@@ -73,4 +73,20 @@ fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").unwrap()).join("proctor.bpf.o");
     std::fs::copy(&obj, &out).expect("copy eBPF object");
     println!("cargo:rustc-env=PROCTOR_BPF_OBJECT={}", out.display());
+
+    build_api_protos(&root);
+}
+
+/// The gRPC API (proto/proctor/v1) to Rust, in OUT_DIR. protox parses the
+/// .proto files in-process (pure Rust), so no `protoc` has to be installed.
+fn build_api_protos(root: &std::path::Path) {
+    let dir = root.join("proto");
+    let files = ["attestation.proto", "events.proto", "inventory.proto"]
+        .map(|f| dir.join("proctor/v1").join(f));
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let fds = protox::compile(&files, [&dir]).unwrap_or_else(|e| panic!("proto/: {e}"));
+    tonic_prost_build::configure()
+        .type_attribute(".proctor.v1", "#[derive(serde::Serialize)]")
+        .compile_fds(fds)
+        .unwrap_or_else(|e| panic!("generate the gRPC API code from proto/: {e}"));
 }

@@ -37,6 +37,32 @@ pub enum Command {
     },
     /// Print the embedded default configuration.
     DefaultConfig,
+    /// Ask the running agent who PID is: its kernel-attested identity and
+    /// selectors.
+    Attest {
+        pid: i32,
+        #[arg(long)]
+        json: bool,
+        /// The agent's API socket.
+        #[arg(long, value_name = "PATH", default_value = crate::api::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Events from the running agent (JSON Lines): the recent ones, and with
+    /// --follow the live ones after them.
+    Events {
+        #[arg(long)]
+        follow: bool,
+        /// Only this kind (repeatable): process_exec, process_exit, file_open,
+        /// net_connect, finding, agent_status.
+        #[arg(long = "kind", value_name = "K")]
+        kinds: Vec<String>,
+        /// Findings of this severity or higher only (info, low, medium, high, critical).
+        #[arg(long, value_name = "SEVERITY")]
+        min_severity: Option<String>,
+        /// The agent's API socket.
+        #[arg(long, value_name = "PATH", default_value = crate::api::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// The static-secret inventory: every catalogued secret on this node, its
     /// age and who read it (read from the agent's state, live or not).
     Inventory {
@@ -93,9 +119,71 @@ fn dispatch(cmd: Command) -> Result<i32> {
                 .enable_all()
                 .build()?;
             rt.block_on(async {
+                // Bind first: a socket in use or a bad api.group fails before the probes load.
+                let api = if cfg.api.enabled {
+                    Some(crate::api::ApiServer::bind(cfg.api.clone())?)
+                } else {
+                    None
+                };
+                let inventory_path = inventory_store::default_path(&cfg.state_dir);
                 let agent = Agent::start(cfg)?;
-                agent.run().await
+                let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+                let api_task = api.map(|server| {
+                    let handles = crate::api::ApiHandles {
+                        table: agent.table(),
+                        events: agent.events(),
+                        inventory_path,
+                    };
+                    tokio::spawn(server.run(handles, async move {
+                        let _ = api_stopped.await;
+                    }))
+                });
+                let result = agent.run().await;
+                let _ = stop_api.send(());
+                if let Some(task) = api_task {
+                    match task.await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::warn!("api: {e:#}"),
+                        Err(e) => tracing::warn!("api task: {e}"),
+                    }
+                }
+                result
             })?;
+            Ok(0)
+        }
+        Command::Attest { pid, json, socket } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let id = rt.block_on(crate::api::client::attest(&socket, pid))?;
+            if json {
+                let v = crate::api::client::identity_json(&id);
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", crate::api::client::render_identity_text(&id));
+            }
+            Ok(0)
+        }
+        Command::Events {
+            follow,
+            kinds,
+            min_severity,
+            socket,
+        } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let query = crate::api::client::EventQuery {
+                kinds,
+                min_severity,
+                follow,
+                backlog: None,
+            };
+            rt.block_on(crate::api::client::print_events(
+                &socket,
+                query,
+                std::io::stdout().lock(),
+            ))?;
             Ok(0)
         }
         Command::Doctor { json } => {

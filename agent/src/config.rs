@@ -30,6 +30,9 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub fingerprint: FingerprintConfig,
     pub secrets: SecretsConfig,
+    pub metrics: crate::metrics::MetricsConfig,
+    /// The gRPC API on a Unix socket (`proctor attest`, `proctor events`).
+    pub api: crate::api::ApiConfig,
 }
 
 /// The key of secret fingerprints. Give every node of a cluster the same key
@@ -105,6 +108,8 @@ impl Default for Config {
             state_dir: PathBuf::from("/var/lib/proctor"),
             fingerprint: FingerprintConfig::default(),
             secrets: SecretsConfig::default(),
+            metrics: crate::metrics::MetricsConfig::default(),
+            api: crate::api::ApiConfig::default(),
         }
     }
 }

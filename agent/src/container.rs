@@ -93,6 +93,19 @@ pub fn pod_of(cgroup_path: &str) -> Option<PodRef> {
     None
 }
 
+/// The `container` and `pod` objects of a process event.
+pub fn workload_json(
+    cgroup_path: Option<&str>,
+) -> (Option<serde_json::Value>, Option<serde_json::Value>) {
+    let Some(path) = cgroup_path else {
+        return (None, None);
+    };
+    (
+        container_of(path).and_then(|c| serde_json::to_value(c).ok()),
+        pod_of(path).and_then(|p| serde_json::to_value(p).ok()),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,17 +157,4 @@ mod tests {
             None
         );
     }
-}
-
-/// The `container` and `pod` objects of a process event.
-pub fn workload_json(
-    cgroup_path: Option<&str>,
-) -> (Option<serde_json::Value>, Option<serde_json::Value>) {
-    let Some(path) = cgroup_path else {
-        return (None, None);
-    };
-    (
-        container_of(path).and_then(|c| serde_json::to_value(c).ok()),
-        pod_of(path).and_then(|p| serde_json::to_value(p).ok()),
-    )
 }

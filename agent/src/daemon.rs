@@ -101,10 +101,7 @@ impl State {
         }
         let s = scan_pid(pid, &mut self.cgroups, &self.hashes)?;
         let snapshot = s.snapshot.clone();
-        self.table
-            .lock()
-            .unwrap()
-            .insert(pid, s.into_record(false));
+        self.table.lock().unwrap().insert(pid, s.into_record(false));
         Some(snapshot)
     }
 
@@ -284,6 +281,8 @@ pub struct Agent {
     rx: Option<mpsc::Receiver<Pending>>,
     mounted: Vec<String>,
     started: Instant,
+    metrics: Arc<crate::metrics::Metrics>,
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Agent {
@@ -347,11 +346,18 @@ impl Agent {
             rx: Some(rx),
             mounted,
             started: Instant::now(),
+            metrics: crate::metrics::Metrics::new(),
+            metrics_addr: None,
         })
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.subscribers.subscribe()
+    }
+
+    /// The event broadcast, for the API server (it subscribes per client).
+    pub fn events(&self) -> broadcast::Sender<Arc<Event>> {
+        self.subscribers.clone()
     }
 
     pub fn table(&self) -> Arc<Mutex<ProcessTable>> {
@@ -382,7 +388,9 @@ impl Agent {
             stdout,
             counters: self.emit_counters.clone(),
             subscribers: self.subscribers.clone(),
+            metrics: self.metrics.clone(),
         };
+        self.metrics_addr = crate::metrics::serve(&self.cfg.metrics, self.metrics.clone()).await?;
         let emit_task = tokio::spawn(emitter.run(self.rx.take().expect("run once")));
         let log_task = self.probes.logger.take().map(spawn_probe_log);
 
@@ -396,6 +404,11 @@ impl Agent {
         let sinks = move || vec![stdout_counters.snapshot("stdout")];
 
         self.emit_status("started", &sinks).await;
+        self.metrics
+            .ready
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut metrics_tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        metrics_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(stop);
         let reason = loop {
             tokio::select! {
@@ -405,6 +418,7 @@ impl Agent {
                     guard.clear_ready();
                 }
                 _ = drain_tick.tick() => self.drain(events.get_mut()).await,
+                _ = metrics_tick.tick() => self.refresh_metrics(&sinks),
                 _ = status_tick.tick() => {
                     self.housekeeping();
                     self.emit_status("running", &sinks).await;
@@ -440,6 +454,38 @@ impl Agent {
                     tracing::warn!("undecodable ring buffer record: {e}");
                 }
             }
+        }
+    }
+
+    /// Copies totals kept elsewhere (kernel maps, cache, table, sinks) into the metrics.
+    fn refresh_metrics(&self, sinks: &impl Fn() -> Vec<crate::sinks::SinkStats>) {
+        let m = &self.metrics;
+        for (kind, slot) in [
+            ("exec", KIND_EXEC),
+            ("fork", KIND_FORK),
+            ("exit", KIND_EXIT),
+            ("file_open", KIND_FILE_OPEN),
+            ("connect", KIND_CONNECT),
+        ] {
+            m.kernel(
+                kind,
+                per_cpu_total(&self.probes.sent, slot),
+                per_cpu_total(&self.probes.drops, slot),
+            );
+        }
+        let t = self.state.table.lock().unwrap().stats();
+        for (state, n) in [("live", t.live), ("exited", t.exited)] {
+            m.processes
+                .get_or_create(&crate::metrics::StateLabel {
+                    state: state.into(),
+                })
+                .set(n as i64);
+        }
+        let h = self.state.hashes.snapshot();
+        m.hash_totals(h.hits, h.misses);
+        for s in sinks() {
+            m.sink_total(s.name, "delivered", s.delivered);
+            m.sink_total(s.name, "failed", s.failed);
         }
     }
 
@@ -479,6 +525,7 @@ impl Agent {
             "state": state,
             "uptime_seconds": self.started.elapsed().as_secs_f64(),
             "hooks": self.probes.attached,
+            "metrics_listen": self.metrics_addr.map(|a| a.to_string()),
             // How `enforce: kill` is carried out on this kernel.
             "kill_enforcement": if self.probes.lsm_deny { "lsm-deny" } else { "tracepoint-sigkill" },
             "mounted": self.mounted,

@@ -17,6 +17,7 @@ use crate::{
     clock::to_epoch_ns,
     event::{rfc3339_ns, Event, ExitInfo, FileInfo, Finding, Kind, NetInfo, SCHEMA},
     findings,
+    metrics::{FindingLabels, KindLabel, Metrics},
     sinks::stdout::StdoutSink,
     snapshot::Snapshot,
 };
@@ -104,6 +105,7 @@ pub struct Emitter {
     /// In-process subscribers (tests, the future API); lagging ones lose
     /// events on their side only.
     pub subscribers: broadcast::Sender<Arc<Event>>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Emitter {
@@ -163,6 +165,21 @@ impl Emitter {
     async fn emit(&mut self, ev: Event) {
         self.stdout.write(&ev).await;
         self.counters.count(ev.kind);
+        self.metrics
+            .events
+            .get_or_create(&KindLabel {
+                kind: ev.kind.as_str().into(),
+            })
+            .inc();
+        if let Some(f) = &ev.finding {
+            self.metrics
+                .findings
+                .get_or_create(&FindingLabels {
+                    rule: f.rule.into(),
+                    severity: f.severity.as_str().into(),
+                })
+                .inc();
+        }
         let _ = self.subscribers.send(Arc::new(ev));
     }
 }

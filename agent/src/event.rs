@@ -20,6 +20,19 @@ pub enum Kind {
     AgentStatus,
 }
 
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::ProcessExec => "process_exec",
+            Kind::ProcessExit => "process_exit",
+            Kind::FileOpen => "file_open",
+            Kind::NetConnect => "net_connect",
+            Kind::Finding => "finding",
+            Kind::AgentStatus => "agent_status",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
     pub schema: &'static str,

@@ -2,6 +2,7 @@
 //! executed and where it runs, and turns that kernel evidence into workload
 //! identity and credential-use findings.
 
+pub mod api;
 pub mod btf_offsets;
 pub mod cgroups;
 pub mod cli;
@@ -20,6 +21,7 @@ pub mod fingerprint;
 pub mod formats;
 pub mod hash_cache;
 pub mod inventory_store;
+pub mod metrics;
 pub mod net_connect;
 pub mod policy;
 pub mod policy_check;

@@ -34,7 +34,7 @@ fn fixture() -> &'static Fixture {
         let owner_cat = home.path().join("owner-cat");
         std::fs::copy("/bin/cat", &owner_cat).unwrap();
         let config = format!(
-            "status_interval: 1s\n\
+            "status_interval: 1s\n{TEST_METRICS}\
              state_dir: {state}\n\
              secrets:\n  extra_homes: [{h1}, {h2}]\n  search_dirs: []\n  rules:\n\
              \x20   - secret: {{id: netrc}}\n\

@@ -384,3 +384,140 @@ fn container_and_pod_from_runtime_shaped_cgroups() {
         }
     }
 }
+
+/// A minimal HTTP GET over loopback: (status code, body).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// The value of one sample in Prometheus/OpenMetrics text.
+fn sample(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            (series == name_and_labels).then(|| value.parse().ok())?
+        })
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn metrics_health_and_readiness_move_with_real_events() {
+    let agent = shared();
+    let started =
+        agent.wait_for(|e| e["kind"] == "agent_status" && e["status"]["state"] == "started");
+    let addr = started["status"]["metrics_listen"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(http_get(&addr, "/healthz").0, 200);
+    assert_eq!(http_get(&addr, "/readyz").0, 200);
+    let (code, before) = http_get(&addr, "/metrics");
+    assert_eq!(code, 200);
+    // Well-formed exposition: every sample line is `name{labels} value`, with HELP/TYPE.
+    assert!(before.contains("# TYPE proctor_events counter"), "{before}");
+    assert!(before.trim_end().ends_with("# EOF"));
+    for l in before
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (_, v) = l
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {l:?}"));
+        v.parse::<f64>()
+            .unwrap_or_else(|_| panic!("bad value in {l:?}"));
+    }
+    let execs = |t: &str| sample(t, r#"proctor_events_total{kind="process_exec"}"#);
+    let kernel = |t: &str| sample(t, r#"proctor_kernel_records_total{kind="exec"}"#);
+    let m = marker("metrics");
+    for _ in 0..5 {
+        run(Command::new("/bin/true").arg(&m));
+    }
+    agent.wait_for(|e| is_exec_with(e, &m));
+    // The kernel mirror refreshes every 2 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, after) = http_get(&addr, "/metrics");
+        if execs(&after) >= execs(&before) + 5.0 && kernel(&after) >= kernel(&before) + 5.0 {
+            assert!(sample(&after, r#"proctor_processes{state="live"}"#) > 0.0);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "counters did not move:\n{after}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// `proctor attest` against the real agent's API socket: the identity of a
+/// live process comes from the kernel's exec record.
+#[test]
+fn attest_cli_answers_from_the_kernel_exec_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("api.sock");
+    let config = format!(
+        "status_interval: 1s\nmetrics:\n  listen: 127.0.0.1:0\napi:\n  socket: {}\n",
+        socket.display()
+    );
+    let agent = AgentProc::start(&config);
+    let m = marker("attest");
+    let mut child = Command::new("/bin/sleep")
+        .arg("30")
+        .arg0(&m)
+        .spawn()
+        .unwrap();
+    agent.wait_for(|e| is_exec_with(e, &m));
+    let attest = |pid: &str| {
+        Command::new(env!("CARGO_BIN_EXE_proctor"))
+            .args(["attest", pid, "--json", "--socket"])
+            .arg(&socket)
+            .output()
+            .unwrap()
+    };
+    let out = attest(&child.id().to_string());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = id.to_string();
+    let sleep_hash = sha256_file(&resolve("/bin/sleep"));
+    assert!(text.contains(&format!("sha256:{sleep_hash}")), "{id:#}");
+    assert!(text.contains("kernel-exec"), "{id:#}");
+    assert!(
+        text.contains(&format!("uid:{}", unsafe { libc::getuid() })),
+        "{id:#}"
+    );
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    agent.wait_for(|e| e["kind"] == "process_exit" && has_arg(e, &m));
+    let gone = attest(&child.id().to_string());
+    assert!(!gone.status.success());
+    assert!(
+        String::from_utf8_lossy(&gone.stderr)
+            .to_lowercase()
+            .contains("not"),
+        "{gone:?}"
+    );
+    let bad = attest("0");
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr).to_lowercase();
+    assert!(err.contains("invalid") || err.contains("argument"), "{err}");
+}

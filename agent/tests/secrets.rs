@@ -69,7 +69,7 @@ fn fixture() -> &'static Fixture {
         let owner_cat = bin.join("owner-cat");
         std::fs::copy("/bin/cat", &owner_cat).unwrap();
         let config = format!(
-            "status_interval: 1s\n\
+            "status_interval: 1s\n{TEST_METRICS}\
              state_dir: {state}\n\
              fingerprint:\n  key: {KEY_HEX}\n\
              process_table:\n  exit_grace: 5s\n\
@@ -518,7 +518,7 @@ fn inventory_survives_a_restart() {
     let creds = home.path().join(".aws/credentials");
     std::fs::write(&creds, aws_credentials()).unwrap();
     let config = format!(
-        "status_interval: 1s\nstate_dir: {}\nfingerprint:\n  key: {KEY_HEX}\nsecrets:\n  extra_homes: [{}]\n  search_dirs: []\n",
+        "status_interval: 1s\n{TEST_METRICS}state_dir: {}\nfingerprint:\n  key: {KEY_HEX}\nsecrets:\n  extra_homes: [{}]\n  search_dirs: []\n",
         state.path().display(),
         home.path().display()
     );

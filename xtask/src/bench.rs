@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::root;
 
-const AGENT_CONFIG: &str = "status_interval: 500ms\n";
+const AGENT_CONFIG: &str = "status_interval: 500ms\nmetrics:\n  listen: 127.0.0.1:0\n";
 
 /// A home with one watched secret, for the open benchmarks.
 struct SecretHome {

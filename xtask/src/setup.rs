@@ -15,18 +15,14 @@ use crate::run;
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages the test suite uses as real peers.
 pub const DEBIAN_PACKAGES: &[&str] = &[
-    "bpftool",
-    "python3",
-    "iproute2",
+    "bpftool", "python3", "iproute2",
     // Container image build and smoke test (deploy tests).
-    "podman",
-    "runc",
-    // systemd-analyze verify of the unit (deploy tests).
-    "systemd",
-    "binutils",
+    "podman", "runc", // systemd-analyze verify of the unit (deploy tests).
+    "systemd", "binutils",
 ];
 /// PyPI packages the tests use, installed with the `python3` on PATH.
-pub const PYPI_PACKAGES: &[(&str, &str)] = &[("kubernetes_validate", "kubernetes-validate==1.37.0")];
+pub const PYPI_PACKAGES: &[(&str, &str)] =
+    &[("kubernetes_validate", "kubernetes-validate==1.37.0")];
 
 pub fn tools_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("PROCTOR_TOOLS_DIR") {

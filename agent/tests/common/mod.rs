@@ -24,7 +24,15 @@ pub const TEST_CONFIG: &str = "\
 status_interval: 1s
 process_table:
   exit_grace: 3s
+metrics:
+  listen: 127.0.0.1:0
+api:
+  enabled: false
 ";
+
+/// Appended to every other test config: agents run side by side, each on its
+/// own metrics port, without an API socket (the API tests bring their own).
+pub const TEST_METRICS: &str = "metrics:\n  listen: 127.0.0.1:0\napi:\n  enabled: false\n";
 
 #[derive(Default)]
 struct Lines {

@@ -1,0 +1,127 @@
+//! The agent's gRPC API on a Unix socket (`proto/proctor/v1`).
+//!
+//! Services: `proctor.v1.Attestation` (who is PID N, and watch it),
+//! `proctor.v1.Events` (the JSON event stream, filtered server-side),
+//! `proctor.v1.Inventory` (the static-secret inventory) and the standard
+//! `grpc.health.v1.Health`.
+//!
+//! Access: the socket is mode 0600 (0660 with `group`), and every call is
+//! checked against the caller's kernel credentials (`SO_PEERCRED`, taken when
+//! the connection is accepted): callers whose uid is not in `allow_uids` and
+//! whose gids are not in `allow_gids` (nor the `group`) get PERMISSION_DENIED.
+
+use std::{path::PathBuf, sync::Arc, sync::Mutex, time::Duration};
+
+use serde::{Deserialize, Deserializer};
+use tokio::sync::broadcast;
+
+use crate::{event::Event, process_table::ProcessTable};
+
+pub mod attest;
+pub mod client;
+pub mod events;
+pub mod inventory;
+pub mod peer;
+pub mod selectors;
+pub mod server;
+
+pub use server::{serve, ApiServer};
+
+/// Code generated from proto/proctor/v1.
+#[allow(clippy::all, missing_docs)]
+pub mod pb {
+    tonic::include_proto!("proctor.v1");
+}
+
+pub use pb::Identity;
+
+/// Default socket path.
+pub const DEFAULT_SOCKET: &str = "/run/proctor/proctor.sock";
+
+/// The `api:` section of the agent's config.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Whether `proctor run` serves the API (the daemon checks this; `serve`
+    /// itself does not).
+    pub enabled: bool,
+    /// Where the Unix socket lives. Its directory is created (mode 0755) when
+    /// missing.
+    pub socket: PathBuf,
+    /// A group (name or number) that owns the socket and may call the API:
+    /// the socket becomes mode 0660 and the group is allowed like
+    /// `allow_gids`.
+    pub group: Option<String>,
+    /// Caller uids allowed (default: root only).
+    pub allow_uids: Vec<u32>,
+    /// Caller gids allowed (effective or supplementary gid of the caller).
+    pub allow_gids: Vec<u32>,
+    /// How long Attest waits for the binary's hash before answering without
+    /// the sha256 selectors (hash_status "pending").
+    #[serde(deserialize_with = "duration")]
+    pub hash_wait: Duration,
+    /// Recent events kept in memory for `Events.Stream` (`proctor events`
+    /// without `--follow`).
+    pub recent_events: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            socket: PathBuf::from(DEFAULT_SOCKET),
+            group: None,
+            allow_uids: vec![0],
+            allow_gids: Vec::new(),
+            hash_wait: Duration::from_secs(2),
+            recent_events: 1024,
+        }
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid duration {s:?}: {e} (e.g. \"2s\", \"500ms\")"
+        ))
+    })
+}
+
+/// What the API reads from the running agent.
+#[derive(Clone)]
+pub struct ApiHandles {
+    /// The agent's process table (`Agent::table()`).
+    pub table: Arc<Mutex<ProcessTable>>,
+    /// The agent's event broadcast; the API subscribes to it.
+    pub events: broadcast::Sender<Arc<Event>>,
+    /// The inventory database (`inventory_store::default_path(&cfg.state_dir)`).
+    pub inventory_path: PathBuf,
+}
+
+/// Largest pid Linux hands out (`PID_MAX_LIMIT` on 64-bit).
+pub const PID_MAX: i32 = 4_194_304;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults_and_yaml() {
+        let c: ApiConfig = serde_yaml_ng::from_str("{}").unwrap();
+        assert_eq!(c, ApiConfig::default());
+        assert_eq!(c.allow_uids, vec![0]);
+        let c: ApiConfig = serde_yaml_ng::from_str(
+            "socket: /tmp/x.sock\ngroup: proctor\nallow_uids: [0, 1000]\nhash_wait: 500ms\n",
+        )
+        .unwrap();
+        assert_eq!(c.socket, PathBuf::from("/tmp/x.sock"));
+        assert_eq!(c.group.as_deref(), Some("proctor"));
+        assert_eq!(c.allow_uids, vec![0, 1000]);
+        assert_eq!(c.hash_wait, Duration::from_millis(500));
+        let e = serde_yaml_ng::from_str::<ApiConfig>("alow_uids: [1]\n").unwrap_err();
+        assert!(e.to_string().contains("alow_uids"), "{e}");
+        let e = serde_yaml_ng::from_str::<ApiConfig>("hash_wait: soon\n").unwrap_err();
+        assert!(e.to_string().contains("invalid duration"), "{e}");
+    }
+}

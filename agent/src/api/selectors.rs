@@ -1,0 +1,502 @@
+//! Attestation answers: an [`Identity`] with its selectors, built from a
+//! process record (the kernel's evidence) and the caller-visible credentials.
+//!
+//! Selector forms:
+//! - `unix` (as SPIRE's unix workload attestor): `uid:N`, `user:NAME`,
+//!   `gid:N`, `group:NAME`, `supplementary_gid:N`, `supplementary_group:NAME`
+//!   (effective ids, read at answer time), `path:/exe` (not for fileless or
+//!   deleted binaries), `sha256:HEX` (only when the hash of the exec'd file
+//!   version is known and the file was not modified since).
+//! - `k8s` (as SPIRE's k8s attestor), when the pod is known: `pod-uid:`,
+//!   `ns:`, `sa:`, `pod-name:`.
+//! - `proctor`: `attestation:kernel-exec|procfs-scan`, `exec-sha256:HEX`,
+//!   `binary-unmodified:true|false`, `fileless:`, `deleted:`,
+//!   `script-path:`, `script-sha256:HEX`, `parent-sha256:HEX`, `cgroup:PATH`,
+//!   `container-id:ID`, `container-runtime:NAME`.
+
+use std::collections::HashMap;
+
+use crate::{
+    api::pb::{Identity, Integrity, Selector},
+    event::{Attestation, Process},
+};
+
+/// The credentials a process has now (effective ids, as SPIRE uses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Creds {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+impl Creds {
+    /// The ids the record captured (at exec or scan): for processes that are
+    /// no longer there to ask.
+    pub fn from_record(p: &Process) -> Self {
+        Self {
+            uid: p.euid,
+            gid: p.egid,
+            groups: Vec::new(),
+        }
+    }
+}
+
+/// `name -> id` and `id -> name` from a passwd- or group-format file.
+#[derive(Debug, Default)]
+pub struct NameDb {
+    by_id: HashMap<u32, String>,
+    by_name: HashMap<String, u32>,
+}
+
+impl NameDb {
+    /// Parses `/etc/passwd` / `/etc/group` lines (`name:x:id:...`); the first
+    /// entry for an id or a name wins, as getpwuid/getpwnam do. Bad lines are skipped.
+    pub fn parse(text: &str) -> Self {
+        let mut db = Self::default();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut f = line.split(':');
+            let (Some(name), Some(_), Some(id)) = (f.next(), f.next(), f.next()) else {
+                continue;
+            };
+            let Ok(id) = id.parse::<u32>() else { continue };
+            if name.is_empty() {
+                continue;
+            }
+            db.by_id.entry(id).or_insert_with(|| name.to_string());
+            db.by_name.entry(name.to_string()).or_insert(id);
+        }
+        db
+    }
+
+    pub fn load(path: &str) -> Self {
+        std::fs::read_to_string(path)
+            .map(|t| Self::parse(&t))
+            .unwrap_or_default()
+    }
+
+    pub fn name(&self, id: u32) -> Option<&str> {
+        self.by_id.get(&id).map(String::as_str)
+    }
+
+    pub fn id(&self, name: &str) -> Option<u32> {
+        self.by_name.get(name).copied()
+    }
+}
+
+/// A group given by name or number, resolved against /etc/group.
+pub fn resolve_group(group: &str) -> Option<u32> {
+    group
+        .parse::<u32>()
+        .ok()
+        .or_else(|| NameDb::load("/etc/group").id(group))
+}
+
+fn sel(out: &mut Vec<Selector>, ty: &str, value: String) {
+    out.push(Selector {
+        r#type: ty.to_string(),
+        value,
+    });
+}
+
+fn json_str<'a>(v: Option<&'a serde_json::Value>, key: &str) -> Option<&'a str> {
+    v?.get(key)?.as_str().filter(|s| !s.is_empty())
+}
+
+/// The exe's hash, if it is one we vouch for: computed from the exec'd file
+/// version and that file not changed since.
+pub fn vouched_sha256(p: &Process) -> Option<&str> {
+    (p.exe.hash_status == "ok" && !p.exe.modified_after_exec)
+        .then_some(p.exe.sha256.as_deref())
+        .flatten()
+}
+
+/// Everything an answer needs besides the process record itself.
+pub struct Context<'a> {
+    pub creds: &'a Creds,
+    pub users: &'a NameDb,
+    pub groups: &'a NameDb,
+    /// The parent's record (hashes resolved as far as they are), when known.
+    pub parent: Option<&'a Process>,
+}
+
+/// The selectors of `p`, in a stable order.
+pub fn selectors(p: &Process, cx: &Context<'_>) -> Vec<Selector> {
+    let mut out = Vec::new();
+    let c = cx.creds;
+    sel(&mut out, "unix", format!("uid:{}", c.uid));
+    if let Some(n) = cx.users.name(c.uid) {
+        sel(&mut out, "unix", format!("user:{n}"));
+    }
+    sel(&mut out, "unix", format!("gid:{}", c.gid));
+    if let Some(n) = cx.groups.name(c.gid) {
+        sel(&mut out, "unix", format!("group:{n}"));
+    }
+    for g in &c.groups {
+        sel(&mut out, "unix", format!("supplementary_gid:{g}"));
+        if let Some(n) = cx.groups.name(*g) {
+            sel(&mut out, "unix", format!("supplementary_group:{n}"));
+        }
+    }
+    let exe = &p.exe;
+    if !exe.fileless && !exe.deleted && exe.path.starts_with('/') {
+        sel(&mut out, "unix", format!("path:{}", exe.path));
+    }
+    let sha = vouched_sha256(p);
+    if let Some(h) = sha {
+        sel(&mut out, "unix", format!("sha256:{h}"));
+    }
+
+    let pod = p.pod.as_ref();
+    for (key, form) in [
+        ("uid", "pod-uid"),
+        ("namespace", "ns"),
+        ("service_account", "sa"),
+        ("name", "pod-name"),
+    ] {
+        if let Some(v) = json_str(pod, key) {
+            sel(&mut out, "k8s", format!("{form}:{v}"));
+        }
+    }
+
+    let attestation = attestation_name(p.attestation);
+    sel(&mut out, "proctor", format!("attestation:{attestation}"));
+    if let Some(h) = sha {
+        sel(&mut out, "proctor", format!("exec-sha256:{h}"));
+    }
+    sel(
+        &mut out,
+        "proctor",
+        format!("binary-unmodified:{}", sha.is_some()),
+    );
+    sel(&mut out, "proctor", format!("fileless:{}", exe.fileless));
+    sel(&mut out, "proctor", format!("deleted:{}", exe.deleted));
+    if let Some(i) = &p.interpreter {
+        sel(
+            &mut out,
+            "proctor",
+            format!("script-path:{}", i.script.path),
+        );
+        if let (Some(h), "ok") = (&i.script.sha256, i.script.hash_status) {
+            sel(&mut out, "proctor", format!("script-sha256:{h}"));
+        }
+    }
+    if let Some(h) = cx.parent.and_then(vouched_sha256) {
+        sel(&mut out, "proctor", format!("parent-sha256:{h}"));
+    }
+    if let Some(path) = &p.cgroup.path {
+        sel(&mut out, "proctor", format!("cgroup:{path}"));
+    }
+    let container = p.container.as_ref();
+    if let Some(id) = json_str(container, "id") {
+        sel(&mut out, "proctor", format!("container-id:{id}"));
+    }
+    if let Some(rt) = json_str(container, "runtime") {
+        sel(&mut out, "proctor", format!("container-runtime:{rt}"));
+    }
+    out
+}
+
+pub fn attestation_name(a: Attestation) -> &'static str {
+    match a {
+        Attestation::KernelExec => "kernel-exec",
+        Attestation::ProcfsScan => "procfs-scan",
+    }
+}
+
+/// The answer for `p`. `parent_exec_id` falls back to the parent record's
+/// when the process record does not name one.
+pub fn identity(p: &Process, cx: &Context<'_>) -> Identity {
+    let container = p.container.as_ref();
+    let pod = p.pod.as_ref();
+    let own = |s: Option<&str>| s.map(str::to_string);
+    Identity {
+        exec_id: p.exec_id.clone(),
+        pid: p.pid,
+        ppid: p.ppid,
+        parent_exec_id: p
+            .parent_exec_id
+            .clone()
+            .or_else(|| cx.parent.map(|q| q.exec_id.clone()))
+            .unwrap_or_default(),
+        selectors: selectors(p, cx),
+        integrity: Some(Integrity {
+            kernel_exec: p.attestation == Attestation::KernelExec,
+            fileless: p.exe.fileless,
+            deleted: p.exe.deleted,
+            modified_after_exec: p.exe.modified_after_exec,
+            hash_status: p.exe.hash_status.to_string(),
+        }),
+        exe_path: p.exe.path.clone(),
+        exe_sha256: vouched_sha256(p).unwrap_or_default().to_string(),
+        start_time_ns: p.start_time_ns,
+        cgroup_path: p.cgroup.path.clone().unwrap_or_default(),
+        cgroup_id: p.cgroup.id,
+        uid: cx.creds.uid,
+        gid: cx.creds.gid,
+        attestation: attestation_name(p.attestation).to_string(),
+        container_id: own(json_str(container, "id")),
+        container_runtime: own(json_str(container, "runtime")),
+        pod_uid: own(json_str(pod, "uid")),
+        pod_namespace: own(json_str(pod, "namespace")),
+        pod_name: own(json_str(pod, "name")),
+        pod_service_account: own(json_str(pod, "service_account")),
+        script_path: p.interpreter.as_ref().map(|i| i.script.path.clone()),
+        script_sha256: p
+            .interpreter
+            .as_ref()
+            .filter(|i| i.script.hash_status == "ok")
+            .and_then(|i| i.script.sha256.clone()),
+        args: p.args.clone(),
+    }
+}
+
+/// `proctor attest PID` without `--json`.
+pub fn render_identity_text(id: &Identity) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let or_unknown = |v: &str| {
+        if v.is_empty() {
+            "unknown".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    let _ = writeln!(s, "pid          {} (ppid {})", id.pid, id.ppid);
+    let _ = writeln!(s, "exec_id      {}", id.exec_id);
+    let _ = writeln!(s, "parent       {}", or_unknown(&id.parent_exec_id));
+    let _ = writeln!(
+        s,
+        "started      {}",
+        crate::event::rfc3339_ns(id.start_time_ns)
+    );
+    let _ = writeln!(s, "exe          {}", id.exe_path);
+    let integrity = id.integrity.clone().unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "sha256       {}",
+        if id.exe_sha256.is_empty() {
+            format!("none (hash {})", integrity.hash_status)
+        } else {
+            id.exe_sha256.clone()
+        }
+    );
+    if let Some(p) = &id.script_path {
+        let _ = writeln!(
+            s,
+            "script       {} (sha256 {})",
+            p,
+            id.script_sha256.as_deref().unwrap_or("unknown")
+        );
+    }
+    if !id.args.is_empty() {
+        let _ = writeln!(s, "args         {}", id.args.join(" "));
+    }
+    let _ = writeln!(s, "uid/gid      {}/{}", id.uid, id.gid);
+    let mut flags = Vec::new();
+    if integrity.fileless {
+        flags.push("FILELESS");
+    }
+    if integrity.deleted {
+        flags.push("DELETED");
+    }
+    if integrity.modified_after_exec {
+        flags.push("MODIFIED AFTER EXEC");
+    }
+    let _ = writeln!(
+        s,
+        "attestation  {} ({})",
+        id.attestation,
+        if flags.is_empty() {
+            if id.exe_sha256.is_empty() {
+                "binary not verified".to_string()
+            } else {
+                "binary unmodified since exec".to_string()
+            }
+        } else {
+            flags.join(", ")
+        }
+    );
+    let _ = writeln!(
+        s,
+        "cgroup       {} (id {})",
+        or_unknown(&id.cgroup_path),
+        id.cgroup_id
+    );
+    if let Some(c) = &id.container_id {
+        let _ = writeln!(
+            s,
+            "container    {} ({})",
+            c,
+            id.container_runtime.as_deref().unwrap_or("unknown runtime")
+        );
+    }
+    if let Some(u) = &id.pod_uid {
+        let name = match (&id.pod_namespace, &id.pod_name) {
+            (Some(ns), Some(n)) => format!("{ns}/{n} "),
+            _ => String::new(),
+        };
+        let _ = writeln!(s, "pod          {name}(uid {u})");
+    }
+    let _ = writeln!(s, "selectors");
+    for sel in &id.selectors {
+        let _ = writeln!(s, "  {}:{}", sel.r#type, sel.value);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Cgroup, Exe, Interpreter, ScriptIdentity};
+
+    fn process() -> Process {
+        Process {
+            pid: 42,
+            ppid: 1,
+            exec_id: "e1".into(),
+            parent_exec_id: None,
+            start_time_ns: 1_000,
+            uid: 1000,
+            gid: 1000,
+            euid: 1000,
+            egid: 1000,
+            comm: "app".into(),
+            args: vec!["app".into(), "--x".into()],
+            args_truncated: false,
+            exe: Exe {
+                path: "/usr/bin/app".into(),
+                sha256: Some("ab".repeat(32)),
+                hash_status: "ok",
+                inode: 7,
+                dev: 8,
+                size: 9,
+                fileless: false,
+                deleted: false,
+                modified_after_exec: false,
+            },
+            interpreter: None,
+            cgroup: Cgroup {
+                id: 5,
+                path: Some("/kubepods/x".into()),
+            },
+            container: Some(serde_json::json!({"id": "c0ffee", "runtime": "containerd"})),
+            pod: Some(serde_json::json!({"uid": "u-1", "namespace": null, "name": null})),
+            attestation: Attestation::KernelExec,
+        }
+    }
+
+    fn values(s: &[Selector]) -> Vec<String> {
+        s.iter()
+            .map(|s| format!("{}:{}", s.r#type, s.value))
+            .collect()
+    }
+
+    #[test]
+    fn name_db_parses_passwd_and_group() {
+        let db = NameDb::parse("root:x:0:0:root:/root:/bin/sh\n# c\nbad\nx:x:nan:\nroot2:x:0:\napp:*:1000:1000::/:/bin/false\n");
+        assert_eq!(db.name(0), Some("root"));
+        assert_eq!(db.name(1000), Some("app"));
+        assert_eq!(db.id("root2"), Some(0));
+        assert_eq!(db.name(5), None);
+    }
+
+    #[test]
+    fn selectors_of_a_kernel_exec() {
+        let users = NameDb::parse("app:x:1000:1000::/:/bin/sh\n");
+        let groups = NameDb::parse("app:x:1000:\nwheel:x:10:\n");
+        let mut parent = process();
+        parent.exe.sha256 = Some("cd".repeat(32));
+        parent.exec_id = "parent".into();
+        let creds = Creds {
+            uid: 1000,
+            gid: 1000,
+            groups: vec![10],
+        };
+        let cx = Context {
+            creds: &creds,
+            users: &users,
+            groups: &groups,
+            parent: Some(&parent),
+        };
+        let p = process();
+        let v = values(&selectors(&p, &cx));
+        let h = "ab".repeat(32);
+        for want in [
+            "unix:uid:1000".to_string(),
+            "unix:user:app".into(),
+            "unix:gid:1000".into(),
+            "unix:group:app".into(),
+            "unix:supplementary_gid:10".into(),
+            "unix:supplementary_group:wheel".into(),
+            "unix:path:/usr/bin/app".into(),
+            format!("unix:sha256:{h}"),
+            "k8s:pod-uid:u-1".into(),
+            "proctor:attestation:kernel-exec".into(),
+            format!("proctor:exec-sha256:{h}"),
+            "proctor:binary-unmodified:true".into(),
+            "proctor:fileless:false".into(),
+            "proctor:deleted:false".into(),
+            format!("proctor:parent-sha256:{}", "cd".repeat(32)),
+            "proctor:cgroup:/kubepods/x".into(),
+            "proctor:container-id:c0ffee".into(),
+            "proctor:container-runtime:containerd".into(),
+        ] {
+            assert!(v.contains(&want), "{want} missing from {v:?}");
+        }
+        assert!(!v.iter().any(|s| s.starts_with("k8s:ns:")), "{v:?}");
+        let id = identity(&p, &cx);
+        assert_eq!(id.parent_exec_id, "parent");
+        assert_eq!(id.exe_sha256, h);
+        assert_eq!(id.container_id.as_deref(), Some("c0ffee"));
+        assert_eq!(id.pod_namespace, None);
+        let text = render_identity_text(&id);
+        assert!(text.contains("binary unmodified since exec"), "{text}");
+        assert!(text.contains("  unix:uid:1000"), "{text}");
+    }
+
+    #[test]
+    fn untrustworthy_binaries_get_no_hash_or_path() {
+        let creds = Creds::from_record(&process());
+        let none = NameDb::default();
+        let cx = Context {
+            creds: &creds,
+            users: &none,
+            groups: &none,
+            parent: None,
+        };
+        let mut p = process();
+        p.exe.modified_after_exec = true;
+        p.exe.hash_status = "modified";
+        let v = values(&selectors(&p, &cx));
+        assert!(!v.iter().any(|s| s.contains("sha256:")), "{v:?}");
+        assert!(v.contains(&"proctor:binary-unmodified:false".to_string()));
+        let mut p = process();
+        p.exe.fileless = true;
+        p.exe.path = "memfd:x".into();
+        p.attestation = Attestation::ProcfsScan;
+        p.interpreter = Some(Interpreter {
+            path: "/bin/sh".into(),
+            script: ScriptIdentity {
+                path: "/opt/run.sh".into(),
+                sha256: Some("ef".repeat(32)),
+                hash_status: "ok",
+                inode: None,
+                dev: None,
+                size: None,
+            },
+        });
+        let v = values(&selectors(&p, &cx));
+        assert!(!v.iter().any(|s| s.starts_with("unix:path:")), "{v:?}");
+        assert!(v.contains(&"proctor:fileless:true".to_string()));
+        assert!(v.contains(&"proctor:attestation:procfs-scan".to_string()));
+        assert!(v.contains(&"proctor:script-path:/opt/run.sh".to_string()));
+        assert!(v.contains(&format!("proctor:script-sha256:{}", "ef".repeat(32))));
+        let id = identity(&p, &cx);
+        assert!(!id.integrity.unwrap().kernel_exec);
+        assert_eq!(id.parent_exec_id, "");
+    }
+}

@@ -1,0 +1,229 @@
+//! Prometheus metrics and the `/healthz` `/readyz` endpoints.
+//!
+//! Counters that live in the kernel (records sent and dropped per kind) are
+//! copied in by the reader loop on each refresh; everything else is counted
+//! where it happens.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+};
+
+use anyhow::{Context, Result};
+use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `host:port` for /metrics, /healthz, /readyz; empty disables the server.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:9464".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FindingLabels {
+    pub rule: String,
+    pub severity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabels {
+    pub sink: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: String,
+}
+
+/// A counter fed from a monotonic total kept elsewhere (a kernel map).
+#[derive(Default)]
+struct Mirror {
+    last: AtomicU64,
+}
+
+impl Mirror {
+    fn feed(&self, counter: &Counter, total: u64) {
+        let prev = self.last.swap(total, Ordering::Relaxed);
+        counter.inc_by(total.saturating_sub(prev));
+    }
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub events: Family<KindLabel, Counter>,
+    pub findings: Family<FindingLabels, Counter>,
+    kernel_sent: Family<KindLabel, Counter>,
+    kernel_dropped: Family<KindLabel, Counter>,
+    mirrors: Mutex<std::collections::HashMap<String, Arc<Mirror>>>,
+    pub processes: Family<StateLabel, Gauge>,
+    pub hash_hits: Counter,
+    pub hash_misses: Counter,
+    pub sink: Family<SinkLabels, Counter>,
+    pub ready: AtomicBool,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let mut r = Registry::with_prefix("proctor");
+        let m = Self {
+            registry: Mutex::new(Registry::default()),
+            events: Family::default(),
+            findings: Family::default(),
+            kernel_sent: Family::default(),
+            kernel_dropped: Family::default(),
+            mirrors: Mutex::default(),
+            processes: Family::default(),
+            hash_hits: Counter::default(),
+            hash_misses: Counter::default(),
+            sink: Family::default(),
+            ready: AtomicBool::new(false),
+        };
+        r.register("events", "Events emitted, by kind", m.events.clone());
+        r.register(
+            "findings",
+            "Findings emitted, by rule and severity",
+            m.findings.clone(),
+        );
+        r.register(
+            "kernel_records",
+            "Records the kernel probes submitted, by kind",
+            m.kernel_sent.clone(),
+        );
+        r.register(
+            "kernel_dropped",
+            "Records the kernel could not submit (ring buffer full), by kind",
+            m.kernel_dropped.clone(),
+        );
+        r.register(
+            "processes",
+            "Processes in the process table",
+            m.processes.clone(),
+        );
+        r.register(
+            "hash_cache_hits",
+            "Executable hash cache hits",
+            m.hash_hits.clone(),
+        );
+        r.register(
+            "hash_cache_misses",
+            "Executable hash cache misses",
+            m.hash_misses.clone(),
+        );
+        r.register(
+            "sink_events",
+            "Events per sink and outcome (delivered, failed)",
+            m.sink.clone(),
+        );
+        *m.registry.lock().unwrap() = r;
+        Arc::new(m)
+    }
+
+    fn mirror(&self, name: String) -> Arc<Mirror> {
+        self.mirrors
+            .lock()
+            .unwrap()
+            .entry(name)
+            .or_default()
+            .clone()
+    }
+
+    /// Copies the kernel's per-kind totals in.
+    pub fn kernel(&self, kind: &str, sent: u64, dropped: u64) {
+        let label = KindLabel { kind: kind.into() };
+        self.mirror(format!("sent/{kind}"))
+            .feed(&self.kernel_sent.get_or_create(&label), sent);
+        self.mirror(format!("dropped/{kind}"))
+            .feed(&self.kernel_dropped.get_or_create(&label), dropped);
+    }
+
+    /// Copies a monotonic total kept elsewhere into a labelled sink counter.
+    pub fn sink_total(&self, sink: &str, outcome: &str, total: u64) {
+        let label = SinkLabels {
+            sink: sink.into(),
+            outcome: outcome.into(),
+        };
+        self.mirror(format!("sink/{sink}/{outcome}"))
+            .feed(&self.sink.get_or_create(&label), total);
+    }
+
+    pub fn hash_totals(&self, hits: u64, misses: u64) {
+        self.mirror("hash/hits".into()).feed(&self.hash_hits, hits);
+        self.mirror("hash/misses".into())
+            .feed(&self.hash_misses, misses);
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.registry.lock().unwrap());
+        out
+    }
+}
+
+async fn metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.encode(),
+    )
+}
+
+async fn readyz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    if m.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "probes not attached yet\n")
+    }
+}
+
+/// Binds the metrics server; returns the bound address (port 0 picks one).
+pub async fn serve(cfg: &MetricsConfig, m: Arc<Metrics>) -> Result<Option<SocketAddr>> {
+    if cfg.listen.is_empty() {
+        return Ok(None);
+    }
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for /metrics: is another agent running? set metrics.listen \
+                 (\"\" disables it)",
+                cfg.listen
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(m);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("metrics server stopped: {e}");
+        }
+    });
+    Ok(Some(addr))
+}
