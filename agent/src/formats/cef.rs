@@ -31,7 +31,7 @@
 //! | `dst`, `dpt`, `proto`, `outcome`, `reason` | connection attempt |
 
 use super::{
-    basename, command_line, container_id, dst_ip, epoch_ms, event_uid, kind_str, net_outcome,
+    basename, command_line, container_id, dst_ip, epoch_ms, event_uid, net_outcome,
     parse_destination, pod_ref, process_name, rule_title, severity, NetOutcome, PRODUCT,
     PRODUCT_VERSION, VENDOR,
 };
@@ -100,7 +100,7 @@ fn name(ev: &Event) -> &str {
 fn signature_id(ev: &Event) -> &str {
     match &ev.finding {
         Some(f) if ev.kind == Kind::Finding => f.rule,
-        _ => kind_str(ev.kind),
+        _ => ev.kind.as_str(),
     }
 }
 
@@ -144,7 +144,7 @@ pub fn to_cef(ev: &Event) -> String {
     x.add("rt", epoch_ms(ev));
     x.add("dvchost", &*ev.node);
     x.add("externalId", event_uid(ev));
-    x.add("cat", kind_str(ev.kind));
+    x.add("cat", ev.kind.as_str());
     x.add("spid", p.pid);
     x.add("sproc", process_name(p));
     x.add("suid", p.uid);
@@ -408,7 +408,7 @@ mod tests {
             assert!(sev <= 10);
             let expected_sig = match (&ev.finding, ev.kind) {
                 (Some(f), Kind::Finding) => f.rule.to_string(),
-                _ => super::super::kind_str(ev.kind).to_string(),
+                _ => ev.kind.as_str().to_string(),
             };
             assert_eq!(h[4], expected_sig);
             assert!(!h[5].is_empty());

@@ -20,8 +20,8 @@ use serde_json::{json, Map, Value};
 
 use super::{
     basename, command_line, container_id, dev_string, dirname, dst_ip, epoch_ns, event_uid,
-    iana_protocol, ip_version, json_str, kind_str, net_outcome, parse_destination, process_name,
-    rule_title, severity, severity_rank, split_mitre, NetOutcome, PRODUCT, PRODUCT_VERSION,
+    iana_protocol, ip_version, json_str, net_outcome, parse_destination, process_name, rule_title,
+    severity, severity_rank, split_mitre, NetOutcome, PRODUCT, PRODUCT_VERSION,
 };
 use crate::event::{rfc3339_ns, Event, FileInfo, Finding, Kind, NetInfo, Process};
 
@@ -80,7 +80,7 @@ pub fn to_ecs(ev: &Event) -> Value {
     event.insert("kind".into(), json!(kind));
     event.insert("category".into(), json!(category));
     event.insert("type".into(), json!(types));
-    event.insert("action".into(), json!(kind_str(ev.kind)));
+    event.insert("action".into(), json!(ev.kind.as_str()));
     event.insert("id".into(), json!(event_uid(ev)));
     event.insert("sequence".into(), json!(ev.seq));
     event.insert("severity".into(), json!(severity_rank(severity(ev))));
@@ -587,7 +587,7 @@ mod tests {
                 assert!(allowed.contains(&t.as_str().unwrap()), "{c} / {t}");
             }
         }
-        assert_eq!(s(v, "/event/action"), super::super::kind_str(ev.kind));
+        assert_eq!(s(v, "/event/action"), ev.kind.as_str());
         assert_eq!(get(v, "/event/sequence").as_u64(), Some(ev.seq));
         let sev = get(v, "/event/severity")
             .as_u64()

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    event::{Event, Kind, NetInfo, Process},
+    event::{Event, NetInfo, Process},
     secret_catalog::Severity,
 };
 
@@ -93,18 +93,6 @@ pub fn render_json(format: Format, event: &Event) -> Option<Value> {
 
 // ---------------------------------------------------------------------------
 // Helpers shared by the renderers.
-
-/// The contract name of a kind (`process_exec`, ...).
-pub(crate) fn kind_str(kind: Kind) -> &'static str {
-    match kind {
-        Kind::ProcessExec => "process_exec",
-        Kind::ProcessExit => "process_exit",
-        Kind::FileOpen => "file_open",
-        Kind::NetConnect => "net_connect",
-        Kind::Finding => "finding",
-        Kind::AgentStatus => "agent_status",
-    }
-}
 
 /// Event time, ns since the Unix epoch. The emitter always writes RFC 3339,
 /// so this parses; 0 (the epoch) stands for an unparsable time rather than a
@@ -577,6 +565,7 @@ pub(crate) mod testdata {
 #[cfg(test)]
 mod tests {
     use super::{testdata::*, *};
+    use crate::event::Kind;
 
     #[test]
     fn format_names_round_trip_through_serde_and_from_str() {
@@ -598,7 +587,7 @@ mod tests {
             let v = render_json(Format::Native, &ev).unwrap();
             assert_eq!(v, serde_json::to_value(&ev).unwrap());
             assert_eq!(v["schema"], "proctor.event/v1");
-            assert_eq!(v["kind"], kind_str(ev.kind));
+            assert_eq!(v["kind"], ev.kind.as_str());
         }
     }
 

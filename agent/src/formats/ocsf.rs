@@ -29,8 +29,8 @@ use serde_json::{json, Map, Value};
 
 use super::{
     basename, command_line, container_id, dev_string, dirname, dst_ip, epoch_ms, event_uid,
-    iana_protocol, ip_version, json_str, kind_str, net_outcome, parse_destination, process_name,
-    rule_title, severity, severity_rank, split_mitre, NetOutcome, PRODUCT, PRODUCT_VERSION, VENDOR,
+    iana_protocol, ip_version, json_str, net_outcome, parse_destination, process_name, rule_title,
+    severity, severity_rank, split_mitre, NetOutcome, PRODUCT, PRODUCT_VERSION, VENDOR,
 };
 use crate::{
     event::{Event, FileInfo, Finding, Kind, NetInfo, Process},
@@ -388,7 +388,7 @@ fn base(ev: &Event, a: Activity) -> Map<String, Value> {
             },
             "uid": event_uid(ev),
             "sequence": ev.seq,
-            "log_name": kind_str(ev.kind),
+            "log_name": ev.kind.as_str(),
             "original_time": ev.time,
             "profiles": PROFILES,
         }),
@@ -417,7 +417,7 @@ fn process_unmapped(ev: &Event) -> Map<String, Value> {
     let p = &ev.process;
     let mut u = Map::new();
     u.insert("schema".into(), json!(ev.schema));
-    u.insert("kind".into(), json!(kind_str(ev.kind)));
+    u.insert("kind".into(), json!(ev.kind.as_str()));
     u.insert("attestation".into(), json!(p.attestation));
     u.insert("comm".into(), json!(p.comm));
     u.insert("args_truncated".into(), json!(p.args_truncated));
