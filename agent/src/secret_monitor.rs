@@ -324,6 +324,20 @@ impl SecretMonitor {
         fp
     }
 
+    /// Stops watching an inode whose secret is gone.
+    fn unwatch(&mut self, kdev: u32, ino: u64) {
+        let key = InodeKey {
+            dev: kdev,
+            _pad: 0,
+            ino,
+        };
+        if self.by_inode.remove(&key).is_some() {
+            let _ = self.filter.inodes.remove(&key);
+            let _ = self.enforcement.deny_inodes.remove(&key);
+            self.stats.watched_inodes = self.by_inode.len();
+        }
+    }
+
     /// Keyed fingerprint of a file version, read once per version. Reads
     /// through the opener's own fd when it is still open (the very file it
     /// got), else through the path, and only if it is the same inode.
@@ -397,11 +411,26 @@ impl SecretMonitor {
         self.stats.opens_matched += 1;
         let kernel_path = rec.path.clone().unwrap_or_else(|| rec.filename.clone());
         // An inode match names its secret; other matches must pass the catalog.
-        let (catalog_id, secret_path) = if rec.matched == MATCH_INODE {
+        // An inode match names its secret, unless the secret was deleted and
+        // its inode number reused by an unrelated file: then the watched path
+        // no longer leads to this inode and the slot is stale.
+        let inode_match = if rec.matched == MATCH_INODE {
             match self.watched.get(rec.slot as usize) {
-                Some(w) => (w.catalog_id.clone(), w.path.clone()),
+                Some(w) if still_at(&w.path, rec.ino, rec.dev) => {
+                    Some((w.catalog_id.clone(), w.path.clone()))
+                }
+                Some(_) => {
+                    self.unwatch(rec.kdev, rec.ino);
+                    None
+                }
                 None => return Vec::new(),
             }
+        } else {
+            None
+        };
+        let trusted_inode = inode_match.is_some();
+        let (catalog_id, secret_path) = if let Some(found) = inode_match {
+            found
         } else {
             match self.catalog.match_path(Path::new(&kernel_path)) {
                 Some(e) => (e.id.clone(), kernel_path.clone()),
@@ -416,7 +445,7 @@ impl SecretMonitor {
             return Vec::new();
         };
         let open_fd = Some((rec.tgid, rec.fd));
-        if rec.matched != MATCH_INODE && !self.content_ok(&entry, &secret_path, open_fd) {
+        if !trusted_inode && !self.content_ok(&entry, &secret_path, open_fd) {
             tracing::debug!("{secret_path} fails the content check of {catalog_id}");
             self.stats.opens_not_secret += 1;
             return Vec::new();
@@ -741,6 +770,11 @@ impl SecretMonitor {
     pub fn rescan_interval(&self) -> Duration {
         self.policy.rescan_interval
     }
+}
+
+/// Whether `path` still is the file (`ino`, `dev` in st_dev encoding).
+fn still_at(path: &str, ino: u64, dev: u64) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.ino() == ino && m.dev() == dev)
 }
 
 /// `name` as a zero-padded map key, if it fits.

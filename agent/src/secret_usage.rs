@@ -171,6 +171,7 @@ impl SecretUsage {
 
     pub fn forget(&mut self, pid: u32) {
         self.taints.remove(&pid);
+        self.exfil_reported.retain(|(p, _, _)| *p != pid);
     }
 
     /// A connection by `p` to `ip:port`: secret-exfil findings for every
