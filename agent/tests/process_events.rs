@@ -521,3 +521,79 @@ fn attest_cli_answers_from_the_kernel_exec_record() {
     let err = String::from_utf8_lossy(&bad.stderr).to_lowercase();
     assert!(err.contains("invalid") || err.contains("argument"), "{err}");
 }
+
+/// A real container: Podman runs an image built here from busybox-static
+/// (no registry); the container id the agent reports is Podman's.
+#[test]
+fn podman_container_gets_its_container_id() {
+    let agent = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for applet in ["sh", "sleep"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    let tar = dir.path().join("rootfs.tar");
+    let ok = |cmd: &mut Command| {
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    ok(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("."));
+    let image = format!("localhost/proctor-test-bb:{}", std::process::id());
+    ok(Command::new("podman")
+        .args(["import", "-q"])
+        .arg(&tar)
+        .arg(&image));
+    struct Cleanup(String, Option<String>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            if let Some(c) = &self.1 {
+                let _ = Command::new("podman").args(["rm", "-f", c]).output();
+            }
+            let _ = Command::new("podman").args(["rmi", "-f", &self.0]).output();
+        }
+    }
+    let mut cleanup = Cleanup(image.clone(), None);
+    let m = marker("podman");
+    let id = ok(Command::new("podman").args([
+        "run",
+        "-d",
+        "--runtime",
+        "runc",
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+        &image,
+        "/bin/sh",
+        "-c",
+        "sleep 3",
+        &m,
+    ]));
+    cleanup.1 = Some(id.clone());
+    // The podman CLI carries the marker too; the container's own shell is the one.
+    let ev = agent.wait_for(|e| is_exec_with(e, &m) && e["process"]["comm"] == "sh");
+    let p = &ev["process"];
+    assert_eq!(p["container"]["runtime"], "podman", "{ev}");
+    assert_eq!(p["container"]["id"], id.as_str(), "{ev}");
+    assert_eq!(
+        p["exe"]["sha256"],
+        sha256_file(Path::new("/bin/busybox")),
+        "{ev}"
+    );
+    let inspect = ok(Command::new("podman").args(["inspect", "--format", "{{.Id}}", &id]));
+    assert_eq!(inspect, id);
+}

@@ -14,11 +14,19 @@ use crate::run;
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages the test suite uses as real peers.
+#[rustfmt::skip]
 pub const DEBIAN_PACKAGES: &[&str] = &[
-    "bpftool", "python3", "iproute2",
-    // Container image build and smoke test (deploy tests).
-    "podman", "runc", // systemd-analyze verify of the unit (deploy tests).
-    "systemd", "binutils",
+    "bpftool",
+    "python3",
+    "iproute2",
+    // Real containers: the image build and smoke test (deploy tests) and the
+    // container-identity test, whose image is a static busybox.
+    "podman",
+    "runc",
+    "busybox-static",
+    // systemd-analyze verify of the unit (deploy tests).
+    "systemd",
+    "binutils",
 ];
 /// PyPI packages the tests use, installed with the `python3` on PATH.
 pub const PYPI_PACKAGES: &[(&str, &str)] =
