@@ -1,7 +1,7 @@
 //! Test harness: runs the real `proctor` binary (real probes, real kernel)
 //! and collects the JSON lines it prints.
 //!
-//! There is deliberately no "skip when not root" path: a test machine that
+//! There is deliberately no way around loading the probes: a test machine that
 //! cannot load BPF fails these tests loudly, in CI and everywhere else.
 #![allow(dead_code)]
 
