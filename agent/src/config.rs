@@ -282,6 +282,8 @@ mod tests {
         assert_eq!(cfg.status_interval, code.status_interval);
         assert_eq!(cfg.sinks, code.sinks);
         assert_eq!(cfg.state_dir, code.state_dir);
+        assert_eq!(cfg.api, code.api);
+        assert_eq!(cfg.metrics.listen, code.metrics.listen);
         let (a, b) = (&cfg.secrets, &code.secrets);
         assert_eq!(a.enabled, b.enabled);
         assert_eq!(a.search_dirs, b.search_dirs);
