@@ -79,6 +79,12 @@ impl CgroupResolver {
         found
     }
 
+    /// The cgroup v2 id of a live process (the inode of its cgroup directory).
+    pub fn id_of_pid(&self, pid: u32) -> Option<u64> {
+        let rel = proc_cgroup_v2(pid)?;
+        ino(&self.root.as_ref()?.join(rel.trim_start_matches('/')))
+    }
+
     fn walk(&mut self) {
         let Some(root) = self.root.clone() else {
             return;

@@ -5,7 +5,7 @@
 use std::{
     fs::File,
     os::unix::fs::MetadataExt,
-    path::{Component, Path, PathBuf},
+    path::{Path, PathBuf},
     sync::Arc,
 };
 
@@ -16,33 +16,18 @@ use crate::{
     exec_id::{exec_id, Origin},
     hash_cache::{FileKey, HashCache, Source},
     redact::redact_args,
+    secret_catalog::normalize,
     snapshot::Snapshot,
 };
-
-/// Lexically normalises an absolute path (`/etc/../etc/x` -> `/etc/x`)
-/// without touching the filesystem.
-pub fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in path.components() {
-        match c {
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::Normal(n) => out.push(n),
-        }
-    }
-    out
-}
 
 /// `name` made absolute against the process's cwd when it is still readable.
 fn absolutize(name: &str, pid: u32) -> Option<PathBuf> {
     let p = Path::new(name);
     if p.is_absolute() {
-        return Some(normalize(p));
+        return normalize(p);
     }
     let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
-    Some(normalize(&cwd.join(p)))
+    normalize(&cwd.join(p))
 }
 
 fn same_file(meta: &std::fs::Metadata, ino: u64, dev: u64) -> bool {
@@ -213,11 +198,9 @@ mod tests {
 
     #[test]
     fn normalize_resolves_dots() {
-        assert_eq!(
-            normalize(Path::new("/etc/../etc/./shadow")),
-            Path::new("/etc/shadow")
-        );
-        assert_eq!(normalize(Path::new("/../../x")), Path::new("/x"));
-        assert_eq!(normalize(Path::new("/a//b/")), Path::new("/a/b"));
+        let n = |p: &str| normalize(Path::new(p)).unwrap();
+        assert_eq!(n("/etc/../etc/./shadow"), Path::new("/etc/shadow"));
+        assert_eq!(n("/../../x"), Path::new("/x"));
+        assert_eq!(n("/a//b/"), Path::new("/a/b"));
     }
 }

@@ -6,7 +6,7 @@ use std::{os::unix::fs::MetadataExt, path::PathBuf, sync::Arc};
 use procfs::process::Process as ProcProcess;
 
 use crate::{
-    cgroups::{proc_cgroup_v2, CgroupResolver},
+    cgroups::CgroupResolver,
     clock::{ticks_per_sec, to_epoch_ns},
     event::{Attestation, Cgroup, Exe, Process},
     exec_id::{exec_id, Origin},
@@ -59,13 +59,8 @@ pub fn scan_pid(pid: u32, cgroups: &mut CgroupResolver, hashes: &HashCache) -> O
     let mut args = p.cmdline().unwrap_or_default();
     redact_args(&mut args);
     let start_boottime_ns = stat.starttime * tick_ns();
-    let cgroup_id = proc_cgroup_v2(pid)
-        .and_then(|rel| {
-            let root = crate::cgroups::cgroup2_mount()?;
-            std::fs::metadata(root.join(rel.trim_start_matches('/'))).ok()
-        })
-        .map(|m| m.ino())
-        .unwrap_or(0);
+    // The resolver knows where cgroup2 is mounted: no mountinfo read per process.
+    let cgroup_id = cgroups.id_of_pid(pid).unwrap_or(0);
     let key = FileKey::of(&meta);
     let exe_hash = hashes.request(key, vec![Source::Path(proc_exe)]);
     let cgroup_path = cgroups.path(cgroup_id, pid);

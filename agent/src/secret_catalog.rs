@@ -1080,7 +1080,9 @@ fn is_skipped_dir(name: &OsStr) -> bool {
 }
 
 /// Lexical normalisation of an absolute path; `None` for a relative one.
-fn normalize(path: &Path) -> Option<PathBuf> {
+/// Lexical normalisation of an absolute path (`/etc/../etc/x` -> `/etc/x`),
+/// without touching the file system; `None` for a relative path.
+pub fn normalize(path: &Path) -> Option<PathBuf> {
     let mut out = PathBuf::from("/");
     let mut components = path.components();
     if components.next() != Some(Component::RootDir) {
