@@ -4,7 +4,24 @@
 
 use std::{sync::Arc, time::Instant};
 
-use reqwest::header::{HeaderValue, AUTHORIZATION};
+use http_body_util::{BodyExt, Empty};
+use hyper::{
+    body::Bytes,
+    header::{HeaderValue, ACCEPT, AUTHORIZATION, HOST},
+    Request, Uri,
+};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::{
+    rustls::{
+        self,
+        client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+        crypto::CryptoProvider,
+        pki_types::{pem::PemObject, CertificateDer, ServerName, UnixTime},
+        DigitallySignedStruct, SignatureScheme,
+    },
+    TlsConnector,
+};
 
 use super::{podlist, KubernetesConfig, PodCache, SourceStats};
 
@@ -22,8 +39,7 @@ pub fn initial_stats(url: &str) -> SourceStats {
     }
 }
 
-/// An error and its causes on one line (reqwest's own message names only
-/// the outermost layer).
+/// An error and its causes on one line.
 fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -35,14 +51,110 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-fn client(cfg: &KubernetesConfig) -> Result<reqwest::Client, String> {
-    let mut b = reqwest::Client::builder()
-        .timeout(cfg.timeout)
-        .connect_timeout(cfg.timeout)
-        .tls_built_in_root_certs(false);
-    if cfg.insecure_skip_verify {
-        b = b.danger_accept_invalid_certs(true);
-    } else if let Some(ca) = &cfg.ca_file {
+/// Where to connect and what to ask for.
+struct Target {
+    tls: bool,
+    host: String,
+    port: u16,
+    authority: String,
+    path: String,
+}
+
+fn target(url: &str) -> Result<Target, String> {
+    let bad = |why: &str| format!("kubernetes.kubelet_url {url:?}: {why}");
+    let uri: Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
+    let tls = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(bad("the scheme must be https (or http)")),
+    };
+    let host = uri.host().ok_or_else(|| bad("no host"))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    Ok(Target {
+        tls,
+        port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+        authority: uri.authority().map(|a| a.to_string()).unwrap_or_default(),
+        path: uri
+            .path_and_query()
+            .map_or_else(|| "/".to_string(), |p| p.to_string()),
+        host,
+    })
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Checks nothing about who the certificate names, but still that the
+/// handshake is signed by the key it presents (`insecure_skip_verify`).
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn tls_connector(cfg: &KubernetesConfig) -> Result<TlsConnector, String> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    let config = if cfg.insecure_skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider())))
+            .with_no_client_auth()
+    } else {
+        let Some(ca) = &cfg.ca_file else {
+            return Err(
+                "kubernetes.ca_file is null and insecure_skip_verify is false: no way to check \
+                 the kubelet's certificate; set one of them"
+                    .into(),
+            );
+        };
         let pem = std::fs::read(ca).map_err(|e| {
             format!(
                 "cannot read kubernetes.ca_file {}: {e}; point it at the CA that signed the \
@@ -50,26 +162,22 @@ fn client(cfg: &KubernetesConfig) -> Result<reqwest::Client, String> {
                 ca.display()
             )
         })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("kubernetes.ca_file {}: {}", ca.display(), chain(&e)))?;
-        if certs.is_empty() {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| format!("kubernetes.ca_file {}: {e}", ca.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("kubernetes.ca_file {}: {e}", ca.display()))?;
+        }
+        if roots.is_empty() {
             return Err(format!(
                 "kubernetes.ca_file {} holds no PEM certificate",
                 ca.display()
             ));
         }
-        for c in certs {
-            b = b.add_root_certificate(c);
-        }
-    } else {
-        return Err(
-            "kubernetes.ca_file is null and insecure_skip_verify is false: no way to check \
-             the kubelet's certificate; set one of them"
-                .into(),
-        );
-    }
-    b.build()
-        .map_err(|e| format!("cannot build the HTTPS client: {}", chain(&e)))
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    Ok(TlsConnector::from(Arc::new(config)))
 }
 
 fn bearer(cfg: &KubernetesConfig) -> Result<HeaderValue, String> {
@@ -97,44 +205,93 @@ fn bearer(cfg: &KubernetesConfig) -> Result<HeaderValue, String> {
     Ok(v)
 }
 
+/// One HTTP/1.1 exchange on `io`: (status, body).
+async fn exchange<T>(io: T, req: Request<Empty<Bytes>>) -> Result<(u16, Vec<u8>), String>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| chain(&e))?;
+    let conn = tokio::spawn(conn);
+    let result = async {
+        let resp = sender.send_request(req).await.map_err(|e| chain(&e))?;
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        let mut out = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| format!("reading the answer: {}", chain(&e)))?;
+            if let Some(chunk) = frame.data_ref() {
+                if out.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(format!(
+                        "the answer is larger than {MAX_BODY_BYTES} bytes; refused"
+                    ));
+                }
+                out.extend_from_slice(chunk);
+            }
+        }
+        Ok((status, out))
+    }
+    .await;
+    conn.abort();
+    result
+}
+
 /// One GET of the pod list.
 async fn fetch(
     cfg: &KubernetesConfig,
     url: &str,
-    client_slot: &mut Option<reqwest::Client>,
+    tls: &mut Option<TlsConnector>,
 ) -> Result<podlist::PodList, String> {
-    if client_slot.is_none() {
-        *client_slot = Some(client(cfg)?);
-    }
-    let client = client_slot.as_ref().expect("set above");
+    let t = target(url)?;
     let auth = bearer(cfg)?;
-    let mut resp = client
-        .get(url)
+    let req = Request::get(t.path.as_str())
+        .header(HOST, t.authority.as_str())
+        .header(ACCEPT, "application/json")
         .header(AUTHORIZATION, auth)
-        .send()
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let connector = if t.tls {
+        if tls.is_none() {
+            *tls = Some(tls_connector(cfg)?);
+        }
+        tls.clone()
+    } else {
+        None
+    };
+    let get = async {
+        let tcp = tokio::net::TcpStream::connect((t.host.as_str(), t.port))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        match connector {
+            Some(c) => {
+                let name = ServerName::try_from(t.host.clone())
+                    .map_err(|e| format!("TLS server name {:?}: {e}", t.host))?;
+                let stream = c
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS handshake: {}", chain(&e)))?;
+                exchange(stream, req).await
+            }
+            None => exchange(tcp, req).await,
+        }
+    };
+    let (status, body) = tokio::time::timeout(cfg.timeout, get)
         .await
-        .map_err(|e| format!("GET {url}: {}", chain(&e)))?;
-    let status = resp.status();
-    if !status.is_success() {
-        let hint = match status.as_u16() {
+        .map_err(|_| {
+            format!(
+                "GET {url}: no answer within {}",
+                humantime::format_duration(cfg.timeout)
+            )
+        })?
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    if !(200..300).contains(&status) {
+        let hint = match status {
             401 => "; the kubelet refused the token (is it a service-account token of this cluster?)",
             403 => "; the service account may not read the kubelet's pods (RBAC: get on nodes/pods, or nodes/proxy before Kubernetes 1.33)",
             _ => "",
         };
         return Err(format!("GET {url}: HTTP {status}{hint}"));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| format!("GET {url}: reading the answer: {}", chain(&e)))?
-    {
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(format!(
-                "GET {url}: the answer is larger than {MAX_BODY_BYTES} bytes; refused"
-            ));
-        }
-        body.extend_from_slice(&chunk);
     }
     // A big list takes milliseconds to parse: off the event thread.
     tokio::task::spawn_blocking(move || podlist::parse(&body))
@@ -193,12 +350,12 @@ fn record(
 
 /// Fetches until the task is dropped.
 pub async fn run(cfg: KubernetesConfig, url: String, cache: Arc<PodCache>) {
-    let mut client = None;
+    let mut tls = None;
     loop {
-        let r = fetch(&cfg, &url, &mut client).await;
+        let r = fetch(&cfg, &url, &mut tls).await;
         if r.is_err() {
             // Rebuilt on the next try: the CA file may have been fixed.
-            client = None;
+            tls = None;
         }
         record(&cache, &url, &cfg, r);
         let fetched = tokio::time::Instant::now();
