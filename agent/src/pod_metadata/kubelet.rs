@@ -52,6 +52,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Where to connect and what to ask for.
+#[derive(Debug)]
 struct Target {
     tls: bool,
     host: String,
@@ -366,5 +367,65 @@ pub async fn run(cfg: KubernetesConfig, url: String, cache: Arc<PodCache>) {
                 cache.update_stats(|s| s.on_demand_refreshes += 1);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_tokens() {
+        let t = target("https://10.1.2.3:10250/pods").unwrap();
+        assert!(t.tls);
+        assert_eq!((t.host.as_str(), t.port), ("10.1.2.3", 10250));
+        assert_eq!(t.path, "/pods");
+        assert_eq!(t.authority, "10.1.2.3:10250");
+        let t = target("http://[::1]/pods?x=1").unwrap();
+        assert!(!t.tls);
+        assert_eq!((t.host.as_str(), t.port), ("::1", 80));
+        assert_eq!(t.path, "/pods?x=1");
+        assert!(target("ftp://h/pods").unwrap_err().contains("scheme"));
+        assert!(target("not a url").unwrap_err().contains("kubelet_url"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        let cfg = KubernetesConfig {
+            token_file: token.clone(),
+            ..Default::default()
+        };
+        assert!(bearer(&cfg).unwrap_err().contains("cannot read"));
+        std::fs::write(&token, "\n").unwrap();
+        assert!(bearer(&cfg).unwrap_err().contains("is empty"));
+        std::fs::write(&token, "s3cr3t\u{7f}x").unwrap();
+        let e = bearer(&cfg).unwrap_err();
+        assert!(!e.contains("s3cr3t"), "the token leaked into {e}");
+        std::fs::write(&token, "abc.def\n").unwrap();
+        let v = bearer(&cfg).unwrap();
+        assert_eq!(v.to_str().unwrap(), "Bearer abc.def");
+        assert!(v.is_sensitive());
+
+        let cfg = KubernetesConfig {
+            ca_file: Some(token.clone()),
+            ..Default::default()
+        };
+        assert!(tls_connector(&cfg)
+            .err()
+            .unwrap()
+            .contains("no PEM certificate"));
+        let cfg = KubernetesConfig {
+            ca_file: None,
+            ..Default::default()
+        };
+        assert!(tls_connector(&cfg)
+            .err()
+            .unwrap()
+            .contains("insecure_skip_verify"));
+        let cfg = KubernetesConfig {
+            ca_file: None,
+            insecure_skip_verify: true,
+            ..Default::default()
+        };
+        assert!(tls_connector(&cfg).is_ok());
     }
 }
