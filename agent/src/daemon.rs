@@ -297,21 +297,21 @@ pub struct Agent {
 /// The pod metadata source the config asks for, or why there is none.
 struct PodSource {
     cache: Option<Arc<PodCache>>,
-    /// (config, URL) of the kubelet to poll.
-    kubelet: Option<(pod_metadata::KubernetesConfig, String)>,
+    /// (config, URL) of the pod list to poll.
+    poll: Option<(pod_metadata::KubernetesConfig, String)>,
     disabled: Option<String>,
 }
 
-fn pod_source(cfg: &pod_metadata::KubernetesConfig) -> Result<PodSource> {
+fn pod_source(cfg: &pod_metadata::KubernetesConfig, node: &str) -> Result<PodSource> {
     let off = |why: String| PodSource {
         cache: None,
-        kubelet: None,
+        poll: None,
         disabled: Some(why),
     };
     if let Err(why) = cfg.active() {
         return Ok(off(why));
     }
-    let url = match cfg.url() {
+    let url = match cfg.url(node) {
         Ok(u) => u,
         Err(e) if cfg.enabled == pod_metadata::config::Enabled::On => anyhow::bail!(e),
         Err(e) => {
@@ -320,8 +320,10 @@ fn pod_source(cfg: &pod_metadata::KubernetesConfig) -> Result<PodSource> {
         }
     };
     Ok(PodSource {
-        cache: Some(PodCache::new(pod_metadata::kubelet::initial_stats(&url))),
-        kubelet: Some((cfg.clone(), url)),
+        cache: Some(PodCache::new(pod_metadata::source::initial_stats(
+            cfg.source, &url,
+        ))),
+        poll: Some((cfg.clone(), url)),
         disabled: None,
     })
 }
@@ -347,7 +349,7 @@ impl Agent {
             cfg.hash.max_file_bytes,
         );
         let mut cgroups = CgroupResolver::new();
-        let pods = pod_source(&cfg.kubernetes)?;
+        let pods = pod_source(&cfg.kubernetes, &cfg.node())?;
         let mut table =
             ProcessTable::new(cfg.process_table.exit_grace, cfg.process_table.max_exited);
         // Probes are attached first, so a process started during the scan is
@@ -439,8 +441,8 @@ impl Agent {
         self.metrics_addr = crate::metrics::serve(&self.cfg.metrics, self.metrics.clone()).await?;
         let emit_task = tokio::spawn(emitter.run(self.rx.take().expect("run once")));
         let log_task = self.probes.logger.take().map(spawn_probe_log);
-        let pod_task = match (self.pod_source.kubelet.take(), &self.pod_source.cache) {
-            (Some((cfg, url)), Some(cache)) => Some(tokio::spawn(pod_metadata::kubelet::run(
+        let pod_task = match (self.pod_source.poll.take(), &self.pod_source.cache) {
+            (Some((cfg, url)), Some(cache)) => Some(tokio::spawn(pod_metadata::source::run(
                 cfg,
                 url,
                 cache.clone(),

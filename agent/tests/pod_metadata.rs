@@ -37,6 +37,8 @@ enum Answer {
 struct Seen {
     with_token: u64,
     without_token: u64,
+    /// Path and query of every request.
+    paths: Vec<String>,
 }
 
 /// The kubelet stand-in: HTTPS on 127.0.0.1, its own CA.
@@ -158,10 +160,13 @@ fn respond(
         } else {
             s.without_token += 1;
         }
+        s.paths.push(req.uri().to_string());
     }
+    // The kubelet's list, or the API server's restricted to node-1.
+    let known = ["/pods", "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-1"];
     let (code, body) = if !authorized {
         (401, "Unauthorized".to_string())
-    } else if req.uri().path() != "/pods" {
+    } else if !known.contains(&req.uri().to_string().as_str()) {
         (404, "404 page not found".to_string())
     } else {
         match *answer.lock().unwrap() {
@@ -496,4 +501,38 @@ fn agent_in_its_own_cgroup_namespace_reports_host_cgroup_paths() {
     agent.stop();
     let _ = std::fs::remove_dir(&agent_cg);
     let _ = std::fs::remove_dir(agent_cg.parent().unwrap());
+}
+
+/// `source: api_server`: the same PodList, from the API server's pod list
+/// restricted to this node (a stand-in on loopback again).
+#[test]
+fn api_server_source_lists_only_this_nodes_pods() {
+    let api = Kubelet::start(Answer::PodList);
+    let cg = PodCgroup::new("apisrv");
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("api.sock");
+    let config = format!(
+        "node_name: node-1\nstatus_interval: 1s\nmetrics:\n  listen: 127.0.0.1:0\napi:\n  \
+         socket: {}\nkubernetes:\n  enabled: true\n  source: api_server\n  \
+         api_server_url: https://127.0.0.1:{}\n  token_file: {}\n  ca_file: {}\n  \
+         refresh_interval: 1s\n",
+        socket.display(),
+        api.port,
+        api.file("token").display(),
+        api.file("ca.pem").display()
+    );
+    let agent = AgentProc::start(&config);
+    let st = agent.wait_for(|e| e["kind"] == "agent_status" && pod_status(e)["state"] == "ok");
+    assert_eq!(pod_status(&st)["source"], "api_server", "{st:#}");
+    let paths = api.seen.lock().unwrap().paths.clone();
+    assert!(
+        paths
+            .iter()
+            .all(|p| p == "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-1"),
+        "{paths:?}"
+    );
+    let ev = exec_in(&cg, &agent, "apisrv-exec");
+    assert_eq!(ev["process"]["pod"]["namespace"], "shop", "{ev:#}");
+    assert_eq!(ev["process"]["container"]["name"], "checkout", "{ev:#}");
+    agent.stop();
 }

@@ -6,6 +6,25 @@ use serde::{Deserialize, Deserializer};
 
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
+/// Where pod lists come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The node's kubelet, `/pods`: no load on the API server.
+    Kubelet,
+    /// The API server's pod list, restricted to this node's pods.
+    ApiServer,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Kubelet => "kubelet",
+            Source::ApiServer => "api_server",
+        }
+    }
+}
+
 /// `enabled: auto | true | false`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enabled {
@@ -38,9 +57,13 @@ impl<'de> Deserialize<'de> for Enabled {
 #[serde(deny_unknown_fields, default)]
 pub struct KubernetesConfig {
     pub enabled: Enabled,
+    pub source: Source,
     /// The kubelet's `/pods` endpoint. `${NAME}` is replaced by the
     /// environment variable NAME (the DaemonSet sets HOST_IP to the node's IP).
     pub kubelet_url: String,
+    /// The API server's base URL (`${NAME}` as in `kubelet_url`); the agent
+    /// asks for `/api/v1/pods?fieldSelector=spec.nodeName=<node>`.
+    pub api_server_url: String,
     /// Bearer token sent to the kubelet, read again for every request
     /// (projected tokens rotate).
     pub token_file: PathBuf,
@@ -65,7 +88,9 @@ impl Default for KubernetesConfig {
     fn default() -> Self {
         Self {
             enabled: Enabled::Auto,
+            source: Source::Kubelet,
             kubelet_url: "https://${HOST_IP}:10250/pods".into(),
+            api_server_url: "https://${KUBERNETES_SERVICE_HOST}:${KUBERNETES_SERVICE_PORT}".into(),
             token_file: PathBuf::from(format!("{SERVICE_ACCOUNT_DIR}/token")),
             ca_file: Some(PathBuf::from(format!("{SERVICE_ACCOUNT_DIR}/ca.crt"))),
             insecure_skip_verify: false,
@@ -99,40 +124,67 @@ impl KubernetesConfig {
         if self.timeout.is_zero() {
             return Err("kubernetes.timeout must be above 0".into());
         }
-        let shape = self.kubelet_url.replace("${", "").replace('}', "");
-        if !(shape.starts_with("https://") || shape.starts_with("http://")) {
-            return Err(format!(
-                "kubernetes.kubelet_url {:?} is not an http(s) URL; write e.g. \
-                 https://${{HOST_IP}}:10250/pods",
-                self.kubelet_url
-            ));
+        for (key, url) in [
+            ("kubelet_url", &self.kubelet_url),
+            ("api_server_url", &self.api_server_url),
+        ] {
+            let shape = url.replace("${", "").replace('}', "");
+            if !(shape.starts_with("https://") || shape.starts_with("http://")) {
+                return Err(format!(
+                    "kubernetes.{key} {url:?} is not an http(s) URL; write e.g. \
+                     https://${{HOST_IP}}:10250/pods"
+                ));
+            }
         }
         Ok(())
     }
 
-    /// `kubelet_url` with `${NAME}` replaced from the environment.
-    pub fn url(&self) -> Result<String, String> {
-        expand(&self.kubelet_url, |k| std::env::var(k).ok())
+    /// The URL to fetch, `${NAME}` replaced from the environment. `node`:
+    /// this node's name, which the API server's list is restricted to.
+    pub fn url(&self, node: &str) -> Result<String, String> {
+        let env = |k: &str| std::env::var(k).ok();
+        match self.source {
+            Source::Kubelet => expand("kubelet_url", &self.kubelet_url, env),
+            Source::ApiServer => {
+                if node.is_empty()
+                    || !node
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                {
+                    return Err(format!(
+                        "the node name {node:?} is not a Kubernetes node name; set node_name \
+                         or NODE_NAME (the DaemonSet sets it from spec.nodeName)"
+                    ));
+                }
+                let base = expand("api_server_url", &self.api_server_url, env)?;
+                Ok(format!(
+                    "{}/api/v1/pods?fieldSelector=spec.nodeName%3D{node}",
+                    base.trim_end_matches('/')
+                ))
+            }
+        }
     }
 }
 
-/// Replaces `${NAME}` with `var(NAME)`; an unset or empty variable is an error.
-fn expand(s: &str, var: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+/// Replaces `${NAME}` in config key `key`'s value `s` with `var(NAME)`; an
+/// unset or empty variable is an error.
+fn expand(key: &str, s: &str, var: impl Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = s;
     while let Some(at) = rest.find("${") {
         out.push_str(&rest[..at]);
         let after = &rest[at + 2..];
         let Some(end) = after.find('}') else {
-            return Err(format!("kubernetes.kubelet_url {s:?} has an unclosed ${{"));
+            return Err(format!("kubernetes.{key} {s:?} has an unclosed ${{"));
         };
         let name = &after[..end];
         match var(name).filter(|v| !v.is_empty()) {
             Some(v) => out.push_str(&v),
             None => {
                 return Err(format!(
-                    "kubernetes.kubelet_url {s:?} names ${{{name}}}, which is not set; set it \
-                     (in the DaemonSet: env {name} from fieldRef status.hostIP) or write the address"
+                    "kubernetes.{key} {s:?} names ${{{name}}}, which is not set; set it \
+                     (the DaemonSet sets HOST_IP from fieldRef status.hostIP; Kubernetes sets \
+                     KUBERNETES_SERVICE_HOST/PORT in every pod) or write the address"
                 ))
             }
         }
@@ -164,15 +216,29 @@ mod tests {
         assert!(e.to_string().contains("kubelet_ur"), "{e}");
 
         let env = |k: &str| (k == "HOST_IP").then(|| "10.1.2.3".to_string());
+        let k = "kubelet_url";
         assert_eq!(
-            expand("https://${HOST_IP}:10250/pods", env).unwrap(),
+            expand(k, "https://${HOST_IP}:10250/pods", env).unwrap(),
             "https://10.1.2.3:10250/pods"
         );
-        let e = expand("https://${NOPE}:10250/pods", env).unwrap_err();
+        let e = expand(k, "https://${NOPE}:10250/pods", env).unwrap_err();
         assert!(e.contains("${NOPE}") && e.contains("not set"), "{e}");
-        assert!(expand("https://${HOST_IP", env)
-            .unwrap_err()
-            .contains("unclosed"));
+        let e = expand(k, "https://${HOST_IP", env).unwrap_err();
+        assert!(e.contains("unclosed"), "{e}");
+
+        let api = KubernetesConfig {
+            source: Source::ApiServer,
+            api_server_url: "https://127.0.0.1:6443/".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            api.url("node-1").unwrap(),
+            "https://127.0.0.1:6443/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-1"
+        );
+        assert!(api.url("").unwrap_err().contains("node name"));
+        assert!(api.url("a&b=c").unwrap_err().contains("node name"));
+        let c: KubernetesConfig = serde_yaml_ng::from_str("source: api_server").unwrap();
+        assert_eq!(c.source, Source::ApiServer);
 
         let bad = KubernetesConfig {
             kubelet_url: "127.0.0.1:10250".into(),

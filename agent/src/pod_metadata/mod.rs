@@ -1,15 +1,15 @@
 //! Pod metadata: cgroup paths name a pod by uid and a container by id; the
-//! kubelet knows their namespace, name, service account, labels, container
-//! names and images. This cache holds the kubelet's answer, refreshed in the
-//! background, so that events and attestation answers read it without any
+//! kubelet (or the API server) knows their namespace, name, service account,
+//! labels, container names and images. This cache holds the latest pod list,
+//! refreshed in the background, so that events and attestation answers read it without any
 //! network call. When the kubelet cannot be reached the agent keeps
 //! answering from the cgroup evidence alone (pod uid, container id) and
 //! reports the failures (`agent_status.pod_metadata`, a metric, one warning
 //! per outage).
 
 pub mod config;
-pub mod kubelet;
 pub mod podlist;
+pub mod source;
 
 use std::{
     collections::HashMap,
@@ -48,7 +48,7 @@ struct Pods {
 /// What the source has done so far (for `agent_status` and metrics).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SourceStats {
-    /// kubelet | disabled
+    /// kubelet | api_server | none
     pub source: &'static str,
     /// starting | ok | failing | disabled
     pub state: &'static str,

@@ -1,4 +1,6 @@
-//! The kubelet's `/pods` endpoint as a pod metadata source: fetched every
+//! Where pod lists come from: the kubelet's `/pods` endpoint, or the API
+//! server's pod list restricted to this node (`fieldSelector
+//! spec.nodeName=NODE`); both answer a `v1.PodList`. Fetched every
 //! `refresh_interval`, and sooner (at most every `min_refresh_interval`)
 //! when a lookup meets a pod or container the cache does not know yet.
 
@@ -23,16 +25,16 @@ use tokio_rustls::{
     TlsConnector,
 };
 
-use super::{podlist, KubernetesConfig, PodCache, SourceStats};
+use super::{config::Source, podlist, KubernetesConfig, PodCache, SourceStats};
 
 /// Larger answers are refused rather than buffered without bound (a
 /// 110-pod node answers a few MiB).
 const MAX_BODY_BYTES: usize = 64 << 20;
 
-/// The stats a kubelet source starts with.
-pub fn initial_stats(url: &str) -> SourceStats {
+/// The stats a source starts with.
+pub fn initial_stats(source: Source, url: &str) -> SourceStats {
     SourceStats {
-        source: "kubelet",
+        source: source.name(),
         state: "starting",
         url: Some(url.to_string()),
         ..Default::default()
@@ -287,9 +289,10 @@ async fn fetch(
         })?
         .map_err(|e| format!("GET {url}: {e}"))?;
     if !(200..300).contains(&status) {
-        let hint = match status {
-            401 => "; the kubelet refused the token (is it a service-account token of this cluster?)",
-            403 => "; the service account may not read the kubelet's pods (RBAC: get on nodes/pods, or nodes/proxy before Kubernetes 1.33)",
+        let hint = match (status, cfg.source) {
+            (401, _) => "; the token was refused (is it a service-account token of this cluster?)",
+            (403, Source::Kubelet) => "; the service account may not read the kubelet's pods (RBAC: get on nodes/pods, or nodes/proxy before Kubernetes 1.33)",
+            (403, Source::ApiServer) => "; the service account may not list pods (RBAC: list on pods)",
             _ => "",
         };
         return Err(format!("GET {url}: HTTP {status}{hint}"));
