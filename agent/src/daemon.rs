@@ -586,7 +586,7 @@ impl Agent {
         let snapshot = match snapshot {
             Some(s) => s,
             None => match scan_pid(own, &mut self.state.cgroups, &self.state.hashes) {
-                Some(s) => s.snapshot,
+                Some(s) => s.snapshot.with_pods(self.state.pods.as_ref()),
                 None => return,
             },
         };

@@ -286,7 +286,6 @@ mod tests {
             namespace: Some("ns".into()),
             name: Some(format!("pod-{uid}")),
             service_account: Some("sa".into()),
-            node_name: None,
             labels: [("app".to_string(), "web".to_string())].into(),
             containers: vec![ContainerMeta {
                 id: container.into(),

@@ -15,7 +15,6 @@ pub struct PodMeta {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub service_account: Option<String>,
-    pub node_name: Option<String>,
     pub labels: BTreeMap<String, String>,
     /// Containers that have a runtime id (regular, init and ephemeral).
     pub containers: Vec<ContainerMeta>,
@@ -74,7 +73,6 @@ struct RawMeta {
 #[serde(default, rename_all = "camelCase")]
 struct RawSpec {
     service_account_name: Option<String>,
-    node_name: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -155,7 +153,6 @@ pub fn parse(body: &[u8]) -> Result<PodList, ParseError> {
             namespace: non_empty(pod.metadata.namespace),
             name: non_empty(pod.metadata.name),
             service_account: non_empty(pod.spec.service_account_name),
-            node_name: non_empty(pod.spec.node_name),
             labels: pod.metadata.labels.unwrap_or_default(),
             containers,
         });
@@ -200,7 +197,6 @@ mod tests {
         assert_eq!(p.uid, "u-1");
         assert_eq!(p.namespace.as_deref(), Some("shop"));
         assert_eq!(p.service_account.as_deref(), Some("web"));
-        assert_eq!(p.node_name.as_deref(), Some("n1"));
         assert_eq!(p.labels.get("app").map(String::as_str), Some("web"));
         let ids: Vec<_> = p.containers.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(ids, ["c1", ID], "a container without an id is left out");
