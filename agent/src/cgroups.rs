@@ -3,6 +3,13 @@
 //! The kernel reports `bpf_get_current_cgroup_id()`, which is the inode number
 //! of the cgroup's directory in the cgroup2 filesystem (pure v2 at
 //! /sys/fs/cgroup, or the `unified` hierarchy of a hybrid layout).
+//!
+//! In a pod the agent usually has a cgroup namespace of its own, while the
+//! DaemonSet mounts the host's whole cgroup tree: `/proc/<pid>/cgroup` then
+//! shows other processes' cgroups relative to the agent's own (`/../../x`),
+//! and the mount's root in mountinfo reads `/../..`. The resolver finds where
+//! its namespace sits in the mounted tree and translates those paths, so that
+//! paths in events are the host's.
 
 use std::{
     collections::HashMap,
@@ -13,18 +20,50 @@ use std::{
 
 /// Where cgroup2 is mounted, from /proc/self/mountinfo.
 pub fn cgroup2_mount() -> Option<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        if right.split_whitespace().next()? != "cgroup2" {
-            return None;
+    cgroup2_mounts().into_iter().next().map(|(at, _)| at)
+}
+
+/// Every cgroup2 mount: (mount point, the mounted cgroup as seen from our
+/// cgroup namespace), in mount order.
+fn cgroup2_mounts() -> Vec<(PathBuf, String)> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    info.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            if right.split_whitespace().next()? != "cgroup2" {
+                return None;
+            }
+            let mut f = left.split_whitespace();
+            let root = f.nth(3)?.to_string();
+            Some((PathBuf::from(f.next()?), root))
+        })
+        .collect()
+}
+
+/// `base` (a path below the mount's root) followed by `rel` (`..` allowed);
+/// `None` when `rel` climbs above the mount's root (outside what we see).
+fn join_within(base: &str, rel: &str) -> Option<String> {
+    let mut parts: Vec<&str> = base.split('/').filter(|c| !c.is_empty()).collect();
+    for c in rel.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            c => parts.push(c),
         }
-        left.split_whitespace().nth(4).map(PathBuf::from)
-    })
+    }
+    Some(format!("/{}", parts.join("/")))
 }
 
 pub struct CgroupResolver {
     root: Option<PathBuf>,
+    /// Our cgroup namespace's root, relative to the mount's root (`/` on a
+    /// host without a cgroup namespace). `None`: not found, and paths read
+    /// from /proc cannot be placed in the tree (lookups then walk it).
+    ns_root: Option<String>,
     paths: HashMap<u64, String>,
     /// Ids a walk did not find, and when: one unknown id does not trigger a
     /// walk per event (e.g. a cgroup removed while its processes' records queue).
@@ -37,13 +76,68 @@ const MAX_WALK_DEPTH: usize = 32;
 
 impl CgroupResolver {
     pub fn new() -> Self {
+        let mounts = cgroup2_mounts();
+        let root = mounts.first().map(|(at, _)| at.clone());
+        // A mount stacked later on the same point hides the earlier ones.
+        let mounted = root.as_ref().and_then(|r| {
+            mounts
+                .iter()
+                .rev()
+                .find(|(at, _)| at == r)
+                .map(|(_, m)| m.clone())
+        });
         let mut r = Self {
-            root: cgroup2_mount(),
+            root,
+            ns_root: None,
             paths: HashMap::new(),
             missed: HashMap::new(),
         };
         r.walk();
+        r.ns_root = match mounted.as_deref() {
+            // The mount shows our namespace's root: paths need no translation.
+            Some(m) if !m.starts_with("/..") => Some("/".to_string()),
+            Some(m) => {
+                let found = r.find_own_ns_root(m);
+                if found.is_none() {
+                    tracing::warn!(
+                        "the cgroup2 mount at {} shows cgroups above this process's cgroup                          namespace ({m}), and this process's own cgroup was not found in it:                          cgroup paths are found by walking the tree, and processes found at                          start-up may lack their cgroup",
+                        r.root.as_ref().map_or("?".into(), |p| p.display().to_string())
+                    );
+                }
+                found
+            }
+            None => None,
+        };
         r
+    }
+
+    /// Where our cgroup namespace sits in the mounted tree: the directory
+    /// whose `cgroup.procs` lists this process, minus our path inside the
+    /// namespace. `mounted` is the mount's root as mountinfo shows it
+    /// (`/../..`: two levels above our namespace's root).
+    fn find_own_ns_root(&self, mounted: &str) -> Option<String> {
+        let root = self.root.as_ref()?;
+        let ups = mounted.split('/').filter(|c| *c == "..").count();
+        let own = proc_cgroup_v2(std::process::id())?;
+        let own_parts: Vec<&str> = own.split('/').filter(|c| !c.is_empty()).collect();
+        let depth = ups + own_parts.len();
+        let me = std::process::id().to_string();
+        let dir = self.paths.values().find(|p| {
+            p.split('/').filter(|c| !c.is_empty()).count() == depth
+                && p.ends_with(own.trim_end_matches('/'))
+                && std::fs::read_to_string(
+                    root.join(p.trim_start_matches('/')).join("cgroup.procs"),
+                )
+                .is_ok_and(|t| t.lines().any(|l| l.trim() == me))
+        })?;
+        let parts: Vec<&str> = dir.split('/').filter(|c| !c.is_empty()).collect();
+        Some(format!("/{}", parts[..ups].join("/")))
+    }
+
+    /// A path from /proc/<pid>/cgroup (relative to our cgroup namespace) as
+    /// a path in the mounted tree.
+    fn placed(&self, ns_path: &str) -> Option<String> {
+        join_within(self.ns_root.as_deref()?, ns_path)
     }
 
     /// The path of cgroup `id` relative to the cgroup2 root, e.g. `/system.slice/x.service`.
@@ -53,7 +147,7 @@ impl CgroupResolver {
             return Some(p.clone());
         }
         let root = self.root.clone()?;
-        if let Some(rel) = proc_cgroup_v2(pid) {
+        if let Some(rel) = proc_cgroup_v2(pid).and_then(|p| self.placed(&p)) {
             if ino(&root.join(rel.trim_start_matches('/'))) == Some(id) {
                 self.paths.insert(id, rel.clone());
                 return Some(rel);
@@ -81,7 +175,7 @@ impl CgroupResolver {
 
     /// The cgroup v2 id of a live process (the inode of its cgroup directory).
     pub fn id_of_pid(&self, pid: u32) -> Option<u64> {
-        let rel = proc_cgroup_v2(pid)?;
+        let rel = self.placed(&proc_cgroup_v2(pid)?)?;
         ino(&self.root.as_ref()?.join(rel.trim_start_matches('/')))
     }
 
@@ -130,6 +224,18 @@ pub fn proc_cgroup_v2(pid: u32) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn namespace_relative_paths_are_placed_in_the_tree() {
+        assert_eq!(join_within("/", "/a/b").as_deref(), Some("/a/b"));
+        assert_eq!(join_within("/", "/").as_deref(), Some("/"));
+        assert_eq!(
+            join_within("/kubepods/pod1/c1", "/../../pod2/c2").as_deref(),
+            Some("/kubepods/pod2/c2")
+        );
+        assert_eq!(join_within("/k/p", "/../../..").as_deref(), None);
+        assert_eq!(join_within("/", "/../x"), None);
+    }
 
     #[test]
     fn own_cgroup_resolves() {

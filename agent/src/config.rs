@@ -33,6 +33,8 @@ pub struct Config {
     pub metrics: crate::metrics::MetricsConfig,
     /// The gRPC API on a Unix socket (`proctor attest`, `proctor events`).
     pub api: crate::api::ApiConfig,
+    /// Pod metadata (namespace, name, service account, labels, images).
+    pub kubernetes: crate::pod_metadata::KubernetesConfig,
 }
 
 /// The key of secret fingerprints. Give every node of a cluster the same key
@@ -110,6 +112,7 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             metrics: crate::metrics::MetricsConfig::default(),
             api: crate::api::ApiConfig::default(),
+            kubernetes: crate::pod_metadata::KubernetesConfig::default(),
         }
     }
 }
@@ -208,6 +211,7 @@ impl Config {
         }
         self.catalog()?;
         self.secrets.validate().map_err(anyhow::Error::msg)?;
+        self.kubernetes.validate().map_err(anyhow::Error::msg)?;
         if self.sinks.is_empty() {
             bail!("sinks is empty: events would go nowhere; add `- type: stdout`");
         }
@@ -283,6 +287,7 @@ mod tests {
         assert_eq!(cfg.sinks, code.sinks);
         assert_eq!(cfg.state_dir, code.state_dir);
         assert_eq!(cfg.api, code.api);
+        assert_eq!(cfg.kubernetes, code.kubernetes);
         assert_eq!(cfg.metrics.listen, code.metrics.listen);
         let (a, b) = (&cfg.secrets, &code.secrets);
         assert_eq!(a.enabled, b.enabled);

@@ -29,6 +29,7 @@ use crate::{
     exec_id::{exec_id, Origin},
     exec_identity::{self, ParentRef},
     hash_cache::HashCache,
+    pod_metadata::{self, PodCache},
     preflight,
     probes::{self, per_cpu_total, Probes},
     process_table::{ProcessTable, Record},
@@ -54,6 +55,8 @@ struct State {
     table: Arc<Mutex<ProcessTable>>,
     cgroups: CgroupResolver,
     hashes: Arc<HashCache>,
+    /// Pod metadata, when a source runs (kubernetes config).
+    pods: Option<Arc<PodCache>>,
     secrets: Option<SecretMonitor>,
     tx: mpsc::Sender<Pending>,
     gaps: Gaps,
@@ -99,7 +102,8 @@ impl State {
         if let Some(r) = self.table.lock().unwrap().get(pid) {
             return Some(r.snapshot.clone());
         }
-        let s = scan_pid(pid, &mut self.cgroups, &self.hashes)?;
+        let mut s = scan_pid(pid, &mut self.cgroups, &self.hashes)?;
+        s.snapshot = s.snapshot.with_pods(self.pods.as_ref());
         let snapshot = s.snapshot.clone();
         self.table.lock().unwrap().insert(pid, s.into_record(false));
         Some(snapshot)
@@ -159,7 +163,8 @@ impl State {
                 })
         };
         let cgroup_path = self.cgroups.path(rec.cgroup_id, rec.tgid);
-        let snapshot = exec_identity::from_exec(&rec, parent, cgroup_path, &self.hashes);
+        let snapshot = exec_identity::from_exec(&rec, parent, cgroup_path, &self.hashes)
+            .with_pods(self.pods.as_ref());
         self.table.lock().unwrap().insert(
             rec.tgid,
             Record {
@@ -196,6 +201,7 @@ impl State {
                     process: Arc::new(p),
                     exe_hash: parent.snapshot.exe_hash.clone(),
                     script_hash: parent.snapshot.script_hash.clone(),
+                    pods: parent.snapshot.pods.clone(),
                 }
             });
         let record = match inherited {
@@ -211,9 +217,11 @@ impl State {
                 let Some(s) = scan_pid(f.child_tgid, &mut self.cgroups, &self.hashes) else {
                     return;
                 };
+                let mut r = s.into_record(false);
+                r.snapshot = r.snapshot.with_pods(self.pods.as_ref());
                 Record {
                     since_boottime_ns: f.hdr.ktime_ns,
-                    ..s.into_record(false)
+                    ..r
                 }
             }
         };
@@ -283,6 +291,41 @@ pub struct Agent {
     started: Instant,
     metrics: Arc<crate::metrics::Metrics>,
     metrics_addr: Option<std::net::SocketAddr>,
+    pod_source: PodSource,
+}
+
+/// The pod metadata source the config asks for, or why there is none.
+struct PodSource {
+    cache: Option<Arc<PodCache>>,
+    /// (config, URL) of the pod list to poll.
+    poll: Option<(pod_metadata::KubernetesConfig, String)>,
+    disabled: Option<String>,
+}
+
+fn pod_source(cfg: &pod_metadata::KubernetesConfig, node: &str) -> Result<PodSource> {
+    let off = |why: String| PodSource {
+        cache: None,
+        poll: None,
+        disabled: Some(why),
+    };
+    if let Err(why) = cfg.active() {
+        return Ok(off(why));
+    }
+    let url = match cfg.url(node) {
+        Ok(u) => u,
+        Err(e) if cfg.enabled == pod_metadata::config::Enabled::On => anyhow::bail!(e),
+        Err(e) => {
+            tracing::warn!("pod metadata off: {e}");
+            return Ok(off(e));
+        }
+    };
+    Ok(PodSource {
+        cache: Some(PodCache::new(pod_metadata::source::initial_stats(
+            cfg.source, &url,
+        ))),
+        poll: Some((cfg.clone(), url)),
+        disabled: None,
+    })
 }
 
 impl Agent {
@@ -306,12 +349,15 @@ impl Agent {
             cfg.hash.max_file_bytes,
         );
         let mut cgroups = CgroupResolver::new();
+        let pods = pod_source(&cfg.kubernetes, &cfg.node())?;
         let mut table =
             ProcessTable::new(cfg.process_table.exit_grace, cfg.process_table.max_exited);
         // Probes are attached first, so a process started during the scan is
         // seen by one or the other (an exec record replaces a scan record).
         for s in procfs_scan::scan_all(&mut cgroups, &hashes) {
-            table.insert(s.snapshot.process.pid, s.into_record(true));
+            let mut r = s.into_record(true);
+            r.snapshot = r.snapshot.with_pods(pods.cache.as_ref());
+            table.insert(r.snapshot.process.pid, r);
         }
         // Parsing the kernel's BTF (twice: offsets and program loading) leaves
         // tens of MiB of freed heap behind; hand it back to the OS.
@@ -337,6 +383,7 @@ impl Agent {
                 table: Arc::new(Mutex::new(table)),
                 cgroups,
                 hashes,
+                pods: pods.cache.clone(),
                 secrets,
                 tx,
                 gaps: Gaps::default(),
@@ -348,6 +395,7 @@ impl Agent {
             started: Instant::now(),
             metrics: crate::metrics::Metrics::new(),
             metrics_addr: None,
+            pod_source: pods,
         })
     }
 
@@ -393,6 +441,14 @@ impl Agent {
         self.metrics_addr = crate::metrics::serve(&self.cfg.metrics, self.metrics.clone()).await?;
         let emit_task = tokio::spawn(emitter.run(self.rx.take().expect("run once")));
         let log_task = self.probes.logger.take().map(spawn_probe_log);
+        let pod_task = match (self.pod_source.poll.take(), &self.pod_source.cache) {
+            (Some((cfg, url)), Some(cache)) => Some(tokio::spawn(pod_metadata::source::run(
+                cfg,
+                url,
+                cache.clone(),
+            ))),
+            _ => None,
+        };
 
         let events = self.probes.events.take().expect("run once");
         let mut events = watch_fd(events).context("watch the ring buffer fd")?;
@@ -434,6 +490,9 @@ impl Agent {
         drop(state.tx);
         emit_task.await.ok();
         if let Some(t) = log_task {
+            t.abort();
+        }
+        if let Some(t) = pod_task {
             t.abort();
         }
         // Dropping the Ebpf object closes every program and link fd: nothing stays in the kernel.
@@ -483,6 +542,10 @@ impl Agent {
         }
         let h = self.state.hashes.snapshot();
         m.hash_totals(h.hits, h.misses);
+        if let Some(c) = &self.pod_source.cache {
+            let s = c.stats();
+            m.pod_metadata(s.fetches_ok, s.fetches_failed, s.pods);
+        }
         for s in sinks() {
             m.sink_total(s.name, "delivered", s.delivered);
             m.sink_total(s.name, "failed", s.failed);
@@ -501,6 +564,13 @@ impl Agent {
         }
     }
 
+    fn pod_metadata_status(&self) -> serde_json::Value {
+        match (&self.pod_source.cache, &self.pod_source.disabled) {
+            (Some(c), _) => serde_json::to_value(c.stats()).unwrap_or_default(),
+            (None, why) => json!({"source": "none", "state": "disabled", "reason": why}),
+        }
+    }
+
     async fn emit_status(
         &mut self,
         state: &str,
@@ -516,7 +586,7 @@ impl Agent {
         let snapshot = match snapshot {
             Some(s) => s,
             None => match scan_pid(own, &mut self.state.cgroups, &self.state.hashes) {
-                Some(s) => s.snapshot,
+                Some(s) => s.snapshot.with_pods(self.state.pods.as_ref()),
                 None => return,
             },
         };
@@ -559,6 +629,7 @@ impl Agent {
                 "connects_without_process": g.connects_without_process,
             },
             "secrets": self.state.secrets.as_ref().map(|m| m.stats_json()),
+            "pod_metadata": self.pod_metadata_status(),
             "emitted": self.emit_counters.snapshot(),
             "process_table": self.state.table.lock().unwrap().stats(),
             "hash_cache": self.state.hashes.snapshot(),

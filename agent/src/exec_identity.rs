@@ -189,6 +189,7 @@ pub fn from_exec(
         process: Arc::new(process),
         exe_hash: Some(exe_hash),
         script_hash,
+        pods: None,
     }
 }
 

@@ -23,6 +23,7 @@ pub mod hash_cache;
 pub mod inventory_store;
 pub mod metrics;
 pub mod net_connect;
+pub mod pod_metadata;
 pub mod policy;
 pub mod policy_check;
 pub mod preflight;

@@ -54,6 +54,11 @@ pub struct SinkLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
     pub state: String,
 }
@@ -82,6 +87,8 @@ pub struct Metrics {
     pub hash_hits: Counter,
     pub hash_misses: Counter,
     pub sink: Family<SinkLabels, Counter>,
+    pod_fetches: Family<OutcomeLabel, Counter>,
+    pod_pods: Gauge,
     pub ready: AtomicBool,
 }
 
@@ -99,6 +106,8 @@ impl Metrics {
             hash_hits: Counter::default(),
             hash_misses: Counter::default(),
             sink: Family::default(),
+            pod_fetches: Family::default(),
+            pod_pods: Gauge::default(),
             ready: AtomicBool::new(false),
         };
         r.register("events", "Events emitted, by kind", m.events.clone());
@@ -137,6 +146,16 @@ impl Metrics {
             "Events per sink and outcome (delivered, failed)",
             m.sink.clone(),
         );
+        r.register(
+            "pod_metadata_fetches",
+            "Fetches of pod metadata (kubelet /pods), by outcome (ok, failed)",
+            m.pod_fetches.clone(),
+        );
+        r.register(
+            "pod_metadata_pods",
+            "Pods whose metadata the agent holds",
+            m.pod_pods.clone(),
+        );
         *m.registry.lock().unwrap() = r;
         Arc::new(m)
     }
@@ -173,6 +192,18 @@ impl Metrics {
         self.mirror("hash/hits".into()).feed(&self.hash_hits, hits);
         self.mirror("hash/misses".into())
             .feed(&self.hash_misses, misses);
+    }
+
+    /// Copies the pod metadata source's totals in.
+    pub fn pod_metadata(&self, ok: u64, failed: u64, pods: usize) {
+        for (outcome, total) in [("ok", ok), ("failed", failed)] {
+            let label = OutcomeLabel {
+                outcome: outcome.into(),
+            };
+            self.mirror(format!("pods/{outcome}"))
+                .feed(&self.pod_fetches.get_or_create(&label), total);
+        }
+        self.pod_pods.set(pods as i64);
     }
 
     pub fn encode(&self) -> String {

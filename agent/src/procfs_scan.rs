@@ -107,6 +107,7 @@ pub fn scan_pid(pid: u32, cgroups: &mut CgroupResolver, hashes: &HashCache) -> O
             process: Arc::new(process),
             exe_hash: Some(exe_hash),
             script_hash: None,
+            pods: None,
         },
         start_boottime_ns,
     })

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::{
     event::Process,
     hash_cache::{HashFuture, HashOutcome},
+    pod_metadata::PodCache,
 };
 
 /// The event-facing view of a process plus the hash computations its
@@ -14,6 +15,9 @@ pub struct Snapshot {
     pub process: Arc<Process>,
     pub exe_hash: Option<HashFuture>,
     pub script_hash: Option<HashFuture>,
+    /// Pod metadata, read when the view is taken (emit, attest): a pod the
+    /// source learns about after the exec still names the process.
+    pub pods: Option<Arc<PodCache>>,
 }
 
 impl Snapshot {
@@ -22,7 +26,14 @@ impl Snapshot {
             process,
             exe_hash: None,
             script_hash: None,
+            pods: None,
         }
+    }
+
+    /// The same snapshot, its pod and container filled from `pods` when taken.
+    pub fn with_pods(mut self, pods: Option<&Arc<PodCache>>) -> Self {
+        self.pods = pods.cloned();
+        self
     }
 
     /// The view with every hash filled in, waiting for those still computing.
@@ -45,10 +56,14 @@ impl Snapshot {
     }
 
     fn fill(&self, exe: Option<HashOutcome>, script: Option<HashOutcome>) -> Arc<Process> {
-        if exe.is_none() && script.is_none() {
+        let found = self.pods.as_ref().and_then(|c| c.find(&self.process));
+        if exe.is_none() && script.is_none() && found.is_none() {
             return self.process.clone();
         }
         let mut p = (*self.process).clone();
+        if let Some(f) = found {
+            f.apply(&mut p);
+        }
         if let Some(o) = exe {
             p.exe.sha256 = o.sha256_hex();
             p.exe.hash_status = o.status();

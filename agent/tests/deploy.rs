@@ -580,6 +580,15 @@ fn check_common_daemonset(r: &Rendering) {
         Some("spec.nodeName"),
         "{n}: env NODE_NAME must come from fieldRef spec.nodeName (the agent watches its node's pods)"
     );
+    let host_ip = seq_at(c, "env")
+        .iter()
+        .find(|e| str_at(e, "name") == Some("HOST_IP"));
+    assert_eq!(
+        host_ip.and_then(|e| str_at(e, "valueFrom.fieldRef.fieldPath")),
+        Some("status.hostIP"),
+        "{n}: env HOST_IP must come from fieldRef status.hostIP (the default kubernetes.kubelet_url \
+         is https://${{HOST_IP}}:10250/pods)"
+    );
 
     // Host mounts: each one present, from the right host path, with the right mode.
     let mut problems = Vec::new();
@@ -802,20 +811,35 @@ fn daemonsets_give_the_agent_its_mounts_privileges_probes_and_resources() {
 fn rbac_namespace_service_and_servicemonitor_fit_together() {
     for r in renderings() {
         let n = &r.name;
-        // RBAC: get/list/watch pods, nothing else.
+        // RBAC: get/list/watch pods and get the kubelet's pod list, nothing else.
         let role = r.one("ClusterRole");
         let rules = seq_at(role, "rules");
         assert_eq!(
             rules.len(),
-            1,
-            "{n}: ClusterRole must have one rule (pods), has {rules:?}"
+            2,
+            "{n}: ClusterRole must have two rules (pods, nodes/pods), has {rules:?}"
         );
-        let set = |k: &str| -> BTreeSet<&str> {
-            seq_at(&rules[0], k)
+        let set_of = |i: usize, k: &str| -> BTreeSet<&str> {
+            seq_at(&rules[i], k)
                 .iter()
                 .filter_map(Value::as_str)
                 .collect()
         };
+        assert_eq!(
+            (
+                set_of(1, "apiGroups"),
+                set_of(1, "resources"),
+                set_of(1, "verbs")
+            ),
+            (
+                BTreeSet::from([""]),
+                BTreeSet::from(["nodes/pods"]),
+                BTreeSet::from(["get"])
+            ),
+            "{n}: the second ClusterRole rule must be get on nodes/pods (the kubelet's /pods), \
+             not nodes/proxy"
+        );
+        let set = |k: &str| set_of(0, k);
         assert_eq!(
             set("apiGroups"),
             BTreeSet::from([""]),

@@ -7,8 +7,11 @@
 //!   (effective ids, read at answer time), `path:/exe` (not for fileless or
 //!   deleted binaries), `sha256:HEX` (only when the hash of the exec'd file
 //!   version is known and the file was not modified since).
-//! - `k8s` (as SPIRE's k8s attestor), when the pod is known: `pod-uid:`,
-//!   `ns:`, `sa:`, `pod-name:`.
+//! - `k8s` (as SPIRE's k8s attestor), when the pod is known: `pod-uid:`
+//!   (from the cgroup path alone), and once pod metadata names them `ns:`,
+//!   `sa:`, `pod-name:`, `pod-label:KEY:VALUE` (one per label),
+//!   `container-name:`, `container-image:` (the image as the pod spec names
+//!   it, and again its `imageID` digest reference when the runtime reports one).
 //! - `proctor`: `attestation:kernel-exec|procfs-scan`, `exec-sha256:HEX`,
 //!   `binary-unmodified:true|false`, `fileless:`, `deleted:`,
 //!   `script-path:`, `script-sha256:HEX`, `parent-sha256:HEX`, `cgroup:PATH`,
@@ -161,6 +164,27 @@ pub fn selectors(p: &Process, cx: &Context<'_>) -> Vec<Selector> {
             sel(&mut out, "k8s", format!("{form}:{v}"));
         }
     }
+    if let Some(labels) = pod.and_then(|p| p.get("labels")?.as_object()) {
+        for (k, v) in labels {
+            if let Some(v) = v.as_str() {
+                sel(&mut out, "k8s", format!("pod-label:{k}:{v}"));
+            }
+        }
+    }
+    // Container names and images are Kubernetes facts only inside a pod.
+    let container = p.container.as_ref();
+    if pod.is_some() {
+        if let Some(n) = json_str(container, "name") {
+            sel(&mut out, "k8s", format!("container-name:{n}"));
+        }
+        let image = json_str(container, "image");
+        if let Some(i) = image {
+            sel(&mut out, "k8s", format!("container-image:{i}"));
+        }
+        if let Some(d) = json_str(container, "image_id").filter(|d| Some(*d) != image) {
+            sel(&mut out, "k8s", format!("container-image:{d}"));
+        }
+    }
 
     let attestation = attestation_name(p.attestation);
     sel(&mut out, "proctor", format!("attestation:{attestation}"));
@@ -190,7 +214,6 @@ pub fn selectors(p: &Process, cx: &Context<'_>) -> Vec<Selector> {
     if let Some(path) = &p.cgroup.path {
         sel(&mut out, "proctor", format!("cgroup:{path}"));
     }
-    let container = p.container.as_ref();
     if let Some(id) = json_str(container, "id") {
         sel(&mut out, "proctor", format!("container-id:{id}"));
     }
@@ -456,6 +479,46 @@ mod tests {
         let text = render_identity_text(&id);
         assert!(text.contains("binary unmodified since exec"), "{text}");
         assert!(text.contains("  unix:uid:1000"), "{text}");
+    }
+
+    #[test]
+    fn pod_metadata_gives_k8s_selectors() {
+        let creds = Creds::from_record(&process());
+        let none = NameDb::default();
+        let cx = Context {
+            creds: &creds,
+            users: &none,
+            groups: &none,
+            parent: None,
+        };
+        let mut p = process();
+        p.pod = Some(serde_json::json!({
+            "uid": "u-1", "namespace": "shop", "name": "web-0", "service_account": "web",
+            "labels": {"app": "web", "tier": "front"},
+        }));
+        p.container = Some(serde_json::json!({
+            "id": "c0ffee", "runtime": "containerd", "name": "app",
+            "image": "reg/app:1", "image_id": "reg/app@sha256:ab",
+        }));
+        let v = values(&selectors(&p, &cx));
+        for want in [
+            "k8s:pod-uid:u-1",
+            "k8s:ns:shop",
+            "k8s:sa:web",
+            "k8s:pod-name:web-0",
+            "k8s:pod-label:app:web",
+            "k8s:pod-label:tier:front",
+            "k8s:container-name:app",
+            "k8s:container-image:reg/app:1",
+            "k8s:container-image:reg/app@sha256:ab",
+            "proctor:container-id:c0ffee",
+        ] {
+            assert!(v.contains(&want.to_string()), "{want} missing from {v:?}");
+        }
+        // A container outside any pod: no k8s container selectors.
+        p.pod = None;
+        let v = values(&selectors(&p, &cx));
+        assert!(!v.iter().any(|s| s.starts_with("k8s:")), "{v:?}");
     }
 
     #[test]

@@ -50,9 +50,17 @@ pub struct AgentProc {
 impl AgentProc {
     /// Starts `proctor run` with `config` (YAML) and waits for its "started" status.
     pub fn start(config: &str) -> AgentProc {
+        Self::start_with(config, |_| {})
+    }
+
+    /// `start`, with the command adjusted first (e.g. a `pre_exec` that
+    /// places the agent in a cgroup namespace of its own, as in a pod).
+    pub fn start_with(config: &str, tweak: impl FnOnce(&mut Command)) -> AgentProc {
         let mut cfg = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut cfg, config.as_bytes()).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_proctor"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_proctor"));
+        tweak(&mut cmd);
+        let mut child = cmd
             .args(["run", "--config"])
             .arg(cfg.path())
             .stdout(Stdio::piped())

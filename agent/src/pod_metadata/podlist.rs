@@ -1,0 +1,242 @@
+//! The kubelet's `/pods` answer (a `v1.PodList`), reduced to what identity
+//! needs: who the pod is, and which container id runs which image.
+//!
+//! A list that is not a PodList is an error naming what was wrong; a single
+//! pod without a uid is skipped and counted, not allowed to spoil the rest.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// One pod as the agent keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodMeta {
+    pub uid: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub service_account: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// Containers that have a runtime id (regular, init and ephemeral).
+    pub containers: Vec<ContainerMeta>,
+}
+
+/// A container of a pod, by the id its runtime gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerMeta {
+    /// The bare id, as it appears in cgroup paths (no `containerd://`).
+    pub id: String,
+    pub name: String,
+    pub image: Option<String>,
+    /// The image's digest reference (`imageID`), when the runtime reports one.
+    pub image_id: Option<String>,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PodList {
+    pub pods: Vec<PodMeta>,
+    /// Items without a uid (not a pod the agent can match to anything).
+    pub skipped: usize,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("the answer is not JSON ({0}); check that the URL is the kubelet's /pods endpoint")]
+    NotJson(String),
+    #[error("the answer is JSON but not a PodList ({0}); check that the URL is the kubelet's /pods endpoint")]
+    NotPodList(String),
+}
+
+#[derive(Deserialize)]
+struct RawList {
+    kind: Option<String>,
+    items: Option<Vec<RawPod>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawPod {
+    metadata: RawMeta,
+    spec: RawSpec,
+    status: RawStatus,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawMeta {
+    uid: Option<String>,
+    name: Option<String>,
+    namespace: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct RawSpec {
+    service_account_name: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct RawStatus {
+    container_statuses: Option<Vec<RawContainerStatus>>,
+    init_container_statuses: Option<Vec<RawContainerStatus>>,
+    ephemeral_container_statuses: Option<Vec<RawContainerStatus>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct RawContainerStatus {
+    name: String,
+    image: Option<String>,
+    #[serde(rename = "imageID")]
+    image_id: Option<String>,
+    #[serde(rename = "containerID")]
+    container_id: Option<String>,
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.is_empty())
+}
+
+/// `containerd://<id>` (or `cri-o://`, `docker://`) -> `<id>`; `None` for an
+/// empty id (a container not created yet).
+pub fn bare_container_id(s: &str) -> Option<&str> {
+    let id = s.split_once("://").map_or(s, |(_, id)| id);
+    (!id.is_empty()).then_some(id)
+}
+
+/// Parses the body of a kubelet `/pods` answer.
+pub fn parse(body: &[u8]) -> Result<PodList, ParseError> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
+    if !v.is_object() {
+        return Err(ParseError::NotPodList(format!(
+            "top level is {}, not an object",
+            json_type(&v)
+        )));
+    }
+    let raw: RawList =
+        serde_json::from_value(v).map_err(|e| ParseError::NotPodList(e.to_string()))?;
+    if let Some(k) = raw.kind.as_deref().filter(|k| *k != "PodList") {
+        return Err(ParseError::NotPodList(format!("kind is {k:?}")));
+    }
+    let Some(items) = raw.items else {
+        return Err(ParseError::NotPodList("it has no `items`".into()));
+    };
+    let mut out = PodList::default();
+    for pod in items {
+        let Some(uid) = non_empty(pod.metadata.uid) else {
+            out.skipped += 1;
+            continue;
+        };
+        let s = pod.status;
+        let containers = [
+            s.container_statuses,
+            s.init_container_statuses,
+            s.ephemeral_container_statuses,
+        ]
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|c| {
+            let id = bare_container_id(c.container_id.as_deref()?)?.to_string();
+            Some(ContainerMeta {
+                id,
+                name: c.name,
+                image: non_empty(c.image),
+                image_id: non_empty(c.image_id),
+            })
+        })
+        .collect();
+        out.pods.push(PodMeta {
+            uid,
+            namespace: non_empty(pod.metadata.namespace),
+            name: non_empty(pod.metadata.name),
+            service_account: non_empty(pod.spec.service_account_name),
+            labels: pod.metadata.labels.unwrap_or_default(),
+            containers,
+        });
+    }
+    Ok(out)
+}
+
+fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "4f1c2a9e4b6d8f0a1c3e5a7b9d1f2e4c6a8b0d2f4e6a8c0b2d4f6e8a0c2e4a6b";
+
+    #[test]
+    fn a_pod_with_its_containers() {
+        let body = format!(
+            r#"{{"kind":"PodList","apiVersion":"v1","metadata":{{}},"items":[
+              {{"metadata":{{"name":"web-0","namespace":"shop","uid":"u-1","labels":{{"app":"web"}}}},
+                "spec":{{"serviceAccountName":"web","nodeName":"n1","containers":[{{"name":"app","image":"x"}}]}},
+                "status":{{"phase":"Running",
+                  "initContainerStatuses":[{{"name":"init","image":"busybox:1","imageID":"","containerID":"cri-o://{ID}"}}],
+                  "containerStatuses":[{{"name":"app","image":"reg/app:1","imageID":"reg/app@sha256:ab","containerID":"containerd://c1"}},
+                                       {{"name":"waiting","image":"reg/w:1","imageID":"","started":false}}]}}}},
+              {{"metadata":{{"name":"no-uid"}}}}
+            ]}}"#
+        );
+        let l = parse(body.as_bytes()).unwrap();
+        assert_eq!(l.skipped, 1);
+        assert_eq!(l.pods.len(), 1);
+        let p = &l.pods[0];
+        assert_eq!(p.uid, "u-1");
+        assert_eq!(p.namespace.as_deref(), Some("shop"));
+        assert_eq!(p.service_account.as_deref(), Some("web"));
+        assert_eq!(p.labels.get("app").map(String::as_str), Some("web"));
+        let ids: Vec<_> = p.containers.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["c1", ID], "a container without an id is left out");
+        assert_eq!(
+            p.containers[0].image_id.as_deref(),
+            Some("reg/app@sha256:ab")
+        );
+        assert_eq!(p.containers[1].image_id, None, "empty imageID is unknown");
+    }
+
+    #[test]
+    fn malformed_answers_are_named_errors() {
+        let err = |b: &str| parse(b.as_bytes()).unwrap_err().to_string();
+        assert!(err("").contains("not JSON"));
+        assert!(err("<html>401 Unauthorized</html>").contains("not JSON"));
+        assert!(err(r#"{"items": [ {"metadata": "#).contains("not JSON"));
+        assert!(err("[]").contains("top level is an array"));
+        assert!(err("null").contains("top level is null"));
+        assert!(err(r#"{"kind":"Status","status":"Failure"}"#).contains("kind is \"Status\""));
+        assert!(err(r#"{"kind":"PodList"}"#).contains("no `items`"));
+        assert!(err(r#"{"items": 7}"#).contains("not a PodList"));
+        assert!(err(r#"{"items": [{"metadata": {"uid": 5}}]}"#).contains("not a PodList"));
+        let e = err(r#"{"items": [{"metadata": {"labels": {"a": 1}}}]}"#);
+        assert!(e.contains("not a PodList"), "{e}");
+        // Empty list and unknown fields are fine.
+        assert_eq!(
+            parse(br#"{"kind":"PodList","items":[],"extra":{"x":1}}"#).unwrap(),
+            PodList::default()
+        );
+        // Deeply nested garbage does not blow the stack.
+        let deep = "[".repeat(100_000);
+        assert!(err(&deep).contains("not JSON"));
+    }
+
+    #[test]
+    fn container_ids_lose_their_scheme() {
+        assert_eq!(bare_container_id("containerd://abc"), Some("abc"));
+        assert_eq!(bare_container_id("docker://abc"), Some("abc"));
+        assert_eq!(bare_container_id("abc"), Some("abc"));
+        assert_eq!(bare_container_id("containerd://"), None);
+        assert_eq!(bare_container_id(""), None);
+    }
+}

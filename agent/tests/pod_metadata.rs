@@ -1,0 +1,538 @@
+//! Pod metadata from the kubelet's `/pods` endpoint, end to end: the real
+//! agent polls an HTTPS endpoint, real processes run in cgroups shaped like
+//! the kubelet's, and their events and attestation answers name the pod.
+//!
+//! No kubelet runs here, so the endpoint is a stand-in: a TLS server started
+//! by the test on loopback, with a CA the test generates, serving a recorded
+//! kubelet PodList (tests/data/kubelet-podlist-standin.json) and checking
+//! the bearer token like a kubelet's authenticator would.
+
+mod common;
+
+use std::{
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{Arc, Mutex},
+};
+
+use common::*;
+use serde_json::Value;
+
+const PODLIST: &str = include_str!("data/kubelet-podlist-standin.json");
+/// The pod `shop/checkout-7c9d8f6b5-x2x8q` of the recorded list.
+const POD_UID: &str = "6a3e1f4b-2c7d-4e8a-9b10-5d2c8e7f1a90";
+const CONTAINER_ID: &str = "8b3f5d7e9a1c2e4f6a8b0d2c4e6f8a1b3d5c7e9f0a2b4c6d8e1f3a5b7c9d0e2f";
+const TOKEN: &str = "proctor-test-token-not-a-real-credential";
+
+/// What the stand-in answers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    PodList,
+    ServerError,
+    Garbage,
+}
+
+#[derive(Default)]
+struct Seen {
+    with_token: u64,
+    without_token: u64,
+    /// Path and query of every request.
+    paths: Vec<String>,
+}
+
+/// The kubelet stand-in: HTTPS on 127.0.0.1, its own CA.
+struct Kubelet {
+    port: u16,
+    dir: tempfile::TempDir,
+    answer: Arc<Mutex<Answer>>,
+    seen: Arc<Mutex<Seen>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Kubelet {
+    fn start(answer: Answer) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+        use tokio_rustls::rustls;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "proctor test kubelet CA");
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let mut srv = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        srv.subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        let srv_key = KeyPair::generate().unwrap();
+        let srv_cert = srv.signed_by(&srv_key, &ca_cert, &ca_key).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).unwrap();
+        std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
+
+        let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![srv_cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(srv_key.serialize_der().into()),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let answer = Arc::new(Mutex::new(answer));
+        let seen: Arc<Mutex<Seen>> = Arc::default();
+        let (a2, s2) = (answer.clone(), seen.clone());
+        rt.spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, a, s) = (acceptor.clone(), a2.clone(), s2.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(move |req| {
+                        let (a, s) = (a.clone(), s.clone());
+                        async move { Ok::<_, std::convert::Infallible>(respond(&req, &a, &s)) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        Self {
+            port,
+            dir,
+            answer,
+            seen,
+            _rt: rt,
+        }
+    }
+
+    fn set(&self, a: Answer) {
+        *self.answer.lock().unwrap() = a;
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The agent's `kubernetes:` section for this stand-in.
+    fn config(&self) -> String {
+        format!(
+            "kubernetes:\n  enabled: true\n  kubelet_url: https://127.0.0.1:{}/pods\n  \
+             token_file: {}\n  ca_file: {}\n  refresh_interval: 1s\n  min_refresh_interval: 200ms\n",
+            self.port,
+            self.file("token").display(),
+            self.file("ca.pem").display()
+        )
+    }
+}
+
+fn respond(
+    req: &hyper::Request<hyper::body::Incoming>,
+    answer: &Mutex<Answer>,
+    seen: &Mutex<Seen>,
+) -> hyper::Response<http_body_util::Full<hyper::body::Bytes>> {
+    let authorized = req
+        .headers()
+        .get("authorization")
+        .is_some_and(|v| v.as_bytes() == format!("Bearer {TOKEN}").as_bytes());
+    {
+        let mut s = seen.lock().unwrap();
+        if authorized {
+            s.with_token += 1;
+        } else {
+            s.without_token += 1;
+        }
+        s.paths.push(req.uri().to_string());
+    }
+    // The kubelet's list, or the API server's restricted to node-1.
+    let known = ["/pods", "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-1"];
+    let (code, body) = if !authorized {
+        (401, "Unauthorized".to_string())
+    } else if !known.contains(&req.uri().to_string().as_str()) {
+        (404, "404 page not found".to_string())
+    } else {
+        match *answer.lock().unwrap() {
+            Answer::PodList => (200, PODLIST.to_string()),
+            Answer::ServerError => (500, "internal error".to_string()),
+            Answer::Garbage => (
+                200,
+                "{\"kind\":\"PodList\",\"items\":[{\"metadata\"".to_string(),
+            ),
+        }
+    };
+    hyper::Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
+        .unwrap()
+}
+
+/// A cgroup tree shaped like the kubelet's cgroupfs driver with containerd:
+/// `<prefix>-kubepods/besteffort/pod<uid>/<container id>`, removed on drop.
+struct PodCgroup {
+    top: PathBuf,
+    leaf: PathBuf,
+    rel: String,
+}
+
+impl PodCgroup {
+    fn new(name: &str) -> Self {
+        let root = proctor::cgroups::cgroup2_mount().expect("cgroup2 is mounted");
+        let top_rel = format!("proctor-test-{}-{name}-kubepods", std::process::id());
+        let rel = format!("{top_rel}/besteffort/pod{POD_UID}/{CONTAINER_ID}");
+        let leaf = root.join(&rel);
+        std::fs::create_dir_all(&leaf).unwrap();
+        Self {
+            top: root.join(top_rel),
+            leaf,
+            rel: format!("/{rel}"),
+        }
+    }
+
+    /// A command that joins this cgroup between fork and exec.
+    fn command(&self, program: &str) -> Command {
+        let procs = self.leaf.join("cgroup.procs");
+        let mut cmd = Command::new(program);
+        unsafe {
+            cmd.pre_exec(move || {
+                std::fs::write(&procs, b"0")?;
+                Ok(())
+            })
+        };
+        cmd
+    }
+}
+
+impl Drop for PodCgroup {
+    fn drop(&mut self) {
+        let mut d = self.leaf.clone();
+        loop {
+            let _ = std::fs::remove_dir(&d);
+            if d == self.top {
+                break;
+            }
+            d = d.parent().unwrap().to_path_buf();
+        }
+    }
+}
+
+/// A process that lives until dropped.
+struct Kid(std::process::Child);
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn attest_selectors(socket: &Path, pid: u32) -> Vec<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_proctor"))
+        .args(["attest", &pid.to_string(), "--json", "--socket"])
+        .arg(socket)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "attest {pid}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id: Value = serde_json::from_slice(&out.stdout).unwrap();
+    id["selectors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no selectors in {id:#}"))
+        .iter()
+        .map(|s| {
+            format!(
+                "{}:{}",
+                s["type"].as_str().unwrap(),
+                s["value"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+fn agent_config(socket: &Path, kubelet: &Kubelet) -> String {
+    format!(
+        "status_interval: 1s\nmetrics:\n  listen: 127.0.0.1:0\napi:\n  socket: {}\n{}",
+        socket.display(),
+        kubelet.config()
+    )
+}
+
+fn pod_status(e: &Value) -> &Value {
+    &e["status"]["pod_metadata"]
+}
+
+fn exec_in(cg: &PodCgroup, agent: &AgentProc, name: &str) -> Value {
+    let m = marker(name);
+    run(cg.command("/bin/true").arg(&m));
+    agent.wait_for(|e| is_exec_with(e, &m))
+}
+
+/// A GET over loopback: the body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn kubelet_pod_metadata_names_the_pod_in_events_and_attestation() {
+    let kubelet = Kubelet::start(Answer::PodList);
+    let cg = PodCgroup::new("meta");
+    // Running before the agent: found by the start-up scan.
+    let sleeper = Kid(cg.command("/bin/sleep").arg("120").spawn().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("api.sock");
+    let agent = AgentProc::start(&agent_config(&socket, &kubelet));
+
+    let st = agent.wait_for(|e| e["kind"] == "agent_status" && pod_status(e)["state"] == "ok");
+    let ps = pod_status(&st);
+    assert_eq!(ps["source"], "kubelet", "{ps:#}");
+    assert_eq!(ps["pods"], 3, "{ps:#}");
+    assert_eq!(ps["fetches_failed"], 0, "{ps:#}");
+    {
+        let seen = kubelet.seen.lock().unwrap();
+        assert!(
+            seen.with_token >= 1,
+            "the agent never sent the bearer token"
+        );
+        assert_eq!(seen.without_token, 0, "a request came without the token");
+    }
+    // The token never shows up in what the agent prints.
+    assert!(!agent.stderr().contains(TOKEN));
+
+    let ev = exec_in(&cg, &agent, "pod-exec");
+    let p = &ev["process"];
+    assert_eq!(p["cgroup"]["path"], cg.rel.as_str(), "{ev:#}");
+    assert_eq!(p["pod"]["uid"], POD_UID, "{ev:#}");
+    assert_eq!(p["pod"]["namespace"], "shop", "{ev:#}");
+    assert_eq!(p["pod"]["name"], "checkout-7c9d8f6b5-x2x8q", "{ev:#}");
+    assert_eq!(p["pod"]["service_account"], "checkout", "{ev:#}");
+    assert_eq!(p["pod"]["labels"]["app"], "checkout", "{ev:#}");
+    assert_eq!(p["container"]["id"], CONTAINER_ID, "{ev:#}");
+    assert_eq!(p["container"]["runtime"], "containerd", "{ev:#}");
+    assert_eq!(p["container"]["name"], "checkout", "{ev:#}");
+    assert_eq!(
+        p["container"]["image"], "registry.example/shop/checkout:1.4.2",
+        "{ev:#}"
+    );
+
+    let sel = attest_selectors(&socket, sleeper.0.id());
+    for want in [
+        format!("k8s:pod-uid:{POD_UID}"),
+        "k8s:ns:shop".into(),
+        "k8s:sa:checkout".into(),
+        "k8s:pod-name:checkout-7c9d8f6b5-x2x8q".into(),
+        "k8s:pod-label:app:checkout".into(),
+        "k8s:pod-label:pod-template-hash:7c9d8f6b5".into(),
+        "k8s:container-name:checkout".into(),
+        "k8s:container-image:registry.example/shop/checkout:1.4.2".into(),
+        "k8s:container-image:registry.example/shop/checkout@sha256:9c2e4a6f8b0d1c3e5a7f9b2d4c6e8a0f1b3d5c7e9a2f4b6d8c0e1a3f5b7d9c2e".into(),
+        format!("proctor:container-id:{CONTAINER_ID}"),
+        "proctor:attestation:procfs-scan".into(),
+    ] {
+        assert!(sel.contains(&want), "{want} missing from {sel:#?}");
+    }
+    // A process outside any pod gets no k8s selectors.
+    let plain = Kid(Command::new("/bin/sleep").arg("60").spawn().unwrap());
+    let m = plain.0.id();
+    agent.wait_for(|e| e["kind"] == "process_exec" && e["process"]["pid"] == m);
+    let sel = attest_selectors(&socket, m);
+    assert!(!sel.iter().any(|s| s.starts_with("k8s:")), "{sel:#?}");
+    drop(sleeper);
+    agent.stop();
+}
+
+#[test]
+fn kubelet_down_agent_answers_from_cgroups_and_reports_the_outage() {
+    let kubelet = Kubelet::start(Answer::Garbage);
+    let cg = PodCgroup::new("down");
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("api.sock");
+    let agent = AgentProc::start(&agent_config(&socket, &kubelet));
+
+    // Several failed fetches: one outage, counted, explained.
+    let st = agent.wait_for(|e| {
+        e["kind"] == "agent_status" && pod_status(e)["consecutive_failures"].as_u64() >= Some(3)
+    });
+    let ps = pod_status(&st);
+    assert_eq!(ps["state"], "failing", "{ps:#}");
+    assert_eq!(ps["outages"], 1, "{ps:#}");
+    assert_eq!(ps["fetches_ok"], 0, "{ps:#}");
+    let err = ps["last_error"].as_str().unwrap();
+    assert!(err.contains("not JSON") && err.contains("/pods"), "{err}");
+
+    // Events and attestation still carry the cgroup evidence.
+    let ev = exec_in(&cg, &agent, "down-exec");
+    let p = &ev["process"];
+    assert_eq!(p["pod"]["uid"], POD_UID, "{ev:#}");
+    assert!(p["pod"]["namespace"].is_null(), "{ev:#}");
+    assert_eq!(p["container"]["id"], CONTAINER_ID, "{ev:#}");
+    assert!(p["container"].get("name").is_none(), "{ev:#}");
+    let sleeper = Kid(cg.command("/bin/sleep").arg("120").spawn().unwrap());
+    let pid = sleeper.0.id();
+    agent.wait_for(|e| e["kind"] == "process_exec" && e["process"]["pid"] == pid);
+    let sel = attest_selectors(&socket, pid);
+    assert!(sel.contains(&format!("k8s:pod-uid:{POD_UID}")), "{sel:#?}");
+    assert!(
+        sel.contains(&format!("proctor:container-id:{CONTAINER_ID}")),
+        "{sel:#?}"
+    );
+    assert!(!sel.iter().any(|s| s.starts_with("k8s:ns:")), "{sel:#?}");
+
+    // HTTP 500 is the same outage: no second warning.
+    kubelet.set(Answer::ServerError);
+    let before = pod_status(&st)["fetches_failed"].as_u64().unwrap();
+    let st = agent.wait_for(|e| {
+        e["kind"] == "agent_status"
+            && pod_status(e)["last_error"]
+                .as_str()
+                .is_some_and(|s| s.contains("HTTP 500"))
+    });
+    let ps = pod_status(&st);
+    assert!(ps["fetches_failed"].as_u64().unwrap() > before, "{ps:#}");
+    assert_eq!(ps["outages"], 1, "{ps:#}");
+    let metrics_addr = st["status"]["metrics_listen"].as_str().unwrap().to_string();
+    let metrics = http_get(&metrics_addr, "/metrics");
+    let failed = metrics
+        .lines()
+        .find(|l| l.starts_with("proctor_pod_metadata_fetches_total{outcome=\"failed\"}"))
+        .unwrap_or_else(|| panic!("no failed-fetch counter in:\n{metrics}"));
+    let n: f64 = failed.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 1.0, "{failed}");
+    let warnings = agent.stderr().matches("pod metadata unavailable").count();
+    assert_eq!(warnings, 1, "one warning per outage:\n{}", agent.stderr());
+
+    // The kubelet answers again: the same process is named by its pod.
+    kubelet.set(Answer::PodList);
+    agent.wait_for(|e| e["kind"] == "agent_status" && pod_status(e)["state"] == "ok");
+    let sel = attest_selectors(&socket, pid);
+    assert!(sel.contains(&"k8s:ns:shop".to_string()), "{sel:#?}");
+    assert!(
+        sel.contains(&"k8s:container-name:checkout".to_string()),
+        "{sel:#?}"
+    );
+    drop(sleeper);
+    agent.stop();
+}
+
+/// In a pod the agent has a cgroup namespace of its own while the host's
+/// cgroup tree is mounted: /proc/<pid>/cgroup shows other processes'
+/// cgroups relative to the agent's (`/../..`). Paths must still come out as
+/// the host's, for processes found at start-up as for new ones.
+#[test]
+fn agent_in_its_own_cgroup_namespace_reports_host_cgroup_paths() {
+    let kubelet = Kubelet::start(Answer::PodList);
+    let cg = PodCgroup::new("cgns");
+    let sleeper = Kid(cg.command("/bin/sleep").arg("120").spawn().unwrap());
+    let root = proctor::cgroups::cgroup2_mount().expect("cgroup2 is mounted");
+    let agent_cg = root.join(format!(
+        "proctor-test-{}-cgns-agent/pod-agent",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&agent_cg).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("api.sock");
+    let procs = agent_cg.join("cgroup.procs");
+    let agent = AgentProc::start_with(&agent_config(&socket, &kubelet), |cmd| unsafe {
+        cmd.pre_exec(move || {
+            std::fs::write(&procs, b"0")?;
+            if libc::unshare(libc::CLONE_NEWCGROUP) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    });
+    // The agent really is in a cgroup namespace of its own.
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/cgroup")).unwrap();
+    assert_ne!(ns(&agent.pid().to_string()), ns("self"));
+    agent.wait_for(|e| e["kind"] == "agent_status" && pod_status(e)["state"] == "ok");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_proctor"))
+        .args(["attest", &sleeper.0.id().to_string(), "--json", "--socket"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(id["cgroup_path"], cg.rel.as_str(), "{id:#}");
+    let sel = attest_selectors(&socket, sleeper.0.id());
+    assert!(sel.contains(&format!("k8s:pod-uid:{POD_UID}")), "{sel:#?}");
+    assert!(sel.contains(&"k8s:ns:shop".to_string()), "{sel:#?}");
+
+    let ev = exec_in(&cg, &agent, "cgns-exec");
+    assert_eq!(ev["process"]["cgroup"]["path"], cg.rel.as_str(), "{ev:#}");
+    assert_eq!(
+        ev["process"]["pod"]["name"], "checkout-7c9d8f6b5-x2x8q",
+        "{ev:#}"
+    );
+    drop(sleeper);
+    agent.stop();
+    let _ = std::fs::remove_dir(&agent_cg);
+    let _ = std::fs::remove_dir(agent_cg.parent().unwrap());
+}
+
+/// `source: api_server`: the same PodList, from the API server's pod list
+/// restricted to this node (a stand-in on loopback again).
+#[test]
+fn api_server_source_lists_only_this_nodes_pods() {
+    let api = Kubelet::start(Answer::PodList);
+    let cg = PodCgroup::new("apisrv");
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("api.sock");
+    let config = format!(
+        "node_name: node-1\nstatus_interval: 1s\nmetrics:\n  listen: 127.0.0.1:0\napi:\n  \
+         socket: {}\nkubernetes:\n  enabled: true\n  source: api_server\n  \
+         api_server_url: https://127.0.0.1:{}\n  token_file: {}\n  ca_file: {}\n  \
+         refresh_interval: 1s\n",
+        socket.display(),
+        api.port,
+        api.file("token").display(),
+        api.file("ca.pem").display()
+    );
+    let agent = AgentProc::start(&config);
+    let st = agent.wait_for(|e| e["kind"] == "agent_status" && pod_status(e)["state"] == "ok");
+    assert_eq!(pod_status(&st)["source"], "api_server", "{st:#}");
+    let paths = api.seen.lock().unwrap().paths.clone();
+    assert!(
+        paths
+            .iter()
+            .all(|p| p == "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-1"),
+        "{paths:?}"
+    );
+    let ev = exec_in(&cg, &agent, "apisrv-exec");
+    assert_eq!(ev["process"]["pod"]["namespace"], "shop", "{ev:#}");
+    assert_eq!(ev["process"]["container"]["name"], "checkout", "{ev:#}");
+    agent.stop();
+}
