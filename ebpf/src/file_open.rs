@@ -403,6 +403,11 @@ pub fn deny_file_open(ctx: aya_ebpf::programs::LsmContext) -> i32 {
     let Some(rule) = (unsafe { DENY_INODES.get(key(dev, ino)) }).copied() else {
         return 0;
     };
+    // The agent itself reads secrets to fingerprint them.
+    let agent = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(crate::AGENT_TGID)) };
+    if (bpf_get_current_pid_tgid() >> 32) as u32 == agent {
+        return 0;
+    }
     let task = unsafe { bpf_get_current_task_btf() } as *const u8;
     if unsafe { reader_allowed(task, rule) } {
         0
