@@ -105,7 +105,8 @@ pub struct Finding {
     pub secret: Option<SecretInfo>,
     pub evidence: Evidence,
     /// What enforcement did about it: `killed` (the reader got SIGKILL before
-    /// its open returned) or `egress_blocked` (the process may not connect).
+    /// its open returned), `denied` (the LSM hook refused the open: EPERM) or
+    /// `egress_blocked` (the process may not connect).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<&'static str>,
 }

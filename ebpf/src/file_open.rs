@@ -18,8 +18,8 @@ use aya_ebpf::{
 };
 use proctor_common::{
     AllowKey, FileOpenEvent, InodeKey, COMPONENT_LEN, FMODE_READ, KIND_FILE_OPEN, LSM_DENIED_SLOT,
-    MATCH_DIR, MATCH_INODE, MATCH_NAME, NAME_KEY_LEN, NAME_NEEDS_ANCHOR, OPEN_FLAG_KILLED,
-    OPEN_FLAG_PATH_TRUNCATED, OPEN_SYSCALL_CREAT, OPEN_SYSCALL_OPEN, OPEN_SYSCALL_OPENAT,
+    MATCH_DIR, MATCH_INODE, MATCH_NAME, NAME_KEY_LEN, NAME_NEEDS_ANCHOR, OPEN_FLAG_DENIED,
+    OPEN_FLAG_KILLED, OPEN_FLAG_PATH_TRUNCATED, OPEN_SYSCALL_CREAT, OPEN_SYSCALL_OPEN, OPEN_SYSCALL_OPENAT,
     OPEN_SYSCALL_OPENAT2,
 };
 
@@ -145,7 +145,38 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) {
 
     let f_mode = unsafe { read::<u32>(file, off!(file_f_mode)) };
     let killed = f_mode & FMODE_READ != 0 && unsafe { enforce_kill(task, dev, ino) };
+    let opened = Opened {
+        file,
+        dentry,
+        dev,
+        ino,
+        f_mode,
+    };
+    let flags = if killed { OPEN_FLAG_KILLED } else { 0 };
+    unsafe { emit_open(&opened, task, matched, slot, flags, ret as i32, syscall) };
+}
 
+/// The file an open produced (or, in the LSM hook, is about to produce).
+struct Opened {
+    file: *const u8,
+    dentry: *const u8,
+    dev: u32,
+    ino: u64,
+    f_mode: u32,
+}
+
+/// One file-open record for userspace. `syscall` 0: no syscall arguments to
+/// read (the LSM hook), the path comes from the dentry walk alone.
+#[inline(always)]
+unsafe fn emit_open(
+    o: &Opened,
+    task: *const u8,
+    matched: u32,
+    slot: u32,
+    flags: u32,
+    fd: i32,
+    syscall: u32,
+) {
     let Some(mut entry) = EVENTS.reserve::<FileOpenEvent>(0) else {
         bump(&DROPS, KIND_FILE_OPEN);
         return;
@@ -160,18 +191,23 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) {
     ev.gid = (uid_gid >> 32) as u32;
     ev.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     ev.comm = bpf_get_current_comm().unwrap_or_default();
-    ev.ino = ino;
-    ev.dev = dev;
-    ev.fd = ret as i32;
+    ev.ino = o.ino;
+    ev.dev = o.dev;
+    ev.fd = fd;
     ev.syscall = syscall;
     ev.matched = matched;
     ev.slot = slot;
-    ev.flags = if killed { OPEN_FLAG_KILLED } else { 0 };
-    ev.f_mode = f_mode;
+    ev.flags = flags;
+    ev.f_mode = o.f_mode;
     unsafe {
-        ev.f_flags = read::<u32>(file, off!(file_f_flags));
-        fill_args(ev, task, syscall);
-        walk_path(ev, file, dentry);
+        ev.f_flags = read::<u32>(o.file, off!(file_f_flags));
+        if syscall != 0 {
+            fill_args(ev, task, syscall);
+        } else {
+            ev.dfd = -100;
+            ev.filename[0] = 0;
+        }
+        walk_path(ev, o.file, o.dentry);
     }
     entry.submit(submit_flags());
     bump(&SENT, KIND_FILE_OPEN);
@@ -384,7 +420,8 @@ unsafe fn walk_path(ev: &mut FileOpenEvent, file: *const u8, dentry: *const u8) 
 /// Where the kernel allows BPF LSM programs: refuse the open itself (EPERM)
 /// for a forbidden reader, instead of killing it after the fact. Probed and
 /// attached at start-up only when the kernel accepts it; the tracepoint kill
-/// stays as the fallback (and sees no successful open when this one denied).
+/// stays as the fallback (and sees no successful open when this one denied,
+/// so the denial is reported from here).
 #[aya_ebpf::macros::lsm(hook = "file_open")]
 pub fn deny_file_open(ctx: aya_ebpf::programs::LsmContext) -> i32 {
     let file: *const u8 = ctx.arg(0);
@@ -392,12 +429,13 @@ pub fn deny_file_open(ctx: aya_ebpf::programs::LsmContext) -> i32 {
     if f_mode & FMODE_READ == 0 {
         return 0;
     }
-    let (dev, ino) = unsafe {
+    let (dev, ino, dentry) = unsafe {
         let inode = read_ptr(file, off!(file_inode));
         let sb = read_ptr(inode, off!(inode_sb));
         (
             read::<u32>(sb, off!(sb_dev)),
             read::<u64>(inode, off!(inode_ino)),
+            read_ptr(file, off!(file_dentry)),
         )
     };
     let Some(rule) = (unsafe { DENY_INODES.get(key(dev, ino)) }).copied() else {
@@ -413,6 +451,17 @@ pub fn deny_file_open(ctx: aya_ebpf::programs::LsmContext) -> i32 {
         0
     } else {
         bump(&SENT, LSM_DENIED_SLOT);
+        // Denied secrets are watched ones: the agent knows them by slot.
+        if let Some(slot) = unsafe { WATCHED_INODES.get(key(dev, ino)) }.copied() {
+            let opened = Opened {
+                file,
+                dentry,
+                dev,
+                ino,
+                f_mode,
+            };
+            unsafe { emit_open(&opened, task, MATCH_INODE, slot, OPEN_FLAG_DENIED, -1, 0) };
+        }
         -1 // -EPERM
     }
 }

@@ -428,6 +428,13 @@ fn attest() -> Result<String> {
 }
 
 fn lsm_deny(agent: &Agent, secrets: &Secrets) -> Result<String> {
+    // Without the LSM path the tracepoint would SIGKILL this driver.
+    let st = agent.next_status()?;
+    same(
+        "kill_enforcement",
+        &st["status"]["kill_enforcement"],
+        "lsm-deny",
+    )?;
     // This process is not an owner: its open() must fail, and it lives on.
     match std::fs::File::open(PGPASS) {
         Ok(_) => bail!("a forbidden open of {PGPASS} succeeded"),
@@ -437,7 +444,13 @@ fn lsm_deny(agent: &Agent, secrets: &Secrets) -> Result<String> {
         ),
     }
     // A forbidden reader process gets the error too, not a signal.
-    let out = Command::new(READER_A).arg(PGPASS).output()?;
+    let reader = Command::new(READER_A)
+        .arg(PGPASS)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let reader_pid = reader.id();
+    let out = reader.wait_with_output()?;
     ensure!(
         out.status.signal().is_none() && out.status.code() == Some(1) && out.stdout.is_empty(),
         "forbidden reader: {} with {} bytes of output",
@@ -461,13 +474,22 @@ fn lsm_deny(agent: &Agent, secrets: &Secrets) -> Result<String> {
         is_finding(e, "secret-read", owner_pid)
     })?;
     same("owner read severity", &f["finding"]["severity"], "info")?;
+    same("owner read action", &f["finding"]["action"], Value::Null)?;
+    // Each refusal is reported, from the LSM hook itself.
+    for pid in [std::process::id(), reader_pid] {
+        let d = agent.wait("denied secret-read", |e| {
+            is_finding(e, "secret-read", pid) && e["finding"]["action"] == "denied"
+        })?;
+        same("denied file.path", &d["file"]["path"], PGPASS)?;
+        same("denied secret.id", &d["finding"]["secret"]["id"], "pgpass")?;
+    }
     let st = agent.next_status()?;
     let denied = st["status"]["kernel"]["sent"]["opens_denied"]
         .as_u64()
         .unwrap_or(0);
     ensure!(denied >= 2, "opens_denied {denied}, want >= 2");
     Ok(format!(
-        "EPERM for non-owners, owner read ok, opens_denied {denied}"
+        "EPERM for non-owners (findings with action denied), owner read ok, opens_denied {denied}"
     ))
 }
 
