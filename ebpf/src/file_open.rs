@@ -108,8 +108,7 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) {
     if ret < 0 {
         return;
     }
-    let agent = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(crate::AGENT_TGID)) };
-    if (bpf_get_current_pid_tgid() >> 32) as u32 == agent {
+    if current_is_agent() {
         return;
     }
     let task = unsafe { bpf_get_current_task_btf() } as *const u8;
@@ -117,15 +116,8 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) {
     if file.is_null() {
         return;
     }
-    let (dev, ino, dentry) = unsafe {
-        let inode = read_ptr(file, off!(file_inode));
-        let sb = read_ptr(inode, off!(inode_sb));
-        (
-            read::<u32>(sb, off!(sb_dev)),
-            read::<u64>(inode, off!(inode_ino)),
-            read_ptr(file, off!(file_dentry)),
-        )
-    };
+    let mut opened = unsafe { Opened::of(file) };
+    let (dev, ino, dentry) = (opened.dev, opened.ino, opened.dentry);
 
     let (matched, slot) = if let Some(s) = unsafe { WATCHED_INODES.get(key(dev, ino)) } {
         (MATCH_INODE, *s)
@@ -143,15 +135,8 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) {
         }
     };
 
-    let f_mode = unsafe { read::<u32>(file, off!(file_f_mode)) };
-    let killed = f_mode & FMODE_READ != 0 && unsafe { enforce_kill(task, dev, ino) };
-    let opened = Opened {
-        file,
-        dentry,
-        dev,
-        ino,
-        f_mode,
-    };
+    opened.f_mode = unsafe { read::<u32>(file, off!(file_f_mode)) };
+    let killed = opened.f_mode & FMODE_READ != 0 && unsafe { enforce_kill(task, dev, ino) };
     let flags = if killed { OPEN_FLAG_KILLED } else { 0 };
     unsafe { emit_open(&opened, task, matched, slot, flags, ret as i32, syscall) };
 }
@@ -163,6 +148,33 @@ struct Opened {
     dev: u32,
     ino: u64,
     f_mode: u32,
+}
+
+impl Opened {
+    /// Identity and dentry of `file`; `f_mode` is left for the caller, who
+    /// may not need it.
+    #[inline(always)]
+    unsafe fn of(file: *const u8) -> Opened {
+        unsafe {
+            let inode = read_ptr(file, off!(file_inode));
+            let sb = read_ptr(inode, off!(inode_sb));
+            Opened {
+                file,
+                dentry: read_ptr(file, off!(file_dentry)),
+                dev: read::<u32>(sb, off!(sb_dev)),
+                ino: read::<u64>(inode, off!(inode_ino)),
+                f_mode: 0,
+            }
+        }
+    }
+}
+
+/// The agent's own opens of secrets (fingerprinting, discovery) are neither
+/// reported nor refused.
+#[inline(always)]
+fn current_is_agent() -> bool {
+    let agent = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(crate::AGENT_TGID)) };
+    (bpf_get_current_pid_tgid() >> 32) as u32 == agent
 }
 
 /// One file-open record for userspace. `syscall` 0: no syscall arguments to
@@ -429,21 +441,13 @@ pub fn deny_file_open(ctx: aya_ebpf::programs::LsmContext) -> i32 {
     if f_mode & FMODE_READ == 0 {
         return 0;
     }
-    let (dev, ino, dentry) = unsafe {
-        let inode = read_ptr(file, off!(file_inode));
-        let sb = read_ptr(inode, off!(inode_sb));
-        (
-            read::<u32>(sb, off!(sb_dev)),
-            read::<u64>(inode, off!(inode_ino)),
-            read_ptr(file, off!(file_dentry)),
-        )
-    };
+    let mut opened = unsafe { Opened::of(file) };
+    opened.f_mode = f_mode;
+    let (dev, ino) = (opened.dev, opened.ino);
     let Some(rule) = (unsafe { DENY_INODES.get(key(dev, ino)) }).copied() else {
         return 0;
     };
-    // The agent itself reads secrets to fingerprint them.
-    let agent = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(crate::AGENT_TGID)) };
-    if (bpf_get_current_pid_tgid() >> 32) as u32 == agent {
+    if current_is_agent() {
         return 0;
     }
     let task = unsafe { bpf_get_current_task_btf() } as *const u8;
@@ -453,13 +457,6 @@ pub fn deny_file_open(ctx: aya_ebpf::programs::LsmContext) -> i32 {
         bump(&SENT, LSM_DENIED_SLOT);
         // Denied secrets are watched ones: the agent knows them by slot.
         if let Some(slot) = unsafe { WATCHED_INODES.get(key(dev, ino)) }.copied() {
-            let opened = Opened {
-                file,
-                dentry,
-                dev,
-                ino,
-                f_mode,
-            };
             unsafe { emit_open(&opened, task, MATCH_INODE, slot, OPEN_FLAG_DENIED, -1, 0) };
         }
         -1 // -EPERM

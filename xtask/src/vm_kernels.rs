@@ -77,12 +77,8 @@ fn newest_cached(series: &str) -> Option<String> {
 /// Resolves, downloads and extracts the kernel of `series` (`6.1`) or of an
 /// exact package name; cached kernels are reused.
 pub fn fetch(which: &str) -> Result<Kernel> {
-    let (series, package) = if which.starts_with("linux-image-") {
-        let series = which["linux-image-".len()..]
-            .splitn(3, '.')
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(".");
+    let (series, package) = if let Some(rest) = which.strip_prefix("linux-image-") {
+        let series = rest.splitn(3, '.').take(2).collect::<Vec<_>>().join(".");
         (series, Some(which.to_string()))
     } else {
         (which.to_string(), None)
@@ -129,18 +125,41 @@ pub fn fetch(which: &str) -> Result<Kernel> {
         }
         return Err(e);
     }
+    prune_older(&kernel);
     Ok(kernel)
 }
 
+/// A newer kernel of the series replaces the cached ones (~130 MB each).
+fn prune_older(kernel: &Kernel) {
+    let prefix = format!("linux-image-{}.", kernel.series);
+    for e in std::fs::read_dir(cache_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&prefix) && name != kernel.package {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 fn download(package: &str, dir: &Path) -> Result<()> {
-    let work = dir.join("download");
+    // Per process: two runs sharing the cache must not unpack into one place.
+    let work = dir.join(format!("download.{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
+    let result = download_into(package, dir, &work);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn download_into(package: &str, dir: &Path, work: &Path) -> Result<()> {
     run(Command::new("apt-get")
         .args(["download", "-qq", package])
-        .current_dir(&work))
+        .current_dir(work))
     .with_context(|| format!("cannot download {package}"))?;
-    let deb = std::fs::read_dir(&work)?
+    let deb = std::fs::read_dir(work)?
         .flatten()
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|x| x == "deb"))
@@ -154,7 +173,7 @@ fn download(package: &str, dir: &Path) -> Result<()> {
         .context("cannot run dpkg-deb")?;
     let status = Command::new("tar")
         .args(["-x", "-C"])
-        .arg(&work)
+        .arg(work)
         .args(["--wildcards", "./boot/vmlinuz-*"])
         .stdin(tar.stdout.context("dpkg-deb stdout")?)
         .status()
@@ -172,9 +191,9 @@ fn download(package: &str, dir: &Path) -> Result<()> {
     let image = std::fs::read(&vmlinuz)?;
     let vmlinux = decompress_bzimage(&image)
         .with_context(|| format!("cannot extract vmlinux from {}", vmlinuz.display()))?;
-    let tmp = dir.join("vmlinux.tmp");
+    let tmp = work.join("vmlinux");
     std::fs::write(&tmp, &vmlinux)?;
-    let btf_tmp = dir.join("vmlinux.btf.tmp");
+    let btf_tmp = work.join("vmlinux.btf");
     run(Command::new("objcopy")
         .args(["-O", "binary", "--only-section=.BTF"])
         .arg(&tmp)
@@ -184,9 +203,9 @@ fn download(package: &str, dir: &Path) -> Result<()> {
         btf.starts_with(&[0x9f, 0xeb]),
         "{package}: the vmlinux has no .BTF section; proctor needs CONFIG_DEBUG_INFO_BTF"
     );
+    // The BTF last: its presence is what marks a complete cache entry.
     std::fs::rename(&tmp, dir.join("vmlinux"))?;
     std::fs::rename(&btf_tmp, dir.join("vmlinux.btf"))?;
-    std::fs::remove_dir_all(&work)?;
     Ok(())
 }
 
@@ -285,6 +304,41 @@ linux-image-6.12.117+deb12-rt-amd64-unsigned - Linux 6.12 for 64-bit PCs, PREEMP
             Some("linux-image-6.12.117+deb12-amd64-unsigned")
         );
         assert_eq!(newest_package("6.6", APT), None);
+    }
+
+    /// A minimal bzImage around a gzip payload: the header fields the
+    /// extraction reads, laid out as the x86 boot protocol defines them.
+    fn bzimage(payload_plain: &[u8]) -> Vec<u8> {
+        let mut gz = Command::new("gzip")
+            .arg("-c")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        gz.stdin.take().unwrap().write_all(payload_plain).unwrap();
+        let mut payload = gz.wait_with_output().unwrap().stdout;
+        payload.extend_from_slice(&(payload_plain.len() as u32).to_le_bytes());
+        let setup_sects = 1u8;
+        let mut image = vec![0u8; (setup_sects as usize + 1) * 512];
+        image[0x1f1] = setup_sects;
+        image[0x202..0x206].copy_from_slice(b"HdrS");
+        image[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+        image[0x248..0x24c].copy_from_slice(&16u32.to_le_bytes());
+        image[0x24c..0x250].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        image.extend_from_slice(&[0u8; 16]);
+        image.extend_from_slice(&payload);
+        image.extend_from_slice(b"trailing setup data");
+        image
+    }
+
+    #[test]
+    fn payload_is_found_decompressed_and_size_checked() {
+        let mut elf = b"\x7fELF".to_vec();
+        elf.extend((0..50_000u32).map(|i| (i % 251) as u8));
+        assert_eq!(decompress_bzimage(&bzimage(&elf)).unwrap(), elf);
+        let not_elf = vec![7u8; 1000];
+        let err = decompress_bzimage(&bzimage(&not_elf)).unwrap_err();
+        assert!(err.to_string().contains("not an ELF"), "{err}");
     }
 
     #[test]

@@ -15,17 +15,21 @@ use vm_protocol::{Outcome, DONE, SCENARIOS};
 
 fn main() {
     let mut outcomes = Vec::new();
+    // How long each scenario took under emulation: reported, never asserted.
+    let mut since = std::time::Instant::now();
     let mut report = |scenario: &str, r: anyhow::Result<String>| {
+        let took = format!("[{:.1}s]", since.elapsed().as_secs_f64());
+        since = std::time::Instant::now();
         let o = match r {
             Ok(detail) => Outcome {
                 scenario: scenario.into(),
                 pass: true,
-                detail,
+                detail: format!("{detail} {took}"),
             },
             Err(e) => Outcome {
                 scenario: scenario.into(),
                 pass: false,
-                detail: format!("{e:#}"),
+                detail: format!("{e:#} {took}"),
             },
         };
         println!("{}", o.line());
