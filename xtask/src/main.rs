@@ -42,9 +42,11 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// The end-to-end scenarios on other kernels (Debian's, under QEMU): 6.1 and 6.12 by default.
+    /// The end-to-end scenarios on other kernels (Debian's, under QEMU): by
+    /// default 6.1 and 6.12 with BPF LSM, and 6.12 without it.
     VmTest {
-        /// Kernel series (`6.1`, `6.12`) or exact Debian package names.
+        /// Kernel series (`6.1`, `6.12`) or exact Debian package names;
+        /// `KERNEL:tracepoint` boots it without BPF LSM.
         kernels: Vec<String>,
     },
     /// Benchmarks; writes BENCHMARKS.md.

@@ -13,9 +13,6 @@ use anyhow::{bail, ensure, Context, Result};
 
 use crate::run;
 
-/// The kernel series the matrix boots when none are named.
-pub const DEFAULT_SERIES: &[&str] = &["6.1", "6.12"];
-
 pub struct Kernel {
     pub series: String,
     pub package: String,

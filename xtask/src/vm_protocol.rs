@@ -20,7 +20,7 @@ pub const SCENARIOS: &[&str] = &[
     "secret-replay",
     "net-connect",
     "attest",
-    "lsm-deny",
+    "enforce-kill",
     "no-secret-leak",
 ];
 

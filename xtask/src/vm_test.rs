@@ -1,9 +1,12 @@
-//! `cargo xtask vm-test [KERNEL...]`: the end-to-end scenarios on other
-//! kernels. Each Debian kernel boots under QEMU (software emulation: this
-//! machine's /dev/kvm cannot run ordinary guests) with BPF LSM enabled, runs
-//! `vm-guest` against the real agent, and reports one line per scenario on
-//! its serial console; this side collects them and fails on anything but a
-//! PASS for every scenario on every kernel.
+//! `cargo xtask vm-test [KERNEL[:tracepoint]...]`: the end-to-end scenarios
+//! on other kernels. Each Debian kernel boots under QEMU (software emulation:
+//! this machine's /dev/kvm cannot run ordinary guests), runs `vm-guest`
+//! against the real agent, and reports one line per scenario on its serial
+//! console; this side collects them and fails on anything but a PASS for
+//! every scenario on every boot. A kernel boots with BPF LSM active (the
+//! agent must pick its LSM hooks), or with `:tracepoint` without it (the
+//! agent must fall back to the tracepoint path: LSM programs would attach
+//! there and never run).
 
 use std::{
     io::{BufRead, BufReader},
@@ -24,9 +27,45 @@ use crate::{
 /// Upper bound for one guest, boot to power-off; a hung guest is killed and
 /// its scenarios count as failed.
 const GUEST_TIMEOUT: Duration = Duration::from_secs(900);
+/// The boots `cargo xtask vm-test` (and `cargo xtask test`) runs by default.
+pub const DEFAULT_MATRIX: &[&str] = &["6.1", "6.12", "6.12:tracepoint"];
+const CMDLINE: &str = "console=ttyS0 panic=-1 quiet";
 /// `bpf` in the list makes BPF LSM programs run (attached without it, they never fire).
-const CMDLINE: &str =
-    "console=ttyS0 panic=-1 quiet lsm=lockdown,capability,landlock,yama,apparmor,bpf";
+const LSMS: &str = "lockdown,capability,landlock,yama,apparmor";
+
+/// One guest: a kernel and whether BPF LSM is active in it.
+struct Boot {
+    kernel: Kernel,
+    bpf_lsm: bool,
+    /// `6.1`, `6.12:tracepoint`
+    label: String,
+}
+
+impl Boot {
+    fn cmdline(&self) -> String {
+        // proctor.hooks tells the guest driver which hook set to expect.
+        if self.bpf_lsm {
+            format!("{CMDLINE} lsm={LSMS},bpf proctor.hooks=lsm")
+        } else {
+            format!("{CMDLINE} lsm={LSMS} proctor.hooks=tracepoint")
+        }
+    }
+}
+
+fn boot_of(spec: &str) -> Result<Boot> {
+    let (which, bpf_lsm) = match spec.rsplit_once(':') {
+        Some((k, "tracepoint")) => (k, false),
+        Some((_, other)) => bail!(
+            "`{spec}`: unknown boot variant `{other}`; `KERNEL:tracepoint` boots without BPF LSM"
+        ),
+        None => (spec, true),
+    };
+    Ok(Boot {
+        kernel: vm_kernels::fetch(which)?,
+        bpf_lsm,
+        label: spec.to_string(),
+    })
+}
 
 fn work_dir() -> PathBuf {
     root().join("target/vm-test")
@@ -34,18 +73,15 @@ fn work_dir() -> PathBuf {
 
 pub fn run_matrix(which: &[String], proctor: &Path) -> Result<()> {
     let which: Vec<String> = if which.is_empty() {
-        vm_kernels::DEFAULT_SERIES
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        DEFAULT_MATRIX.iter().map(|s| s.to_string()).collect()
     } else {
         which.to_vec()
     };
-    let kernels = which
+    let boots = which
         .iter()
-        .map(|w| vm_kernels::fetch(w))
+        .map(|w| boot_of(w))
         .collect::<Result<Vec<_>>>()?;
-    check_layouts(&kernels)?;
+    check_layouts(&boots)?;
 
     run(cargo().args(["build", "-p", "xtask", "--bin", "vm-guest"]))?;
     let guest = root().join("target/debug/vm-guest");
@@ -54,16 +90,16 @@ pub fn run_matrix(which: &[String], proctor: &Path) -> Result<()> {
     crate::vm_initramfs::build(proctor, &guest, &initrd)?;
 
     let mut results = Vec::new();
-    for k in &kernels {
+    for b in &boots {
         let started = Instant::now();
-        let outcomes = boot(k, &initrd)?;
-        results.push((k, outcomes, started.elapsed()));
+        let outcomes = boot(b, &initrd)?;
+        results.push((b, outcomes, started.elapsed()));
     }
     print_table(&results);
     let failed: Vec<String> = results
         .iter()
         .filter(|(_, o, _)| !all_passed(o))
-        .map(|(k, _, _)| k.package.clone())
+        .map(|(b, _, _)| format!("{} ({})", b.label, b.kernel.package))
         .collect();
     if !failed.is_empty() {
         bail!(
@@ -77,11 +113,12 @@ pub fn run_matrix(which: &[String], proctor: &Path) -> Result<()> {
 
 /// The struct-offset test against each guest kernel's BTF, run on this host
 /// (the guests then prove the resolved offsets give right events).
-fn check_layouts(kernels: &[Kernel]) -> Result<()> {
-    let spec: Vec<String> = kernels
+fn check_layouts(boots: &[Boot]) -> Result<()> {
+    let mut spec: Vec<String> = boots
         .iter()
-        .map(|k| format!("{}={}", k.series, k.btf.display()))
+        .map(|b| format!("{}={}", b.kernel.series, b.kernel.btf.display()))
         .collect();
+    spec.dedup();
     run(cargo()
         .args([
             "test",
@@ -101,9 +138,14 @@ fn all_passed(outcomes: &[Option<Outcome>]) -> bool {
     outcomes.iter().all(|o| o.as_ref().is_some_and(|o| o.pass))
 }
 
-/// Boots `k` and returns each scenario's outcome (None: never reported).
-fn boot(k: &Kernel, initrd: &Path) -> Result<Vec<Option<Outcome>>> {
-    eprintln!("xtask: booting {} under QEMU (TCG)", k.package);
+/// Boots `b` and returns each scenario's outcome (None: never reported).
+fn boot(b: &Boot, initrd: &Path) -> Result<Vec<Option<Outcome>>> {
+    let k = &b.kernel;
+    eprintln!(
+        "xtask: booting {} under QEMU (TCG), BPF LSM {}",
+        k.package,
+        if b.bpf_lsm { "active" } else { "inactive" }
+    );
     let mut child = Command::new("qemu-system-x86_64")
         .args(["-accel", "tcg", "-cpu", "max", "-m", "512", "-smp", "1"])
         .args(["-nodefaults", "-display", "none", "-serial", "stdio"])
@@ -112,7 +154,8 @@ fn boot(k: &Kernel, initrd: &Path) -> Result<Vec<Option<Outcome>>> {
         .arg(&k.vmlinux)
         .arg("-initrd")
         .arg(initrd)
-        .args(["-append", CMDLINE])
+        .arg("-append")
+        .arg(b.cmdline())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -146,12 +189,12 @@ fn boot(k: &Kernel, initrd: &Path) -> Result<Vec<Option<Outcome>>> {
             Ok(line) => {
                 let line = line.trim_end_matches('\r').to_string();
                 if let Some(o) = Outcome::parse(&line) {
-                    eprintln!("[{}] {}", k.series, o.line());
+                    eprintln!("[{}] {}", b.label, o.line());
                     if let Some(i) = SCENARIOS.iter().position(|s| *s == o.scenario) {
                         outcomes[i] = Some(o);
                     }
                 } else if line.contains(DONE) {
-                    eprintln!("[{}] {}", k.series, line.trim());
+                    eprintln!("[{}] {}", b.label, line.trim());
                 }
                 console.push(line);
             }
@@ -164,7 +207,7 @@ fn boot(k: &Kernel, initrd: &Path) -> Result<Vec<Option<Outcome>>> {
         }
     }
     let status = child.wait()?;
-    let log = work_dir().join(format!("console-{}.log", k.series));
+    let log = work_dir().join(format!("console-{}.log", b.label.replace(':', "-")));
     std::fs::write(&log, console.join("\n"))?;
     if timed_out {
         eprintln!(
@@ -187,13 +230,13 @@ fn boot(k: &Kernel, initrd: &Path) -> Result<Vec<Option<Outcome>>> {
     Ok(outcomes)
 }
 
-fn print_table(results: &[(&Kernel, Vec<Option<Outcome>>, Duration)]) {
+fn print_table(results: &[(&Boot, Vec<Option<Outcome>>, Duration)]) {
     let width = SCENARIOS.iter().map(|s| s.len()).max().unwrap_or(8) + 2;
     let mut head = format!("{:<width$}", "scenario");
-    for (k, _, _) in results {
-        head.push_str(&format!("{:<12}", k.series));
+    for (b, _, _) in results {
+        head.push_str(&format!("{:<18}", b.label));
     }
-    eprintln!("\nvm-test: Debian kernels under QEMU (TCG), BPF LSM enabled\n{head}");
+    eprintln!("\nvm-test: Debian kernels under QEMU (TCG)\n{head}");
     for (i, s) in SCENARIOS.iter().enumerate() {
         let mut row = format!("{s:<width$}");
         for (_, o, _) in results {
@@ -202,11 +245,11 @@ fn print_table(results: &[(&Kernel, Vec<Option<Outcome>>, Duration)]) {
                 Some(_) => "FAIL",
                 None => "missing",
             };
-            row.push_str(&format!("{cell:<12}"));
+            row.push_str(&format!("{cell:<18}"));
         }
         eprintln!("{row}");
     }
-    for (k, _, took) in results {
-        eprintln!("{}: {} in {:.0?}", k.series, k.package, took);
+    for (b, _, took) in results {
+        eprintln!("{}: {} in {:.0?}", b.label, b.kernel.package, took);
     }
 }

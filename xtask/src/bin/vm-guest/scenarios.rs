@@ -30,6 +30,45 @@ const EXEC_TRUE: &str = "/opt/exec/true";
 const SLEEPER: &str = "/opt/attest/sleep";
 const SCRIPT: &str = "/opt/script/hello.sh";
 
+/// The hook set the host booted this guest for (`proctor.hooks=` on the
+/// kernel command line): `lsm` with `bpf` among the active LSMs, `tracepoint`
+/// without it (LSM programs would attach there and never run).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hooks {
+    Lsm,
+    Tracepoint,
+}
+
+impl Hooks {
+    fn from_cmdline() -> Result<Hooks> {
+        let cmdline = std::fs::read_to_string("/proc/cmdline")?;
+        match cmdline
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("proctor.hooks="))
+        {
+            Some("lsm") => Ok(Hooks::Lsm),
+            Some("tracepoint") => Ok(Hooks::Tracepoint),
+            other => {
+                bail!("kernel command line has proctor.hooks={other:?}: want lsm or tracepoint")
+            }
+        }
+    }
+
+    fn file_open(self) -> &'static str {
+        match self {
+            Hooks::Lsm => "tracepoint+lsm",
+            Hooks::Tracepoint => "tracepoint",
+        }
+    }
+
+    fn kill_enforcement(self) -> &'static str {
+        match self {
+            Hooks::Lsm => "lsm-deny",
+            Hooks::Tracepoint => "tracepoint-sigkill",
+        }
+    }
+}
+
 /// Values that must never appear in anything the agent prints.
 struct Secrets {
     aws_key: String,
@@ -37,7 +76,8 @@ struct Secrets {
 }
 
 pub fn run_all(report: &mut impl FnMut(&str, Result<String>)) {
-    let secrets = match setup() {
+    let setup = Hooks::from_cmdline().and_then(|h| Ok((h, setup()?)));
+    let (hooks, secrets) = match setup {
         Ok(s) => s,
         Err(e) => {
             for s in SCENARIOS {
@@ -46,7 +86,7 @@ pub fn run_all(report: &mut impl FnMut(&str, Result<String>)) {
             return;
         }
     };
-    report("doctor", doctor());
+    report("doctor", doctor(hooks));
     let agent = match Agent::start(Path::new(CONFIG)) {
         Ok(a) => a,
         Err(e) => {
@@ -57,7 +97,7 @@ pub fn run_all(report: &mut impl FnMut(&str, Result<String>)) {
         }
     };
     report("agent-start", Ok(kernel_release()));
-    report("hook-selection", hook_selection(&agent));
+    report("hook-selection", hook_selection(&agent, hooks));
     report("exec-sha256", exec_sha256(&agent));
     report("script", script(&agent));
     report("memfd", memfd(&agent));
@@ -65,7 +105,13 @@ pub fn run_all(report: &mut impl FnMut(&str, Result<String>)) {
     report("secret-replay", secret_replay(&agent));
     report("net-connect", net_connect(&agent));
     report("attest", attest());
-    report("lsm-deny", lsm_deny(&agent, &secrets));
+    report(
+        "enforce-kill",
+        match hooks {
+            Hooks::Lsm => lsm_deny(&agent, &secrets),
+            Hooks::Tracepoint => tracepoint_kill(&agent, &secrets),
+        },
+    );
     report("no-secret-leak", no_secret_leak(&agent, &secrets));
 }
 
@@ -166,7 +212,7 @@ fn same(what: &str, got: &Value, want: impl Into<Value>) -> Result<()> {
     Ok(())
 }
 
-fn doctor() -> Result<String> {
+fn doctor(hooks: Hooks) -> Result<String> {
     let out = Command::new("/bin/proctor")
         .args(["doctor", "--json"])
         .output()
@@ -180,32 +226,44 @@ fn doctor() -> Result<String> {
             .map(|c| c["verdict"].clone())
             .unwrap_or(Value::Null)
     };
-    for item in ["btf", "ring_buffer+tp_btf", "lsm", "fentry", "hook_set"] {
+    for item in ["btf", "ring_buffer+tp_btf", "fentry", "hook_set"] {
         same(&format!("doctor {item}"), &verdict(item), "ok")?;
     }
-    let hooks = checks
+    // Without `bpf` among the active LSMs the program attaches but would
+    // never run: doctor must not call that usable.
+    let lsm = match hooks {
+        Hooks::Lsm => "ok",
+        Hooks::Tracepoint => "unavailable",
+    };
+    same("doctor lsm", &verdict("lsm"), lsm)?;
+    let detail = checks
         .iter()
         .find(|c| c["item"] == "hook_set")
         .map(|c| c["detail"].as_str().unwrap_or_default().to_string())
         .unwrap_or_default();
+    let want = format!("file_open: {},", hooks.file_open());
     ensure!(
-        hooks.contains("file_open: tracepoint+lsm"),
-        "doctor hook_set: {hooks}"
+        detail.contains(&want),
+        "doctor hook_set: {detail}, want {want}"
     );
     ensure!(out.status.success(), "proctor doctor exited {}", out.status);
-    Ok(hooks)
+    Ok(detail)
 }
 
-fn hook_selection(agent: &Agent) -> Result<String> {
+fn hook_selection(agent: &Agent, hooks: Hooks) -> Result<String> {
     let st = agent.wait("agent_status started", |e| {
         e["kind"] == "agent_status" && e["status"]["state"] == "started"
     })?;
     let s = &st["status"];
-    same("kill_enforcement", &s["kill_enforcement"], "lsm-deny")?;
+    same(
+        "kill_enforcement",
+        &s["kill_enforcement"],
+        hooks.kill_enforcement(),
+    )?;
     same(
         "hook_set.file_open",
         &s["hook_set"]["file_open"],
-        "tracepoint+lsm",
+        hooks.file_open(),
     )?;
     same("hook_set.exec", &s["hook_set"]["exec"], "tp_btf")?;
     let attached: Vec<&str> = s["hooks"]
@@ -215,8 +273,8 @@ fn hook_selection(agent: &Agent) -> Result<String> {
         .filter_map(|h| h["hook"].as_str())
         .collect();
     ensure!(
-        attached.contains(&"lsm/file_open"),
-        "lsm/file_open not attached: {attached:?}"
+        attached.contains(&"lsm/file_open") == (hooks == Hooks::Lsm),
+        "lsm/file_open attached: {attached:?}"
     );
     Ok(format!("hook_set {}", s["hook_set"]))
 }
@@ -427,6 +485,67 @@ fn attest() -> Result<String> {
     bail!("no kernel-attested answer for pid {pid}; last: {last}")
 }
 
+/// The owner of the kill-enforced secret reads it; its finding is `info`
+/// with no enforcement action.
+fn owner_reads(agent: &Agent, secrets: &Secrets) -> Result<()> {
+    let mut owner = Command::new(OWNER)
+        .arg(PGPASS)
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let owner_pid = owner.id();
+    let mut got = String::new();
+    std::io::Read::read_to_string(owner.stdout.as_mut().unwrap(), &mut got)?;
+    ensure!(owner.wait()?.success(), "owner read failed");
+    ensure!(
+        got.contains(&secrets.pg_password),
+        "the owner did not get the secret's content"
+    );
+    let f = agent.wait("owner's secret-read", |e| {
+        is_finding(e, "secret-read", owner_pid)
+    })?;
+    same("owner read severity", &f["finding"]["severity"], "info")?;
+    same("owner read action", &f["finding"]["action"], Value::Null)
+}
+
+/// The finding for `pid`'s forbidden open, with its enforcement action.
+fn enforced(agent: &Agent, pid: u32, action: &str) -> Result<()> {
+    let d = agent.wait(&format!("secret-read with action {action}"), |e| {
+        is_finding(e, "secret-read", pid) && e["finding"]["action"] == action
+    })?;
+    same("file.path", &d["file"]["path"], PGPASS)?;
+    same("secret.id", &d["finding"]["secret"]["id"], "pgpass")
+}
+
+fn opens_denied(agent: &Agent) -> Result<u64> {
+    let st = agent.next_status()?;
+    Ok(st["status"]["kernel"]["sent"]["opens_denied"]
+        .as_u64()
+        .unwrap_or(0))
+}
+
+/// Without BPF LSM the open tracepoint kills a forbidden reader before it
+/// reads a byte.
+fn tracepoint_kill(agent: &Agent, secrets: &Secrets) -> Result<String> {
+    let reader = Command::new(READER_A)
+        .arg(PGPASS)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let reader_pid = reader.id();
+    let out = reader.wait_with_output()?;
+    ensure!(
+        out.status.signal() == Some(libc::SIGKILL) && out.stdout.is_empty(),
+        "forbidden reader: {} with {} bytes of output",
+        out.status,
+        out.stdout.len()
+    );
+    enforced(agent, reader_pid, "killed")?;
+    owner_reads(agent, secrets)?;
+    let denied = opens_denied(agent)?;
+    ensure!(denied == 0, "opens_denied {denied} without BPF LSM");
+    Ok("tracepoint-sigkill: non-owner killed before any byte, owner read ok".into())
+}
+
 fn lsm_deny(agent: &Agent, secrets: &Secrets) -> Result<String> {
     // Without the LSM path the tracepoint would SIGKILL this driver.
     let st = agent.next_status()?;
@@ -457,39 +576,16 @@ fn lsm_deny(agent: &Agent, secrets: &Secrets) -> Result<String> {
         out.status,
         out.stdout.len()
     );
-    // The owner reads it.
-    let mut owner = Command::new(OWNER)
-        .arg(PGPASS)
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let owner_pid = owner.id();
-    let mut got = String::new();
-    std::io::Read::read_to_string(owner.stdout.as_mut().unwrap(), &mut got)?;
-    ensure!(owner.wait()?.success(), "owner read failed");
-    ensure!(
-        got.contains(&secrets.pg_password),
-        "the owner did not get the secret's content"
-    );
-    let f = agent.wait("owner's secret-read", |e| {
-        is_finding(e, "secret-read", owner_pid)
-    })?;
-    same("owner read severity", &f["finding"]["severity"], "info")?;
-    same("owner read action", &f["finding"]["action"], Value::Null)?;
+    owner_reads(agent, secrets)?;
     // Each refusal is reported, from the LSM hook itself.
     for pid in [std::process::id(), reader_pid] {
-        let d = agent.wait("denied secret-read", |e| {
-            is_finding(e, "secret-read", pid) && e["finding"]["action"] == "denied"
-        })?;
-        same("denied file.path", &d["file"]["path"], PGPASS)?;
-        same("denied secret.id", &d["finding"]["secret"]["id"], "pgpass")?;
+        enforced(agent, pid, "denied")?;
     }
-    let st = agent.next_status()?;
-    let denied = st["status"]["kernel"]["sent"]["opens_denied"]
-        .as_u64()
-        .unwrap_or(0);
+    let denied = opens_denied(agent)?;
     ensure!(denied >= 2, "opens_denied {denied}, want >= 2");
     Ok(format!(
-        "EPERM for non-owners (findings with action denied), owner read ok, opens_denied {denied}"
+        "lsm-deny: EPERM for non-owners (findings with action denied), owner read ok, \
+         opens_denied {denied}"
     ))
 }
 
