@@ -523,16 +523,21 @@ fn opens_denied(agent: &Agent) -> Result<u64> {
         .unwrap_or(0))
 }
 
-/// Without BPF LSM the open tracepoint kills a forbidden reader before it
-/// reads a byte.
-fn tracepoint_kill(agent: &Agent, secrets: &Secrets) -> Result<String> {
+/// A non-owner `cat` of the kill-enforced secret: its pid and how it ended.
+fn forbidden_cat() -> Result<(u32, std::process::Output)> {
     let reader = Command::new(READER_A)
         .arg(PGPASS)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
-    let reader_pid = reader.id();
-    let out = reader.wait_with_output()?;
+    let pid = reader.id();
+    Ok((pid, reader.wait_with_output()?))
+}
+
+/// Without BPF LSM the open tracepoint kills a forbidden reader before it
+/// reads a byte.
+fn tracepoint_kill(agent: &Agent, secrets: &Secrets) -> Result<String> {
+    let (reader_pid, out) = forbidden_cat()?;
     ensure!(
         out.status.signal() == Some(libc::SIGKILL) && out.stdout.is_empty(),
         "forbidden reader: {} with {} bytes of output",
@@ -563,13 +568,7 @@ fn lsm_deny(agent: &Agent, secrets: &Secrets) -> Result<String> {
         ),
     }
     // A forbidden reader process gets the error too, not a signal.
-    let reader = Command::new(READER_A)
-        .arg(PGPASS)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let reader_pid = reader.id();
-    let out = reader.wait_with_output()?;
+    let (reader_pid, out) = forbidden_cat()?;
     ensure!(
         out.status.signal().is_none() && out.status.code() == Some(1) && out.stdout.is_empty(),
         "forbidden reader: {} with {} bytes of output",
