@@ -118,6 +118,7 @@ fn check_layouts(boots: &[Boot]) -> Result<()> {
         .iter()
         .map(|b| format!("{}={}", b.kernel.series, b.kernel.btf.display()))
         .collect();
+    spec.sort_unstable();
     spec.dedup();
     run(cargo()
         .args([
