@@ -88,7 +88,8 @@ pub struct FileInfo {
     pub flags: u32,
     /// read | write | read_write
     pub access: &'static str,
-    /// The path argument exactly as the process passed it.
+    /// The path argument exactly as the process passed it. Empty for an open
+    /// the LSM hook refused: that record comes from the hook, not the syscall.
     pub requested_path: String,
 }
 
