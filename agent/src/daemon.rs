@@ -598,6 +598,7 @@ impl Agent {
             "metrics_listen": self.metrics_addr.map(|a| a.to_string()),
             // How `enforce: kill` is carried out on this kernel.
             "kill_enforcement": if self.probes.lsm_deny { "lsm-deny" } else { "tracepoint-sigkill" },
+            "hook_set": self.probes.hook_set(),
             "mounted": self.mounted,
             "kernel": {
                 "ring_buffer_bytes": self.cfg.kernel.ring_buffer_bytes,

@@ -6,8 +6,8 @@
 use proctor_common::{
     ConnectEvent, EventHeader, ExecEvent, ExitEvent, FileOpenEvent, ForkEvent, ARGS_LEN,
     EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_SCRIPT, FMODE_READ, FMODE_WRITE,
-    KIND_CONNECT, KIND_EXEC, KIND_EXIT, KIND_FILE_OPEN, KIND_FORK, OPEN_FLAG_KILLED,
-    OPEN_FLAG_PATH_TRUNCATED, PATH_COMPONENTS,
+    KIND_CONNECT, KIND_EXEC, KIND_EXIT, KIND_FILE_OPEN, KIND_FORK, OPEN_FLAG_DENIED,
+    OPEN_FLAG_KILLED, OPEN_FLAG_PATH_TRUNCATED, PATH_COMPONENTS,
 };
 
 #[derive(Debug)]
@@ -63,6 +63,9 @@ pub struct OpenRecord {
     pub slot: u32,
     /// The kernel killed the opener (enforce: kill).
     pub killed: bool,
+    /// The LSM hook refused the open (enforce: kill where BPF LSM is active):
+    /// no file was opened, `fd` is -1.
+    pub denied: bool,
     pub comm: String,
     /// The path argument as passed.
     pub filename: String,
@@ -268,6 +271,7 @@ fn open_record(ev: &FileOpenEvent) -> OpenRecord {
         matched: ev.matched,
         slot: ev.slot,
         killed: ev.flags & OPEN_FLAG_KILLED != 0,
+        denied: ev.flags & OPEN_FLAG_DENIED != 0,
         comm: cstr(&ev.comm),
         filename: cstr(&ev.filename),
         path,

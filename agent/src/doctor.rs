@@ -131,7 +131,7 @@ pub fn run() -> Vec<Check> {
     }
 
     if privileged.is_err() {
-        for item in ["ring_buffer+tp_btf", "lsm", "fentry"] {
+        for item in ["ring_buffer+tp_btf", "hook_set", "lsm", "fentry"] {
             out.push(check(
                 item,
                 Verdict::Unavailable,
@@ -139,15 +139,20 @@ pub fn run() -> Vec<Check> {
             ));
         }
     } else {
-        out.push(
-            match probes::load(
-                1 << 16,
-                0,
-                // Enforcement hooks need more (CAP_NET_ADMIN for cgroup
-                // programs); they are optional and not what this line is about.
-                probes::EnforcementHooks::default(),
-            ) {
-                Ok(p) => check(
+        // The LSM deny hook is tried as `proctor run` tries it for kill
+        // rules (optional: without it the tracepoint path stands alone).
+        // block-egress needs CAP_NET_ADMIN and is not what these lines are about.
+        let loaded = probes::load(
+            1 << 16,
+            0,
+            probes::EnforcementHooks {
+                block_egress: false,
+                lsm_deny: true,
+            },
+        );
+        match loaded {
+            Ok(p) => {
+                out.push(check(
                     "ring_buffer+tp_btf",
                     Verdict::Ok,
                     format!(
@@ -158,13 +163,33 @@ pub fn run() -> Vec<Check> {
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),
-                ),
-                Err(e) => check("ring_buffer+tp_btf", Verdict::Missing, format!("{e:#}")).fix(
-                    "proctor needs Linux >= 5.8 with BTF (ring buffer, tp_btf); see docs for the \
-                 supported kernels",
-                ),
-            },
-        );
+                ));
+                let set = p.hook_set();
+                let note = if set.file_open.contains("lsm") {
+                    "; `enforce: kill` rules refuse the open (LSM)"
+                } else {
+                    "; `enforce: kill` rules kill from the open tracepoint"
+                };
+                out.push(check(
+                    "hook_set",
+                    Verdict::Ok,
+                    format!("{}{note}", set.summary()),
+                ));
+            }
+            Err(e) => {
+                out.push(
+                    check("ring_buffer+tp_btf", Verdict::Missing, format!("{e:#}")).fix(
+                        "proctor needs Linux >= 5.8 with BTF (ring buffer, tp_btf); see \
+                         docs/kernels.md for the supported kernels",
+                    ),
+                );
+                out.push(check(
+                    "hook_set",
+                    Verdict::Missing,
+                    "no hooks: the base programs did not load",
+                ));
+            }
+        }
         let lsm_list = first_line("/sys/kernel/security/lsm").unwrap_or_default();
         out.push(match try_optional_program(true) {
             Ok(()) if lsm_list.split(',').any(|l| l == "bpf") => check(

@@ -88,7 +88,8 @@ pub struct FileInfo {
     pub flags: u32,
     /// read | write | read_write
     pub access: &'static str,
-    /// The path argument exactly as the process passed it.
+    /// The path argument exactly as the process passed it. Empty for an open
+    /// the LSM hook refused: that record comes from the hook, not the syscall.
     pub requested_path: String,
 }
 
@@ -105,7 +106,8 @@ pub struct Finding {
     pub secret: Option<SecretInfo>,
     pub evidence: Evidence,
     /// What enforcement did about it: `killed` (the reader got SIGKILL before
-    /// its open returned) or `egress_blocked` (the process may not connect).
+    /// its open returned), `denied` (the LSM hook refused the open: EPERM) or
+    /// `egress_blocked` (the process may not connect).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<&'static str>,
 }

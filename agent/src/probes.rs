@@ -75,6 +75,55 @@ pub struct Probes {
     pub lsm_deny: bool,
 }
 
+/// Which kind of hook carries each kind of evidence on this kernel: decided
+/// at load from what actually attached (`agent_status.hook_set`, `proctor doctor`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HookSet {
+    /// exec, fork and exit.
+    pub exec: String,
+    /// `tracepoint`, or `tracepoint+lsm` where the LSM hook also refuses
+    /// forbidden opens (`enforce: kill`).
+    pub file_open: String,
+    pub connect: String,
+    /// `cgroup` when block-egress hooks are attached, else `none`.
+    pub egress: String,
+}
+
+impl HookSet {
+    pub fn of(attached: &[AttachedProgram]) -> HookSet {
+        let kinds = |prefixes: &[&str]| -> String {
+            let mut found: Vec<&str> = Vec::new();
+            for a in attached {
+                for p in prefixes {
+                    let kind = p.split('/').next().unwrap_or(p);
+                    if a.hook.starts_with(p) && !found.contains(&kind) {
+                        found.push(kind);
+                    }
+                }
+            }
+            if found.is_empty() {
+                "none".into()
+            } else {
+                found.join("+")
+            }
+        };
+        HookSet {
+            exec: kinds(&["tp_btf/sched_process_exec"]),
+            file_open: kinds(&["tracepoint/syscalls/sys_exit_open", "lsm/file_open"]),
+            connect: kinds(&["tracepoint/syscalls/sys_enter_connect"]),
+            egress: kinds(&["cgroup/connect"]),
+        }
+    }
+
+    /// One line for humans: `exec: tp_btf, file_open: tracepoint+lsm, ...`.
+    pub fn summary(&self) -> String {
+        format!(
+            "exec: {}, file_open: {}, connect: {}, egress: {}",
+            self.exec, self.file_open, self.connect, self.egress
+        )
+    }
+}
+
 /// Optional enforcement hooks to try at load.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EnforcementHooks {
@@ -82,6 +131,12 @@ pub struct EnforcementHooks {
     pub block_egress: bool,
     /// The LSM deny-open path for kill rules, where the kernel allows it.
     pub lsm_deny: bool,
+}
+
+impl Probes {
+    pub fn hook_set(&self) -> HookSet {
+        HookSet::of(&self.attached)
+    }
 }
 
 pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64, hooks: EnforcementHooks) -> Result<Probes> {
@@ -251,4 +306,40 @@ fn attach_block_egress(ebpf: &mut Ebpf, attached: &mut Vec<AttachedProgram>) -> 
 /// Sum over CPUs of slot `kind` of a per-CPU counter array.
 pub fn per_cpu_total(map: &PerCpuArray<MapData, u64>, kind: u32) -> u64 {
     map.get(&kind, 0).map(|v| v.iter().sum()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attached(hooks: &[&str]) -> Vec<AttachedProgram> {
+        hooks
+            .iter()
+            .map(|h| AttachedProgram {
+                hook: h.to_string(),
+                id: 1,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hook_set_follows_what_attached() {
+        let base = [
+            "tp_btf/sched_process_exec",
+            "tracepoint/syscalls/sys_exit_openat",
+            "tracepoint/syscalls/sys_exit_openat2",
+            "tracepoint/syscalls/sys_enter_connect",
+        ];
+        let tp = HookSet::of(&attached(&base));
+        assert_eq!(tp.exec, "tp_btf");
+        assert_eq!(tp.file_open, "tracepoint");
+        assert_eq!(tp.connect, "tracepoint");
+        assert_eq!(tp.egress, "none");
+        let mut with_lsm = base.to_vec();
+        with_lsm.extend(["lsm/file_open", "cgroup/connect4", "cgroup/connect6"]);
+        let lsm = HookSet::of(&attached(&with_lsm));
+        assert_eq!(lsm.file_open, "tracepoint+lsm");
+        assert_eq!(lsm.egress, "cgroup");
+        assert!(lsm.summary().contains("file_open: tracepoint+lsm"));
+    }
 }

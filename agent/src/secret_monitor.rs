@@ -80,6 +80,8 @@ pub struct MonitorStats {
     pub map_errors: u64,
     /// Readers killed by `enforce: kill`.
     pub killed: u64,
+    /// Opens refused by the LSM hook for `enforce: kill`.
+    pub denied: u64,
     /// Processes currently cut off by block-egress.
     pub quarantined: usize,
     pub last_scan_visited: usize,
@@ -486,7 +488,11 @@ impl SecretMonitor {
             return out;
         }
         self.stats.reads_reported += 1;
-        self.record_read(&secret_path, reader_now, to_epoch_ns(rec.ktime_ns));
+        // A refused open got no byte: an attempt, not a use of the secret
+        // (no inventory use, no binding, no exfiltration window).
+        if !rec.denied {
+            self.record_read(&secret_path, reader_now, to_epoch_ns(rec.ktime_ns));
+        }
         let verdict = self
             .policy
             .judge(&catalog_id, &secret_path, entry.severity, reader_now);
@@ -502,7 +508,11 @@ impl SecretMonitor {
             path: Some(secret_path.clone()),
             variable: None,
         };
-        let follow_ups = self.track_use(&secret, &catalog_id, &secret_path, reader_now, owner);
+        let follow_ups = if rec.denied {
+            None
+        } else {
+            self.track_use(&secret, &catalog_id, &secret_path, reader_now, owner)
+        };
         let mut finding = findings::secret_read(ReadContext {
             reader: reader_now,
             secret,
@@ -513,6 +523,9 @@ impl SecretMonitor {
         if rec.killed {
             finding.action = Some("killed");
             self.stats.killed += 1;
+        } else if rec.denied {
+            finding.action = Some("denied");
+            self.stats.denied += 1;
         }
         out.push(Pending {
             file: Some(file),

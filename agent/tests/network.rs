@@ -400,6 +400,13 @@ fn kill_stops_a_forbidden_reader_before_it_gets_any_byte() {
         .agent
         .wait_for(|e| e["kind"] == "agent_status" && e["status"]["state"] == "started");
     assert_eq!(started["status"]["kill_enforcement"], "tracepoint-sigkill");
+    // The hook set chosen for this kernel (the LSM one is proven in the
+    // VM-test guests, whose kernels allow it).
+    let hooks = &started["status"]["hook_set"];
+    assert_eq!(hooks["file_open"], "tracepoint", "{started}");
+    assert_eq!(hooks["exec"], "tp_btf", "{started}");
+    assert_eq!(hooks["connect"], "tracepoint", "{started}");
+    assert_eq!(hooks["egress"], "cgroup", "{started}");
     let m = marker("killed");
     let out = Command::new("/bin/cat")
         .arg(&pgpass)

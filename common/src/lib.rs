@@ -41,6 +41,9 @@ pub const MATCH_NAME: u32 = 3;
 pub const OPEN_FLAG_PATH_TRUNCATED: u32 = 1 << 0;
 /// The opener was sent SIGKILL: policy forbids it this secret.
 pub const OPEN_FLAG_KILLED: u32 = 1 << 1;
+/// The LSM hook refused the open (EPERM): the opener got no file at all.
+/// The record comes from `lsm/file_open`, so `fd` is -1 and `filename` empty.
+pub const OPEN_FLAG_DENIED: u32 = 1 << 2;
 /// Which syscall opened the file.
 pub const OPEN_SYSCALL_OPENAT: u32 = 1;
 pub const OPEN_SYSCALL_OPENAT2: u32 = 2;

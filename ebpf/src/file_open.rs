@@ -18,8 +18,8 @@ use aya_ebpf::{
 };
 use proctor_common::{
     AllowKey, FileOpenEvent, InodeKey, COMPONENT_LEN, FMODE_READ, KIND_FILE_OPEN, LSM_DENIED_SLOT,
-    MATCH_DIR, MATCH_INODE, MATCH_NAME, NAME_KEY_LEN, NAME_NEEDS_ANCHOR, OPEN_FLAG_KILLED,
-    OPEN_FLAG_PATH_TRUNCATED, OPEN_SYSCALL_CREAT, OPEN_SYSCALL_OPEN, OPEN_SYSCALL_OPENAT,
+    MATCH_DIR, MATCH_INODE, MATCH_NAME, NAME_KEY_LEN, NAME_NEEDS_ANCHOR, OPEN_FLAG_DENIED,
+    OPEN_FLAG_KILLED, OPEN_FLAG_PATH_TRUNCATED, OPEN_SYSCALL_CREAT, OPEN_SYSCALL_OPEN, OPEN_SYSCALL_OPENAT,
     OPEN_SYSCALL_OPENAT2,
 };
 
@@ -108,8 +108,7 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) {
     if ret < 0 {
         return;
     }
-    let agent = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(crate::AGENT_TGID)) };
-    if (bpf_get_current_pid_tgid() >> 32) as u32 == agent {
+    if current_is_agent() {
         return;
     }
     let task = unsafe { bpf_get_current_task_btf() } as *const u8;
@@ -117,15 +116,8 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) {
     if file.is_null() {
         return;
     }
-    let (dev, ino, dentry) = unsafe {
-        let inode = read_ptr(file, off!(file_inode));
-        let sb = read_ptr(inode, off!(inode_sb));
-        (
-            read::<u32>(sb, off!(sb_dev)),
-            read::<u64>(inode, off!(inode_ino)),
-            read_ptr(file, off!(file_dentry)),
-        )
-    };
+    let mut opened = unsafe { Opened::of(file) };
+    let (dev, ino, dentry) = (opened.dev, opened.ino, opened.dentry);
 
     let (matched, slot) = if let Some(s) = unsafe { WATCHED_INODES.get(key(dev, ino)) } {
         (MATCH_INODE, *s)
@@ -143,9 +135,60 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) {
         }
     };
 
-    let f_mode = unsafe { read::<u32>(file, off!(file_f_mode)) };
-    let killed = f_mode & FMODE_READ != 0 && unsafe { enforce_kill(task, dev, ino) };
+    opened.f_mode = unsafe { read::<u32>(file, off!(file_f_mode)) };
+    let killed = opened.f_mode & FMODE_READ != 0 && unsafe { enforce_kill(task, dev, ino) };
+    let flags = if killed { OPEN_FLAG_KILLED } else { 0 };
+    unsafe { emit_open(&opened, task, matched, slot, flags, ret as i32, syscall) };
+}
 
+/// The file an open produced (or, in the LSM hook, is about to produce).
+struct Opened {
+    file: *const u8,
+    dentry: *const u8,
+    dev: u32,
+    ino: u64,
+    f_mode: u32,
+}
+
+impl Opened {
+    /// Identity and dentry of `file`; `f_mode` is left for the caller, who
+    /// may not need it.
+    #[inline(always)]
+    unsafe fn of(file: *const u8) -> Opened {
+        unsafe {
+            let inode = read_ptr(file, off!(file_inode));
+            let sb = read_ptr(inode, off!(inode_sb));
+            Opened {
+                file,
+                dentry: read_ptr(file, off!(file_dentry)),
+                dev: read::<u32>(sb, off!(sb_dev)),
+                ino: read::<u64>(inode, off!(inode_ino)),
+                f_mode: 0,
+            }
+        }
+    }
+}
+
+/// The agent's own opens of secrets (fingerprinting, discovery) are neither
+/// reported nor refused.
+#[inline(always)]
+fn current_is_agent() -> bool {
+    let agent = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(crate::AGENT_TGID)) };
+    (bpf_get_current_pid_tgid() >> 32) as u32 == agent
+}
+
+/// One file-open record for userspace. `syscall` 0: no syscall arguments to
+/// read (the LSM hook), the path comes from the dentry walk alone.
+#[inline(always)]
+unsafe fn emit_open(
+    o: &Opened,
+    task: *const u8,
+    matched: u32,
+    slot: u32,
+    flags: u32,
+    fd: i32,
+    syscall: u32,
+) {
     let Some(mut entry) = EVENTS.reserve::<FileOpenEvent>(0) else {
         bump(&DROPS, KIND_FILE_OPEN);
         return;
@@ -160,18 +203,23 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) {
     ev.gid = (uid_gid >> 32) as u32;
     ev.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     ev.comm = bpf_get_current_comm().unwrap_or_default();
-    ev.ino = ino;
-    ev.dev = dev;
-    ev.fd = ret as i32;
+    ev.ino = o.ino;
+    ev.dev = o.dev;
+    ev.fd = fd;
     ev.syscall = syscall;
     ev.matched = matched;
     ev.slot = slot;
-    ev.flags = if killed { OPEN_FLAG_KILLED } else { 0 };
-    ev.f_mode = f_mode;
+    ev.flags = flags;
+    ev.f_mode = o.f_mode;
     unsafe {
-        ev.f_flags = read::<u32>(file, off!(file_f_flags));
-        fill_args(ev, task, syscall);
-        walk_path(ev, file, dentry);
+        ev.f_flags = read::<u32>(o.file, off!(file_f_flags));
+        if syscall != 0 {
+            fill_args(ev, task, syscall);
+        } else {
+            ev.dfd = -100;
+            ev.filename[0] = 0;
+        }
+        walk_path(ev, o.file, o.dentry);
     }
     entry.submit(submit_flags());
     bump(&SENT, KIND_FILE_OPEN);
@@ -384,7 +432,8 @@ unsafe fn walk_path(ev: &mut FileOpenEvent, file: *const u8, dentry: *const u8) 
 /// Where the kernel allows BPF LSM programs: refuse the open itself (EPERM)
 /// for a forbidden reader, instead of killing it after the fact. Probed and
 /// attached at start-up only when the kernel accepts it; the tracepoint kill
-/// stays as the fallback (and sees no successful open when this one denied).
+/// stays as the fallback (and sees no successful open when this one denied,
+/// so the denial is reported from here).
 #[aya_ebpf::macros::lsm(hook = "file_open")]
 pub fn deny_file_open(ctx: aya_ebpf::programs::LsmContext) -> i32 {
     let file: *const u8 = ctx.arg(0);
@@ -392,22 +441,24 @@ pub fn deny_file_open(ctx: aya_ebpf::programs::LsmContext) -> i32 {
     if f_mode & FMODE_READ == 0 {
         return 0;
     }
-    let (dev, ino) = unsafe {
-        let inode = read_ptr(file, off!(file_inode));
-        let sb = read_ptr(inode, off!(inode_sb));
-        (
-            read::<u32>(sb, off!(sb_dev)),
-            read::<u64>(inode, off!(inode_ino)),
-        )
-    };
+    let mut opened = unsafe { Opened::of(file) };
+    opened.f_mode = f_mode;
+    let (dev, ino) = (opened.dev, opened.ino);
     let Some(rule) = (unsafe { DENY_INODES.get(key(dev, ino)) }).copied() else {
         return 0;
     };
+    if current_is_agent() {
+        return 0;
+    }
     let task = unsafe { bpf_get_current_task_btf() } as *const u8;
     if unsafe { reader_allowed(task, rule) } {
         0
     } else {
         bump(&SENT, LSM_DENIED_SLOT);
+        // Denied secrets are watched ones: the agent knows them by slot.
+        if let Some(slot) = unsafe { WATCHED_INODES.get(key(dev, ino)) }.copied() {
+            unsafe { emit_open(&opened, task, MATCH_INODE, slot, OPEN_FLAG_DENIED, -1, 0) };
+        }
         -1 // -EPERM
     }
 }

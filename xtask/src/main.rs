@@ -1,10 +1,14 @@
-//! Developer tasks: toolchain bootstrap, build, run, test, bench.
+//! Developer tasks: toolchain bootstrap, build, run, test, bench, VM tests.
 //!
 //! Everything a fresh machine needs is installed from here, idempotently, so
 //! the README's two commands work on a new machine and in CI alike.
 
 mod bench;
 mod setup;
+mod vm_initramfs;
+mod vm_kernels;
+mod vm_protocol;
+mod vm_test;
 
 use std::{
     path::{Path, PathBuf},
@@ -37,6 +41,13 @@ enum Cmd {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// The end-to-end scenarios on other kernels (Debian's, under QEMU): by
+    /// default 6.1 and 6.12 with BPF LSM, and 6.12 without it.
+    VmTest {
+        /// Kernel series (`6.1`, `6.12`) or exact Debian package names;
+        /// `KERNEL:tracepoint` boots it without BPF LSM.
+        kernels: Vec<String>,
     },
     /// Benchmarks; writes BENCHMARKS.md.
     Bench {
@@ -104,12 +115,20 @@ fn main() -> Result<()> {
             ]))?;
             // The integration tests drive the release binary, as users run it.
             build_release()?;
+            let bin = root().join("target/release/proctor");
             run(cargo()
                 .args(["test", "--workspace", "--release"])
                 .args(&args)
-                .env("PROCTOR_BIN", root().join("target/release/proctor")))?;
+                .env("PROCTOR_BIN", &bin))?;
+            // The same scenarios on the other supported kernels.
+            vm_test::run_matrix(&[], &bin)?;
             run(cargo().args(["run", "--quiet", "-p", "xtask", "--", "bench", "--smoke"]))?;
             Ok(())
+        }
+        Cmd::VmTest { kernels } => {
+            setup::all()?;
+            let bin = build_release()?;
+            vm_test::run_matrix(&kernels, &bin)
         }
         Cmd::Bench { smoke } => {
             setup::all()?;

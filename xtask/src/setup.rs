@@ -27,6 +27,13 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     // systemd-analyze verify of the unit (deploy tests).
     "systemd",
     "binutils",
+    // VM tests (cargo xtask vm-test): software-emulated guests booting
+    // Debian's kernels from an initramfs; the kernel images come compressed
+    // with xz (6.1) or zstd (6.12).
+    "qemu-system-x86",
+    "cpio",
+    "xz-utils",
+    "zstd",
 ];
 /// PyPI packages the tests use, installed with the `python3` on PATH.
 pub const PYPI_PACKAGES: &[(&str, &str)] =

@@ -17,7 +17,7 @@
 //! | `dvchost` | node |
 //! | `externalId` | `<node>:<seq>` |
 //! | `cat` | event kind |
-//! | `act` | `exec`, `exit`, `open`, `connect`, agent state; findings: the enforcement action (`killed`, `egress_blocked`) or `alert` |
+//! | `act` | `exec`, `exit`, `open`, `connect`, agent state; findings: the enforcement action (`killed`, `denied`, `egress_blocked`) or `alert` |
 //! | `msg` | human summary |
 //! | `spid`, `sproc`, `suid` | acting process: pid, name, uid |
 //! | `cn1` `parentPid` | parent pid |
@@ -201,7 +201,7 @@ pub fn to_cef(ev: &Event) -> String {
             };
         }
         Kind::Finding => {
-            // What enforcement did (`killed`, `egress_blocked`), else alert.
+            // What enforcement did (`killed`, `denied`, `egress_blocked`), else alert.
             act = ev
                 .finding
                 .as_ref()

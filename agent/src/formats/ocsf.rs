@@ -351,7 +351,7 @@ pub fn enforcement(action: Option<&str>) -> (u8, &str, u8, &str) {
         None => (1, "Allowed", 15, "Detected"),
         // The reader was SIGKILLed before its open returned; the connect
         // was refused by the egress program.
-        Some("killed") | Some("egress_blocked") => (2, "Denied", 2, "Blocked"),
+        Some("killed") | Some("denied") | Some("egress_blocked") => (2, "Denied", 2, "Blocked"),
         Some(other) => (99, other, 7, "Custom Action"),
     }
 }
@@ -1072,6 +1072,7 @@ mod tests {
         assert_eq!(s(&k, "/action"), "Denied");
         assert_eq!(u(&k, "/disposition_id"), 2);
         assert_eq!(enforcement(Some("egress_blocked")).0, 2);
+        assert_eq!(enforcement(Some("denied")).0, 2);
         assert_eq!(
             enforcement(Some("quarantined")),
             (99, "quarantined", 7, "Custom Action")

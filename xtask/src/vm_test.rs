@@ -1,0 +1,256 @@
+//! `cargo xtask vm-test [KERNEL[:tracepoint]...]`: the end-to-end scenarios
+//! on other kernels. Each Debian kernel boots under QEMU (software emulation:
+//! this machine's /dev/kvm cannot run ordinary guests), runs `vm-guest`
+//! against the real agent, and reports one line per scenario on its serial
+//! console; this side collects them and fails on anything but a PASS for
+//! every scenario on every boot. A kernel boots with BPF LSM active (the
+//! agent must pick its LSM hooks), or with `:tracepoint` without it (the
+//! agent must fall back to the tracepoint path: LSM programs would attach
+//! there and never run).
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{
+    cargo, root, run,
+    vm_kernels::{self, Kernel},
+    vm_protocol::{Outcome, DONE, SCENARIOS},
+};
+
+/// Upper bound for one guest, boot to power-off; a hung guest is killed and
+/// its scenarios count as failed.
+const GUEST_TIMEOUT: Duration = Duration::from_secs(900);
+/// The boots `cargo xtask vm-test` (and `cargo xtask test`) runs by default.
+pub const DEFAULT_MATRIX: &[&str] = &["6.1", "6.12", "6.12:tracepoint"];
+const CMDLINE: &str = "console=ttyS0 panic=-1 quiet";
+/// `bpf` in the list makes BPF LSM programs run (attached without it, they never fire).
+const LSMS: &str = "lockdown,capability,landlock,yama,apparmor";
+
+/// One guest: a kernel and whether BPF LSM is active in it.
+struct Boot {
+    kernel: Kernel,
+    bpf_lsm: bool,
+    /// `6.1`, `6.12:tracepoint`
+    label: String,
+}
+
+impl Boot {
+    fn cmdline(&self) -> String {
+        // proctor.hooks tells the guest driver which hook set to expect.
+        if self.bpf_lsm {
+            format!("{CMDLINE} lsm={LSMS},bpf proctor.hooks=lsm")
+        } else {
+            format!("{CMDLINE} lsm={LSMS} proctor.hooks=tracepoint")
+        }
+    }
+}
+
+fn boot_of(spec: &str) -> Result<Boot> {
+    let (which, bpf_lsm) = match spec.rsplit_once(':') {
+        Some((k, "tracepoint")) => (k, false),
+        Some((_, other)) => bail!(
+            "`{spec}`: unknown boot variant `{other}`; `KERNEL:tracepoint` boots without BPF LSM"
+        ),
+        None => (spec, true),
+    };
+    Ok(Boot {
+        kernel: vm_kernels::fetch(which)?,
+        bpf_lsm,
+        label: spec.to_string(),
+    })
+}
+
+fn work_dir() -> PathBuf {
+    root().join("target/vm-test")
+}
+
+pub fn run_matrix(which: &[String], proctor: &Path) -> Result<()> {
+    let which: Vec<String> = if which.is_empty() {
+        DEFAULT_MATRIX.iter().map(|s| s.to_string()).collect()
+    } else {
+        which.to_vec()
+    };
+    let boots = which
+        .iter()
+        .map(|w| boot_of(w))
+        .collect::<Result<Vec<_>>>()?;
+    check_layouts(&boots)?;
+
+    run(cargo().args(["build", "-p", "xtask", "--bin", "vm-guest"]))?;
+    let guest = root().join("target/debug/vm-guest");
+    std::fs::create_dir_all(work_dir())?;
+    let initrd = work_dir().join("initramfs.cpio");
+    crate::vm_initramfs::build(proctor, &guest, &initrd)?;
+
+    let mut results = Vec::new();
+    for b in &boots {
+        let started = Instant::now();
+        let outcomes = boot(b, &initrd)?;
+        results.push((b, outcomes, started.elapsed()));
+    }
+    print_table(&results);
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|(_, o, _)| !all_passed(o))
+        .map(|(b, _, _)| format!("{} ({})", b.label, b.kernel.package))
+        .collect();
+    if !failed.is_empty() {
+        bail!(
+            "vm-test failed on {} (console logs in {})",
+            failed.join(", "),
+            work_dir().display()
+        );
+    }
+    Ok(())
+}
+
+/// The struct-offset test against each guest kernel's BTF, run on this host
+/// (the guests then prove the resolved offsets give right events).
+fn check_layouts(boots: &[Boot]) -> Result<()> {
+    let mut spec: Vec<String> = boots
+        .iter()
+        .map(|b| format!("{}={}", b.kernel.series, b.kernel.btf.display()))
+        .collect();
+    spec.sort_unstable();
+    spec.dedup();
+    run(cargo()
+        .args([
+            "test",
+            "--release",
+            "-p",
+            "proctor",
+            "--test",
+            "kernel_layouts",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("PROCTOR_GUEST_BTF", spec.join(",")))
+}
+
+fn all_passed(outcomes: &[Option<Outcome>]) -> bool {
+    outcomes.iter().all(|o| o.as_ref().is_some_and(|o| o.pass))
+}
+
+/// Boots `b` and returns each scenario's outcome (None: never reported).
+fn boot(b: &Boot, initrd: &Path) -> Result<Vec<Option<Outcome>>> {
+    let k = &b.kernel;
+    eprintln!(
+        "xtask: booting {} under QEMU (TCG), BPF LSM {}",
+        k.package,
+        if b.bpf_lsm { "active" } else { "inactive" }
+    );
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-accel", "tcg", "-cpu", "max", "-m", "512", "-smp", "1"])
+        .args(["-nodefaults", "-display", "none", "-serial", "stdio"])
+        .args(["-no-reboot", "-nic", "none"])
+        .arg("-kernel")
+        .arg(&k.vmlinux)
+        .arg("-initrd")
+        .arg(initrd)
+        .arg("-append")
+        .arg(b.cmdline())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context(
+            "cannot start qemu-system-x86_64 (`cargo xtask setup` installs qemu-system-x86)",
+        )?;
+    let (tx, rx) = mpsc::channel::<String>();
+    for pipe in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let deadline = Instant::now() + GUEST_TIMEOUT;
+    let mut console = Vec::new();
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; SCENARIOS.len()];
+    let mut timed_out = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let line = line.trim_end_matches('\r').to_string();
+                if let Some(o) = Outcome::parse(&line) {
+                    eprintln!("[{}] {}", b.label, o.line());
+                    if let Some(i) = SCENARIOS.iter().position(|s| *s == o.scenario) {
+                        outcomes[i] = Some(o);
+                    }
+                } else if line.contains(DONE) {
+                    eprintln!("[{}] {}", b.label, line.trim());
+                }
+                console.push(line);
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                timed_out = true;
+                let _ = child.kill();
+                break;
+            }
+        }
+    }
+    let status = child.wait()?;
+    let log = work_dir().join(format!("console-{}.log", b.label.replace(':', "-")));
+    std::fs::write(&log, console.join("\n"))?;
+    if timed_out {
+        eprintln!(
+            "xtask: {} did not power off within {GUEST_TIMEOUT:?}; killed",
+            k.package
+        );
+    } else if !status.success() {
+        eprintln!("xtask: qemu exited with {status} for {}", k.package);
+    }
+    if !all_passed(&outcomes) {
+        eprintln!(
+            "xtask: console of {} (also in {}):",
+            k.package,
+            log.display()
+        );
+        for l in console.iter().rev().take(60).rev() {
+            eprintln!("  | {l}");
+        }
+    }
+    Ok(outcomes)
+}
+
+fn print_table(results: &[(&Boot, Vec<Option<Outcome>>, Duration)]) {
+    let width = SCENARIOS.iter().map(|s| s.len()).max().unwrap_or(8) + 2;
+    let mut head = format!("{:<width$}", "scenario");
+    for (b, _, _) in results {
+        head.push_str(&format!("{:<18}", b.label));
+    }
+    eprintln!("\nvm-test: Debian kernels under QEMU (TCG)\n{head}");
+    for (i, s) in SCENARIOS.iter().enumerate() {
+        let mut row = format!("{s:<width$}");
+        for (_, o, _) in results {
+            let cell = match &o[i] {
+                Some(o) if o.pass => "PASS",
+                Some(_) => "FAIL",
+                None => "missing",
+            };
+            row.push_str(&format!("{cell:<18}"));
+        }
+        eprintln!("{row}");
+    }
+    for (b, _, took) in results {
+        eprintln!("{}: {} in {:.0?}", b.label, b.kernel.package, took);
+    }
+}
