@@ -65,8 +65,11 @@ impl PluginConfig {
         if hcl_text.trim().is_empty() {
             return Ok(Self::default());
         }
-        let de = hcl::de::Deserializer::from_str(hcl_text)
+        // Through hcl::Value: deserializing the body directly follows the HCL
+        // JSON mapping, which turns `agent_socket = 5` into the string "${5}".
+        let value: hcl::Value = hcl::from_str(hcl_text)
             .map_err(|e| anyhow::anyhow!("plugin_data is not valid HCL: {e}"))?;
+        let de = serde::de::IntoDeserializer::<hcl::Error>::into_deserializer(value);
         let cfg: Self = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
@@ -132,7 +135,7 @@ mod tests {
         let e = PluginConfig::parse("agent_sock = \"/x\"").unwrap_err().to_string();
         assert!(e.contains("agent_sock") && e.contains("agent_socket"), "{e}");
         let e = PluginConfig::parse("agent_socket = 5").unwrap_err().to_string();
-        assert!(e.contains("key agent_socket"), "{e}");
+        assert!(e.contains("key agent_socket: invalid type: integer"), "{e}");
         let e = PluginConfig::parse("selector_groups = [\"unix\", \"docker\"]")
             .unwrap_err()
             .to_string();
