@@ -496,7 +496,8 @@ mod tests {
         assert!(!v.iter().any(|s| s.starts_with("k8s:ns:")), "{v:?}");
         let all = selectors(&p, &cx);
         assert!(
-            all.iter().all(|s| known_kind(&s.r#type, &s.value).is_some()),
+            all.iter()
+                .all(|s| known_kind(&s.r#type, &s.value).is_some()),
             "a kind missing from SELECTOR_KINDS: {v:?}"
         );
         let id = identity(&p, &cx);

@@ -74,9 +74,7 @@ impl PluginConfig {
             let path = e.path().to_string();
             let inner = e.into_inner();
             if path == "." || path.is_empty() {
-                anyhow::anyhow!(
-                    "plugin_data: {inner} (known keys: agent_socket, selector_groups)"
-                )
+                anyhow::anyhow!("plugin_data: {inner} (known keys: agent_socket, selector_groups)")
             } else {
                 anyhow::anyhow!("plugin_data key {path}: {inner}")
             }
@@ -132,9 +130,16 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let e = PluginConfig::parse("agent_sock = \"/x\"").unwrap_err().to_string();
-        assert!(e.contains("agent_sock") && e.contains("agent_socket"), "{e}");
-        let e = PluginConfig::parse("agent_socket = 5").unwrap_err().to_string();
+        let e = PluginConfig::parse("agent_sock = \"/x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("agent_sock") && e.contains("agent_socket"),
+            "{e}"
+        );
+        let e = PluginConfig::parse("agent_socket = 5")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("key agent_socket: invalid type: integer"), "{e}");
         let e = PluginConfig::parse("selector_groups = [\"unix\", \"docker\"]")
             .unwrap_err()
@@ -150,8 +155,13 @@ mod tests {
         let e = PluginConfig::parse("agent_socket = \"run/p.sock\"")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("key agent_socket") && e.contains("absolute"), "{e}");
-        let e = PluginConfig::parse("agent_socket = ").unwrap_err().to_string();
+        assert!(
+            e.contains("key agent_socket") && e.contains("absolute"),
+            "{e}"
+        );
+        let e = PluginConfig::parse("agent_socket = ")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not valid HCL"), "{e}");
     }
 }

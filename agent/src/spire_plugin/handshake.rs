@@ -132,7 +132,10 @@ mod tests {
     #[test]
     fn cookie_is_required() {
         let e = check_env(env(&[])).unwrap_err().to_string();
-        assert!(e.contains("not by hand") && e.contains("proctor attest"), "{e}");
+        assert!(
+            e.contains("not by hand") && e.contains("proctor attest"),
+            "{e}"
+        );
         let e = check_env(env(&[("WorkloadAttestor", "KeyManager")]))
             .unwrap_err()
             .to_string();

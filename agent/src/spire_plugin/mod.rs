@@ -111,10 +111,10 @@ async fn serve(request: handshake::HostRequest) -> Result<()> {
     }
 
     let down = shutdown.clone();
-    let served = router.serve_with_incoming_shutdown(
-        UnixListenerStream::new(listener),
-        async move { down.wait().await },
-    );
+    let served = router
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+            down.wait().await
+        });
     tokio::select! {
         r = served => r.with_context(|| format!("plugin server on {}", socket.path.display()))?,
         _ = async { shutdown.wait().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
