@@ -75,6 +75,7 @@ fn main() {
     println!("cargo:rustc-env=PROCTOR_BPF_OBJECT={}", out.display());
 
     build_api_protos(&root);
+    build_spire_plugin_protos(&root);
 }
 
 /// The gRPC API (proto/proctor/v1) to Rust, in OUT_DIR. protox parses the
@@ -89,4 +90,22 @@ fn build_api_protos(root: &std::path::Path) {
         .type_attribute(".proctor.v1", "#[derive(serde::Serialize)]")
         .compile_fds(fds)
         .unwrap_or_else(|e| panic!("generate the gRPC API code from proto/: {e}"));
+}
+
+/// The protocols `proctor spire-plugin` serves (SPIRE's plugin SDK services and
+/// hashicorp/go-plugin's own), server side only: the SPIRE agent is the client.
+fn build_spire_plugin_protos(root: &std::path::Path) {
+    let dir = root.join("proto");
+    let files = [
+        "spire/plugin/agent/workloadattestor/v1/workloadattestor.proto",
+        "spire/service/common/config/v1/config.proto",
+        "spire/service/private/init/v1/init.proto",
+        "goplugin/goplugin.proto",
+    ]
+    .map(|f| dir.join(f));
+    let fds = protox::compile(&files, [&dir]).unwrap_or_else(|e| panic!("proto/: {e}"));
+    tonic_prost_build::configure()
+        .build_client(false)
+        .compile_fds(fds)
+        .unwrap_or_else(|e| panic!("generate the SPIRE plugin code from proto/: {e}"));
 }

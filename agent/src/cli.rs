@@ -72,6 +72,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run as a SPIRE agent WorkloadAttestor plugin (started by the SPIRE
+    /// agent, which speaks the go-plugin protocol; not for use by hand). The
+    /// plugin asks the running agent over its API socket.
+    SpirePlugin,
     /// Policy files.
     Policy {
         #[command(subcommand)]
@@ -214,5 +218,6 @@ fn dispatch(cmd: Command) -> Result<i32> {
         Command::Policy {
             command: PolicyCommand::Check { file },
         } => Ok(crate::policy_check::run(&file)),
+        Command::SpirePlugin => crate::spire_plugin::run(),
     }
 }

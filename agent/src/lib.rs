@@ -37,3 +37,4 @@ pub mod secret_monitor;
 pub mod secret_usage;
 pub mod sinks;
 pub mod snapshot;
+pub mod spire_plugin;

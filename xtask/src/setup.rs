@@ -34,6 +34,19 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "cpio",
     "xz-utils",
     "zstd",
+    // The go-plugin host that loads `proctor spire-plugin` as SPIRE does
+    // (spire_plugin tests), built offline in GOPATH mode. protobuf-1-5 is
+    // named so apt does not pick an older one; golang-goprotobuf-dev must
+    // stay out (it conflicts).
+    "golang-go",
+    "golang-github-hashicorp-go-plugin-dev",
+    "golang-github-hashicorp-hcl-dev",
+    "golang-google-grpc-dev",
+    "golang-github-golang-protobuf-1-5-dev",
+    "golang-google-protobuf-dev",
+    "protobuf-compiler",
+    "protoc-gen-go",
+    "protoc-gen-go-grpc",
 ];
 /// PyPI packages the tests use, installed with the `python3` on PATH.
 pub const PYPI_PACKAGES: &[(&str, &str)] =

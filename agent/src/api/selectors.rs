@@ -98,6 +98,52 @@ pub fn resolve_group(group: &str) -> Option<u32> {
         .or_else(|| NameDb::load("/etc/group").id(group))
 }
 
+/// Every selector kind [`selectors`] emits, per selector type: the part of a
+/// value before its first `:`. Registration entries (SPIRE) can only match
+/// these.
+pub const SELECTOR_KINDS: &[(&str, &[&str])] = &[
+    (
+        "unix",
+        &[
+            "uid",
+            "user",
+            "gid",
+            "group",
+            "supplementary_gid",
+            "supplementary_group",
+            "path",
+            "sha256",
+        ],
+    ),
+    ("k8s", &["pod-uid", "ns", "sa", "pod-name"]),
+    (
+        "proctor",
+        &[
+            "attestation",
+            "exec-sha256",
+            "binary-unmodified",
+            "fileless",
+            "deleted",
+            "script-path",
+            "script-sha256",
+            "parent-sha256",
+            "cgroup",
+            "container-id",
+            "container-runtime",
+        ],
+    ),
+];
+
+/// The kind of a selector value (`sha256` for `sha256:ab..`), if it is one
+/// of [`SELECTOR_KINDS`] for `ty`.
+pub fn known_kind<'a>(ty: &str, value: &'a str) -> Option<&'a str> {
+    let kind = value.split(':').next()?;
+    SELECTOR_KINDS
+        .iter()
+        .any(|(t, kinds)| *t == ty && kinds.contains(&kind))
+        .then_some(kind)
+}
+
 fn sel(out: &mut Vec<Selector>, ty: &str, value: String) {
     out.push(Selector {
         r#type: ty.to_string(),
@@ -471,6 +517,12 @@ mod tests {
             assert!(v.contains(&want), "{want} missing from {v:?}");
         }
         assert!(!v.iter().any(|s| s.starts_with("k8s:ns:")), "{v:?}");
+        let all = selectors(&p, &cx);
+        assert!(
+            all.iter()
+                .all(|s| known_kind(&s.r#type, &s.value).is_some()),
+            "a kind missing from SELECTOR_KINDS: {v:?}"
+        );
         let id = identity(&p, &cx);
         assert_eq!(id.parent_exec_id, "parent");
         assert_eq!(id.exe_sha256, h);
@@ -558,6 +610,12 @@ mod tests {
         assert!(v.contains(&"proctor:attestation:procfs-scan".to_string()));
         assert!(v.contains(&"proctor:script-path:/opt/run.sh".to_string()));
         assert!(v.contains(&format!("proctor:script-sha256:{}", "ef".repeat(32))));
+        assert!(
+            selectors(&p, &cx)
+                .iter()
+                .all(|s| known_kind(&s.r#type, &s.value).is_some()),
+            "a kind missing from SELECTOR_KINDS: {v:?}"
+        );
         let id = identity(&p, &cx);
         assert!(!id.integrity.unwrap().kernel_exec);
         assert_eq!(id.parent_exec_id, "");

@@ -239,22 +239,27 @@ pub fn resolve(p: &str) -> PathBuf {
     std::fs::canonicalize(p).unwrap()
 }
 
-/// Runs a command to completion and returns its pid.
-pub fn run(cmd: &mut Command) -> u32 {
-    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+/// Starts a command whose executable the test may have just written.
+pub fn spawn(cmd: &mut Command) -> Child {
     // A file just written may still be open for writing in a child another
     // test thread is forking at that moment (ETXTBSY until that child execs).
     let mut tries = 0;
-    let mut child = loop {
+    loop {
         match cmd.spawn() {
-            Ok(c) => break c,
+            Ok(c) => return c,
             Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
                 tries += 1;
                 std::thread::sleep(Duration::from_millis(20));
             }
             Err(e) => panic!("spawn {cmd:?}: {e}"),
         }
-    };
+    }
+}
+
+/// Runs a command to completion and returns its pid.
+pub fn run(cmd: &mut Command) -> u32 {
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = spawn(cmd);
     let pid = child.id();
     child.wait().unwrap();
     pid

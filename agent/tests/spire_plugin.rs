@@ -1,0 +1,508 @@
+//! `proctor spire-plugin` loaded by a real go-plugin host, the way the SPIRE
+//! agent loads it, against a real running agent.
+//!
+//! The host (tests/spire_host/main.go) is built here from Debian's Go
+//! packages (GOPATH mode, offline): hashicorp/go-plugin for the handshake,
+//! broker and controller, hashicorp/hcl v1 to read the SPIRE agent config and
+//! print plugin_data as SPIRE does, grpc-go and stubs that protoc generates
+//! from our own proto/spire files. The build is cached under the cargo target
+//! directory, keyed by its inputs.
+//!
+//! Needs root (the agent loads BPF; its API allows root only).
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use common::{sha256_file, AgentProc, TEST_CONFIG};
+use proctor::{
+    api::{client, selectors::known_kind},
+    spire_plugin::config::PluginConfig,
+};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .into()
+}
+
+fn proctor_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_proctor")
+}
+
+fn run_ok(cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.get_program()));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The proto files the host needs stubs for, and the Go package of each.
+const HOST_PROTOS: &[(&str, &str)] = &[
+    (
+        "spire/plugin/agent/workloadattestor/v1/workloadattestor.proto",
+        "workloadattestorv1",
+    ),
+    ("spire/service/common/config/v1/config.proto", "configv1"),
+    ("spire/service/private/init/v1/init.proto", "initv1"),
+];
+
+/// Builds the go-plugin host once per test run; reuses an earlier build when
+/// none of its inputs changed.
+fn host() -> &'static Path {
+    static HOST: OnceLock<PathBuf> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let root = repo_root();
+        let main_go = root.join("agent/tests/spire_host/main.go");
+        let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("spire-host");
+        let bin = work.join("spire-host");
+        let stamp = work.join("spire-host.inputs");
+
+        let go_version = Command::new("go")
+            .arg("version")
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run `go` ({e}): install golang-go (cargo xtask setup does)")
+            });
+        let mut inputs = Sha256::new();
+        inputs.update(&go_version.stdout);
+        inputs.update(std::fs::read(&main_go).unwrap());
+        for (proto, _) in HOST_PROTOS {
+            inputs.update(std::fs::read(root.join("proto").join(proto)).unwrap());
+        }
+        let inputs = hex::encode(inputs.finalize());
+        if bin.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&inputs) {
+            return bin;
+        }
+
+        let gopath = work.join("gopath");
+        let _ = std::fs::remove_dir_all(gopath.join("src"));
+        let src = gopath.join("src");
+        std::fs::create_dir_all(src.join("proctor.test/spirehost")).unwrap();
+        let mut protoc = Command::new("protoc");
+        protoc
+            .arg("-I")
+            .arg(root.join("proto"))
+            .arg(format!("--go_out={}", src.display()))
+            .arg(format!("--go-grpc_out={}", src.display()));
+        for (proto, pkg) in HOST_PROTOS {
+            let m = format!("M{proto}=proctor.test/spire/{pkg};{pkg}");
+            protoc
+                .arg(format!("--go_opt={m}"))
+                .arg(format!("--go-grpc_opt={m}"));
+        }
+        protoc.args(HOST_PROTOS.iter().map(|(p, _)| p));
+        run_ok(&mut protoc);
+        std::fs::copy(&main_go, src.join("proctor.test/spirehost/main.go")).unwrap();
+        run_ok(
+            Command::new("go")
+                .args(["build", "-o"])
+                .arg(&bin)
+                .arg("proctor.test/spirehost")
+                .env("GO111MODULE", "off")
+                .env("GOPROXY", "off")
+                .env("GOFLAGS", "")
+                .env("GOPATH", format!("{}:/usr/share/gocode", gopath.display()))
+                .env("GOCACHE", work.join("gocache")),
+        );
+        std::fs::write(&stamp, &inputs).unwrap();
+        bin
+    })
+}
+
+struct HostRun {
+    status: std::process::ExitStatus,
+    report: Value,
+    stderr: String,
+}
+
+fn run_host(args: &[&str], env: &[(&str, &str)]) -> HostRun {
+    let out = Command::new(host())
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the go-plugin host");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = if out.status.success() {
+        serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("host printed no JSON ({e}): {stdout}\n{stderr}"))
+    } else {
+        Value::Null
+    };
+    HostRun {
+        status: out.status,
+        report,
+        stderr,
+    }
+}
+
+/// `plugin_checksum` for this build. sha256sum, not the test's own (debug
+/// build) sha2: the binary is large and the tests run beside other agents.
+fn proctor_checksum() -> &'static str {
+    static SUM: OnceLock<String> = OnceLock::new();
+    SUM.get_or_init(|| {
+        let out = Command::new("sha256sum")
+            .arg(proctor_bin())
+            .output()
+            .expect("run sha256sum");
+        assert!(out.status.success());
+        let sum = String::from_utf8(out.stdout).unwrap();
+        sum.split_whitespace().next().unwrap().to_string()
+    })
+}
+
+/// A SPIRE agent config with the plugin block pointing at this build.
+fn agent_conf(dir: &Path, plugin_data: &str) -> PathBuf {
+    let conf = format!(
+        "agent {{\n  trust_domain = \"example.org\"\n}}\n\
+         plugins {{\n  WorkloadAttestor \"proctor\" {{\n    plugin_cmd = \"{}\"\n    \
+         plugin_args = [\"spire-plugin\"]\n    plugin_checksum = \"{}\"\n    \
+         plugin_data {{\n{plugin_data}\n    }}\n  }}\n}}\n",
+        proctor_bin(),
+        proctor_checksum()
+    );
+    let path = dir.join("agent.conf");
+    std::fs::write(&path, conf).unwrap();
+    path
+}
+
+/// One agent for this test binary, serving its API on a private socket.
+fn agent() -> &'static (AgentProc, PathBuf, tempfile::TempDir) {
+    static AGENT: OnceLock<(AgentProc, PathBuf, tempfile::TempDir)> = OnceLock::new();
+    AGENT.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("proctor.sock");
+        let off = "api:\n  enabled: false\n";
+        assert!(TEST_CONFIG.contains(off));
+        let config = TEST_CONFIG.replace(
+            off,
+            &format!("api:\n  enabled: true\n  socket: {}\n", socket.display()),
+        );
+        let agent = AgentProc::start(&config);
+        (agent, socket, dir)
+    })
+}
+
+struct Kid(Child);
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until the agent vouches for the hash of `pid`'s binary (hashing
+/// runs after the exec event).
+fn wait_for_hash(socket: &Path, pid: u32) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    loop {
+        let last = match rt.block_on(client::attest(socket, pid as i32)) {
+            Ok(id) if !id.exe_sha256.is_empty() => return id.exe_sha256,
+            Ok(id) => format!("{:?}", id.integrity),
+            Err(e) => {
+                assert!(
+                    client::code_of(&e).is_some(),
+                    "the agent API is not answering: {e:#}"
+                );
+                format!("{e:#}")
+            }
+        };
+        assert!(
+            t.elapsed() < WAIT,
+            "the agent never hashed pid {pid}'s binary; last answer: {last}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A live workload started by the test (a copy of sleep in `dir`), once the
+/// agent has hashed its binary; the test's own sha256 of it.
+fn workload(dir: &Path, socket: &Path) -> (Kid, PathBuf, String) {
+    let bin = dir.join("spire-workload");
+    std::fs::copy("/bin/sleep", &bin).unwrap();
+    let want_sha = sha256_file(&bin);
+    let kid = Kid(common::spawn(
+        Command::new(&bin).arg("300").stdout(Stdio::null()),
+    ));
+    assert_eq!(wait_for_hash(socket, kid.0.id()), want_sha);
+    (kid, bin, want_sha)
+}
+
+#[test]
+fn go_plugin_host_gets_kernel_selectors_for_a_live_process() {
+    let (_agent, socket, _) = agent();
+    let dir = tempfile::tempdir().unwrap();
+    let (kid, bin, want_sha) = workload(dir.path(), socket);
+    let pid = kid.0.id();
+
+    let gone = Command::new("/bin/true").spawn().unwrap();
+    let gone_pid = gone.id();
+    let _ = { gone }.wait();
+
+    let conf = agent_conf(
+        dir.path(),
+        &format!("agent_socket = \"{}\"", socket.display()),
+    );
+    let socket_dir = dir.path().join("plugin-sockets");
+    std::fs::create_dir(&socket_dir).unwrap();
+    let run = run_host(
+        &[
+            "-config",
+            conf.to_str().unwrap(),
+            "-pids",
+            &format!("{pid},{gone_pid},0"),
+        ],
+        &[
+            ("PLUGIN_UNIX_SOCKET_DIR", socket_dir.to_str().unwrap()),
+            ("PLUGIN_UNIX_SOCKET_GROUP", "daemon"),
+        ],
+    );
+    assert!(run.status.success(), "host failed: {}", run.stderr);
+    let r = &run.report;
+
+    // Socket where the host asked, reachable by its group.
+    let addr = r["socket_addr"].as_str().unwrap();
+    assert!(addr.starts_with(socket_dir.to_str().unwrap()), "{r}");
+    assert_eq!(r["socket_mode"], "660", "{r}");
+    let daemon_gid = proctor::api::selectors::resolve_group("daemon").unwrap();
+    assert_eq!(r["socket_gid"], daemon_gid, "{r}");
+    assert_eq!(
+        r["socket_gone_after_kill"], true,
+        "plugin did not exit cleanly: {r}"
+    );
+
+    let names = strings(&r["plugin_service_names"]);
+    assert!(
+        names.contains(&"spire.plugin.agent.workloadattestor.v1.WorkloadAttestor".to_string())
+            && names.contains(&"spire.service.common.config.v1.Config".to_string()),
+        "{names:?}"
+    );
+    assert!(r["configure_error"].is_null(), "{r}");
+    assert_eq!(r["validate_valid"], true, "{r}");
+    assert_eq!(r["attest_reference_code"], "Unimplemented", "{r}");
+
+    let attest = r["attest"].as_array().unwrap();
+    assert!(attest[0]["error"].is_null(), "{r}");
+    let sel = strings(&attest[0]["selectors"]);
+    let path = std::fs::canonicalize(&bin).unwrap();
+    for want in [
+        format!("sha256:{want_sha}"),
+        format!("exec-sha256:{want_sha}"),
+        "binary-unmodified:true".to_string(),
+        "uid:0".into(),
+        format!("path:{}", path.display()),
+    ] {
+        assert!(sel.contains(&want), "{want} missing from {sel:?}");
+    }
+    // Values only (SPIRE adds the plugin name), and only kinds the
+    // registration docs may use.
+    for s in &sel {
+        assert!(
+            ["unix", "k8s", "proctor"]
+                .iter()
+                .any(|t| known_kind(t, s).is_some()),
+            "unexpected selector value {s}"
+        );
+    }
+
+    // An exited pid is an error, as with SPIRE's unix attestor.
+    assert!(
+        !Path::new(&format!("/proc/{gone_pid}")).exists(),
+        "pid {gone_pid} was reused during the test"
+    );
+    assert_eq!(attest[1]["error"]["code"], "NotFound", "{r}");
+    assert!(
+        attest[1]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&gone_pid.to_string()),
+        "{r}"
+    );
+    assert_eq!(attest[2]["error"]["code"], "InvalidArgument", "{r}");
+    drop(kid);
+}
+
+#[test]
+fn selector_groups_limit_what_spire_gets() {
+    let (_agent, socket, _) = agent();
+    let dir = tempfile::tempdir().unwrap();
+    let (kid, _, sha) = workload(dir.path(), socket);
+    let pid = kid.0.id();
+    let conf = agent_conf(
+        dir.path(),
+        &format!(
+            "agent_socket = \"{}\"\nselector_groups = [\"proctor\"]",
+            socket.display()
+        ),
+    );
+    let run = run_host(
+        &["-config", conf.to_str().unwrap(), "-pids", &pid.to_string()],
+        &[],
+    );
+    assert!(run.status.success(), "host failed: {}", run.stderr);
+    let sel = strings(&run.report["attest"][0]["selectors"]);
+    assert!(sel.contains(&format!("exec-sha256:{sha}")), "{sel:?}");
+    assert!(
+        sel.iter()
+            .all(|s| known_kind("proctor", s).is_some() && !s.starts_with("uid:")),
+        "{sel:?}"
+    );
+}
+
+#[test]
+fn bad_plugin_data_fails_configure_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = agent_conf(dir.path(), "agent_sockett = \"/run/proctor/proctor.sock\"");
+    let run = run_host(&["-config", conf.to_str().unwrap(), "-pids", "1"], &[]);
+    assert!(run.status.success(), "host failed: {}", run.stderr);
+    let r = &run.report;
+    assert_eq!(r["configure_error"]["code"], "InvalidArgument", "{r}");
+    let msg = r["configure_error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("agent_sockett") && msg.contains("agent_socket"),
+        "{msg}"
+    );
+    assert_eq!(r["validate_valid"], false, "{r}");
+    assert!(
+        strings(&r["validate_notes"])[0].contains("agent_sockett"),
+        "{r}"
+    );
+    // Never configured: no answers.
+    assert_eq!(r["attest"][0]["error"]["code"], "FailedPrecondition", "{r}");
+
+    let conf = agent_conf(dir.path(), "selector_groups = [\"unix\", \"docker\"]");
+    let run = run_host(&["-config", conf.to_str().unwrap()], &[]);
+    let msg = run.report["configure_error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("selector_groups") && msg.contains("docker"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn wrong_magic_cookie_is_refused() {
+    // By hand: no cookie.
+    let out = Command::new(proctor_bin())
+        .arg("spire-plugin")
+        .env_remove("WorkloadAttestor")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stdout.is_empty(),
+        "no handshake line without the cookie"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not by hand") && err.contains("WorkloadAttestor=WorkloadAttestor"),
+        "{err}"
+    );
+
+    // A host whose cookie does not match: the plugin exits before the
+    // handshake, so the host cannot load it. (go-plugin may or may not have
+    // relayed the plugin's stderr by then; the message is checked above.)
+    let dir = tempfile::tempdir().unwrap();
+    let conf = agent_conf(dir.path(), "");
+    let run = run_host(
+        &["-config", conf.to_str().unwrap(), "-cookie", "KeyManager"],
+        &[],
+    );
+    assert!(!run.status.success());
+    assert!(
+        run.stderr.contains("failed to launch plugin"),
+        "{}",
+        run.stderr
+    );
+    let out = Command::new(proctor_bin())
+        .arg("spire-plugin")
+        .env("WorkloadAttestor", "KeyManager")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("set to another value"), "{err}");
+}
+
+/// deploy/spire: the agent.conf snippet's plugin block is what SPIRE needs,
+/// its plugin_data (printed by SPIRE's HCL printer) parses with the plugin's
+/// own parser, and the registration example only uses selector kinds the
+/// plugin emits with that configuration.
+#[test]
+fn deploy_snippet_and_registration_example_match_the_plugin() {
+    let root = repo_root();
+    let conf = root.join("deploy/spire/agent.conf");
+    let run = run_host(&["-config", conf.to_str().unwrap(), "-dump"], &[]);
+    assert!(run.status.success(), "host failed: {}", run.stderr);
+    let r = &run.report;
+    assert_eq!(strings(&r["plugin_args"]), ["spire-plugin"], "{r}");
+    assert!(
+        r["plugin_cmd"].as_str().unwrap().ends_with("/proctor"),
+        "{r}"
+    );
+    let checksum = r["plugin_checksum"].as_str().unwrap();
+    assert!(
+        checksum.len() == 64 && checksum.chars().all(|c| c.is_ascii_hexdigit()),
+        "plugin_checksum must be a sha256 in hex: {checksum}"
+    );
+    let cfg = PluginConfig::parse(r["plugin_data"].as_str().unwrap())
+        .unwrap_or_else(|e| panic!("deploy/spire/agent.conf plugin_data: {e:#}"));
+
+    let example = std::fs::read_to_string(root.join("deploy/spire/register-workload.sh")).unwrap();
+    let selectors: Vec<&str> = example
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "-selector")
+        .map(|w| w[1].trim_matches('"'))
+        .collect();
+    assert!(!selectors.is_empty(), "no -selector in the example");
+    assert!(
+        selectors.iter().any(|s| s.starts_with("proctor:sha256:")),
+        "the example must pin a binary hash: {selectors:?}"
+    );
+    for s in selectors {
+        let (plugin, value) = s.split_once(':').unwrap();
+        if plugin != "proctor" {
+            continue;
+        }
+        let emitted = cfg
+            .selector_groups
+            .iter()
+            .any(|g| known_kind(g.name(), value).is_some());
+        assert!(
+            emitted,
+            "{s}: not a kind the plugin emits with selector_groups {:?}",
+            cfg.selector_groups
+        );
+    }
+}
