@@ -169,7 +169,7 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<DropsResult> {
         "\nHighest rate with zero drops: **{sustained:.0} watched opens/s** (each one a record, two events or more); drops begin at: **{}**.\n",
         match bad {
             Some(b) => format!("{b} opens/s"),
-            None => "not reached (the generator's ceiling came first)".into(),
+            None => format!("not reached up to {:.0} opens/s (the highest rate tried, or the generator's ceiling)", steps.last().map_or(0.0, |s| s.achieved)),
         }
     );
     if !ctx.smoke {
