@@ -110,10 +110,16 @@ pub fn run(bin: &Path, smoke: bool) -> Result<()> {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
+    let load_before = stats::loadavg();
     let mut md = format!(
-        "# Benchmarks\n\nCommand: `cargo xtask bench{}`  \nMachine: {}  \nDate: {date}\n\n",
+        "# Benchmarks\n\nCommand: `cargo xtask bench{}`  \nMachine: {}  \nDate: {date}  \n",
         if smoke { " --smoke" } else { "" },
         stats::machine()
+    );
+    // Other work on the machine shows here: figures taken under load are noise.
+    let _ = writeln!(
+        md,
+        "Load average (1 min) at the start: {load_before}, at the end: @LOAD_END@\n"
     );
     if smoke {
         md.push_str("**Smoke run: tiny sizes, one repetition. These figures mean nothing.**\n\n");
@@ -155,6 +161,7 @@ pub fn run(bin: &Path, smoke: bool) -> Result<()> {
         "Whole run took {:.0} s.",
         started.elapsed().as_secs_f64()
     );
+    let md = md.replace("@LOAD_END@", &stats::loadavg());
 
     let out = if smoke {
         root().join("target/bench-smoke.md")

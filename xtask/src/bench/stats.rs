@@ -110,6 +110,14 @@ pub fn meminfo_kib(key: &str) -> Option<u64> {
     })
 }
 
+/// The 1-minute load average, as the kernel prints it.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 pub fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
