@@ -334,7 +334,9 @@ impl Bpftrace {
             .stderr(std::fs::File::create(&err)?)
             .spawn()
             .context("start bpftrace (Debian package bpftrace)")?;
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // Compiling a script with hundreds of map entries takes bpftrace a
+        // while on a loaded machine.
+        let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             let text = std::fs::read_to_string(&out).unwrap_or_default();
             if text.contains("ready\n") {
@@ -349,7 +351,7 @@ impl Bpftrace {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("bpftrace did not attach within 60 s");
+                bail!("bpftrace did not attach within 180 s");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
