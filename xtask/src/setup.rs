@@ -47,6 +47,15 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "protobuf-compiler",
     "protoc-gen-go",
     "protoc-gen-go-grpc",
+    // Benchmarks (cargo xtask bench): the monitors proctor is compared with,
+    // the mixed workload (a C build) and the small process generator, and
+    // perf for the agent's profile.
+    "auditd",
+    "bpftrace",
+    "gcc",
+    "make",
+    "libc6-dev",
+    "linux-perf",
 ];
 /// PyPI packages the tests use, installed with the `python3` on PATH.
 pub const PYPI_PACKAGES: &[(&str, &str)] =

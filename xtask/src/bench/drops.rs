@@ -1,0 +1,191 @@
+//! Sustained event rate: watched-secret opens at a steady pace, the rate
+//! raised until the kernel reports drops, then narrowed down.
+
+use std::{
+    fmt::Write as _,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+
+use super::{
+    agent::{self, Agent, Watch},
+    profile, Ctx, Target,
+};
+
+/// Opens (and closes) `files` round robin at `rate` per second for `secs`,
+/// from enough threads to reach the rate; returns the achieved rate.
+pub fn paced_opens(files: &[PathBuf], rate: u64, secs: f64) -> f64 {
+    let threads = rate.div_ceil(60_000).max(1);
+    let per = rate / threads;
+    let n = (per as f64 * secs) as u64;
+    let files = Arc::new(files.to_vec());
+    let t = Instant::now();
+    let hs: Vec<_> = (0..threads)
+        .map(|k| {
+            let files = files.clone();
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                for i in 0..n {
+                    drop(std::fs::File::open(&files[(i + k) as usize % files.len()]));
+                    if i % 16 == 15 {
+                        let due = Duration::from_nanos(i * 1_000_000_000 / per);
+                        if let Some(ahead) = due.checked_sub(start.elapsed()) {
+                            std::thread::sleep(ahead);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        let _ = h.join();
+    }
+    (n * threads) as f64 / t.elapsed().as_secs_f64()
+}
+
+struct Step {
+    rate: u64,
+    achieved: f64,
+    /// The bench's own `file_open` events read from the agent, per second.
+    delivered_s: f64,
+    events_s: f64,
+    dropped: u64,
+    cpu: f64,
+}
+
+fn step(agent: &Agent, files: &[PathBuf], rate: u64, secs: f64) -> Result<Step> {
+    let before = agent.fresh_status()?;
+    let seen0 = agent.state.lock().unwrap().opens_with_marker;
+    let c0 = agent.cpu_seconds();
+    let t = Instant::now();
+    let achieved = paced_opens(files, rate, secs);
+    let wall = t.elapsed().as_secs_f64();
+    let c1 = agent.cpu_seconds();
+    // The stream has caught up once a status emitted after the last open arrived.
+    let after = agent.fresh_status()?;
+    let seen1 = agent.state.lock().unwrap().opens_with_marker;
+    Ok(Step {
+        rate,
+        achieved,
+        delivered_s: (seen1 - seen0) as f64 / wall,
+        events_s: (agent::emitted(&after) - agent::emitted(&before)) as f64 / wall,
+        dropped: agent::drops(&after) - agent::drops(&before),
+        cpu: (c1 - c0) / wall,
+    })
+}
+
+pub struct DropsResult {
+    pub markdown: String,
+    /// Agent profile at the drop onset, when perf could take one.
+    pub profile: Option<String>,
+}
+
+pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<DropsResult> {
+    let files = ctx.secrets.read_set();
+    let agent = Agent::start(
+        &ctx.bin,
+        &ctx.dir,
+        "drops",
+        &ctx.secrets.proctor_default(&ctx.dir, "drops", ""),
+        Watch {
+            open_count_marker: Some(ctx.secrets.homes[0].display().to_string()),
+            ..Watch::default()
+        },
+    )?;
+    let secs = if ctx.smoke { 0.3 } else { 2.0 };
+    let mut steps: Vec<Step> = Vec::new();
+    let mut rate = if ctx.smoke { 1_000 } else { 5_000 };
+    let max_rate = if ctx.smoke { 2_000 } else { 320_000 };
+    // Upward, doubling, until drops or the generator cannot keep up.
+    let mut good: Option<u64> = None;
+    let mut bad: Option<u64> = None;
+    while rate <= max_rate {
+        let s = step(&agent, files, rate, secs)?;
+        let generator_capped = s.achieved < 0.9 * rate as f64;
+        let dropped = s.dropped > 0;
+        steps.push(s);
+        if dropped {
+            bad = Some(rate);
+            break;
+        }
+        good = Some(rate);
+        if generator_capped {
+            break;
+        }
+        rate *= 2;
+    }
+    // Narrow the onset down between the last clean rate and the first lossy one.
+    if let (Some(mut lo), Some(mut hi)) = (good, bad) {
+        for _ in 0..if ctx.smoke { 0 } else { 3 } {
+            let mid = (lo + hi) / 2;
+            let s = step(&agent, files, mid, secs)?;
+            if s.dropped > 0 {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+            steps.push(s);
+        }
+        bad = Some(hi);
+    }
+    let profile = match bad {
+        Some(onset) => profile::perf_agent(agent.pid(), secs.max(1.0), || {
+            paced_opens(files, onset, secs.max(1.0));
+        })
+        .ok(),
+        None => None,
+    };
+    agent.stop();
+
+    steps.sort_by_key(|s| s.rate);
+    let mut md = String::from("## Sustained event rate and the drop onset\n\n");
+    let _ = writeln!(
+        md,
+        "proctor default config; watched-secret opens (5 files, round robin) at a steady pace for {secs} s per rate, the rate doubled until the kernel reports drops, then bisected. Each open is one kernel record, and the agent emits a `file_open` event and a `secret-read` finding for it (plus `secret-search` findings). The event stream is read from the agent's stdout by the bench, as a log shipper would. Delivered: the bench's own `file_open` events read back; emitted: all events the agent wrote (the machine's other activity included); drops: the agent's kernel drop counters (all record kinds).\n\n\
+         | target opens/s | achieved | delivered `file_open`/s | events emitted/s | kernel drops | agent CPU (one core = 100%) |\n| --- | --- | --- | --- | --- | --- |"
+    );
+    for s in &steps {
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {:.0} | {:.0} | {} | {:.0}% |",
+            s.rate,
+            s.achieved,
+            s.delivered_s,
+            s.events_s,
+            s.dropped,
+            100.0 * s.cpu
+        );
+    }
+    let sustained = steps
+        .iter()
+        .filter(|s| s.dropped == 0)
+        .map(|s| s.delivered_s)
+        .fold(0.0, f64::max);
+    let _ = writeln!(
+        md,
+        "\nHighest rate with zero drops: **{sustained:.0} watched opens/s** (each one a record, two events or more); drops begin at: **{}**.\n",
+        match bad {
+            Some(b) => format!("{b} opens/s"),
+            None => format!("not reached up to {:.0} opens/s (the highest rate tried, or the generator's ceiling)", steps.last().map_or(0.0, |s| s.achieved)),
+        }
+    );
+    if !ctx.smoke {
+        targets.push(Target::new(
+            "no drops below 100k events/s",
+            format!(
+                "zero drops up to {sustained:.0} opens/s, drops from {}",
+                bad.map(|b| format!("{b}/s"))
+                    .unwrap_or_else(|| "none seen".into())
+            ),
+            sustained >= 100_000.0,
+            "agent CPU at the onset (table above) and the agent profile in the profile section",
+        ));
+    }
+    Ok(DropsResult {
+        markdown: md,
+        profile,
+    })
+}

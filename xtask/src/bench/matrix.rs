@@ -1,0 +1,278 @@
+//! Every workload under every configuration, interleaved: each repetition
+//! starts each monitor in turn (the order rotating between repetitions),
+//! runs all workloads under it and stops it.
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use anyhow::Result;
+
+use super::{
+    monitors::{Config, Running},
+    stats::{median, mib, min_max},
+    workloads::{Env, Sizes, Workload},
+    Ctx, Target,
+};
+
+#[derive(Default)]
+struct PerConfig {
+    /// Throughput samples per workload.
+    rate: BTreeMap<Workload, Vec<f64>>,
+    /// Monitor CPU (share of one core) during each workload.
+    cpu: BTreeMap<Workload, Vec<f64>>,
+    rss_max_kib: u64,
+    lost: u64,
+    events: u64,
+    phases: u32,
+}
+
+pub struct MatrixResult {
+    pub markdown: String,
+    /// Median throughput per (config, workload).
+    pub medians: BTreeMap<(Config, Workload), f64>,
+}
+
+impl MatrixResult {
+    /// Throughput under `cfg` as a share of no monitor's.
+    pub fn ratio(&self, cfg: Config, w: Workload) -> Option<f64> {
+        Some(self.medians.get(&(cfg, w))? / self.medians.get(&(Config::None, w))?)
+    }
+}
+
+pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<MatrixResult> {
+    let sizes = Sizes::new(ctx.smoke);
+    let env = Env::new(&ctx.dir, ctx.secrets.read_set(), &ctx.marker, sizes.c_files)?;
+    let reps = if ctx.smoke { 1 } else { 5 };
+    let mut results: BTreeMap<Config, PerConfig> = BTreeMap::new();
+    let mut unavailable: BTreeMap<Config, String> = BTreeMap::new();
+    // A build before measuring: gcc and headers in the page cache for everyone.
+    env.run(Workload::CBuild, &sizes)?;
+    for rep in 0..reps {
+        let mut order = Config::ALL.to_vec();
+        order.rotate_left(rep % Config::ALL.len());
+        for cfg in order {
+            if unavailable.contains_key(&cfg) {
+                continue;
+            }
+            eprintln!("bench: repetition {}/{reps}: {}", rep + 1, cfg.name());
+            let mon = match Running::start(cfg, ctx) {
+                Ok(m) => m,
+                Err(e) if cfg.external() && !ctx.must_run_external => {
+                    eprintln!("bench: {} unavailable: {e:#}", cfg.name());
+                    unavailable.insert(cfg, format!("{e:#}"));
+                    continue;
+                }
+                Err(e) => return Err(e.context(format!("start {}", cfg.name()))),
+            };
+            let r = results.entry(cfg).or_default();
+            for w in Workload::ALL {
+                let c0 = mon.cpu_seconds();
+                let (ops, secs) = env.run(w, &sizes)?;
+                let c1 = mon.cpu_seconds();
+                r.rate.entry(w).or_default().push(ops as f64 / secs);
+                r.cpu.entry(w).or_default().push((c1 - c0) / secs);
+                r.rss_max_kib = r.rss_max_kib.max(mon.rss_kib());
+            }
+            let (lost, events) = mon.finish()?;
+            r.lost += lost;
+            r.events += events;
+            r.phases += 1;
+        }
+    }
+
+    let configs: Vec<Config> = Config::ALL
+        .into_iter()
+        .filter(|c| results.contains_key(c))
+        .collect();
+    let mut medians = BTreeMap::new();
+    for (cfg, r) in &results {
+        for (w, v) in &r.rate {
+            medians.insert((*cfg, *w), median(v));
+        }
+    }
+    let res = MatrixResult {
+        markdown: String::new(),
+        medians,
+    };
+
+    let mut md = String::from("## Side by side: overhead of each monitor on each workload\n\n");
+    let _ = writeln!(
+        md,
+        "{reps} repetitions; in each, every configuration is started in turn (the order rotates between repetitions), runs all five workloads and is stopped. Medians, with min–max over the repetitions.\n"
+    );
+    md.push_str("Workloads:\n\n");
+    for w in Workload::ALL {
+        let _ = writeln!(md, "- **{}**: {}", w.name(), sizes.describe(w));
+    }
+    let _ = write!(
+        md,
+        "\nConfigurations:\n\n\
+         - **no monitor**.\n\
+         - **proctor default**: the embedded default config (exec hashing on, secret catalog, exfil/replay/search detectors, stdout JSONL read by the bench), with one bench home of 5 secret files added to the homes.\n\
+         - **proctor heavy policy**: {homes} homes, {files} watched secret files, a rule per file (owner, severity) and per catalog id (owners, allowed destinations), exceptions.\n\
+         - **auditd**: auditd {audit_v} started by the bench with its own log, rules loaded with auditctl: every execve/execveat, every connect, and `-w FILE -p r` on the same {files} secret files (backlog 8192). Removed after each phase and the kernel's audit settings restored.\n\
+         - **bpftrace**: bpftrace {bt_v} on the tracepoints proctor uses (sched exec/fork/exit, sys_exit_openat with the same {files} secret inodes in a map, sys_enter_connect), printf to a file. It does no hashing, no path resolution, no detection.\n\n",
+        homes = ctx.secrets.homes.len(),
+        files = ctx.secrets.files.len(),
+        audit_v = tool_version("auditctl", &["-v"]),
+        bt_v = tool_version("bpftrace", &["--version"]),
+    );
+    for (cfg, why) in &unavailable {
+        let _ = writeln!(md, "**{} could not run here**: {why}\n", cfg.name());
+    }
+
+    md.push_str("### Throughput\n\n| workload | unit |");
+    for c in &configs {
+        let _ = write!(md, " {} |", c.name());
+    }
+    md.push_str("\n| --- | --- |");
+    for _ in &configs {
+        md.push_str(" --- |");
+    }
+    md.push('\n');
+    for w in Workload::ALL {
+        let _ = write!(md, "| {} | {} |", w.name(), w.unit());
+        for c in &configs {
+            let v = &results[c].rate[&w];
+            let (lo, hi) = min_max(v);
+            let _ = write!(
+                md,
+                " {} ({}–{}) |",
+                fmt_rate(median(v)),
+                fmt_rate(lo),
+                fmt_rate(hi)
+            );
+        }
+        md.push('\n');
+    }
+
+    md.push_str(
+        "\n### Overhead versus no monitor (1 − median/median of no monitor)\n\n| workload |",
+    );
+    let monitored: Vec<Config> = configs
+        .iter()
+        .copied()
+        .filter(|c| *c != Config::None)
+        .collect();
+    for c in &monitored {
+        let _ = write!(md, " {} |", c.name());
+    }
+    md.push_str("\n| --- |");
+    for _ in &monitored {
+        md.push_str(" --- |");
+    }
+    md.push('\n');
+    for w in Workload::ALL {
+        let _ = write!(md, "| {} |", w.name());
+        for c in &monitored {
+            match res.ratio(*c, w) {
+                Some(r) => {
+                    let _ = write!(md, " {:.1}% |", 100.0 * (1.0 - r));
+                }
+                None => md.push_str(" – |"),
+            }
+        }
+        md.push('\n');
+    }
+
+    md.push_str("\n### Monitor's own CPU during each workload (share of one core: utime+stime of the agent / auditd + kauditd / bpftrace, over the workload's wall time)\n\n| workload |");
+    for c in &monitored {
+        let _ = write!(md, " {} |", c.name());
+    }
+    md.push_str("\n| --- |");
+    for _ in &monitored {
+        md.push_str(" --- |");
+    }
+    md.push('\n');
+    for w in Workload::ALL {
+        let _ = write!(md, "| {} |", w.name());
+        for c in &monitored {
+            let _ = write!(md, " {:.0}% |", 100.0 * median(&results[c].cpu[&w]));
+        }
+        md.push('\n');
+    }
+    md.push_str("| **max RSS** |");
+    for c in &monitored {
+        let _ = write!(md, " {:.1} MiB |", mib(results[c].rss_max_kib));
+    }
+    md.push_str("\n| **records lost (all phases)** |");
+    for c in &monitored {
+        let _ = write!(md, " {} |", results[c].lost);
+    }
+    md.push_str("\n| **events written (all phases)** |");
+    for c in &monitored {
+        let _ = write!(md, " {} |", results[c].events);
+    }
+    let _ = writeln!(
+        md,
+        "\n\nLost records: proctor's kernel drop counters (`agent_status`), auditd's `lost` (`auditctl -s`), bpftrace's `Lost N events`. Events written: proctor's emitted events, auditd log lines, bpftrace output lines. Failed connects over all phases: {}.\n",
+        env.connect_failures.load(std::sync::atomic::Ordering::Relaxed)
+    );
+
+    // Targets judged on these figures.
+    if let Some(r) = res.ratio(Config::Proctor, Workload::UnwatchedOpens) {
+        targets.push(Target::new(
+            "unwatched-open overhead under 3% (proctor default)",
+            format!("{:.1}%", 100.0 * (1.0 - r)),
+            1.0 - r < 0.03,
+            "see the profile section: per-open cost of the open programs",
+        ));
+    }
+    if let Some(r) = res.ratio(Config::Proctor, Workload::ExecStorm) {
+        targets.push(Target::new(
+            "exec-storm overhead under 5% with hashing on (proctor default)",
+            format!("{:.1}%", 100.0 * (1.0 - r)),
+            1.0 - r < 0.05,
+            "see the profile section: exec/fork/exit program cost and the agent's CPU per exec",
+        ));
+    }
+    if results.contains_key(&Config::Auditd) {
+        let behind: Vec<String> = Workload::ALL
+            .into_iter()
+            .filter(|w| {
+                let p = res.medians.get(&(Config::ProctorHeavy, *w));
+                let a = res.medians.get(&(Config::Auditd, *w));
+                matches!((p, a), (Some(p), Some(a)) if p < a)
+            })
+            .map(|w| w.name().to_string())
+            .collect();
+        targets.push(Target::new(
+            "proctor (heavy policy, the same secrets as auditd's watches) ahead of auditd on every workload",
+            if behind.is_empty() {
+                "ahead on all five".to_string()
+            } else {
+                format!("behind on: {}", behind.join(", "))
+            },
+            behind.is_empty(),
+            "the per-workload throughput table above",
+        ));
+    }
+    Ok(MatrixResult {
+        markdown: md,
+        ..res
+    })
+}
+
+fn fmt_rate(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn tool_version(tool: &str, args: &[&str]) -> String {
+    std::process::Command::new(tool)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| {
+            let s = String::from_utf8_lossy(&o.stdout).to_string()
+                + &String::from_utf8_lossy(&o.stderr);
+            s.split_whitespace()
+                .find(|w| w.chars().any(|c| c.is_ascii_digit()) && w.contains('.'))
+                .unwrap_or("")
+                .trim_start_matches('v')
+                .to_string()
+        })
+        .unwrap_or_default()
+}

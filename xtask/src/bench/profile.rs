@@ -1,0 +1,239 @@
+//! What limits the figures: per-program BPF run time (bpftool with
+//! kernel.bpf_stats_enabled), the raw cost of an empty tracepoint program,
+//! and perf samples of the agent's user space.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    process::{Command, Stdio},
+    time::Instant,
+};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use super::{
+    agent::{self, Agent, Watch},
+    monitors::Bpftrace,
+    workloads::exec_storm,
+    Ctx,
+};
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+/// kernel.bpf_stats_enabled on for the duration, restored on drop.
+struct BpfStats {
+    saved: String,
+}
+
+impl BpfStats {
+    fn enable() -> Result<BpfStats> {
+        let saved = std::fs::read_to_string(BPF_STATS)
+            .with_context(|| format!("read {BPF_STATS}"))?
+            .trim()
+            .to_string();
+        std::fs::write(BPF_STATS, "1").with_context(|| format!("enable {BPF_STATS}"))?;
+        Ok(BpfStats { saved })
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = std::fs::write(BPF_STATS, &self.saved);
+    }
+}
+
+/// (run_time_ns, run_cnt) of a BPF program.
+fn prog_stats(id: u64) -> Result<(u64, u64)> {
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "id", &id.to_string(), "-j"])
+        .output()
+        .context("run bpftool (Debian package bpftool)")?;
+    if !out.status.success() {
+        bail!(
+            "bpftool prog show id {id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    Ok((
+        v["run_time_ns"].as_u64().unwrap_or(0),
+        v["run_cnt"].as_u64().unwrap_or(0),
+    ))
+}
+
+fn all_stats(hooks: &[(String, u64)]) -> Result<BTreeMap<String, (u64, u64)>> {
+    hooks
+        .iter()
+        .map(|(h, id)| Ok((h.clone(), prog_stats(*id)?)))
+        .collect()
+}
+
+/// Per-program (ns per run, runs, ns per workload operation) over `work`.
+fn measure_progs(
+    hooks: &[(String, u64)],
+    ops: u64,
+    work: impl FnOnce() -> Result<()>,
+) -> Result<Vec<(String, f64, u64, f64)>> {
+    let a = all_stats(hooks)?;
+    work()?;
+    let b = all_stats(hooks)?;
+    Ok(hooks
+        .iter()
+        .filter_map(|(h, _)| {
+            let (t0, c0) = a[h];
+            let (t1, c1) = b[h];
+            let (dt, dc) = (t1 - t0, c1 - c0);
+            (dc > 0).then(|| (h.clone(), dt as f64 / dc as f64, dc, dt as f64 / ops as f64))
+        })
+        .collect())
+}
+
+fn open_storm_ns(path: &std::path::Path, n: usize) -> f64 {
+    let t = Instant::now();
+    for _ in 0..n {
+        drop(std::fs::File::open(path));
+    }
+    t.elapsed().as_nanos() as f64 / n as f64
+}
+
+/// perf samples of `pid`'s user and kernel stacks while `during` runs; the
+/// top symbols as text.
+pub fn perf_agent(pid: u32, secs: f64, during: impl FnOnce()) -> Result<String> {
+    let data = std::env::temp_dir().join(format!("proctor-bench-perf-{pid}.data"));
+    let mut rec = Command::new("perf")
+        .args(["record", "-F", "999", "-g", "-p", &pid.to_string(), "-o"])
+        .arg(&data)
+        .args(["--", "sleep", &format!("{secs}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("run perf (Debian package linux-perf)")?;
+    during();
+    rec.wait()?;
+    let out = Command::new("perf")
+        .args([
+            "report",
+            "--stdio",
+            "--no-children",
+            "-g",
+            "none",
+            "--percent-limit",
+            "1.5",
+            "--sort",
+            "dso,symbol",
+            "-i",
+        ])
+        .arg(&data)
+        .output()?;
+    let _ = std::fs::remove_file(&data);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.trim_start()
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_digit())
+        })
+        .take(20)
+        .map(|l| l.trim_end_matches([' ', '-']))
+        .collect();
+    if lines.is_empty() {
+        bail!(
+            "perf report had no samples: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(lines.join("\n"))
+}
+
+pub fn section(ctx: &Ctx, onset_profile: Option<String>) -> Result<String> {
+    let _stats = BpfStats::enable()?;
+    let n_open = if ctx.smoke { 20_000 } else { 1_000_000 };
+    let n_exec = if ctx.smoke { 40 } else { 2_000 };
+    let plain = ctx.dir.join("plain.txt");
+    std::fs::write(&plain, "not a secret\n")?;
+    let mut md = String::from("## Profile: where the time goes\n\n");
+
+    // The floor: an empty program on the same tracepoint.
+    let none_ns = open_storm_ns(&plain, n_open);
+    let bt = Bpftrace::start(
+        &ctx.dir,
+        "BEGIN { printf(\"ready\\n\"); }\ntracepoint:syscalls:sys_exit_openat { }\n",
+    )?;
+    let floor_ns = open_storm_ns(&plain, n_open);
+    drop(bt);
+
+    let agent = Agent::start(
+        &ctx.bin,
+        &ctx.dir,
+        "profile",
+        &ctx.secrets.proctor_default(&ctx.dir, "profile", ""),
+        Watch::default(),
+    )?;
+    let hooks = agent::hook_ids(&agent.fresh_status()?);
+    let mut on_ns = 0.0;
+    let opens = measure_progs(&hooks, n_open as u64, || {
+        on_ns = open_storm_ns(&plain, n_open);
+        Ok(())
+    })?;
+    let none2_ns = open_storm_ns(&plain, n_open);
+    let base_ns = (none_ns + none2_ns) / 2.0;
+    let _ = writeln!(
+        md,
+        "### Unwatched open\n\n{n_open} open+close of an unwatched file, one thread, `kernel.bpf_stats_enabled=1` (which itself adds a little to every program run).\n\n\
+         | configuration | ns per open+close | added |\n| --- | --- | --- |\n\
+         | no monitor (mean of a run before and after) | {base_ns:.0} | |\n\
+         | empty program on `syscalls/sys_exit_openat` (bpftrace) | {floor_ns:.0} | {:.0} ns: the tracepoint floor |\n\
+         | proctor default | {on_ns:.0} | {:.0} ns |\n\n\
+         proctor's programs during that storm (`bpftool prog show`: run_time_ns / run_cnt):\n\n\
+         | program | ns per run | runs | ns per open |\n| --- | --- | --- | --- |",
+        floor_ns - base_ns,
+        on_ns - base_ns
+    );
+    for (h, per_run, runs, per_op) in &opens {
+        let _ = writeln!(md, "| `{h}` | {per_run:.0} | {runs} | {per_op:.0} |");
+    }
+
+    // Exec: kernel side per program, user side per exec, and the agent's hot spots.
+    let c0 = agent.cpu_seconds();
+    let t = Instant::now();
+    let execs = measure_progs(&hooks, n_exec as u64, || exec_storm(n_exec, 4, &ctx.marker))?;
+    let wall = t.elapsed().as_secs_f64();
+    let cpu = agent.cpu_seconds() - c0;
+    let _ = writeln!(
+        md,
+        "\n### Exec\n\n{n_exec} fork+exec of `/bin/true` from 4 threads ({:.0} execs/s here).\n\n\
+         | program | ns per run | runs | ns per exec |\n| --- | --- | --- | --- |",
+        n_exec as f64 / wall
+    );
+    for (h, per_run, runs, per_op) in &execs {
+        let _ = writeln!(md, "| `{h}` | {per_run:.0} | {runs} | {per_op:.0} |");
+    }
+    let _ = writeln!(
+        md,
+        "\nThe agent's user space spent {:.0} µs of CPU per exec ({:.0}% of one core during the storm): decoding the exec, fork and exit records, the process-table update, the hash-cache lookup, the environment scan and writing two JSON events.\n",
+        1e6 * cpu / n_exec as f64,
+        100.0 * cpu / wall
+    );
+    let secs = if ctx.smoke { 0.5 } else { 3.0 };
+    match perf_agent(agent.pid(), secs, || {
+        let _ = exec_storm(n_exec * 2, 4, &ctx.marker);
+    }) {
+        Ok(top) => {
+            let _ = writeln!(md, "perf samples of the agent during an exec storm (`perf record -F 999 -g -p AGENT`, `perf report --no-children --sort dso,symbol`, entries above 1.5%):\n\n```\n{top}\n```\n");
+        }
+        Err(e) => {
+            let _ = writeln!(md, "No perf profile of the agent: {e:#}\n");
+        }
+    }
+    agent.stop();
+    if let Some(p) = onset_profile {
+        let _ = writeln!(
+            md,
+            "### At the drop onset\n\nperf samples of the agent while watched opens arrive at the first rate that drops (same perf options):\n\n```\n{p}\n```\n"
+        );
+    }
+    Ok(md)
+}

@@ -1,0 +1,267 @@
+//! The workloads every configuration runs: each returns how many operations
+//! it did and how long they took.
+
+use std::{
+    fmt::Write as _,
+    io::Read,
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::atomic::{AtomicU64, Ordering},
+    time::Instant,
+};
+
+use anyhow::{bail, Context, Result};
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub enum Workload {
+    UnwatchedOpens,
+    SecretReads,
+    ExecStorm,
+    ConnectStorm,
+    CBuild,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 5] = [
+        Workload::UnwatchedOpens,
+        Workload::SecretReads,
+        Workload::ExecStorm,
+        Workload::ConnectStorm,
+        Workload::CBuild,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::UnwatchedOpens => "unwatched open/close",
+            Workload::SecretReads => "watched secret reads",
+            Workload::ExecStorm => "fork+exec storm",
+            Workload::ConnectStorm => "loopback connects",
+            Workload::CBuild => "C build (make -j2)",
+        }
+    }
+
+    pub fn unit(self) -> &'static str {
+        match self {
+            Workload::UnwatchedOpens => "opens/s",
+            Workload::SecretReads => "reads/s",
+            Workload::ExecStorm => "execs/s",
+            Workload::ConnectStorm => "connects/s",
+            Workload::CBuild => "files/s",
+        }
+    }
+}
+
+pub struct Sizes {
+    pub opens: usize,
+    pub reads: usize,
+    pub execs: usize,
+    pub exec_threads: usize,
+    pub connects: usize,
+    pub c_files: usize,
+}
+
+impl Sizes {
+    pub fn new(smoke: bool) -> Self {
+        if smoke {
+            Sizes {
+                opens: 5_000,
+                reads: 1_000,
+                execs: 40,
+                exec_threads: 2,
+                connects: 200,
+                c_files: 2,
+            }
+        } else {
+            Sizes {
+                opens: 400_000,
+                reads: 40_000,
+                execs: 2_000,
+                exec_threads: 4,
+                connects: 3_000,
+                c_files: 12,
+            }
+        }
+    }
+
+    pub fn describe(&self, w: Workload) -> String {
+        match w {
+            Workload::UnwatchedOpens => format!(
+                "{} open+close of one unwatched file, one thread",
+                self.opens
+            ),
+            Workload::SecretReads => format!(
+                "{} open+read+close cycling over 5 watched secret files, one thread",
+                self.reads
+            ),
+            Workload::ExecStorm => format!(
+                "{} fork+exec of `/bin/true` from {} threads",
+                self.execs, self.exec_threads
+            ),
+            Workload::ConnectStorm => format!(
+                "{} TCP connects to a loopback listener, one thread",
+                self.connects
+            ),
+            Workload::CBuild => format!(
+                "`make -j2` of a generated C project ({} files, gcc -O2), after `make clean`",
+                self.c_files
+            ),
+        }
+    }
+}
+
+/// What the workloads act on, made once per bench run.
+pub struct Env {
+    pub plain: PathBuf,
+    pub secrets: Vec<PathBuf>,
+    pub marker: String,
+    pub listener: SocketAddr,
+    pub connect_failures: AtomicU64,
+    pub c_project: PathBuf,
+}
+
+impl Env {
+    pub fn new(dir: &Path, secrets: &[PathBuf], marker: &str, c_files: usize) -> Result<Env> {
+        let plain = dir.join("plain.txt");
+        std::fs::write(&plain, "not a secret\n")?;
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        std::thread::spawn(move || {
+            for c in listener.incoming() {
+                drop(c);
+            }
+        });
+        let c_project = dir.join("cproject");
+        write_c_project(&c_project, c_files)?;
+        Ok(Env {
+            plain,
+            secrets: secrets.to_vec(),
+            marker: marker.to_string(),
+            listener: addr,
+            connect_failures: AtomicU64::new(0),
+            c_project,
+        })
+    }
+
+    /// Runs `w`; returns (operations, seconds).
+    pub fn run(&self, w: Workload, sizes: &Sizes) -> Result<(u64, f64)> {
+        match w {
+            Workload::UnwatchedOpens => {
+                let t = Instant::now();
+                for _ in 0..sizes.opens {
+                    drop(std::fs::File::open(&self.plain)?);
+                }
+                Ok((sizes.opens as u64, t.elapsed().as_secs_f64()))
+            }
+            Workload::SecretReads => {
+                let mut buf = [0u8; 256];
+                let t = Instant::now();
+                for i in 0..sizes.reads {
+                    let mut f = std::fs::File::open(&self.secrets[i % self.secrets.len()])?;
+                    let _ = f.read(&mut buf)?;
+                }
+                Ok((sizes.reads as u64, t.elapsed().as_secs_f64()))
+            }
+            Workload::ExecStorm => {
+                let t = Instant::now();
+                exec_storm(sizes.execs, sizes.exec_threads, &self.marker)?;
+                Ok((sizes.execs as u64, t.elapsed().as_secs_f64()))
+            }
+            Workload::ConnectStorm => {
+                let t = Instant::now();
+                for _ in 0..sizes.connects {
+                    // A failure is counted: a run exhausting ports would look fast.
+                    if TcpStream::connect(self.listener).is_err() {
+                        self.connect_failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok((sizes.connects as u64, t.elapsed().as_secs_f64()))
+            }
+            Workload::CBuild => {
+                make(&self.c_project, &["clean"])?;
+                let t = Instant::now();
+                make(&self.c_project, &["-j2"])?;
+                Ok((sizes.c_files as u64, t.elapsed().as_secs_f64()))
+            }
+        }
+    }
+}
+
+/// `n` execs of /bin/true (with `marker` as argument) from `threads` threads.
+pub fn exec_storm(n: usize, threads: usize, marker: &str) -> Result<()> {
+    let hs: Vec<_> = (0..threads)
+        .map(|k| {
+            let marker = marker.to_string();
+            std::thread::spawn(move || -> std::io::Result<()> {
+                for _ in (k..n).step_by(threads) {
+                    Command::new("/bin/true").arg(&marker).status()?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().expect("exec thread panicked")?;
+    }
+    Ok(())
+}
+
+fn make(dir: &Path, args: &[&str]) -> Result<()> {
+    let out = Command::new("make")
+        .arg("-s")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .stdout(Stdio::null())
+        .output()
+        .context("run make (Debian packages make, gcc, libc6-dev)")?;
+    if !out.status.success() {
+        bail!(
+            "make {} in {} failed: {}",
+            args.join(" "),
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// A small C program in `files` units (plus main.c) with a Makefile: enough
+/// code per unit that gcc -O2 spends tens of milliseconds on each.
+fn write_c_project(dir: &Path, files: usize) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut main = String::from("#include <stdio.h>\n");
+    let mut calls = String::new();
+    for i in 0..files {
+        let mut c = String::from("#include <stdint.h>\n#include <string.h>\n");
+        for j in 0..40 {
+            let _ = write!(
+                c,
+                "static uint64_t mix{j}(uint64_t x) {{ for (int i = 0; i < {n}; i++) {{ x ^= x << 13; x ^= x >> 7; x ^= x << 17; x += (uint64_t)i * {k}u; }} return x; }}\n\
+                 uint64_t unit{i}_f{j}(const char *s) {{ uint64_t h = {k}u; size_t n = strlen(s); for (size_t i = 0; i < n; i++) h = mix{j}(h ^ (uint8_t)s[i]); switch (h % 7) {{ case 0: return h + 1; case 1: return h * 3; case 2: return h ^ 0x55; case 3: return h >> 3; case 4: return ~h; case 5: return h << 2; default: return h; }} }}\n",
+                n = 3 + j % 5,
+                k = 2654435761u64 + (i * 40 + j) as u64,
+            );
+            let _ = writeln!(main, "unsigned long unit{i}_f{j}(const char *s);");
+            let _ = writeln!(calls, "  acc += unit{i}_f{j}(argv[0]);");
+        }
+        std::fs::write(dir.join(format!("unit{i}.c")), c)?;
+    }
+    let _ = write!(
+        main,
+        "int main(int argc, char **argv) {{\n  (void)argc;\n  unsigned long acc = 0;\n{calls}  printf(\"%lu\\n\", acc);\n  return 0;\n}}\n"
+    );
+    std::fs::write(dir.join("main.c"), main)?;
+    let objs: Vec<String> = (0..files)
+        .map(|i| format!("unit{i}.o"))
+        .chain(std::iter::once("main.o".into()))
+        .collect();
+    std::fs::write(
+        dir.join("Makefile"),
+        format!(
+            "CC = gcc\nCFLAGS = -O2 -Wall\nOBJS = {}\n\nprog: $(OBJS)\n\t$(CC) -o $@ $(OBJS)\n\n%.o: %.c\n\t$(CC) $(CFLAGS) -c -o $@ $<\n\nclean:\n\trm -f prog $(OBJS)\n",
+            objs.join(" ")
+        ),
+    )?;
+    Ok(())
+}
