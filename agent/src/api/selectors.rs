@@ -115,7 +115,18 @@ pub const SELECTOR_KINDS: &[(&str, &[&str])] = &[
             "sha256",
         ],
     ),
-    ("k8s", &["pod-uid", "ns", "sa", "pod-name"]),
+    (
+        "k8s",
+        &[
+            "pod-uid",
+            "ns",
+            "sa",
+            "pod-name",
+            "pod-label",
+            "container-name",
+            "container-image",
+        ],
+    ),
     (
         "proctor",
         &[
@@ -567,6 +578,12 @@ mod tests {
         ] {
             assert!(v.contains(&want.to_string()), "{want} missing from {v:?}");
         }
+        assert!(
+            selectors(&p, &cx)
+                .iter()
+                .all(|s| known_kind(&s.r#type, &s.value).is_some()),
+            "a kind missing from SELECTOR_KINDS: {v:?}"
+        );
         // A container outside any pod: no k8s container selectors.
         p.pod = None;
         let v = values(&selectors(&p, &cx));
