@@ -33,8 +33,10 @@ use crate::{
     probes::{self, per_cpu_total, Probes},
     process_table::{ProcessTable, Record},
     procfs_scan::{self, scan_pid},
+    rate_limit::RateLimiter,
     secret_monitor::SecretMonitor,
-    sinks::stdout::StdoutSink,
+    seq_store::SeqStore,
+    sinks::{SinkSet, SinkStatsSource},
     snapshot::Snapshot,
 };
 
@@ -283,6 +285,8 @@ pub struct Agent {
     started: Instant,
     metrics: Arc<crate::metrics::Metrics>,
     metrics_addr: Option<std::net::SocketAddr>,
+    sinks: Arc<SinkSet>,
+    seq: Option<SeqStore>,
 }
 
 impl Agent {
@@ -329,8 +333,13 @@ impl Agent {
         };
         let (tx, rx) = mpsc::channel(16 * 1024);
         let (subscribers, _) = broadcast::channel(64 * 1024);
+        let node: Arc<str> = cfg.node().into();
+        let seq = SeqStore::open(&cfg.state_dir)?;
+        let sinks = Arc::new(SinkSet::start(&cfg.sinks, &cfg.state_dir, &node)?);
         Ok(Self {
-            node: cfg.node().into(),
+            node,
+            sinks,
+            seq: Some(seq),
             cfg,
             probes,
             state: State {
@@ -381,14 +390,16 @@ impl Agent {
         mut self,
         stop: impl std::future::Future<Output = &'static str>,
     ) -> Result<()> {
-        let stdout = StdoutSink::new();
-        let stdout_counters = stdout.counters.clone();
+        let stats = self.sinks.stats_source();
         let emitter = Emitter {
             node: self.node.clone(),
-            stdout,
+            sinks: self.sinks.clone(),
             counters: self.emit_counters.clone(),
             subscribers: self.subscribers.clone(),
             metrics: self.metrics.clone(),
+            seq: self.seq.take().expect("run once"),
+            limiter: RateLimiter::new(self.cfg.rate_limit.clone()),
+            shutdown_grace: self.cfg.shutdown_grace,
         };
         self.metrics_addr = crate::metrics::serve(&self.cfg.metrics, self.metrics.clone()).await?;
         let emit_task = tokio::spawn(emitter.run(self.rx.take().expect("run once")));
@@ -401,7 +412,7 @@ impl Agent {
         // Records below the wakeup threshold are found by this periodic drain.
         let mut drain_tick = tokio::time::interval(self.cfg.kernel.poll_interval);
         drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let sinks = move || vec![stdout_counters.snapshot("stdout")];
+        let sinks = &stats;
 
         self.emit_status("started", &sinks).await;
         self.metrics
@@ -458,7 +469,7 @@ impl Agent {
     }
 
     /// Copies totals kept elsewhere (kernel maps, cache, table, sinks) into the metrics.
-    fn refresh_metrics(&self, sinks: &impl Fn() -> Vec<crate::sinks::SinkStats>) {
+    fn refresh_metrics(&self, sinks: &SinkStatsSource) {
         let m = &self.metrics;
         for (kind, slot) in [
             ("exec", KIND_EXEC),
@@ -483,9 +494,8 @@ impl Agent {
         }
         let h = self.state.hashes.snapshot();
         m.hash_totals(h.hits, h.misses);
-        for s in sinks() {
-            m.sink_total(s.name, "delivered", s.delivered);
-            m.sink_total(s.name, "failed", s.failed);
+        for s in sinks.stats() {
+            m.sink_stats(&s);
         }
     }
 
@@ -501,11 +511,7 @@ impl Agent {
         }
     }
 
-    async fn emit_status(
-        &mut self,
-        state: &str,
-        sinks: &impl Fn() -> Vec<crate::sinks::SinkStats>,
-    ) {
+    async fn emit_status(&mut self, state: &str, sinks: &SinkStatsSource) {
         let drops = |k| per_cpu_total(&self.probes.drops, k);
         let sent = |k| per_cpu_total(&self.probes.sent, k);
         let own = std::process::id();
@@ -562,7 +568,7 @@ impl Agent {
             "emitted": self.emit_counters.snapshot(),
             "process_table": self.state.table.lock().unwrap().stats(),
             "hash_cache": self.state.hashes.snapshot(),
-            "sinks": sinks(),
+            "sinks": sinks.stats(),
         });
         self.state
             .send(Pending {
