@@ -580,30 +580,6 @@ fn otlp_records(otlp: &StandIn) -> Vec<Value> {
         .collect()
 }
 
-// ---------------------------------------------------------------------------
-// Metrics (the agent's /metrics).
-
-fn http_get(addr: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
-}
-
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (s, v) = l.rsplit_once(' ')?;
-        (s == series).then(|| v.parse().ok())?
-    })
-}
-
 fn sink_status<'a>(status: &'a Value, name: &str) -> &'a Value {
     status["status"]["sinks"]
         .as_array()
@@ -842,15 +818,15 @@ fn one_finding_reaches_syslog_udp_tcp_tls_hec_otlp_and_file() {
     }
     let addr = status["status"]["metrics_listen"].as_str().unwrap();
     let metrics = wait_until(WAIT, "sink metrics", || {
-        let t = http_get(addr, "/metrics");
-        (sample(
+        let t = http_get(addr, "/metrics").1;
+        (sample_opt(
             &t,
             r#"proctor_sink_events_total{sink="hec",outcome="delivered"}"#,
         )? > 0.0)
             .then_some(t)
     });
     assert!(
-        sample(
+        sample_opt(
             &metrics,
             r#"proctor_sink_events_total{sink="syslog-tcp",outcome="delivered"}"#
         )
@@ -858,10 +834,10 @@ fn one_finding_reaches_syslog_udp_tcp_tls_hec_otlp_and_file() {
             > 0.0
     );
     assert_eq!(
-        sample(&metrics, r#"proctor_sink_up{sink="syslog-tls"}"#),
+        sample_opt(&metrics, r#"proctor_sink_up{sink="syslog-tls"}"#),
         Some(1.0)
     );
-    assert!(sample(&metrics, r#"proctor_sink_queued{sink="otlp"}"#).is_some());
+    assert!(sample_opt(&metrics, r#"proctor_sink_queued{sink="otlp"}"#).is_some());
 }
 
 /// Execs of a test binary, one every `pause`, until `stop` is set.
@@ -1026,15 +1002,15 @@ fn tiny_spool_overflow_is_counted_in_status_and_metrics() {
     assert!(offered + 1 >= 40, "{s}");
     let addr = status["status"]["metrics_listen"].as_str().unwrap();
     let t = wait_until(WAIT, "the drop in /metrics", || {
-        let t = http_get(addr, "/metrics");
-        (sample(
+        let t = http_get(addr, "/metrics").1;
+        (sample_opt(
             &t,
             r#"proctor_sink_events_total{sink="down",outcome="dropped"}"#,
         )? > 0.0)
             .then_some(t)
     });
-    assert!(sample(&t, r#"proctor_sink_spool_bytes{sink="down"}"#).unwrap() > 0.0);
-    assert_eq!(sample(&t, r#"proctor_sink_up{sink="down"}"#), Some(0.0));
+    assert!(sample_opt(&t, r#"proctor_sink_spool_bytes{sink="down"}"#).unwrap() > 0.0);
+    assert_eq!(sample_opt(&t, r#"proctor_sink_up{sink="down"}"#), Some(0.0));
 }
 
 /// A noisy binary is rate limited; what it loses is reported, exactly.
@@ -1058,8 +1034,10 @@ fn rate_limit_suppresses_and_summarises_exactly() {
     for _ in 0..N {
         run(&mut Command::new(&bin));
     }
-    let ours =
-        |e: &Value| e["kind"] == "process_exec" && e["process"]["exe"]["sha256"] == sha.as_str();
+    // By path: under load a hash can time out, and the limiter then keys
+    // the binary by its path instead.
+    let path = bin.to_str().unwrap();
+    let ours = |e: &Value| e["kind"] == "process_exec" && e["process"]["exe"]["path"] == path;
     let (sent, suppressed) = wait_until(WAIT, "every exec sent or summarised", || {
         let evs = agent.events();
         let sent = evs
@@ -1079,7 +1057,10 @@ fn rate_limit_suppresses_and_summarises_exactly() {
     );
     let summary = agent.wait_for(|e| ours(e) && e.get("suppressed").is_some());
     let s = &summary["suppressed"];
-    assert_eq!(s["identity"], format!("sha256:{sha}"));
+    assert!(
+        s["identity"] == format!("sha256:{sha}") || s["identity"] == format!("path:{path}"),
+        "{s}"
+    );
     assert!(
         s["summary"]
             .as_str()
@@ -1089,4 +1070,50 @@ fn rate_limit_suppresses_and_summarises_exactly() {
     );
     let status = agent.status_after(agent.last_seq());
     assert!(status["status"]["emitted"]["suppressed"].as_u64().unwrap() >= suppressed);
+}
+
+/// `proctor policy check` refuses broken sink entries with the sink, the
+/// cause and the line named.
+#[test]
+fn policy_check_rejects_bad_sinks() {
+    let cases = [
+        (
+            "sinks:\n  - type: hec\n    url: https://splunk:8088/services/collector/event\n",
+            "token",
+        ),
+        (
+            "sinks:\n  - type: otlp\n    url: collector:4318/v1/logs\n",
+            "http:// or https://",
+        ),
+        (
+            "sinks:\n  - type: syslog\n    transport: tcp\n    address: siem.example\n",
+            "host:port",
+        ),
+        ("sinks:\n  - type: stdout\n    format: xml\n", "xml"),
+        (
+            "sinks:\n  - type: syslog\n    transport: udp\n    address: 'h:514'\n    format: ocsf\n",
+            "format \"ocsf\"",
+        ),
+        ("sinks:\n  - type: stdout\n    url: http://x/\n", "\"url\" does not apply"),
+        (
+            "sinks:\n  - type: stdout\n  - type: file\n    name: stdout\n    path: /var/log/p.jsonl\n",
+            "two sinks are named",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(yaml.as_bytes()).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_proctor"))
+            .args(["policy", "check"])
+            .arg(f.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{yaml}: {err}");
+        assert!(err.contains(want), "{yaml}: expected {want:?} in: {err}");
+        assert!(
+            err.contains(&f.path().display().to_string()),
+            "the file is named: {err}"
+        );
+    }
 }
