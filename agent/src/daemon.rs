@@ -414,7 +414,7 @@ impl Agent {
         drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let sinks = &stats;
 
-        self.emit_status("started", &sinks).await;
+        self.emit_status("started", sinks).await;
         self.metrics
             .ready
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -429,17 +429,17 @@ impl Agent {
                     guard.clear_ready();
                 }
                 _ = drain_tick.tick() => self.drain(events.get_mut()).await,
-                _ = metrics_tick.tick() => self.refresh_metrics(&sinks),
+                _ = metrics_tick.tick() => self.refresh_metrics(sinks),
                 _ = status_tick.tick() => {
                     self.housekeeping();
-                    self.emit_status("running", &sinks).await;
+                    self.emit_status("running", sinks).await;
                 }
                 reason = &mut stop => break reason,
             }
         };
         tracing::info!("{reason} received: detaching probes and flushing events");
         self.drain(events.get_mut()).await;
-        self.emit_status("stopped", &sinks).await;
+        self.emit_status("stopped", sinks).await;
         drop(events);
         let Agent { probes, state, .. } = self;
         drop(state.tx);

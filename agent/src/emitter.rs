@@ -203,7 +203,7 @@ impl Emitter {
             self.counters.suppressed.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        let seq = self.seq.next();
+        let seq = self.seq.take();
         Arc::make_mut(&mut ev).seq = seq;
         self.counters.count(ev.kind);
         self.metrics

@@ -84,7 +84,7 @@ impl SeqStore {
     }
 
     /// The next seq.
-    pub fn next(&mut self) -> u64 {
+    pub fn take(&mut self) -> u64 {
         if self.last >= self.reserved {
             if let Err(e) = self.reserve() {
                 // Unique within this run still; a restart could repeat
@@ -124,19 +124,19 @@ mod tests {
     fn continues_across_restarts_and_never_repeats() {
         let dir = tempfile::tempdir().unwrap();
         let mut a = SeqStore::open(dir.path()).unwrap();
-        assert_eq!((a.next(), a.next()), (1, 2));
+        assert_eq!((a.take(), a.take()), (1, 2));
         // A second agent on the same state dir gets a disjoint block.
         let mut b = SeqStore::open(dir.path()).unwrap();
-        assert_eq!(b.next(), BLOCK + 1);
+        assert_eq!(b.take(), BLOCK + 1);
         a.close();
         b.close();
         let mut c = SeqStore::open(dir.path()).unwrap();
-        assert_eq!(c.next(), BLOCK + 2);
+        assert_eq!(c.take(), BLOCK + 2);
         for _ in 0..BLOCK + 5 {
-            c.next();
+            c.take();
         }
         assert_eq!(c.last(), 2 * BLOCK + 7);
         c.close();
-        assert_eq!(SeqStore::open(dir.path()).unwrap().next(), 2 * BLOCK + 8);
+        assert_eq!(SeqStore::open(dir.path()).unwrap().take(), 2 * BLOCK + 8);
     }
 }

@@ -88,7 +88,7 @@ impl Conn {
     fn counted(&self) -> &Counted {
         match self {
             Conn::Plain(c) => c,
-            Conn::Tls(t) => &t.get_ref().0,
+            Conn::Tls(t) => t.get_ref().0,
         }
     }
 }
