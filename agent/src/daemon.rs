@@ -293,6 +293,10 @@ impl Agent {
     /// Checks, loads and attaches everything, and seeds the process table.
     /// Must be called inside a tokio runtime.
     pub fn start(cfg: Config) -> Result<Self> {
+        // Sinks first: a bad CA file or a spool in use fails before any probe loads.
+        let node: Arc<str> = cfg.node().into();
+        let seq = SeqStore::open(&cfg.state_dir)?;
+        let sinks = Arc::new(SinkSet::start(&cfg.sinks, &cfg.state_dir, &node)?);
         let mounted = preflight::prepare()?;
         // Enforcement hooks only go in when some rule asks for them.
         let wants = |e| cfg.secrets.rules.iter().any(|r| r.enforce.contains(&e));
@@ -333,9 +337,6 @@ impl Agent {
         };
         let (tx, rx) = mpsc::channel(16 * 1024);
         let (subscribers, _) = broadcast::channel(64 * 1024);
-        let node: Arc<str> = cfg.node().into();
-        let seq = SeqStore::open(&cfg.state_dir)?;
-        let sinks = Arc::new(SinkSet::start(&cfg.sinks, &cfg.state_dir, &node)?);
         Ok(Self {
             node,
             sinks,
