@@ -20,6 +20,9 @@ use anyhow::{bail, Context, Result};
 
 use crate::root;
 
+/// Threads making connects: one cannot outrun the agent.
+const GENERATORS: u64 = 4;
+
 fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -211,14 +214,20 @@ fn measure(bin: &Path, dir: &Path, sink: &'static str, yaml: &str, n: u64) -> Re
         let before = delivered(&metrics(mport), sink);
         let tck = clk_tck();
         let (cpu0, t0) = (cpu_seconds(pid, tck), Instant::now());
-        for i in 0..n {
-            // Refused at once: nothing listens on these ports.
-            let port = 20000 + (i % 40000) as u16;
-            let _ = TcpStream::connect_timeout(
-                &([127, 0, 0, 1], port).into(),
-                Duration::from_millis(50),
-            );
-        }
+        std::thread::scope(|s| {
+            for t in 0..GENERATORS {
+                s.spawn(move || {
+                    for i in (t..n).step_by(GENERATORS as usize) {
+                        // Refused at once: nothing listens on these ports.
+                        let port = 20000 + (i % 40000) as u16;
+                        let _ = TcpStream::connect_timeout(
+                            &([127, 0, 0, 1], port).into(),
+                            Duration::from_millis(50),
+                        );
+                    }
+                });
+            }
+        });
         let deadline = Instant::now() + Duration::from_secs(120);
         let got = loop {
             let d = delivered(&metrics(mport), sink) - before;
@@ -278,7 +287,7 @@ pub fn run(bin: &Path, smoke: bool) -> Result<()> {
     drop(rsyslog);
     let _ = std::fs::remove_dir_all(&dir);
     let md = format!(
-        "\n## Sinks\n\n{n} `net_connect` events (refused loopback connects to distinct ports, one thread) \
+        "\n## Sinks\n\n{n} `net_connect` events (refused loopback connects to distinct ports, {GENERATORS} threads) \
          through one sink at a time, default sink settings, receivers on loopback (rsyslog for syslog; \
          counting HTTP receivers standing in for HEC and OTLP). Rate: events the sink confirmed \
          delivered per second, from the first connect to the last confirmation. CPU: the agent's \
