@@ -59,6 +59,7 @@ impl AgentProc {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn proctor");
+        reap_at_exit(child.id());
         let lines: Arc<(Mutex<Lines>, Condvar)> = Arc::default();
         let stdout = child.stdout.take().unwrap();
         let l2 = lines.clone();
@@ -165,6 +166,7 @@ impl AgentProc {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(st) = child.try_wait().unwrap() {
+                reaped(child.id());
                 // Let the reader thread see EOF.
                 let (lock, cv) = &*self.lines;
                 let g = lock.lock().unwrap();
@@ -188,8 +190,37 @@ impl Drop for AgentProc {
         if let Some(mut c) = self.child.lock().unwrap().take() {
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
             let _ = c.wait();
+            reaped(c.id());
         }
     }
+}
+
+/// Agents started by this test binary, stopped when it exits. The shared
+/// agent lives in a static, which is never dropped: without this it would
+/// outlive the tests.
+static STARTED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+extern "C" fn stop_started_agents() {
+    if let Ok(pids) = STARTED.lock() {
+        for &pid in pids.iter() {
+            // SAFETY: kill(2) on our own child; ESRCH when it already exited.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+    }
+}
+
+fn reap_at_exit(pid: u32) {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    // SAFETY: registers a plain extern "C" function.
+    REGISTER.call_once(|| unsafe {
+        libc::atexit(stop_started_agents);
+    });
+    STARTED.lock().unwrap().push(pid);
+}
+
+/// A reaped pid may be reused by anyone: it must not be signalled at exit.
+fn reaped(pid: u32) {
+    STARTED.lock().unwrap().retain(|&p| p != pid);
 }
 
 /// One agent shared by the tests of a test binary (each filters by its own markers).
