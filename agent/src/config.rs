@@ -26,6 +26,12 @@ pub struct Config {
     #[serde(deserialize_with = "duration")]
     pub status_interval: Duration,
     pub sinks: Vec<SinkConfig>,
+    /// How long sinks keep delivering after SIGTERM before what they hold
+    /// goes to their spools.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
+    /// Per-identity rate limiting with summary events (off by default).
+    pub rate_limit: crate::rate_limit::RateLimitConfig,
     /// Where the agent keeps its state (inventory, fingerprint key).
     pub state_dir: PathBuf,
     pub fingerprint: FingerprintConfig,
@@ -82,11 +88,7 @@ pub struct ProcessTableConfig {
     pub max_exited: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum SinkConfig {
-    Stdout,
-}
+pub use crate::sinks::config::SinkConfig;
 
 pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
@@ -106,7 +108,9 @@ impl Default for Config {
             hash: HashConfig::default(),
             process_table: ProcessTableConfig::default(),
             status_interval: Duration::from_secs(30),
-            sinks: vec![SinkConfig::Stdout],
+            sinks: vec![SinkConfig::stdout()],
+            shutdown_grace: Duration::from_secs(5),
+            rate_limit: crate::rate_limit::RateLimitConfig::default(),
             state_dir: PathBuf::from("/var/lib/proctor"),
             fingerprint: FingerprintConfig::default(),
             secrets: SecretsConfig::default(),
@@ -215,6 +219,14 @@ impl Config {
         if self.sinks.is_empty() {
             bail!("sinks is empty: events would go nowhere; add `- type: stdout`");
         }
+        let names = crate::sinks::config::resolve_names(&self.sinks).map_err(anyhow::Error::msg)?;
+        for (s, name) in self.sinks.iter().zip(&names) {
+            s.validate(name).map_err(anyhow::Error::msg)?;
+        }
+        if self.shutdown_grace > Duration::from_secs(600) {
+            bail!("shutdown_grace must be at most 10m");
+        }
+        self.rate_limit.validate().map_err(anyhow::Error::msg)?;
         Ok(())
     }
 
@@ -285,6 +297,8 @@ mod tests {
         assert_eq!(cfg.process_table.max_exited, code.process_table.max_exited);
         assert_eq!(cfg.status_interval, code.status_interval);
         assert_eq!(cfg.sinks, code.sinks);
+        assert_eq!(cfg.shutdown_grace, code.shutdown_grace);
+        assert_eq!(cfg.rate_limit, code.rate_limit);
         assert_eq!(cfg.state_dir, code.state_dir);
         assert_eq!(cfg.api, code.api);
         assert_eq!(cfg.kubernetes, code.kubernetes);
@@ -314,6 +328,14 @@ mod tests {
         assert!(format!("{err:#}").contains("invalid duration"));
         let err = Config::parse("sinks:\n  - type: carrier-pigeon\n", "x").unwrap_err();
         assert!(format!("{err:#}").contains("carrier-pigeon"));
+        let err = Config::parse(
+            "sinks:\n  - type: hec\n    url: https://splunk:8088/services/collector/event\n",
+            "x",
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("token"), "{err:#}");
+        let err = Config::parse("sinks:\n  - type: stdout\n    format: yaml\n", "x").unwrap_err();
+        assert!(format!("{err:#}").contains("yaml"), "{err:#}");
     }
 
     #[test]

@@ -34,8 +34,10 @@ use crate::{
     probes::{self, per_cpu_total, Probes},
     process_table::{ProcessTable, Record},
     procfs_scan::{self, scan_pid},
+    rate_limit::RateLimiter,
     secret_monitor::SecretMonitor,
-    sinks::stdout::StdoutSink,
+    seq_store::SeqStore,
+    sinks::{SinkSet, SinkStatsSource},
     snapshot::Snapshot,
 };
 
@@ -292,6 +294,8 @@ pub struct Agent {
     metrics: Arc<crate::metrics::Metrics>,
     metrics_addr: Option<std::net::SocketAddr>,
     pod_source: PodSource,
+    sinks: Arc<SinkSet>,
+    seq: Option<SeqStore>,
 }
 
 /// The pod metadata source the config asks for, or why there is none.
@@ -332,6 +336,10 @@ impl Agent {
     /// Checks, loads and attaches everything, and seeds the process table.
     /// Must be called inside a tokio runtime.
     pub fn start(cfg: Config) -> Result<Self> {
+        // Sinks first: a bad CA file or a spool in use fails before any probe loads.
+        let node: Arc<str> = cfg.node().into();
+        let seq = SeqStore::open(&cfg.state_dir)?;
+        let sinks = Arc::new(SinkSet::start(&cfg.sinks, &cfg.state_dir, &node)?);
         let mounted = preflight::prepare()?;
         // Enforcement hooks only go in when some rule asks for them.
         let wants = |e| cfg.secrets.rules.iter().any(|r| r.enforce.contains(&e));
@@ -376,7 +384,9 @@ impl Agent {
         let (tx, rx) = mpsc::channel(16 * 1024);
         let (subscribers, _) = broadcast::channel(64 * 1024);
         Ok(Self {
-            node: cfg.node().into(),
+            node,
+            sinks,
+            seq: Some(seq),
             cfg,
             probes,
             state: State {
@@ -429,14 +439,16 @@ impl Agent {
         mut self,
         stop: impl std::future::Future<Output = &'static str>,
     ) -> Result<()> {
-        let stdout = StdoutSink::new();
-        let stdout_counters = stdout.counters.clone();
+        let stats = self.sinks.stats_source();
         let emitter = Emitter {
             node: self.node.clone(),
-            stdout,
+            sinks: self.sinks.clone(),
             counters: self.emit_counters.clone(),
             subscribers: self.subscribers.clone(),
             metrics: self.metrics.clone(),
+            seq: self.seq.take().expect("run once"),
+            limiter: RateLimiter::new(self.cfg.rate_limit.clone()),
+            shutdown_grace: self.cfg.shutdown_grace,
         };
         self.metrics_addr = crate::metrics::serve(&self.cfg.metrics, self.metrics.clone()).await?;
         let emit_task = tokio::spawn(emitter.run(self.rx.take().expect("run once")));
@@ -457,9 +469,9 @@ impl Agent {
         // Records below the wakeup threshold are found by this periodic drain.
         let mut drain_tick = tokio::time::interval(self.cfg.kernel.poll_interval);
         drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let sinks = move || vec![stdout_counters.snapshot("stdout")];
+        let sinks = &stats;
 
-        self.emit_status("started", &sinks).await;
+        self.emit_status("started", sinks).await;
         self.metrics
             .ready
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -474,17 +486,17 @@ impl Agent {
                     guard.clear_ready();
                 }
                 _ = drain_tick.tick() => self.drain(events.get_mut()).await,
-                _ = metrics_tick.tick() => self.refresh_metrics(&sinks),
+                _ = metrics_tick.tick() => self.refresh_metrics(sinks),
                 _ = status_tick.tick() => {
                     self.housekeeping();
-                    self.emit_status("running", &sinks).await;
+                    self.emit_status("running", sinks).await;
                 }
                 reason = &mut stop => break reason,
             }
         };
         tracing::info!("{reason} received: detaching probes and flushing events");
         self.drain(events.get_mut()).await;
-        self.emit_status("stopped", &sinks).await;
+        self.emit_status("stopped", sinks).await;
         drop(events);
         let Agent { probes, state, .. } = self;
         drop(state.tx);
@@ -517,7 +529,7 @@ impl Agent {
     }
 
     /// Copies totals kept elsewhere (kernel maps, cache, table, sinks) into the metrics.
-    fn refresh_metrics(&self, sinks: &impl Fn() -> Vec<crate::sinks::SinkStats>) {
+    fn refresh_metrics(&self, sinks: &SinkStatsSource) {
         let m = &self.metrics;
         for (kind, slot) in [
             ("exec", KIND_EXEC),
@@ -546,9 +558,8 @@ impl Agent {
             let s = c.stats();
             m.pod_metadata(s.fetches_ok, s.fetches_failed, s.pods);
         }
-        for s in sinks() {
-            m.sink_total(s.name, "delivered", s.delivered);
-            m.sink_total(s.name, "failed", s.failed);
+        for s in sinks.stats() {
+            m.sink_stats(&s);
         }
     }
 
@@ -571,11 +582,7 @@ impl Agent {
         }
     }
 
-    async fn emit_status(
-        &mut self,
-        state: &str,
-        sinks: &impl Fn() -> Vec<crate::sinks::SinkStats>,
-    ) {
+    async fn emit_status(&mut self, state: &str, sinks: &SinkStatsSource) {
         let drops = |k| per_cpu_total(&self.probes.drops, k);
         let sent = |k| per_cpu_total(&self.probes.sent, k);
         let own = std::process::id();
@@ -634,7 +641,7 @@ impl Agent {
             "emitted": self.emit_counters.snapshot(),
             "process_table": self.state.table.lock().unwrap().stats(),
             "hash_cache": self.state.hashes.snapshot(),
-            "sinks": sinks(),
+            "sinks": sinks.stats(),
         });
         self.state
             .send(Pending {

@@ -5,9 +5,12 @@
 //! out without its hash; hashing itself runs elsewhere, so only the output
 //! waits, never the ring-buffer reader.
 
-use std::sync::{
-    atomic::{AtomicU64, Ordering},
-    Arc,
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
 };
 
 use serde::Serialize;
@@ -18,7 +21,9 @@ use crate::{
     event::{rfc3339_ns, Event, ExitInfo, FileInfo, Finding, Kind, NetInfo, SCHEMA},
     findings,
     metrics::{FindingLabels, KindLabel, Metrics},
-    sinks::stdout::StdoutSink,
+    rate_limit::RateLimiter,
+    seq_store::SeqStore,
+    sinks::SinkSet,
     snapshot::Snapshot,
 };
 
@@ -61,6 +66,8 @@ pub struct EmitCounters {
     pub file_open: AtomicU64,
     pub finding: AtomicU64,
     pub net_connect: AtomicU64,
+    /// Events the rate limiter held back (reported in summaries).
+    pub suppressed: AtomicU64,
 }
 
 #[derive(Debug, Serialize)]
@@ -71,6 +78,7 @@ pub struct EmitStats {
     pub file_open: u64,
     pub finding: u64,
     pub net_connect: u64,
+    pub suppressed: u64,
 }
 
 impl EmitCounters {
@@ -94,76 +102,109 @@ impl EmitCounters {
             file_open: self.file_open.load(Ordering::Relaxed),
             finding: self.finding.load(Ordering::Relaxed),
             net_connect: self.net_connect.load(Ordering::Relaxed),
+            suppressed: self.suppressed.load(Ordering::Relaxed),
         }
     }
 }
 
 pub struct Emitter {
     pub node: Arc<str>,
-    pub stdout: StdoutSink,
+    pub sinks: Arc<SinkSet>,
     pub counters: Arc<EmitCounters>,
-    /// In-process subscribers (tests, the future API); lagging ones lose
+    /// In-process subscribers (tests, the API); lagging ones lose
     /// events on their side only.
     pub subscribers: broadcast::Sender<Arc<Event>>,
     pub metrics: Arc<Metrics>,
+    pub seq: SeqStore,
+    pub limiter: RateLimiter,
+    /// How long sinks may keep delivering after the stop signal before
+    /// what they hold goes to their spools.
+    pub shutdown_grace: Duration,
 }
 
 impl Emitter {
     pub async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
-        let mut seq = 0u64;
-        while let Some(mut p) = rx.recv().await {
-            let process = p.snapshot.resolve().await;
-            if p.refers_to_previous {
-                if let Some(f) = p.finding.as_mut() {
-                    f.evidence.event_seqs.push(seq);
+        let mut summary_tick = tokio::time::interval(self.limiter.summary_interval());
+        summary_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let p = tokio::select! {
+                p = rx.recv() => match p {
+                    Some(p) => p,
+                    None => break,
+                },
+                _ = summary_tick.tick(), if self.limiter.enabled() => {
+                    self.summarise();
+                    continue;
                 }
-            }
-            // Whether a binary can be trusted is known only once it is hashed.
-            let untrusted = (p.kind == Kind::ProcessExec)
-                .then(|| findings::untrusted_binary(&process))
-                .flatten();
-            seq += 1;
-            self.emit(Event {
-                schema: SCHEMA,
-                time: rfc3339_ns(to_epoch_ns(p.boot_ns)),
-                node: self.node.clone(),
-                kind: p.kind,
-                seq,
-                process: process.clone(),
-                exit: p.exit,
-                status: p.status,
-                file: p.file,
-                finding: p.finding,
-                net: p.net,
-            })
-            .await;
-            if let Some(mut finding) = untrusted {
-                finding.evidence.event_seqs.push(seq);
-                seq += 1;
-                self.emit(Event {
-                    schema: SCHEMA,
-                    time: rfc3339_ns(to_epoch_ns(p.boot_ns)),
-                    node: self.node.clone(),
-                    kind: Kind::Finding,
-                    seq,
-                    process,
-                    exit: None,
-                    status: None,
-                    file: None,
-                    finding: Some(finding),
-                    net: None,
-                })
-                .await;
-            }
-            if rx.is_empty() {
-                self.stdout.flush().await;
-            }
+            };
+            self.handle(p).await;
         }
-        self.stdout.flush().await;
+        self.summarise();
+        self.sinks.shutdown(self.shutdown_grace).await;
+        self.seq.close();
     }
 
-    async fn emit(&mut self, ev: Event) {
-        self.stdout.write(&ev).await;
+    async fn handle(&mut self, mut p: Pending) {
+        let process = p.snapshot.resolve().await;
+        if p.refers_to_previous {
+            if let Some(f) = p.finding.as_mut() {
+                f.evidence.event_seqs.push(self.seq.last());
+            }
+        }
+        // Whether a binary can be trusted is known only once it is hashed.
+        let untrusted = (p.kind == Kind::ProcessExec)
+            .then(|| findings::untrusted_binary(&process))
+            .flatten();
+        let time = rfc3339_ns(to_epoch_ns(p.boot_ns));
+        let exec_seq = self.emit(Event {
+            schema: SCHEMA,
+            time: time.clone(),
+            node: self.node.clone(),
+            kind: p.kind,
+            seq: 0,
+            process: process.clone(),
+            exit: p.exit,
+            status: p.status,
+            file: p.file,
+            finding: p.finding,
+            net: p.net,
+            suppressed: None,
+        });
+        if let Some(mut finding) = untrusted {
+            finding.evidence.event_seqs.extend(exec_seq);
+            self.emit(Event {
+                schema: SCHEMA,
+                time,
+                node: self.node.clone(),
+                kind: Kind::Finding,
+                seq: 0,
+                process,
+                exit: None,
+                status: None,
+                file: None,
+                finding: Some(finding),
+                net: None,
+                suppressed: None,
+            });
+        }
+    }
+
+    fn summarise(&mut self) {
+        for ev in self.limiter.summaries() {
+            self.emit(ev);
+        }
+    }
+
+    /// Numbers the event and hands it to every sink and subscriber; `None`
+    /// when the rate limiter suppressed it (counted there).
+    fn emit(&mut self, ev: Event) -> Option<u64> {
+        let mut ev = Arc::new(ev);
+        if ev.suppressed.is_none() && !self.limiter.admit(&ev, tokio::time::Instant::now()) {
+            self.counters.suppressed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let seq = self.seq.take();
+        Arc::make_mut(&mut ev).seq = seq;
         self.counters.count(ev.kind);
         self.metrics
             .events
@@ -180,6 +221,8 @@ impl Emitter {
                 })
                 .inc();
         }
-        let _ = self.subscribers.send(Arc::new(ev));
+        self.sinks.push(&ev);
+        let _ = self.subscribers.send(ev);
+        Some(seq)
     }
 }

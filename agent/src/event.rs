@@ -9,7 +9,7 @@ use serde::Serialize;
 
 pub const SCHEMA: &str = "proctor.event/v1";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     ProcessExec,
@@ -40,7 +40,8 @@ pub struct Event {
     pub time: String,
     pub node: Arc<str>,
     pub kind: Kind,
-    /// Per-node sequence number, strictly increasing within one agent run.
+    /// Per-node sequence number: strictly increasing, never reused on a node
+    /// (it continues across restarts, see `seq_store`).
     pub seq: u64,
     pub process: Arc<Process>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -53,6 +54,10 @@ pub struct Event {
     pub finding: Option<Finding>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub net: Option<NetInfo>,
+    /// Set on a rate-limit summary: how many events like this one were
+    /// suppressed (see `rate_limit`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<crate::rate_limit::Suppressed>,
 }
 
 /// A connection attempt (`net_connect`).

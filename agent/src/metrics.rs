@@ -59,6 +59,11 @@ pub struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabel {
+    pub sink: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
     pub state: String,
 }
@@ -89,6 +94,10 @@ pub struct Metrics {
     pub sink: Family<SinkLabels, Counter>,
     pod_fetches: Family<OutcomeLabel, Counter>,
     pod_pods: Gauge,
+    sink_queued: Family<SinkLabel, Gauge>,
+    sink_in_spool: Family<SinkLabel, Gauge>,
+    sink_spool_bytes: Family<SinkLabel, Gauge>,
+    sink_up: Family<SinkLabel, Gauge>,
     pub ready: AtomicBool,
 }
 
@@ -108,6 +117,10 @@ impl Metrics {
             sink: Family::default(),
             pod_fetches: Family::default(),
             pod_pods: Gauge::default(),
+            sink_queued: Family::default(),
+            sink_in_spool: Family::default(),
+            sink_spool_bytes: Family::default(),
+            sink_up: Family::default(),
             ready: AtomicBool::new(false),
         };
         r.register("events", "Events emitted, by kind", m.events.clone());
@@ -143,7 +156,9 @@ impl Metrics {
         );
         r.register(
             "sink_events",
-            "Events per sink and outcome (delivered, failed)",
+            "Events per sink and outcome: delivered, failed (attempts), spooled \
+             (queue full, written to disk), dropped (queue and spool full, or refused), \
+             skipped (the format cannot carry the event)",
             m.sink.clone(),
         );
         r.register(
@@ -155,6 +170,26 @@ impl Metrics {
             "pod_metadata_pods",
             "Pods whose metadata the agent holds",
             m.pod_pods.clone(),
+        );
+        r.register(
+            "sink_queued",
+            "Events in a sink's memory queue",
+            m.sink_queued.clone(),
+        );
+        r.register(
+            "sink_spool_events",
+            "Events in a sink's on-disk spool",
+            m.sink_in_spool.clone(),
+        );
+        r.register(
+            "sink_spool_bytes",
+            "Bytes of a sink's on-disk spool",
+            m.sink_spool_bytes.clone(),
+        );
+        r.register(
+            "sink_up",
+            "1 when a sink's last delivery attempt succeeded",
+            m.sink_up.clone(),
         );
         *m.registry.lock().unwrap() = r;
         Arc::new(m)
@@ -186,6 +221,31 @@ impl Metrics {
         };
         self.mirror(format!("sink/{sink}/{outcome}"))
             .feed(&self.sink.get_or_create(&label), total);
+    }
+
+    /// Copies one sink's counters and levels in.
+    pub fn sink_stats(&self, s: &crate::sinks::SinkStats) {
+        for (outcome, total) in [
+            ("delivered", s.delivered),
+            ("failed", s.failed),
+            ("spooled", s.spooled),
+            ("dropped", s.dropped),
+            ("skipped", s.skipped),
+        ] {
+            self.sink_total(&s.name, outcome, total);
+        }
+        let label = SinkLabel {
+            sink: s.name.clone(),
+        };
+        let level = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.sink_queued.get_or_create(&label).set(level(s.queued));
+        self.sink_in_spool
+            .get_or_create(&label)
+            .set(level(s.in_spool));
+        self.sink_spool_bytes
+            .get_or_create(&label)
+            .set(level(s.spool_bytes));
+        self.sink_up.get_or_create(&label).set(i64::from(!s.down));
     }
 
     pub fn hash_totals(&self, hits: u64, misses: u64) {

@@ -134,6 +134,7 @@ impl Agent {
             file: None,
             finding,
             net: None,
+            suppressed: None,
         }));
     }
 

@@ -16,7 +16,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use common::*;
+use common::{tls::certs, *};
 use serde_json::Value;
 
 const PODLIST: &str = include_str!("data/kubelet-podlist-standin.json");
@@ -52,36 +52,11 @@ struct Kubelet {
 
 impl Kubelet {
     fn start(answer: Answer) -> Self {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
-        use tokio_rustls::rustls;
-
-        let dir = tempfile::tempdir().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, "proctor test kubelet CA");
-        let ca_key = KeyPair::generate().unwrap();
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let mut srv = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        srv.subject_alt_names
-            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-        let srv_key = KeyPair::generate().unwrap();
-        let srv_cert = srv.signed_by(&srv_key, &ca_cert, &ca_key).unwrap();
-        std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).unwrap();
+        let certs = certs("proctor test kubelet CA");
+        let tls = certs.server_config();
+        let dir = certs.dir;
         std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
-
-        let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![srv_cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(srv_key.serialize_der().into()),
-        )
-        .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
 
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)

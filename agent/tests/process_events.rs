@@ -385,36 +385,6 @@ fn container_and_pod_from_runtime_shaped_cgroups() {
     }
 }
 
-/// A minimal HTTP GET over loopback: (status code, body).
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::Read;
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let code = out.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
-}
-
-/// The value of one sample in Prometheus/OpenMetrics text.
-fn sample(text: &str, name_and_labels: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            (series == name_and_labels).then(|| value.parse().ok())?
-        })
-        .unwrap_or(0.0)
-}
-
 #[test]
 fn metrics_health_and_readiness_move_with_real_events() {
     let agent = shared();

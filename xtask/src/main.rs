@@ -4,6 +4,7 @@
 //! the README's two commands work on a new machine and in CI alike.
 
 mod bench;
+mod bench_sinks;
 mod setup;
 mod vm_initramfs;
 mod vm_kernels;
@@ -133,7 +134,7 @@ fn main() -> Result<()> {
         Cmd::Bench { smoke } => {
             setup::all()?;
             let bin = build_release()?;
-            bench::run(&bin, smoke)
+            bench::run(&bin, smoke).and_then(|()| bench_sinks::run(&bin, smoke))
         }
     }
 }

@@ -24,6 +24,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "podman",
     "runc",
     "busybox-static",
+    // The syslog sink's real receiver (UDP, TCP, and TLS through GnuTLS).
+    "rsyslog",
+    "rsyslog-gnutls",
     // systemd-analyze verify of the unit (deploy tests).
     "systemd",
     "binutils",

@@ -395,6 +395,7 @@ pub(crate) mod testdata {
             file: None,
             finding: None,
             net: None,
+            suppressed: None,
         };
         match kind {
             Kind::ProcessExec => {}

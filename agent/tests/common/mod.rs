@@ -5,6 +5,8 @@
 //! cannot load BPF fails these tests loudly, in CI and everywhere else.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::{
     io::{BufRead, BufReader, Read},
     os::unix::fs::MetadataExt,
@@ -67,6 +69,7 @@ impl AgentProc {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn proctor");
+        reap_at_exit(child.id());
         let lines: Arc<(Mutex<Lines>, Condvar)> = Arc::default();
         let stdout = child.stdout.take().unwrap();
         let l2 = lines.clone();
@@ -173,6 +176,7 @@ impl AgentProc {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(st) = child.try_wait().unwrap() {
+                reaped(child.id());
                 // Let the reader thread see EOF.
                 let (lock, cv) = &*self.lines;
                 let g = lock.lock().unwrap();
@@ -196,8 +200,37 @@ impl Drop for AgentProc {
         if let Some(mut c) = self.child.lock().unwrap().take() {
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
             let _ = c.wait();
+            reaped(c.id());
         }
     }
+}
+
+/// Agents started by this test binary, stopped when it exits. The shared
+/// agent lives in a static, which is never dropped: without this it would
+/// outlive the tests.
+static STARTED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+extern "C" fn stop_started_agents() {
+    if let Ok(pids) = STARTED.lock() {
+        for &pid in pids.iter() {
+            // SAFETY: kill(2) on our own child; ESRCH when it already exited.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+    }
+}
+
+fn reap_at_exit(pid: u32) {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    // SAFETY: registers a plain extern "C" function.
+    REGISTER.call_once(|| unsafe {
+        libc::atexit(stop_started_agents);
+    });
+    STARTED.lock().unwrap().push(pid);
+}
+
+/// A reaped pid may be reused by anyone: it must not be signalled at exit.
+fn reaped(pid: u32) {
+    STARTED.lock().unwrap().retain(|&p| p != pid);
 }
 
 /// One agent shared by the tests of a test binary (each filters by its own markers).
@@ -263,4 +296,35 @@ pub fn run(cmd: &mut Command) -> u32 {
     let pid = child.id();
     child.wait().unwrap();
     pid
+}
+
+/// A minimal HTTP GET over loopback: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    std::io::Write::write_all(
+        &mut s,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// The value of one sample in Prometheus/OpenMetrics text, if present.
+pub fn sample_opt(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        (series == name_and_labels).then(|| value.parse().ok())?
+    })
+}
+
+/// The value of one sample; 0 when absent.
+pub fn sample(text: &str, name_and_labels: &str) -> f64 {
+    sample_opt(text, name_and_labels).unwrap_or(0.0)
 }

@@ -1,0 +1,223 @@
+//! HTTP sinks: Splunk HTTP Event Collector and OTLP/HTTP logs (JSON).
+//!
+//! Both confirm a batch with their answer: HEC with `{"code":0}`, OTLP with
+//! 200. An answer that says the data itself is bad (400) will not get better
+//! by retrying: that batch is counted as dropped and logged, and delivery
+//! moves on. Everything else (refused, 5xx, 429, 401/403 while a token is
+//! being fixed) is retried with backoff.
+
+use std::{io::Write, sync::Arc};
+
+use anyhow::{anyhow, Context, Result};
+use flate2::{write::GzEncoder, Compression};
+use reqwest::{header, Client, StatusCode};
+use serde_json::{json, Value};
+
+use super::{
+    config::SinkConfig,
+    spool::Record,
+    tls::client_config,
+    worker::{Destination, Failure},
+};
+use crate::formats::{PRODUCT, PRODUCT_VERSION};
+
+fn client(cfg: &SinkConfig) -> Result<Client> {
+    let mut b = Client::builder()
+        .timeout(cfg.timeout())
+        .user_agent(format!("{PRODUCT}/{PRODUCT_VERSION}"));
+    let url = cfg.url.as_deref().context("http sink without url")?;
+    if url.starts_with("https://") {
+        let tls = Arc::unwrap_or_clone(client_config(cfg.tls.as_ref())?);
+        b = b.use_preconfigured_tls(tls);
+    }
+    b.build().context("HTTP client")
+}
+
+fn gzip(body: &[u8]) -> Result<Vec<u8>> {
+    let mut e = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
+    e.write_all(body)?;
+    Ok(e.finish()?)
+}
+
+/// Sends one request; `Ok(body)` on a 2xx answer.
+async fn post(
+    client: &Client,
+    url: &str,
+    headers: header::HeaderMap,
+    body: Vec<u8>,
+    gzipped: bool,
+) -> Result<(StatusCode, Value), Failure> {
+    let body = if gzipped {
+        gzip(&body).map_err(Failure::none)?
+    } else {
+        body
+    };
+    let mut req = client
+        .post(url)
+        .headers(headers)
+        .header(header::CONTENT_TYPE, "application/json");
+    if gzipped {
+        req = req.header(header::CONTENT_ENCODING, "gzip");
+    }
+    let resp = req
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| Failure::none(anyhow!("POST {url}: {}", e.without_url())))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    if status == StatusCode::BAD_REQUEST {
+        return Err(Failure::none(anyhow!(
+            "POST {url}: 400, the receiver rejected the data: {value}"
+        ))
+        .rejected());
+    }
+    if !status.is_success() {
+        return Err(Failure::none(anyhow!("POST {url}: {status}: {value}")));
+    }
+    Ok((status, value))
+}
+
+pub struct Hec {
+    client: Client,
+    url: String,
+    auth: header::HeaderValue,
+    batch: usize,
+    gzip: bool,
+}
+
+impl Hec {
+    pub fn new(cfg: &SinkConfig) -> Result<Self> {
+        let token = match (&cfg.token, &cfg.token_file) {
+            (Some(t), _) => t.trim().to_string(),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read HEC token_file {}", f.display()))?
+                .trim()
+                .to_string(),
+            (None, None) => anyhow::bail!("a HEC sink needs `token` or `token_file`"),
+        };
+        let mut auth = header::HeaderValue::from_str(&format!("Splunk {token}"))
+            .map_err(|_| anyhow!("the HEC token has characters a header cannot carry"))?;
+        auth.set_sensitive(true);
+        Ok(Self {
+            client: client(cfg)?,
+            url: cfg.url.clone().context("hec sink without url")?,
+            auth,
+            batch: cfg.batch_events(),
+            gzip: cfg.gzip(),
+        })
+    }
+}
+
+impl Destination for Hec {
+    fn max_batch(&self) -> usize {
+        self.batch
+    }
+
+    async fn send(&mut self, batch: &[Record]) -> Result<(), Failure> {
+        // HEC takes events as concatenated JSON objects; one per line.
+        let mut body = Vec::new();
+        for r in batch {
+            body.extend_from_slice(&r.bytes);
+            body.push(b'\n');
+        }
+        let mut h = header::HeaderMap::new();
+        h.insert(header::AUTHORIZATION, self.auth.clone());
+        let (_, answer) = post(&self.client, &self.url, h, body, self.gzip).await?;
+        match answer.get("code").and_then(Value::as_i64) {
+            Some(0) => Ok(()),
+            _ => Err(Failure::none(anyhow!(
+                "POST {}: HEC did not confirm the batch: {answer}",
+                self.url
+            ))),
+        }
+    }
+}
+
+pub struct Otlp {
+    client: Client,
+    url: String,
+    headers: header::HeaderMap,
+    resource: String,
+    batch: usize,
+    gzip: bool,
+}
+
+impl Otlp {
+    pub fn new(cfg: &SinkConfig, node: &str) -> Result<Self> {
+        let mut headers = header::HeaderMap::new();
+        for (k, v) in cfg.headers.iter().flatten() {
+            let name = header::HeaderName::from_bytes(k.as_bytes())
+                .with_context(|| format!("headers: {k:?} is not an HTTP header name"))?;
+            let mut value = header::HeaderValue::from_str(v)
+                .map_err(|_| anyhow!("headers: the value of {k:?} cannot be sent in a header"))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        let resource = json!({
+            "attributes": [
+                {"key": "host.name", "value": {"stringValue": node}},
+                {"key": "service.name", "value": {"stringValue": PRODUCT}},
+                {"key": "service.version", "value": {"stringValue": PRODUCT_VERSION}},
+            ]
+        })
+        .to_string();
+        Ok(Self {
+            client: client(cfg)?,
+            url: cfg.url.clone().context("otlp sink without url")?,
+            headers,
+            resource,
+            batch: cfg.batch_events(),
+            gzip: cfg.gzip(),
+        })
+    }
+}
+
+impl Destination for Otlp {
+    fn max_batch(&self) -> usize {
+        self.batch
+    }
+
+    async fn send(&mut self, batch: &[Record]) -> Result<(), Failure> {
+        let mut body = format!(
+            r#"{{"resourceLogs":[{{"resource":{},"scopeLogs":[{{"scope":{{"name":"{PRODUCT}","version":"{PRODUCT_VERSION}"}},"logRecords":["#,
+            self.resource
+        )
+        .into_bytes();
+        for (i, r) in batch.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(&r.bytes);
+        }
+        body.extend_from_slice(b"]}]}]}");
+        let (_, answer) = post(
+            &self.client,
+            &self.url,
+            self.headers.clone(),
+            body,
+            self.gzip,
+        )
+        .await?;
+        let rejected = answer["partialSuccess"]["rejectedLogRecords"]
+            .as_u64()
+            .or_else(|| {
+                answer["partialSuccess"]["rejectedLogRecords"]
+                    .as_str()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0);
+        if rejected > 0 {
+            return Err(Failure::none(anyhow!(
+                "POST {}: the collector rejected {rejected} of {} log records: {}",
+                self.url,
+                batch.len(),
+                answer["partialSuccess"]["errorMessage"]
+            ))
+            .partly_rejected(batch.len() - rejected.min(batch.len() as u64) as usize));
+        }
+        Ok(())
+    }
+}
