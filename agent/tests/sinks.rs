@@ -19,7 +19,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{tls::{certs, Certs}, *};
+use common::{
+    tls::{certs, Certs},
+    *,
+};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);
