@@ -6,26 +6,13 @@
 
 use std::{sync::Arc, time::Instant};
 
-use http_body_util::{BodyExt, Empty};
-use hyper::{
-    body::Bytes,
-    header::{HeaderValue, ACCEPT, AUTHORIZATION, HOST},
-    Request, Uri,
-};
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_rustls::{
-    rustls::{
-        self,
-        client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
-        crypto::CryptoProvider,
-        pki_types::{pem::PemObject, CertificateDer, ServerName, UnixTime},
-        DigitallySignedStruct, SignatureScheme,
-    },
-    TlsConnector,
-};
+use hyper::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
 
 use super::{config::Source, podlist, KubernetesConfig, PodCache, SourceStats};
+use crate::{
+    http_client::{HttpClient, Options},
+    tls_client::{client_config, ClientTls},
+};
 
 /// Larger answers are refused rather than buffered without bound (a
 /// 110-pod node answers a few MiB).
@@ -41,146 +28,37 @@ pub fn initial_stats(source: Source, url: &str) -> SourceStats {
     }
 }
 
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
+fn tls_config(cfg: &KubernetesConfig) -> Result<Arc<rustls::ClientConfig>, String> {
+    if cfg.ca_file.is_none() && !cfg.insecure_skip_verify {
+        return Err(
+            "kubernetes.ca_file is null and insecure_skip_verify is false: no way to check \
+             the kubelet's certificate; set one of them"
+                .into(),
+        );
     }
-    s
-}
-
-/// Where to connect and what to ask for.
-#[derive(Debug)]
-struct Target {
-    tls: bool,
-    host: String,
-    port: u16,
-    authority: String,
-    path: String,
-}
-
-fn target(url: &str) -> Result<Target, String> {
-    let bad = |why: &str| format!("kubernetes.kubelet_url {url:?}: {why}");
-    let uri: Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
-    let tls = match uri.scheme_str() {
-        Some("https") => true,
-        Some("http") => false,
-        _ => return Err(bad("the scheme must be https (or http)")),
-    };
-    let host = uri.host().ok_or_else(|| bad("no host"))?;
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    Ok(Target {
-        tls,
-        port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
-        authority: uri.authority().map(|a| a.to_string()).unwrap_or_default(),
-        path: uri
-            .path_and_query()
-            .map_or_else(|| "/".to_string(), |p| p.to_string()),
-        host,
+    client_config(&ClientTls {
+        section: "kubernetes",
+        ca_file: cfg.ca_file.as_deref(),
+        insecure_skip_verify: cfg.insecure_skip_verify,
+        ..Default::default()
     })
+    .map_err(|e| format!("{e:#}; or set kubernetes.insecure_skip_verify: true"))
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// Checks nothing about who the certificate names, but still that the
-/// handshake is signed by the key it presents (`insecure_skip_verify`).
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-fn tls_connector(cfg: &KubernetesConfig) -> Result<TlsConnector, String> {
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?;
-    let config = if cfg.insecure_skip_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider())))
-            .with_no_client_auth()
-    } else {
-        let Some(ca) = &cfg.ca_file else {
-            return Err(
-                "kubernetes.ca_file is null and insecure_skip_verify is false: no way to check \
-                 the kubelet's certificate; set one of them"
-                    .into(),
-            );
-        };
-        let pem = std::fs::read(ca).map_err(|e| {
-            format!(
-                "cannot read kubernetes.ca_file {}: {e}; point it at the CA that signed the \
-                 kubelet's serving certificate, or set insecure_skip_verify: true",
-                ca.display()
-            )
-        })?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| format!("kubernetes.ca_file {}: {e}", ca.display()))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("kubernetes.ca_file {}: {e}", ca.display()))?;
-        }
-        if roots.is_empty() {
-            return Err(format!(
-                "kubernetes.ca_file {} holds no PEM certificate",
-                ca.display()
-            ));
-        }
-        builder.with_root_certificates(roots).with_no_client_auth()
+/// The client for the pod list URL.
+fn client(cfg: &KubernetesConfig, url: &str) -> Result<HttpClient, String> {
+    let key = match cfg.source {
+        Source::Kubelet => "kubernetes.kubelet_url",
+        Source::ApiServer => "kubernetes.api_server_url",
     };
-    Ok(TlsConnector::from(Arc::new(config)))
+    let opts = Options {
+        key,
+        timeout: cfg.timeout,
+        max_body: MAX_BODY_BYTES,
+        server_name: None,
+    };
+    HttpClient::new(url, opts, || tls_config(cfg).map_err(anyhow::Error::msg))
+        .map_err(|e| format!("{e:#}"))
 }
 
 fn bearer(cfg: &KubernetesConfig) -> Result<HeaderValue, String> {
@@ -208,86 +86,21 @@ fn bearer(cfg: &KubernetesConfig) -> Result<HeaderValue, String> {
     Ok(v)
 }
 
-/// One HTTP/1.1 exchange on `io`: (status, body).
-async fn exchange<T>(io: T, req: Request<Empty<Bytes>>) -> Result<(u16, Vec<u8>), String>
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| chain(&e))?;
-    let conn = tokio::spawn(conn);
-    let result = async {
-        let resp = sender.send_request(req).await.map_err(|e| chain(&e))?;
-        let status = resp.status().as_u16();
-        let mut body = resp.into_body();
-        let mut out = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| format!("reading the answer: {}", chain(&e)))?;
-            if let Some(chunk) = frame.data_ref() {
-                if out.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(format!(
-                        "the answer is larger than {MAX_BODY_BYTES} bytes; refused"
-                    ));
-                }
-                out.extend_from_slice(chunk);
-            }
-        }
-        Ok((status, out))
-    }
-    .await;
-    conn.abort();
-    result
-}
-
 /// One GET of the pod list.
 async fn fetch(
     cfg: &KubernetesConfig,
     url: &str,
-    tls: &mut Option<TlsConnector>,
+    http: &mut Option<HttpClient>,
 ) -> Result<podlist::PodList, String> {
-    let t = target(url)?;
-    let auth = bearer(cfg)?;
-    let req = Request::get(t.path.as_str())
-        .header(HOST, t.authority.as_str())
-        .header(ACCEPT, "application/json")
-        .header(AUTHORIZATION, auth)
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    let connector = if t.tls {
-        if tls.is_none() {
-            *tls = Some(tls_connector(cfg)?);
-        }
-        tls.clone()
-    } else {
-        None
+    let mut headers = HeaderMap::new();
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    headers.insert(AUTHORIZATION, bearer(cfg)?);
+    let http = match http {
+        Some(c) => c,
+        None => http.insert(client(cfg, url)?),
     };
-    let get = async {
-        let tcp = tokio::net::TcpStream::connect((t.host.as_str(), t.port))
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        match connector {
-            Some(c) => {
-                let name = ServerName::try_from(t.host.clone())
-                    .map_err(|e| format!("TLS server name {:?}: {e}", t.host))?;
-                let stream = c
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| format!("TLS handshake: {}", chain(&e)))?;
-                exchange(stream, req).await
-            }
-            None => exchange(tcp, req).await,
-        }
-    };
-    let (status, body) = tokio::time::timeout(cfg.timeout, get)
-        .await
-        .map_err(|_| {
-            format!(
-                "GET {url}: no answer within {}",
-                humantime::format_duration(cfg.timeout)
-            )
-        })?
-        .map_err(|e| format!("GET {url}: {e}"))?;
+    let resp = http.get(headers).await.map_err(|e| format!("{e:#}"))?;
+    let (status, body) = (resp.status.as_u16(), resp.body);
     if !(200..300).contains(&status) {
         let hint = match (status, cfg.source) {
             (401, _) => "; the token was refused (is it a service-account token of this cluster?)",
@@ -354,12 +167,12 @@ fn record(
 
 /// Fetches until the task is dropped.
 pub async fn run(cfg: KubernetesConfig, url: String, cache: Arc<PodCache>) {
-    let mut tls = None;
+    let mut http = None;
     loop {
-        let r = fetch(&cfg, &url, &mut tls).await;
+        let r = fetch(&cfg, &url, &mut http).await;
         if r.is_err() {
             // Rebuilt on the next try: the CA file may have been fixed.
-            tls = None;
+            http = None;
         }
         record(&cache, &url, &cfg, r);
         let fetched = tokio::time::Instant::now();
@@ -379,17 +192,17 @@ mod tests {
 
     #[test]
     fn urls_and_tokens() {
-        let t = target("https://10.1.2.3:10250/pods").unwrap();
-        assert!(t.tls);
-        assert_eq!((t.host.as_str(), t.port), ("10.1.2.3", 10250));
-        assert_eq!(t.path, "/pods");
-        assert_eq!(t.authority, "10.1.2.3:10250");
-        let t = target("http://[::1]/pods?x=1").unwrap();
-        assert!(!t.tls);
-        assert_eq!((t.host.as_str(), t.port), ("::1", 80));
-        assert_eq!(t.path, "/pods?x=1");
-        assert!(target("ftp://h/pods").unwrap_err().contains("scheme"));
-        assert!(target("not a url").unwrap_err().contains("kubelet_url"));
+        let kubelet = KubernetesConfig::default();
+        let e = client(&kubelet, "ftp://h/pods").err().unwrap();
+        assert!(
+            e.contains("scheme") && e.contains("kubernetes.kubelet_url"),
+            "{e}"
+        );
+        assert!(client(&kubelet, "not a url")
+            .err()
+            .unwrap()
+            .contains("kubelet_url"));
+        assert!(client(&kubelet, "http://127.0.0.1:10255/pods").is_ok());
 
         let dir = tempfile::tempdir().unwrap();
         let token = dir.path().join("token");
@@ -412,7 +225,7 @@ mod tests {
             ca_file: Some(token.clone()),
             ..Default::default()
         };
-        assert!(tls_connector(&cfg)
+        assert!(tls_config(&cfg)
             .err()
             .unwrap()
             .contains("no PEM certificate"));
@@ -420,7 +233,7 @@ mod tests {
             ca_file: None,
             ..Default::default()
         };
-        assert!(tls_connector(&cfg)
+        assert!(tls_config(&cfg)
             .err()
             .unwrap()
             .contains("insecure_skip_verify"));
@@ -429,6 +242,6 @@ mod tests {
             insecure_skip_verify: true,
             ..Default::default()
         };
-        assert!(tls_connector(&cfg).is_ok());
+        assert!(tls_config(&cfg).is_ok());
     }
 }

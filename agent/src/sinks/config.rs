@@ -4,11 +4,16 @@
 //! documented once. Keys that belong to another sink type are rejected by
 //! [`SinkConfig::validate`] with the sink named, rather than ignored.
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use serde::Deserialize;
 
-use crate::{event::Kind, secret_catalog::Severity};
+use crate::{
+    event::Kind,
+    http_client::Target,
+    secret_catalog::Severity,
+    tls_client::{client_config, ClientTls},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -76,6 +81,20 @@ pub struct TlsConfig {
     /// The name the server's certificate must carry; default: the host of
     /// `address` / `url`.
     pub server_name: Option<String>,
+}
+
+/// The rustls client configuration of a sink's `tls` settings (none set:
+/// the system CAs, no client certificate).
+pub fn client_tls(tls: Option<&TlsConfig>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let default = TlsConfig::default();
+    let tls = tls.unwrap_or(&default);
+    client_config(&ClientTls {
+        section: "tls",
+        ca_file: tls.ca_file.as_deref(),
+        cert_file: tls.cert_file.as_deref(),
+        key_file: tls.key_file.as_deref(),
+        insecure_skip_verify: false,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -384,14 +403,10 @@ impl SinkConfig {
                 let Some(u) = &self.url else {
                     return Err(format!("{it}: `url` is required"));
                 };
-                let url = reqwest::Url::parse(u)
-                    .map_err(|e| format!("{it}: url \"{u}\" is not a URL: {e}"))?;
-                if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-                    return Err(format!(
-                        "{it}: url \"{u}\" must be http:// or https:// with a host"
-                    ));
-                }
-                if self.tls.is_some() && url.scheme() != "https" {
+                let url = Target::parse(u).map_err(|e| {
+                    format!("{it}: url \"{u}\" must be http:// or https:// with a host ({e})")
+                })?;
+                if self.tls.is_some() && !url.tls {
                     return Err(format!("{it}: `tls` settings need an https:// url"));
                 }
                 if self.batch_events() == 0 || self.batch_events() > 10000 {

@@ -6,31 +6,38 @@
 //! moves on. Everything else (refused, 5xx, 429, 401/403 while a token is
 //! being fixed) is retried with backoff.
 
-use std::{io::Write, sync::Arc};
+use std::io::Write;
 
 use anyhow::{anyhow, Context, Result};
 use flate2::{write::GzEncoder, Compression};
-use reqwest::{header, Client, StatusCode};
+use hyper::{header, StatusCode};
 use serde_json::{json, Value};
 
 use super::{
-    config::SinkConfig,
+    config::{client_tls, SinkConfig},
     spool::Record,
-    tls::client_config,
     worker::{Destination, Failure},
 };
-use crate::formats::{PRODUCT, PRODUCT_VERSION};
+use crate::{
+    formats::{PRODUCT, PRODUCT_VERSION},
+    http_client::{HttpClient, Options},
+};
 
-fn client(cfg: &SinkConfig) -> Result<Client> {
-    let mut b = Client::builder()
-        .timeout(cfg.timeout())
-        .user_agent(format!("{PRODUCT}/{PRODUCT_VERSION}"));
+/// HEC and OTLP answer with a short JSON status; anything bigger is not one.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+fn client(cfg: &SinkConfig) -> Result<HttpClient> {
     let url = cfg.url.as_deref().context("http sink without url")?;
-    if url.starts_with("https://") {
-        let tls = Arc::unwrap_or_clone(client_config(cfg.tls.as_ref())?);
-        b = b.use_preconfigured_tls(tls);
-    }
-    b.build().context("HTTP client")
+    HttpClient::new(
+        url,
+        Options {
+            key: "url",
+            timeout: cfg.timeout(),
+            max_body: MAX_ANSWER_BYTES,
+            server_name: cfg.tls.as_ref().and_then(|t| t.server_name.as_deref()),
+        },
+        || client_tls(cfg.tls.as_ref()),
+    )
 }
 
 fn gzip(body: &[u8]) -> Result<Vec<u8>> {
@@ -41,9 +48,8 @@ fn gzip(body: &[u8]) -> Result<Vec<u8>> {
 
 /// Sends one request; `Ok(body)` on a 2xx answer.
 async fn post(
-    client: &Client,
-    url: &str,
-    headers: header::HeaderMap,
+    client: &mut HttpClient,
+    mut headers: header::HeaderMap,
     body: Vec<u8>,
     gzipped: bool,
 ) -> Result<(StatusCode, Value), Failure> {
@@ -52,21 +58,21 @@ async fn post(
     } else {
         body
     };
-    let mut req = client
-        .post(url)
-        .headers(headers)
-        .header(header::CONTENT_TYPE, "application/json");
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     if gzipped {
-        req = req.header(header::CONTENT_ENCODING, "gzip");
+        headers.insert(
+            header::CONTENT_ENCODING,
+            header::HeaderValue::from_static("gzip"),
+        );
     }
-    let resp = req
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| Failure::none(anyhow!("POST {url}: {}", e.without_url())))?;
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    let resp = client.post(headers, body).await.map_err(Failure::none)?;
+    let url = client.url();
+    let status = resp.status;
+    let value = serde_json::from_slice(&resp.body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&resp.body).into_owned()));
     if status == StatusCode::BAD_REQUEST {
         return Err(Failure::none(anyhow!(
             "POST {url}: 400, the receiver rejected the data: {value}"
@@ -80,8 +86,7 @@ async fn post(
 }
 
 pub struct Hec {
-    client: Client,
-    url: String,
+    client: HttpClient,
     auth: header::HeaderValue,
     batch: usize,
     gzip: bool,
@@ -102,7 +107,6 @@ impl Hec {
         auth.set_sensitive(true);
         Ok(Self {
             client: client(cfg)?,
-            url: cfg.url.clone().context("hec sink without url")?,
             auth,
             batch: cfg.batch_events(),
             gzip: cfg.gzip(),
@@ -124,20 +128,19 @@ impl Destination for Hec {
         }
         let mut h = header::HeaderMap::new();
         h.insert(header::AUTHORIZATION, self.auth.clone());
-        let (_, answer) = post(&self.client, &self.url, h, body, self.gzip).await?;
+        let (_, answer) = post(&mut self.client, h, body, self.gzip).await?;
         match answer.get("code").and_then(Value::as_i64) {
             Some(0) => Ok(()),
             _ => Err(Failure::none(anyhow!(
                 "POST {}: HEC did not confirm the batch: {answer}",
-                self.url
+                self.client.url()
             ))),
         }
     }
 }
 
 pub struct Otlp {
-    client: Client,
-    url: String,
+    client: HttpClient,
     headers: header::HeaderMap,
     resource: String,
     batch: usize,
@@ -165,7 +168,6 @@ impl Otlp {
         .to_string();
         Ok(Self {
             client: client(cfg)?,
-            url: cfg.url.clone().context("otlp sink without url")?,
             headers,
             resource,
             batch: cfg.batch_events(),
@@ -192,14 +194,7 @@ impl Destination for Otlp {
             body.extend_from_slice(&r.bytes);
         }
         body.extend_from_slice(b"]}]}]}");
-        let (_, answer) = post(
-            &self.client,
-            &self.url,
-            self.headers.clone(),
-            body,
-            self.gzip,
-        )
-        .await?;
+        let (_, answer) = post(&mut self.client, self.headers.clone(), body, self.gzip).await?;
         let rejected = answer["partialSuccess"]["rejectedLogRecords"]
             .as_u64()
             .or_else(|| {
@@ -212,7 +207,7 @@ impl Destination for Otlp {
         if rejected > 0 {
             return Err(Failure::none(anyhow!(
                 "POST {}: the collector rejected {rejected} of {} log records: {}",
-                self.url,
+                self.client.url(),
                 batch.len(),
                 answer["partialSuccess"]["errorMessage"]
             ))

@@ -20,7 +20,6 @@ pub mod spool;
 pub mod stdout;
 pub mod stream;
 pub mod syslog;
-pub mod tls;
 pub mod worker;
 
 use std::{

@@ -30,9 +30,8 @@ use tokio::{
 use tokio_rustls::{client::TlsStream, TlsConnector};
 
 use super::{
-    config::{split_host_port, SinkConfig, Transport},
+    config::{client_tls, split_host_port, SinkConfig, Transport},
     spool::Record,
-    tls::client_config,
     worker::{Destination, Failure},
 };
 
@@ -145,7 +144,7 @@ impl Stream {
                 .unwrap_or_else(|| host.clone());
             let server = ServerName::try_from(name.clone())
                 .with_context(|| format!("tls.server_name {name:?} is not a DNS name or IP"))?;
-            Some((TlsConnector::from(client_config(cfg.tls.as_ref())?), server))
+            Some((TlsConnector::from(client_tls(cfg.tls.as_ref())?), server))
         } else {
             None
         };
