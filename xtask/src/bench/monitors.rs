@@ -342,6 +342,12 @@ impl Bpftrace {
             if text.contains("ready\n") {
                 break;
             }
+            // bpftrace fully buffers `-o` output: BEGIN's "ready" reaches the
+            // file only once more lines follow. Short processes make exec,
+            // fork and exit lines until the buffer flushes.
+            if text.contains("Attaching") {
+                let _ = Command::new("/bin/true").status();
+            }
             if let Ok(Some(st)) = child.try_wait() {
                 bail!(
                     "bpftrace exited ({st}): {}",
