@@ -19,6 +19,10 @@
 //! skip): kubectl (with its built-in kustomize), kubernetes-validate (PyPI),
 //! systemd-analyze (Debian `systemd`), podman and runc (Debian).
 
+mod common;
+
+use common::podman_run_base;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     io::Write,
@@ -1305,23 +1309,6 @@ impl Drop for ImageGuard {
             .output();
         let _ = podman().args(["rmi", "-f", &self.tag]).output();
     }
-}
-
-/// Flags every `podman run` here needs on this kind of machine.
-fn podman_run_base() -> Command {
-    let mut c = podman();
-    c.args([
-        "run",
-        "--runtime",
-        "runc",
-        "--network",
-        "none",
-        "--ulimit",
-        "nofile=1024:1024",
-        "--ulimit",
-        "nproc=1024:1024",
-    ]);
-    c
 }
 
 /// Capabilities in this process's bounding set (podman cannot grant others).

@@ -220,6 +220,11 @@ impl Drop for Kid {
 }
 
 fn attest_selectors(socket: &Path, pid: u32) -> Vec<String> {
+    selectors_of(&attest_json(socket, pid))
+}
+
+/// `proctor attest PID --json` against the agent on `socket`.
+fn attest_json(socket: &Path, pid: u32) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_proctor"))
         .args(["attest", &pid.to_string(), "--json", "--socket"])
         .arg(socket)
@@ -230,7 +235,11 @@ fn attest_selectors(socket: &Path, pid: u32) -> Vec<String> {
         "attest {pid}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let id: Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `type:value` of each selector in an attest answer.
+fn selectors_of(id: &Value) -> Vec<String> {
     id["selectors"]
         .as_array()
         .unwrap_or_else(|| panic!("no selectors in {id:#}"))
@@ -450,19 +459,9 @@ fn agent_in_its_own_cgroup_namespace_reports_host_cgroup_paths() {
     assert_ne!(ns(&agent.pid().to_string()), ns("self"));
     agent.wait_for(|e| e["kind"] == "agent_status" && pod_status(e)["state"] == "ok");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_proctor"))
-        .args(["attest", &sleeper.0.id().to_string(), "--json", "--socket"])
-        .arg(&socket)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let id: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = attest_json(&socket, sleeper.0.id());
     assert_eq!(id["cgroup_path"], cg.rel.as_str(), "{id:#}");
-    let sel = attest_selectors(&socket, sleeper.0.id());
+    let sel = selectors_of(&id);
     assert!(sel.contains(&format!("k8s:pod-uid:{POD_UID}")), "{sel:#?}");
     assert!(sel.contains(&"k8s:ns:shop".to_string()), "{sel:#?}");
 

@@ -536,23 +536,7 @@ fn podman_container_gets_its_container_id() {
     }
     let mut cleanup = Cleanup(image.clone(), None);
     let m = marker("podman");
-    let id = ok(Command::new("podman").args([
-        "run",
-        "-d",
-        "--runtime",
-        "runc",
-        "--network",
-        "none",
-        "--ulimit",
-        "nofile=1024:1024",
-        "--ulimit",
-        "nproc=1024:1024",
-        &image,
-        "/bin/sh",
-        "-c",
-        "sleep 3",
-        &m,
-    ]));
+    let id = ok(podman_run_base().args(["-d", &image, "/bin/sh", "-c", "sleep 3", &m]));
     cleanup.1 = Some(id.clone());
     // The podman CLI carries the marker too; the container's own shell is the one.
     let ev = agent.wait_for(|e| is_exec_with(e, &m) && e["process"]["comm"] == "sh");

@@ -186,6 +186,15 @@ fn opt_duration<'de, D: serde::Deserializer<'de>>(
 }
 
 impl SinkConfig {
+    /// `address` split into host and port (syslog sinks).
+    pub fn host_port(&self) -> anyhow::Result<(String, u16)> {
+        let address = self
+            .address
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("syslog sink without address"))?;
+        split_host_port(address).map_err(anyhow::Error::msg)
+    }
+
     pub fn stdout() -> Self {
         Self::of(SinkType::Stdout)
     }

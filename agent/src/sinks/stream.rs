@@ -30,7 +30,7 @@ use tokio::{
 use tokio_rustls::{client::TlsStream, TlsConnector};
 
 use super::{
-    config::{client_tls, split_host_port, SinkConfig, Transport},
+    config::{client_tls, SinkConfig, Transport},
     spool::Record,
     worker::{Destination, Failure},
 };
@@ -131,11 +131,7 @@ pub struct Stream {
 
 impl Stream {
     pub fn new(cfg: &SinkConfig) -> Result<Self> {
-        let address = cfg
-            .address
-            .as_deref()
-            .context("syslog sink without address")?;
-        let (host, port) = split_host_port(address).map_err(anyhow::Error::msg)?;
+        let (host, port) = cfg.host_port()?;
         let tls = if cfg.transport == Some(Transport::Tls) {
             let name = cfg
                 .tls

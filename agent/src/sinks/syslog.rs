@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use tokio::net::UdpSocket;
 
 use super::{
-    config::{split_host_port, SinkConfig},
+    config::SinkConfig,
     spool::Record,
     worker::{Destination, Failure},
 };
@@ -29,11 +29,7 @@ pub struct Udp {
 
 impl Udp {
     pub fn new(cfg: &SinkConfig) -> Result<Self> {
-        let address = cfg
-            .address
-            .as_deref()
-            .context("syslog sink without address")?;
-        let (host, port) = split_host_port(address).map_err(anyhow::Error::msg)?;
+        let (host, port) = cfg.host_port()?;
         Ok(Self {
             host,
             port,

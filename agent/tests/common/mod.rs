@@ -328,3 +328,22 @@ pub fn sample_opt(text: &str, name_and_labels: &str) -> Option<f64> {
 pub fn sample(text: &str, name_and_labels: &str) -> f64 {
     sample_opt(text, name_and_labels).unwrap_or(0.0)
 }
+
+/// `podman run` with the flags every container here needs: Debian's runc
+/// (crun refuses the hybrid cgroup layout), no network, and ulimits within
+/// this machine's hard limits.
+pub fn podman_run_base() -> Command {
+    let mut c = Command::new("podman");
+    c.args([
+        "run",
+        "--runtime",
+        "runc",
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+    ]);
+    c
+}
