@@ -32,7 +32,7 @@ use crate::{
     pod_metadata::{self, PodCache},
     preflight,
     probes::{self, per_cpu_total, Probes},
-    process_table::{ProcessTable, Record},
+    process_table::{ProcessTable, Record, Sweep},
     procfs_scan::{self, scan_pid},
     rate_limit::RateLimiter,
     secret_monitor::SecretMonitor,
@@ -40,6 +40,9 @@ use crate::{
     sinks::{SinkSet, SinkStatsSource},
     snapshot::Snapshot,
 };
+
+/// Live records checked against /proc per second (~10 µs each).
+const SWEEP_BATCH: usize = 1024;
 
 /// Counters of things userspace could not attribute; reported in agent_status.
 #[derive(Debug, Default)]
@@ -477,6 +480,11 @@ impl Agent {
             .store(true, std::sync::atomic::Ordering::Relaxed);
         let mut metrics_tick = tokio::time::interval(std::time::Duration::from_secs(2));
         metrics_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Records whose exit was never seen are found by checking /proc, a
+        // batch per second, a new sweep at most every status interval.
+        let mut sweep = Sweep::new(self.cfg.status_interval, SWEEP_BATCH);
+        let mut sweep_tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(stop);
         let reason = loop {
             tokio::select! {
@@ -487,6 +495,10 @@ impl Agent {
                 }
                 _ = drain_tick.tick() => self.drain(events.get_mut()).await,
                 _ = metrics_tick.tick() => self.refresh_metrics(sinks),
+                _ = sweep_tick.tick() => {
+                    let gone = sweep.step(&self.state.table, procfs_scan::still_running, Instant::now());
+                    self.state.gaps.reconciled += gone as u64;
+                }
                 _ = status_tick.tick() => {
                     self.housekeeping();
                     self.emit_status("running", sinks).await;
@@ -526,6 +538,9 @@ impl Agent {
                 }
             }
         }
+        if let Some(m) = self.state.secrets.as_mut() {
+            m.flush_reads_if_due();
+        }
     }
 
     /// Copies totals kept elsewhere (kernel maps, cache, table, sinks) into the metrics.
@@ -564,12 +579,7 @@ impl Agent {
     }
 
     fn housekeeping(&mut self) {
-        let now = Instant::now();
-        let mut table = self.state.table.lock().unwrap();
-        table.expire(now);
-        let gone = table.reconcile(still_running, now);
-        drop(table);
-        self.state.gaps.reconciled += gone as u64;
+        self.state.table.lock().unwrap().expire(Instant::now());
         if let Some(m) = self.state.secrets.as_mut() {
             m.housekeeping();
         }
@@ -653,15 +663,6 @@ impl Agent {
 }
 
 /// Whether `pid` is still the process `rec` describes.
-fn still_running(pid: u32, rec: &Record) -> bool {
-    let Ok(p) = procfs::process::Process::new(pid as i32) else {
-        return false;
-    };
-    p.stat()
-        .map(|s| rec.start_boottime_ns / procfs_scan::tick_ns() == s.starttime)
-        .unwrap_or(false)
-}
-
 fn spawn_probe_log(
     logger: aya_log::EbpfLogger<&'static dyn log::Log>,
 ) -> tokio::task::JoinHandle<()> {

@@ -109,6 +109,18 @@ pub struct SecretRecord {
     pub present: bool,
 }
 
+impl SecretRecord {
+    /// Equal in every field an upsert replaces (not `first_seen_ns`).
+    fn same_row(&self, o: &SecretRecord) -> bool {
+        self.path == o.path
+            && self.catalog_id == o.catalog_id
+            && self.kind == o.kind
+            && self.fingerprint == o.fingerprint
+            && (self.dev, self.inode, self.size, self.mtime_ns, self.present)
+                == (o.dev, o.inode, o.size, o.mtime_ns, o.present)
+    }
+}
+
 /// One workload identity that read a secret.
 #[derive(Debug, Clone, serde::Serialize, PartialEq)]
 pub struct ReaderRecord {
@@ -227,6 +239,9 @@ pub struct InventoryStore {
     conn: Connection,
     path: PathBuf,
     read_only: bool,
+    /// Secrets as this connection last wrote them: reading the same
+    /// unchanged file again (the common case) then costs no write.
+    written: std::cell::RefCell<std::collections::HashMap<String, SecretRecord>>,
 }
 
 impl std::fmt::Debug for InventoryStore {
@@ -279,6 +294,7 @@ impl InventoryStore {
             conn,
             path: path.to_path_buf(),
             read_only: false,
+            written: Default::default(),
         };
         store.configure_writer()?;
         store.migrate()?;
@@ -306,6 +322,7 @@ impl InventoryStore {
             conn,
             path: path.to_path_buf(),
             read_only: true,
+            written: Default::default(),
         };
         store
             .conn
@@ -447,6 +464,15 @@ impl InventoryStore {
                 secret: rec.path.clone(),
             });
         }
+        // The row keeps its first_seen_ns anyway: equal in all else, nothing to write.
+        if self
+            .written
+            .borrow()
+            .get(&rec.path)
+            .is_some_and(|w| w.same_row(rec))
+        {
+            return Ok(());
+        }
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -477,6 +503,9 @@ impl InventoryStore {
             rec.present,
         ])
         .map_err(|err| self.sqlite_err("upsert_secret", err))?;
+        self.written
+            .borrow_mut()
+            .insert(rec.path.clone(), rec.clone());
         Ok(())
     }
 
@@ -484,6 +513,7 @@ impl InventoryStore {
     /// readers are kept: who used a deleted key still matters.
     pub fn mark_absent(&self, path: &str) -> Result<(), StoreError> {
         self.ensure_writable()?;
+        self.written.borrow_mut().remove(path);
         let mut stmt = self
             .conn
             .prepare_cached("UPDATE secrets SET present = 0 WHERE path = ?1 AND present <> 0")
@@ -505,23 +535,59 @@ impl InventoryStore {
         at_ns: u64,
     ) -> Result<(), StoreError> {
         self.ensure_writable()?;
+        self.add_reads(path, reader, 1, at_ns, at_ns)
+    }
+
+    /// Records reads gathered in memory, in one transaction: for each
+    /// reader, `count` reads between `first_read_ns` and `last_read_ns`,
+    /// merged as [`InventoryStore::record_read`] merges one. A read of a
+    /// secret never upserted is skipped; returns how many were skipped so.
+    pub fn record_reads<'a>(
+        &self,
+        reads: impl IntoIterator<Item = (&'a str, &'a ReaderRecord)>,
+    ) -> Result<usize, StoreError> {
+        self.ensure_writable()?;
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|err| self.sqlite_err("begin record_reads", err))?;
+        let mut skipped = 0;
+        for (path, r) in reads {
+            match self.add_reads(path, r, r.count, r.first_read_ns, r.last_read_ns) {
+                Ok(()) => {}
+                Err(StoreError::UnknownSecret { .. }) => skipped += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        tx.commit()
+            .map_err(|err| self.sqlite_err("commit record_reads", err))?;
+        Ok(skipped)
+    }
+
+    fn add_reads(
+        &self,
+        path: &str,
+        reader: &ReaderRecord,
+        count: u64,
+        first_ns: u64,
+        last_ns: u64,
+    ) -> Result<(), StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
                 "INSERT INTO readers (path, identity, exe_path, exe_sha256, container_id, pod,
                                       count, first_read_ns, last_read_ns)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT(path, identity) DO UPDATE SET
                      exe_path      = excluded.exe_path,
                      exe_sha256    = COALESCE(excluded.exe_sha256, exe_sha256),
                      container_id  = COALESCE(excluded.container_id, container_id),
                      pod           = COALESCE(excluded.pod, pod),
-                     count         = count + 1,
+                     count         = count + excluded.count,
                      first_read_ns = MIN(first_read_ns, excluded.first_read_ns),
                      last_read_ns  = MAX(last_read_ns, excluded.last_read_ns)",
             )
             .map_err(|err| self.sqlite_err("prepare record_read", err))?;
-        let at = at_ns.cast_signed();
         match stmt.execute(params![
             path,
             reader.identity,
@@ -529,7 +595,9 @@ impl InventoryStore {
             reader.exe_sha256,
             reader.container_id,
             reader.pod,
-            at,
+            count.cast_signed(),
+            first_ns.cast_signed(),
+            last_ns.cast_signed(),
         ]) {
             Ok(_) => Ok(()),
             Err(err)
@@ -989,6 +1057,52 @@ mod tests {
         let r = &store.items(T0).unwrap()[0].readers[0];
         assert_eq!(r.count, 4);
         assert_eq!(r.pod.as_deref(), Some("default/web-0"));
+    }
+
+    #[test]
+    fn an_unchanged_secret_is_not_written_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = InventoryStore::open(&tmp.path().join(DB_FILE_NAME)).unwrap();
+        let rec = secret("/root/.aws/credentials", T0);
+        store.upsert_secret(&rec).unwrap();
+        let writes = store.conn.total_changes();
+        let mut again = rec.clone();
+        again.first_seen_ns += 5;
+        store.upsert_secret(&again).unwrap();
+        assert_eq!(store.conn.total_changes(), writes);
+        // Gone, then back: written, and present again.
+        store.mark_absent(&rec.path).unwrap();
+        store.upsert_secret(&rec).unwrap();
+        assert!(store.secrets().unwrap()[0].present);
+        // Changed content: written.
+        let mut rotated = rec.clone();
+        rotated.mtime_ns += 1;
+        let writes = store.conn.total_changes();
+        store.upsert_secret(&rotated).unwrap();
+        assert_eq!(store.conn.total_changes(), writes + 1);
+        assert_eq!(store.secrets().unwrap()[0].mtime_ns, rotated.mtime_ns);
+    }
+
+    #[test]
+    fn record_reads_merges_a_batch_and_skips_unknown_secrets() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = InventoryStore::open(&tmp.path().join(DB_FILE_NAME)).unwrap();
+        let p = "/root/.aws/credentials";
+        store.upsert_secret(&secret(p, T0)).unwrap();
+        let a = reader("sha256:aa|cgroup:/a");
+        store.record_read(p, &a, T0 + 50 * NS).unwrap();
+        let mut batch = a.clone();
+        (batch.count, batch.first_read_ns, batch.last_read_ns) = (7, T0 + 10 * NS, T0 + 90 * NS);
+        let skipped = store
+            .record_reads([(p, &batch), ("/never/upserted", &batch)])
+            .unwrap();
+        assert_eq!(skipped, 1);
+        let r = &store.items(T0).unwrap()[0].readers[0];
+        assert_eq!(r.count, 8);
+        assert_eq!(
+            (r.first_read_ns, r.last_read_ns),
+            (T0 + 10 * NS, T0 + 90 * NS)
+        );
     }
 
     #[test]

@@ -122,20 +122,12 @@ impl ProcessTable {
         }
     }
 
-    /// Drops live records whose process is gone without an exit event (its
-    /// record was lost or the process exited before the agent started).
-    /// `alive(pid, start_ns)` says whether that process still runs.
-    pub fn reconcile(&mut self, alive: impl Fn(u32, &Record) -> bool, now: Instant) -> usize {
-        let gone: Vec<(u32, u64)> = self
-            .live
+    /// (pid, start time) of every live record: what a [`Sweep`] checks.
+    fn live_keys(&self) -> Vec<(u32, u64)> {
+        self.live
             .iter()
-            .filter(|(pid, r)| !alive(**pid, r))
             .map(|(pid, r)| (*pid, r.start_boottime_ns))
-            .collect();
-        for (pid, start) in &gone {
-            self.exit(*pid, *start, now);
-        }
-        gone.len()
+            .collect()
     }
 
     pub fn stats(&self) -> TableStats {
@@ -144,5 +136,156 @@ impl ProcessTable {
             exited: self.exited.len(),
             evicted_early: self.evicted_early,
         }
+    }
+}
+
+/// Finds live records whose process is gone without an exit event (its
+/// record was dropped, or it exited before the agent started), a bounded
+/// batch at a time.
+///
+/// Checking a record means reading /proc, ~10 µs: checking a 100k-process
+/// table in one go would stall the ring-buffer reader for seconds. A sweep
+/// takes a copy of the table's keys, checks `batch` of them per call without
+/// holding the table lock, and starts again no sooner than `every` after the
+/// previous sweep began.
+pub struct Sweep {
+    pending: Vec<(u32, u64)>,
+    started: Option<Instant>,
+    every: Duration,
+    batch: usize,
+}
+
+impl Sweep {
+    pub fn new(every: Duration, batch: usize) -> Self {
+        Self {
+            pending: Vec::new(),
+            started: None,
+            every,
+            batch: batch.max(1),
+        }
+    }
+
+    /// Checks the next batch; `alive(pid, start_ns)` says whether that
+    /// process still runs. Returns how many records were moved to the
+    /// exited set.
+    pub fn step(
+        &mut self,
+        table: &std::sync::Mutex<ProcessTable>,
+        alive: impl Fn(u32, u64) -> bool,
+        now: Instant,
+    ) -> usize {
+        if self.pending.is_empty() {
+            if self.started.is_some_and(|t| now < t + self.every) {
+                return 0;
+            }
+            self.pending = table.lock().unwrap().live_keys();
+            self.started = Some(now);
+        }
+        let at = self.pending.len().saturating_sub(self.batch);
+        let mut batch: Vec<(u32, u64)> = self.pending.drain(at..).collect();
+        // Records whose exit arrived since the copy need no /proc read.
+        {
+            let table = table.lock().unwrap();
+            batch.retain(|(pid, start)| table.get_started(*pid, *start).is_some());
+        }
+        let gone: Vec<(u32, u64)> = batch
+            .into_iter()
+            .filter(|(pid, start)| !alive(*pid, *start))
+            .collect();
+        if gone.is_empty() {
+            return 0;
+        }
+        let mut table = table.lock().unwrap();
+        // `exit` checks the start time: a pid reused since the copy was
+        // taken keeps its new record.
+        gone.iter()
+            .filter(|(pid, start)| table.exit(*pid, *start, now).is_some())
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        process::{Child, Command},
+        sync::Mutex,
+    };
+
+    use super::*;
+    use crate::{
+        cgroups::CgroupResolver,
+        hash_cache::HashCache,
+        procfs_scan::{scan_pid, still_running},
+    };
+
+    fn sleeper() -> Child {
+        Command::new("sleep").arg("60").spawn().unwrap()
+    }
+
+    // The hash cache hashes on the runtime's blocking pool.
+    #[tokio::test]
+    async fn a_sweep_retires_exited_processes_a_batch_at_a_time() {
+        let mut cgroups = CgroupResolver::new();
+        let hashes = HashCache::new(16, 1, 1 << 20);
+        let table = Mutex::new(ProcessTable::new(Duration::from_secs(60), 1000));
+        let mut kids: Vec<Child> = (0..3).map(|_| sleeper()).collect();
+        for k in &kids {
+            let s = scan_pid(k.id(), &mut cgroups, &hashes).unwrap();
+            table.lock().unwrap().insert(k.id(), s.into_record(true));
+        }
+        for k in &mut kids[..2] {
+            k.kill().unwrap();
+            k.wait().unwrap();
+        }
+        let t0 = Instant::now();
+        let mut sweep = Sweep::new(Duration::from_secs(600), 2);
+        // Three records, two per step: the sweep needs two steps.
+        let first = sweep.step(&table, still_running, t0);
+        assert!(first <= 2, "{first}");
+        assert_eq!(first + sweep.step(&table, still_running, t0), 2);
+        assert_eq!(table.lock().unwrap().stats().live, 1);
+        assert_eq!(table.lock().unwrap().stats().exited, 2);
+
+        kids[2].kill().unwrap();
+        kids[2].wait().unwrap();
+        // The last sweep began less than `every` ago: nothing is checked.
+        assert_eq!(sweep.step(&table, still_running, t0), 0);
+        assert_eq!(table.lock().unwrap().stats().live, 1);
+        let later = t0 + Duration::from_secs(601);
+        assert_eq!(sweep.step(&table, still_running, later), 1);
+        assert_eq!(table.lock().unwrap().stats().live, 0);
+    }
+
+    // The hash cache hashes on the runtime's blocking pool.
+    #[tokio::test]
+    async fn a_reused_pid_keeps_its_new_record() {
+        let mut cgroups = CgroupResolver::new();
+        let hashes = HashCache::new(16, 1, 1 << 20);
+        let table = Mutex::new(ProcessTable::new(Duration::from_secs(60), 1000));
+        let mut kid = sleeper();
+        let s = scan_pid(kid.id(), &mut cgroups, &hashes).unwrap();
+        table.lock().unwrap().insert(kid.id(), s.into_record(true));
+        let mut sweep = Sweep::new(Duration::from_secs(600), 16);
+        // The check says "gone" for the start time copied at the sweep's
+        // start, but meanwhile the pid's record was replaced by a process
+        // with another start time: it must stay.
+        let pid = kid.id();
+        let gone = sweep.step(
+            &table,
+            |p, _| {
+                let mut t = table.try_lock().unwrap();
+                let mut rec = scan_pid(p, &mut CgroupResolver::new(), &hashes)
+                    .unwrap()
+                    .into_record(true);
+                rec.start_boottime_ns += 1_000_000_000;
+                t.insert(p, rec);
+                false
+            },
+            Instant::now(),
+        );
+        assert_eq!(gone, 0);
+        assert!(table.lock().unwrap().get(pid).is_some());
+        kid.kill().unwrap();
+        kid.wait().unwrap();
     }
 }

@@ -107,8 +107,15 @@ pub struct SecretMonitor {
     discover: DiscoverRoots,
     last_scan: Instant,
     usage: SecretUsage,
+    /// Reads not yet in the inventory, by (path, reader identity): one
+    /// SQLite transaction per flush instead of one per read.
+    pending_reads: HashMap<(String, String), ReaderRecord>,
+    pending_since: Option<Instant>,
     pub stats: MonitorStats,
 }
+
+/// How long a read may wait in memory before it is written to the inventory.
+const READ_FLUSH: Duration = Duration::from_millis(250);
 
 impl SecretMonitor {
     pub fn new(cfg: &Config, filter: OpenFilter, enforcement: EnforcementMaps) -> Result<Self> {
@@ -139,6 +146,8 @@ impl SecretMonitor {
             env_reported: LruCache::new(NonZeroUsize::new(16384).unwrap()),
             discover,
             last_scan: Instant::now(),
+            pending_reads: HashMap::new(),
+            pending_since: None,
             usage: SecretUsage::new(
                 cfg.secrets.replay.mode,
                 cfg.secrets.replay.learning_window,
@@ -417,22 +426,24 @@ impl SecretMonitor {
         // its inode number reused by an unrelated file: then the watched path
         // no longer leads to this inode and the slot is stale.
         let inode_match = if rec.matched == MATCH_INODE {
-            match self.watched.get(rec.slot as usize) {
-                Some(w) if still_at(&w.path, rec.ino, rec.dev) => {
-                    Some((w.catalog_id.clone(), w.path.clone()))
-                }
-                Some(_) => {
+            let Some(w) = self.watched.get(rec.slot as usize) else {
+                return Vec::new();
+            };
+            match meta_at(&w.path, rec.ino, rec.dev) {
+                Some(meta) => Some((w.catalog_id.clone(), w.path.clone(), meta)),
+                None => {
                     self.unwatch(rec.kdev, rec.ino);
                     None
                 }
-                None => return Vec::new(),
             }
         } else {
             None
         };
         let trusted_inode = inode_match.is_some();
-        let (catalog_id, secret_path) = if let Some(found) = inode_match {
-            found
+        let mut known_meta = None;
+        let (catalog_id, secret_path) = if let Some((id, path, meta)) = inode_match {
+            known_meta = Some(meta);
+            (id, path)
         } else {
             match self.catalog.match_path(Path::new(&kernel_path)) {
                 Some(e) => (e.id.clone(), kernel_path.clone()),
@@ -452,15 +463,19 @@ impl SecretMonitor {
             self.stats.opens_not_secret += 1;
             return Vec::new();
         }
-        // The file as it is now; a file already gone again keeps the kernel's identity.
-        let fp = match std::fs::metadata(format!("/proc/{}/fd/{}", rec.tgid, rec.fd))
-            .ok()
-            .filter(|m| m.ino() == rec.ino && m.dev() == rec.dev)
+        // The file as it is now (for an inode match, the stat that proved
+        // the path still leads to it; /proc/PID/fd lookups cost a dentry
+        // each); a file already gone again keeps the kernel's identity.
+        let meta = known_meta
             .or_else(|| {
-                std::fs::metadata(&secret_path)
-                    .ok()
-                    .filter(|m| m.ino() == rec.ino && m.dev() == rec.dev)
-            }) {
+                meta_at(
+                    &format!("/proc/{}/fd/{}", rec.tgid, rec.fd),
+                    rec.ino,
+                    rec.dev,
+                )
+            })
+            .or_else(|| meta_at(&secret_path, rec.ino, rec.dev));
+        let fp = match meta {
             Some(meta) => self.track(&secret_path, &catalog_id, &meta, open_fd),
             None => None,
         };
@@ -616,18 +631,60 @@ impl SecretMonitor {
     }
 
     fn record_read(&mut self, path: &str, reader: &Process, at_ns: u64) {
-        let r = ReaderRecord {
-            identity: identity_key(reader),
-            exe_path: reader.exe.path.clone(),
-            exe_sha256: reader.exe.sha256.clone(),
-            container_id: None,
-            pod: None,
-            count: 1,
-            first_read_ns: at_ns,
-            last_read_ns: at_ns,
-        };
-        if self.store.record_read(path, &r, at_ns).is_err() {
-            self.stats.store_errors += 1;
+        let key = (path.to_string(), identity_key(reader));
+        let r = self
+            .pending_reads
+            .entry(key)
+            .or_insert_with_key(|k| ReaderRecord {
+                identity: k.1.clone(),
+                exe_path: String::new(),
+                exe_sha256: None,
+                container_id: None,
+                pod: None,
+                count: 0,
+                first_read_ns: at_ns,
+                last_read_ns: at_ns,
+            });
+        r.count += 1;
+        r.first_read_ns = r.first_read_ns.min(at_ns);
+        r.last_read_ns = r.last_read_ns.max(at_ns);
+        if r.exe_path != reader.exe.path {
+            r.exe_path.clone_from(&reader.exe.path);
+        }
+        if reader.exe.sha256.is_some() {
+            r.exe_sha256.clone_from(&reader.exe.sha256);
+        }
+        self.pending_since.get_or_insert_with(Instant::now);
+    }
+
+    /// Writes the reads gathered in memory once the oldest has waited
+    /// [`READ_FLUSH`]; called after every ring-buffer drain.
+    pub fn flush_reads_if_due(&mut self) {
+        if self
+            .pending_since
+            .is_some_and(|t| t.elapsed() >= READ_FLUSH)
+        {
+            self.flush_reads();
+        }
+    }
+
+    /// Writes every read gathered in memory to the inventory, in one transaction.
+    pub fn flush_reads(&mut self) {
+        self.pending_since = None;
+        if self.pending_reads.is_empty() {
+            return;
+        }
+        let reads = std::mem::take(&mut self.pending_reads);
+        let n = reads.len() as u64;
+        match self
+            .store
+            .record_reads(reads.iter().map(|((path, _), r)| (path.as_str(), r)))
+        {
+            Ok(skipped) => self.stats.store_errors += skipped as u64,
+            Err(e) => {
+                self.stats.store_errors += n;
+                tracing::warn!("inventory: {n} readers not recorded: {e}");
+            }
         }
     }
 
@@ -764,6 +821,7 @@ impl SecretMonitor {
     }
 
     pub fn housekeeping(&mut self) {
+        self.flush_reads();
         let window = self.policy.search.window;
         self.searches.retain(|_, (recent, fired)| {
             !recent.is_empty() || fired.is_some_and(|t| t.elapsed() < window)
@@ -785,9 +843,11 @@ impl SecretMonitor {
     }
 }
 
-/// Whether `path` still is the file (`ino`, `dev` in st_dev encoding).
-fn still_at(path: &str, ino: u64, dev: u64) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.ino() == ino && m.dev() == dev)
+/// `path`'s metadata if it still is the file (`ino`, `dev` in st_dev encoding).
+fn meta_at(path: &str, ino: u64, dev: u64) -> Option<std::fs::Metadata> {
+    std::fs::metadata(path)
+        .ok()
+        .filter(|m| m.ino() == ino && m.dev() == dev)
 }
 
 /// `name` as a zero-padded map key, if it fits.
@@ -883,6 +943,13 @@ pub fn identity_key(p: &Process) -> String {
         None => format!("exe:{}", p.exe.path),
     };
     format!("{exe}|cgroup:{}", p.cgroup.path.as_deref().unwrap_or("?"))
+}
+
+/// Reads still in memory reach the inventory when the agent stops.
+impl Drop for SecretMonitor {
+    fn drop(&mut self) {
+        self.flush_reads();
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::{
     path::{Path, PathBuf},
     process::Command,
     sync::OnceLock,
+    time::{Duration, Instant},
 };
 
 use common::*;
@@ -525,49 +526,68 @@ fn inventory_survives_a_restart() {
     let cfg_file = state.path().join("test-config.yaml");
     std::fs::write(&cfg_file, &config).unwrap();
     let m = marker("inv");
+    let cat = resolve("/bin/cat");
+    let inventory = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_proctor"))
+            .args(["inventory", "--json", "--config"])
+            .arg(&cfg_file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(!text.contains(&fake_aws_secret()));
+        let items: Value = serde_json::from_str(&text).unwrap();
+        items
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["path"] == creds.to_str().unwrap())
+            .cloned()
+            .unwrap_or_else(|| panic!("{creds:?} not in inventory: {items}"))
+    };
+    let cat_reads = |item: &Value| {
+        item["readers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["exe_path"] == cat.to_str().unwrap())
+            .map(|r| r["count"].as_u64().unwrap())
+            .sum::<u64>()
+    };
     {
         let agent = AgentProc::start(&config);
         run(Command::new("/bin/cat").arg(&creds).arg0(&m));
         read_finding_for(&agent, &m);
+        // Reads are batched in memory: a running agent writes them within
+        // a fraction of a second, and a stopping one writes what is left.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while cat_reads(&inventory()) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the read never reached the inventory"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let m2 = marker("inv-last");
+        run(Command::new("/bin/cat").arg(&creds).arg0(&m2));
+        read_finding_for(&agent, &m2);
         assert!(agent.stop().success());
         assert_no_leak(&agent, state.path(), &[fake_aws_secret(), fake_aws_id()]);
     }
     let agent = AgentProc::start(&config);
-    let out = Command::new(env!("CARGO_BIN_EXE_proctor"))
-        .args(["inventory", "--json", "--config"])
-        .arg(&cfg_file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let items: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let item = items
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["path"] == creds.to_str().unwrap())
-        .unwrap_or_else(|| panic!("{creds:?} not in inventory: {items}"));
+    let item = inventory();
     assert_eq!(item["catalog_id"], "aws-cli-credentials");
     assert_eq!(
         item["fingerprint"],
         fingerprint_of(aws_credentials().as_bytes())
     );
-    let cat = resolve("/bin/cat");
-    assert!(
-        item["readers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["exe_path"] == cat.to_str().unwrap() && r["count"].as_u64() >= Some(1)),
-        "{item}"
-    );
+    assert_eq!(cat_reads(&item), 2, "{item}");
     assert!(item["rotation_age_seconds"].is_u64());
     drop(agent);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!text.contains(&fake_aws_secret()));
 }
 
 #[test]

@@ -146,6 +146,9 @@ impl Encoder {
     fn text(&self, ev: &Event) -> Option<String> {
         match self.format {
             SinkFormat::Cef => Some(cef::to_cef(ev)),
+            // Straight from the event model: building a `Value` first cost
+            // a map node per field and a third of the agent's CPU at 10k events/s.
+            SinkFormat::Json => serde_json::to_string(ev).ok(),
             _ => self.json(ev).map(|v| v.to_string()),
         }
     }
