@@ -18,6 +18,7 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct PathGlob {
     pub pattern: String,
+    glob: globset::Glob,
     matcher: GlobMatcher,
 }
 
@@ -36,6 +37,7 @@ impl<'de> Deserialize<'de> for PathGlob {
             .map_err(|e| serde::de::Error::custom(format!("invalid glob {pattern:?}: {e}")))?;
         Ok(PathGlob {
             matcher: glob.compile_matcher(),
+            glob,
             pattern,
         })
     }
@@ -318,6 +320,63 @@ pub struct SecretsConfig {
     pub search: SearchConfig,
     pub replay: ReplayConfig,
     pub exfil: ExfilConfig,
+    /// Built on first use from `rules`, which never change after loading.
+    #[serde(skip)]
+    rule_index: std::sync::OnceLock<RuleIndex>,
+}
+
+/// Which rules can be about a path: one `GlobSet` match instead of one glob
+/// per rule, for every secret read (a policy may name hundreds of files).
+#[derive(Debug, Clone)]
+struct RuleIndex {
+    paths: globset::GlobSet,
+    /// Glob `i` of `paths` is the path of rule `path_rule[i]`.
+    path_rule: Vec<usize>,
+    /// Rules without a path (by catalog id): always candidates.
+    others: Vec<usize>,
+}
+
+impl RuleIndex {
+    fn build(rules: &[SecretRule]) -> RuleIndex {
+        let mut set = globset::GlobSetBuilder::new();
+        let mut path_rule = Vec::new();
+        let mut others = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            match &r.secret.path {
+                Some(g) => {
+                    set.add(g.glob.clone());
+                    path_rule.push(i);
+                }
+                None => others.push(i),
+            }
+        }
+        match set.build() {
+            Ok(paths) => RuleIndex {
+                paths,
+                path_rule,
+                others,
+            },
+            // Too large for one automaton: every rule stays a candidate.
+            Err(_) => RuleIndex {
+                paths: globset::GlobSet::empty(),
+                path_rule: Vec::new(),
+                others: (0..rules.len()).collect(),
+            },
+        }
+    }
+
+    /// Indices of the rules that may match `path`, in rule order.
+    fn candidates(&self, path: &str) -> Vec<usize> {
+        let mut v: Vec<usize> = self
+            .paths
+            .matches(path)
+            .into_iter()
+            .map(|g| self.path_rule[g])
+            .chain(self.others.iter().copied())
+            .collect();
+        v.sort_unstable();
+        v
+    }
 }
 
 impl Default for SecretsConfig {
@@ -338,6 +397,7 @@ impl Default for SecretsConfig {
             search: SearchConfig::default(),
             replay: ReplayConfig::default(),
             exfil: ExfilConfig::default(),
+            rule_index: std::sync::OnceLock::new(),
         }
     }
 }
@@ -383,9 +443,9 @@ impl SecretsConfig {
 
     /// Whether a rule about this secret asks for `e`.
     pub fn enforces(&self, catalog_id: &str, path: &str, e: Enforcement) -> Option<usize> {
-        self.rules
-            .iter()
-            .position(|r| r.secret.matches(catalog_id, path) && r.enforce.contains(&e))
+        self.indexed_rules_for(catalog_id, path)
+            .find(|(_, r)| r.enforce.contains(&e))
+            .map(|(i, _)| i)
     }
 
     /// The rules that are about this secret.
@@ -394,9 +454,23 @@ impl SecretsConfig {
         catalog_id: &'a str,
         path: &'a str,
     ) -> impl Iterator<Item = &'a SecretRule> {
-        self.rules
-            .iter()
-            .filter(move |r| r.secret.matches(catalog_id, path))
+        self.indexed_rules_for(catalog_id, path).map(|(_, r)| r)
+    }
+
+    /// The rules about this secret with their index in `rules`, in order.
+    fn indexed_rules_for<'a>(
+        &'a self,
+        catalog_id: &'a str,
+        path: &'a str,
+    ) -> impl Iterator<Item = (usize, &'a SecretRule)> {
+        let index = self
+            .rule_index
+            .get_or_init(|| RuleIndex::build(&self.rules));
+        index
+            .candidates(path)
+            .into_iter()
+            .map(|i| (i, &self.rules[i]))
+            .filter(move |(_, r)| r.secret.matches(catalog_id, path))
     }
 
     /// Where a process that read this secret may connect: what its rules
@@ -428,11 +502,7 @@ impl SecretsConfig {
         {
             return Verdict::Expected;
         }
-        let rules: Vec<&SecretRule> = self
-            .rules
-            .iter()
-            .filter(|r| r.secret.matches(catalog_id, path))
-            .collect();
+        let rules: Vec<&SecretRule> = self.rules_for(catalog_id, path).collect();
         if rules
             .iter()
             .any(|r| r.owners.iter().any(|o| o.matches(reader)))
@@ -451,6 +521,49 @@ impl SecretsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rules_about_a_secret_come_in_order_from_the_index() {
+        let mut yaml = String::from("secrets:\n  rules:\n");
+        // Hundreds of file rules, as a large policy has, around the ones
+        // that matter here.
+        for i in 0..300 {
+            yaml.push_str(&format!(
+                "    - secret: {{path: /srv/app{i}/.env}}\n      severity: low\n"
+            ));
+        }
+        for rule in [
+            "{id: dotenv}\n      allowed_destinations: [\"10.0.0.0/8:443\"]",
+            "{path: \"/srv/app7/*\"}\n      severity: high",
+            "{id: netrc, path: /srv/app7/.env}\n      enforce: [block-egress]",
+            "{path: \"/srv/*/.env\"}\n      enforce: [block-egress]",
+        ] {
+            yaml.push_str(&format!("    - secret: {rule}\n"));
+        }
+        let cfg = crate::config::Config::parse(&yaml, "test").unwrap().secrets;
+        let sev: Vec<Option<Severity>> = cfg
+            .rules_for("dotenv", "/srv/app7/.env")
+            .map(|r| r.severity)
+            .collect();
+        // app7's own rule, the id rule, the app7 glob, the /srv/*/.env glob;
+        // not the netrc rule (another id) nor the other 299 files.
+        assert_eq!(sev, [Some(Severity::Low), None, Some(Severity::High), None]);
+        assert_eq!(
+            cfg.enforces("dotenv", "/srv/app7/.env", Enforcement::BlockEgress),
+            Some(303)
+        );
+        assert_eq!(
+            cfg.enforces("netrc", "/srv/app7/.env", Enforcement::BlockEgress),
+            Some(302)
+        );
+        assert_eq!(
+            cfg.enforces("dotenv", "/etc/.env", Enforcement::BlockEgress),
+            None
+        );
+        assert_eq!(cfg.rules_for("dotenv", "/etc/.env").count(), 1);
+        // `*` does not cross a `/`.
+        assert_eq!(cfg.rules_for("x", "/srv/app7/sub/.env").count(), 0);
+    }
 
     #[test]
     fn destinations_parse_and_match() {

@@ -10,6 +10,7 @@
 use std::{
     collections::{HashMap, HashSet},
     net::IpAddr,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -54,11 +55,13 @@ pub struct SecretUsage {
     mode: ReplayMode,
     learning_window: Duration,
     bindings: HashMap<String, Binding>,
-    taints: HashMap<u32, Vec<Taint>>,
+    /// Shared between a parent and the children that inherited them, copied
+    /// only when one of them changes (a fork must not copy hundreds).
+    taints: HashMap<u32, Arc<Vec<Taint>>>,
     exfil_window: Duration,
     metadata: Vec<Destination>,
     /// (pid, fingerprint, destination) already reported as exfiltration.
-    exfil_reported: HashSet<(u32, String, String)>,
+    exfil_reported: HashMap<u32, HashSet<(String, String)>>,
 }
 
 impl SecretUsage {
@@ -75,7 +78,7 @@ impl SecretUsage {
             taints: HashMap::new(),
             exfil_window,
             metadata,
-            exfil_reported: HashSet::new(),
+            exfil_reported: HashMap::new(),
         }
     }
 
@@ -157,21 +160,21 @@ impl SecretUsage {
 
     /// Remembers that `pid` read a secret (for the exfiltration window).
     pub fn taint(&mut self, pid: u32, t: Taint) {
-        let v = self.taints.entry(pid).or_default();
+        let v = Arc::make_mut(self.taints.entry(pid).or_default());
         v.retain(|old| old.secret.fingerprint != t.secret.fingerprint);
         v.push(t);
     }
 
     /// A child inherits what its parent read: descendants carry the secret too.
     pub fn inherit(&mut self, parent: u32, child: u32) {
-        if let Some(t) = self.taints.get(&parent).cloned() {
+        if let Some(t) = self.taints.get(&parent).map(Arc::clone) {
             self.taints.insert(child, t);
         }
     }
 
     pub fn forget(&mut self, pid: u32) {
         self.taints.remove(&pid);
-        self.exfil_reported.retain(|(p, _, _)| *p != pid);
+        self.exfil_reported.remove(&pid);
     }
 
     /// A connection by `p` to `ip:port`: secret-exfil findings for every
@@ -181,7 +184,10 @@ impl SecretUsage {
             return Vec::new();
         };
         let now = Instant::now();
-        taints.retain(|t| now.duration_since(t.at) <= self.exfil_window);
+        let expired = |t: &Taint| now.duration_since(t.at) > self.exfil_window;
+        if taints.iter().any(expired) {
+            Arc::make_mut(taints).retain(|t| !expired(t));
+        }
         let metadata = self.metadata.iter().any(|d| d.contains(ip, port));
         let dest = format!("{}", std::net::SocketAddr::new(ip, port));
         let mut out = Vec::new();
@@ -192,7 +198,12 @@ impl SecretUsage {
                 continue;
             }
             let fp = t.secret.fingerprint.clone().unwrap_or_default();
-            if !self.exfil_reported.insert((p.pid, fp, dest.clone())) {
+            if !self
+                .exfil_reported
+                .entry(p.pid)
+                .or_default()
+                .insert((fp, dest.clone()))
+            {
                 continue;
             }
             let what = if metadata {

@@ -120,15 +120,8 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<MatrixResult> {
         let _ = writeln!(md, "**{} could not run here**: {why}\n", cfg.name());
     }
 
-    md.push_str("### Throughput\n\n| workload | unit |");
-    for c in &configs {
-        let _ = write!(md, " {} |", c.name());
-    }
-    md.push_str("\n| --- | --- |");
-    for _ in &configs {
-        md.push_str(" --- |");
-    }
-    md.push('\n');
+    md.push_str("### Throughput\n\n");
+    table_header(&mut md, &["workload", "unit"], &configs);
     for w in Workload::ALL {
         let _ = write!(md, "| {} | {} |", w.name(), w.unit());
         for c in &configs {
@@ -145,22 +138,13 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<MatrixResult> {
         md.push('\n');
     }
 
-    md.push_str(
-        "\n### Overhead versus no monitor (1 − median/median of no monitor)\n\n| workload |",
-    );
+    md.push_str("\n### Overhead versus no monitor (1 − median/median of no monitor)\n\n");
     let monitored: Vec<Config> = configs
         .iter()
         .copied()
         .filter(|c| *c != Config::None)
         .collect();
-    for c in &monitored {
-        let _ = write!(md, " {} |", c.name());
-    }
-    md.push_str("\n| --- |");
-    for _ in &monitored {
-        md.push_str(" --- |");
-    }
-    md.push('\n');
+    table_header(&mut md, &["workload"], &monitored);
     for w in Workload::ALL {
         let _ = write!(md, "| {} |", w.name());
         for c in &monitored {
@@ -174,15 +158,8 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<MatrixResult> {
         md.push('\n');
     }
 
-    md.push_str("\n### Monitor's own CPU during each workload (share of one core: utime+stime of the agent / auditd + kauditd / bpftrace, over the workload's wall time)\n\n| workload |");
-    for c in &monitored {
-        let _ = write!(md, " {} |", c.name());
-    }
-    md.push_str("\n| --- |");
-    for _ in &monitored {
-        md.push_str(" --- |");
-    }
-    md.push('\n');
+    md.push_str("\n### Monitor's own CPU during each workload (share of one core: utime+stime of the agent / auditd + kauditd / bpftrace, over the workload's wall time)\n\n");
+    table_header(&mut md, &["workload"], &monitored);
     for w in Workload::ALL {
         let _ = write!(md, "| {} |", w.name());
         for c in &monitored {
@@ -250,6 +227,17 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<MatrixResult> {
         markdown: md,
         ..res
     })
+}
+
+/// A Markdown table header: the `first` columns, then one per configuration.
+fn table_header(md: &mut String, first: &[&str], configs: &[Config]) {
+    let names = first
+        .iter()
+        .copied()
+        .chain(configs.iter().map(|c| c.name()));
+    let names: Vec<&str> = names.collect();
+    let _ = writeln!(md, "| {} |", names.join(" | "));
+    let _ = writeln!(md, "|{}", " --- |".repeat(names.len()));
 }
 
 fn fmt_rate(v: f64) -> String {

@@ -118,6 +118,8 @@ struct Tracked {
     reached: u64,
     rss_kib: u64,
     cpu_s: f64,
+    /// Share of one core once the table is full and nothing happens.
+    rest_cpu: f64,
     secs: f64,
     fork_drops: u64,
     /// Waits of 30 s in which the agent emitted no status.
@@ -159,6 +161,11 @@ fn tracked(ctx: &Ctx, forker: &Path, n: u64) -> Result<Tracked> {
     let secs = t.elapsed().as_secs_f64();
     let rss_kib = agent.rss_kib();
     let cpu_s = agent.cpu_seconds() - c0;
+    // Then at rest with the full table: what the /proc sweep costs.
+    let rest = if ctx.smoke { 1.0 } else { 20.0 };
+    let c1 = agent.cpu_seconds();
+    std::thread::sleep(Duration::from_secs_f64(rest));
+    let rest_cpu = (agent.cpu_seconds() - c1) / rest;
     let st = agent
         .state
         .lock()
@@ -175,6 +182,7 @@ fn tracked(ctx: &Ctx, forker: &Path, n: u64) -> Result<Tracked> {
         reached,
         rss_kib,
         cpu_s,
+        rest_cpu,
         secs,
         fork_drops: agent::kernel_count(&st, "dropped", "fork").saturating_sub(drops0),
         stalls,
@@ -294,7 +302,7 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<String> {
     for t in &rows {
         let _ = writeln!(
             md,
-            "| {} extra sleeping processes (asked {}), fresh agent | +{} | {:.1} MiB | {:.1} CPU-s to track them ({:.0} µs per process; {:.1} s wall); fork records dropped: {}; 30 s waits without a status: {} |",
+            "| {} extra sleeping processes (asked {}), fresh agent | +{} | {:.1} MiB | {:.1} CPU-s to track them ({:.0} µs per process; {:.1} s wall); then at rest {:.2}% of one core; fork records dropped: {}; 30 s waits without a status: {} |",
             t.made,
             t.asked,
             t.reached,
@@ -302,6 +310,7 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<String> {
             t.cpu_s,
             1e6 * t.cpu_s / t.made.max(1) as f64,
             t.secs,
+            100.0 * t.rest_cpu,
             t.fork_drops,
             t.stalls
         );
