@@ -202,12 +202,12 @@ impl State {
                 p.ppid = f.parent_tgid;
                 p.start_time_ns = crate::clock::to_epoch_ns(f.child_start_boottime_ns);
                 p.cgroup.id = f.cgroup_id;
-                Snapshot {
-                    process: Arc::new(p),
-                    exe_hash: parent.snapshot.exe_hash.clone(),
-                    script_hash: parent.snapshot.script_hash.clone(),
-                    pods: parent.snapshot.pods.clone(),
-                }
+                Snapshot::new(
+                    Arc::new(p),
+                    parent.snapshot.exe_hash.clone(),
+                    parent.snapshot.script_hash.clone(),
+                )
+                .with_pods(parent.snapshot.pods.as_ref())
             });
         let record = match inherited {
             Some(snapshot) => Record {

@@ -185,12 +185,7 @@ pub fn from_exec(
         pod,
         attestation: Attestation::KernelExec,
     };
-    Snapshot {
-        process: Arc::new(process),
-        exe_hash: Some(exe_hash),
-        script_hash,
-        pods: None,
-    }
+    Snapshot::new(Arc::new(process), Some(exe_hash), script_hash)
 }
 
 #[cfg(test)]

@@ -113,12 +113,7 @@ pub fn scan_pid(pid: u32, cgroups: &mut CgroupResolver, hashes: &HashCache) -> O
         attestation: Attestation::ProcfsScan,
     };
     Some(Scanned {
-        snapshot: Snapshot {
-            process: Arc::new(process),
-            exe_hash: Some(exe_hash),
-            script_hash: None,
-            pods: None,
-        },
+        snapshot: Snapshot::new(Arc::new(process), Some(exe_hash), None),
         start_boottime_ns,
     })
 }

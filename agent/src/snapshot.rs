@@ -1,11 +1,11 @@
 //! A process as events describe it, with hashes that may still be computing.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::{
     event::Process,
     hash_cache::{HashFuture, HashOutcome},
-    pod_metadata::PodCache,
+    pod_metadata::{Found, PodCache},
 };
 
 /// The event-facing view of a process plus the hash computations its
@@ -18,15 +18,54 @@ pub struct Snapshot {
     /// Pod metadata, read when the view is taken (emit, attest): a pod the
     /// source learns about after the exec still names the process.
     pub pods: Option<Arc<PodCache>>,
+    /// The last filled view, shared by every clone of this snapshot: all
+    /// events of a process want the same view, and building one copies
+    /// the whole process (a malloc per argument).
+    filled: Arc<Mutex<Option<Filled>>>,
+}
+
+/// A filled view and what it was filled from.
+struct Filled {
+    base: Arc<Process>,
+    exe: Option<HashOutcome>,
+    script: Option<HashOutcome>,
+    pod: Option<(Arc<crate::pod_metadata::PodMeta>, Option<usize>)>,
+    view: Arc<Process>,
+}
+
+impl Filled {
+    fn is_for(
+        &self,
+        base: &Arc<Process>,
+        exe: &Option<HashOutcome>,
+        script: &Option<HashOutcome>,
+        found: &Option<Found>,
+    ) -> bool {
+        let same_pod = match (&self.pod, found) {
+            (None, None) => true,
+            (Some((pod, c)), Some(f)) => Arc::ptr_eq(pod, &f.pod) && *c == f.container,
+            _ => false,
+        };
+        Arc::ptr_eq(&self.base, base) && same_pod && self.exe == *exe && self.script == *script
+    }
 }
 
 impl Snapshot {
     pub fn ready(process: Arc<Process>) -> Self {
+        Self::new(process, None, None)
+    }
+
+    pub fn new(
+        process: Arc<Process>,
+        exe_hash: Option<HashFuture>,
+        script_hash: Option<HashFuture>,
+    ) -> Self {
         Self {
             process,
-            exe_hash: None,
-            script_hash: None,
+            exe_hash,
+            script_hash,
             pods: None,
+            filled: Arc::default(),
         }
     }
 
@@ -60,6 +99,18 @@ impl Snapshot {
         if exe.is_none() && script.is_none() && found.is_none() {
             return self.process.clone();
         }
+        let mut memo = self.filled.lock().unwrap();
+        if let Some(m) = memo
+            .as_ref()
+            .filter(|m| m.is_for(&self.process, &exe, &script, &found))
+        {
+            return m.view.clone();
+        }
+        let key = (
+            exe.clone(),
+            script.clone(),
+            found.as_ref().map(|f| (f.pod.clone(), f.container)),
+        );
         let mut p = (*self.process).clone();
         if let Some(f) = found {
             f.apply(&mut p);
@@ -75,6 +126,38 @@ impl Snapshot {
             interp.script.sha256 = o.sha256_hex();
             interp.script.hash_status = o.status();
         }
-        Arc::new(p)
+        let view = Arc::new(p);
+        *memo = Some(Filled {
+            base: self.process.clone(),
+            exe: key.0,
+            script: key.1,
+            pod: key.2,
+            view: view.clone(),
+        });
+        view
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{cgroups::CgroupResolver, hash_cache::HashCache, procfs_scan::scan_pid};
+
+    // The hash cache hashes on the runtime's blocking pool.
+    #[tokio::test]
+    async fn every_event_of_a_process_shares_one_filled_view() {
+        let hashes = HashCache::new(16, 1, 1 << 30);
+        let s = scan_pid(std::process::id(), &mut CgroupResolver::new(), &hashes)
+            .unwrap()
+            .snapshot;
+        let a = s.resolve().await;
+        assert_eq!(a.exe.hash_status, "ok");
+        assert!(Arc::ptr_eq(&a, &s.clone().resolve().await));
+        assert!(Arc::ptr_eq(&a, &s.current()));
+        // A snapshot of another process (here a copy) fills its own view.
+        let other = Snapshot::new(Arc::new((*s.process).clone()), s.exe_hash.clone(), None);
+        let b = other.resolve().await;
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert_eq!(a.exe.sha256, b.exe.sha256);
     }
 }
