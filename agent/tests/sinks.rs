@@ -812,7 +812,9 @@ fn seqs_in(lines: &[String]) -> Vec<u64> {
 
 /// rsyslog stops mid-stream and the agent is restarted (SIGTERM) while
 /// events sit in its spool: every event of the sink arrives exactly once,
-/// in order, and seq continues across the restart.
+/// in order, and seq continues across the restart — except those rsyslog's
+/// TCP had acknowledged but rsyslog had not read when it stopped (syslog has
+/// no application ack); the test checks that losses fall only in that window.
 #[test]
 fn outage_and_agent_restart_deliver_every_seq_exactly_once() {
     let certs = certs("proctor sink test CA");
@@ -843,11 +845,17 @@ fn outage_and_agent_restart_deliver_every_seq_exactly_once() {
             > 20)
             .then_some(())
     });
+    // What rsyslog had written before it stopped. Messages its TCP acknowledged
+    // but it had not read yet when it stopped are lost with it (the window
+    // docs/configuration.md describes): only those may be missing at the end.
+    let written_before_stop = seqs_in(&rsyslog.lines("tcp")).into_iter().max().unwrap();
     rsyslog.stop();
     // Keep producing with rsyslog down until the queue has spilled to disk.
-    wait_until(WAIT, "the spool to fill", || {
+    // That status is emitted after the stop: its seq bounds every event
+    // rsyslog could have acknowledged.
+    let emitted_before_stop = wait_until(WAIT, "the spool to fill", || {
         let s = first.status_after(first.last_seq());
-        (sink_status(&s, "siem")["in_spool"].as_u64()? > 20).then_some(())
+        (sink_status(&s, "siem")["in_spool"].as_u64()? > 20).then_some(s["seq"].as_u64()?)
     });
     first.stop();
     let spooled = std::fs::read_dir(state.path().join("spool/siem"))
@@ -894,11 +902,25 @@ fn outage_and_agent_restart_deliver_every_seq_exactly_once() {
         .into_iter()
         .chain(emitted(&second).into_iter().filter(|&s| s <= last_marker))
         .collect();
+    let in_window = |s: u64| s > written_before_stop && s < emitted_before_stop;
+    let must: BTreeSet<u64> = expected
+        .iter()
+        .copied()
+        .filter(|&s| !in_window(s))
+        .collect();
     let got = wait_until(Duration::from_secs(90), "every seq at rsyslog", || {
         let got = seqs_in(&rsyslog.lines("tcp"));
         let set: BTreeSet<u64> = got.iter().copied().collect();
-        expected.is_subset(&set).then_some(got)
+        must.is_subset(&set).then_some(got)
     });
+    let set: BTreeSet<u64> = got.iter().copied().collect();
+    let lost: Vec<u64> = expected.difference(&set).copied().collect();
+    if !lost.is_empty() {
+        eprintln!(
+            "{} messages lost in rsyslog's receive buffer when it stopped (seq {written_before_stop} < lost < {emitted_before_stop}): {lost:?}",
+            lost.len()
+        );
+    }
     let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
     for s in &got {
         *counts.entry(*s).or_default() += 1;
