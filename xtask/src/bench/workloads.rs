@@ -125,6 +125,7 @@ impl Env {
         let plain = dir.join("plain.txt");
         std::fs::write(&plain, "not a secret\n")?;
         let listener = TcpListener::bind("127.0.0.1:0")?;
+        widen_backlog(&listener);
         let addr = listener.local_addr()?;
         std::thread::spawn(move || {
             for c in listener.incoming() {
@@ -269,10 +270,22 @@ fn write_c_project(dir: &Path, files: usize) -> Result<()> {
     Ok(())
 }
 
+/// Raises the accept backlog from std's 128 to 4096 (listen(2) again on a
+/// listening socket just changes it). With 128 the queue overflowed whenever
+/// the accept thread was not scheduled for a few milliseconds; each dropped
+/// SYN costs the client a 1 s retransmit, so an idle machine (slow to wake
+/// the thread) measured 400 connects/s and a busy one 20000.
+fn widen_backlog(l: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid listening socket fd.
+    unsafe {
+        libc::listen(l.as_raw_fd(), 4096);
+    }
+}
+
 /// Closes with a RST (SO_LINGER 0): a normal close leaves the client port in
-/// TIME_WAIT for 60 s, and once tens of thousands pile up every connect
-/// scans for a free port, so the rate measured the backlog of earlier runs
-/// (500 to 25000 connects/s in one run) instead of the monitor.
+/// TIME_WAIT for 60 s, and a whole run makes ~75k connects, more than the
+/// 28k ephemeral ports.
 fn close_with_reset(s: TcpStream) {
     use std::os::fd::AsRawFd;
     let linger = libc::linger {
