@@ -74,12 +74,14 @@ impl Sizes {
             }
         } else {
             Sizes {
-                opens: 400_000,
-                reads: 40_000,
-                execs: 2_000,
+                // Each workload runs for a few seconds: shorter ones put the
+                // machine's own noise (±10% between runs) in the ratios.
+                opens: 1_000_000,
+                reads: 100_000,
+                execs: 6_000,
                 exec_threads: 4,
-                connects: 3_000,
-                c_files: 12,
+                connects: 30_000,
+                c_files: 36,
             }
         }
     }
