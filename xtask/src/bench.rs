@@ -134,7 +134,7 @@ pub fn run(bin: &Path, smoke: bool) -> Result<()> {
     // Other work on the machine shows here: figures taken under load are noise.
     let _ = writeln!(
         md,
-        "Load average (1 min) at the start: {load_before}, at the end: @LOAD_END@\n"
+        "Load average (1 min) at the start: {load_before}, after the side-by-side runs: @LOAD_END@ (the 100k-process section that follows them sends it into the hundreds while those processes exit)\n"
     );
     if smoke {
         md.push_str("**Smoke run: tiny sizes, one repetition. These figures mean nothing.**\n\n");
@@ -144,6 +144,7 @@ pub fn run(bin: &Path, smoke: bool) -> Result<()> {
     // Sections, in report order. A new section is one more line here: a
     // function returning its Markdown (and pushing the targets it judges).
     let matrix = matrix::section(&ctx, &mut targets).map(|m| m.markdown);
+    md = md.replace("@LOAD_END@", &stats::loadavg());
     add_section(&mut md, smoke, "Side by side", matrix)?;
     let drops = drops::section(&ctx, &mut targets);
     let onset_profile = drops.as_ref().ok().and_then(|d| d.profile.clone());
@@ -201,7 +202,6 @@ pub fn run(bin: &Path, smoke: bool) -> Result<()> {
         "Whole run took {:.0} s.",
         started.elapsed().as_secs_f64()
     );
-    let md = md.replace("@LOAD_END@", &stats::loadavg());
 
     let out = if smoke {
         root().join("target/bench-smoke.md")
