@@ -126,6 +126,7 @@ pub fn run(bin: &Path, smoke: bool) -> Result<()> {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     let load_before = stats::loadavg();
+    let idle_before = stats::idle_share();
     let mut md = format!(
         "# Benchmarks\n\nCommand: `cargo xtask bench{}`  \nMachine: {}  \nDate: {date}  \n",
         if smoke { " --smoke" } else { "" },
@@ -134,7 +135,7 @@ pub fn run(bin: &Path, smoke: bool) -> Result<()> {
     // Other work on the machine shows here: figures taken under load are noise.
     let _ = writeln!(
         md,
-        "Load average (1 min) at the start: {load_before}, after the side-by-side runs: @LOAD_END@ (the 100k-process section that follows them sends it into the hundreds while those processes exit)\n"
+        "CPU idle in the 3 s before the start: {idle_before}. Load average (1 min) at the start: {load_before}, after the side-by-side runs: @LOAD_END@ (the 100k-process section that follows them sends it into the hundreds while those processes exit)\n"
     );
     if smoke {
         md.push_str("**Smoke run: tiny sizes, one repetition. These figures mean nothing.**\n\n");

@@ -118,6 +118,31 @@ pub fn loadavg() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// Share of the machine's CPU time that was idle over the next 3 s: what
+/// else is running right now (the load average also remembers minutes ago).
+pub fn idle_share() -> String {
+    fn idle_total() -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let v: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // idle + iowait, and everything.
+        Some((v.get(3)? + v.get(4)?, v.iter().sum()))
+    }
+    let Some((i0, t0)) = idle_total() else {
+        return "unknown".into();
+    };
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    match idle_total() {
+        Some((i1, t1)) if t1 > t0 => format!("{:.0}%", 100.0 * (i1 - i0) as f64 / (t1 - t0) as f64),
+        _ => "unknown".into(),
+    }
+}
+
 pub fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
