@@ -662,7 +662,6 @@ impl Agent {
     }
 }
 
-/// Whether `pid` is still the process `rec` describes.
 fn spawn_probe_log(
     logger: aya_log::EbpfLogger<&'static dyn log::Log>,
 ) -> tokio::task::JoinHandle<()> {

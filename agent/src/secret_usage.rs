@@ -60,7 +60,7 @@ pub struct SecretUsage {
     taints: HashMap<u32, Arc<Vec<Taint>>>,
     exfil_window: Duration,
     metadata: Vec<Destination>,
-    /// (pid, fingerprint, destination) already reported as exfiltration.
+    /// pid -> (fingerprint, destination) already reported as exfiltration.
     exfil_reported: HashMap<u32, HashSet<(String, String)>>,
 }
 

@@ -29,7 +29,7 @@ struct Filled {
     base: Arc<Process>,
     exe: Option<HashOutcome>,
     script: Option<HashOutcome>,
-    pod: Option<(Arc<crate::pod_metadata::PodMeta>, Option<usize>)>,
+    found: Option<Found>,
     view: Arc<Process>,
 }
 
@@ -41,9 +41,9 @@ impl Filled {
         script: &Option<HashOutcome>,
         found: &Option<Found>,
     ) -> bool {
-        let same_pod = match (&self.pod, found) {
+        let same_pod = match (&self.found, found) {
             (None, None) => true,
-            (Some((pod, c)), Some(f)) => Arc::ptr_eq(pod, &f.pod) && *c == f.container,
+            (Some(a), Some(b)) => Arc::ptr_eq(&a.pod, &b.pod) && a.container == b.container,
             _ => false,
         };
         Arc::ptr_eq(&self.base, base) && same_pod && self.exe == *exe && self.script == *script
@@ -106,32 +106,27 @@ impl Snapshot {
         {
             return m.view.clone();
         }
-        let key = (
-            exe.clone(),
-            script.clone(),
-            found.as_ref().map(|f| (f.pod.clone(), f.container)),
-        );
         let mut p = (*self.process).clone();
-        if let Some(f) = found {
+        if let Some(f) = &found {
             f.apply(&mut p);
         }
-        if let Some(o) = exe {
+        if let Some(o) = &exe {
             p.exe.sha256 = o.sha256_hex();
             p.exe.hash_status = o.status();
-            if o == HashOutcome::Modified {
+            if *o == HashOutcome::Modified {
                 p.exe.modified_after_exec = true;
             }
         }
-        if let (Some(o), Some(interp)) = (script, p.interpreter.as_mut()) {
+        if let (Some(o), Some(interp)) = (&script, p.interpreter.as_mut()) {
             interp.script.sha256 = o.sha256_hex();
             interp.script.hash_status = o.status();
         }
         let view = Arc::new(p);
         *memo = Some(Filled {
             base: self.process.clone(),
-            exe: key.0,
-            script: key.1,
-            pod: key.2,
+            exe,
+            script,
+            found,
             view: view.clone(),
         });
         view

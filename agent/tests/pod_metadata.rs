@@ -225,17 +225,15 @@ fn attest_selectors(socket: &Path, pid: u32) -> Vec<String> {
 
 /// `proctor attest PID --json` against the agent on `socket`.
 fn attest_json(socket: &Path, pid: u32) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_proctor"))
-        .args(["attest", &pid.to_string(), "--json", "--socket"])
-        .arg(socket)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "attest {pid}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let pid = pid.to_string();
+    let out = proctor_ok([
+        "attest".as_ref(),
+        pid.as_ref(),
+        "--json".as_ref(),
+        "--socket".as_ref(),
+        socket.as_os_str(),
+    ]);
+    serde_json::from_slice(&out).unwrap()
 }
 
 /// `type:value` of each selector in an attest answer.

@@ -528,17 +528,13 @@ fn inventory_survives_a_restart() {
     let m = marker("inv");
     let cat = resolve("/bin/cat");
     let inventory = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_proctor"))
-            .args(["inventory", "--json", "--config"])
-            .arg(&cfg_file)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let out = proctor_ok([
+            "inventory".as_ref(),
+            "--json".as_ref(),
+            "--config".as_ref(),
+            cfg_file.as_os_str(),
+        ]);
+        let text = String::from_utf8_lossy(&out).to_string();
         assert!(!text.contains(&fake_aws_secret()));
         let items: Value = serde_json::from_str(&text).unwrap();
         items
@@ -608,16 +604,7 @@ fn policy_check_points_at_the_line() {
 
     let mut ok = tempfile::NamedTempFile::new().unwrap();
     ok.write_all(crate_default_config().as_bytes()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_proctor"))
-        .args(["policy", "check"])
-        .arg(ok.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    proctor_ok(["policy".as_ref(), "check".as_ref(), ok.path().as_os_str()]);
 }
 
 fn crate_default_config() -> &'static str {

@@ -240,6 +240,21 @@ pub fn shared() -> &'static AgentProc {
 }
 
 /// A string no other process on the machine will have in its argv.
+/// Runs the `proctor` command line with `args`; it must succeed. Its stdout.
+pub fn proctor_ok<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Vec<u8> {
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().into()).collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_proctor"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "proctor {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 pub fn marker(name: &str) -> String {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     format!(

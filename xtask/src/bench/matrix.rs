@@ -2,7 +2,11 @@
 //! starts each monitor in turn (the order rotating between repetitions),
 //! runs all workloads under it and stops it.
 
-use std::{collections::BTreeMap, fmt::Write as _};
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    time::{Duration, Instant},
+};
 
 use anyhow::Result;
 
@@ -236,10 +240,10 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<MatrixResult> {
 /// workload left queued (a ring buffer or audit backlog), so that the next
 /// workload is not measured against the last one's catch-up.
 fn settle(mon: &Running) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10);
     let mut last = mon.cpu_seconds();
-    while std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(200));
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
         let now = mon.cpu_seconds();
         // Under 5% of one core: idle but for its own timers.
         if now - last < 0.01 {
