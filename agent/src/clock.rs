@@ -54,3 +54,8 @@ pub fn ticks_per_sec() -> u64 {
         100
     }
 }
+
+/// Nanoseconds per clock tick, the unit of start times in `/proc/<pid>/stat`.
+pub fn tick_ns() -> u64 {
+    1_000_000_000 / ticks_per_sec()
+}

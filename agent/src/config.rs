@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::{fingerprint::Fingerprinter, policy::SecretsConfig, secret_catalog::Catalog};
 
@@ -23,12 +23,12 @@ pub struct Config {
     pub kernel: KernelConfig,
     pub hash: HashConfig,
     pub process_table: ProcessTableConfig,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "crate::duration::deserialize")]
     pub status_interval: Duration,
     pub sinks: Vec<SinkConfig>,
     /// How long sinks keep delivering after SIGTERM before what they hold
     /// goes to their spools.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "crate::duration::deserialize")]
     pub shutdown_grace: Duration,
     /// Per-identity rate limiting with summary events (off by default).
     pub rate_limit: crate::rate_limit::RateLimitConfig,
@@ -68,7 +68,7 @@ pub struct KernelConfig {
     /// Pending bytes at which the kernel wakes the reader at once.
     pub wakeup_bytes: u32,
     /// How often the reader drains the ring buffer without being woken.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "crate::duration::deserialize")]
     pub poll_interval: Duration,
 }
 
@@ -83,21 +83,12 @@ pub struct HashConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProcessTableConfig {
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "crate::duration::deserialize")]
     pub exit_grace: Duration,
     pub max_exited: usize,
 }
 
 pub use crate::sinks::config::SinkConfig;
-
-pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "invalid duration {s:?}: {e} (write e.g. \"30s\", \"5m\", \"250ms\")"
-        ))
-    })
-}
 
 impl Default for Config {
     fn default() -> Self {

@@ -5,9 +5,58 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub const SCHEMA: &str = "proctor.event/v1";
+
+/// `metadata.product.name`, CEF Device Product, ECS `agent.type`.
+pub const PRODUCT: &str = "proctor";
+/// `metadata.product.vendor_name`, CEF Device Vendor.
+pub const VENDOR: &str = "proctor";
+/// The agent's version, as every format reports it.
+pub const PRODUCT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How bad a finding is (`finding.severity`): a contract value, shared by
+/// the detectors that set it and the sinks that filter on it.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Low,
+    #[default]
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// What a summary says about the events it stands for.
+#[derive(Debug, Clone, Serialize)]
+pub struct Suppressed {
+    pub count: u64,
+    /// The identity the events were limited by: `sha256:<hex>` or `path:<exe>`.
+    pub identity: String,
+    pub kind: Kind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<&'static str>,
+    /// Times of the first and the last suppressed event.
+    pub first_time: String,
+    pub last_time: String,
+    pub summary: String,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -57,7 +106,7 @@ pub struct Event {
     /// Set on a rate-limit summary: how many events like this one were
     /// suppressed (see `rate_limit`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub suppressed: Option<crate::rate_limit::Suppressed>,
+    pub suppressed: Option<Suppressed>,
 }
 
 /// A connection attempt (`net_connect`).
@@ -103,7 +152,7 @@ pub struct Finding {
     /// Rule id (a contract): secret-read, secret-env, secret-replay,
     /// secret-exfil, secret-search, untrusted-binary.
     pub rule: &'static str,
-    pub severity: crate::secret_catalog::Severity,
+    pub severity: Severity,
     pub summary: String,
     /// MITRE ATT&CK technique ids.
     pub mitre: Vec<String>,

@@ -15,8 +15,8 @@ use crate::{
     event::{Attestation, Cgroup, Exe, Interpreter, Process, ScriptIdentity},
     exec_id::{exec_id, Origin},
     hash_cache::{FileKey, HashCache, Source},
+    paths::normalize,
     redact::redact_args,
-    secret_catalog::normalize,
     snapshot::Snapshot,
 };
 

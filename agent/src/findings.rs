@@ -1,8 +1,8 @@
 //! Builders for findings (rule ids are a contract, see DESIGN.md).
 
 use crate::{
+    event::Severity,
     event::{Evidence, Finding, Process, SecretInfo},
-    secret_catalog::Severity,
 };
 
 pub const SECRET_READ: &str = "secret-read";

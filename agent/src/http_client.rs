@@ -21,7 +21,7 @@ use rustls::{pki_types::ServerName, ClientConfig};
 use tokio::{net::TcpStream, task::JoinHandle};
 use tokio_rustls::TlsConnector;
 
-use crate::formats::{PRODUCT, PRODUCT_VERSION};
+use crate::event::{PRODUCT, PRODUCT_VERSION};
 
 /// Where a URL points and what to ask for there.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,8 +10,8 @@ use globset::GlobMatcher;
 use serde::{Deserialize, Deserializer};
 
 use crate::{
-    event::Process,
-    secret_catalog::{CatalogEntry, Severity},
+    event::{Process, Severity},
+    secret_catalog::CatalogEntry,
 };
 
 /// A glob over absolute paths, compiled when the policy is read.
@@ -221,7 +221,7 @@ pub struct ReplayConfig {
     pub mode: ReplayMode,
     /// In learn mode, identities using a secret within this long after its
     /// first use are bound too (0: only the first identity).
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(deserialize_with = "crate::duration::deserialize")]
     pub learning_window: Duration,
 }
 
@@ -239,7 +239,7 @@ impl Default for ReplayConfig {
 pub struct ExfilConfig {
     pub enabled: bool,
     /// How long after a secret read a connection counts against it.
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(deserialize_with = "crate::duration::deserialize")]
     pub window: Duration,
     /// Allowed destinations for secrets whose rules declare none.
     pub default_allowed: Vec<Destination>,
@@ -283,7 +283,7 @@ pub struct SearchConfig {
     /// Distinct secrets one process may open within `window` before
     /// `secret-search` fires.
     pub distinct_secrets: usize,
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(deserialize_with = "crate::duration::deserialize")]
     pub window: Duration,
 }
 
@@ -311,7 +311,7 @@ pub struct SecretsConfig {
     pub extra_homes: Vec<PathBuf>,
     /// How often the file system is searched again for new secret files that
     /// no kernel filter can name (glob-only catalog patterns).
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(deserialize_with = "crate::duration::deserialize")]
     pub rescan_interval: Duration,
     /// Look for static credentials in every new process's environment.
     pub scan_environment: bool,

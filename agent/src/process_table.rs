@@ -11,7 +11,7 @@ use std::{
 
 use serde::Serialize;
 
-use crate::{procfs_scan::tick_ns, snapshot::Snapshot};
+use crate::{clock::tick_ns, snapshot::Snapshot};
 
 pub struct Record {
     pub snapshot: Snapshot,

@@ -7,7 +7,7 @@ use procfs::process::Process as ProcProcess;
 
 use crate::{
     cgroups::CgroupResolver,
-    clock::{ticks_per_sec, to_epoch_ns},
+    clock::{tick_ns, to_epoch_ns},
     event::{Attestation, Cgroup, Exe, Process},
     exec_id::{exec_id, Origin},
     hash_cache::{FileKey, HashCache, Source},
@@ -35,10 +35,6 @@ impl Scanned {
             announced,
         }
     }
-}
-
-pub fn tick_ns() -> u64 {
-    1_000_000_000 / ticks_per_sec()
 }
 
 /// Whether the process that started at `start_boottime_ns` still holds `pid`.

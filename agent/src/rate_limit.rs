@@ -7,10 +7,10 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::event::{Event, Kind};
+use crate::event::{Event, Kind, Suppressed};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -21,7 +21,7 @@ pub struct RateLimitConfig {
     /// Events a key may send at once before the rate applies.
     pub burst: u32,
     /// How often summaries of suppressed events go out.
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(deserialize_with = "crate::duration::deserialize")]
     pub summary_interval: Duration,
     /// Keys tracked at most; beyond it, idle keys are forgotten first and
     /// new keys are not limited (never a silent drop).
@@ -56,21 +56,6 @@ impl RateLimitConfig {
         }
         Ok(())
     }
-}
-
-/// What a summary says about the events it stands for.
-#[derive(Debug, Clone, Serialize)]
-pub struct Suppressed {
-    pub count: u64,
-    /// The identity the events were limited by: `sha256:<hex>` or `path:<exe>`.
-    pub identity: String,
-    pub kind: Kind,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<&'static str>,
-    /// Times of the first and the last suppressed event.
-    pub first_time: String,
-    pub last_time: String,
-    pub summary: String,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -200,7 +185,7 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::formats::testdata;
+    use crate::testdata;
 
     #[test]
     fn limits_per_key_and_summarises() {

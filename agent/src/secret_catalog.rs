@@ -51,6 +51,8 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use regex::bytes::Regex as BytesRegex;
 use serde::{Deserialize, Serialize};
 
+use crate::{event::Severity, paths::normalize};
+
 /// The longest basename, prefix or suffix the kernel filter compares (its map
 /// keys are 64-byte NUL-terminated buffers).
 pub const MAX_BASENAME_LEN: usize = 63;
@@ -59,32 +61,6 @@ pub const MAX_BASENAME_LEN: usize = 63;
 /// marker the built-in checks look for sits near the top of its file; a cap
 /// keeps a multi-gigabyte `.env`-named dump from stalling start-up.
 pub const CONTENT_PEEK_BYTES: usize = 64 * 1024;
-
-/// How bad a read of a secret by someone other than its owner is.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Low,
-    #[default]
-    Medium,
-    High,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-}
 
 /// What a secret is; the `secret.kind` field of findings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -1077,27 +1053,6 @@ fn is_default_home(home: &Path) -> bool {
 
 fn is_skipped_dir(name: &OsStr) -> bool {
     name.to_str().is_some_and(|n| SKIP_DIRS.contains(&n))
-}
-
-/// Lexical normalisation of an absolute path; `None` for a relative one.
-/// Lexical normalisation of an absolute path (`/etc/../etc/x` -> `/etc/x`),
-/// without touching the file system; `None` for a relative path.
-pub fn normalize(path: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::from("/");
-    let mut components = path.components();
-    if components.next() != Some(Component::RootDir) {
-        return None;
-    }
-    for c in components {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
-        }
-    }
-    Some(out)
 }
 
 fn is_kebab_case(id: &str) -> bool {

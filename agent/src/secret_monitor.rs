@@ -24,6 +24,7 @@ use crate::{
     config::Config,
     decode::OpenRecord,
     emitter::Pending,
+    event::Severity,
     event::{FileInfo, Kind, Process, SecretInfo},
     findings::{self, ReadContext},
     fingerprint::Fingerprinter,
@@ -31,9 +32,9 @@ use crate::{
     inventory_store::{InventoryStore, ReaderRecord, SecretRecord},
     policy::{Enforcement, SecretsConfig, Verdict},
     probes::{EnforcementMaps, OpenFilter},
-    secret_catalog::{Catalog, CatalogEntry, DiscoverRoots, Severity, CONTENT_PEEK_BYTES},
+    secret_catalog::{Catalog, CatalogEntry, DiscoverRoots, CONTENT_PEEK_BYTES},
     secret_env,
-    secret_usage::{SecretUsage, Taint},
+    secret_usage::{identity_key, SecretUsage, Taint},
     snapshot::Snapshot,
 };
 
@@ -934,16 +935,6 @@ const SEARCH_WORDS: &[&str] = &[
     "BEGIN OPENSSH",
     "AKIA",
 ];
-
-/// The identity of a workload for the inventory: the binary the kernel ran
-/// (by hash when known) and where it runs.
-pub fn identity_key(p: &Process) -> String {
-    let exe = match &p.exe.sha256 {
-        Some(h) => format!("sha256:{h}"),
-        None => format!("exe:{}", p.exe.path),
-    };
-    format!("{exe}|cgroup:{}", p.cgroup.path.as_deref().unwrap_or("?"))
-}
 
 /// Reads still in memory reach the inventory when the agent stops.
 impl Drop for SecretMonitor {

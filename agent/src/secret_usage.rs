@@ -3,7 +3,7 @@
 //! network (secret-exfil).
 //!
 //! An identity is the attested workload (binary hash and cgroup, see
-//! [`crate::secret_monitor::identity_key`]), never a pid: a restart of the same
+//! [`identity_key`]), never a pid: a restart of the same
 //! workload is the same identity, a different binary reading the same
 //! secret is not.
 
@@ -15,10 +15,9 @@ use std::{
 };
 
 use crate::{
+    event::Severity,
     event::{Evidence, Finding, Process, SecretInfo},
     policy::{Destination, ReplayMode},
-    secret_catalog::Severity,
-    secret_monitor::identity_key,
 };
 
 pub const SECRET_REPLAY: &str = "secret-replay";
@@ -245,4 +244,14 @@ impl SecretUsage {
     pub fn bound_secrets(&self) -> usize {
         self.bindings.len()
     }
+}
+
+/// The identity of a workload for the inventory: the binary the kernel ran
+/// (by hash when known) and where it runs.
+pub fn identity_key(p: &Process) -> String {
+    let exe = match &p.exe.sha256 {
+        Some(h) => format!("sha256:{h}"),
+        None => format!("exe:{}", p.exe.path),
+    };
+    format!("{exe}|cgroup:{}", p.cgroup.path.as_deref().unwrap_or("?"))
 }

@@ -28,13 +28,12 @@ use proctor::{
         ApiConfig, ApiHandles,
     },
     cgroups::CgroupResolver,
-    event::{Event, Evidence, Finding, Kind, Process, SCHEMA},
+    event::{Event, Evidence, Finding, Kind, Process, Severity, SCHEMA},
     exec_id::{exec_id, Origin},
     hash_cache::HashCache,
     inventory_store::{InventoryStore, SecretRecord},
     process_table::{ProcessTable, Record},
     procfs_scan::scan_pid,
-    secret_catalog::Severity,
 };
 use sha2::{Digest, Sha256};
 use tokio::{

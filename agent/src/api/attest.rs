@@ -29,9 +29,8 @@ use crate::{
         selectors::{self, Context, Creds, NameDb},
         ApiHandles, PID_MAX,
     },
-    clock::boot_epoch_ns,
+    clock::{boot_epoch_ns, tick_ns},
     event::{Kind, Process},
-    procfs_scan::tick_ns,
     snapshot::Snapshot,
 };
 

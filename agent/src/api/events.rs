@@ -24,8 +24,8 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     api::pb::{events_server, EventJson, StreamRequest},
+    event::Severity,
     event::{Event, Kind},
-    secret_catalog::Severity,
 };
 
 /// The most recent events, oldest first.

@@ -12,7 +12,7 @@
 
 use std::{path::PathBuf, sync::Arc, sync::Mutex, time::Duration};
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use tokio::sync::broadcast;
 
 use crate::{event::Event, process_table::ProcessTable};
@@ -58,7 +58,7 @@ pub struct ApiConfig {
     pub allow_gids: Vec<u32>,
     /// How long Attest waits for the binary's hash before answering without
     /// the sha256 selectors (hash_status "pending").
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "crate::duration::deserialize")]
     pub hash_wait: Duration,
     /// Recent events kept in memory for `Events.Stream` (`proctor events`
     /// without `--follow`).
@@ -77,15 +77,6 @@ impl Default for ApiConfig {
             recent_events: 1024,
         }
     }
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "invalid duration {s:?}: {e} (e.g. \"2s\", \"500ms\")"
-        ))
-    })
 }
 
 /// What the API reads from the running agent.

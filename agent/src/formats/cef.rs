@@ -32,12 +32,12 @@
 
 use super::{
     basename, command_line, container_id, dst_ip, epoch_ms, event_uid, net_outcome,
-    parse_destination, pod_ref, process_name, rule_title, severity, NetOutcome, PRODUCT,
-    PRODUCT_VERSION, VENDOR,
+    parse_destination, pod_ref, process_name, rule_title, severity, NetOutcome,
 };
+use crate::event::{PRODUCT, PRODUCT_VERSION, VENDOR};
 use crate::{
+    event::Severity,
     event::{Event, Kind, NetInfo},
-    secret_catalog::Severity,
 };
 
 /// CEF severity (0-10) of a proctor severity.
@@ -320,7 +320,8 @@ fn net_ext(x: &mut Ext, n: &NetInfo) {
 
 #[cfg(test)]
 mod tests {
-    use super::{super::testdata::*, *};
+    use super::*;
+    use crate::testdata::*;
 
     /// Splits a CEF line into its 7 header fields and the extension,
     /// honouring `\|` and `\\` escapes.

@@ -21,9 +21,10 @@ use serde_json::{json, Map, Value};
 use super::{
     basename, command_line, container_id, dev_string, dirname, dst_ip, epoch_ns, event_uid,
     iana_protocol, ip_version, json_str, net_outcome, parse_destination, process_name, rule_title,
-    severity, severity_rank, split_mitre, NetOutcome, PRODUCT, PRODUCT_VERSION,
+    severity, severity_rank, split_mitre, NetOutcome,
 };
 use crate::event::{rfc3339_ns, Event, FileInfo, Finding, Kind, NetInfo, Process};
+use crate::event::{PRODUCT, PRODUCT_VERSION};
 
 /// The ECS version the documents follow (`ecs.version`).
 pub const ECS_VERSION: &str = "8.17.0";
@@ -529,8 +530,9 @@ fn finding_fields(
 
 #[cfg(test)]
 mod tests {
-    use super::{super::testdata::*, *};
-    use crate::secret_catalog::Severity;
+    use super::*;
+    use crate::event::Severity;
+    use crate::testdata::*;
 
     fn get<'a>(v: &'a Value, path: &str) -> &'a Value {
         v.pointer(path)

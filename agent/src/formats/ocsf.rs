@@ -30,11 +30,12 @@ use serde_json::{json, Map, Value};
 use super::{
     basename, command_line, container_id, dev_string, dirname, dst_ip, epoch_ms, event_uid,
     iana_protocol, ip_version, json_str, net_outcome, parse_destination, process_name, rule_title,
-    severity, severity_rank, split_mitre, NetOutcome, PRODUCT, PRODUCT_VERSION, VENDOR,
+    severity, severity_rank, split_mitre, NetOutcome,
 };
+use crate::event::{PRODUCT, PRODUCT_VERSION, VENDOR};
 use crate::{
+    event::Severity,
     event::{Event, FileInfo, Finding, Kind, NetInfo, Process},
-    secret_catalog::Severity,
 };
 
 /// The OCSF schema version the output conforms to (`metadata.version`).
@@ -734,7 +735,8 @@ fn evidences(ev: &Event, f: &Finding) -> Vec<Value> {
 
 #[cfg(test)]
 mod tests {
-    use super::{super::testdata::*, *};
+    use super::*;
+    use crate::testdata::*;
 
     /// (kind, class_uid, category_uid, activity_id) for the main fixtures.
     const TABLE: [(Kind, u64, u64, u64); 5] = [

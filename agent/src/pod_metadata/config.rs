@@ -73,14 +73,14 @@ pub struct KubernetesConfig {
     /// certificate; this trades the check of who answers for working at all.
     pub insecure_skip_verify: bool,
     /// How often the whole pod list is fetched again.
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(deserialize_with = "crate::duration::deserialize")]
     pub refresh_interval: Duration,
     /// Least time between two fetches asked for by a pod or container the
     /// cache does not know yet.
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(deserialize_with = "crate::duration::deserialize")]
     pub min_refresh_interval: Duration,
     /// Connect + answer timeout of one fetch.
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(deserialize_with = "crate::duration::deserialize")]
     pub timeout: Duration,
 }
 

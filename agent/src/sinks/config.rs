@@ -10,8 +10,8 @@ use serde::Deserialize;
 
 use crate::{
     event::Kind,
+    event::Severity,
     http_client::Target,
-    secret_catalog::Severity,
     tls_client::{client_config, ClientTls},
 };
 
@@ -123,9 +123,9 @@ pub struct SinkConfig {
     #[serde(default)]
     pub spool_bytes: Option<u64>,
     /// First and longest wait between delivery attempts (doubling in between).
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(default, deserialize_with = "crate::duration::deserialize_opt")]
     pub retry_initial: Option<Duration>,
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(default, deserialize_with = "crate::duration::deserialize_opt")]
     pub retry_max: Option<Duration>,
     /// file: the file written; rotated to `<path>.1` .. `<path>.<keep>`.
     #[serde(default)]
@@ -175,14 +175,8 @@ pub struct SinkConfig {
     #[serde(default)]
     pub tls: Option<TlsConfig>,
     /// hec, otlp: how long one request may take.
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(default, deserialize_with = "crate::duration::deserialize_opt")]
     pub timeout: Option<Duration>,
-}
-
-fn opt_duration<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<Duration>, D::Error> {
-    crate::config::duration(d).map(Some)
 }
 
 impl SinkConfig {

@@ -9,9 +9,9 @@ use serde_json::{json, Value};
 
 use super::config::{facility_code, SinkConfig, SinkFormat, SinkType};
 use crate::{
+    event::Severity,
     event::{Event, Kind},
     formats::{self, cef, Format},
-    secret_catalog::Severity,
 };
 
 #[derive(Debug, Clone)]
@@ -243,7 +243,7 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::formats::testdata;
+    use crate::testdata;
 
     fn enc(yaml: &str) -> Encoder {
         Encoder::new(&serde_yaml_ng::from_str(yaml).unwrap())

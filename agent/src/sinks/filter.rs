@@ -2,8 +2,8 @@
 
 use super::config::SinkConfig;
 use crate::{
+    event::Severity,
     event::{Event, Kind},
-    secret_catalog::Severity,
 };
 
 #[derive(Debug, Clone)]
@@ -34,7 +34,7 @@ impl Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::formats::testdata;
+    use crate::testdata;
 
     #[test]
     fn kinds_and_severity() {

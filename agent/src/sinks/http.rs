@@ -19,7 +19,7 @@ use super::{
     worker::{Destination, Failure},
 };
 use crate::{
-    formats::{PRODUCT, PRODUCT_VERSION},
+    event::{PRODUCT, PRODUCT_VERSION},
     http_client::{HttpClient, Options},
 };
 
