@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use proctor::hash_cache::{FileKey, HashCache, HashOutcome, Source};
+use proctor::identity::hash_cache::{FileKey, HashCache, HashOutcome, Source};
 use sha2::{Digest, Sha256};
 
 fn main() {

@@ -11,7 +11,9 @@ use std::{
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use crate::{fingerprint::Fingerprinter, policy::SecretsConfig, secret_catalog::Catalog};
+use crate::{
+    secrets::catalog::Catalog, secrets::fingerprint::Fingerprinter, secrets::policy::SecretsConfig,
+};
 
 pub const DEFAULT_CONFIG: &str = include_str!("default-config.yaml");
 
@@ -31,16 +33,16 @@ pub struct Config {
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub shutdown_grace: Duration,
     /// Per-identity rate limiting with summary events (off by default).
-    pub rate_limit: crate::rate_limit::RateLimitConfig,
+    pub rate_limit: crate::pipeline::rate_limit::RateLimitConfig,
     /// Where the agent keeps its state (inventory, fingerprint key).
     pub state_dir: PathBuf,
     pub fingerprint: FingerprintConfig,
     pub secrets: SecretsConfig,
-    pub metrics: crate::metrics::MetricsConfig,
+    pub metrics: crate::export::metrics::MetricsConfig,
     /// The gRPC API on a Unix socket (`proctor attest`, `proctor events`).
     pub api: crate::api::ApiConfig,
     /// Pod metadata (namespace, name, service account, labels, images).
-    pub kubernetes: crate::pod_metadata::KubernetesConfig,
+    pub kubernetes: crate::identity::pods::KubernetesConfig,
 }
 
 /// The key of secret fingerprints. Give every node of a cluster the same key
@@ -88,7 +90,7 @@ pub struct ProcessTableConfig {
     pub max_exited: usize,
 }
 
-pub use crate::sinks::config::SinkConfig;
+pub use crate::export::sinks::config::SinkConfig;
 
 impl Default for Config {
     fn default() -> Self {
@@ -101,13 +103,13 @@ impl Default for Config {
             status_interval: Duration::from_secs(30),
             sinks: vec![SinkConfig::stdout()],
             shutdown_grace: Duration::from_secs(5),
-            rate_limit: crate::rate_limit::RateLimitConfig::default(),
+            rate_limit: crate::pipeline::rate_limit::RateLimitConfig::default(),
             state_dir: PathBuf::from("/var/lib/proctor"),
             fingerprint: FingerprintConfig::default(),
             secrets: SecretsConfig::default(),
-            metrics: crate::metrics::MetricsConfig::default(),
+            metrics: crate::export::metrics::MetricsConfig::default(),
             api: crate::api::ApiConfig::default(),
-            kubernetes: crate::pod_metadata::KubernetesConfig::default(),
+            kubernetes: crate::identity::pods::KubernetesConfig::default(),
         }
     }
 }
@@ -210,7 +212,8 @@ impl Config {
         if self.sinks.is_empty() {
             bail!("sinks is empty: events would go nowhere; add `- type: stdout`");
         }
-        let names = crate::sinks::config::resolve_names(&self.sinks).map_err(anyhow::Error::msg)?;
+        let names =
+            crate::export::sinks::config::resolve_names(&self.sinks).map_err(anyhow::Error::msg)?;
         for (s, name) in self.sinks.iter().zip(&names) {
             s.validate(name).map_err(anyhow::Error::msg)?;
         }

@@ -1,7 +1,7 @@
 //! The gRPC API (src/api) over a real Unix socket, with real processes.
 //!
 //! These are library-level tests: the process table is filled the way the
-//! daemon fills it for processes it finds in /proc (`procfs_scan::scan_pid`
+//! daemon fills it for processes it finds in /proc (`procfs_seed::scan_pid`
 //! on real, running processes), and where a test needs the daemon's later
 //! updates (a re-exec, an exit) it makes them itself through the table's
 //! public API and publishes the matching events on the broadcast, exactly as
@@ -27,13 +27,13 @@ use proctor::{
         pb::{AttestRequest, Identity, WatchKind},
         ApiConfig, ApiHandles,
     },
-    cgroups::CgroupResolver,
     event::{Event, Evidence, Finding, Kind, Process, Severity, SCHEMA},
-    exec_id::{exec_id, Origin},
-    hash_cache::HashCache,
-    inventory_store::{InventoryStore, SecretRecord},
-    process_table::{ProcessTable, Record},
-    procfs_scan::scan_pid,
+    identity::cgroups::CgroupResolver,
+    identity::exec_id::{exec_id, Origin},
+    identity::hash_cache::HashCache,
+    identity::process_table::{ProcessTable, Record},
+    identity::procfs_seed::scan_pid,
+    secrets::inventory::{InventoryStore, SecretRecord},
 };
 use sha2::{Digest, Sha256};
 use tokio::{

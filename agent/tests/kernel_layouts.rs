@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use proctor::btf_offsets::{load_kernel_btf, resolve, OffsetResolver, VMLINUX_BTF};
+use proctor::kernel::btf_offsets::{load_kernel_btf, resolve, OffsetResolver, VMLINUX_BTF};
 
 /// `name: value` pairs of the resolved offsets, from their Debug form.
 fn fields(off: &proctor_common::Offsets) -> Vec<(String, u32)> {

@@ -14,7 +14,7 @@ use std::{
 use common::*;
 
 fn cgroup2_root() -> std::path::PathBuf {
-    proctor::cgroups::cgroup2_mount().expect("cgroup2 is mounted")
+    proctor::identity::cgroups::cgroup2_mount().expect("cgroup2 is mounted")
 }
 
 /// A cgroup the test creates and removes, so the expected id and path are known.

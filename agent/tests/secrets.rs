@@ -15,7 +15,7 @@ use std::{
 };
 
 use common::*;
-use proctor::fingerprint::Fingerprinter;
+use proctor::secrets::fingerprint::Fingerprinter;
 use serde_json::Value;
 
 /// Test key for fingerprints (inline in the config, like a cluster-wide key).

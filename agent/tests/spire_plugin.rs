@@ -21,8 +21,8 @@ use std::{
 
 use common::{sha256_file, AgentProc, TEST_CONFIG};
 use proctor::{
+    api::spire_plugin::config::PluginConfig,
     api::{client, selectors::known_kind},
-    spire_plugin::config::PluginConfig,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -31,7 +31,7 @@ use crate::{
     },
     clock::{boot_epoch_ns, tick_ns},
     event::{Kind, Process},
-    snapshot::Snapshot,
+    identity::snapshot::Snapshot,
 };
 
 /// How often a watch re-checks the table and /proc (processes that never

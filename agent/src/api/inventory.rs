@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     api::pb::{inventory_server, ListRequest, ListResponse},
-    inventory_store::{InventoryStore, StoreError},
+    secrets::inventory::{InventoryStore, StoreError},
 };
 
 /// The Inventory service.

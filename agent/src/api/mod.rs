@@ -15,7 +15,7 @@ use std::{path::PathBuf, sync::Arc, sync::Mutex, time::Duration};
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
-use crate::{event::Event, process_table::ProcessTable};
+use crate::{event::Event, identity::process_table::ProcessTable};
 
 pub mod attest;
 pub mod client;
@@ -24,6 +24,7 @@ pub mod inventory;
 pub mod peer;
 pub mod selectors;
 pub mod server;
+pub mod spire_plugin;
 
 pub use server::{serve, ApiServer};
 
@@ -86,7 +87,7 @@ pub struct ApiHandles {
     pub table: Arc<Mutex<ProcessTable>>,
     /// The agent's event broadcast; the API subscribes to it.
     pub events: broadcast::Sender<Arc<Event>>,
-    /// The inventory database (`inventory_store::default_path(&cfg.state_dir)`).
+    /// The inventory database (`secrets::inventory::default_path(&cfg.state_dir)`).
     pub inventory_path: PathBuf,
 }
 

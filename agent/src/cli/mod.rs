@@ -1,0 +1,224 @@
+//! The `proctor` command line.
+
+pub mod policy_check;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::{
+    config::Config,
+    daemon::Agent,
+    kernel::doctor,
+    secrets::inventory::{self, InventoryStore},
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "proctor",
+    version,
+    about = "Kernel-attested workload identity and static-credential monitoring"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent (with no --config: the embedded default).
+    Run {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Report what this kernel supports, with a verdict for each item.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the embedded default configuration.
+    DefaultConfig,
+    /// Ask the running agent who PID is: its kernel-attested identity and
+    /// selectors.
+    Attest {
+        pid: i32,
+        #[arg(long)]
+        json: bool,
+        /// The agent's API socket.
+        #[arg(long, value_name = "PATH", default_value = crate::api::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Events from the running agent (JSON Lines): the recent ones, and with
+    /// --follow the live ones after them.
+    Events {
+        #[arg(long)]
+        follow: bool,
+        /// Only this kind (repeatable): process_exec, process_exit, file_open,
+        /// net_connect, finding, agent_status.
+        #[arg(long = "kind", value_name = "K")]
+        kinds: Vec<String>,
+        /// Findings of this severity or higher only (info, low, medium, high, critical).
+        #[arg(long, value_name = "SEVERITY")]
+        min_severity: Option<String>,
+        /// The agent's API socket.
+        #[arg(long, value_name = "PATH", default_value = crate::api::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// The static-secret inventory: every catalogued secret on this node, its
+    /// age and who read it (read from the agent's state, live or not).
+    Inventory {
+        /// The agent's config, to find its state_dir.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run as a SPIRE agent WorkloadAttestor plugin (started by the SPIRE
+    /// agent, which speaks the go-plugin protocol; not for use by hand). The
+    /// plugin asks the running agent over its API socket.
+    SpirePlugin,
+    /// Policy files.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a config/policy file; errors name the line.
+    Check { file: PathBuf },
+}
+
+fn init_logging() {
+    // Logs go to stderr so stdout stays pure JSON Lines.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PROCTOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Parses the command line and runs it; the exit code is the process's.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_logging();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("proctor: {e:#}");
+            1
+        }
+    }
+}
+
+fn dispatch(cmd: Command) -> Result<i32> {
+    match cmd {
+        Command::Run { config } => {
+            let cfg = Config::load(config.as_deref())?;
+            // One thread for the whole pipeline: reader, table and emitter hand
+            // events to each other without cross-thread wakeups (which cost more
+            // than the work itself). Hashing runs on the blocking pool.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                // Bind first: a socket in use or a bad api.group fails before the probes load.
+                let api = if cfg.api.enabled {
+                    Some(crate::api::ApiServer::bind(cfg.api.clone())?)
+                } else {
+                    None
+                };
+                let inventory_path = inventory::default_path(&cfg.state_dir);
+                let agent = Agent::start(cfg)?;
+                let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+                let api_task = api.map(|server| {
+                    let handles = crate::api::ApiHandles {
+                        table: agent.table(),
+                        events: agent.events(),
+                        inventory_path,
+                    };
+                    tokio::spawn(server.run(handles, async move {
+                        let _ = api_stopped.await;
+                    }))
+                });
+                let result = agent.run().await;
+                let _ = stop_api.send(());
+                if let Some(task) = api_task {
+                    match task.await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::warn!("api: {e:#}"),
+                        Err(e) => tracing::warn!("api task: {e}"),
+                    }
+                }
+                result
+            })?;
+            Ok(0)
+        }
+        Command::Attest { pid, json, socket } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let id = rt.block_on(crate::api::client::attest(&socket, pid))?;
+            if json {
+                let v = crate::api::client::identity_json(&id);
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", crate::api::client::render_identity_text(&id));
+            }
+            Ok(0)
+        }
+        Command::Events {
+            follow,
+            kinds,
+            min_severity,
+            socket,
+        } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let query = crate::api::client::EventQuery {
+                kinds,
+                min_severity,
+                follow,
+                backlog: None,
+            };
+            rt.block_on(crate::api::client::print_events(
+                &socket,
+                query,
+                std::io::stdout().lock(),
+            ))?;
+            Ok(0)
+        }
+        Command::Doctor { json } => {
+            let checks = doctor::run();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&checks)?);
+            } else {
+                print!("{}", doctor::render_text(&checks));
+            }
+            Ok(if doctor::can_run(&checks) { 0 } else { 1 })
+        }
+        Command::DefaultConfig => {
+            print!("{}", crate::config::DEFAULT_CONFIG);
+            Ok(0)
+        }
+        Command::Inventory { config, json } => {
+            let cfg = Config::load(config.as_deref())?;
+            let store = InventoryStore::open_read_only(&inventory::default_path(&cfg.state_dir))?;
+            let items = store.items(crate::clock::now_ns())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&items)?);
+            } else {
+                print!("{}", inventory::render_table(&items));
+            }
+            Ok(0)
+        }
+        Command::Policy {
+            command: PolicyCommand::Check { file },
+        } => Ok(crate::cli::policy_check::run(&file)),
+        Command::SpirePlugin => crate::api::spire_plugin::run(),
+    }
+}

@@ -1,0 +1,202 @@
+//! Turns an exec record from the kernel into a process identity: the path
+//! and hash of the binary the kernel ran, the script for `#!` files, and the
+//! integrity flags (fileless, deleted).
+
+use std::{
+    fs::File,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use crate::{
+    clock::to_epoch_ns,
+    event::{Attestation, Cgroup, Exe, Interpreter, Process, ScriptIdentity},
+    identity::exec_id::{exec_id, Origin},
+    identity::hash_cache::{FileKey, HashCache, Source},
+    identity::snapshot::Snapshot,
+    kernel::decode::ExecRecord,
+    paths::normalize,
+    redact::redact_args,
+};
+
+/// `name` made absolute against the process's cwd when it is still readable.
+fn absolutize(name: &str, pid: u32) -> Option<PathBuf> {
+    let p = Path::new(name);
+    if p.is_absolute() {
+        return normalize(p);
+    }
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
+    normalize(&cwd.join(p))
+}
+
+fn same_file(meta: &std::fs::Metadata, ino: u64, dev: u64) -> bool {
+    meta.ino() == ino && meta.dev() == dev
+}
+
+/// /proc/<pid>/exe opened at once, while it still is the file the kernel
+/// ran: the process may exit (or exec again) a moment later. Returns the open
+/// file and the link's target.
+fn open_proc_exe(rec: &ExecRecord) -> Option<(File, Option<String>)> {
+    let p = format!("/proc/{}/exe", rec.tgid);
+    let f = File::open(&p).ok()?;
+    if !same_file(&f.metadata().ok()?, rec.ino, rec.dev) {
+        return None;
+    }
+    let target = std::fs::read_link(&p)
+        .ok()
+        .map(|t| t.to_string_lossy().into_owned());
+    Some((f, target))
+}
+
+/// The best path for the exec'd file: the /proc/<pid>/exe target when we
+/// got one, else a candidate path that resolves to that inode. The flag says
+/// whether the link showed the file deleted.
+fn exe_path(rec: &ExecRecord, proc_target: Option<&str>, candidates: &[PathBuf]) -> (String, bool) {
+    if let Some(t) = proc_target {
+        return match t.strip_suffix(" (deleted)") {
+            Some(stripped) => (stripped.to_string(), true),
+            None => (t.to_string(), false),
+        };
+    }
+    for c in candidates {
+        if let Ok(meta) = std::fs::metadata(c) {
+            if same_file(&meta, rec.ino, rec.dev) {
+                let canon = std::fs::canonicalize(c).unwrap_or_else(|_| c.clone());
+                return (canon.to_string_lossy().into_owned(), false);
+            }
+        }
+    }
+    let fallback = candidates
+        .first()
+        .map(|c| c.to_string_lossy().into_owned())
+        .unwrap_or_else(|| rec.filename.clone());
+    (fallback, false)
+}
+
+/// Paths that name another process's fds from the agent's point of view are useless.
+fn usable_candidate(p: &Path) -> bool {
+    !(p.starts_with("/dev/fd") || p.starts_with("/proc/self") || p.starts_with("/proc/thread-self"))
+}
+
+pub struct ParentRef {
+    pub exec_id: String,
+}
+
+/// Builds the identity of a freshly exec'd process and starts hashing what needs it.
+pub fn from_exec(
+    rec: &ExecRecord,
+    parent: Option<ParentRef>,
+    cgroup_path: Option<String>,
+    hashes: &HashCache,
+) -> Snapshot {
+    let fileless = rec.nlink == 0 && rec.dname.starts_with("memfd:");
+    // For scripts the kernel ran the interpreter; the filename is the script.
+    let binary_name = rec.interp.as_deref().unwrap_or(&rec.filename);
+    let candidates: Vec<PathBuf> = absolutize(binary_name, rec.tgid)
+        .into_iter()
+        .filter(|p| usable_candidate(p))
+        .collect();
+    let opened = open_proc_exe(rec);
+    let (path, deleted_now) = if fileless {
+        (rec.dname.clone(), false)
+    } else {
+        let target = opened.as_ref().and_then(|(_, t)| t.as_deref());
+        exe_path(rec, target, &candidates)
+    };
+    let deleted = !fileless && (rec.nlink == 0 || deleted_now);
+
+    let key = FileKey {
+        dev: rec.dev,
+        ino: rec.ino,
+        size: rec.size,
+        mtime: rec.mtime,
+        ctime: rec.ctime,
+    };
+    let mut sources: Vec<Source> = opened.map(|(f, _)| Source::Open(f)).into_iter().collect();
+    sources.extend(candidates.into_iter().map(Source::Path));
+    let exe_hash = hashes.request(key, sources);
+
+    let (interpreter, script_hash) = match &rec.interp {
+        None => (None, None),
+        Some(interp) => {
+            let script_path = absolutize(&rec.filename, rec.tgid)
+                .filter(|p| usable_candidate(p))
+                .unwrap_or_else(|| PathBuf::from(&rec.filename));
+            let meta = std::fs::metadata(&script_path).ok();
+            let hash = meta
+                .as_ref()
+                .map(|m| hashes.request(FileKey::of(m), vec![Source::Path(script_path.clone())]));
+            let script = ScriptIdentity {
+                path: script_path.to_string_lossy().into_owned(),
+                sha256: None,
+                hash_status: if meta.is_some() {
+                    "pending"
+                } else {
+                    "unavailable"
+                },
+                inode: meta.as_ref().map(|m| m.ino()),
+                dev: meta.as_ref().map(|m| m.dev()),
+                size: meta.as_ref().map(|m| m.size()),
+            };
+            (
+                Some(Interpreter {
+                    path: interp.clone(),
+                    script,
+                }),
+                hash,
+            )
+        }
+    };
+
+    let mut args = rec.args.clone();
+    redact_args(&mut args);
+    let (container, pod) = crate::identity::container::workload_json(cgroup_path.as_deref());
+    let process = Process {
+        pid: rec.tgid,
+        ppid: rec.ppid,
+        exec_id: exec_id(Origin::Exec, rec.tgid, rec.ktime_ns),
+        parent_exec_id: parent.map(|p| p.exec_id),
+        start_time_ns: to_epoch_ns(rec.start_boottime_ns),
+        uid: rec.uid,
+        gid: rec.gid,
+        euid: rec.euid,
+        egid: rec.egid,
+        comm: rec.comm.clone(),
+        args,
+        args_truncated: rec.args_truncated,
+        exe: Exe {
+            path,
+            sha256: None,
+            hash_status: "pending",
+            inode: rec.ino,
+            dev: rec.dev,
+            size: rec.size,
+            fileless,
+            deleted,
+            modified_after_exec: false,
+        },
+        interpreter,
+        cgroup: Cgroup {
+            id: rec.cgroup_id,
+            path: cgroup_path,
+        },
+        container,
+        pod,
+        attestation: Attestation::KernelExec,
+    };
+    Snapshot::new(Arc::new(process), Some(exe_hash), script_hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_resolves_dots() {
+        let n = |p: &str| normalize(Path::new(p)).unwrap();
+        assert_eq!(n("/etc/../etc/./shadow"), Path::new("/etc/shadow"));
+        assert_eq!(n("/../../x"), Path::new("/x"));
+        assert_eq!(n("/a//b/"), Path::new("/a/b"));
+    }
+}

@@ -1,0 +1,161 @@
+//! A process as events describe it, with hashes that may still be computing.
+
+use std::sync::{Arc, Mutex};
+
+use crate::{
+    event::Process,
+    identity::hash_cache::{HashFuture, HashOutcome},
+    identity::pods::{Found, PodCache},
+};
+
+/// The event-facing view of a process plus the hash computations its
+/// identity waits on. Cloning is cheap (Arcs and shared futures).
+#[derive(Clone)]
+pub struct Snapshot {
+    pub process: Arc<Process>,
+    pub exe_hash: Option<HashFuture>,
+    pub script_hash: Option<HashFuture>,
+    /// Pod metadata, read when the view is taken (emit, attest): a pod the
+    /// source learns about after the exec still names the process.
+    pub pods: Option<Arc<PodCache>>,
+    /// The last filled view, shared by every clone of this snapshot: all
+    /// events of a process want the same view, and building one copies
+    /// the whole process (a malloc per argument).
+    filled: Arc<Mutex<Option<Filled>>>,
+}
+
+/// A filled view and what it was filled from.
+struct Filled {
+    base: Arc<Process>,
+    exe: Option<HashOutcome>,
+    script: Option<HashOutcome>,
+    found: Option<Found>,
+    view: Arc<Process>,
+}
+
+impl Filled {
+    fn is_for(
+        &self,
+        base: &Arc<Process>,
+        exe: &Option<HashOutcome>,
+        script: &Option<HashOutcome>,
+        found: &Option<Found>,
+    ) -> bool {
+        let same_pod = match (&self.found, found) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(&a.pod, &b.pod) && a.container == b.container,
+            _ => false,
+        };
+        Arc::ptr_eq(&self.base, base) && same_pod && self.exe == *exe && self.script == *script
+    }
+}
+
+impl Snapshot {
+    pub fn ready(process: Arc<Process>) -> Self {
+        Self::new(process, None, None)
+    }
+
+    pub fn new(
+        process: Arc<Process>,
+        exe_hash: Option<HashFuture>,
+        script_hash: Option<HashFuture>,
+    ) -> Self {
+        Self {
+            process,
+            exe_hash,
+            script_hash,
+            pods: None,
+            filled: Arc::default(),
+        }
+    }
+
+    /// The same snapshot, its pod and container filled from `pods` when taken.
+    pub fn with_pods(mut self, pods: Option<&Arc<PodCache>>) -> Self {
+        self.pods = pods.cloned();
+        self
+    }
+
+    /// The view with every hash filled in, waiting for those still computing.
+    pub async fn resolve(&self) -> Arc<Process> {
+        let exe = match &self.exe_hash {
+            Some(f) => Some(f.clone().await),
+            None => None,
+        };
+        let script = match &self.script_hash {
+            Some(f) => Some(f.clone().await),
+            None => None,
+        };
+        self.fill(exe, script)
+    }
+
+    /// The view with the hashes known right now (no waiting).
+    pub fn current(&self) -> Arc<Process> {
+        let peek = |f: &Option<HashFuture>| f.as_ref().and_then(|f| f.peek().cloned());
+        self.fill(peek(&self.exe_hash), peek(&self.script_hash))
+    }
+
+    fn fill(&self, exe: Option<HashOutcome>, script: Option<HashOutcome>) -> Arc<Process> {
+        let found = self.pods.as_ref().and_then(|c| c.find(&self.process));
+        if exe.is_none() && script.is_none() && found.is_none() {
+            return self.process.clone();
+        }
+        let mut memo = self.filled.lock().unwrap();
+        if let Some(m) = memo
+            .as_ref()
+            .filter(|m| m.is_for(&self.process, &exe, &script, &found))
+        {
+            return m.view.clone();
+        }
+        let mut p = (*self.process).clone();
+        if let Some(f) = &found {
+            f.apply(&mut p);
+        }
+        if let Some(o) = &exe {
+            p.exe.sha256 = o.sha256_hex();
+            p.exe.hash_status = o.status();
+            if *o == HashOutcome::Modified {
+                p.exe.modified_after_exec = true;
+            }
+        }
+        if let (Some(o), Some(interp)) = (&script, p.interpreter.as_mut()) {
+            interp.script.sha256 = o.sha256_hex();
+            interp.script.hash_status = o.status();
+        }
+        let view = Arc::new(p);
+        *memo = Some(Filled {
+            base: self.process.clone(),
+            exe,
+            script,
+            found,
+            view: view.clone(),
+        });
+        view
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        identity::cgroups::CgroupResolver, identity::hash_cache::HashCache,
+        identity::procfs_seed::scan_pid,
+    };
+
+    // The hash cache hashes on the runtime's blocking pool.
+    #[tokio::test]
+    async fn every_event_of_a_process_shares_one_filled_view() {
+        let hashes = HashCache::new(16, 1, 1 << 30);
+        let s = scan_pid(std::process::id(), &mut CgroupResolver::new(), &hashes)
+            .unwrap()
+            .snapshot;
+        let a = s.resolve().await;
+        assert_eq!(a.exe.hash_status, "ok");
+        assert!(Arc::ptr_eq(&a, &s.clone().resolve().await));
+        assert!(Arc::ptr_eq(&a, &s.current()));
+        // A snapshot of another process (here a copy) fills its own view.
+        let other = Snapshot::new(Arc::new((*s.process).clone()), s.exe_hash.clone(), None);
+        let b = other.resolve().await;
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert_eq!(a.exe.sha256, b.exe.sha256);
+    }
+}

@@ -1,0 +1,345 @@
+//! Loads the eBPF object, patches in the kernel's struct offsets, attaches the
+//! programs, and hands out the maps userspace reads.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use aya::{
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, TracePoint},
+    Btf, Ebpf, EbpfLoader,
+};
+use proctor_common::{AllowKey, InodeKey, NAME_KEY_LEN};
+use serde::Serialize;
+
+use crate::kernel::btf_offsets;
+
+/// The eBPF object built by agent/build.rs.
+pub static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("PROCTOR_BPF_OBJECT"));
+
+/// (program name in the object, tp_btf tracepoint)
+pub const PROCESS_HOOKS: &[(&str, &str)] = &[
+    ("sched_process_exec", "sched_process_exec"),
+    ("sched_process_fork", "sched_process_fork"),
+    ("sched_process_exit", "sched_process_exit"),
+    ("inet_sock_set_state", "inet_sock_set_state"),
+];
+
+/// (program name in the object, syscalls tracepoint). A syscall the
+/// architecture lacks (open, creat on arm64) has no tracepoint and is skipped.
+pub const OPEN_HOOKS: &[(&str, &str)] = &[
+    ("sys_exit_openat", "sys_exit_openat"),
+    ("sys_exit_openat2", "sys_exit_openat2"),
+    ("sys_exit_open", "sys_exit_open"),
+    ("sys_exit_creat", "sys_exit_creat"),
+    ("sys_enter_connect", "sys_enter_connect"),
+    ("sys_exit_connect", "sys_exit_connect"),
+];
+
+/// Enforcement maps, filled by the agent.
+pub struct EnforcementMaps {
+    pub deny_inodes: HashMap<MapData, InodeKey, u32>,
+    pub allowed_readers: HashMap<MapData, AllowKey, u32>,
+    pub quarantine: HashMap<MapData, u32, u32>,
+}
+
+/// The kernel-side filter of file opens, filled by the agent.
+pub struct OpenFilter {
+    pub inodes: HashMap<MapData, InodeKey, u32>,
+    pub dirs: HashMap<MapData, InodeKey, u32>,
+    pub names: HashMap<MapData, [u8; NAME_KEY_LEN], u32>,
+    pub parents: HashMap<MapData, [u8; NAME_KEY_LEN], u32>,
+    pub name_lengths: Array<MapData, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttachedProgram {
+    pub hook: String,
+    /// Kernel program id (`bpftool prog show id N`).
+    pub id: u32,
+}
+
+pub struct Probes {
+    /// Owns programs and links: dropping it detaches everything.
+    pub ebpf: Ebpf,
+    /// Taken by the reader loop.
+    pub events: Option<RingBuf<MapData>>,
+    pub drops: PerCpuArray<MapData, u64>,
+    pub sent: PerCpuArray<MapData, u64>,
+    pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    pub attached: Vec<AttachedProgram>,
+    /// Taken by the secret monitor.
+    pub open_filter: Option<OpenFilter>,
+    pub enforcement: Option<EnforcementMaps>,
+    /// Whether forbidden opens are refused by the LSM hook (else killed).
+    pub lsm_deny: bool,
+}
+
+/// Which kind of hook carries each kind of evidence on this kernel: decided
+/// at load from what actually attached (`agent_status.hook_set`, `proctor doctor`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HookSet {
+    /// exec, fork and exit.
+    pub exec: String,
+    /// `tracepoint`, or `tracepoint+lsm` where the LSM hook also refuses
+    /// forbidden opens (`enforce: kill`).
+    pub file_open: String,
+    pub connect: String,
+    /// `cgroup` when block-egress hooks are attached, else `none`.
+    pub egress: String,
+}
+
+impl HookSet {
+    pub fn of(attached: &[AttachedProgram]) -> HookSet {
+        let kinds = |prefixes: &[&str]| -> String {
+            let mut found: Vec<&str> = Vec::new();
+            for a in attached {
+                for p in prefixes {
+                    let kind = p.split('/').next().unwrap_or(p);
+                    if a.hook.starts_with(p) && !found.contains(&kind) {
+                        found.push(kind);
+                    }
+                }
+            }
+            if found.is_empty() {
+                "none".into()
+            } else {
+                found.join("+")
+            }
+        };
+        HookSet {
+            exec: kinds(&["tp_btf/sched_process_exec"]),
+            file_open: kinds(&["tracepoint/syscalls/sys_exit_open", "lsm/file_open"]),
+            connect: kinds(&["tracepoint/syscalls/sys_enter_connect"]),
+            egress: kinds(&["cgroup/connect"]),
+        }
+    }
+
+    /// One line for humans: `exec: tp_btf, file_open: tracepoint+lsm, ...`.
+    pub fn summary(&self) -> String {
+        format!(
+            "exec: {}, file_open: {}, connect: {}, egress: {}",
+            self.exec, self.file_open, self.connect, self.egress
+        )
+    }
+}
+
+/// Optional enforcement hooks to try at load.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EnforcementHooks {
+    /// cgroup connect hooks for block-egress.
+    pub block_egress: bool,
+    /// The LSM deny-open path for kill rules, where the kernel allows it.
+    pub lsm_deny: bool,
+}
+
+impl Probes {
+    pub fn hook_set(&self) -> HookSet {
+        HookSet::of(&self.attached)
+    }
+}
+
+pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64, hooks: EnforcementHooks) -> Result<Probes> {
+    let kernel_btf = btf_offsets::load_kernel_btf(Path::new(btf_offsets::VMLINUX_BTF))?;
+    let offsets = btf_offsets::resolve(&kernel_btf)?;
+    let btf = Btf::from_sys_fs().context("cannot read kernel BTF for program loading")?;
+
+    let mut ebpf = EbpfLoader::new()
+        .btf(Some(&btf))
+        .override_global("OFFSETS", &offsets, true)
+        .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
+        .override_global("AGENT_TGID", &std::process::id(), true)
+        .map_max_entries("EVENTS", ring_buffer_bytes)
+        .load(BPF_OBJECT)
+        .context(
+            "cannot load proctor's eBPF object into the kernel (see the verifier log above)",
+        )?;
+
+    let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!("eBPF probe diagnostics (aya-log) unavailable: {e}");
+            None
+        }
+    };
+
+    let mut attached = Vec::new();
+    for (name, tp) in PROCESS_HOOKS {
+        let hook = format!("tp_btf/{tp}");
+        let prog: &mut BtfTracePoint = ebpf
+            .program_mut(name)
+            .with_context(|| format!("eBPF object has no program {name}"))?
+            .try_into()
+            .with_context(|| format!("program {name} is not a tp_btf program"))?;
+        prog.load(tp, &btf).with_context(|| {
+            format!(
+                "cannot load {hook}: the kernel refused the program; `proctor doctor` shows \
+                 which program types this kernel allows"
+            )
+        })?;
+        prog.attach()
+            .with_context(|| format!("cannot attach {hook}"))?;
+        let id = prog.info().map(|i| i.id()).unwrap_or(0);
+        attached.push(AttachedProgram { hook, id });
+    }
+
+    for (name, tp) in OPEN_HOOKS {
+        let hook = format!("tracepoint/syscalls/{tp}");
+        if !std::path::Path::new("/sys/kernel/tracing/events/syscalls")
+            .join(tp)
+            .exists()
+        {
+            tracing::info!("{hook} does not exist on this kernel/architecture; skipped");
+            continue;
+        }
+        let prog: &mut TracePoint = ebpf
+            .program_mut(name)
+            .with_context(|| format!("eBPF object has no program {name}"))?
+            .try_into()
+            .with_context(|| format!("program {name} is not a tracepoint program"))?;
+        prog.load().with_context(|| format!("cannot load {hook}"))?;
+        prog.attach("syscalls", tp).with_context(|| {
+            format!("cannot attach {hook}; is tracefs mounted at /sys/kernel/tracing?")
+        })?;
+        let id = prog.info().map(|i| i.id()).unwrap_or(0);
+        attached.push(AttachedProgram { hook, id });
+    }
+
+    if hooks.block_egress {
+        attach_block_egress(&mut ebpf, &mut attached)?;
+    }
+    let mut lsm_deny = false;
+    if hooks.lsm_deny {
+        match attach_lsm_deny(&mut ebpf, &btf) {
+            Ok(id) => {
+                attached.push(AttachedProgram {
+                    hook: "lsm/file_open".into(),
+                    id,
+                });
+                lsm_deny = true;
+            }
+            // The documented fallback, not an error: kill from the open tracepoint.
+            Err(e) => tracing::info!(
+                "LSM deny-open path unavailable ({e:#}); `enforce: kill` uses the open tracepoint"
+            ),
+        }
+    }
+
+    let take = |ebpf: &mut Ebpf, name: &str| {
+        ebpf.take_map(name)
+            .with_context(|| format!("eBPF object has no map {name}"))
+    };
+    let open_filter = OpenFilter {
+        inodes: HashMap::try_from(take(&mut ebpf, "WATCHED_INODES")?)?,
+        dirs: HashMap::try_from(take(&mut ebpf, "WATCHED_DIRS")?)?,
+        names: HashMap::try_from(take(&mut ebpf, "WATCHED_NAMES")?)?,
+        parents: HashMap::try_from(take(&mut ebpf, "WATCHED_PARENTS")?)?,
+        name_lengths: Array::try_from(take(&mut ebpf, "NAME_LENGTHS")?)?,
+    };
+    let enforcement = EnforcementMaps {
+        deny_inodes: HashMap::try_from(take(&mut ebpf, "DENY_INODES")?)?,
+        allowed_readers: HashMap::try_from(take(&mut ebpf, "ALLOWED_READERS")?)?,
+        quarantine: HashMap::try_from(take(&mut ebpf, "QUARANTINE")?)?,
+    };
+    let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("no EVENTS map")?)?;
+    let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("no DROPS map")?)?;
+    let sent = PerCpuArray::try_from(ebpf.take_map("SENT").context("no SENT map")?)?;
+    Ok(Probes {
+        ebpf,
+        events: Some(events),
+        drops,
+        sent,
+        logger,
+        attached,
+        open_filter: Some(open_filter),
+        enforcement: Some(enforcement),
+        lsm_deny,
+    })
+}
+
+/// lsm/file_open refusing forbidden reads. Needs a kernel with BPF LSM active
+/// (`lsm=...,bpf`): the program must attach *and* the bpf LSM must be listed,
+/// or it would attach and never run.
+fn attach_lsm_deny(ebpf: &mut Ebpf, btf: &Btf) -> Result<u32> {
+    let lsms = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
+    if !lsms.trim().split(',').any(|l| l == "bpf") {
+        anyhow::bail!("bpf is not an active LSM ({})", lsms.trim());
+    }
+    let prog: &mut aya::programs::Lsm = ebpf
+        .program_mut("deny_file_open")
+        .context("eBPF object has no program deny_file_open")?
+        .try_into()?;
+    prog.load("file_open", btf)
+        .context("the kernel refused lsm/file_open")?;
+    prog.attach().context("cannot attach lsm/file_open")?;
+    Ok(prog.info().map(|i| i.id()).unwrap_or(0))
+}
+
+/// cgroup/connect4 and connect6 on the cgroup2 root: every connect on the
+/// node passes one map lookup; quarantined processes get EPERM.
+fn attach_block_egress(ebpf: &mut Ebpf, attached: &mut Vec<AttachedProgram>) -> Result<()> {
+    let root = crate::identity::cgroups::cgroup2_mount().context(
+        "block-egress needs cgroup v2: no cgroup2 mount found; mount it or drop block-egress from the policy",
+    )?;
+    let cgroup = std::fs::File::open(&root)
+        .with_context(|| format!("cannot open the cgroup2 root {}", root.display()))?;
+    for (name, hook) in [
+        ("block_egress4", "cgroup/connect4"),
+        ("block_egress6", "cgroup/connect6"),
+    ] {
+        let prog: &mut CgroupSockAddr = ebpf
+            .program_mut(name)
+            .with_context(|| format!("eBPF object has no program {name}"))?
+            .try_into()?;
+        prog.load().with_context(|| format!("cannot load {hook}"))?;
+        prog.attach(&cgroup, CgroupAttachMode::default())
+            .with_context(|| format!("cannot attach {hook} to {}", root.display()))?;
+        let id = prog.info().map(|i| i.id()).unwrap_or(0);
+        attached.push(AttachedProgram {
+            hook: hook.to_string(),
+            id,
+        });
+    }
+    Ok(())
+}
+
+/// Sum over CPUs of slot `kind` of a per-CPU counter array.
+pub fn per_cpu_total(map: &PerCpuArray<MapData, u64>, kind: u32) -> u64 {
+    map.get(&kind, 0).map(|v| v.iter().sum()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attached(hooks: &[&str]) -> Vec<AttachedProgram> {
+        hooks
+            .iter()
+            .map(|h| AttachedProgram {
+                hook: h.to_string(),
+                id: 1,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hook_set_follows_what_attached() {
+        let base = [
+            "tp_btf/sched_process_exec",
+            "tracepoint/syscalls/sys_exit_openat",
+            "tracepoint/syscalls/sys_exit_openat2",
+            "tracepoint/syscalls/sys_enter_connect",
+        ];
+        let tp = HookSet::of(&attached(&base));
+        assert_eq!(tp.exec, "tp_btf");
+        assert_eq!(tp.file_open, "tracepoint");
+        assert_eq!(tp.connect, "tracepoint");
+        assert_eq!(tp.egress, "none");
+        let mut with_lsm = base.to_vec();
+        with_lsm.extend(["lsm/file_open", "cgroup/connect4", "cgroup/connect6"]);
+        let lsm = HookSet::of(&attached(&with_lsm));
+        assert_eq!(lsm.file_open, "tracepoint+lsm");
+        assert_eq!(lsm.egress, "cgroup");
+        assert!(lsm.summary().contains("file_open: tracepoint+lsm"));
+    }
+}

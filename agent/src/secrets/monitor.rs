@@ -1,0 +1,982 @@
+//! Static-secret monitoring: keeps the kernel's open filter in step with the
+//! secret files on the node, turns matched opens into `file_open` events and
+//! `secret-read` findings, scans new processes' environments, spots
+//! credential discovery, and records everything in the inventory.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    fs::File,
+    io::Read,
+    num::NonZeroUsize,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use lru::LruCache;
+use proctor_common::{AllowKey, InodeKey, MATCH_INODE, NAME_KEY_LEN, NAME_NEEDS_ANCHOR};
+use serde::Serialize;
+
+use crate::{
+    clock::{now_ns, to_epoch_ns},
+    config::Config,
+    detect::findings::{self, ReadContext},
+    event::Severity,
+    event::{FileInfo, Kind, Process, SecretInfo},
+    identity::hash_cache::FileKey,
+    identity::snapshot::Snapshot,
+    kernel::decode::OpenRecord,
+    kernel::probes::{EnforcementMaps, OpenFilter},
+    pipeline::emitter::Pending,
+    secrets::catalog::{Catalog, CatalogEntry, DiscoverRoots, CONTENT_PEEK_BYTES},
+    secrets::env,
+    secrets::fingerprint::Fingerprinter,
+    secrets::inventory::{InventoryStore, ReaderRecord, SecretRecord},
+    secrets::policy::{Enforcement, SecretsConfig, Verdict},
+    secrets::usage::{identity_key, SecretUsage, Taint},
+};
+
+/// Content beyond this is not read: the fingerprint covers the first MiB.
+pub const MAX_SECRET_BYTES: u64 = 1 << 20;
+
+/// st_dev (userspace encoding) -> the kernel's internal dev_t the maps use.
+pub fn user_dev_to_kernel(dev: u64) -> u32 {
+    (libc::major(dev) << 20) | (libc::minor(dev) & 0xfffff)
+}
+
+fn inode_key(meta: &std::fs::Metadata) -> InodeKey {
+    InodeKey {
+        dev: user_dev_to_kernel(meta.dev()),
+        _pad: 0,
+        ino: meta.ino(),
+    }
+}
+
+/// Per process: recent distinct secret paths, and when secret-search last fired.
+type SearchWindow = (VecDeque<(Instant, String)>, Option<Instant>);
+
+/// A secret file the kernel watches by inode.
+#[derive(Debug, Clone)]
+struct Watched {
+    path: String,
+    catalog_id: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct MonitorStats {
+    pub watched_inodes: usize,
+    pub watched_dirs: usize,
+    pub watched_names: usize,
+    pub opens_matched: u64,
+    /// Opens the kernel filter passed that turned out not to be secrets
+    /// (a file named `credentials` outside any catalogued place, say).
+    pub opens_not_secret: u64,
+    pub reads_reported: u64,
+    pub env_secrets: u64,
+    /// New processes whose environment was gone before it could be read.
+    pub env_unreadable: u64,
+    pub store_errors: u64,
+    pub map_errors: u64,
+    /// Readers killed by `enforce: kill`.
+    pub killed: u64,
+    /// Opens refused by the LSM hook for `enforce: kill`.
+    pub denied: u64,
+    /// Processes currently cut off by block-egress.
+    pub quarantined: usize,
+    pub last_scan_visited: usize,
+    pub last_scan_truncated: bool,
+}
+
+pub struct SecretMonitor {
+    catalog: Catalog,
+    policy: SecretsConfig,
+    fingerprinter: Fingerprinter,
+    store: InventoryStore,
+    filter: OpenFilter,
+    enforcement: EnforcementMaps,
+    /// Processes block-egress has cut off.
+    quarantined: HashSet<u32>,
+    watched: Vec<Watched>,
+    by_inode: HashMap<InodeKey, u32>,
+    dirs: HashSet<InodeKey>,
+    fingerprints: LruCache<FileKey, Option<String>>,
+    searches: HashMap<u32, SearchWindow>,
+    /// (identity, variable, fingerprint) already reported by secret-env.
+    env_reported: LruCache<(String, String, String), ()>,
+    discover: DiscoverRoots,
+    last_scan: Instant,
+    usage: SecretUsage,
+    /// Reads not yet in the inventory, by (path, reader identity): one
+    /// SQLite transaction per flush instead of one per read.
+    pending_reads: HashMap<(String, String), ReaderRecord>,
+    pending_since: Option<Instant>,
+    pub stats: MonitorStats,
+}
+
+/// How long a read may wait in memory before it is written to the inventory.
+const READ_FLUSH: Duration = Duration::from_millis(250);
+
+impl SecretMonitor {
+    pub fn new(cfg: &Config, filter: OpenFilter, enforcement: EnforcementMaps) -> Result<Self> {
+        let catalog = cfg.catalog()?;
+        let mut homes = crate::secrets::catalog::passwd_homes(Path::new("/"));
+        homes.extend(cfg.secrets.extra_homes.iter().cloned());
+        let catalog = catalog
+            .with_homes(&homes)
+            .context("home directories (/etc/passwd and secrets.extra_homes)")?;
+        let fingerprinter = cfg.fingerprinter()?;
+        let store = InventoryStore::open(&crate::secrets::inventory::default_path(&cfg.state_dir))?;
+        let mut discover = DiscoverRoots::host();
+        discover.anywhere_dirs = cfg.secrets.search_dirs.clone();
+        discover.extra_homes = cfg.secrets.extra_homes.clone();
+        let mut m = Self {
+            catalog,
+            policy: cfg.secrets.clone(),
+            fingerprinter,
+            store,
+            filter,
+            enforcement,
+            quarantined: HashSet::new(),
+            watched: Vec::new(),
+            by_inode: HashMap::new(),
+            dirs: HashSet::new(),
+            fingerprints: LruCache::new(NonZeroUsize::new(4096).unwrap()),
+            searches: HashMap::new(),
+            env_reported: LruCache::new(NonZeroUsize::new(16384).unwrap()),
+            discover,
+            last_scan: Instant::now(),
+            pending_reads: HashMap::new(),
+            pending_since: None,
+            usage: SecretUsage::new(
+                cfg.secrets.replay.mode,
+                cfg.secrets.replay.learning_window,
+                cfg.secrets.exfil.window,
+                cfg.secrets.exfil.metadata_endpoints.clone(),
+            ),
+            stats: MonitorStats::default(),
+        };
+        m.install_names()?;
+        m.install_kill_owners()?;
+        m.scan();
+        Ok(m)
+    }
+
+    /// The executables each kill rule allows, by inode, for the kernel.
+    fn install_kill_owners(&mut self) -> Result<()> {
+        for (i, rule) in self.policy.rules.iter().enumerate() {
+            if !rule.enforce.contains(&Enforcement::Kill) {
+                continue;
+            }
+            for owner in &rule.owners {
+                let Some(glob) = &owner.exe_path else {
+                    continue;
+                };
+                let meta = std::fs::metadata(&glob.pattern).with_context(|| {
+                    format!(
+                        "secrets.rules[{i}] enforces kill for owner {}: cannot stat it; \
+                         a kill rule's owners must exist when the agent starts",
+                        glob.pattern
+                    )
+                })?;
+                let key = AllowKey {
+                    rule: i as u32,
+                    _pad: 0,
+                    exe: inode_key(&meta),
+                };
+                self.enforcement
+                    .allowed_readers
+                    .insert(key, 0, 0)
+                    .context("kernel allow list: cannot add an owner")?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Puts every literal secret basename in the kernel's name filter, with
+    /// the directory names that anchor it where every pattern has one.
+    fn install_names(&mut self) -> Result<()> {
+        let anchors = name_anchors(&self.catalog);
+        let mut lengths = 0u64;
+        let mut n = 0;
+        for name in self.catalog.basenames() {
+            let Some(key) = name_key(&name) else { continue };
+            let value = match anchors.get(&name) {
+                Some(Some(dirs)) => {
+                    for d in dirs {
+                        if let Some(k) = name_key(d) {
+                            self.filter
+                                .parents
+                                .insert(k, 0, 0)
+                                .with_context(|| format!("kernel name filter: cannot add {d:?}"))?;
+                        }
+                    }
+                    NAME_NEEDS_ANCHOR
+                }
+                _ => 0,
+            };
+            self.filter
+                .names
+                .insert(key, value, 0)
+                .with_context(|| format!("kernel name filter: cannot add {name:?}"))?;
+            lengths |= 1 << name.len();
+            n += 1;
+        }
+        self.filter
+            .name_lengths
+            .set(0, lengths, 0)
+            .context("kernel name filter: cannot set the length bitmap")?;
+        self.stats.watched_names = n;
+        Ok(())
+    }
+
+    /// Finds the catalogued files on the node and watches them (start-up, and
+    /// every `rescan_interval` for files no kernel filter can name).
+    pub fn scan(&mut self) {
+        self.last_scan = Instant::now();
+        let report = self.catalog.discover_report(&self.discover);
+        self.stats.last_scan_visited = report.visited;
+        self.stats.last_scan_truncated = report.truncated;
+        let mut present = HashSet::new();
+        for (path, id) in report.found {
+            let p = path.to_string_lossy().into_owned();
+            present.insert(p.clone());
+            if let Ok(meta) = std::fs::metadata(&path) {
+                self.track(&p, &id, &meta, None);
+            }
+        }
+        // Secrets the store knows that are gone now.
+        if let Ok(known) = self.store.secrets() {
+            for s in known
+                .iter()
+                .filter(|s| s.present && !s.path.starts_with("env:"))
+            {
+                if !present.contains(&s.path) && !Path::new(&s.path).exists() {
+                    let _ = self.store.mark_absent(&s.path);
+                }
+            }
+        }
+    }
+
+    pub fn rescan_due(&self) -> bool {
+        self.last_scan.elapsed() >= self.policy.rescan_interval
+    }
+
+    /// Starts watching the secret file at `path` (inode and directory) and
+    /// records it in the inventory; returns its fingerprint.
+    fn track(
+        &mut self,
+        path: &str,
+        catalog_id: &str,
+        meta: &std::fs::Metadata,
+        open_fd: Option<(u32, i32)>,
+    ) -> Option<String> {
+        let key = inode_key(meta);
+        let fp = self.fingerprint(path, meta, open_fd);
+        if !self.by_inode.contains_key(&key) {
+            let slot = self.watched.len() as u32;
+            self.watched.push(Watched {
+                path: path.to_string(),
+                catalog_id: catalog_id.to_string(),
+            });
+            if self.filter.inodes.insert(key, slot, 0).is_err() {
+                self.stats.map_errors += 1;
+            }
+            self.by_inode.insert(key, slot);
+            self.stats.watched_inodes = self.by_inode.len();
+        }
+        if let Some(rule) = self.policy.enforces(catalog_id, path, Enforcement::Kill) {
+            if self
+                .enforcement
+                .deny_inodes
+                .insert(key, rule as u32, 0)
+                .is_err()
+            {
+                self.stats.map_errors += 1;
+            }
+        }
+        let watch_dir = self
+            .catalog
+            .entry(catalog_id)
+            .is_some_and(|e| new_files_need_dir_watch(&e.paths));
+        if let Some(parent) = Path::new(path).parent().filter(|_| watch_dir) {
+            if let Ok(pm) = std::fs::metadata(parent) {
+                let dk = inode_key(&pm);
+                if self.dirs.insert(dk) && self.filter.dirs.insert(dk, 0, 0).is_err() {
+                    self.stats.map_errors += 1;
+                }
+                self.stats.watched_dirs = self.dirs.len();
+            }
+        }
+        let kind = self
+            .catalog
+            .entry(catalog_id)
+            .map(|e| e.kind.as_str())
+            .unwrap_or("generic_credentials");
+        let rec = SecretRecord {
+            path: path.to_string(),
+            catalog_id: catalog_id.to_string(),
+            kind: kind.to_string(),
+            fingerprint: fp.clone(),
+            dev: meta.dev(),
+            inode: meta.ino(),
+            size: meta.size(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            first_seen_ns: now_ns(),
+            present: true,
+        };
+        if self.store.upsert_secret(&rec).is_err() {
+            self.stats.store_errors += 1;
+        }
+        fp
+    }
+
+    /// Stops watching an inode whose secret is gone.
+    fn unwatch(&mut self, kdev: u32, ino: u64) {
+        let key = InodeKey {
+            dev: kdev,
+            _pad: 0,
+            ino,
+        };
+        if self.by_inode.remove(&key).is_some() {
+            let _ = self.filter.inodes.remove(&key);
+            let _ = self.enforcement.deny_inodes.remove(&key);
+            self.stats.watched_inodes = self.by_inode.len();
+        }
+    }
+
+    /// Keyed fingerprint of a file version, read once per version. Reads
+    /// through the opener's own fd when it is still open (the very file it
+    /// got), else through the path, and only if it is the same inode.
+    fn fingerprint(
+        &mut self,
+        path: &str,
+        meta: &std::fs::Metadata,
+        open_fd: Option<(u32, i32)>,
+    ) -> Option<String> {
+        let key = FileKey::of(meta);
+        if let Some(fp) = self.fingerprints.get(&key) {
+            return fp.clone();
+        }
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        if let Some((pid, fd)) = open_fd {
+            candidates.push(PathBuf::from(format!("/proc/{pid}/fd/{fd}")));
+        }
+        candidates.push(PathBuf::from(path));
+        let mut fp = None;
+        for c in candidates {
+            let Ok(f) = File::open(&c) else { continue };
+            let Ok(m) = f.metadata() else { continue };
+            if m.ino() != meta.ino() || m.dev() != meta.dev() {
+                continue;
+            }
+            let mut buf = Vec::new();
+            if f.take(MAX_SECRET_BYTES).read_to_end(&mut buf).is_ok() {
+                fp = Some(self.fingerprinter.fingerprint(&buf));
+                buf.fill(0);
+                break;
+            }
+        }
+        self.fingerprints.put(key, fp.clone());
+        fp
+    }
+
+    /// Whether the file passes its catalog entry's content check.
+    fn content_ok(&self, entry: &CatalogEntry, path: &str, open_fd: Option<(u32, i32)>) -> bool {
+        if entry.content.is_none() {
+            return true;
+        }
+        let mut candidates = Vec::new();
+        if let Some((pid, fd)) = open_fd {
+            candidates.push(format!("/proc/{pid}/fd/{fd}"));
+        }
+        candidates.push(path.to_string());
+        for c in candidates {
+            if let Ok(f) = File::open(&c) {
+                let mut buf = Vec::new();
+                if f.take(CONTENT_PEEK_BYTES as u64)
+                    .read_to_end(&mut buf)
+                    .is_ok()
+                {
+                    let ok = self.catalog.content_matches(entry, &buf);
+                    buf.fill(0);
+                    return ok;
+                }
+            }
+        }
+        // Unreadable: err on the side of reporting.
+        true
+    }
+
+    /// A matched open: the events and findings it yields.
+    pub fn on_open(
+        &mut self,
+        rec: &OpenRecord,
+        reader: &Snapshot,
+        reader_now: &Arc<Process>,
+    ) -> Vec<Pending> {
+        self.stats.opens_matched += 1;
+        let kernel_path = rec.path.clone().unwrap_or_else(|| rec.filename.clone());
+        // An inode match names its secret; other matches must pass the catalog.
+        // An inode match names its secret, unless the secret was deleted and
+        // its inode number reused by an unrelated file: then the watched path
+        // no longer leads to this inode and the slot is stale.
+        let inode_match = if rec.matched == MATCH_INODE {
+            let Some(w) = self.watched.get(rec.slot as usize) else {
+                return Vec::new();
+            };
+            match meta_at(&w.path, rec.ino, rec.dev) {
+                Some(meta) => Some((w.catalog_id.clone(), w.path.clone(), meta)),
+                None => {
+                    self.unwatch(rec.kdev, rec.ino);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let trusted_inode = inode_match.is_some();
+        let mut known_meta = None;
+        let (catalog_id, secret_path) = if let Some((id, path, meta)) = inode_match {
+            known_meta = Some(meta);
+            (id, path)
+        } else {
+            match self.catalog.match_path(Path::new(&kernel_path)) {
+                Some(e) => (e.id.clone(), kernel_path.clone()),
+                None => {
+                    tracing::debug!("open of {kernel_path} passed the kernel filter but is not a catalogued secret");
+                    self.stats.opens_not_secret += 1;
+                    return Vec::new();
+                }
+            }
+        };
+        let Some(entry) = self.catalog.entry(&catalog_id).cloned() else {
+            return Vec::new();
+        };
+        let open_fd = Some((rec.tgid, rec.fd));
+        if !trusted_inode && !self.content_ok(&entry, &secret_path, open_fd) {
+            tracing::debug!("{secret_path} fails the content check of {catalog_id}");
+            self.stats.opens_not_secret += 1;
+            return Vec::new();
+        }
+        // The file as it is now (for an inode match, the stat that proved
+        // the path still leads to it; /proc/PID/fd lookups cost a dentry
+        // each); a file already gone again keeps the kernel's identity.
+        let meta = known_meta
+            .or_else(|| {
+                meta_at(
+                    &format!("/proc/{}/fd/{}", rec.tgid, rec.fd),
+                    rec.ino,
+                    rec.dev,
+                )
+            })
+            .or_else(|| meta_at(&secret_path, rec.ino, rec.dev));
+        let fp = match meta {
+            Some(meta) => self.track(&secret_path, &catalog_id, &meta, open_fd),
+            None => None,
+        };
+
+        let access = match (rec.readable, rec.writable) {
+            (true, true) => "read_write",
+            (true, false) => "read",
+            (false, true) => "write",
+            // O_PATH: a handle, no data.
+            (false, false) => "path",
+        };
+        let file = FileInfo {
+            path: kernel_path.clone(),
+            inode: rec.ino,
+            dev: rec.dev,
+            flags: rec.flags,
+            access,
+            requested_path: rec.filename.clone(),
+        };
+        let mut out = vec![Pending {
+            file: Some(file.clone()),
+            ..Pending::new(Kind::FileOpen, rec.ktime_ns, reader.clone())
+        }];
+        if !rec.readable {
+            return out;
+        }
+        self.stats.reads_reported += 1;
+        // A refused open got no byte: an attempt, not a use of the secret
+        // (no inventory use, no binding, no exfiltration window).
+        if !rec.denied {
+            self.record_read(&secret_path, reader_now, to_epoch_ns(rec.ktime_ns));
+        }
+        let verdict = self
+            .policy
+            .judge(&catalog_id, &secret_path, entry.severity, reader_now);
+        let (severity, owner) = match verdict {
+            Verdict::Expected => return out,
+            Verdict::Owner => (Severity::Info, true),
+            Verdict::Foreign(s) => (s, false),
+        };
+        let secret = SecretInfo {
+            id: catalog_id.clone(),
+            kind: entry.kind.as_str().to_string(),
+            fingerprint: fp,
+            path: Some(secret_path.clone()),
+            variable: None,
+        };
+        let follow_ups = if rec.denied {
+            None
+        } else {
+            self.track_use(&secret, &catalog_id, &secret_path, reader_now, owner)
+        };
+        let mut finding = findings::secret_read(ReadContext {
+            reader: reader_now,
+            secret,
+            mitre: entry.mitre.clone(),
+            severity,
+            owner,
+        });
+        if rec.killed {
+            finding.action = Some("killed");
+            self.stats.killed += 1;
+        } else if rec.denied {
+            finding.action = Some("denied");
+            self.stats.denied += 1;
+        }
+        out.push(Pending {
+            file: Some(file),
+            finding: Some(finding),
+            refers_to_previous: true,
+            ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
+        });
+        let search = self.search_check(reader_now, &secret_path);
+        for f in follow_ups.into_iter().chain(search) {
+            out.push(Pending {
+                finding: Some(f),
+                ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
+            });
+        }
+        out
+    }
+
+    /// Replay check and exfiltration taint for one use of a secret.
+    fn track_use(
+        &mut self,
+        secret: &SecretInfo,
+        catalog_id: &str,
+        path: &str,
+        p: &Process,
+        is_owner: bool,
+    ) -> Option<crate::event::Finding> {
+        if self.policy.exfil.enabled && secret.fingerprint.is_some() {
+            let (allowed, declared) = self.policy.allowed_destinations(catalog_id, path);
+            self.usage.taint(
+                p.pid,
+                Taint {
+                    at: Instant::now(),
+                    secret: secret.clone(),
+                    allowed,
+                    declared,
+                    reader_exec_id: p.exec_id.clone(),
+                },
+            );
+        }
+        let owners_declared = self
+            .policy
+            .rules_for(catalog_id, path)
+            .any(|r| !r.owners.is_empty());
+        self.usage.on_use(secret, p, owners_declared, is_owner)
+    }
+
+    /// A connection by `p`: secret-exfil findings, if it carries secrets;
+    /// block-egress quarantines the process when a rule asks for it.
+    pub fn on_connect(
+        &mut self,
+        p: &Process,
+        ip: std::net::IpAddr,
+        port: u16,
+    ) -> Vec<crate::event::Finding> {
+        if !self.policy.exfil.enabled {
+            return Vec::new();
+        }
+        let mut found = self.usage.on_connect(p, ip, port);
+        for f in &mut found {
+            let Some(s) = &f.secret else { continue };
+            let path = s.path.clone().unwrap_or_default();
+            if self
+                .policy
+                .enforces(&s.id, &path, Enforcement::BlockEgress)
+                .is_some()
+            {
+                self.quarantine(p.pid);
+                f.action = Some("egress_blocked");
+            }
+        }
+        found
+    }
+
+    fn quarantine(&mut self, pid: u32) {
+        if self.enforcement.quarantine.insert(pid, 1, 0).is_err() {
+            self.stats.map_errors += 1;
+        }
+        self.quarantined.insert(pid);
+        self.stats.quarantined = self.quarantined.len();
+    }
+
+    /// A new process carries what its parent read, and its quarantine.
+    pub fn on_fork(&mut self, parent: u32, child: u32) {
+        self.usage.inherit(parent, child);
+        if self.quarantined.contains(&parent) {
+            self.quarantine(child);
+        }
+    }
+
+    fn record_read(&mut self, path: &str, reader: &Process, at_ns: u64) {
+        let key = (path.to_string(), identity_key(reader));
+        let r = self
+            .pending_reads
+            .entry(key)
+            .or_insert_with_key(|k| ReaderRecord {
+                identity: k.1.clone(),
+                exe_path: String::new(),
+                exe_sha256: None,
+                container_id: None,
+                pod: None,
+                count: 0,
+                first_read_ns: at_ns,
+                last_read_ns: at_ns,
+            });
+        r.count += 1;
+        r.first_read_ns = r.first_read_ns.min(at_ns);
+        r.last_read_ns = r.last_read_ns.max(at_ns);
+        if r.exe_path != reader.exe.path {
+            r.exe_path.clone_from(&reader.exe.path);
+        }
+        if reader.exe.sha256.is_some() {
+            r.exe_sha256.clone_from(&reader.exe.sha256);
+        }
+        self.pending_since.get_or_insert_with(Instant::now);
+    }
+
+    /// Writes the reads gathered in memory once the oldest has waited
+    /// [`READ_FLUSH`]; called after every ring-buffer drain.
+    pub fn flush_reads_if_due(&mut self) {
+        if self
+            .pending_since
+            .is_some_and(|t| t.elapsed() >= READ_FLUSH)
+        {
+            self.flush_reads();
+        }
+    }
+
+    /// Writes every read gathered in memory to the inventory, in one transaction.
+    pub fn flush_reads(&mut self) {
+        self.pending_since = None;
+        if self.pending_reads.is_empty() {
+            return;
+        }
+        let reads = std::mem::take(&mut self.pending_reads);
+        let n = reads.len() as u64;
+        match self
+            .store
+            .record_reads(reads.iter().map(|((path, _), r)| (path.as_str(), r)))
+        {
+            Ok(skipped) => self.stats.store_errors += skipped as u64,
+            Err(e) => {
+                self.stats.store_errors += n;
+                tracing::warn!("inventory: {n} readers not recorded: {e}");
+            }
+        }
+    }
+
+    /// secret-search: one process opening many distinct secrets in a window.
+    fn search_check(&mut self, p: &Process, path: &str) -> Option<crate::event::Finding> {
+        let cfg = &self.policy.search;
+        let now = Instant::now();
+        let (recent, fired) = self.searches.entry(p.pid).or_default();
+        while recent
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > cfg.window)
+        {
+            recent.pop_front();
+        }
+        if !recent.iter().any(|(_, q)| q == path) {
+            recent.push_back((now, path.to_string()));
+        }
+        if recent.len() < cfg.distinct_secrets
+            || fired.is_some_and(|t| now.duration_since(t) < cfg.window)
+        {
+            return None;
+        }
+        *fired = Some(now);
+        let paths = recent.iter().map(|(_, q)| q.clone()).collect();
+        Some(findings::secret_search(
+            p,
+            recent.len(),
+            cfg.window.as_secs(),
+            paths,
+        ))
+    }
+
+    /// Tools searching for secret file names (`find / -name id_rsa`).
+    pub fn on_exec_search_tool(&mut self, p: &Process) -> Option<crate::event::Finding> {
+        const TOOLS: &[&str] = &[
+            "find", "locate", "mlocate", "plocate", "grep", "egrep", "rg", "ag", "fd", "fdfind",
+        ];
+        if !TOOLS.contains(&p.comm.as_str()) {
+            return None;
+        }
+        let names = self.catalog.basenames();
+        let hits: Vec<String> = p
+            .args
+            .iter()
+            .skip(1)
+            .filter(|a| {
+                let a = a.trim_matches(|c| c == '*' || c == '"' || c == '\'');
+                a.len() >= 4 && (names.contains(a) || SEARCH_WORDS.iter().any(|w| a.contains(w)))
+            })
+            .cloned()
+            .collect();
+        if hits.is_empty() {
+            return None;
+        }
+        let mut f = findings::secret_search(p, hits.len(), 0, hits);
+        f.summary = format!(
+            "{} (pid {}) searches for credential files by name: {}",
+            p.comm,
+            p.pid,
+            f.evidence.paths.join(" ")
+        );
+        Some(f)
+    }
+
+    /// Static credentials in a new process's environment, read at once
+    /// (the process may be gone a moment later). Cheap when there are none.
+    pub fn scan_env(&mut self, pid: u32) -> Vec<env::EnvSecret> {
+        if !self.policy.scan_environment {
+            return Vec::new();
+        }
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            self.stats.env_unreadable += 1;
+            return Vec::new();
+        };
+        env::scan(&env::parse_environ(&raw))
+    }
+
+    /// secret-env findings for `p`, once per (workload, variable, secret).
+    pub fn env_findings(
+        &mut self,
+        p: &Process,
+        secrets: Vec<env::EnvSecret>,
+    ) -> Vec<crate::event::Finding> {
+        let mut out = Vec::new();
+        for s in secrets {
+            let fp = self.fingerprinter.fingerprint(s.value.as_bytes());
+            if self
+                .env_reported
+                .put((identity_key(p), s.var.clone(), fp.clone()), ())
+                .is_some()
+            {
+                continue;
+            }
+            self.stats.env_secrets += 1;
+            let path = format!("env:{}", s.var);
+            let rec = SecretRecord {
+                path: path.clone(),
+                catalog_id: format!("env:{}", s.detector),
+                kind: s.kind.as_str().to_string(),
+                fingerprint: Some(fp.clone()),
+                dev: 0,
+                inode: 0,
+                size: 0,
+                mtime_ns: 0,
+                first_seen_ns: now_ns(),
+                present: true,
+            };
+            if self.store.upsert_secret(&rec).is_err() {
+                self.stats.store_errors += 1;
+            }
+            self.record_read(&path, p, now_ns());
+            let secret = SecretInfo {
+                id: format!("env:{}", s.detector),
+                kind: s.kind.as_str().to_string(),
+                fingerprint: Some(fp),
+                path: None,
+                variable: Some(s.var.clone()),
+            };
+            let replay = self.track_use(&secret, &secret.id.clone(), &path, p, false);
+            out.push(findings::secret_env(p, secret));
+            out.extend(replay);
+        }
+        out
+    }
+
+    /// Forgets per-process state of processes that are gone.
+    pub fn forget_process(&mut self, pid: u32) {
+        self.searches.remove(&pid);
+        self.usage.forget(pid);
+        if self.quarantined.remove(&pid) {
+            let _ = self.enforcement.quarantine.remove(&pid);
+            self.stats.quarantined = self.quarantined.len();
+        }
+    }
+
+    pub fn housekeeping(&mut self) {
+        self.flush_reads();
+        let window = self.policy.search.window;
+        self.searches.retain(|_, (recent, fired)| {
+            !recent.is_empty() || fired.is_some_and(|t| t.elapsed() < window)
+        });
+        if self.rescan_due() {
+            self.scan();
+        }
+    }
+
+    pub fn stats_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(&self.stats).unwrap_or_default();
+        v["bound_secrets"] = self.usage.bound_secrets().into();
+        v["processes_carrying_secrets"] = self.usage.tainted_processes().into();
+        v
+    }
+
+    pub fn rescan_interval(&self) -> Duration {
+        self.policy.rescan_interval
+    }
+}
+
+/// `path`'s metadata if it still is the file (`ino`, `dev` in st_dev encoding).
+fn meta_at(path: &str, ino: u64, dev: u64) -> Option<std::fs::Metadata> {
+    std::fs::metadata(path)
+        .ok()
+        .filter(|m| m.ino() == ino && m.dev() == dev)
+}
+
+/// `name` as a zero-padded map key, if it fits.
+fn name_key(name: &str) -> Option<[u8; NAME_KEY_LEN]> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= NAME_KEY_LEN {
+        return None;
+    }
+    let mut key = [0u8; NAME_KEY_LEN];
+    key[..bytes.len()].copy_from_slice(bytes);
+    Some(key)
+}
+
+/// Whether new files of an entry can appear under names no kernel name filter
+/// knows (`~/.ssh/id_*`, `/etc/kubernetes/pki/**/*.key`): then the directory
+/// of each one found is watched. Entries named literally need no directory
+/// watch, and "anywhere" patterns (`**/.env.*`) would put busy directories
+/// (a project root, /etc) under watch.
+fn new_files_need_dir_watch(patterns: &[String]) -> bool {
+    patterns.iter().any(|p| {
+        !p.starts_with("**/") && p.rsplit('/').next().is_some_and(|last| !is_literal(last))
+    })
+}
+
+fn is_literal(component: &str) -> bool {
+    !component.is_empty() && component != "~" && !component.contains(['*', '?', '[', '{'])
+}
+
+/// For each literal basename of the catalog: the directory names one of which
+/// must be its parent or grandparent (`config` -> {.kube, .aws, ...}), or
+/// `None` when some pattern lets it live anywhere (`**/.env`, `~/.netrc`).
+/// The kernel then reads generic names' directories only when the name matched.
+pub fn name_anchors(catalog: &Catalog) -> HashMap<String, Option<HashSet<String>>> {
+    let mut out: HashMap<String, Option<HashSet<String>>> = HashMap::new();
+    for entry in catalog.entries() {
+        for pattern in &entry.paths {
+            let comps: Vec<&str> = pattern.split('/').collect();
+            let Some((last, dirs)) = comps.split_last() else {
+                continue;
+            };
+            if !is_literal(last) {
+                continue;
+            }
+            let anchor = match dirs {
+                [.., d] if is_literal(d) => Some(d.to_string()),
+                [.., d, "**"] if is_literal(d) => Some(d.to_string()),
+                _ => None,
+            };
+            let slot = out
+                .entry(last.to_string())
+                .or_insert_with(|| Some(HashSet::new()));
+            match (slot.as_mut(), anchor) {
+                (Some(set), Some(a)) => {
+                    set.insert(a);
+                }
+                (_, None) => *slot = None,
+                (None, Some(_)) => {}
+            }
+        }
+    }
+    out
+}
+
+/// Words that make a search tool's argument a hunt for credentials.
+const SEARCH_WORDS: &[&str] = &[
+    "id_rsa",
+    "id_ed25519",
+    "id_ecdsa",
+    ".aws",
+    "credentials",
+    "password",
+    "passwd",
+    ".kube",
+    "kubeconfig",
+    ".npmrc",
+    ".pypirc",
+    ".git-credentials",
+    ".netrc",
+    ".env",
+    "secret",
+    "token",
+    "private key",
+    "BEGIN RSA",
+    "BEGIN OPENSSH",
+    "AKIA",
+];
+
+/// Reads still in memory reach the inventory when the agent stops.
+impl Drop for SecretMonitor {
+    fn drop(&mut self) {
+        self.flush_reads();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generic_names_are_anchored_specific_ones_are_not() {
+        let a = name_anchors(&Catalog::builtin());
+        let config = a["config"].as_ref().expect("config is anchored");
+        assert!(
+            config.contains(".kube") && config.contains(".aws"),
+            "{config:?}"
+        );
+        // The service-account token sits one level below its anchor (..data/token).
+        assert!(a["token"].as_ref().unwrap().contains("serviceaccount"));
+        assert!(a[".env"].is_none());
+        assert!(a[".bash_history"].is_none());
+    }
+
+    #[test]
+    fn only_glob_named_entries_watch_their_directory() {
+        let c = Catalog::builtin();
+        let watch = |id: &str| new_files_need_dir_watch(&c.entry(id).unwrap().paths);
+        assert!(watch("ssh-private-key"));
+        assert!(watch("kubernetes-pki-key"));
+        assert!(!watch("shadow"));
+        assert!(!watch("aws-cli-credentials"));
+        assert!(!watch("dotenv"));
+    }
+
+    #[test]
+    fn dev_conversion_round_trips() {
+        let user = libc::makedev(259, 3);
+        let k = user_dev_to_kernel(user);
+        assert_eq!(k, (259 << 20) | 3);
+        assert_eq!(crate::kernel::decode::kernel_dev_to_user(k), user);
+    }
+}

@@ -1,0 +1,580 @@
+//! Secret policy: which workloads own a secret, how bad a foreign read is,
+//! which reads are expected, and catalog extensions.
+//!
+//! Validation happens while deserialising (globs compile inside `Deserialize`),
+//! so every error carries the line and column of the offending value.
+
+use std::{path::PathBuf, time::Duration};
+
+use globset::GlobMatcher;
+use serde::{Deserialize, Deserializer};
+
+use crate::{
+    event::{Process, Severity},
+    secrets::catalog::CatalogEntry,
+};
+
+/// A glob over absolute paths, compiled when the policy is read.
+#[derive(Debug, Clone)]
+pub struct PathGlob {
+    pub pattern: String,
+    glob: globset::Glob,
+    matcher: GlobMatcher,
+}
+
+impl PathGlob {
+    pub fn is_match(&self, path: &str) -> bool {
+        self.matcher.is_match(path)
+    }
+}
+
+impl<'de> Deserialize<'de> for PathGlob {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let pattern = String::deserialize(d)?;
+        let glob = globset::GlobBuilder::new(&pattern)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| serde::de::Error::custom(format!("invalid glob {pattern:?}: {e}")))?;
+        Ok(PathGlob {
+            matcher: glob.compile_matcher(),
+            glob,
+            pattern,
+        })
+    }
+}
+
+/// A lowercase hex SHA-256, checked when the policy is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sha256Hex(pub String);
+
+impl<'de> Deserialize<'de> for Sha256Hex {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let s = s.strip_prefix("sha256:").unwrap_or(&s).to_ascii_lowercase();
+        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(serde::de::Error::custom(format!(
+                "{s:?} is not a SHA-256 (64 hex digits, optionally prefixed by \"sha256:\")"
+            )));
+        }
+        Ok(Sha256Hex(s))
+    }
+}
+
+/// Which processes a rule is about. Every field given must match; an empty
+/// selector matches nothing (so a typo cannot make everyone an owner).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selector {
+    /// Glob over the executable's path (`/usr/bin/aws`, `/opt/app/bin/*`).
+    pub exe_path: Option<PathGlob>,
+    /// The kernel-observed SHA-256 of the executable.
+    pub exe_sha256: Option<Sha256Hex>,
+    pub uid: Option<u32>,
+    pub comm: Option<String>,
+    /// Glob over the cgroup path (`/system.slice/backup.service`).
+    pub cgroup: Option<PathGlob>,
+}
+
+impl Selector {
+    pub fn is_empty(&self) -> bool {
+        self.exe_path.is_none()
+            && self.exe_sha256.is_none()
+            && self.uid.is_none()
+            && self.comm.is_none()
+            && self.cgroup.is_none()
+    }
+
+    pub fn matches(&self, p: &Process) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        self.exe_path
+            .as_ref()
+            .is_none_or(|g| g.is_match(&p.exe.path))
+            && self
+                .exe_sha256
+                .as_ref()
+                .is_none_or(|h| p.exe.sha256.as_deref() == Some(h.0.as_str()))
+            && self.uid.is_none_or(|u| u == p.uid)
+            && self.comm.as_ref().is_none_or(|c| *c == p.comm)
+            && self.cgroup.as_ref().is_none_or(|g| {
+                p.cgroup
+                    .path
+                    .as_deref()
+                    .is_some_and(|path| g.is_match(path))
+            })
+    }
+}
+
+/// Names secrets in a rule: a catalog id, or a glob over the secret's path.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    /// Catalog entry id (`aws-cli-credentials`).
+    pub id: Option<String>,
+    pub path: Option<PathGlob>,
+}
+
+impl SecretRef {
+    pub fn matches(&self, catalog_id: &str, path: &str) -> bool {
+        (self.id.is_some() || self.path.is_some())
+            && self.id.as_deref().is_none_or(|i| i == catalog_id)
+            && self.path.as_ref().is_none_or(|g| g.is_match(path))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRule {
+    pub secret: SecretRef,
+    /// Workloads allowed to read it: their reads are `info`.
+    #[serde(default)]
+    pub owners: Vec<Selector>,
+    /// Severity of a read by anyone else (default: the catalog's).
+    pub severity: Option<Severity>,
+    /// Where a process that read this secret may connect
+    /// (`CIDR` or `CIDR:port`, IPv6 as `[CIDR]:port`).
+    #[serde(default)]
+    pub allowed_destinations: Vec<Destination>,
+    /// Opt-in enforcement for this secret.
+    #[serde(default)]
+    pub enforce: Vec<Enforcement>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Enforcement {
+    /// The kernel sends SIGKILL to a reader that is not an owner, before its
+    /// open returns. Owners must be given as literal `exe_path`s.
+    Kill,
+    /// After secret-exfil, the process (and its children) may not connect anywhere.
+    BlockEgress,
+}
+
+/// A network destination pattern: a CIDR and optionally a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub net: ipnet::IpNet,
+    pub port: Option<u16>,
+}
+
+impl Destination {
+    pub fn contains(&self, ip: std::net::IpAddr, port: u16) -> bool {
+        self.net.contains(&ip) && self.port.is_none_or(|p| p == port)
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad = |why: &str| {
+            format!("invalid destination {s:?}: {why} (write e.g. \"10.0.0.0/8\", \"203.0.113.7:443\" or \"[2001:db8::/32]:443\")")
+        };
+        let (addr, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (a, p) = rest.split_once(']').ok_or_else(|| bad("missing ']'"))?;
+            let port = match p.strip_prefix(':') {
+                Some(p) => Some(p.parse::<u16>().map_err(|_| bad("bad port"))?),
+                None if p.is_empty() => None,
+                None => return Err(bad("text after ']'")),
+            };
+            (a, port)
+        } else if s.matches(':').count() == 1 {
+            let (a, p) = s.split_once(':').unwrap();
+            (a, Some(p.parse::<u16>().map_err(|_| bad("bad port"))?))
+        } else {
+            (s, None)
+        };
+        let net = match addr.parse::<ipnet::IpNet>() {
+            Ok(n) => n,
+            Err(_) => ipnet::IpNet::from(
+                addr.parse::<std::net::IpAddr>()
+                    .map_err(|_| bad("not an address or CIDR"))?,
+            ),
+        };
+        Ok(Destination { net, port })
+    }
+}
+
+impl<'de> Deserialize<'de> for Destination {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Destination::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+fn destinations(list: &[&str]) -> Vec<Destination> {
+    list.iter()
+        .map(|s| Destination::parse(s).expect("built-in destination"))
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayMode {
+    /// Bind each secret to the identities that use it first.
+    Learn,
+    /// Bind each secret to the owners its rules declare (no rule: no binding).
+    Policy,
+    Off,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplayConfig {
+    pub mode: ReplayMode,
+    /// In learn mode, identities using a secret within this long after its
+    /// first use are bound too (0: only the first identity).
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub learning_window: Duration,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        Self {
+            mode: ReplayMode::Learn,
+            learning_window: Duration::ZERO,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExfilConfig {
+    pub enabled: bool,
+    /// How long after a secret read a connection counts against it.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub window: Duration,
+    /// Allowed destinations for secrets whose rules declare none.
+    pub default_allowed: Vec<Destination>,
+    /// Cloud instance-metadata endpoints: never allowed unless declared, and
+    /// named as such in findings.
+    pub metadata_endpoints: Vec<Destination>,
+}
+
+impl Default for ExfilConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            window: Duration::from_secs(600),
+            default_allowed: destinations(&[
+                "127.0.0.0/8",
+                "::1/128",
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "fc00::/7",
+            ]),
+            metadata_endpoints: destinations(&[
+                "169.254.169.254/32",
+                "169.254.170.2/32",
+                "fd00:ec2::254/128",
+            ]),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exception {
+    pub secret: SecretRef,
+    pub reader: Selector,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchConfig {
+    /// Distinct secrets one process may open within `window` before
+    /// `secret-search` fires.
+    pub distinct_secrets: usize,
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub window: Duration,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self {
+            distinct_secrets: 5,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    pub enabled: bool,
+    /// Entries added to the built-in catalog; one with a built-in id replaces it.
+    pub catalog: Vec<CatalogEntry>,
+    /// Built-in catalog ids to leave out.
+    pub disable: Vec<String>,
+    /// Directories searched for `.env`-style files at start-up, besides homes.
+    pub search_dirs: Vec<PathBuf>,
+    /// Home directories `~/` stands for besides /root, /home/* and the homes
+    /// in /etc/passwd (e.g. users from LDAP, or a CI runner's workspace).
+    pub extra_homes: Vec<PathBuf>,
+    /// How often the file system is searched again for new secret files that
+    /// no kernel filter can name (glob-only catalog patterns).
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub rescan_interval: Duration,
+    /// Look for static credentials in every new process's environment.
+    pub scan_environment: bool,
+    pub rules: Vec<SecretRule>,
+    pub exceptions: Vec<Exception>,
+    pub search: SearchConfig,
+    pub replay: ReplayConfig,
+    pub exfil: ExfilConfig,
+    /// Built on first use from `rules`, which never change after loading.
+    #[serde(skip)]
+    rule_index: std::sync::OnceLock<RuleIndex>,
+}
+
+/// Which rules can be about a path: one `GlobSet` match instead of one glob
+/// per rule, for every secret read (a policy may name hundreds of files).
+#[derive(Debug, Clone)]
+struct RuleIndex {
+    paths: globset::GlobSet,
+    /// Glob `i` of `paths` is the path of rule `path_rule[i]`.
+    path_rule: Vec<usize>,
+    /// Rules without a path (by catalog id): always candidates.
+    others: Vec<usize>,
+}
+
+impl RuleIndex {
+    fn build(rules: &[SecretRule]) -> RuleIndex {
+        let mut set = globset::GlobSetBuilder::new();
+        let mut path_rule = Vec::new();
+        let mut others = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            match &r.secret.path {
+                Some(g) => {
+                    set.add(g.glob.clone());
+                    path_rule.push(i);
+                }
+                None => others.push(i),
+            }
+        }
+        match set.build() {
+            Ok(paths) => RuleIndex {
+                paths,
+                path_rule,
+                others,
+            },
+            // Too large for one automaton: every rule stays a candidate.
+            Err(_) => RuleIndex {
+                paths: globset::GlobSet::empty(),
+                path_rule: Vec::new(),
+                others: (0..rules.len()).collect(),
+            },
+        }
+    }
+
+    /// Indices of the rules that may match `path`, in rule order.
+    fn candidates(&self, path: &str) -> Vec<usize> {
+        let mut v: Vec<usize> = self
+            .paths
+            .matches(path)
+            .into_iter()
+            .map(|g| self.path_rule[g])
+            .chain(self.others.iter().copied())
+            .collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            catalog: Vec::new(),
+            disable: Vec::new(),
+            search_dirs: ["/srv", "/opt", "/app", "/var/www"]
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
+            extra_homes: Vec::new(),
+            rescan_interval: Duration::from_secs(300),
+            scan_environment: true,
+            rules: Vec::new(),
+            exceptions: Vec::new(),
+            search: SearchConfig::default(),
+            replay: ReplayConfig::default(),
+            exfil: ExfilConfig::default(),
+            rule_index: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+/// What policy says about one read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// An exception covers it: no finding.
+    Expected,
+    /// The reader is a declared owner.
+    Owner,
+    /// Anyone else, with the severity to report.
+    Foreign(Severity),
+}
+
+impl SecretsConfig {
+    /// Rules that are inconsistent: kill rules need owners the kernel can
+    /// recognise by executable inode.
+    pub fn validate(&self) -> Result<(), String> {
+        for (i, r) in self.rules.iter().enumerate() {
+            if !r.enforce.contains(&Enforcement::Kill) {
+                continue;
+            }
+            for o in &r.owners {
+                let literal = o
+                    .exe_path
+                    .as_ref()
+                    .is_some_and(|g| !g.pattern.contains(['*', '?', '[', '{']));
+                if !literal
+                    || o.exe_sha256.is_some()
+                    || o.uid.is_some()
+                    || o.comm.is_some()
+                    || o.cgroup.is_some()
+                {
+                    return Err(format!(
+                        "secrets.rules[{i}] enforces \"kill\": its owners must each be a literal exe_path only (the kernel allows them by executable inode)"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a rule about this secret asks for `e`.
+    pub fn enforces(&self, catalog_id: &str, path: &str, e: Enforcement) -> Option<usize> {
+        self.indexed_rules_for(catalog_id, path)
+            .find(|(_, r)| r.enforce.contains(&e))
+            .map(|(i, _)| i)
+    }
+
+    /// The rules that are about this secret.
+    pub fn rules_for<'a>(
+        &'a self,
+        catalog_id: &'a str,
+        path: &'a str,
+    ) -> impl Iterator<Item = &'a SecretRule> {
+        self.indexed_rules_for(catalog_id, path).map(|(_, r)| r)
+    }
+
+    /// The rules about this secret with their index in `rules`, in order.
+    fn indexed_rules_for<'a>(
+        &'a self,
+        catalog_id: &'a str,
+        path: &'a str,
+    ) -> impl Iterator<Item = (usize, &'a SecretRule)> {
+        let index = self
+            .rule_index
+            .get_or_init(|| RuleIndex::build(&self.rules));
+        index
+            .candidates(path)
+            .into_iter()
+            .map(|i| (i, &self.rules[i]))
+            .filter(move |(_, r)| r.secret.matches(catalog_id, path))
+    }
+
+    /// Where a process that read this secret may connect: what its rules
+    /// declare, else the defaults.
+    pub fn allowed_destinations(&self, catalog_id: &str, path: &str) -> (Vec<Destination>, bool) {
+        let declared: Vec<Destination> = self
+            .rules_for(catalog_id, path)
+            .flat_map(|r| r.allowed_destinations.iter().cloned())
+            .collect();
+        if declared.is_empty() {
+            (self.exfil.default_allowed.clone(), false)
+        } else {
+            (declared, true)
+        }
+    }
+
+    /// Judges a read of the secret (`catalog_id` at `path`) by `reader`.
+    pub fn judge(
+        &self,
+        catalog_id: &str,
+        path: &str,
+        catalog_severity: Severity,
+        reader: &Process,
+    ) -> Verdict {
+        if self
+            .exceptions
+            .iter()
+            .any(|e| e.secret.matches(catalog_id, path) && e.reader.matches(reader))
+        {
+            return Verdict::Expected;
+        }
+        let rules: Vec<&SecretRule> = self.rules_for(catalog_id, path).collect();
+        if rules
+            .iter()
+            .any(|r| r.owners.iter().any(|o| o.matches(reader)))
+        {
+            return Verdict::Owner;
+        }
+        let severity = rules
+            .iter()
+            .filter_map(|r| r.severity)
+            .max()
+            .unwrap_or(catalog_severity);
+        Verdict::Foreign(severity)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_about_a_secret_come_in_order_from_the_index() {
+        let mut yaml = String::from("secrets:\n  rules:\n");
+        // Hundreds of file rules, as a large policy has, around the ones
+        // that matter here.
+        for i in 0..300 {
+            yaml.push_str(&format!(
+                "    - secret: {{path: /srv/app{i}/.env}}\n      severity: low\n"
+            ));
+        }
+        for rule in [
+            "{id: dotenv}\n      allowed_destinations: [\"10.0.0.0/8:443\"]",
+            "{path: \"/srv/app7/*\"}\n      severity: high",
+            "{id: netrc, path: /srv/app7/.env}\n      enforce: [block-egress]",
+            "{path: \"/srv/*/.env\"}\n      enforce: [block-egress]",
+        ] {
+            yaml.push_str(&format!("    - secret: {rule}\n"));
+        }
+        let cfg = crate::config::Config::parse(&yaml, "test").unwrap().secrets;
+        let sev: Vec<Option<Severity>> = cfg
+            .rules_for("dotenv", "/srv/app7/.env")
+            .map(|r| r.severity)
+            .collect();
+        // app7's own rule, the id rule, the app7 glob, the /srv/*/.env glob;
+        // not the netrc rule (another id) nor the other 299 files.
+        assert_eq!(sev, [Some(Severity::Low), None, Some(Severity::High), None]);
+        assert_eq!(
+            cfg.enforces("dotenv", "/srv/app7/.env", Enforcement::BlockEgress),
+            Some(303)
+        );
+        assert_eq!(
+            cfg.enforces("netrc", "/srv/app7/.env", Enforcement::BlockEgress),
+            Some(302)
+        );
+        assert_eq!(
+            cfg.enforces("dotenv", "/etc/.env", Enforcement::BlockEgress),
+            None
+        );
+        assert_eq!(cfg.rules_for("dotenv", "/etc/.env").count(), 1);
+        // `*` does not cross a `/`.
+        assert_eq!(cfg.rules_for("x", "/srv/app7/sub/.env").count(), 0);
+    }
+
+    #[test]
+    fn destinations_parse_and_match() {
+        let d = Destination::parse("10.0.0.0/8:443").unwrap();
+        assert!(d.contains("10.1.2.3".parse().unwrap(), 443));
+        assert!(!d.contains("10.1.2.3".parse().unwrap(), 80));
+        let d = Destination::parse("[2001:db8::/32]:443").unwrap();
+        assert!(d.contains("2001:db8::1".parse().unwrap(), 443));
+        let d = Destination::parse("203.0.113.7").unwrap();
+        assert!(d.contains("203.0.113.7".parse().unwrap(), 1));
+        assert!(Destination::parse("10.0.0.0/33").is_err());
+        assert!(Destination::parse("nope:80").unwrap_err().contains("nope"));
+    }
+}

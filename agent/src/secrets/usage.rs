@@ -1,0 +1,257 @@
+//! Who uses which secret: bindings of secret fingerprints to workload
+//! identities (secret-replay) and secrets carried by processes towards the
+//! network (secret-exfil).
+//!
+//! An identity is the attested workload (binary hash and cgroup, see
+//! [`identity_key`]), never a pid: a restart of the same
+//! workload is the same identity, a different binary reading the same
+//! secret is not.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    event::Severity,
+    event::{Evidence, Finding, Process, SecretInfo},
+    secrets::policy::{Destination, ReplayMode},
+};
+
+pub const SECRET_REPLAY: &str = "secret-replay";
+pub const SECRET_EXFIL: &str = "secret-exfil";
+
+/// A workload bound to a secret, with the exec that showed it.
+#[derive(Debug, Clone)]
+struct BoundIdentity {
+    identity: String,
+    exe_path: String,
+    exec_id: String,
+}
+
+#[derive(Debug)]
+struct Binding {
+    bound: Vec<BoundIdentity>,
+    first_use: Instant,
+    /// Identities already reported for this secret.
+    reported: HashSet<String>,
+}
+
+/// A secret a process has read, remembered for the exfiltration window.
+#[derive(Debug, Clone)]
+pub struct Taint {
+    pub at: Instant,
+    pub secret: SecretInfo,
+    pub allowed: Vec<Destination>,
+    /// Whether `allowed` comes from policy (else the defaults).
+    pub declared: bool,
+    pub reader_exec_id: String,
+}
+
+pub struct SecretUsage {
+    mode: ReplayMode,
+    learning_window: Duration,
+    bindings: HashMap<String, Binding>,
+    /// Shared between a parent and the children that inherited them, copied
+    /// only when one of them changes (a fork must not copy hundreds).
+    taints: HashMap<u32, Arc<Vec<Taint>>>,
+    exfil_window: Duration,
+    metadata: Vec<Destination>,
+    /// pid -> (fingerprint, destination) already reported as exfiltration.
+    exfil_reported: HashMap<u32, HashSet<(String, String)>>,
+}
+
+impl SecretUsage {
+    pub fn new(
+        mode: ReplayMode,
+        learning_window: Duration,
+        exfil_window: Duration,
+        metadata: Vec<Destination>,
+    ) -> Self {
+        Self {
+            mode,
+            learning_window,
+            bindings: HashMap::new(),
+            taints: HashMap::new(),
+            exfil_window,
+            metadata,
+            exfil_reported: HashMap::new(),
+        }
+    }
+
+    /// A use of the secret `secret` (with a fingerprint) by `p`. `owners` is
+    /// whether policy declares owners for it and `is_owner` whether `p` is one.
+    /// Returns a secret-replay finding when `p` is not among its identities.
+    pub fn on_use(
+        &mut self,
+        secret: &SecretInfo,
+        p: &Process,
+        owners_declared: bool,
+        is_owner: bool,
+    ) -> Option<Finding> {
+        let fp = secret.fingerprint.clone()?;
+        let me = BoundIdentity {
+            identity: identity_key(p),
+            exe_path: p.exe.path.clone(),
+            exec_id: p.exec_id.clone(),
+        };
+        let now = Instant::now();
+        match self.mode {
+            ReplayMode::Off => return None,
+            ReplayMode::Policy if !owners_declared || is_owner => return None,
+            ReplayMode::Learn if owners_declared && is_owner => return None,
+            _ => {}
+        }
+        let binding = self.bindings.entry(fp).or_insert_with(|| Binding {
+            bound: Vec::new(),
+            first_use: now,
+            reported: HashSet::new(),
+        });
+        if binding.bound.iter().any(|b| b.identity == me.identity) {
+            return None;
+        }
+        let learning = self.mode == ReplayMode::Learn
+            && !owners_declared
+            && (binding.bound.is_empty()
+                || now.duration_since(binding.first_use) <= self.learning_window);
+        if learning {
+            binding.bound.push(me);
+            return None;
+        }
+        if !binding.reported.insert(me.identity.clone()) {
+            return None;
+        }
+        let bound_desc: Vec<String> = if binding.bound.is_empty() {
+            vec!["its declared owners".into()]
+        } else {
+            binding.bound.iter().map(|b| b.exe_path.clone()).collect()
+        };
+        let mut exec_ids: Vec<String> = binding.bound.iter().map(|b| b.exec_id.clone()).collect();
+        exec_ids.push(me.exec_id.clone());
+        let mut identities: Vec<String> =
+            binding.bound.iter().map(|b| b.identity.clone()).collect();
+        identities.push(me.identity.clone());
+        Some(Finding {
+            rule: SECRET_REPLAY,
+            severity: Severity::High,
+            summary: format!(
+                "{} secret {} (fingerprint {}) used by {} ({}), but it is bound to {}",
+                secret.kind,
+                secret.id,
+                secret.fingerprint.as_deref().unwrap_or("?"),
+                p.exe.path,
+                p.comm,
+                bound_desc.join(", ")
+            ),
+            mitre: vec!["T1550".into(), "T1552.001".into()],
+            secret: Some(secret.clone()),
+            evidence: Evidence {
+                exec_ids,
+                paths: secret.path.iter().cloned().collect(),
+                identities,
+                ..Evidence::default()
+            },
+            action: None,
+        })
+    }
+
+    /// Remembers that `pid` read a secret (for the exfiltration window).
+    pub fn taint(&mut self, pid: u32, t: Taint) {
+        let v = Arc::make_mut(self.taints.entry(pid).or_default());
+        v.retain(|old| old.secret.fingerprint != t.secret.fingerprint);
+        v.push(t);
+    }
+
+    /// A child inherits what its parent read: descendants carry the secret too.
+    pub fn inherit(&mut self, parent: u32, child: u32) {
+        if let Some(t) = self.taints.get(&parent).map(Arc::clone) {
+            self.taints.insert(child, t);
+        }
+    }
+
+    pub fn forget(&mut self, pid: u32) {
+        self.taints.remove(&pid);
+        self.exfil_reported.remove(&pid);
+    }
+
+    /// A connection by `p` to `ip:port`: secret-exfil findings for every
+    /// secret it read within the window that may not go there.
+    pub fn on_connect(&mut self, p: &Process, ip: IpAddr, port: u16) -> Vec<Finding> {
+        let Some(taints) = self.taints.get_mut(&p.pid) else {
+            return Vec::new();
+        };
+        let now = Instant::now();
+        let expired = |t: &Taint| now.duration_since(t.at) > self.exfil_window;
+        if taints.iter().any(expired) {
+            Arc::make_mut(taints).retain(|t| !expired(t));
+        }
+        let metadata = self.metadata.iter().any(|d| d.contains(ip, port));
+        let dest = format!("{}", std::net::SocketAddr::new(ip, port));
+        let mut out = Vec::new();
+        for t in taints.iter() {
+            let allowed = t.allowed.iter().any(|d| d.contains(ip, port));
+            // A declared destination list may include a metadata endpoint on purpose.
+            if allowed && (!metadata || t.declared) {
+                continue;
+            }
+            let fp = t.secret.fingerprint.clone().unwrap_or_default();
+            if !self
+                .exfil_reported
+                .entry(p.pid)
+                .or_default()
+                .insert((fp, dest.clone()))
+            {
+                continue;
+            }
+            let what = if metadata {
+                "a cloud instance-metadata endpoint"
+            } else if t.declared {
+                "a destination outside the secret's allowed destinations"
+            } else {
+                "a destination outside the default allowed networks"
+            };
+            out.push(Finding {
+                rule: SECRET_EXFIL,
+                severity: if metadata {
+                    Severity::Critical
+                } else {
+                    Severity::High
+                },
+                summary: format!(
+                    "{} (pid {}) read {} secret {} and then connected to {dest}, {what}",
+                    p.comm, p.pid, t.secret.kind, t.secret.id
+                ),
+                mitre: vec!["T1041".into(), "T1552.001".into()],
+                secret: Some(t.secret.clone()),
+                evidence: Evidence {
+                    exec_ids: vec![t.reader_exec_id.clone(), p.exec_id.clone()],
+                    paths: t.secret.path.iter().cloned().collect(),
+                    destinations: vec![dest.clone()],
+                    ..Evidence::default()
+                },
+                action: None,
+            });
+        }
+        out
+    }
+
+    pub fn tainted_processes(&self) -> usize {
+        self.taints.len()
+    }
+
+    pub fn bound_secrets(&self) -> usize {
+        self.bindings.len()
+    }
+}
+
+/// The identity of a workload for the inventory: the binary the kernel ran
+/// (by hash when known) and where it runs.
+pub fn identity_key(p: &Process) -> String {
+    let exe = match &p.exe.sha256 {
+        Some(h) => format!("sha256:{h}"),
+        None => format!("exe:{}", p.exe.path),
+    };
+    format!("{exe}|cgroup:{}", p.cgroup.path.as_deref().unwrap_or("?"))
+}
