@@ -37,7 +37,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// The whole test suite: formatting, clippy, unit and real-kernel integration tests.
+    /// The whole test suite: formatting and clippy (workspace and eBPF crate),
+    /// unit and real-kernel integration tests, the VM matrix, the bench smoke.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -87,6 +88,38 @@ pub fn build_release() -> Result<PathBuf> {
     Ok(root().join("target/release/proctor"))
 }
 
+/// The eBPF crate is built apart from the workspace (nightly, BPF target), so
+/// the workspace's fmt and clippy never see it: check it with its own
+/// toolchain, in the target dir agent/build.rs uses, so nothing builds twice.
+fn lint_ebpf() -> Result<()> {
+    let ebpf = root().join("ebpf");
+    let path = format!(
+        "{}:{}",
+        setup::tools_dir().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let nightly = |args: &[&str]| {
+        let mut c = Command::new("rustup");
+        c.args(["run", "nightly", "cargo"])
+            .args(args)
+            .current_dir(&ebpf)
+            .env("CARGO_TARGET_DIR", root().join("target/ebpf"))
+            .env("PATH", &path);
+        for var in ["RUSTC", "RUSTC_WRAPPER", "RUSTUP_TOOLCHAIN", "CARGO"] {
+            c.env_remove(var);
+        }
+        c
+    };
+    run(&mut nightly(&["fmt", "--check"]))?;
+    run(&mut nightly(&[
+        "clippy",
+        "--release",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
@@ -114,6 +147,7 @@ fn main() -> Result<()> {
                 "-D",
                 "warnings",
             ]))?;
+            lint_ebpf()?;
             // The integration tests drive the release binary, as users run it.
             build_release()?;
             let bin = root().join("target/release/proctor");
