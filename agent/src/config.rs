@@ -21,7 +21,6 @@ pub const DEFAULT_CONFIG: &str = include_str!("default-config.yaml");
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub node_name: String,
-    pub mode: Mode,
     pub kernel: KernelConfig,
     pub hash: HashConfig,
     pub process_table: ProcessTableConfig,
@@ -57,12 +56,6 @@ pub struct FingerprintConfig {
     pub key: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    Audit,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KernelConfig {
@@ -96,7 +89,6 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             node_name: String::new(),
-            mode: Mode::Audit,
             kernel: KernelConfig::default(),
             hash: HashConfig::default(),
             process_table: ProcessTableConfig::default(),
