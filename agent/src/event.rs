@@ -1,6 +1,6 @@
 //! The event contract (`proctor.event/v1`): what every sink writes.
 //!
-//! Field names here are a public contract (see DESIGN.md); renaming one
+//! Field names here are a public contract (docs/event-contract.md); renaming one
 //! breaks every SIEM query built on it.
 
 use std::sync::Arc;

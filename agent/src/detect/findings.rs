@@ -1,4 +1,4 @@
-//! Builders for findings (rule ids are a contract, see DESIGN.md).
+//! Builders for findings (rule ids are a contract, see docs/event-contract.md).
 
 use crate::{
     event::Severity,

@@ -1,7 +1,7 @@
 //! SIEM output formats.
 //!
 //! The native form of an event is the `proctor.event/v1` contract (see
-//! DESIGN.md and [`crate::event`]). For SIEMs that want a standard schema the
+//! docs/event-contract.md and [`crate::event`]). For SIEMs that want a standard schema the
 //! same event can be rendered as:
 //!
 //! - [OCSF](ocsf) 1.3.0 JSON ([`Format::Ocsf`]),
