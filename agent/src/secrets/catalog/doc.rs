@@ -73,7 +73,7 @@ directory, and `*` never crosses a `/`. When a path matches several entries, the
 pattern has the most literal characters wins, then the one listed first. A content check, where \
 present, must also pass for the file to count as a secret (an `~/.aws/config` holding only a \
 region is not one). Policy can add entries or replace these by id. This table is generated from \
-the code (`agent/src/secrets/catalog.rs`); a unit test fails when it drifts.\n\n";
+the code (`agent/src/secrets/catalog/`); a unit test fails when it drifts.\n\n";
 
     fn doc_path() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/secret-catalog.md")
