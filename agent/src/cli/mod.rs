@@ -9,7 +9,6 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     config::Config,
-    daemon::Agent,
     kernel::doctor,
     secrets::inventory::{self, InventoryStore},
 };
@@ -117,44 +116,7 @@ pub fn main() -> i32 {
 fn dispatch(cmd: Command) -> Result<i32> {
     match cmd {
         Command::Run { config } => {
-            let cfg = Config::load(config.as_deref())?;
-            // One thread for the whole pipeline: reader, table and emitter hand
-            // events to each other without cross-thread wakeups (which cost more
-            // than the work itself). Hashing runs on the blocking pool.
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                // Bind first: a socket in use or a bad api.group fails before the probes load.
-                let api = if cfg.api.enabled {
-                    Some(crate::api::ApiServer::bind(cfg.api.clone())?)
-                } else {
-                    None
-                };
-                let inventory_path = inventory::default_path(&cfg.state_dir);
-                let agent = Agent::start(cfg)?;
-                let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-                let api_task = api.map(|server| {
-                    let handles = crate::api::ApiHandles {
-                        table: agent.table(),
-                        events: agent.events(),
-                        inventory_path,
-                    };
-                    tokio::spawn(server.run(handles, async move {
-                        let _ = api_stopped.await;
-                    }))
-                });
-                let result = agent.run().await;
-                let _ = stop_api.send(());
-                if let Some(task) = api_task {
-                    match task.await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => tracing::warn!("api: {e:#}"),
-                        Err(e) => tracing::warn!("api task: {e}"),
-                    }
-                }
-                result
-            })?;
+            crate::daemon::run(Config::load(config.as_deref())?)?;
             Ok(0)
         }
         Command::Attest { pid, json, socket } => {

@@ -1,8 +1,8 @@
 //! Prometheus metrics and the `/healthz` `/readyz` endpoints.
 //!
-//! Counters that live in the kernel (records sent and dropped per kind) are
-//! copied in by the reader loop on each refresh; everything else is counted
-//! where it happens.
+//! Counters that live elsewhere (kernel records sent and dropped per kind,
+//! the process table, caches, sinks) are copied in from the daemon's status
+//! figures on each refresh; everything else is counted where it happens.
 
 use std::{
     net::SocketAddr,
@@ -88,7 +88,7 @@ pub struct Metrics {
     kernel_sent: Family<KindLabel, Counter>,
     kernel_dropped: Family<KindLabel, Counter>,
     mirrors: Mutex<std::collections::HashMap<String, Arc<Mirror>>>,
-    pub processes: Family<StateLabel, Gauge>,
+    processes: Family<StateLabel, Gauge>,
     pub hash_hits: Counter,
     pub hash_misses: Counter,
     pub sink: Family<SinkLabels, Counter>,
@@ -246,6 +246,18 @@ impl Metrics {
             .get_or_create(&label)
             .set(level(s.spool_bytes));
         self.sink_up.get_or_create(&label).set(i64::from(!s.down));
+    }
+
+    /// Sets the process table's live and exited record counts.
+    pub fn process_table(&self, live: usize, exited: usize) {
+        for (state, n) in [("live", live), ("exited", exited)] {
+            let label = StateLabel {
+                state: state.into(),
+            };
+            self.processes
+                .get_or_create(&label)
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     pub fn hash_totals(&self, hits: u64, misses: u64) {

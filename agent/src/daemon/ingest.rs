@@ -1,0 +1,321 @@
+//! Ingest: what turns decoded kernel records into process-table updates and
+//! detector calls, and counts the records it could not attribute.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use aya::maps::{MapData, RingBuf};
+use proctor_common::{ExitEvent, ForkEvent};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::{
+    event::{ExitInfo, Kind},
+    identity::cgroups::CgroupResolver,
+    identity::exec_id::{exec_id, Origin},
+    identity::exec_identity::{self, ParentRef},
+    identity::hash_cache::HashCache,
+    identity::pods::PodCache,
+    identity::process_table::{ProcessTable, Record, Sweep},
+    identity::procfs_seed::{self, scan_pid},
+    identity::snapshot::Snapshot,
+    kernel::decode::{decode, ConnectRecord, ExecRecord, KernelEvent, OpenRecord},
+    pipeline::emitter::Pending,
+    secrets::monitor::SecretMonitor,
+};
+
+/// Records handled per drain call: bounded so status and signals are served
+/// during a storm.
+const DRAIN_BATCH: usize = 4096;
+
+/// Counters of things userspace could not attribute (`agent_status.userspace`;
+/// the field names are the contract).
+#[derive(Debug, Default, Clone, Serialize)]
+pub(super) struct Gaps {
+    pub decode_errors: u64,
+    pub exits_without_record: u64,
+    pub forks_without_parent: u64,
+    pub reconciled_without_exit: u64,
+    pub opens_without_process: u64,
+    pub connects_without_process: u64,
+}
+
+/// Everything the reader loop mutates.
+pub(super) struct Ingest {
+    pub table: Arc<Mutex<ProcessTable>>,
+    pub cgroups: CgroupResolver,
+    pub hashes: Arc<HashCache>,
+    /// Pod metadata, when a source runs (kubernetes config).
+    pub pods: Option<Arc<PodCache>>,
+    pub secrets: Option<SecretMonitor>,
+    pub tx: mpsc::Sender<Pending>,
+    pub gaps: Gaps,
+}
+
+impl Ingest {
+    /// Decodes and handles the records waiting in the ring buffer.
+    pub async fn drain(&mut self, rb: &mut RingBuf<MapData>) {
+        for _ in 0..DRAIN_BATCH {
+            let Some(item) = rb.next() else { break };
+            let decoded = decode(&item);
+            drop(item);
+            match decoded {
+                Ok(ev) => self.handle(ev).await,
+                Err(e) => {
+                    self.gaps.decode_errors += 1;
+                    tracing::warn!("undecodable ring buffer record: {e}");
+                }
+            }
+        }
+        if let Some(m) = self.secrets.as_mut() {
+            m.flush_reads_if_due();
+        }
+    }
+
+    /// Checks a batch of live records against /proc: those whose exit was
+    /// never seen are retired.
+    pub fn sweep(&mut self, sweep: &mut Sweep) {
+        let gone = sweep.step(&self.table, procfs_seed::still_running, Instant::now());
+        self.gaps.reconciled_without_exit += gone as u64;
+    }
+
+    /// Once per status interval: expire exited records, let the secret
+    /// monitor age its state.
+    pub fn housekeeping(&mut self) {
+        self.table.lock().unwrap().expire(Instant::now());
+        if let Some(m) = self.secrets.as_mut() {
+            m.housekeeping();
+        }
+    }
+
+    /// The agent's own process record, for the `process` of `agent_status`
+    /// (looked up, not inserted: the agent is no workload to track).
+    pub fn own_snapshot(&mut self) -> Option<Snapshot> {
+        let own = std::process::id();
+        let found = {
+            let table = self.table.lock().unwrap();
+            table.get(own).map(|r| r.snapshot.clone())
+        };
+        match found {
+            Some(s) => Some(s),
+            None => scan_pid(own, &mut self.cgroups, &self.hashes)
+                .map(|s| s.snapshot.with_pods(self.pods.as_ref())),
+        }
+    }
+
+    async fn handle(&mut self, ev: KernelEvent) {
+        match ev {
+            KernelEvent::Exec(rec) => self.exec(*rec).await,
+            KernelEvent::Fork(f) => self.fork(f),
+            KernelEvent::Exit(e) => self.exit(e).await,
+            KernelEvent::FileOpen(o) => self.file_open(*o).await,
+            KernelEvent::Connect(c) => self.connect(*c).await,
+        }
+    }
+
+    async fn connect(&mut self, rec: ConnectRecord) {
+        let Some(reader) = self.reader(rec.tgid) else {
+            self.gaps.connects_without_process += 1;
+            return;
+        };
+        self.send(Pending {
+            net: Some(crate::detect::connect::net_info(&rec)),
+            ..Pending::new(Kind::NetConnect, rec.ktime_ns, reader.clone())
+        })
+        .await;
+        let (Some(ip), Some(m)) = (rec.ip, self.secrets.as_mut()) else {
+            return;
+        };
+        let found = m.on_connect(&reader.current(), ip, rec.port);
+        for f in found {
+            self.send(Pending {
+                finding: Some(f),
+                refers_to_previous: true,
+                ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
+            })
+            .await;
+        }
+    }
+
+    /// The process record of `pid`, from the table or, failing that, /proc.
+    fn reader(&mut self, pid: u32) -> Option<Snapshot> {
+        if let Some(r) = self.table.lock().unwrap().get(pid) {
+            return Some(r.snapshot.clone());
+        }
+        let mut s = scan_pid(pid, &mut self.cgroups, &self.hashes)?;
+        s.snapshot = s.snapshot.with_pods(self.pods.as_ref());
+        let snapshot = s.snapshot.clone();
+        self.table.lock().unwrap().insert(pid, s.into_record(false));
+        Some(snapshot)
+    }
+
+    async fn file_open(&mut self, rec: OpenRecord) {
+        if self.secrets.is_none() {
+            return;
+        }
+        let Some(reader) = self.reader(rec.tgid) else {
+            self.gaps.opens_without_process += 1;
+            return;
+        };
+        // Owner selectors may name the binary's hash: judge the finished identity.
+        let resolved = reader.resolve().await;
+        let out = match self.secrets.as_mut() {
+            Some(m) => m.on_open(&rec, &reader, &resolved),
+            None => Vec::new(),
+        };
+        for p in out {
+            self.send(p).await;
+        }
+    }
+
+    /// Secret checks at exec: environment, and search tools hunting for secrets.
+    async fn exec_checks(&mut self, snapshot: &Snapshot, boot_ns: u64) {
+        let Some(m) = self.secrets.as_mut() else {
+            return;
+        };
+        let env = m.scan_env(snapshot.process.pid);
+        let searching = m.on_exec_search_tool(&snapshot.process);
+        if env.is_empty() && searching.is_none() {
+            return;
+        }
+        let resolved = snapshot.resolve().await;
+        let mut found = match self.secrets.as_mut() {
+            Some(m) => m.env_findings(&resolved, env),
+            None => Vec::new(),
+        };
+        found.extend(searching);
+        for f in found {
+            self.send(Pending {
+                finding: Some(f),
+                ..Pending::new(Kind::Finding, boot_ns, snapshot.clone())
+            })
+            .await;
+        }
+    }
+
+    async fn exec(&mut self, rec: ExecRecord) {
+        let parent = {
+            let table = self.table.lock().unwrap();
+            table
+                .get_started(rec.ppid, rec.parent_start_boottime_ns)
+                .map(|r| ParentRef {
+                    exec_id: r.exec_id().to_string(),
+                })
+        };
+        let cgroup_path = self.cgroups.path(rec.cgroup_id, rec.tgid);
+        let snapshot = exec_identity::from_exec(&rec, parent, cgroup_path, &self.hashes)
+            .with_pods(self.pods.as_ref());
+        self.table.lock().unwrap().insert(
+            rec.tgid,
+            Record {
+                snapshot: snapshot.clone(),
+                start_boottime_ns: rec.start_boottime_ns,
+                coarse_start: false,
+                since_boottime_ns: rec.ktime_ns,
+                announced: true,
+            },
+        );
+        self.send(Pending::new(
+            Kind::ProcessExec,
+            rec.ktime_ns,
+            snapshot.clone(),
+        ))
+        .await;
+        self.exec_checks(&snapshot, rec.ktime_ns).await;
+    }
+
+    /// A new process inherits its parent's identity until it execs.
+    fn fork(&mut self, f: ForkEvent) {
+        let mut table = self.table.lock().unwrap();
+        let inherited = table
+            .get_started(f.parent_tgid, f.parent_start_boottime_ns)
+            .map(|parent| {
+                let mut p = (*parent.snapshot.process).clone();
+                p.parent_exec_id = Some(p.exec_id.clone());
+                p.exec_id = exec_id(Origin::Fork, f.child_tgid, f.child_start_boottime_ns);
+                p.pid = f.child_tgid;
+                p.ppid = f.parent_tgid;
+                p.start_time_ns = crate::clock::to_epoch_ns(f.child_start_boottime_ns);
+                p.cgroup.id = f.cgroup_id;
+                Snapshot::new(
+                    Arc::new(p),
+                    parent.snapshot.exe_hash.clone(),
+                    parent.snapshot.script_hash.clone(),
+                )
+                .with_pods(parent.snapshot.pods.as_ref())
+            });
+        let record = match inherited {
+            Some(snapshot) => Record {
+                snapshot,
+                start_boottime_ns: f.child_start_boottime_ns,
+                coarse_start: false,
+                since_boottime_ns: f.hdr.ktime_ns,
+                announced: false,
+            },
+            None => {
+                self.gaps.forks_without_parent += 1;
+                let Some(s) = scan_pid(f.child_tgid, &mut self.cgroups, &self.hashes) else {
+                    return;
+                };
+                let mut r = s.into_record(false);
+                r.snapshot = r.snapshot.with_pods(self.pods.as_ref());
+                Record {
+                    since_boottime_ns: f.hdr.ktime_ns,
+                    ..r
+                }
+            }
+        };
+        table.insert(f.child_tgid, record);
+        drop(table);
+        if let Some(m) = self.secrets.as_mut() {
+            m.on_fork(f.parent_tgid, f.child_tgid);
+        }
+    }
+
+    async fn exit(&mut self, e: ExitEvent) {
+        let pending = {
+            let mut table = self.table.lock().unwrap();
+            match table.exit(e.tgid, e.start_boottime_ns, Instant::now()) {
+                Some(rec) if rec.announced => Some(Pending {
+                    exit: Some(exit_info(
+                        e.exit_code,
+                        e.hdr.ktime_ns,
+                        rec.since_boottime_ns,
+                    )),
+                    ..Pending::new(Kind::ProcessExit, e.hdr.ktime_ns, rec.snapshot.clone())
+                }),
+                Some(_) => None,
+                None => {
+                    self.gaps.exits_without_record += 1;
+                    None
+                }
+            }
+        };
+        if let Some(m) = self.secrets.as_mut() {
+            m.forget_process(e.tgid);
+        }
+        if let Some(p) = pending {
+            self.send(p).await;
+        }
+    }
+
+    pub async fn send(&self, p: Pending) {
+        // Backpressure, not loss: if the output stalls, the ring buffer fills
+        // and the kernel counts what it could not reserve.
+        if self.tx.send(p).await.is_err() {
+            tracing::error!("event output stopped; this is a bug");
+        }
+    }
+}
+
+fn exit_info(status: u32, exit_ns: u64, since_ns: u64) -> ExitInfo {
+    let signal = (status & 0x7f) as i32;
+    ExitInfo {
+        code: (signal == 0).then_some(((status >> 8) & 0xff) as i32),
+        signal: (signal != 0).then_some(signal),
+        core_dumped: status & 0x80 != 0,
+        duration_ns: exit_ns.saturating_sub(since_ns),
+    }
+}

@@ -1,0 +1,105 @@
+//! Start-up: sinks, kernel preparation, probe loading and attachment, the
+//! process table seeded from /proc, and the secret monitor.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use anyhow::Result;
+use tokio::sync::{broadcast, mpsc};
+
+use super::{
+    ingest::{Gaps, Ingest},
+    pod_source::PodSource,
+    Agent,
+};
+use crate::{
+    config::Config,
+    export::{metrics::Metrics, sinks::SinkSet},
+    identity::{
+        cgroups::CgroupResolver, hash_cache::HashCache, process_table::ProcessTable, procfs_seed,
+    },
+    kernel::{preflight, probes},
+    pipeline::seq_store::SeqStore,
+    secrets::{monitor::SecretMonitor, policy::Enforcement},
+};
+
+impl Agent {
+    /// Checks, loads and attaches everything, and seeds the process table.
+    /// Must be called inside a tokio runtime.
+    pub(super) fn start(cfg: Config) -> Result<Self> {
+        // Sinks first: a bad CA file or a spool in use fails before any probe loads.
+        let node: Arc<str> = cfg.node().into();
+        let seq = SeqStore::open(&cfg.state_dir)?;
+        let sinks = Arc::new(SinkSet::start(&cfg.sinks, &cfg.state_dir, &node)?);
+        let mounted = preflight::prepare()?;
+        // Enforcement hooks only go in when some rule asks for them.
+        let wants = |e| cfg.secrets.rules.iter().any(|r| r.enforce.contains(&e));
+        let mut probes = probes::load(
+            cfg.kernel.ring_buffer_bytes,
+            cfg.kernel.wakeup_bytes as u64,
+            probes::EnforcementHooks {
+                block_egress: wants(Enforcement::BlockEgress),
+                lsm_deny: wants(Enforcement::Kill),
+            },
+        )?;
+        let hashes = HashCache::new(
+            cfg.hash.cache_entries,
+            cfg.hash.workers,
+            cfg.hash.max_file_bytes,
+        );
+        let mut cgroups = CgroupResolver::new();
+        let pods = PodSource::new(&cfg.kubernetes, &cfg.node())?;
+        let mut table =
+            ProcessTable::new(cfg.process_table.exit_grace, cfg.process_table.max_exited);
+        // Probes are attached first, so a process started during the scan is
+        // seen by one or the other (an exec record replaces a scan record).
+        for s in procfs_seed::scan_all(&mut cgroups, &hashes) {
+            let mut r = s.into_record(true);
+            r.snapshot = r.snapshot.with_pods(pods.cache.as_ref());
+            table.insert(r.snapshot.process.pid, r);
+        }
+        // Parsing the kernel's BTF (twice: offsets and program loading) leaves
+        // tens of MiB of freed heap behind; hand it back to the OS.
+        // SAFETY: malloc_trim has no preconditions.
+        unsafe { libc::malloc_trim(0) };
+        let secrets = match (
+            cfg.secrets.enabled,
+            probes.open_filter.take(),
+            probes.enforcement.take(),
+        ) {
+            (true, Some(filter), Some(enforcement)) => {
+                Some(SecretMonitor::new(&cfg, filter, enforcement)?)
+            }
+            _ => None,
+        };
+        let (tx, rx) = mpsc::channel(16 * 1024);
+        let (subscribers, _) = broadcast::channel(64 * 1024);
+        Ok(Self {
+            node,
+            sink_stats: sinks.stats_source(),
+            sinks,
+            seq: Some(seq),
+            cfg,
+            probes,
+            ingest: Ingest {
+                table: Arc::new(Mutex::new(table)),
+                cgroups,
+                hashes,
+                pods: pods.cache.clone(),
+                secrets,
+                tx,
+                gaps: Gaps::default(),
+            },
+            emit_counters: Arc::default(),
+            subscribers,
+            rx: Some(rx),
+            mounted,
+            started: Instant::now(),
+            metrics: Metrics::new(),
+            metrics_addr: None,
+            pod_source: pods,
+        })
+    }
+}

@@ -1,0 +1,360 @@
+//! The agent's figures, read once per tick into one snapshot: the
+//! `agent_status` event's `status` object and the Prometheus metrics are both
+//! written from it.
+
+use proctor_common::{
+    CONNECT_DEDUP_SLOT, EGRESS_DENIED_SLOT, KIND_CONNECT, KIND_EXEC, KIND_EXIT, KIND_FILE_OPEN,
+    KIND_FORK, LSM_DENIED_SLOT,
+};
+use serde::Serialize;
+
+use super::{ingest::Gaps, pod_source::PodMetadataStatus, Agent};
+use crate::{
+    clock::boot_ns,
+    event::Kind,
+    export::{metrics::Metrics, sinks::SinkStats},
+    identity::{hash_cache::HashStatsSnapshot, process_table::TableStats},
+    kernel::probes::{per_cpu_total, AttachedProgram, HookSet, Probes},
+    pipeline::emitter::{EmitStats, Pending},
+};
+
+/// Everything `agent_status.status` reports besides `state`. Field names,
+/// nesting and value types are the event contract (DESIGN.md, docs).
+#[derive(Debug, Serialize)]
+pub(super) struct Figures {
+    uptime_seconds: f64,
+    hooks: Vec<AttachedProgram>,
+    metrics_listen: Option<String>,
+    /// How `enforce: kill` is carried out on this kernel.
+    kill_enforcement: &'static str,
+    hook_set: HookSet,
+    mounted: Vec<String>,
+    kernel: KernelFigures,
+    userspace: Gaps,
+    secrets: Option<serde_json::Value>,
+    pod_metadata: PodMetadataStatus,
+    emitted: EmitStats,
+    process_table: TableStats,
+    hash_cache: HashStatsSnapshot,
+    sinks: Vec<SinkStats>,
+}
+
+/// `agent_status.status`: the agent's state (started, running, stopped) and
+/// its figures, in one object.
+#[derive(Serialize)]
+struct Status<'a> {
+    state: &'a str,
+    #[serde(flatten)]
+    figures: &'a Figures,
+}
+
+#[derive(Debug, Serialize)]
+struct KernelFigures {
+    ring_buffer_bytes: u32,
+    dropped: Dropped,
+    sent: Sent,
+}
+
+/// Records the kernel could not reserve in the ring buffer.
+#[derive(Debug, Serialize)]
+struct Dropped {
+    #[serde(flatten)]
+    kinds: PerKind,
+    total: u64,
+}
+
+/// Records the kernel submitted, and what the probes decided not to submit.
+#[derive(Debug, Serialize)]
+struct Sent {
+    #[serde(flatten)]
+    kinds: PerKind,
+    /// Repeated connects to a destination a process already reported.
+    connect_deduplicated: u64,
+    /// Connects refused by block-egress.
+    egress_denied: u64,
+    /// Opens refused by the LSM deny path.
+    opens_denied: u64,
+}
+
+/// A kernel per-CPU counter map, summed, per kind of record.
+#[derive(Debug, Serialize)]
+struct PerKind {
+    exec: u64,
+    fork: u64,
+    exit: u64,
+    file_open: u64,
+    connect: u64,
+}
+
+impl PerKind {
+    fn read(map: &aya::maps::PerCpuArray<aya::maps::MapData, u64>) -> Self {
+        let n = |slot| per_cpu_total(map, slot);
+        PerKind {
+            exec: n(KIND_EXEC),
+            fork: n(KIND_FORK),
+            exit: n(KIND_EXIT),
+            file_open: n(KIND_FILE_OPEN),
+            connect: n(KIND_CONNECT),
+        }
+    }
+
+    /// (metrics `kind` label, count).
+    fn labelled(&self) -> [(&'static str, u64); 5] {
+        [
+            ("exec", self.exec),
+            ("fork", self.fork),
+            ("exit", self.exit),
+            ("file_open", self.file_open),
+            ("connect", self.connect),
+        ]
+    }
+
+    fn total(&self) -> u64 {
+        self.labelled().iter().map(|(_, n)| n).sum()
+    }
+}
+
+impl KernelFigures {
+    fn read(probes: &Probes, ring_buffer_bytes: u32) -> Self {
+        let dropped = PerKind::read(&probes.drops);
+        let sent = |slot| per_cpu_total(&probes.sent, slot);
+        KernelFigures {
+            ring_buffer_bytes,
+            dropped: Dropped {
+                total: dropped.total(),
+                kinds: dropped,
+            },
+            sent: Sent {
+                kinds: PerKind::read(&probes.sent),
+                connect_deduplicated: sent(CONNECT_DEDUP_SLOT),
+                egress_denied: sent(EGRESS_DENIED_SLOT),
+                opens_denied: sent(LSM_DENIED_SLOT),
+            },
+        }
+    }
+}
+
+impl Figures {
+    /// Copies the figures /metrics carries into the metrics.
+    pub fn publish(&self, m: &Metrics) {
+        let sent = self.kernel.sent.kinds.labelled();
+        let dropped = self.kernel.dropped.kinds.labelled();
+        for ((kind, sent), (_, dropped)) in sent.into_iter().zip(dropped) {
+            m.kernel(kind, sent, dropped);
+        }
+        m.process_table(self.process_table.live, self.process_table.exited);
+        m.hash_totals(self.hash_cache.hits, self.hash_cache.misses);
+        if let PodMetadataStatus::Source(s) = &self.pod_metadata {
+            m.pod_metadata(s.fetches_ok, s.fetches_failed, s.pods);
+        }
+        for s in &self.sinks {
+            m.sink_stats(s);
+        }
+    }
+}
+
+impl Agent {
+    /// Reads every figure once: kernel maps, process table, caches, sinks.
+    pub(super) fn figures(&self) -> Figures {
+        let ingest = &self.ingest;
+        Figures {
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            hooks: self.probes.attached.clone(),
+            metrics_listen: self.metrics_addr.map(|a| a.to_string()),
+            kill_enforcement: if self.probes.lsm_deny {
+                "lsm-deny"
+            } else {
+                "tracepoint-sigkill"
+            },
+            hook_set: self.probes.hook_set(),
+            mounted: self.mounted.clone(),
+            kernel: KernelFigures::read(&self.probes, self.cfg.kernel.ring_buffer_bytes),
+            userspace: ingest.gaps.clone(),
+            secrets: ingest.secrets.as_ref().map(|m| m.stats_json()),
+            pod_metadata: self.pod_source.status(),
+            emitted: self.emit_counters.snapshot(),
+            process_table: ingest.table.lock().unwrap().stats(),
+            hash_cache: ingest.hashes.snapshot(),
+            sinks: self.sink_stats.stats(),
+        }
+    }
+
+    /// Refreshes the metrics between status events.
+    pub(super) fn refresh_metrics(&self) {
+        self.figures().publish(&self.metrics);
+    }
+
+    /// Emits `agent_status` in `state`, and refreshes the metrics from the
+    /// same figures.
+    pub(super) async fn emit_status(&mut self, state: &str) {
+        let figures = self.figures();
+        figures.publish(&self.metrics);
+        let Some(process) = self.ingest.own_snapshot() else {
+            return;
+        };
+        let status = match serde_json::to_value(Status {
+            state,
+            figures: &figures,
+        }) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!("agent_status not serialisable; this is a bug: {e}");
+                return;
+            }
+        };
+        self.ingest
+            .send(Pending {
+                status: Some(status),
+                ..Pending::new(Kind::AgentStatus, boot_ns(), process)
+            })
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::identity::pods::SourceStats;
+
+    fn per_kind(base: u64) -> PerKind {
+        PerKind {
+            exec: base + 1,
+            fork: base + 2,
+            exit: base + 3,
+            file_open: base + 4,
+            connect: base + 5,
+        }
+    }
+
+    fn figures(pod_metadata: PodMetadataStatus) -> Figures {
+        Figures {
+            uptime_seconds: 1.5,
+            hooks: vec![AttachedProgram {
+                hook: "tp_btf/sched_process_exec".into(),
+                id: 7,
+            }],
+            metrics_listen: Some("127.0.0.1:9464".into()),
+            kill_enforcement: "tracepoint-sigkill",
+            hook_set: HookSet::of(&[]),
+            mounted: vec!["/sys/fs/bpf".into()],
+            kernel: KernelFigures {
+                ring_buffer_bytes: 1 << 20,
+                dropped: Dropped {
+                    total: per_kind(0).total(),
+                    kinds: per_kind(0),
+                },
+                sent: Sent {
+                    kinds: per_kind(10),
+                    connect_deduplicated: 21,
+                    egress_denied: 22,
+                    opens_denied: 23,
+                },
+            },
+            userspace: Gaps {
+                decode_errors: 31,
+                exits_without_record: 32,
+                forks_without_parent: 33,
+                reconciled_without_exit: 34,
+                opens_without_process: 35,
+                connects_without_process: 36,
+            },
+            secrets: Some(json!({"bound_secrets": 2})),
+            pod_metadata,
+            emitted: EmitStats {
+                process_exec: 41,
+                process_exit: 42,
+                agent_status: 43,
+                file_open: 44,
+                finding: 45,
+                net_connect: 46,
+                suppressed: 47,
+            },
+            process_table: TableStats {
+                live: 51,
+                exited: 52,
+                evicted_early: 53,
+            },
+            hash_cache: HashStatsSnapshot {
+                entries: 61,
+                hits: 62,
+                misses: 63,
+                bytes_hashed: 64,
+                hash_seconds: 0.25,
+                too_large: 65,
+                unverified: 66,
+            },
+            sinks: Vec::new(),
+        }
+    }
+
+    /// The object as it was written by hand before the snapshot existed:
+    /// field names, nesting and value types are the contract.
+    fn contract(f: &Figures, pod_metadata: serde_json::Value) -> serde_json::Value {
+        json!({
+            "state": "running",
+            "uptime_seconds": 1.5,
+            "hooks": [{"hook": "tp_btf/sched_process_exec", "id": 7}],
+            "metrics_listen": "127.0.0.1:9464",
+            "kill_enforcement": "tracepoint-sigkill",
+            "hook_set": f.hook_set,
+            "mounted": ["/sys/fs/bpf"],
+            "kernel": {
+                "ring_buffer_bytes": 1u32 << 20,
+                "dropped": {"exec": 1, "fork": 2, "exit": 3, "file_open": 4, "connect": 5, "total": 15},
+                "sent": {
+                    "exec": 11, "fork": 12, "exit": 13, "file_open": 14, "connect": 15,
+                    "connect_deduplicated": 21, "egress_denied": 22, "opens_denied": 23,
+                },
+            },
+            "userspace": {
+                "decode_errors": 31,
+                "exits_without_record": 32,
+                "forks_without_parent": 33,
+                "reconciled_without_exit": 34,
+                "opens_without_process": 35,
+                "connects_without_process": 36,
+            },
+            "secrets": {"bound_secrets": 2},
+            "pod_metadata": pod_metadata,
+            "emitted": f.emitted,
+            "process_table": {"live": 51, "exited": 52, "evicted_early": 53},
+            "hash_cache": f.hash_cache,
+            "sinks": [],
+        })
+    }
+
+    #[test]
+    fn agent_status_keeps_its_field_names_and_types() {
+        let off = figures(PodMetadataStatus::Disabled {
+            source: "none",
+            state: "disabled",
+            reason: Some("kubernetes.enabled is off".into()),
+        });
+        let got = serde_json::to_value(Status {
+            state: "running",
+            figures: &off,
+        })
+        .unwrap();
+        let want = contract(
+            &off,
+            json!({"source": "none", "state": "disabled", "reason": "kubernetes.enabled is off"}),
+        );
+        assert_eq!(got, want);
+
+        let stats = SourceStats {
+            source: "kubelet",
+            state: "ok",
+            pods: 3,
+            ..SourceStats::default()
+        };
+        let on = figures(PodMetadataStatus::Source(stats.clone()));
+        let got = serde_json::to_value(Status {
+            state: "running",
+            figures: &on,
+        })
+        .unwrap();
+        assert_eq!(got, contract(&on, serde_json::to_value(stats).unwrap()));
+    }
+}
