@@ -493,7 +493,7 @@ impl Agent {
                 _ = drain_tick.tick() => self.drain(events.get_mut()).await,
                 _ = metrics_tick.tick() => self.refresh_metrics(sinks),
                 _ = sweep_tick.tick() => {
-                    let gone = sweep.step(&self.state.table, procfs_seed::still_running, Instant::now());
+                    let gone = sweep.step(&self.state.table, crate::identity::liveness::still_running, Instant::now());
                     self.state.gaps.reconciled += gone as u64;
                 }
                 _ = status_tick.tick() => {

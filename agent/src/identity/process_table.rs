@@ -11,7 +11,7 @@ use std::{
 
 use serde::Serialize;
 
-use crate::{clock::tick_ns, identity::snapshot::Snapshot};
+use crate::identity::{liveness::same_start_tick, snapshot::Snapshot};
 
 pub struct Record {
     pub snapshot: Snapshot,
@@ -29,8 +29,7 @@ impl Record {
     /// Whether this record is the process that started at `start_ns` (kernel ns).
     pub fn started_at(&self, start_ns: u64) -> bool {
         if self.coarse_start {
-            let t = tick_ns();
-            self.start_boottime_ns / t == start_ns / t
+            same_start_tick(self.start_boottime_ns, start_ns)
         } else {
             self.start_boottime_ns == start_ns
         }
@@ -215,7 +214,7 @@ mod tests {
     use crate::{
         identity::cgroups::CgroupResolver,
         identity::hash_cache::HashCache,
-        identity::procfs_seed::{scan_pid, still_running},
+        identity::{liveness::still_running, procfs_seed::scan_pid},
     };
 
     fn sleeper() -> Child {
