@@ -147,10 +147,37 @@ pub struct FileInfo {
     pub requested_path: String,
 }
 
+/// Finding rule ids (a contract, see DESIGN.md). They live with the event
+/// rather than in `detect` because detectors below `detect` (secret usage)
+/// name them too, and the contract depends on no detector.
+pub mod rule {
+    pub const SECRET_READ: &str = "secret-read";
+    pub const SECRET_ENV: &str = "secret-env";
+    pub const SECRET_REPLAY: &str = "secret-replay";
+    pub const SECRET_EXFIL: &str = "secret-exfil";
+    pub const SECRET_SEARCH: &str = "secret-search";
+    pub const UNTRUSTED_BINARY: &str = "untrusted-binary";
+    pub const IDENTITY_FORGERY: &str = "identity-forgery";
+    pub const SECRET_STALE: &str = "secret-stale";
+    pub const SECRET_DECOY: &str = "secret-decoy";
+
+    /// Every rule id, in the order DESIGN.md lists them.
+    pub const ALL: [&str; 9] = [
+        SECRET_READ,
+        SECRET_ENV,
+        SECRET_REPLAY,
+        SECRET_EXFIL,
+        SECRET_SEARCH,
+        UNTRUSTED_BINARY,
+        IDENTITY_FORGERY,
+        SECRET_STALE,
+        SECRET_DECOY,
+    ];
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
-    /// Rule id (a contract): secret-read, secret-env, secret-replay,
-    /// secret-exfil, secret-search, untrusted-binary.
+    /// Rule id, one of [`rule`].
     pub rule: &'static str,
     pub severity: Severity,
     pub summary: String,

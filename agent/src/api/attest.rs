@@ -31,6 +31,7 @@ use crate::{
     },
     clock::{boot_epoch_ns, tick_ns},
     event::{Kind, Process},
+    identity::liveness::{self, Liveness},
     identity::snapshot::Snapshot,
 };
 
@@ -75,29 +76,22 @@ fn check_live(pid: u32, start_boot_ns: u64, exe_ino: u64, exe_dev: u64) -> Resul
     use std::os::unix::fs::MetadataExt;
     let exited = || Status::not_found(format!("pid {pid} has exited"));
     let proc_ = procfs::process::Process::new(pid as i32).map_err(|_| exited())?;
-    let s1 = proc_.stat().map_err(|_| exited())?;
-    if matches!(s1.state, 'Z' | 'X' | 'x') {
-        return Err(exited());
-    }
-    let recorded_ticks = start_boot_ns / tick_ns();
-    let reused = |ticks: u64| {
-        Status::not_found(format!(
+    let still_recorded = || match liveness::check(&proc_, start_boot_ns) {
+        Liveness::Same => Ok(()),
+        Liveness::Exited => Err(exited()),
+        Liveness::Reused { ticks } => Err(Status::not_found(format!(
             "pid {pid} was reused: it now belongs to a process started at tick {ticks}, \
-             not the one the agent recorded (tick {recorded_ticks}); the agent has not \
-             processed the new one yet"
-        ))
+             not the one the agent recorded (tick {}); the agent has not \
+             processed the new one yet",
+            liveness::start_ticks(start_boot_ns)
+        ))),
     };
-    if s1.starttime != recorded_ticks {
-        return Err(reused(s1.starttime));
-    }
+    still_recorded()?;
     let status = proc_.status().map_err(|_| exited())?;
     let exe = std::fs::metadata(format!("/proc/{pid}/exe"));
     // Read through the same /proc/<pid> directory: it fails once that
     // process is gone, so everything read before belonged to it.
-    let s2 = proc_.stat().map_err(|_| exited())?;
-    if s2.starttime != s1.starttime {
-        return Err(reused(s2.starttime));
-    }
+    still_recorded()?;
     let exe = exe.map_err(|e| {
         Status::unavailable(format!(
             "cannot check the executable of pid {pid} (/proc/{pid}/exe: {e}); retry"
@@ -367,10 +361,8 @@ impl Watcher {
 
     /// Re-reads the table and /proc.
     async fn poll(&mut self) -> Step {
-        let rec = live_record(&self.svc.handles, self.pid).filter(|(_, b)| {
-            let t = tick_ns();
-            b / t == self.start_boot / t
-        });
+        let rec = live_record(&self.svc.handles, self.pid)
+            .filter(|(_, b)| liveness::same_start_tick(*b, self.start_boot));
         let Some((snapshot, _)) = rec else {
             let last = {
                 let table = self.svc.handles.table.lock().unwrap();
@@ -386,12 +378,7 @@ impl Watcher {
                 None => self.exited(None).await,
             };
         };
-        let alive = procfs::process::Process::new(self.pid as i32)
-            .and_then(|p| p.stat())
-            .is_ok_and(|s| {
-                s.starttime == self.start_boot / tick_ns() && !matches!(s.state, 'Z' | 'X' | 'x')
-            });
-        if !alive {
+        if !liveness::still_running(self.pid, self.start_boot) {
             let p = resolved(&snapshot, self.svc.hash_wait).await;
             return self.exited(Some(&p)).await;
         }

@@ -19,8 +19,8 @@ use crate::{
     identity::hash_cache::HashCache,
     identity::pods::PodCache,
     identity::process_table::{ProcessTable, Record, Sweep},
-    identity::procfs_seed::{self, scan_pid},
     identity::snapshot::Snapshot,
+    identity::{liveness, procfs_seed::scan_pid},
     kernel::decode::{decode, ConnectRecord, ExecRecord, KernelEvent, OpenRecord},
     pipeline::emitter::Pending,
     secrets::monitor::SecretMonitor,
@@ -77,7 +77,7 @@ impl Ingest {
     /// Checks a batch of live records against /proc: those whose exit was
     /// never seen are retired.
     pub fn sweep(&mut self, sweep: &mut Sweep) {
-        let gone = sweep.step(&self.table, procfs_seed::still_running, Instant::now());
+        let gone = sweep.step(&self.table, liveness::holds_pid, Instant::now());
         self.gaps.reconciled_without_exit += gone as u64;
     }
 

@@ -1,14 +1,11 @@
-//! Builders for findings (rule ids are a contract, see docs/event-contract.md).
+//! Builders for findings; their rule ids are the contract's
+//! ([`crate::event::rule`], docs/event-contract.md).
 
 use crate::{
+    event::rule::{SECRET_ENV, SECRET_READ, SECRET_SEARCH, UNTRUSTED_BINARY},
     event::Severity,
     event::{Evidence, Finding, Process, SecretInfo},
 };
-
-pub const SECRET_READ: &str = "secret-read";
-pub const SECRET_ENV: &str = "secret-env";
-pub const SECRET_SEARCH: &str = "secret-search";
-pub const UNTRUSTED_BINARY: &str = "untrusted-binary";
 
 /// Why a process's binary cannot be attested, if it cannot.
 pub fn untrusted_reason(p: &Process) -> Option<&'static str> {

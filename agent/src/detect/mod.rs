@@ -1,5 +1,9 @@
-//! Findings: every rule id of the contract and the builders that fill them
-//! with evidence, and the connect events the exfiltration rule reads.
+//! Findings: the builders that fill each rule with evidence, and the connect
+//! events the exfiltration rule reads. The rule ids themselves are part of
+//! the event contract ([`rule`], defined in `event.rs` so that detectors
+//! below this wing can name them too).
 
 pub mod connect;
 pub mod findings;
+
+pub use crate::event::rule;

@@ -11,7 +11,7 @@ use std::{
 
 use serde::Serialize;
 
-use crate::{clock::tick_ns, identity::snapshot::Snapshot};
+use crate::identity::{liveness::same_start_tick, snapshot::Snapshot};
 
 pub struct Record {
     pub snapshot: Snapshot,
@@ -29,8 +29,7 @@ impl Record {
     /// Whether this record is the process that started at `start_ns` (kernel ns).
     pub fn started_at(&self, start_ns: u64) -> bool {
         if self.coarse_start {
-            let t = tick_ns();
-            self.start_boottime_ns / t == start_ns / t
+            same_start_tick(self.start_boottime_ns, start_ns)
         } else {
             self.start_boottime_ns == start_ns
         }
@@ -215,7 +214,7 @@ mod tests {
     use crate::{
         identity::cgroups::CgroupResolver,
         identity::hash_cache::HashCache,
-        identity::procfs_seed::{scan_pid, still_running},
+        identity::{liveness::holds_pid, procfs_seed::scan_pid},
     };
 
     fn sleeper() -> Child {
@@ -240,19 +239,19 @@ mod tests {
         let t0 = Instant::now();
         let mut sweep = Sweep::new(Duration::from_secs(600), 2);
         // Three records, two per step: the sweep needs two steps.
-        let first = sweep.step(&table, still_running, t0);
+        let first = sweep.step(&table, holds_pid, t0);
         assert!(first <= 2, "{first}");
-        assert_eq!(first + sweep.step(&table, still_running, t0), 2);
+        assert_eq!(first + sweep.step(&table, holds_pid, t0), 2);
         assert_eq!(table.lock().unwrap().stats().live, 1);
         assert_eq!(table.lock().unwrap().stats().exited, 2);
 
         kids[2].kill().unwrap();
         kids[2].wait().unwrap();
         // The last sweep began less than `every` ago: nothing is checked.
-        assert_eq!(sweep.step(&table, still_running, t0), 0);
+        assert_eq!(sweep.step(&table, holds_pid, t0), 0);
         assert_eq!(table.lock().unwrap().stats().live, 1);
         let later = t0 + Duration::from_secs(601);
-        assert_eq!(sweep.step(&table, still_running, later), 1);
+        assert_eq!(sweep.step(&table, holds_pid, later), 1);
         assert_eq!(table.lock().unwrap().stats().live, 0);
     }
 

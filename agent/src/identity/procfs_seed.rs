@@ -37,16 +37,6 @@ impl Scanned {
     }
 }
 
-/// Whether the process that started at `start_boottime_ns` still holds `pid`.
-pub fn still_running(pid: u32, start_boottime_ns: u64) -> bool {
-    let Ok(p) = ProcProcess::new(pid as i32) else {
-        return false;
-    };
-    p.stat()
-        .map(|s| start_boottime_ns / tick_ns() == s.starttime)
-        .unwrap_or(false)
-}
-
 /// Reads one process from /proc. `None` when it is gone or is a kernel thread.
 pub fn scan_pid(pid: u32, cgroups: &mut CgroupResolver, hashes: &HashCache) -> Option<Scanned> {
     let p = ProcProcess::new(pid as i32).ok()?;

@@ -15,13 +15,11 @@ use std::{
 };
 
 use crate::{
+    event::rule::{SECRET_EXFIL, SECRET_REPLAY},
     event::Severity,
     event::{Evidence, Finding, Process, SecretInfo},
     secrets::policy::{Destination, ReplayMode},
 };
-
-pub const SECRET_REPLAY: &str = "secret-replay";
-pub const SECRET_EXFIL: &str = "secret-exfil";
 
 /// A workload bound to a secret, with the exec that showed it.
 #[derive(Debug, Clone)]

@@ -30,10 +30,11 @@
 //! | `filePath`, `fname`, `fileId`, `fileHash`, `fsize` | the file (for exec: the executable) |
 //! | `dst`, `dpt`, `proto`, `outcome`, `reason` | connection attempt |
 
-use super::{
-    basename, command_line, container_id, dst_ip, epoch_ms, event_uid, net_outcome,
-    parse_destination, pod_ref, process_name, rule_title, severity, NetOutcome,
+use super::common::{
+    basename, command_line, container_id, dst_ip, epoch_ms, event_uid, first_destination,
+    net_outcome, pod_ref, process_name, secret_path, severity, NetOutcome,
 };
+use super::summary::{self, agent_state, rule_title};
 use crate::event::{PRODUCT, PRODUCT_VERSION, VENDOR};
 use crate::{
     event::Severity,
@@ -160,6 +161,8 @@ pub fn to_cef(ev: &Event) -> String {
         x.labelled("cs6", "k8sPod", pod);
     }
 
+    // The acting process has keys of its own (`sproc`, `spid`): the message
+    // of an exec, open or connect says only the rest.
     let act;
     let msg;
     match ev.kind {
@@ -176,7 +179,7 @@ pub fn to_cef(ev: &Event) -> String {
         }
         Kind::ProcessExit => {
             act = "exit".to_string();
-            msg = format!("{} (pid {}) exited", process_name(p), p.pid);
+            msg = summary::exited(p);
             if let Some(e) = &ev.exit {
                 if let Some(code) = e.code {
                     x.labelled("cn2", "exitCode", code);
@@ -227,23 +230,15 @@ pub fn to_cef(ev: &Event) -> String {
                     x.add("reason", e);
                 }
                 // A finding about a file without the open event's details.
-                let secret_path = f.secret.as_ref().and_then(|s| s.path.as_deref());
-                if let (None, Some(path)) = (&ev.file, secret_path) {
+                if let (None, Some(path)) = (&ev.file, secret_path(ev)) {
                     x.add("filePath", path);
                     x.add("fname", basename(path));
                 }
             }
         }
         Kind::AgentStatus => {
-            let state = ev
-                .status
-                .as_ref()
-                .and_then(|s| s.get("state"))
-                .and_then(|s| s.as_str())
-                .unwrap_or("running")
-                .to_string();
-            msg = format!("proctor agent {state}");
-            act = state;
+            msg = summary::summary(ev);
+            act = agent_state(ev).unwrap_or("running").to_string();
         }
     }
     x.add("act", act);
@@ -257,12 +252,7 @@ pub fn to_cef(ev: &Event) -> String {
     }
     if let Some(n) = &ev.net {
         net_ext(&mut x, n);
-    } else if let Some((ip, port)) = ev
-        .finding
-        .iter()
-        .flat_map(|f| &f.evidence.destinations)
-        .find_map(|d| parse_destination(d))
-    {
+    } else if let Some((ip, port)) = first_destination(ev) {
         x.add("dst", ip);
         if let Some(port) = port {
             x.add("dpt", port);

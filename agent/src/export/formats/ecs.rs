@@ -18,11 +18,13 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{
-    basename, command_line, container_id, dev_string, dirname, dst_ip, epoch_ns, event_uid,
-    iana_protocol, ip_version, json_str, net_outcome, parse_destination, process_name, rule_title,
-    severity, severity_rank, split_mitre, NetOutcome,
+use super::common::{
+    command_line, container_block, dev_string, dst_ip, epoch_ns, event_uid, first_destination,
+    iana_protocol, ip_version, kernel_facts, net_outcome, opened_directory, parent_block,
+    parse_destination, path_block, pod, process_name, secret_path, severity, severity_rank,
+    split_mitre, NetOutcome,
 };
+use super::summary::{agent_state, rule_title, summary};
 use crate::event::{rfc3339_ns, Event, FileInfo, Finding, Kind, NetInfo, Process};
 use crate::event::{PRODUCT, PRODUCT_VERSION};
 
@@ -53,12 +55,7 @@ pub fn classification(ev: &Event) -> (&'static str, Vec<&'static str>, Vec<&'sta
             ("alert", vec!["intrusion_detection"], vec![t])
         }
         Kind::AgentStatus => {
-            let state = ev
-                .status
-                .as_ref()
-                .and_then(|s| s.get("state"))
-                .and_then(Value::as_str);
-            let t = match state {
+            let t = match agent_state(ev) {
                 Some("started") => "start",
                 Some("stopped") => "end",
                 _ => "info",
@@ -105,16 +102,9 @@ pub fn to_ecs(ev: &Event) -> Value {
     custom.insert("process".into(), process_custom(p));
 
     let mut process = process(p);
-    let message;
     match ev.kind {
-        Kind::ProcessExec => {
+        Kind::ProcessExec | Kind::FileOpen => {
             event.insert("outcome".into(), json!("success"));
-            message = format!(
-                "{} (pid {}) started: {}",
-                process_name(p),
-                p.pid,
-                command_line(p)
-            );
         }
         Kind::ProcessExit => {
             event.insert("outcome".into(), json!("success"));
@@ -129,53 +119,19 @@ pub fn to_ecs(ev: &Event) -> Value {
                     serde_json::to_value(x).unwrap_or(Value::Null),
                 );
             }
-            message = format!("{} (pid {}) exited", process_name(p), p.pid);
-        }
-        Kind::FileOpen => {
-            event.insert("outcome".into(), json!("success"));
-            message = match &ev.file {
-                Some(f) => format!(
-                    "{} (pid {}) opened {} for {}",
-                    process_name(p),
-                    p.pid,
-                    f.path,
-                    f.access
-                ),
-                None => format!("{} (pid {}) opened a file", process_name(p), p.pid),
-            };
         }
         Kind::NetConnect => {
-            message = match &ev.net {
-                Some(net) => {
-                    net_fields(&mut doc, &mut event, &mut custom, net);
-                    format!(
-                        "{} (pid {}) connect {} {}: {}",
-                        process_name(p),
-                        p.pid,
-                        net.protocol,
-                        destination_text(net),
-                        net.result
-                    )
-                }
-                None => format!("{} (pid {}) connect", process_name(p), p.pid),
-            };
-        }
-        Kind::Finding => {
-            message = match &ev.finding {
-                Some(f) => {
-                    finding_fields(&mut doc, &mut event, &mut custom, f);
-                    f.summary.clone()
-                }
-                None => "finding".into(),
-            };
             if let Some(net) = &ev.net {
                 net_fields(&mut doc, &mut event, &mut custom, net);
-            } else if let Some((ip, port)) = ev
-                .finding
-                .iter()
-                .flat_map(|f| &f.evidence.destinations)
-                .find_map(|d| parse_destination(d))
-            {
+            }
+        }
+        Kind::Finding => {
+            if let Some(f) = &ev.finding {
+                finding_fields(&mut doc, &mut event, &mut custom, f);
+            }
+            if let Some(net) = &ev.net {
+                net_fields(&mut doc, &mut event, &mut custom, net);
+            } else if let Some((ip, port)) = first_destination(ev) {
                 // secret-exfil: the first destination the secret went to.
                 let mut dst = Map::new();
                 dst.insert("ip".into(), json!(ip.to_string()));
@@ -187,13 +143,6 @@ pub fn to_ecs(ev: &Event) -> Value {
             }
         }
         Kind::AgentStatus => {
-            let state = ev
-                .status
-                .as_ref()
-                .and_then(|s| s.get("state"))
-                .and_then(Value::as_str)
-                .unwrap_or("running");
-            message = format!("proctor agent {state}");
             if let Some(s) = &ev.status {
                 custom.insert("status".into(), s.clone());
             }
@@ -201,12 +150,7 @@ pub fn to_ecs(ev: &Event) -> Value {
     }
 
     // The file the event is about: the opened file, else the secret's file.
-    let secret_path = ev
-        .finding
-        .as_ref()
-        .and_then(|f| f.secret.as_ref())
-        .and_then(|s| s.path.as_deref());
-    match (&ev.file, secret_path) {
+    match (&ev.file, secret_path(ev)) {
         (Some(f), _) => {
             doc.insert("file".into(), file(f));
             custom.insert(
@@ -225,21 +169,10 @@ pub fn to_ecs(ev: &Event) -> Value {
         _ => {}
     }
 
-    doc.insert("message".into(), json!(message));
+    doc.insert("message".into(), json!(summary(ev)));
     doc.insert("event".into(), Value::Object(event));
     doc.insert("process".into(), Value::Object(process));
-    if let Some(id) = container_id(p) {
-        let mut c = Map::new();
-        c.insert("id".into(), json!(id));
-        if let Some(r) = json_str(&p.container, "runtime") {
-            c.insert("runtime".into(), json!(r));
-        }
-        if let Some(n) = json_str(&p.container, "name") {
-            c.insert("name".into(), json!(n));
-        }
-        if let Some(i) = json_str(&p.container, "image") {
-            c.insert("image".into(), json!({"name": i}));
-        }
+    if let Some(c) = container_block(p, "id") {
         doc.insert("container".into(), Value::Object(c));
     }
     if let Some(o) = orchestrator(p) {
@@ -312,12 +245,7 @@ fn process(p: &Process) -> Map<String, Value> {
     if let Some(h) = &p.exe.sha256 {
         o.insert("hash".into(), json!({"sha256": h}));
     }
-    let mut parent = Map::new();
-    parent.insert("pid".into(), json!(p.ppid));
-    if let Some(id) = &p.parent_exec_id {
-        parent.insert("entity_id".into(), json!(id));
-    }
-    o.insert("parent".into(), Value::Object(parent));
+    o.insert("parent".into(), parent_block(p, "entity_id"));
     o.insert("user".into(), json!({"id": p.euid.to_string()}));
     o.insert("group".into(), json!({"id": p.egid.to_string()}));
     o.insert("real_user".into(), json!({"id": p.uid.to_string()}));
@@ -328,49 +256,27 @@ fn process(p: &Process) -> Map<String, Value> {
 
 /// What ECS has no field for, about the process.
 fn process_custom(p: &Process) -> Value {
-    let mut o = Map::new();
-    o.insert("comm".into(), json!(p.comm));
-    o.insert("attestation".into(), json!(p.attestation));
-    o.insert("args_truncated".into(), json!(p.args_truncated));
-    o.insert(
-        "exe".into(),
-        json!({
-            "inode": p.exe.inode,
-            "dev": p.exe.dev,
-            "device": dev_string(p.exe.dev),
-            "size": p.exe.size,
-            "hash_status": p.exe.hash_status,
-            "fileless": p.exe.fileless,
-            "deleted": p.exe.deleted,
-            "modified_after_exec": p.exe.modified_after_exec,
-        }),
-    );
-    if let Some(i) = &p.interpreter {
-        o.insert(
-            "interpreter".into(),
-            serde_json::to_value(i).unwrap_or(Value::Null),
-        );
+    let mut o = kernel_facts(p);
+    if let Some(exe) = o.get_mut("exe").and_then(Value::as_object_mut) {
+        exe.insert("device".into(), json!(dev_string(p.exe.dev)));
+        exe.insert("size".into(), json!(p.exe.size));
     }
-    o.insert(
-        "cgroup".into(),
-        serde_json::to_value(&p.cgroup).unwrap_or(Value::Null),
-    );
     Value::Object(o)
 }
 
 fn orchestrator(p: &Process) -> Option<Value> {
-    p.pod.as_ref()?;
+    let pod = pod(p)?;
     let mut o = Map::new();
     o.insert("type".into(), json!("kubernetes"));
-    if let Some(ns) = json_str(&p.pod, "namespace") {
+    if let Some(ns) = pod.namespace {
         o.insert("namespace".into(), json!(ns));
     }
     let mut r = Map::new();
     r.insert("type".into(), json!("pod"));
-    if let Some(n) = json_str(&p.pod, "name") {
+    if let Some(n) = pod.name {
         r.insert("name".into(), json!(n));
     }
-    if let Some(uid) = json_str(&p.pod, "uid") {
+    if let Some(uid) = pod.uid {
         r.insert("id".into(), json!(uid));
     }
     o.insert("resource".into(), Value::Object(r));
@@ -378,13 +284,7 @@ fn orchestrator(p: &Process) -> Option<Value> {
 }
 
 fn path_file(path: &str) -> Map<String, Value> {
-    let mut o = Map::new();
-    o.insert("path".into(), json!(path));
-    o.insert("name".into(), json!(basename(path)));
-    if let Some(dir) = dirname(path) {
-        o.insert("directory".into(), json!(dir));
-    }
-    o
+    path_block(path, "directory")
 }
 
 /// `file.*`: `inode` and `device` are keyword strings in ECS; the device
@@ -393,19 +293,10 @@ fn file(f: &FileInfo) -> Value {
     let mut o = path_file(&f.path);
     o.insert("inode".into(), json!(f.inode.to_string()));
     o.insert("device".into(), json!(dev_string(f.dev)));
-    if f.flags & libc::O_DIRECTORY as u32 != 0 {
+    if opened_directory(f) {
         o.insert("type".into(), json!("dir"));
     }
     Value::Object(o)
-}
-
-fn destination_text(net: &NetInfo) -> String {
-    match (&net.dst_ip, net.dst_port, &net.dst_path) {
-        (Some(ip), Some(port), _) => format!("{ip}:{port}"),
-        (Some(ip), None, _) => ip.clone(),
-        (None, _, Some(path)) => path.clone(),
-        _ => "unknown destination".into(),
-    }
 }
 
 /// `destination.*`, `network.*`, `event.outcome` of a connection attempt.

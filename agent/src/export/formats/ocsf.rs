@@ -25,118 +25,23 @@
 //! (attestation, exe inode and tamper flags, cgroup, pod, file open flags,
 //! secret fingerprints' context) goes to `unmapped`.
 
+mod classes;
+
 use serde_json::{json, Map, Value};
 
-use super::{
-    basename, command_line, container_id, dev_string, dirname, dst_ip, epoch_ms, event_uid,
-    iana_protocol, ip_version, json_str, net_outcome, parse_destination, process_name, rule_title,
-    severity, severity_rank, split_mitre, NetOutcome,
+use super::common::{
+    command_line, container_block, dev_string, dst_ip, epoch_ms, event_uid, iana_protocol,
+    ip_version, json_str, kernel_facts, net_outcome, opened_directory, parent_block,
+    parse_destination, path_block, pod, process_name, severity, severity_rank, split_mitre,
+    NetOutcome,
 };
+use super::summary::{self, rule_title};
 use crate::event::{PRODUCT, PRODUCT_VERSION, VENDOR};
 use crate::{
     event::Severity,
     event::{Event, FileInfo, Finding, Kind, NetInfo, Process},
 };
-
-/// The OCSF schema version the output conforms to (`metadata.version`).
-pub const OCSF_VERSION: &str = "1.3.0";
-
-/// Profiles in use (`metadata.profiles`).
-pub const PROFILES: [&str; 3] = ["host", "container", "linux/linux_users"];
-/// Findings also carry the `security_control` attributes (`action_id`,
-/// `disposition_id`).
-pub const FINDING_PROFILES: [&str; 4] =
-    ["host", "container", "linux/linux_users", "security_control"];
-
-pub const CATEGORY_SYSTEM: u32 = 1;
-pub const CATEGORY_FINDINGS: u32 = 2;
-pub const CATEGORY_NETWORK: u32 = 4;
-
-pub const CLASS_FILE_SYSTEM_ACTIVITY: u32 = 1001;
-pub const CLASS_PROCESS_ACTIVITY: u32 = 1007;
-pub const CLASS_DETECTION_FINDING: u32 = 2004;
-pub const CLASS_NETWORK_ACTIVITY: u32 = 4001;
-
-/// `fingerprint.algorithm_id` of SHA-256.
-pub const HASH_SHA256: u8 = 3;
-
-/// An event class and activity, with the captions OCSF gives them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Activity {
-    pub category_uid: u32,
-    pub category_name: &'static str,
-    pub class_uid: u32,
-    pub class_name: &'static str,
-    pub activity_id: u32,
-    pub activity_name: &'static str,
-}
-
-impl Activity {
-    /// `class_uid * 100 + activity_id`.
-    pub fn type_uid(&self) -> u64 {
-        u64::from(self.class_uid) * 100 + u64::from(self.activity_id)
-    }
-}
-
-const fn system(class_uid: u32, class_name: &'static str, id: u32, name: &'static str) -> Activity {
-    Activity {
-        category_uid: CATEGORY_SYSTEM,
-        category_name: "System Activity",
-        class_uid,
-        class_name,
-        activity_id: id,
-        activity_name: name,
-    }
-}
-
-const fn network(id: u32, name: &'static str) -> Activity {
-    Activity {
-        category_uid: CATEGORY_NETWORK,
-        category_name: "Network Activity",
-        class_uid: CLASS_NETWORK_ACTIVITY,
-        class_name: "Network Activity",
-        activity_id: id,
-        activity_name: name,
-    }
-}
-
-pub const PROCESS_LAUNCH: Activity =
-    system(CLASS_PROCESS_ACTIVITY, "Process Activity", 1, "Launch");
-pub const PROCESS_TERMINATE: Activity =
-    system(CLASS_PROCESS_ACTIVITY, "Process Activity", 2, "Terminate");
-/// File System Activity `activity_id` 14 is "Open" ("a request to create a
-/// file handle") in OCSF 1.3.0; 2 "Read" would claim data was read.
-pub const FILE_OPEN: Activity = system(
-    CLASS_FILE_SYSTEM_ACTIVITY,
-    "File System Activity",
-    14,
-    "Open",
-);
-pub const NETWORK_OPEN: Activity = network(1, "Open");
-pub const NETWORK_FAIL: Activity = network(4, "Fail");
-pub const NETWORK_REFUSE: Activity = network(5, "Refuse");
-pub const FINDING_CREATE: Activity = Activity {
-    category_uid: CATEGORY_FINDINGS,
-    category_name: "Findings",
-    class_uid: CLASS_DETECTION_FINDING,
-    class_name: "Detection Finding",
-    activity_id: 1,
-    activity_name: "Create",
-};
-
-/// The class and activity an event maps to; `None` for `agent_status`, and
-/// for a `net_connect` without its `net` object (Network Activity requires
-/// `dst_endpoint`).
-pub fn activity(ev: &Event) -> Option<Activity> {
-    match ev.kind {
-        Kind::ProcessExec => Some(PROCESS_LAUNCH),
-        Kind::ProcessExit => Some(PROCESS_TERMINATE),
-        Kind::FileOpen => Some(FILE_OPEN),
-        Kind::NetConnect => ev.net.as_ref().map(network_activity_id),
-        Kind::Finding => Some(FINDING_CREATE),
-        Kind::AgentStatus => None,
-    }
-}
+pub use classes::*;
 
 /// OCSF `severity_id` and its caption.
 pub fn severity_of(s: Severity) -> (u8, &'static str) {
@@ -190,17 +95,7 @@ pub fn process_activity(ev: &Event) -> Value {
     o.insert("actor".into(), actor);
     o.insert("status_id".into(), json!(1));
     o.insert("status".into(), json!("Success"));
-    let message = if exit {
-        format!("{} (pid {}) exited", process_name(p), p.pid)
-    } else {
-        format!(
-            "{} (pid {}) started: {}",
-            process_name(p),
-            p.pid,
-            command_line(p)
-        )
-    };
-    o.insert("message".into(), json!(message));
+    o.insert("message".into(), json!(summary::summary(ev)));
     if let Some(x) = &ev.exit {
         if let Some(code) = x.code {
             o.insert("exit_code".into(), json!(code));
@@ -223,16 +118,7 @@ pub fn file_activity(ev: &Event) -> Value {
     o.insert("status".into(), json!("Success"));
     if let Some(f) = &ev.file {
         o.insert("file".into(), file(f));
-        o.insert(
-            "message".into(),
-            json!(format!(
-                "{} (pid {}) opened {} for {}",
-                process_name(p),
-                p.pid,
-                f.path,
-                f.access
-            )),
-        );
+        o.insert("message".into(), json!(summary::opened(p, f)));
         unmapped(&mut o).insert("file".into(), file_unmapped(f));
     } else {
         // `file` is required; an open without its file still says which.
@@ -242,16 +128,6 @@ pub fn file_activity(ev: &Event) -> Value {
         );
     }
     Value::Object(o)
-}
-
-/// The Network Activity activity a connect maps to: 1 Open when it
-/// succeeded or is under way, 5 Refuse for ECONNREFUSED, 4 Fail otherwise.
-pub fn network_activity_id(net: &NetInfo) -> Activity {
-    match net_outcome(net) {
-        NetOutcome::Success | NetOutcome::Pending => NETWORK_OPEN,
-        NetOutcome::Refused => NETWORK_REFUSE,
-        NetOutcome::Denied | NetOutcome::Failure => NETWORK_FAIL,
-    }
 }
 
 /// Network Activity (4001) for a `net_connect` event, from the contract's
@@ -276,23 +152,7 @@ pub fn network_activity(ev: &Event, net: &NetInfo) -> Value {
     o.insert("dst_endpoint".into(), endpoint(net));
     o.insert("src_endpoint".into(), json!({"hostname": &*ev.node}));
     o.insert("connection_info".into(), connection_info(net));
-    let dst = match (&net.dst_ip, net.dst_port, &net.dst_path) {
-        (Some(ip), Some(port), _) => format!("{ip}:{port}"),
-        (Some(ip), None, _) => ip.clone(),
-        (None, _, Some(path)) => path.clone(),
-        _ => "unknown destination".into(),
-    };
-    o.insert(
-        "message".into(),
-        json!(format!(
-            "{} (pid {}) connect {} {}: {}",
-            process_name(p),
-            p.pid,
-            net.protocol,
-            dst,
-            net.result
-        )),
-    );
+    o.insert("message".into(), json!(summary::connected(p, net)));
     unmapped(&mut o).insert(
         "net".into(),
         serde_json::to_value(net).unwrap_or(Value::Null),
@@ -342,19 +202,6 @@ pub fn detection_finding(ev: &Event) -> Value {
         o.insert("resources".into(), json!([pod]));
     }
     Value::Object(o)
-}
-
-/// The `security_control` attributes of a finding from its `action`:
-/// (`action_id`, `action`, `disposition_id`, `disposition`). Without
-/// enforcement the activity went ahead and was only detected.
-pub fn enforcement(action: Option<&str>) -> (u8, &str, u8, &str) {
-    match action {
-        None => (1, "Allowed", 15, "Detected"),
-        // The reader was SIGKILLed before its open returned; the connect
-        // was refused by the egress program.
-        Some("killed") | Some("denied") | Some("egress_blocked") => (2, "Denied", 2, "Blocked"),
-        Some(other) => (99, other, 7, "Custom Action"),
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -416,33 +263,9 @@ fn unmapped(o: &mut Map<String, Value>) -> &mut Map<String, Value> {
 /// The contract fields of the process that have no OCSF attribute.
 fn process_unmapped(ev: &Event) -> Map<String, Value> {
     let p = &ev.process;
-    let mut u = Map::new();
+    let mut u = kernel_facts(p);
     u.insert("schema".into(), json!(ev.schema));
     u.insert("kind".into(), json!(ev.kind.as_str()));
-    u.insert("attestation".into(), json!(p.attestation));
-    u.insert("comm".into(), json!(p.comm));
-    u.insert("args_truncated".into(), json!(p.args_truncated));
-    u.insert(
-        "exe".into(),
-        json!({
-            "hash_status": p.exe.hash_status,
-            "inode": p.exe.inode,
-            "dev": p.exe.dev,
-            "fileless": p.exe.fileless,
-            "deleted": p.exe.deleted,
-            "modified_after_exec": p.exe.modified_after_exec,
-        }),
-    );
-    if let Some(i) = &p.interpreter {
-        u.insert(
-            "interpreter".into(),
-            serde_json::to_value(i).unwrap_or(Value::Null),
-        );
-    }
-    u.insert(
-        "cgroup".into(),
-        serde_json::to_value(&p.cgroup).unwrap_or(Value::Null),
-    );
     if let Some(pod) = &p.pod {
         u.insert("pod".into(), pod.clone());
     }
@@ -475,12 +298,7 @@ fn process_ref(p: &Process) -> Value {
 }
 
 fn parent(p: &Process) -> Value {
-    let mut o = Map::new();
-    o.insert("pid".into(), json!(p.ppid));
-    if let Some(id) = &p.parent_exec_id {
-        o.insert("uid".into(), json!(id));
-    }
-    Value::Object(o)
+    parent_block(p, "uid")
 }
 
 fn user(p: &Process) -> Value {
@@ -492,18 +310,7 @@ fn actor(p: &Process) -> Value {
 }
 
 fn container(p: &Process) -> Option<Value> {
-    let id = container_id(p)?;
-    let mut o = Map::new();
-    o.insert("uid".into(), json!(id));
-    if let Some(r) = json_str(&p.container, "runtime") {
-        o.insert("runtime".into(), json!(r));
-    }
-    if let Some(n) = json_str(&p.container, "name") {
-        o.insert("name".into(), json!(n));
-    }
-    if let Some(i) = json_str(&p.container, "image") {
-        o.insert("image".into(), json!({"name": i}));
-    }
+    let mut o = container_block(p, "uid")?;
     if p.pod.is_some() {
         o.insert("orchestrator".into(), json!("Kubernetes"));
         if let Some(uid) = json_str(&p.pod, "uid") {
@@ -514,14 +321,14 @@ fn container(p: &Process) -> Option<Value> {
 }
 
 fn pod_resource(p: &Process) -> Option<Value> {
-    let name = json_str(&p.pod, "name")?;
+    let pod = pod(p)?;
     let mut o = Map::new();
     o.insert("type".into(), json!("Kubernetes Pod"));
-    o.insert("name".into(), json!(name));
-    if let Some(uid) = json_str(&p.pod, "uid") {
+    o.insert("name".into(), json!(pod.name?));
+    if let Some(uid) = pod.uid {
         o.insert("uid".into(), json!(uid));
     }
-    if let Some(ns) = json_str(&p.pod, "namespace") {
+    if let Some(ns) = pod.namespace {
         o.insert("namespace".into(), json!(ns));
     }
     Some(Value::Object(o))
@@ -551,12 +358,7 @@ fn path_file(path: &str, type_id: u8) -> Map<String, Value> {
         .copied()
         .find(|(id, _)| *id == type_id)
         .unwrap_or(FILE_TYPES[0]);
-    let mut o = Map::new();
-    o.insert("path".into(), json!(path));
-    o.insert("name".into(), json!(basename(path)));
-    if let Some(dir) = dirname(path) {
-        o.insert("parent_folder".into(), json!(dir));
-    }
+    let mut o = path_block(path, "parent_folder");
     o.insert("type_id".into(), json!(type_id));
     o.insert("type".into(), json!(caption));
     o
@@ -565,11 +367,7 @@ fn path_file(path: &str, type_id: u8) -> Map<String, Value> {
 /// An opened file. The event does not say what kind of inode it is, so
 /// `type_id` is Unknown unless it was opened with `O_DIRECTORY`.
 fn file(f: &FileInfo) -> Value {
-    let type_id = if f.flags & libc::O_DIRECTORY as u32 != 0 {
-        2
-    } else {
-        0
-    };
+    let type_id = if opened_directory(f) { 2 } else { 0 };
     let mut o = path_file(&f.path, type_id);
     o.insert("uid".into(), json!(f.inode.to_string()));
     Value::Object(o)
@@ -707,16 +505,8 @@ fn evidences(ev: &Event, f: &Finding) -> Vec<Value> {
         out.push(json!({"file": artifact}));
     }
     if let Some(s) = &f.secret {
-        let mut secret = Map::new();
-        secret.insert("id".into(), json!(s.id));
-        secret.insert("kind".into(), json!(s.kind));
-        secret.insert("fingerprint".into(), json!(s.fingerprint));
-        if let Some(path) = &s.path {
-            secret.insert("path".into(), json!(path));
-        }
-        if let Some(var) = &s.variable {
-            secret.insert("variable".into(), json!(var));
-        }
+        // id, kind, fingerprint, path and variable: never a value.
+        let secret = serde_json::to_value(s).unwrap_or(Value::Null);
         out.push(json!({"data": {"secret": secret}}));
     }
     if let Some(net) = &ev.net {
