@@ -4,8 +4,9 @@
 //! A pid is only a name for a while, so "is pid N alive" always means "is pid
 //! N still the process that started at T". /proc gives start times in clock
 //! ticks, so records are compared at tick precision. For attestation a
-//! zombie counts as exited (the sweep asks [`holds_pid`] instead): it has run its last instruction and its executable and memory are
-//! gone, so nothing can be attested about it any more.
+//! zombie counts as exited: it has run its last instruction and its
+//! executable and memory are gone, so nothing can be attested about it any
+//! more. The table sweep asks [`holds_pid`] instead, which keeps a zombie.
 
 use procfs::process::Process as ProcProcess;
 
