@@ -378,7 +378,13 @@ impl Agent {
             probes.enforcement.take(),
         ) {
             (true, Some(filter), Some(enforcement)) => {
-                Some(SecretMonitor::new(&cfg, filter, enforcement)?)
+                let inputs = crate::secrets::setup::Inputs {
+                    secrets: &cfg.secrets,
+                    catalog: cfg.catalog()?,
+                    fingerprinter: cfg.fingerprinter()?,
+                    state_dir: &cfg.state_dir,
+                };
+                Some(crate::secrets::setup::build(inputs, filter, enforcement)?)
             }
             _ => None,
         };
