@@ -4,7 +4,7 @@
 //! credential discovery, and records everything in the inventory.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, HashSet},
     fs::File,
     io::Read,
     num::NonZeroUsize,
@@ -35,6 +35,7 @@ use crate::{
     secrets::kernel_watch::{name_key, KernelMaps, KernelWatch},
     secrets::policy::{Enforcement, SecretsConfig, Verdict},
     secrets::read_batch::ReadBatch,
+    secrets::search::{self, SearchWatch},
     secrets::usage::{identity_key, SecretUsage, Taint},
 };
 
@@ -53,9 +54,6 @@ fn inode_key(meta: &std::fs::Metadata) -> InodeKey {
         ino: meta.ino(),
     }
 }
-
-/// Per process: recent distinct secret paths, and when secret-search last fired.
-type SearchWindow = (VecDeque<(Instant, String)>, Option<Instant>);
 
 /// A secret file the kernel watches by inode.
 #[derive(Debug, Clone)]
@@ -114,7 +112,7 @@ pub struct SecretMonitor<K: KernelWatch = KernelMaps> {
     by_inode: HashMap<InodeKey, u32>,
     dirs: HashSet<InodeKey>,
     fingerprints: LruCache<FileKey, Option<String>>,
-    searches: HashMap<u32, SearchWindow>,
+    searches: SearchWatch,
     /// (identity, variable, fingerprint) already reported by secret-env.
     env_reported: LruCache<(String, String, String), ()>,
     discover: DiscoverRoots,
@@ -152,7 +150,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             by_inode: HashMap::new(),
             dirs: HashSet::new(),
             fingerprints: LruCache::new(NonZeroUsize::new(4096).unwrap()),
-            searches: HashMap::new(),
+            searches: SearchWatch::default(),
             env_reported: LruCache::new(NonZeroUsize::new(16384).unwrap()),
             discover,
             last_scan: Instant::now(),
@@ -529,7 +527,12 @@ impl<K: KernelWatch> SecretMonitor<K> {
             refers_to_previous: true,
             ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
         });
-        let search = self.search_check(reader_now, &secret_path);
+        let search = self.searches.on_open(
+            &self.policy.search,
+            reader_now,
+            &secret_path,
+            Instant::now(),
+        );
         for f in follow_ups.into_iter().chain(search) {
             out.push(Pending {
                 finding: Some(f),
@@ -628,65 +631,9 @@ impl<K: KernelWatch> SecretMonitor<K> {
         self.stats.store_errors += self.reads.flush(&self.store);
     }
 
-    /// secret-search: one process opening many distinct secrets in a window.
-    fn search_check(&mut self, p: &Process, path: &str) -> Option<crate::event::Finding> {
-        let cfg = &self.policy.search;
-        let now = Instant::now();
-        let (recent, fired) = self.searches.entry(p.pid).or_default();
-        while recent
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) > cfg.window)
-        {
-            recent.pop_front();
-        }
-        if !recent.iter().any(|(_, q)| q == path) {
-            recent.push_back((now, path.to_string()));
-        }
-        if recent.len() < cfg.distinct_secrets
-            || fired.is_some_and(|t| now.duration_since(t) < cfg.window)
-        {
-            return None;
-        }
-        *fired = Some(now);
-        let paths = recent.iter().map(|(_, q)| q.clone()).collect();
-        Some(findings::secret_search(
-            p,
-            recent.len(),
-            cfg.window.as_secs(),
-            paths,
-        ))
-    }
-
     /// Tools searching for secret file names (`find / -name id_rsa`).
     pub fn on_exec_search_tool(&mut self, p: &Process) -> Option<crate::event::Finding> {
-        const TOOLS: &[&str] = &[
-            "find", "locate", "mlocate", "plocate", "grep", "egrep", "rg", "ag", "fd", "fdfind",
-        ];
-        if !TOOLS.contains(&p.comm.as_str()) {
-            return None;
-        }
-        let names = self.catalog.basenames();
-        let hits: Vec<String> = p
-            .args
-            .iter()
-            .skip(1)
-            .filter(|a| {
-                let a = a.trim_matches(|c| c == '*' || c == '"' || c == '\'');
-                a.len() >= 4 && (names.contains(a) || SEARCH_WORDS.iter().any(|w| a.contains(w)))
-            })
-            .cloned()
-            .collect();
-        if hits.is_empty() {
-            return None;
-        }
-        let mut f = findings::secret_search(p, hits.len(), 0, hits);
-        f.summary = format!(
-            "{} (pid {}) searches for credential files by name: {}",
-            p.comm,
-            p.pid,
-            f.evidence.paths.join(" ")
-        );
-        Some(f)
+        search::search_tool_hunt(p, &self.catalog)
     }
 
     /// Static credentials in a new process's environment, read at once
@@ -752,7 +699,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
 
     /// Forgets per-process state of processes that are gone.
     pub fn forget_process(&mut self, pid: u32) {
-        self.searches.remove(&pid);
+        self.searches.forget(pid);
         self.usage.forget(pid);
         if self.quarantined.remove(&pid) {
             self.kernel.release(pid);
@@ -762,10 +709,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
 
     pub fn housekeeping(&mut self) {
         self.flush_reads();
-        let window = self.policy.search.window;
-        self.searches.retain(|_, (recent, fired)| {
-            !recent.is_empty() || fired.is_some_and(|t| t.elapsed() < window)
-        });
+        self.searches.prune(self.policy.search.window);
         if self.rescan_due() {
             self.scan();
         }
@@ -839,30 +783,6 @@ pub fn name_anchors(catalog: &Catalog) -> HashMap<String, Option<HashSet<String>
     }
     out
 }
-
-/// Words that make a search tool's argument a hunt for credentials.
-const SEARCH_WORDS: &[&str] = &[
-    "id_rsa",
-    "id_ed25519",
-    "id_ecdsa",
-    ".aws",
-    "credentials",
-    "password",
-    "passwd",
-    ".kube",
-    "kubeconfig",
-    ".npmrc",
-    ".pypirc",
-    ".git-credentials",
-    ".netrc",
-    ".env",
-    "secret",
-    "token",
-    "private key",
-    "BEGIN RSA",
-    "BEGIN OPENSSH",
-    "AKIA",
-];
 
 /// Reads still in memory reach the inventory when the agent stops.
 impl<K: KernelWatch> Drop for SecretMonitor<K> {
