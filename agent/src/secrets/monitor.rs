@@ -1,7 +1,7 @@
-//! Static-secret monitoring: keeps the kernel's open filter in step with the
-//! secret files on the node, turns matched opens into `file_open` events and
-//! `secret-read` findings, scans new processes' environments, spots
-//! credential discovery, and records everything in the inventory.
+//! Static-secret monitoring: decides which secret files the kernel watches
+//! (written through [`KernelWatch`]), turns matched opens into `file_open`
+//! events and `secret-read` findings, scans new processes' environments, and
+//! records everything in the inventory.
 
 use std::{
     collections::{HashMap, HashSet},
