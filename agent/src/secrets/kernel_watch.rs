@@ -9,7 +9,7 @@ use proctor_common::{AllowKey, InodeKey, NAME_KEY_LEN, NAME_NEEDS_ANCHOR};
 use crate::kernel::probes::{EnforcementMaps, OpenFilter};
 
 /// What the secret monitor asks of the kernel. [`KernelMaps`] writes the
-/// real BPF maps; unit tests use [`RecordedWatch`] to see the decisions.
+/// real BPF maps; unit tests use `RecordedWatch` to see the decisions.
 pub trait KernelWatch {
     /// Opens of files named `name` pass the filter; an `anchored` name only
     /// when its parent or grandparent is a name given to [`Self::watch_parent_name`].
@@ -123,6 +123,7 @@ impl KernelWatch for KernelMaps {
 
 /// Keeps in memory what the monitor asked of the kernel: unit tests read the
 /// monitor's decisions from it without loading any probe.
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub struct RecordedWatch {
     /// Name -> anchored.
@@ -138,6 +139,7 @@ pub struct RecordedWatch {
     pub quarantined: HashSet<u32>,
 }
 
+#[cfg(test)]
 impl KernelWatch for RecordedWatch {
     fn watch_name(&mut self, name: &str, anchored: bool) -> Result<()> {
         key_of(name)?;
