@@ -1,6 +1,7 @@
 //! The kernel's watch lists for secret files (open filter and enforcement
 //! maps) behind one small interface, so the monitor decides and this writes.
 
+#[cfg(test)]
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result};
