@@ -1,5 +1,6 @@
 //! The `proctor` command line.
 
+pub mod inventory_table;
 pub mod policy_check;
 
 use std::path::PathBuf;
@@ -174,7 +175,7 @@ fn dispatch(cmd: Command) -> Result<i32> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&items)?);
             } else {
-                print!("{}", inventory::render_table(&items));
+                print!("{}", inventory_table::render_table(&items));
             }
             Ok(0)
         }

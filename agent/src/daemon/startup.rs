@@ -22,7 +22,7 @@ use crate::{
     },
     kernel::{preflight, probes},
     pipeline::seq_store::SeqStore,
-    secrets::{monitor::SecretMonitor, policy::Enforcement},
+    secrets::{policy::Enforcement, setup},
 };
 
 impl Agent {
@@ -70,7 +70,13 @@ impl Agent {
             probes.enforcement.take(),
         ) {
             (true, Some(filter), Some(enforcement)) => {
-                Some(SecretMonitor::new(&cfg, filter, enforcement)?)
+                let inputs = setup::Inputs {
+                    secrets: &cfg.secrets,
+                    catalog: cfg.catalog()?,
+                    fingerprinter: cfg.fingerprinter()?,
+                    state_dir: &cfg.state_dir,
+                };
+                Some(setup::build(inputs, filter, enforcement)?)
             }
             _ => None,
         };

@@ -1,10 +1,10 @@
-//! Static-secret monitoring: keeps the kernel's open filter in step with the
-//! secret files on the node, turns matched opens into `file_open` events and
-//! `secret-read` findings, scans new processes' environments, spots
-//! credential discovery, and records everything in the inventory.
+//! Static-secret monitoring: decides which secret files the kernel watches
+//! (written through [`KernelWatch`]), turns matched opens into `file_open`
+//! events and `secret-read` findings, scans new processes' environments, and
+//! records everything in the inventory.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, HashSet},
     fs::File,
     io::Read,
     num::NonZeroUsize,
@@ -16,25 +16,26 @@ use std::{
 
 use anyhow::{Context, Result};
 use lru::LruCache;
-use proctor_common::{AllowKey, InodeKey, MATCH_INODE, NAME_KEY_LEN, NAME_NEEDS_ANCHOR};
+use proctor_common::{InodeKey, MATCH_INODE};
 use serde::Serialize;
 
 use crate::{
     clock::{now_ns, to_epoch_ns},
-    config::Config,
     detect::findings::{self, ReadContext},
     event::Severity,
     event::{FileInfo, Kind, Process, SecretInfo},
     identity::hash_cache::FileKey,
     identity::snapshot::Snapshot,
     kernel::decode::OpenRecord,
-    kernel::probes::{EnforcementMaps, OpenFilter},
     pipeline::emitter::Pending,
     secrets::catalog::{Catalog, CatalogEntry, DiscoverRoots, CONTENT_PEEK_BYTES},
     secrets::env,
     secrets::fingerprint::Fingerprinter,
-    secrets::inventory::{InventoryStore, ReaderRecord, SecretRecord},
+    secrets::inventory::{InventoryStore, SecretRecord},
+    secrets::kernel_watch::{name_key, KernelMaps, KernelWatch},
     secrets::policy::{Enforcement, SecretsConfig, Verdict},
+    secrets::read_batch::ReadBatch,
+    secrets::search::{self, SearchWatch},
     secrets::usage::{identity_key, SecretUsage, Taint},
 };
 
@@ -53,9 +54,6 @@ fn inode_key(meta: &std::fs::Metadata) -> InodeKey {
         ino: meta.ino(),
     }
 }
-
-/// Per process: recent distinct secret paths, and when secret-search last fired.
-type SearchWindow = (VecDeque<(Instant, String)>, Option<Instant>);
 
 /// A secret file the kernel watches by inode.
 #[derive(Debug, Clone)]
@@ -89,72 +87,75 @@ pub struct MonitorStats {
     pub last_scan_truncated: bool,
 }
 
-pub struct SecretMonitor {
+/// The ready-built parts a monitor works with; [`crate::secrets::setup`]
+/// makes them from the configuration and the loaded probes.
+pub struct MonitorParts<K> {
+    /// The catalog, with `~/` expanded to the node's homes.
+    pub catalog: Catalog,
+    pub fingerprinter: Fingerprinter,
+    pub store: InventoryStore,
+    /// The kernel's watch lists.
+    pub kernel: K,
+    /// Where discovery looks for secret files.
+    pub discover: DiscoverRoots,
+}
+
+pub struct SecretMonitor<K: KernelWatch = KernelMaps> {
     catalog: Catalog,
     policy: SecretsConfig,
     fingerprinter: Fingerprinter,
     store: InventoryStore,
-    filter: OpenFilter,
-    enforcement: EnforcementMaps,
+    kernel: K,
     /// Processes block-egress has cut off.
     quarantined: HashSet<u32>,
     watched: Vec<Watched>,
     by_inode: HashMap<InodeKey, u32>,
     dirs: HashSet<InodeKey>,
     fingerprints: LruCache<FileKey, Option<String>>,
-    searches: HashMap<u32, SearchWindow>,
+    searches: SearchWatch,
     /// (identity, variable, fingerprint) already reported by secret-env.
     env_reported: LruCache<(String, String, String), ()>,
     discover: DiscoverRoots,
     last_scan: Instant,
     usage: SecretUsage,
-    /// Reads not yet in the inventory, by (path, reader identity): one
-    /// SQLite transaction per flush instead of one per read.
-    pending_reads: HashMap<(String, String), ReaderRecord>,
-    pending_since: Option<Instant>,
+    reads: ReadBatch,
     pub stats: MonitorStats,
 }
 
-/// How long a read may wait in memory before it is written to the inventory.
-const READ_FLUSH: Duration = Duration::from_millis(250);
-
-impl SecretMonitor {
-    pub fn new(cfg: &Config, filter: OpenFilter, enforcement: EnforcementMaps) -> Result<Self> {
-        let catalog = cfg.catalog()?;
-        let mut homes = crate::secrets::catalog::passwd_homes(Path::new("/"));
-        homes.extend(cfg.secrets.extra_homes.iter().cloned());
-        let catalog = catalog
-            .with_homes(&homes)
-            .context("home directories (/etc/passwd and secrets.extra_homes)")?;
-        let fingerprinter = cfg.fingerprinter()?;
-        let store = InventoryStore::open(&crate::secrets::inventory::default_path(&cfg.state_dir))?;
-        let mut discover = DiscoverRoots::host();
-        discover.anywhere_dirs = cfg.secrets.search_dirs.clone();
-        discover.extra_homes = cfg.secrets.extra_homes.clone();
-        let mut m = Self {
+impl<K: KernelWatch> SecretMonitor<K> {
+    /// Fills the kernel's name and allow lists, then discovers and watches
+    /// the secret files on the node. `policy` is the `secrets:` section.
+    pub fn new(policy: SecretsConfig, parts: MonitorParts<K>) -> Result<Self> {
+        let MonitorParts {
             catalog,
-            policy: cfg.secrets.clone(),
             fingerprinter,
             store,
-            filter,
-            enforcement,
+            kernel,
+            discover,
+        } = parts;
+        let usage = SecretUsage::new(
+            policy.replay.mode,
+            policy.replay.learning_window,
+            policy.exfil.window,
+            policy.exfil.metadata_endpoints.clone(),
+        );
+        let mut m = Self {
+            catalog,
+            policy,
+            fingerprinter,
+            store,
+            kernel,
             quarantined: HashSet::new(),
             watched: Vec::new(),
             by_inode: HashMap::new(),
             dirs: HashSet::new(),
             fingerprints: LruCache::new(NonZeroUsize::new(4096).unwrap()),
-            searches: HashMap::new(),
+            searches: SearchWatch::default(),
             env_reported: LruCache::new(NonZeroUsize::new(16384).unwrap()),
             discover,
             last_scan: Instant::now(),
-            pending_reads: HashMap::new(),
-            pending_since: None,
-            usage: SecretUsage::new(
-                cfg.secrets.replay.mode,
-                cfg.secrets.replay.learning_window,
-                cfg.secrets.exfil.window,
-                cfg.secrets.exfil.metadata_endpoints.clone(),
-            ),
+            reads: ReadBatch::default(),
+            usage,
             stats: MonitorStats::default(),
         };
         m.install_names()?;
@@ -180,15 +181,7 @@ impl SecretMonitor {
                         glob.pattern
                     )
                 })?;
-                let key = AllowKey {
-                    rule: i as u32,
-                    _pad: 0,
-                    exe: inode_key(&meta),
-                };
-                self.enforcement
-                    .allowed_readers
-                    .insert(key, 0, 0)
-                    .context("kernel allow list: cannot add an owner")?;
+                self.kernel.allow_reader(i as u32, inode_key(&meta))?;
             }
         }
         Ok(())
@@ -205,32 +198,23 @@ impl SecretMonitor {
         let mut lengths = 0u64;
         let mut n = 0;
         for name in self.catalog.basenames() {
-            let Some(key) = name_key(&name) else { continue };
-            let value = match anchors.get(&name) {
+            if name_key(&name).is_none() {
+                continue;
+            }
+            let anchored = match anchors.get(&name) {
                 Some(Some(dirs)) => {
-                    for d in dirs {
-                        if let Some(k) = name_key(d) {
-                            self.filter
-                                .parents
-                                .insert(k, 0, 0)
-                                .with_context(|| format!("kernel name filter: cannot add {d:?}"))?;
-                        }
+                    for d in dirs.iter().filter(|d| name_key(d).is_some()) {
+                        self.kernel.watch_parent_name(d)?;
                     }
-                    NAME_NEEDS_ANCHOR
+                    true
                 }
-                _ => 0,
+                _ => false,
             };
-            self.filter
-                .names
-                .insert(key, value, 0)
-                .with_context(|| format!("kernel name filter: cannot add {name:?}"))?;
+            self.kernel.watch_name(&name, anchored)?;
             lengths |= 1 << name.len();
             n += 1;
         }
-        self.filter
-            .name_lengths
-            .set(0, lengths, 0)
-            .context("kernel name filter: cannot set the length bitmap")?;
+        self.kernel.set_name_lengths(lengths)?;
         self.stats.watched_names = n;
         Ok(())
     }
@@ -284,19 +268,14 @@ impl SecretMonitor {
                 path: path.to_string(),
                 catalog_id: catalog_id.to_string(),
             });
-            if self.filter.inodes.insert(key, slot, 0).is_err() {
+            if self.kernel.watch_inode(key, slot).is_err() {
                 self.stats.map_errors += 1;
             }
             self.by_inode.insert(key, slot);
             self.stats.watched_inodes = self.by_inode.len();
         }
         if let Some(rule) = self.policy.enforces(catalog_id, path, Enforcement::Kill) {
-            if self
-                .enforcement
-                .deny_inodes
-                .insert(key, rule as u32, 0)
-                .is_err()
-            {
+            if self.kernel.deny_inode(key, rule as u32).is_err() {
                 self.stats.map_errors += 1;
             }
         }
@@ -307,7 +286,7 @@ impl SecretMonitor {
         if let Some(parent) = Path::new(path).parent().filter(|_| watch_dir) {
             if let Ok(pm) = std::fs::metadata(parent) {
                 let dk = inode_key(&pm);
-                if self.dirs.insert(dk) && self.filter.dirs.insert(dk, 0, 0).is_err() {
+                if self.dirs.insert(dk) && self.kernel.watch_dir(dk).is_err() {
                     self.stats.map_errors += 1;
                 }
                 self.stats.watched_dirs = self.dirs.len();
@@ -344,8 +323,7 @@ impl SecretMonitor {
             ino,
         };
         if self.by_inode.remove(&key).is_some() {
-            let _ = self.filter.inodes.remove(&key);
-            let _ = self.enforcement.deny_inodes.remove(&key);
+            self.kernel.unwatch_inode(key);
             self.stats.watched_inodes = self.by_inode.len();
         }
     }
@@ -549,7 +527,12 @@ impl SecretMonitor {
             refers_to_previous: true,
             ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
         });
-        let search = self.search_check(reader_now, &secret_path);
+        let search = self.searches.on_open(
+            &self.policy.search,
+            reader_now,
+            &secret_path,
+            Instant::now(),
+        );
         for f in follow_ups.into_iter().chain(search) {
             out.push(Pending {
                 finding: Some(f),
@@ -616,7 +599,7 @@ impl SecretMonitor {
     }
 
     fn quarantine(&mut self, pid: u32) {
-        if self.enforcement.quarantine.insert(pid, 1, 0).is_err() {
+        if self.kernel.quarantine(pid).is_err() {
             self.stats.map_errors += 1;
         }
         self.quarantined.insert(pid);
@@ -632,122 +615,25 @@ impl SecretMonitor {
     }
 
     fn record_read(&mut self, path: &str, reader: &Process, at_ns: u64) {
-        let key = (path.to_string(), identity_key(reader));
-        let r = self
-            .pending_reads
-            .entry(key)
-            .or_insert_with_key(|k| ReaderRecord {
-                identity: k.1.clone(),
-                exe_path: String::new(),
-                exe_sha256: None,
-                container_id: None,
-                pod: None,
-                count: 0,
-                first_read_ns: at_ns,
-                last_read_ns: at_ns,
-            });
-        r.count += 1;
-        r.first_read_ns = r.first_read_ns.min(at_ns);
-        r.last_read_ns = r.last_read_ns.max(at_ns);
-        if r.exe_path != reader.exe.path {
-            r.exe_path.clone_from(&reader.exe.path);
-        }
-        if reader.exe.sha256.is_some() {
-            r.exe_sha256.clone_from(&reader.exe.sha256);
-        }
-        self.pending_since.get_or_insert_with(Instant::now);
+        self.reads.record(path, reader, at_ns);
     }
 
     /// Writes the reads gathered in memory once the oldest has waited
-    /// [`READ_FLUSH`]; called after every ring-buffer drain.
+    /// [`crate::secrets::read_batch::READ_FLUSH`]; called after every ring-buffer drain.
     pub fn flush_reads_if_due(&mut self) {
-        if self
-            .pending_since
-            .is_some_and(|t| t.elapsed() >= READ_FLUSH)
-        {
+        if self.reads.is_due(Instant::now()) {
             self.flush_reads();
         }
     }
 
     /// Writes every read gathered in memory to the inventory, in one transaction.
     pub fn flush_reads(&mut self) {
-        self.pending_since = None;
-        if self.pending_reads.is_empty() {
-            return;
-        }
-        let reads = std::mem::take(&mut self.pending_reads);
-        let n = reads.len() as u64;
-        match self
-            .store
-            .record_reads(reads.iter().map(|((path, _), r)| (path.as_str(), r)))
-        {
-            Ok(skipped) => self.stats.store_errors += skipped as u64,
-            Err(e) => {
-                self.stats.store_errors += n;
-                tracing::warn!("inventory: {n} readers not recorded: {e}");
-            }
-        }
-    }
-
-    /// secret-search: one process opening many distinct secrets in a window.
-    fn search_check(&mut self, p: &Process, path: &str) -> Option<crate::event::Finding> {
-        let cfg = &self.policy.search;
-        let now = Instant::now();
-        let (recent, fired) = self.searches.entry(p.pid).or_default();
-        while recent
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) > cfg.window)
-        {
-            recent.pop_front();
-        }
-        if !recent.iter().any(|(_, q)| q == path) {
-            recent.push_back((now, path.to_string()));
-        }
-        if recent.len() < cfg.distinct_secrets
-            || fired.is_some_and(|t| now.duration_since(t) < cfg.window)
-        {
-            return None;
-        }
-        *fired = Some(now);
-        let paths = recent.iter().map(|(_, q)| q.clone()).collect();
-        Some(findings::secret_search(
-            p,
-            recent.len(),
-            cfg.window.as_secs(),
-            paths,
-        ))
+        self.stats.store_errors += self.reads.flush(&self.store);
     }
 
     /// Tools searching for secret file names (`find / -name id_rsa`).
     pub fn on_exec_search_tool(&mut self, p: &Process) -> Option<crate::event::Finding> {
-        const TOOLS: &[&str] = &[
-            "find", "locate", "mlocate", "plocate", "grep", "egrep", "rg", "ag", "fd", "fdfind",
-        ];
-        if !TOOLS.contains(&p.comm.as_str()) {
-            return None;
-        }
-        let names = self.catalog.basenames();
-        let hits: Vec<String> = p
-            .args
-            .iter()
-            .skip(1)
-            .filter(|a| {
-                let a = a.trim_matches(|c| c == '*' || c == '"' || c == '\'');
-                a.len() >= 4 && (names.contains(a) || SEARCH_WORDS.iter().any(|w| a.contains(w)))
-            })
-            .cloned()
-            .collect();
-        if hits.is_empty() {
-            return None;
-        }
-        let mut f = findings::secret_search(p, hits.len(), 0, hits);
-        f.summary = format!(
-            "{} (pid {}) searches for credential files by name: {}",
-            p.comm,
-            p.pid,
-            f.evidence.paths.join(" ")
-        );
-        Some(f)
+        search::search_tool_hunt(p, &self.catalog)
     }
 
     /// Static credentials in a new process's environment, read at once
@@ -813,20 +699,17 @@ impl SecretMonitor {
 
     /// Forgets per-process state of processes that are gone.
     pub fn forget_process(&mut self, pid: u32) {
-        self.searches.remove(&pid);
+        self.searches.forget(pid);
         self.usage.forget(pid);
         if self.quarantined.remove(&pid) {
-            let _ = self.enforcement.quarantine.remove(&pid);
+            self.kernel.release(pid);
             self.stats.quarantined = self.quarantined.len();
         }
     }
 
     pub fn housekeeping(&mut self) {
         self.flush_reads();
-        let window = self.policy.search.window;
-        self.searches.retain(|_, (recent, fired)| {
-            !recent.is_empty() || fired.is_some_and(|t| t.elapsed() < window)
-        });
+        self.searches.prune(self.policy.search.window);
         if self.rescan_due() {
             self.scan();
         }
@@ -849,17 +732,6 @@ fn meta_at(path: &str, ino: u64, dev: u64) -> Option<std::fs::Metadata> {
     std::fs::metadata(path)
         .ok()
         .filter(|m| m.ino() == ino && m.dev() == dev)
-}
-
-/// `name` as a zero-padded map key, if it fits.
-fn name_key(name: &str) -> Option<[u8; NAME_KEY_LEN]> {
-    let bytes = name.as_bytes();
-    if bytes.is_empty() || bytes.len() >= NAME_KEY_LEN {
-        return None;
-    }
-    let mut key = [0u8; NAME_KEY_LEN];
-    key[..bytes.len()].copy_from_slice(bytes);
-    Some(key)
 }
 
 /// Whether new files of an entry can appear under names no kernel name filter
@@ -912,32 +784,8 @@ pub fn name_anchors(catalog: &Catalog) -> HashMap<String, Option<HashSet<String>
     out
 }
 
-/// Words that make a search tool's argument a hunt for credentials.
-const SEARCH_WORDS: &[&str] = &[
-    "id_rsa",
-    "id_ed25519",
-    "id_ecdsa",
-    ".aws",
-    "credentials",
-    "password",
-    "passwd",
-    ".kube",
-    "kubeconfig",
-    ".npmrc",
-    ".pypirc",
-    ".git-credentials",
-    ".netrc",
-    ".env",
-    "secret",
-    "token",
-    "private key",
-    "BEGIN RSA",
-    "BEGIN OPENSSH",
-    "AKIA",
-];
-
 /// Reads still in memory reach the inventory when the agent stops.
-impl Drop for SecretMonitor {
+impl<K: KernelWatch> Drop for SecretMonitor<K> {
     fn drop(&mut self) {
         self.flush_reads();
     }
@@ -946,6 +794,380 @@ impl Drop for SecretMonitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secrets::catalog::SecretKind;
+    use crate::secrets::kernel_watch::RecordedWatch;
+    use std::{fs, net::IpAddr};
+
+    /// A node in a temporary directory: four secret files of three catalog
+    /// entries, and a monitor over them writing to a [`RecordedWatch`].
+    struct Node {
+        tmp: tempfile::TempDir,
+    }
+
+    impl Node {
+        fn new() -> Node {
+            let node = Node {
+                tmp: tempfile::tempdir().unwrap(),
+            };
+            for (path, content) in [
+                ("keys/a.key", "key a"),
+                ("keys/b.key", "key b"),
+                ("conf/app.token", "token"),
+                ("srv/web/app.env", "API_KEY=1"),
+                ("bin/owner", "#!/bin/true"),
+            ] {
+                node.write(path, content);
+            }
+            node
+        }
+
+        fn path(&self, rel: &str) -> PathBuf {
+            self.tmp.path().join(rel)
+        }
+
+        fn write(&self, rel: &str, content: &str) {
+            let p = self.path(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, content).unwrap();
+        }
+
+        fn key(&self, rel: &str) -> InodeKey {
+            inode_key(&fs::metadata(self.path(rel)).unwrap())
+        }
+
+        fn catalog(&self) -> Catalog {
+            let root = self.tmp.path().display();
+            let entry = |id, kind, severity, pattern: String| {
+                CatalogEntry::new(id, kind, severity, &[pattern.as_str()], "test secret")
+            };
+            Catalog::from_entries(vec![
+                entry(
+                    "app-key",
+                    SecretKind::PrivateKey,
+                    Severity::High,
+                    format!("{root}/keys/*.key"),
+                ),
+                entry(
+                    "app-token",
+                    SecretKind::ApiToken,
+                    Severity::High,
+                    format!("{root}/conf/app.token"),
+                ),
+                entry(
+                    "app-env",
+                    SecretKind::Dotenv,
+                    Severity::Medium,
+                    format!("{root}/srv/*/app.env"),
+                ),
+            ])
+            .unwrap()
+        }
+
+        /// `policy` is the `secrets:` section as YAML; `{root}` stands for the node.
+        fn monitor(&self, policy: &str) -> Result<SecretMonitor<RecordedWatch>> {
+            let policy = policy.replace("{root}", &self.tmp.path().display().to_string());
+            let policy: SecretsConfig = serde_yaml_ng::from_str(&policy).unwrap();
+            let mut discover = DiscoverRoots::host();
+            discover.passwd_homes = false;
+            discover.anywhere_dirs.clear();
+            SecretMonitor::new(
+                policy,
+                MonitorParts {
+                    catalog: self.catalog(),
+                    fingerprinter: Fingerprinter::new([7; 32]),
+                    store: InventoryStore::open(&self.path("state/inventory.db")).unwrap(),
+                    kernel: RecordedWatch::default(),
+                    discover,
+                },
+            )
+        }
+
+        /// A read of `rel` by this test process, matched by inode as the kernel would.
+        fn open(&self, m: &SecretMonitor<RecordedWatch>, rel: &str) -> OpenRecord {
+            let path = self.path(rel).display().to_string();
+            let meta = fs::metadata(&path).unwrap();
+            let key = inode_key(&meta);
+            OpenRecord {
+                ktime_ns: 1_000,
+                pid: std::process::id(),
+                tgid: std::process::id(),
+                uid: 0,
+                gid: 0,
+                cgroup_id: 1,
+                ino: meta.ino(),
+                dev: meta.dev(),
+                kdev: key.dev,
+                readable: true,
+                writable: false,
+                flags: 0,
+                fd: -1,
+                dfd: libc::AT_FDCWD,
+                syscall: 0,
+                matched: MATCH_INODE,
+                slot: m.kernel.inodes[&key],
+                killed: false,
+                denied: false,
+                comm: "curl".into(),
+                filename: path.clone(),
+                path: Some(path),
+            }
+        }
+    }
+
+    /// A process of the binary at `exe`; unhashed, so the path names its identity.
+    fn reader(exe: &str) -> Arc<Process> {
+        let mut p = crate::testdata::process();
+        p.exe.path = exe.into();
+        p.exe.sha256 = None;
+        Arc::new(p)
+    }
+
+    fn findings_of(out: &[Pending], rule: &str) -> Vec<crate::event::Finding> {
+        out.iter()
+            .filter_map(|p| p.finding.clone())
+            .filter(|f| f.rule == rule)
+            .collect()
+    }
+
+    fn read(
+        m: &mut SecretMonitor<RecordedWatch>,
+        rec: &OpenRecord,
+        p: &Arc<Process>,
+    ) -> Vec<Pending> {
+        m.on_open(rec, &Snapshot::new(p.clone(), None, None), p)
+    }
+
+    #[test]
+    fn discovery_watches_every_found_inode_and_only_glob_named_directories() {
+        let node = Node::new();
+        let m = node.monitor("{}").unwrap();
+        let w = &m.kernel;
+        for rel in [
+            "keys/a.key",
+            "keys/b.key",
+            "conf/app.token",
+            "srv/web/app.env",
+        ] {
+            assert!(w.inodes.contains_key(&node.key(rel)), "{rel}: {w:?}");
+        }
+        assert_eq!(w.inodes.len(), 4, "{w:?}");
+        assert_eq!(m.stats.watched_inodes, 4);
+        // New keys can appear under any name in keys/; the literal names need no dir watch.
+        assert_eq!(w.dirs, HashSet::from([node.key("keys")]), "{w:?}");
+        let stored = m.store.secrets().unwrap();
+        assert_eq!(stored.len(), 4, "{stored:?}");
+        assert!(stored.iter().all(|s| s.present && s.fingerprint.is_some()));
+    }
+
+    #[test]
+    fn rescan_watches_new_files_and_marks_gone_ones_absent() {
+        let node = Node::new();
+        let mut m = node.monitor("{}").unwrap();
+        node.write("keys/c.key", "key c");
+        fs::remove_file(node.path("srv/web/app.env")).unwrap();
+        m.scan();
+        assert!(m.kernel.inodes.contains_key(&node.key("keys/c.key")));
+        let gone = node.path("srv/web/app.env").display().to_string();
+        let stored = m.store.secrets().unwrap();
+        let row = stored.iter().find(|s| s.path == gone).unwrap();
+        assert!(!row.present, "{row:?}");
+    }
+
+    #[test]
+    fn literal_names_enter_the_name_filter_with_their_anchors() {
+        let node = Node::new();
+        let m = node.monitor("{}").unwrap();
+        let w = &m.kernel;
+        let expected = HashMap::from([("app.token".to_string(), true), ("app.env".into(), false)]);
+        assert_eq!(w.names, expected, "globbed names (*.key) cannot be named");
+        assert_eq!(w.parent_names, HashSet::from(["conf".to_string()]));
+        assert_eq!(
+            w.name_lengths,
+            (1 << "app.token".len()) | (1 << "app.env".len())
+        );
+        assert_eq!(m.stats.watched_names, 2);
+    }
+
+    #[test]
+    fn an_owners_read_is_info_and_a_foreign_read_takes_the_catalog_severity() {
+        let node = Node::new();
+        let mut m = node
+            .monitor("rules: [{secret: {id: app-token}, owners: [{exe_path: /usr/bin/aws}]}]")
+            .unwrap();
+        let rec = node.open(&m, "conf/app.token");
+        let owner = read(&mut m, &rec, &reader("/usr/bin/aws"));
+        assert_eq!(owner[0].kind, Kind::FileOpen);
+        let f = &findings_of(&owner, "secret-read")[0];
+        assert_eq!(f.severity, Severity::Info, "{f:?}");
+        let foreign = read(&mut m, &rec, &reader("/usr/bin/curl"));
+        let f = &findings_of(&foreign, "secret-read")[0];
+        assert_eq!(f.severity, Severity::High, "{f:?}");
+        assert_eq!(f.secret.as_ref().unwrap().id, "app-token");
+        assert!(f.secret.as_ref().unwrap().fingerprint.is_some());
+        assert_eq!(m.stats.reads_reported, 2);
+        assert_eq!(m.reads.len(), 2, "one pending reader per identity");
+    }
+
+    #[test]
+    fn an_exception_makes_a_read_expected_with_no_finding() {
+        let node = Node::new();
+        let mut m = node
+            .monitor("exceptions: [{secret: {id: app-token}, reader: {comm: curl}}]")
+            .unwrap();
+        let rec = node.open(&m, "conf/app.token");
+        let out = read(&mut m, &rec, &reader("/usr/bin/curl"));
+        assert_eq!(out.len(), 1, "only the file_open event");
+        assert!(out[0].finding.is_none());
+    }
+
+    #[test]
+    fn a_kill_rule_allows_its_owners_and_denies_its_secrets_inodes() {
+        let node = Node::new();
+        let m = node
+            .monitor(
+                "rules:
+  - secret: {id: app-token}
+  - secret: {id: app-key}
+    owners: [{exe_path: '{root}/bin/owner'}]
+    enforce: [kill]",
+            )
+            .unwrap();
+        let w = &m.kernel;
+        assert_eq!(
+            w.allowed_readers,
+            HashSet::from([(1, node.key("bin/owner"))]),
+            "rule 1's owner, by inode"
+        );
+        let expected = HashMap::from([(node.key("keys/a.key"), 1), (node.key("keys/b.key"), 1)]);
+        assert_eq!(w.deny_inodes, expected, "{w:?}");
+    }
+
+    #[test]
+    fn a_kill_rule_whose_owner_is_missing_refuses_to_start() {
+        let node = Node::new();
+        let err = node
+            .monitor(
+                "rules: [{secret: {id: app-key}, owners: [{exe_path: /nonexistent/x}], enforce: [kill]}]",
+            )
+            .err()
+            .expect("a kill rule needs its owners on disk");
+        assert!(format!("{err:#}").contains("cannot stat it"), "{err:#}");
+    }
+
+    #[test]
+    fn kernel_kills_and_denials_show_as_the_findings_action() {
+        let node = Node::new();
+        let mut m = node.monitor("{}").unwrap();
+        let mut rec = node.open(&m, "keys/a.key");
+        rec.killed = true;
+        let out = read(&mut m, &rec, &reader("/usr/bin/curl"));
+        assert_eq!(findings_of(&out, "secret-read")[0].action, Some("killed"));
+        assert_eq!(m.stats.killed, 1);
+        m.flush_reads();
+        let mut rec = node.open(&m, "keys/b.key");
+        rec.denied = true;
+        let out = read(&mut m, &rec, &reader("/usr/bin/curl"));
+        assert_eq!(findings_of(&out, "secret-read")[0].action, Some("denied"));
+        assert_eq!(m.stats.denied, 1);
+        assert!(m.reads.is_empty(), "a refused open read nothing");
+    }
+
+    #[test]
+    fn a_stale_inode_slot_is_unwatched_and_its_deny_entry_dropped() {
+        let node = Node::new();
+        let mut m = node
+            .monitor(
+                "rules: [{secret: {id: app-key}, owners: [{exe_path: '{root}/bin/owner'}], enforce: [kill]}]",
+            )
+            .unwrap();
+        let rec = node.open(&m, "keys/a.key");
+        let key = node.key("keys/a.key");
+        fs::remove_file(node.path("keys/a.key")).unwrap();
+        read(&mut m, &rec, &reader("/usr/bin/curl"));
+        assert!(!m.kernel.inodes.contains_key(&key));
+        assert!(!m.kernel.deny_inodes.contains_key(&key));
+        assert_eq!(m.stats.watched_inodes, 3);
+    }
+
+    #[test]
+    fn opens_the_filter_passed_outside_the_catalog_are_not_secrets() {
+        let node = Node::new();
+        let mut m = node.monitor("{}").unwrap();
+        node.write("elsewhere/app.token", "not a secret");
+        let mut rec = node.open(&m, "keys/a.key");
+        rec.matched = 0;
+        rec.path = Some(node.path("elsewhere/app.token").display().to_string());
+        assert!(read(&mut m, &rec, &reader("/usr/bin/curl")).is_empty());
+        assert_eq!(m.stats.opens_not_secret, 1);
+    }
+
+    #[test]
+    fn secret_search_fires_once_at_the_distinct_secret_threshold() {
+        let node = Node::new();
+        let mut m = node
+            .monitor("search: {distinct_secrets: 3, window: 60s}")
+            .unwrap();
+        let p = reader("/usr/bin/curl");
+        let mut fired = Vec::new();
+        for rel in [
+            "keys/a.key",
+            "keys/a.key",
+            "keys/b.key",
+            "conf/app.token",
+            "srv/web/app.env",
+        ] {
+            let rec = node.open(&m, rel);
+            fired.push(findings_of(&read(&mut m, &rec, &p), "secret-search").len());
+        }
+        // The repeated a.key is not a new secret; after firing, the window is quiet.
+        assert_eq!(fired, [0, 0, 0, 1, 0]);
+    }
+
+    #[test]
+    fn block_egress_quarantines_the_reader_and_its_children_until_exit() {
+        let node = Node::new();
+        let mut m = node
+            .monitor("rules: [{secret: {id: app-token}, enforce: [block-egress]}]")
+            .unwrap();
+        let p = reader("/usr/bin/curl");
+        let rec = node.open(&m, "conf/app.token");
+        read(&mut m, &rec, &p);
+        let inside: IpAddr = "10.1.2.3".parse().unwrap();
+        assert!(
+            m.on_connect(&p, inside, 443).is_empty(),
+            "allowed by default"
+        );
+        assert!(m.kernel.quarantined.is_empty());
+        let outside: IpAddr = "203.0.113.7".parse().unwrap();
+        let found = m.on_connect(&p, outside, 443);
+        assert_eq!(found[0].rule, "secret-exfil", "{found:?}");
+        assert_eq!(found[0].action, Some("egress_blocked"));
+        assert!(m.kernel.quarantined.contains(&p.pid));
+        m.on_fork(p.pid, 5_000);
+        assert!(m.kernel.quarantined.contains(&5_000));
+        m.forget_process(p.pid);
+        assert_eq!(m.kernel.quarantined, HashSet::from([5_000]));
+        assert_eq!(m.stats.quarantined, 1);
+    }
+
+    #[test]
+    fn search_tools_hunting_secret_names_are_flagged() {
+        let node = Node::new();
+        let mut m = node.monitor("{}").unwrap();
+        let mut p = crate::testdata::process();
+        p.comm = "find".into();
+        p.args = ["find", "/", "-name", "id_rsa", "-o", "-name", "app.token"]
+            .map(String::from)
+            .to_vec();
+        let f = m.on_exec_search_tool(&p).expect("a hunt for keys");
+        assert_eq!(f.rule, "secret-search");
+        assert_eq!(f.evidence.paths, ["id_rsa", "app.token"]);
+        p.args = ["find", "/", "-name", "*.log"].map(String::from).to_vec();
+        assert!(m.on_exec_search_tool(&p).is_none());
+        p.comm = "cat".into();
+        p.args = ["cat", "id_rsa"].map(String::from).to_vec();
+        assert!(m.on_exec_search_tool(&p).is_none(), "not a search tool");
+    }
 
     #[test]
     fn generic_names_are_anchored_specific_ones_are_not() {

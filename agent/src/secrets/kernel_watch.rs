@@ -1,0 +1,210 @@
+//! The kernel's watch lists for secret files (open filter and enforcement
+//! maps) behind one small interface, so the monitor decides and this writes.
+
+#[cfg(test)]
+use std::collections::{HashMap, HashSet};
+
+use anyhow::{Context, Result};
+use proctor_common::{AllowKey, InodeKey, NAME_KEY_LEN, NAME_NEEDS_ANCHOR};
+
+use crate::kernel::probes::{EnforcementMaps, OpenFilter};
+
+/// What the secret monitor asks of the kernel. [`KernelMaps`] writes the
+/// real BPF maps; unit tests use `RecordedWatch` to see the decisions.
+pub trait KernelWatch {
+    /// Opens of files named `name` pass the filter; an `anchored` name only
+    /// when its parent or grandparent is a name given to [`Self::watch_parent_name`].
+    fn watch_name(&mut self, name: &str, anchored: bool) -> Result<()>;
+    /// A directory name that anchors generic secret names (`.aws` for `config`).
+    fn watch_parent_name(&mut self, name: &str) -> Result<()>;
+    /// Bit `n` set: some watched name is `n` bytes long.
+    fn set_name_lengths(&mut self, bitmap: u64) -> Result<()>;
+    /// Opens of this inode pass the filter and carry `slot`.
+    fn watch_inode(&mut self, key: InodeKey, slot: u32) -> Result<()>;
+    /// Opens of new files in this directory pass the filter.
+    fn watch_dir(&mut self, key: InodeKey) -> Result<()>;
+    /// Forgets an inode (its watch and any deny entry): its secret is gone.
+    fn unwatch_inode(&mut self, key: InodeKey);
+    /// `exe` may read the secrets of kill rule `rule`.
+    fn allow_reader(&mut self, rule: u32, exe: InodeKey) -> Result<()>;
+    /// Readers of this inode other than rule `rule`'s owners are stopped.
+    fn deny_inode(&mut self, key: InodeKey, rule: u32) -> Result<()>;
+    /// `pid` may connect nowhere (block-egress).
+    fn quarantine(&mut self, pid: u32) -> Result<()>;
+    fn release(&mut self, pid: u32);
+}
+
+/// `name` as a zero-padded map key, if it fits.
+pub fn name_key(name: &str) -> Option<[u8; NAME_KEY_LEN]> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= NAME_KEY_LEN {
+        return None;
+    }
+    let mut key = [0u8; NAME_KEY_LEN];
+    key[..bytes.len()].copy_from_slice(bytes);
+    Some(key)
+}
+
+/// The real maps, taken from the loaded probes.
+pub struct KernelMaps {
+    filter: OpenFilter,
+    enforcement: EnforcementMaps,
+}
+
+impl KernelMaps {
+    pub fn new(filter: OpenFilter, enforcement: EnforcementMaps) -> Self {
+        Self {
+            filter,
+            enforcement,
+        }
+    }
+}
+
+/// A name the caller did not check with [`name_key`] is a bug, not a kernel error.
+fn key_of(name: &str) -> Result<[u8; NAME_KEY_LEN]> {
+    name_key(name).with_context(|| format!("{name:?} does not fit a kernel name key"))
+}
+
+impl KernelWatch for KernelMaps {
+    fn watch_name(&mut self, name: &str, anchored: bool) -> Result<()> {
+        let value = if anchored { NAME_NEEDS_ANCHOR } else { 0 };
+        self.filter
+            .names
+            .insert(key_of(name)?, value, 0)
+            .with_context(|| format!("kernel name filter: cannot add {name:?}"))
+    }
+
+    fn watch_parent_name(&mut self, name: &str) -> Result<()> {
+        self.filter
+            .parents
+            .insert(key_of(name)?, 0, 0)
+            .with_context(|| format!("kernel name filter: cannot add {name:?}"))
+    }
+
+    fn set_name_lengths(&mut self, bitmap: u64) -> Result<()> {
+        self.filter
+            .name_lengths
+            .set(0, bitmap, 0)
+            .context("kernel name filter: cannot set the length bitmap")
+    }
+
+    fn watch_inode(&mut self, key: InodeKey, slot: u32) -> Result<()> {
+        Ok(self.filter.inodes.insert(key, slot, 0)?)
+    }
+
+    fn watch_dir(&mut self, key: InodeKey) -> Result<()> {
+        Ok(self.filter.dirs.insert(key, 0, 0)?)
+    }
+
+    fn unwatch_inode(&mut self, key: InodeKey) {
+        let _ = self.filter.inodes.remove(&key);
+        let _ = self.enforcement.deny_inodes.remove(&key);
+    }
+
+    fn allow_reader(&mut self, rule: u32, exe: InodeKey) -> Result<()> {
+        let key = AllowKey { rule, _pad: 0, exe };
+        self.enforcement
+            .allowed_readers
+            .insert(key, 0, 0)
+            .context("kernel allow list: cannot add an owner")
+    }
+
+    fn deny_inode(&mut self, key: InodeKey, rule: u32) -> Result<()> {
+        Ok(self.enforcement.deny_inodes.insert(key, rule, 0)?)
+    }
+
+    fn quarantine(&mut self, pid: u32) -> Result<()> {
+        Ok(self.enforcement.quarantine.insert(pid, 1, 0)?)
+    }
+
+    fn release(&mut self, pid: u32) {
+        let _ = self.enforcement.quarantine.remove(&pid);
+    }
+}
+
+/// Keeps in memory what the monitor asked of the kernel: unit tests read the
+/// monitor's decisions from it without loading any probe.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub struct RecordedWatch {
+    /// Name -> anchored.
+    pub names: HashMap<String, bool>,
+    pub parent_names: HashSet<String>,
+    pub name_lengths: u64,
+    pub inodes: HashMap<InodeKey, u32>,
+    pub dirs: HashSet<InodeKey>,
+    /// (rule, executable inode).
+    pub allowed_readers: HashSet<(u32, InodeKey)>,
+    /// Inode -> kill rule.
+    pub deny_inodes: HashMap<InodeKey, u32>,
+    pub quarantined: HashSet<u32>,
+}
+
+#[cfg(test)]
+impl KernelWatch for RecordedWatch {
+    fn watch_name(&mut self, name: &str, anchored: bool) -> Result<()> {
+        key_of(name)?;
+        self.names.insert(name.to_string(), anchored);
+        Ok(())
+    }
+
+    fn watch_parent_name(&mut self, name: &str) -> Result<()> {
+        key_of(name)?;
+        self.parent_names.insert(name.to_string());
+        Ok(())
+    }
+
+    fn set_name_lengths(&mut self, bitmap: u64) -> Result<()> {
+        self.name_lengths = bitmap;
+        Ok(())
+    }
+
+    fn watch_inode(&mut self, key: InodeKey, slot: u32) -> Result<()> {
+        self.inodes.insert(key, slot);
+        Ok(())
+    }
+
+    fn watch_dir(&mut self, key: InodeKey) -> Result<()> {
+        self.dirs.insert(key);
+        Ok(())
+    }
+
+    fn unwatch_inode(&mut self, key: InodeKey) {
+        self.inodes.remove(&key);
+        self.deny_inodes.remove(&key);
+    }
+
+    fn allow_reader(&mut self, rule: u32, exe: InodeKey) -> Result<()> {
+        self.allowed_readers.insert((rule, exe));
+        Ok(())
+    }
+
+    fn deny_inode(&mut self, key: InodeKey, rule: u32) -> Result<()> {
+        self.deny_inodes.insert(key, rule);
+        Ok(())
+    }
+
+    fn quarantine(&mut self, pid: u32) -> Result<()> {
+        self.quarantined.insert(pid);
+        Ok(())
+    }
+
+    fn release(&mut self, pid: u32) {
+        self.quarantined.remove(&pid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_fit_become_zero_padded_keys() {
+        let k = name_key("id_rsa").unwrap();
+        assert_eq!(&k[..6], b"id_rsa");
+        assert!(k[6..].iter().all(|b| *b == 0));
+        assert!(name_key("").is_none());
+        assert!(name_key(&"x".repeat(NAME_KEY_LEN)).is_none());
+        assert!(name_key(&"x".repeat(NAME_KEY_LEN - 1)).is_some());
+    }
+}

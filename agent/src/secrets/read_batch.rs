@@ -1,0 +1,191 @@
+//! Secret reads gathered in memory per (path, reader identity) and written
+//! to the inventory in one transaction once the oldest has waited [`READ_FLUSH`].
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    event::Process,
+    secrets::inventory::{InventoryStore, ReaderRecord},
+    secrets::usage::identity_key,
+};
+
+/// How long a read may wait in memory before it is written to the inventory.
+pub const READ_FLUSH: Duration = Duration::from_millis(250);
+
+/// Reads not yet in the inventory, by (path, reader identity): one SQLite
+/// transaction per flush instead of one per read.
+#[derive(Debug, Default)]
+pub struct ReadBatch {
+    pending: HashMap<(String, String), ReaderRecord>,
+    since: Option<Instant>,
+}
+
+impl ReadBatch {
+    /// Adds one read of `path` by `reader` at `at_ns` (epoch ns), merged into
+    /// the pending record of the same identity.
+    pub fn record(&mut self, path: &str, reader: &Process, at_ns: u64) {
+        let key = (path.to_string(), identity_key(reader));
+        let r = self
+            .pending
+            .entry(key)
+            .or_insert_with_key(|k| ReaderRecord {
+                identity: k.1.clone(),
+                exe_path: String::new(),
+                exe_sha256: None,
+                container_id: None,
+                pod: None,
+                count: 0,
+                first_read_ns: at_ns,
+                last_read_ns: at_ns,
+            });
+        r.count += 1;
+        r.first_read_ns = r.first_read_ns.min(at_ns);
+        r.last_read_ns = r.last_read_ns.max(at_ns);
+        if r.exe_path != reader.exe.path {
+            r.exe_path.clone_from(&reader.exe.path);
+        }
+        if reader.exe.sha256.is_some() {
+            r.exe_sha256.clone_from(&reader.exe.sha256);
+        }
+        self.since.get_or_insert_with(Instant::now);
+    }
+
+    /// Whether the oldest pending read has waited [`READ_FLUSH`] at `now`.
+    pub fn is_due(&self, now: Instant) -> bool {
+        self.since
+            .is_some_and(|t| now.saturating_duration_since(t) >= READ_FLUSH)
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// The pending record of (`path`, `identity`), if any.
+    pub fn get(&self, path: &str, identity: &str) -> Option<&ReaderRecord> {
+        self.pending.get(&(path.to_string(), identity.to_string()))
+    }
+
+    /// Writes every pending read in one transaction and empties the batch;
+    /// returns how many readers could not be recorded.
+    pub fn flush(&mut self, store: &InventoryStore) -> u64 {
+        self.since = None;
+        if self.pending.is_empty() {
+            return 0;
+        }
+        let reads = std::mem::take(&mut self.pending);
+        let n = reads.len() as u64;
+        match store.record_reads(reads.iter().map(|((path, _), r)| (path.as_str(), r))) {
+            Ok(skipped) => skipped as u64,
+            Err(e) => {
+                tracing::warn!("inventory: {n} readers not recorded: {e}");
+                n
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::inventory::{SecretRecord, DB_FILE_NAME};
+
+    const PATH: &str = "/root/.aws/credentials";
+
+    fn secret(path: &str) -> SecretRecord {
+        SecretRecord {
+            path: path.to_string(),
+            catalog_id: "aws-cli-credentials".into(),
+            kind: "cloud_credentials".into(),
+            fingerprint: None,
+            dev: 1,
+            inode: 2,
+            size: 3,
+            mtime_ns: 4,
+            first_seen_ns: 5,
+            present: true,
+        }
+    }
+
+    #[test]
+    fn reads_by_one_identity_merge_into_one_record() {
+        let p = crate::testdata::process();
+        let mut batch = ReadBatch::default();
+        batch.record(PATH, &p, 300);
+        batch.record(PATH, &p, 100);
+        batch.record(PATH, &p, 200);
+        assert_eq!(batch.len(), 1);
+        let r = batch.get(PATH, &identity_key(&p)).expect("pending record");
+        assert_eq!(r.count, 3, "{r:?}");
+        assert_eq!((r.first_read_ns, r.last_read_ns), (100, 300), "{r:?}");
+        assert_eq!(r.exe_path, "/usr/bin/curl");
+        assert_eq!(r.exe_sha256.as_deref(), Some(crate::testdata::SHA256));
+    }
+
+    #[test]
+    fn other_identities_and_paths_get_their_own_records() {
+        let p = crate::testdata::process();
+        let mut other = p.clone();
+        other.exe.path = "/usr/bin/aws".into();
+        other.exe.sha256 = Some("ab".repeat(32));
+        let mut batch = ReadBatch::default();
+        batch.record(PATH, &p, 1);
+        batch.record(PATH, &other, 2);
+        batch.record("/root/.netrc", &p, 3);
+        assert_eq!(batch.len(), 3);
+        assert_eq!(batch.get(PATH, &identity_key(&other)).unwrap().count, 1);
+    }
+
+    #[test]
+    fn the_same_binary_under_a_new_path_refreshes_the_exe_path() {
+        let p = crate::testdata::process();
+        let mut moved = p.clone();
+        moved.exe.path = "/opt/curl/bin/curl".into();
+        assert_eq!(identity_key(&moved), identity_key(&p), "the hash names it");
+        let mut batch = ReadBatch::default();
+        batch.record(PATH, &p, 1);
+        batch.record(PATH, &moved, 2);
+        let r = batch.get(PATH, &identity_key(&p)).unwrap();
+        assert_eq!((r.count, r.exe_path.as_str()), (2, "/opt/curl/bin/curl"));
+    }
+
+    #[test]
+    fn a_batch_is_due_only_after_the_flush_delay() {
+        let mut batch = ReadBatch::default();
+        assert!(!batch.is_due(Instant::now() + READ_FLUSH * 4), "empty");
+        batch.record(PATH, &crate::testdata::process(), 1);
+        let now = Instant::now();
+        assert!(!batch.is_due(now));
+        assert!(batch.is_due(now + READ_FLUSH));
+    }
+
+    #[test]
+    fn flush_writes_counts_and_skips_unknown_secrets() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = InventoryStore::open(&tmp.path().join(DB_FILE_NAME)).unwrap();
+        store.upsert_secret(&secret(PATH)).unwrap();
+        let p = crate::testdata::process();
+        let mut batch = ReadBatch::default();
+        batch.record(PATH, &p, 10);
+        batch.record(PATH, &p, 20);
+        batch.record("/never/upserted", &p, 30);
+        assert_eq!(batch.flush(&store), 1, "the unknown secret is skipped");
+        assert!(batch.is_empty());
+        assert!(!batch.is_due(Instant::now() + READ_FLUSH * 4));
+        let items = store.items(0).unwrap();
+        let readers = &items[0].readers;
+        assert_eq!(readers.len(), 1, "{items:?}");
+        assert_eq!(readers[0].count, 2);
+        assert_eq!(
+            (readers[0].first_read_ns, readers[0].last_read_ns),
+            (10, 20)
+        );
+        assert_eq!(batch.flush(&store), 0, "nothing left to write");
+    }
+}

@@ -1,0 +1,63 @@
+//! Builds the secret monitor's parts (catalog with the node's homes, inventory
+//! store, discovery roots, kernel watch lists) from the `secrets:` section and
+//! the few values it needs from elsewhere.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::{
+    kernel::probes::{EnforcementMaps, OpenFilter},
+    secrets::catalog::{passwd_homes, Catalog, DiscoverRoots},
+    secrets::fingerprint::Fingerprinter,
+    secrets::inventory::{self, InventoryStore},
+    secrets::kernel_watch::KernelMaps,
+    secrets::monitor::{MonitorParts, SecretMonitor},
+    secrets::policy::SecretsConfig,
+};
+
+/// What the monitor needs beyond the maps: its config section and the
+/// values other sections own.
+pub struct Inputs<'a> {
+    /// The `secrets:` section.
+    pub secrets: &'a SecretsConfig,
+    /// The configured catalog (built-in, minus `disable`, plus `catalog`).
+    pub catalog: Catalog,
+    /// The cluster's fingerprint key.
+    pub fingerprinter: Fingerprinter,
+    /// Where the inventory lives.
+    pub state_dir: &'a Path,
+}
+
+/// The monitor of this host, writing the probes' open filter and enforcement maps.
+pub fn build(
+    inputs: Inputs<'_>,
+    filter: OpenFilter,
+    enforcement: EnforcementMaps,
+) -> Result<SecretMonitor> {
+    let Inputs {
+        secrets,
+        catalog,
+        fingerprinter,
+        state_dir,
+    } = inputs;
+    let mut homes = passwd_homes(Path::new("/"));
+    homes.extend(secrets.extra_homes.iter().cloned());
+    let catalog = catalog
+        .with_homes(&homes)
+        .context("home directories (/etc/passwd and secrets.extra_homes)")?;
+    let store = InventoryStore::open(&inventory::default_path(state_dir))?;
+    let mut discover = DiscoverRoots::host();
+    discover.anywhere_dirs = secrets.search_dirs.clone();
+    discover.extra_homes = secrets.extra_homes.clone();
+    SecretMonitor::new(
+        secrets.clone(),
+        MonitorParts {
+            catalog,
+            fingerprinter,
+            store,
+            kernel: KernelMaps::new(filter, enforcement),
+            discover,
+        },
+    )
+}
