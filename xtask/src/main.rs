@@ -114,9 +114,9 @@ fn main() -> Result<()> {
                 "-D",
                 "warnings",
             ]))?;
-            // The integration tests drive the release binary, as users run it.
-            build_release()?;
-            let bin = root().join("target/release/proctor");
+            // The integration tests drive the release binary, as users run it
+            // (the harness runs PROCTOR_BIN when it is set).
+            let bin = build_release()?;
             run(cargo()
                 .args(["test", "--workspace", "--release"])
                 .args(&args)
