@@ -40,8 +40,10 @@ pub struct Ctx {
     pub secrets: secrets::SecretSet,
     /// Argument of every exec the bench makes, to find its own exec events.
     pub marker: String,
-    /// auditd and bpftrace must start (CI, where setup installed them); elsewhere
-    /// a configuration that cannot run is reported as such and skipped.
+    /// In CI (any non-empty `CI`, as every CI service sets it) auditd and
+    /// bpftrace must start and perf profiles must be taken: setup installed
+    /// them, so a missing baseline is a broken run, not a note. Elsewhere a
+    /// configuration that cannot run is reported as such and skipped.
     pub must_run_external: bool,
 }
 
@@ -96,10 +98,12 @@ pub fn run_example(name: &str, args: &[&str]) -> Result<Value> {
 /// Appends a section's Markdown. In a full run a failed section is reported
 /// in its place and the others still run, so one failure does not throw
 /// away a 20-minute run; a smoke run (the test suite) fails.
-fn add_section(md: &mut String, smoke: bool, name: &str, section: Result<String>) -> Result<()> {
+/// A failed section is written into the report, except where the run must be
+/// whole (`strict`: smoke runs, and CI), where it fails the bench.
+fn add_section(md: &mut String, strict: bool, name: &str, section: Result<String>) -> Result<()> {
     match section {
         Ok(s) => md.push_str(&s),
-        Err(e) if !smoke => {
+        Err(e) if !strict => {
             eprintln!("bench: section {name} failed: {e:#}");
             let _ = writeln!(md, "## {name}\n\n**This section failed:** {e:#}\n");
         }
@@ -118,7 +122,7 @@ pub fn run(bin: &Path, smoke: bool) -> Result<()> {
         secrets: secrets::SecretSet::create(&dir, if smoke { 10 } else { 100 })?,
         dir,
         marker: format!("proctor-bench-{}", std::process::id()),
-        must_run_external: std::env::var("CI").is_ok_and(|v| v == "true"),
+        must_run_external: std::env::var_os("CI").is_some_and(|v| !v.is_empty()),
     };
     let date = Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
@@ -141,32 +145,33 @@ pub fn run(bin: &Path, smoke: bool) -> Result<()> {
         md.push_str("**Smoke run: tiny sizes, one repetition. These figures mean nothing.**\n\n");
     }
     let mut targets = Vec::new();
+    let strict = smoke || ctx.must_run_external;
 
     // Sections, in report order. A new section is one more line here: a
     // function returning its Markdown (and pushing the targets it judges).
     let matrix = matrix::section(&ctx, &mut targets).map(|m| m.markdown);
     md = md.replace("@LOAD_END@", &stats::loadavg());
-    add_section(&mut md, smoke, "Side by side", matrix)?;
+    add_section(&mut md, strict, "Side by side", matrix)?;
     let drops = drops::section(&ctx, &mut targets);
     let onset_profile = drops.as_ref().ok().and_then(|d| d.profile.clone());
     let drops = drops.map(|d| d.markdown);
-    add_section(&mut md, smoke, "Sustained event rate", drops)?;
-    add_section(&mut md, smoke, "Latency", latency::section(&ctx))?;
+    add_section(&mut md, strict, "Sustained event rate", drops)?;
+    add_section(&mut md, strict, "Latency", latency::section(&ctx))?;
     add_section(
         &mut md,
-        smoke,
+        strict,
         "Hash cache",
         hash::section(&ctx, &mut targets),
     )?;
     add_section(
         &mut md,
-        smoke,
+        strict,
         "Memory",
         memory::section(&ctx, &mut targets),
     )?;
     add_section(
         &mut md,
-        smoke,
+        strict,
         "Profile",
         profile::section(&ctx, onset_profile),
     )?;

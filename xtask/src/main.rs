@@ -148,9 +148,9 @@ fn main() -> Result<()> {
                 "warnings",
             ]))?;
             lint_ebpf()?;
-            // The integration tests drive the release binary, as users run it.
-            build_release()?;
-            let bin = root().join("target/release/proctor");
+            // The integration tests drive the release binary, as users run it
+            // (the harness runs PROCTOR_BIN when it is set).
+            let bin = build_release()?;
             run(cargo()
                 .args(["test", "--workspace", "--release"])
                 .args(&args)

@@ -132,10 +132,15 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<DropsResult> {
         bad = Some(hi);
     }
     let profile = match bad {
-        Some(onset) => profile::perf_agent(agent.pid(), secs.max(1.0), || {
+        Some(onset) => match profile::perf_agent(agent.pid(), secs.max(1.0), || {
             paced_opens(files, onset, secs.max(1.0));
-        })
-        .ok(),
+        }) {
+            Ok(p) => Some(p),
+            Err(e) if ctx.must_run_external => {
+                return Err(e.context("perf profile at the drop onset (required in CI)"))
+            }
+            Err(_) => None,
+        },
         None => None,
     };
     agent.stop();

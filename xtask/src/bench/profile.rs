@@ -224,6 +224,9 @@ pub fn section(ctx: &Ctx, onset_profile: Option<String>) -> Result<String> {
         Ok(top) => {
             let _ = writeln!(md, "perf samples of the agent during an exec storm (`perf record -F 999 -g -p AGENT`, `perf report --no-children --sort dso,symbol`, entries above 1.5%):\n\n```\n{top}\n```\n");
         }
+        Err(e) if ctx.must_run_external => {
+            return Err(e.context("perf profile of the exec storm (required in CI)"));
+        }
         Err(e) => {
             let _ = writeln!(md, "No perf profile of the agent: {e:#}\n");
         }

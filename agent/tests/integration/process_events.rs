@@ -1,8 +1,6 @@
 //! Real-kernel tests of the process lifecycle probes: every assertion is about
 //! events the running agent produced for real processes these tests spawned.
 
-mod common;
-
 use std::{
     ffi::CString,
     io::Write,
@@ -11,7 +9,7 @@ use std::{
     process::Command,
 };
 
-use common::*;
+use crate::harness::*;
 
 fn cgroup2_root() -> std::path::PathBuf {
     proctor::identity::cgroups::cgroup2_mount().expect("cgroup2 is mounted")
@@ -239,7 +237,7 @@ fn pid_reuse_gives_a_new_exec_id() {
 
 #[test]
 fn bad_config_is_a_clear_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_proctor"))
+    let out = Command::new(proctor_bin())
         .args(["run", "--config", "/nonexistent/proctor.yaml"])
         .output()
         .unwrap();
@@ -250,7 +248,7 @@ fn bad_config_is_a_clear_error() {
     let mut f = tempfile::NamedTempFile::new().unwrap();
     f.write_all(b"status_interval: 1s\nhash:\n  workerz: 2\n")
         .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_proctor"))
+    let out = Command::new(proctor_bin())
         .args(["run", "--config"])
         .arg(f.path())
         .output()
@@ -453,7 +451,7 @@ fn attest_cli_answers_from_the_kernel_exec_record() {
         .unwrap();
     agent.wait_for(|e| is_exec_with(e, &m));
     let attest = |pid: &str| {
-        Command::new(env!("CARGO_BIN_EXE_proctor"))
+        Command::new(proctor_bin())
             .args(["attest", pid, "--json", "--socket"])
             .arg(&socket)
             .output()

@@ -1,8 +1,7 @@
 //! Real-kernel tests of connection events, secret replay and secret
 //! exfiltration. Traffic goes to loopback and to a network namespace the test
 //! creates (198.18.77.0/24, from the benchmarking range, exists only inside it).
-
-mod common;
+//! Enforcement is checked in the form this kernel allows (BPF LSM or not).
 
 use std::{
     os::unix::process::CommandExt,
@@ -11,7 +10,7 @@ use std::{
     sync::OnceLock,
 };
 
-use common::*;
+use crate::harness::*;
 use serde_json::Value;
 
 struct Fixture {
@@ -390,20 +389,34 @@ fn secret_read_then_connect_outside_allowed_is_exfiltration() {
         .any(|e| e["finding"]["rule"] == "secret-exfil" && has_arg(e, &ok)));
 }
 
+/// Whether this kernel runs the BPF LSM (`lsm=...,bpf`): then forbidden
+/// opens are refused by the LSM hook, else the open tracepoint kills.
+fn bpf_lsm_active() -> bool {
+    std::fs::read_to_string("/sys/kernel/security/lsm")
+        .is_ok_and(|l| l.trim().split(',').any(|m| m == "bpf"))
+}
+
 #[test]
 fn kill_stops_a_forbidden_reader_before_it_gets_any_byte() {
     use std::os::unix::process::ExitStatusExt;
     let f = fixture();
     let pgpass = f.home.path().join(".pgpass");
-    // No BPF LSM on this host: kill is carried out from the open tracepoint.
+    let lsm = bpf_lsm_active();
     let started = f
         .agent
         .wait_for(|e| e["kind"] == "agent_status" && e["status"]["state"] == "started");
-    assert_eq!(started["status"]["kill_enforcement"], "tracepoint-sigkill");
-    // The hook set chosen for this kernel (the LSM one is proven in the
-    // VM-test guests, whose kernels allow it).
+    // The enforcement and hook set chosen for this kernel's LSM list.
+    let (enforcement, file_open) = if lsm {
+        ("lsm-deny", "tracepoint+lsm")
+    } else {
+        ("tracepoint-sigkill", "tracepoint")
+    };
+    assert_eq!(
+        started["status"]["kill_enforcement"], enforcement,
+        "{started}"
+    );
     let hooks = &started["status"]["hook_set"];
-    assert_eq!(hooks["file_open"], "tracepoint", "{started}");
+    assert_eq!(hooks["file_open"], file_open, "{started}");
     assert_eq!(hooks["exec"], "tp_btf", "{started}");
     assert_eq!(hooks["connect"], "tracepoint", "{started}");
     assert_eq!(hooks["egress"], "cgroup", "{started}");
@@ -413,20 +426,34 @@ fn kill_stops_a_forbidden_reader_before_it_gets_any_byte() {
         .arg0(&m)
         .output()
         .unwrap();
-    assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{:?}", out.status);
+    if lsm {
+        // Refused by the LSM hook: the open fails, the reader lives on.
+        assert_eq!(out.status.signal(), None, "{:?}", out.status);
+        assert_eq!(out.status.code(), Some(1), "{:?}", out.status);
+    } else {
+        assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{:?}", out.status);
+    }
     assert!(
         out.stdout.is_empty(),
-        "the killed reader printed {} bytes",
+        "the forbidden reader printed {} bytes",
         out.stdout.len()
     );
     let ev = f.agent.wait_for(|e| {
         e["kind"] == "finding" && e["finding"]["rule"] == "secret-read" && has_arg(e, &m)
     });
-    assert_eq!(ev["finding"]["action"], "killed");
+    assert_eq!(
+        ev["finding"]["action"],
+        if lsm { "denied" } else { "killed" },
+        "{ev}"
+    );
     let exit = f
         .agent
         .wait_for(|e| e["kind"] == "process_exit" && has_arg(e, &m));
-    assert_eq!(exit["exit"]["signal"], libc::SIGKILL);
+    if lsm {
+        assert_eq!(exit["exit"]["code"], 1, "{exit}");
+    } else {
+        assert_eq!(exit["exit"]["signal"], libc::SIGKILL, "{exit}");
+    }
 
     // The owner reads it.
     let out = Command::new(&f.owner_cat).arg(&pgpass).output().unwrap();

@@ -2,7 +2,9 @@
 //! `proctor policy check` accepts it, so documentation cannot drift from the
 //! parser.
 
-use std::{io::Write, path::Path, process::Command};
+use std::{io::Write, process::Command};
+
+use crate::harness::{proctor_bin, repo_root};
 
 fn yaml_blocks(text: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -26,7 +28,7 @@ fn yaml_blocks(text: &str) -> Vec<String> {
 
 #[test]
 fn every_yaml_example_in_the_docs_passes_policy_check() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let root = repo_root();
     let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
         .unwrap()
         .flatten()
@@ -40,7 +42,7 @@ fn every_yaml_example_in_the_docs_passes_policy_check() {
         for (i, block) in yaml_blocks(&text).into_iter().enumerate() {
             let mut f = tempfile::NamedTempFile::new().unwrap();
             f.write_all(block.as_bytes()).unwrap();
-            let out = Command::new(env!("CARGO_BIN_EXE_proctor"))
+            let out = Command::new(proctor_bin())
                 .args(["policy", "check"])
                 .arg(f.path())
                 .output()

@@ -1,15 +1,11 @@
-//! Test harness: runs the real `proctor` binary (real probes, real kernel)
-//! and collects the JSON lines it prints.
+//! The real `proctor run` (real probes, real kernel) as a child process whose
+//! JSON lines the tests read, and the binary under test itself.
 //!
 //! There is deliberately no way around loading the probes: a test machine that
 //! cannot load BPF fails these tests loudly, in CI and everywhere else.
-#![allow(dead_code)]
-
-pub mod tls;
 
 use std::{
     io::{BufRead, BufReader, Read},
-    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{Arc, Condvar, Mutex, OnceLock},
@@ -17,7 +13,6 @@ use std::{
 };
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -60,7 +55,7 @@ impl AgentProc {
     pub fn start_with(config: &str, tweak: impl FnOnce(&mut Command)) -> AgentProc {
         let mut cfg = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut cfg, config.as_bytes()).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_proctor"));
+        let mut cmd = Command::new(proctor_bin());
         tweak(&mut cmd);
         let mut child = cmd
             .args(["run", "--config"])
@@ -233,20 +228,28 @@ fn reaped(pid: u32) {
     STARTED.lock().unwrap().retain(|&p| p != pid);
 }
 
-/// One agent shared by the tests of a test binary (each filters by its own markers).
+/// One agent shared by the tests that need no config of their own (each
+/// filters by its own markers).
 pub fn shared() -> &'static AgentProc {
     static AGENT: OnceLock<AgentProc> = OnceLock::new();
     AGENT.get_or_init(|| AgentProc::start(TEST_CONFIG))
 }
 
-/// A string no other process on the machine will have in its argv.
+/// The binary under test: `PROCTOR_BIN` when set (`cargo xtask test` names
+/// the release build it just made), else the one cargo built for this test.
+pub fn proctor_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var_os("PROCTOR_BIN")
+            .filter(|p| !p.is_empty())
+            .map_or_else(|| env!("CARGO_BIN_EXE_proctor").into(), PathBuf::from)
+    })
+}
+
 /// Runs the `proctor` command line with `args`; it must succeed. Its stdout.
 pub fn proctor_ok<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Vec<u8> {
     let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().into()).collect();
-    let out = Command::new(env!("CARGO_BIN_EXE_proctor"))
-        .args(&args)
-        .output()
-        .unwrap();
+    let out = Command::new(proctor_bin()).args(&args).output().unwrap();
     assert!(
         out.status.success(),
         "proctor {args:?}: {}",
@@ -255,110 +258,11 @@ pub fn proctor_ok<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) 
     out.stdout
 }
 
-pub fn marker(name: &str) -> String {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    format!(
-        "proctor-test-{name}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    )
-}
-
-pub fn has_arg(e: &Value, arg: &str) -> bool {
-    e["process"]["args"]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|x| x == arg))
-}
-
-pub fn is_exec_with(e: &Value, arg: &str) -> bool {
-    e["kind"] == "process_exec" && has_arg(e, arg)
-}
-
-pub fn sha256_file(p: &Path) -> String {
-    hex::encode(Sha256::digest(std::fs::read(p).unwrap()))
-}
-
-pub fn ino_dev(p: &Path) -> (u64, u64) {
-    let m = std::fs::metadata(p).unwrap();
-    (m.ino(), m.dev())
-}
-
-pub fn resolve(p: &str) -> PathBuf {
-    std::fs::canonicalize(p).unwrap()
-}
-
-/// Starts a command whose executable the test may have just written.
-pub fn spawn(cmd: &mut Command) -> Child {
-    // A file just written may still be open for writing in a child another
-    // test thread is forking at that moment (ETXTBSY until that child execs).
-    let mut tries = 0;
-    loop {
-        match cmd.spawn() {
-            Ok(c) => return c,
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("spawn {cmd:?}: {e}"),
-        }
-    }
-}
-
-/// Runs a command to completion and returns its pid.
-pub fn run(cmd: &mut Command) -> u32 {
-    cmd.stdout(Stdio::null()).stderr(Stdio::null());
-    let mut child = spawn(cmd);
-    let pid = child.id();
-    child.wait().unwrap();
-    pid
-}
-
-/// A minimal HTTP GET over loopback: (status code, body).
-pub fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    std::io::Write::write_all(
-        &mut s,
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let code = out.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
-}
-
-/// The value of one sample in Prometheus/OpenMetrics text, if present.
-pub fn sample_opt(text: &str, name_and_labels: &str) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (series, value) = l.rsplit_once(' ')?;
-        (series == name_and_labels).then(|| value.parse().ok())?
-    })
-}
-
-/// The value of one sample; 0 when absent.
-pub fn sample(text: &str, name_and_labels: &str) -> f64 {
-    sample_opt(text, name_and_labels).unwrap_or(0.0)
-}
-
-/// `podman run` with the flags every container here needs: Debian's runc
-/// (crun refuses the hybrid cgroup layout), no network, and ulimits within
-/// this machine's hard limits.
-pub fn podman_run_base() -> Command {
-    let mut c = Command::new("podman");
-    c.args([
-        "run",
-        "--runtime",
-        "runc",
-        "--network",
-        "none",
-        "--ulimit",
-        "nofile=1024:1024",
-        "--ulimit",
-        "nproc=1024:1024",
-    ]);
-    c
+/// The machine to this test alone among those that take it: a storm whose
+/// drops are counted must not share the CPUs with another storm or an image
+/// build. Hold the guard for the test's length.
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static MACHINE: Mutex<()> = Mutex::new(());
+    // A test that failed while holding it leaves nothing to repair.
+    MACHINE.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -1,29 +1,25 @@
 //! Sinks against real receivers: rsyslog (Debian's, started here on
-//! loopback with its own config) over UDP, TCP and TLS; local stand-ins for
-//! Splunk HEC and an OTLP/HTTP collector that check every request against
+//! loopback with its own config) over UDP, TCP and TLS; the harness's HTTPS
+//! stand-in as Splunk HEC and an OTLP/HTTP collector, checking every request against
 //! the published formats and answer as the real ones do. Events come from
 //! real processes the tests run.
 
-mod common;
-
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    io::{BufRead, BufReader, Read, Write},
+    io::Write,
     net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command},
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
+        Arc,
     },
     time::{Duration, Instant},
 };
 
-use common::{
-    tls::{certs, Certs},
-    *,
-};
 use serde_json::Value;
+
+use crate::harness::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -277,128 +273,7 @@ fn parse_cef(line: &str) -> (Vec<String>, HashMap<String, String>) {
 }
 
 // ---------------------------------------------------------------------------
-// HTTP stand-ins for Splunk HEC and an OTLP collector.
-
-#[derive(Debug, Clone)]
-struct Request {
-    method: String,
-    path: String,
-    headers: HashMap<String, String>,
-    /// The body after Content-Encoding was undone.
-    body: Vec<u8>,
-}
-
-type Handler = Arc<dyn Fn(&Request) -> (u16, String) + Send + Sync>;
-
-struct StandIn {
-    addr: String,
-    requests: Arc<Mutex<Vec<Request>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl StandIn {
-    fn start(tls: Option<&Certs>, handler: Handler) -> StandIn {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let requests: Arc<Mutex<Vec<Request>>> = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let server = tls.map(Certs::server_config);
-        let (r2, s2) = (requests.clone(), stop.clone());
-        listener.set_nonblocking(true).unwrap();
-        std::thread::spawn(move || {
-            while !s2.load(Ordering::Relaxed) {
-                let Ok((conn, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                };
-                conn.set_nonblocking(false).unwrap();
-                let (r3, h, server) = (r2.clone(), handler.clone(), server.clone());
-                std::thread::spawn(move || match server {
-                    Some(cfg) => {
-                        let tls = rustls::ServerConnection::new(cfg).unwrap();
-                        serve_http(rustls::StreamOwned::new(tls, conn), &r3, &h)
-                    }
-                    None => serve_http(conn, &r3, &h),
-                });
-            }
-        });
-        StandIn {
-            addr,
-            requests,
-            stop,
-        }
-    }
-
-    fn requests(&self) -> Vec<Request> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-impl Drop for StandIn {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// HTTP/1.1 with keep-alive and Content-Length bodies (what the agent sends).
-fn serve_http(stream: impl Read + Write, log: &Mutex<Vec<Request>>, handler: &Handler) {
-    let mut r = BufReader::new(stream);
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut it = line.split_whitespace();
-        let (method, path) = (
-            it.next().unwrap().to_string(),
-            it.next().unwrap().to_string(),
-        );
-        let mut headers = HashMap::new();
-        loop {
-            let mut h = String::new();
-            r.read_line(&mut h).unwrap();
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            let (k, v) = h.split_once(':').unwrap();
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-        assert!(
-            !headers.contains_key("transfer-encoding"),
-            "the stand-in expects Content-Length bodies"
-        );
-        let len: usize = headers
-            .get("content-length")
-            .map(|l| l.parse().unwrap())
-            .unwrap_or(0);
-        let mut body = vec![0u8; len];
-        r.read_exact(&mut body).unwrap();
-        if headers.get("content-encoding").map(String::as_str) == Some("gzip") {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&body[..])
-                .read_to_end(&mut out)
-                .expect("Content-Encoding: gzip but the body is not gzip");
-            body = out;
-        }
-        let req = Request {
-            method,
-            path,
-            headers,
-            body,
-        };
-        let (code, answer) = handler(&req);
-        log.lock().unwrap().push(req);
-        let w = r.get_mut();
-        write!(
-            w,
-            "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
-            answer.len()
-        )
-        .unwrap();
-        w.flush().unwrap();
-    }
-}
+// Handlers of the HTTPS stand-in for Splunk HEC and an OTLP collector.
 
 const HEC_TOKEN: &str = "0f3c8e1a-7b2d-4c5e-9a6f-1d2e3f4a5b6c";
 
@@ -574,7 +449,7 @@ fn one_finding_reaches_syslog_udp_tcp_tls_hec_otlp_and_file() {
         tcp = rsyslog.tcp,
         tls = rsyslog.tls,
         ca = certs.ca.display(),
-        hec = hec.addr.rsplit_once(':').unwrap().1,
+        hec = hec.port(),
         otlp = otlp.addr,
         file = file.display(),
     );
@@ -814,7 +689,9 @@ fn seqs_in(lines: &[String]) -> Vec<u64> {
 /// events sit in its spool: every event of the sink arrives exactly once,
 /// in order, and seq continues across the restart — except those rsyslog's
 /// TCP had acknowledged but rsyslog had not read when it stopped (syslog has
-/// no application ack); the test checks that losses fall only in that window.
+/// no application ack); the test checks that losses fall only in that window,
+/// which ends at the last record the sink counted delivered (TCP-acknowledged)
+/// before rsyslog stopped. Everything emitted after it is spooled and arrives.
 #[test]
 fn outage_and_agent_restart_deliver_every_seq_exactly_once() {
     let certs = certs("proctor sink test CA");
@@ -851,11 +728,15 @@ fn outage_and_agent_restart_deliver_every_seq_exactly_once() {
     let written_before_stop = seqs_in(&rsyslog.lines("tcp")).into_iter().max().unwrap();
     rsyslog.stop();
     // Keep producing with rsyslog down until the queue has spilled to disk.
-    // That status is emitted after the stop: its seq bounds every event
-    // rsyslog could have acknowledged.
-    let emitted_before_stop = wait_until(WAIT, "the spool to fill", || {
+    // The sink counts a record delivered only once rsyslog's TCP acknowledged
+    // it, and nothing is acknowledged after rsyslog exited: once the sink has
+    // seen the outage (down), its delivered count is the number of records
+    // acknowledged before the stop.
+    let acked_at_stop = wait_until(WAIT, "the spool to fill", || {
         let s = first.status_after(first.last_seq());
-        (sink_status(&s, "siem")["in_spool"].as_u64()? > 20).then_some(s["seq"].as_u64()?)
+        let sink = sink_status(&s, "siem");
+        (sink["down"] == true && sink["in_spool"].as_u64()? > 20)
+            .then_some(sink["delivered"].as_u64()?)
     });
     first.stop();
     let spooled = std::fs::read_dir(state.path().join("spool/siem"))
@@ -885,8 +766,24 @@ fn outage_and_agent_restart_deliver_every_seq_exactly_once() {
             .map(|e| e["seq"].as_u64().unwrap())
             .collect()
     };
-    let first_seqs = emitted(&first);
-    let last_of_first = *first_seqs.iter().max().unwrap();
+    let mut first_seqs = emitted(&first);
+    first_seqs.sort_unstable();
+    let last_of_first = *first_seqs.last().unwrap();
+    // The sink takes every process_exec, in seq order: the records it had
+    // acknowledged are the first `acked_at_stop` of them.
+    let last_acked = match acked_at_stop as usize {
+        0 => 0,
+        n => *first_seqs.get(n - 1).unwrap_or_else(|| {
+            panic!(
+                "the sink counts {n} delivered, the agent emitted {} execs",
+                first_seqs.len()
+            )
+        }),
+    };
+    assert!(
+        last_acked >= written_before_stop,
+        "rsyslog wrote seq {written_before_stop}, the sink counts only up to {last_acked} acknowledged"
+    );
     let last_marker = second
         .wait_for(|e| is_exec_with(e, &m) && has_arg(e, &(produced - 1).to_string()))["seq"]
         .as_u64()
@@ -902,7 +799,7 @@ fn outage_and_agent_restart_deliver_every_seq_exactly_once() {
         .into_iter()
         .chain(emitted(&second).into_iter().filter(|&s| s <= last_marker))
         .collect();
-    let in_window = |s: u64| s > written_before_stop && s < emitted_before_stop;
+    let in_window = |s: u64| s > written_before_stop && s <= last_acked;
     let must: BTreeSet<u64> = expected
         .iter()
         .copied()
@@ -917,7 +814,7 @@ fn outage_and_agent_restart_deliver_every_seq_exactly_once() {
     let lost: Vec<u64> = expected.difference(&set).copied().collect();
     if !lost.is_empty() {
         eprintln!(
-            "{} messages lost in rsyslog's receive buffer when it stopped (seq {written_before_stop} < lost < {emitted_before_stop}): {lost:?}",
+            "{} messages lost in rsyslog's receive buffer when it stopped (seq {written_before_stop} < lost <= {last_acked}): {lost:?}",
             lost.len()
         );
     }
@@ -1072,7 +969,7 @@ fn policy_check_rejects_bad_sinks() {
     for (yaml, want) in cases {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(yaml.as_bytes()).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_proctor"))
+        let out = Command::new(proctor_bin())
             .args(["policy", "check"])
             .arg(f.path())
             .output()

@@ -2,12 +2,10 @@
 //! agent polls an HTTPS endpoint, real processes run in cgroups shaped like
 //! the kubelet's, and their events and attestation answers name the pod.
 //!
-//! No kubelet runs here, so the endpoint is a stand-in: a TLS server started
-//! by the test on loopback, with a CA the test generates, serving a recorded
-//! kubelet PodList (tests/data/kubelet-podlist-standin.json) and checking
+//! No kubelet runs here, so the endpoint is the harness's HTTPS stand-in on
+//! loopback, with a CA the test generates, serving a recorded
+//! kubelet PodList (data/kubelet-podlist-standin.json) and checking
 //! the bearer token like a kubelet's authenticator would.
-
-mod common;
 
 use std::{
     os::unix::process::CommandExt,
@@ -16,7 +14,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use common::{tls::certs, *};
+use crate::harness::*;
 use serde_json::Value;
 
 const PODLIST: &str = include_str!("data/kubelet-podlist-standin.json");
@@ -33,70 +31,30 @@ enum Answer {
     Garbage,
 }
 
-#[derive(Default)]
-struct Seen {
-    with_token: u64,
-    without_token: u64,
-    /// Path and query of every request.
-    paths: Vec<String>,
-}
-
-/// The kubelet stand-in: HTTPS on 127.0.0.1, its own CA.
+/// The kubelet (or API server) stand-in: the harness's HTTPS stand-in with
+/// its own CA, answering what `answer` says to requests with the token.
 struct Kubelet {
-    port: u16,
-    dir: tempfile::TempDir,
+    server: StandIn,
+    certs: Certs,
     answer: Arc<Mutex<Answer>>,
-    seen: Arc<Mutex<Seen>>,
-    _rt: tokio::runtime::Runtime,
 }
 
 impl Kubelet {
     fn start(answer: Answer) -> Self {
         let certs = certs("proctor test kubelet CA");
-        let tls = certs.server_config();
-        let dir = certs.dir;
-        std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let port = listener.local_addr().unwrap().port();
+        std::fs::write(certs.dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
         let answer = Arc::new(Mutex::new(answer));
-        let seen: Arc<Mutex<Seen>> = Arc::default();
-        let (a2, s2) = (answer.clone(), seen.clone());
-        rt.spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                let (acceptor, a, s) = (acceptor.clone(), a2.clone(), s2.clone());
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let svc = hyper::service::service_fn(move |req| {
-                        let (a, s) = (a.clone(), s.clone());
-                        async move { Ok::<_, std::convert::Infallible>(respond(&req, &a, &s)) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                        .await;
-                });
-            }
-        });
+        let a = answer.clone();
+        let server = StandIn::start(Some(&certs), Arc::new(move |req| respond(req, &a)));
         Self {
-            port,
-            dir,
+            server,
+            certs,
             answer,
-            seen,
-            _rt: rt,
         }
+    }
+
+    fn port(&self) -> u16 {
+        self.server.port()
     }
 
     fn set(&self, a: Answer) {
@@ -104,7 +62,19 @@ impl Kubelet {
     }
 
     fn file(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.certs.dir.path().join(name)
+    }
+
+    /// Requests that carried the bearer token, and those that did not.
+    fn with_and_without_token(&self) -> (usize, usize) {
+        let reqs = self.server.requests();
+        let with = reqs.iter().filter(|r| authorized(r)).count();
+        (with, reqs.len() - with)
+    }
+
+    /// Path and query of every request.
+    fn paths(&self) -> Vec<String> {
+        self.server.requests().into_iter().map(|r| r.path).collect()
     }
 
     /// The agent's `kubernetes:` section for this stand-in.
@@ -112,36 +82,23 @@ impl Kubelet {
         format!(
             "kubernetes:\n  enabled: true\n  kubelet_url: https://127.0.0.1:{}/pods\n  \
              token_file: {}\n  ca_file: {}\n  refresh_interval: 1s\n  min_refresh_interval: 200ms\n",
-            self.port,
+            self.port(),
             self.file("token").display(),
-            self.file("ca.pem").display()
+            self.certs.ca.display()
         )
     }
 }
 
-fn respond(
-    req: &hyper::Request<hyper::body::Incoming>,
-    answer: &Mutex<Answer>,
-    seen: &Mutex<Seen>,
-) -> hyper::Response<http_body_util::Full<hyper::body::Bytes>> {
-    let authorized = req
-        .headers()
-        .get("authorization")
-        .is_some_and(|v| v.as_bytes() == format!("Bearer {TOKEN}").as_bytes());
-    {
-        let mut s = seen.lock().unwrap();
-        if authorized {
-            s.with_token += 1;
-        } else {
-            s.without_token += 1;
-        }
-        s.paths.push(req.uri().to_string());
-    }
+fn authorized(req: &Request) -> bool {
+    req.headers.get("authorization").map(String::as_str) == Some(&format!("Bearer {TOKEN}"))
+}
+
+fn respond(req: &Request, answer: &Mutex<Answer>) -> (u16, String) {
     // The kubelet's list, or the API server's restricted to node-1.
     let known = ["/pods", "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-1"];
-    let (code, body) = if !authorized {
+    if !authorized(req) {
         (401, "Unauthorized".to_string())
-    } else if !known.contains(&req.uri().to_string().as_str()) {
+    } else if !known.contains(&req.path.as_str()) {
         (404, "404 page not found".to_string())
     } else {
         match *answer.lock().unwrap() {
@@ -152,12 +109,7 @@ fn respond(
                 "{\"kind\":\"PodList\",\"items\":[{\"metadata\"".to_string(),
             ),
         }
-    };
-    hyper::Response::builder()
-        .status(code)
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
-        .unwrap()
+    }
 }
 
 /// A cgroup tree shaped like the kubelet's cgroupfs driver with containerd:
@@ -206,16 +158,6 @@ impl Drop for PodCgroup {
             }
             d = d.parent().unwrap().to_path_buf();
         }
-    }
-}
-
-/// A process that lives until dropped.
-struct Kid(std::process::Child);
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -270,20 +212,6 @@ fn exec_in(cg: &PodCgroup, agent: &AgentProc, name: &str) -> Value {
     agent.wait_for(|e| is_exec_with(e, &m))
 }
 
-/// A GET over loopback: the body.
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
 #[test]
 fn kubelet_pod_metadata_names_the_pod_in_events_and_attestation() {
     let kubelet = Kubelet::start(Answer::PodList);
@@ -299,14 +227,9 @@ fn kubelet_pod_metadata_names_the_pod_in_events_and_attestation() {
     assert_eq!(ps["source"], "kubelet", "{ps:#}");
     assert_eq!(ps["pods"], 3, "{ps:#}");
     assert_eq!(ps["fetches_failed"], 0, "{ps:#}");
-    {
-        let seen = kubelet.seen.lock().unwrap();
-        assert!(
-            seen.with_token >= 1,
-            "the agent never sent the bearer token"
-        );
-        assert_eq!(seen.without_token, 0, "a request came without the token");
-    }
+    let (with_token, without_token) = kubelet.with_and_without_token();
+    assert!(with_token >= 1, "the agent never sent the bearer token");
+    assert_eq!(without_token, 0, "a request came without the token");
     // The token never shows up in what the agent prints.
     assert!(!agent.stderr().contains(TOKEN));
 
@@ -402,7 +325,7 @@ fn kubelet_down_agent_answers_from_cgroups_and_reports_the_outage() {
     assert!(ps["fetches_failed"].as_u64().unwrap() > before, "{ps:#}");
     assert_eq!(ps["outages"], 1, "{ps:#}");
     let metrics_addr = st["status"]["metrics_listen"].as_str().unwrap().to_string();
-    let metrics = http_get(&metrics_addr, "/metrics");
+    let (_, metrics) = http_get(&metrics_addr, "/metrics");
     let failed = metrics
         .lines()
         .find(|l| l.starts_with("proctor_pod_metadata_fetches_total{outcome=\"failed\"}"))
@@ -489,14 +412,14 @@ fn api_server_source_lists_only_this_nodes_pods() {
          api_server_url: https://127.0.0.1:{}\n  token_file: {}\n  ca_file: {}\n  \
          refresh_interval: 1s\n",
         socket.display(),
-        api.port,
+        api.port(),
         api.file("token").display(),
-        api.file("ca.pem").display()
+        api.certs.ca.display()
     );
     let agent = AgentProc::start(&config);
     let st = agent.wait_for(|e| e["kind"] == "agent_status" && pod_status(e)["state"] == "ok");
     assert_eq!(pod_status(&st)["source"], "api_server", "{st:#}");
-    let paths = api.seen.lock().unwrap().paths.clone();
+    let paths = api.paths();
     assert!(
         paths
             .iter()

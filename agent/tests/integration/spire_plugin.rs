@@ -1,7 +1,7 @@
 //! `proctor spire-plugin` loaded by a real go-plugin host, the way the SPIRE
 //! agent loads it, against a real running agent.
 //!
-//! The host (tests/spire_host/main.go) is built here from Debian's Go
+//! The host (tests/integration/spire_host/main.go) is built here from Debian's Go
 //! packages (GOPATH mode, offline): hashicorp/go-plugin for the handshake,
 //! broker and controller, hashicorp/hcl v1 to read the SPIRE agent config and
 //! print plugin_data as SPIRE does, grpc-go and stubs that protoc generates
@@ -10,16 +10,14 @@
 //!
 //! Needs root (the agent loads BPF; its API allows root only).
 
-mod common;
-
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::OnceLock,
     time::{Duration, Instant},
 };
 
-use common::{sha256_file, AgentProc, TEST_CONFIG};
+use crate::harness::{proctor_bin, repo_root, run_ok, sha256_file, AgentProc, Kid, TEST_CONFIG};
 use proctor::{
     api::spire_plugin::config::PluginConfig,
     api::{client, selectors::known_kind},
@@ -28,29 +26,6 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .into()
-}
-
-fn proctor_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_proctor")
-}
-
-fn run_ok(cmd: &mut Command) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.get_program()));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// The proto files the host needs stubs for, and the Go package of each.
 const HOST_PROTOS: &[(&str, &str)] = &[
@@ -68,7 +43,7 @@ fn host() -> &'static Path {
     static HOST: OnceLock<PathBuf> = OnceLock::new();
     HOST.get_or_init(|| {
         let root = repo_root();
-        let main_go = root.join("agent/tests/spire_host/main.go");
+        let main_go = root.join("agent/tests/integration/spire_host/main.go");
         let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("spire-host");
         let bin = work.join("spire-host");
         let stamp = work.join("spire-host.inputs");
@@ -107,7 +82,10 @@ fn host() -> &'static Path {
                 .arg(format!("--go-grpc_opt={m}"));
         }
         protoc.args(HOST_PROTOS.iter().map(|(p, _)| p));
-        run_ok(&mut protoc);
+        run_ok(
+            &mut protoc,
+            "protobuf-compiler and protoc-gen-go(-grpc); cargo xtask setup does",
+        );
         std::fs::copy(&main_go, src.join("proctor.test/spirehost/main.go")).unwrap();
         run_ok(
             Command::new("go")
@@ -119,6 +97,7 @@ fn host() -> &'static Path {
                 .env("GOFLAGS", "")
                 .env("GOPATH", format!("{}:/usr/share/gocode", gopath.display()))
                 .env("GOCACHE", work.join("gocache")),
+            "golang-go and the Go packages cargo xtask setup installs",
         );
         std::fs::write(&stamp, &inputs).unwrap();
         bin
@@ -174,7 +153,7 @@ fn agent_conf(dir: &Path, plugin_data: &str) -> PathBuf {
          plugins {{\n  WorkloadAttestor \"proctor\" {{\n    plugin_cmd = \"{}\"\n    \
          plugin_args = [\"spire-plugin\"]\n    plugin_checksum = \"{}\"\n    \
          plugin_data {{\n{plugin_data}\n    }}\n  }}\n}}\n",
-        proctor_bin(),
+        proctor_bin().display(),
         proctor_checksum()
     );
     let path = dir.join("agent.conf");
@@ -197,15 +176,6 @@ fn agent() -> &'static (AgentProc, PathBuf, tempfile::TempDir) {
         let agent = AgentProc::start(&config);
         (agent, socket, dir)
     })
-}
-
-struct Kid(Child);
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Waits until the agent vouches for the hash of `pid`'s binary (hashing
@@ -250,7 +220,7 @@ fn workload(dir: &Path, socket: &Path) -> (Kid, PathBuf, String) {
     let bin = dir.join("spire-workload");
     std::fs::copy("/bin/sleep", &bin).unwrap();
     let want_sha = sha256_file(&bin);
-    let kid = Kid(common::spawn(
+    let kid = Kid(crate::harness::spawn(
         Command::new(&bin).arg("300").stdout(Stdio::null()),
     ));
     assert_eq!(wait_for_hash(socket, kid.0.id()), want_sha);

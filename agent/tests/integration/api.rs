@@ -14,7 +14,7 @@
 use std::{
     os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt},
     path::{Path, PathBuf},
-    process::{Child, Command},
+    process::Command,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -35,12 +35,13 @@ use proctor::{
     identity::procfs_seed::scan_pid,
     secrets::inventory::{InventoryStore, SecretRecord},
 };
-use sha2::{Digest, Sha256};
 use tokio::{
     sync::{broadcast, oneshot},
     task::JoinHandle,
 };
 use tonic::Code;
+
+use crate::harness::{sha256_file, Kid};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -149,29 +150,9 @@ impl Agent {
     }
 }
 
-struct Kid(Child);
-
-impl Kid {
-    fn spawn(cmd: &str, args: &[&str]) -> Kid {
-        Kid(Command::new(cmd).args(args).spawn().expect("spawn"))
-    }
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn sha256_file(path: &str) -> String {
-    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+/// A child that is killed when the test lets go of it.
+fn kid(cmd: &str, args: &[&str]) -> Kid {
+    Kid(Command::new(cmd).args(args).spawn().expect("spawn"))
 }
 
 fn selectors(id: &Identity) -> Vec<String> {
@@ -204,7 +185,7 @@ fn exe_of(pid: u32) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn library_attest_live_process_has_kernel_hash_and_unix_selectors() {
     let mut agent = Agent::start(|_| {}).await;
-    let kid = Kid::spawn("sleep", &["30"]);
+    let kid = kid("sleep", &["30"]);
     let pid = kid.pid();
     let start = agent.insert_scanned(pid);
     // Its parent (this test) is known too.
@@ -213,7 +194,7 @@ async fn library_attest_live_process_has_kernel_hash_and_unix_selectors() {
     let id = client::attest(&agent.socket, pid as i32).await.unwrap();
     let sels = selectors(&id);
     let sleep = std::fs::canonicalize("/bin/sleep").unwrap();
-    let hash = sha256_file(sleep.to_str().unwrap());
+    let hash = sha256_file(&sleep);
     let euid = unsafe { libc::geteuid() };
     for want in [
         format!("unix:sha256:{hash}"),
@@ -223,7 +204,10 @@ async fn library_attest_live_process_has_kernel_hash_and_unix_selectors() {
         "proctor:attestation:procfs-scan".to_string(),
         "proctor:binary-unmodified:true".to_string(),
         "proctor:fileless:false".to_string(),
-        format!("proctor:parent-sha256:{}", sha256_file("/proc/self/exe")),
+        format!(
+            "proctor:parent-sha256:{}",
+            sha256_file(Path::new("/proc/self/exe"))
+        ),
     ] {
         assert!(sels.contains(&want), "{want} missing from {sels:?}");
     }
@@ -304,12 +288,12 @@ async fn library_attest_bad_and_gone_pids() {
         assert_eq!(r.unwrap_err(), Code::InvalidArgument, "pid {pid}");
     }
     // A live process the agent has no record of.
-    let unknown = Kid::spawn("sleep", &["30"]);
+    let unknown = kid("sleep", &["30"]);
     let r = client::attest(&agent.socket, unknown.pid() as i32).await;
     assert_eq!(code_of(&r.unwrap_err()), Some(Code::NotFound));
 
     // Recorded, then exited before the agent processed the exit.
-    let mut kid = Kid::spawn("sleep", &["30"]);
+    let mut kid = kid("sleep", &["30"]);
     let pid = kid.pid();
     agent.insert_scanned(pid);
     assert!(client::attest(&agent.socket, pid as i32).await.is_ok());
@@ -324,7 +308,7 @@ async fn library_attest_bad_and_gone_pids() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn library_attest_refuses_a_stale_record_for_a_reused_pid() {
     let mut agent = Agent::start(|_| {}).await;
-    let kid = Kid::spawn("sleep", &["30"]);
+    let kid = kid("sleep", &["30"]);
     let pid = kid.pid();
     // The agent's record is of an earlier process with this pid (started a
     // second before): /proc says the live one is another process.
@@ -340,7 +324,7 @@ async fn library_attest_refuses_a_stale_record_for_a_reused_pid() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn library_attest_a_reexec_not_yet_processed_is_unavailable() {
     let mut agent = Agent::start(|_| {}).await;
-    let kid = Kid::spawn("sh", &["-c", "sleep 0.3; exec sleep 30"]);
+    let kid = kid("sh", &["-c", "sleep 0.3; exec sleep 30"]);
     let pid = kid.pid();
     agent.insert_scanned(pid);
     let shell = exe_of(pid);
@@ -359,7 +343,7 @@ async fn library_callers_not_on_the_allow_list_are_refused() {
         c.allow_gids = vec![54321];
     })
     .await;
-    let kid = Kid::spawn("sleep", &["30"]);
+    let kid = kid("sleep", &["30"]);
     agent.insert_scanned(kid.pid());
     let e = client::attest(&agent.socket, kid.pid() as i32)
         .await
@@ -460,7 +444,7 @@ async fn library_socket_is_private_exclusive_and_removed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn library_watch_reports_reexec_then_exit() {
     let mut agent = Agent::start(|_| {}).await;
-    let mut kid = Kid::spawn("sh", &["-c", "sleep 1; exec sleep 30"]);
+    let mut kid = kid("sh", &["-c", "sleep 1; exec sleep 30"]);
     let pid = kid.pid();
     let start = agent.insert_scanned(pid);
     let shell = exe_of(pid);
@@ -493,7 +477,7 @@ async fn library_watch_reports_reexec_then_exit() {
     let changed = changed.identity.unwrap();
     assert_eq!(changed.exec_id, resolved.exec_id);
     assert_ne!(changed.exec_id, first.exec_id);
-    let hash = sha256_file(&exe_of(pid));
+    let hash = sha256_file(Path::new(&exe_of(pid)));
     assert!(
         selectors(&changed).contains(&format!("unix:sha256:{hash}")),
         "{:?}",
@@ -536,7 +520,7 @@ async fn library_watch_reports_reexec_then_exit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn library_watch_sees_an_exit_nobody_announced() {
     let mut agent = Agent::start(|_| {}).await;
-    let mut kid = Kid::spawn("sleep", &["30"]);
+    let mut kid = kid("sleep", &["30"]);
     let pid = kid.pid();
     agent.insert_scanned(pid);
     let mut w = client::watch(&agent.socket, pid as i32, None)

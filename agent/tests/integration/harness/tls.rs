@@ -1,14 +1,11 @@
 //! Test PKI: a CA made for one test and a server certificate for
 //! localhost/127.0.0.1, as PEM files (for rsyslog and the agent's `ca_file`)
-//! and as a rustls server config (for the stand-in receivers).
+//! and as a rustls server config (for the HTTPS stand-in).
 
 use std::{path::PathBuf, sync::Arc};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
-use tokio_rustls::rustls::{
-    self,
-    pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer},
-};
+use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
 
 pub struct Certs {
     pub dir: tempfile::TempDir,

@@ -1,0 +1,95 @@
+//! Processes the tests start and then look for in the agent's events: unique
+//! markers, spawning a binary just written, short runs, children that die
+//! with their handle, and containers.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use serde_json::Value;
+
+/// A string no other process on the machine will have in its argv.
+pub fn marker(name: &str) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "proctor-test-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+pub fn has_arg(e: &Value, arg: &str) -> bool {
+    e["process"]["args"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x == arg))
+}
+
+pub fn is_exec_with(e: &Value, arg: &str) -> bool {
+    e["kind"] == "process_exec" && has_arg(e, arg)
+}
+
+/// Starts a command whose executable the test may have just written.
+pub fn spawn(cmd: &mut Command) -> Child {
+    // A file just written may still be open for writing in a child another
+    // test thread is forking at that moment (ETXTBSY until that child execs).
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Ok(c) => return c,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("spawn {cmd:?}: {e}"),
+        }
+    }
+}
+
+/// Runs a command to completion and returns its pid.
+pub fn run(cmd: &mut Command) -> u32 {
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = spawn(cmd);
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+/// A process that lives until dropped: a failing test leaves no sleeper behind.
+pub struct Kid(pub Child);
+
+impl Kid {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `podman run` with the flags every container here needs: Debian's runc
+/// (crun refuses the hybrid cgroup layout), no network, and ulimits within
+/// this machine's hard limits.
+pub fn podman_run_base() -> Command {
+    let mut c = Command::new("podman");
+    c.args([
+        "run",
+        "--runtime",
+        "runc",
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+    ]);
+    c
+}

@@ -1,0 +1,19 @@
+//! The integration tests, one binary: a module per topic, all on the real
+//! kernel with the real `proctor` binary, sharing one harness.
+//!
+//! Topics run in parallel within this binary; a test that needs the machine
+//! to itself (a storm measured for drops) takes `harness::exclusive()`.
+
+mod harness;
+
+mod api;
+mod deploy;
+mod docs;
+mod exec_storm;
+mod kernel_layouts;
+mod network;
+mod pod_metadata;
+mod process_events;
+mod secrets;
+mod sinks;
+mod spire_plugin;
