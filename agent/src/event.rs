@@ -243,6 +243,8 @@ pub struct Process {
     pub comm: String,
     pub args: Vec<String>,
     pub args_truncated: bool,
+    /// Some credential in `args` was replaced by `<redacted>` (see `redact`).
+    pub args_redacted: bool,
     pub exe: Exe,
     pub interpreter: Option<Interpreter>,
     pub cgroup: Cgroup,

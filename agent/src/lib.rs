@@ -27,3 +27,4 @@ pub mod redact;
 pub mod secrets;
 #[cfg(test)]
 mod testdata;
+pub mod token_shapes;

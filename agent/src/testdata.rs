@@ -41,6 +41,7 @@ pub fn process() -> Process {
             "https://example.com/upload".into(),
         ],
         args_truncated: false,
+        args_redacted: false,
         exe: Exe {
             path: "/usr/bin/curl".into(),
             sha256: Some(SHA256.into()),

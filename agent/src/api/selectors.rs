@@ -447,6 +447,7 @@ mod tests {
             comm: "app".into(),
             args: vec!["app".into(), "--x".into()],
             args_truncated: false,
+            args_redacted: false,
             exe: Exe {
                 path: "/usr/bin/app".into(),
                 sha256: Some("ab".repeat(32)),

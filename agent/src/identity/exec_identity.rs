@@ -150,7 +150,7 @@ pub fn from_exec(
     };
 
     let mut args = rec.args.clone();
-    redact_args(&mut args);
+    let args_redacted = redact_args(&mut args);
     let (container, pod) = crate::identity::container::workload_json(cgroup_path.as_deref());
     let process = Process {
         pid: rec.tgid,
@@ -165,6 +165,7 @@ pub fn from_exec(
         comm: rec.comm.clone(),
         args,
         args_truncated: rec.args_truncated,
+        args_redacted,
         exe: Exe {
             path,
             sha256: None,

@@ -53,7 +53,7 @@ pub fn scan_pid(pid: u32, cgroups: &mut CgroupResolver, hashes: &HashCache) -> O
     };
     let fileless = deleted && path.starts_with("/memfd:");
     let mut args = p.cmdline().unwrap_or_default();
-    redact_args(&mut args);
+    let args_redacted = redact_args(&mut args);
     let start_boottime_ns = stat.starttime * tick_ns();
     // The resolver knows where cgroup2 is mounted: no mountinfo read per process.
     let cgroup_id = cgroups.id_of_pid(pid).unwrap_or(0);
@@ -74,6 +74,7 @@ pub fn scan_pid(pid: u32, cgroups: &mut CgroupResolver, hashes: &HashCache) -> O
         comm: stat.comm.clone(),
         args,
         args_truncated: false,
+        args_redacted,
         exe: Exe {
             path: if fileless {
                 path.trim_start_matches('/').to_string()

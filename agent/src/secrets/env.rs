@@ -16,7 +16,9 @@
 //! 5. Well-known token formats anywhere in a value: `github-token`,
 //!    `gitlab-token`, `slack-token`, `stripe-key`, `anthropic-api-key`,
 //!    `openai-api-key`, `google-api-key`, `npm-token`, `pypi-token`,
-//!    `dockerhub-token`.
+//!    `dockerhub-token`. These shapes, the AWS and Vault ones and the URL
+//!    password live in [`crate::token_shapes`], which argv redaction reads
+//!    too: what the scanner reports, `process.args` never shows.
 //! 6. `database-url` (`postgres://user:password@...` and the other database
 //!    schemes) and `url-credentials` (any other scheme with a password).
 //! 7. `generic-secret-name`: a variable named `*_SECRET`, `*_TOKEN`,
@@ -46,7 +48,10 @@ use std::{fmt, sync::OnceLock};
 
 use regex::Regex;
 
-use crate::secrets::catalog::{contains_private_key_block, SecretKind};
+use crate::{
+    secrets::catalog::{contains_private_key_block, SecretKind},
+    token_shapes::{self, Family},
+};
 
 /// A static credential found in an environment variable.
 pub struct EnvSecret {
@@ -95,7 +100,9 @@ pub fn scan(vars: &[(String, String)]) -> Vec<EnvSecret> {
 
 /// The static credentials in `vars` and the secret files they reference.
 pub fn scan_report(vars: &[(String, String)]) -> EnvScan {
-    let has_aws_key_id = vars.iter().any(|(_, v)| aws_key_id().is_match(v.trim()));
+    let has_aws_key_id = vars
+        .iter()
+        .any(|(_, v)| token_shapes::is_whole("aws-access-key-id", v.trim()));
     let mut out = EnvScan::default();
     for (name, value) in vars {
         let upper = name.to_ascii_uppercase();
@@ -144,7 +151,7 @@ fn detect(upper: &str, value: &str, has_aws_key_id: bool) -> Option<Detection> {
     let trimmed = value.trim();
     if upper.contains("SECRET")
         && (has_aws_key_id || upper.ends_with("SECRET_ACCESS_KEY"))
-        && aws_secret_key().is_match(trimmed)
+        && token_shapes::aws_secret_key().is_match(trimmed)
         && looks_real(trimmed, SECRET_ENTROPY)
     {
         return Some((
@@ -163,26 +170,33 @@ fn detect(upper: &str, value: &str, has_aws_key_id: bool) -> Option<Detection> {
             trimmed.to_string(),
         ));
     }
-    if let Some(token) = capture(vault_token(), value)
+    if let Some(token) = capture(token_shapes::shape("vault-token"), value)
         .or_else(|| {
             upper
                 .ends_with("VAULT_TOKEN")
-                .then(|| legacy_vault_token().is_match(trimmed).then_some(trimmed))
+                .then(|| {
+                    token_shapes::legacy_vault_token()
+                        .is_match(trimmed)
+                        .then_some(trimmed)
+                })
                 .flatten()
         })
         .filter(|t| looks_real(t, SECRET_ENTROPY))
     {
         return Some(("vault-token", SecretKind::VaultToken, token.to_string()));
     }
-    for (detector, kind, re) in token_formats() {
-        if let Some(token) = capture(re, value) {
+    for shape in token_shapes::shapes() {
+        let Some(kind) = format_kind(shape.family) else {
+            continue;
+        };
+        if let Some(token) = capture(shape, value) {
             if looks_real(token, SECRET_ENTROPY) {
-                return Some((detector, *kind, token.to_string()));
+                return Some((shape.name, kind, token.to_string()));
             }
         }
     }
-    if let Some(caps) = url_userinfo().captures(value) {
-        let password = &caps[2];
+    if let Some(caps) = token_shapes::url_userinfo().captures(value) {
+        let password = &caps[3];
         if !is_placeholder(password) {
             let scheme = caps[1].to_ascii_lowercase();
             let base = scheme.split('+').next().unwrap_or(&scheme);
@@ -389,10 +403,8 @@ fn shannon_entropy(value: &str) -> f64 {
         .sum()
 }
 
-fn capture<'v>(re: &Regex, value: &'v str) -> Option<&'v str> {
-    re.captures(value)
-        .and_then(|c| c.get(1))
-        .map(|m| m.as_str())
+fn capture<'v>(shape: &token_shapes::TokenShape, value: &'v str) -> Option<&'v str> {
+    shape.find(value).map(|r| &value[r])
 }
 
 macro_rules! lazy_regex {
@@ -404,83 +416,22 @@ macro_rules! lazy_regex {
     };
 }
 
-lazy_regex!(aws_key_id, r"^(AKIA|ASIA)[A-Z0-9]{16}$");
-lazy_regex!(aws_secret_key, r"^[A-Za-z0-9/+=]{40}$");
-lazy_regex!(
-    vault_token,
-    r"(?:^|[^A-Za-z0-9_])(hv[sbr]\.[A-Za-z0-9_-]{20,})"
-);
-lazy_regex!(legacy_vault_token, r"^[sbr]\.[A-Za-z0-9]{20,}$");
-lazy_regex!(
-    url_userinfo,
-    r"([A-Za-z][A-Za-z0-9+.-]*)://[^/\s:@]+:([^@\s/]+)@"
-);
 lazy_regex!(
     secret_reference_name,
     r"(SECRET|TOKEN|PASSWORD|PASSWD|API_?KEY|PRIVATE_KEY|CREDENTIALS?|KEY)_?(FILE|PATH)$"
 );
 
-fn token_formats() -> &'static [(&'static str, SecretKind, Regex)] {
-    static FORMATS: OnceLock<Vec<(&'static str, SecretKind, Regex)>> = OnceLock::new();
-    FORMATS.get_or_init(|| {
-        // A token must not continue a longer word on its left (`desk-...` is not `sk-`).
-        let b = r"(?:^|[^A-Za-z0-9_])";
-        [
-            (
-                "github-token",
-                SecretKind::VcsCredentials,
-                r"((?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})",
-            ),
-            (
-                "gitlab-token",
-                SecretKind::VcsCredentials,
-                r"(glpat-[A-Za-z0-9_-]{20,})",
-            ),
-            (
-                "slack-token",
-                SecretKind::ApiToken,
-                r"(xox[abposr]-[A-Za-z0-9-]{10,})",
-            ),
-            (
-                "stripe-key",
-                SecretKind::ApiToken,
-                r"((?:sk|rk)_live_[A-Za-z0-9]{16,})",
-            ),
-            (
-                "anthropic-api-key",
-                SecretKind::ApiToken,
-                r"(sk-ant-[A-Za-z0-9_-]{32,})",
-            ),
-            (
-                "openai-api-key",
-                SecretKind::ApiToken,
-                r"(sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,}|sk-[A-Za-z0-9]{40,})",
-            ),
-            (
-                "google-api-key",
-                SecretKind::ApiToken,
-                r"(AIza[0-9A-Za-z_-]{35})(?:$|[^0-9A-Za-z_-])",
-            ),
-            (
-                "npm-token",
-                SecretKind::PackageRegistryToken,
-                r"(npm_[A-Za-z0-9]{36})(?:$|[^A-Za-z0-9])",
-            ),
-            (
-                "pypi-token",
-                SecretKind::PackageRegistryToken,
-                r"(pypi-[A-Za-z0-9_-]{50,})",
-            ),
-            (
-                "dockerhub-token",
-                SecretKind::RegistryCredentials,
-                r"(dckr_pat_[A-Za-z0-9_-]{20,})",
-            ),
-        ]
-        .into_iter()
-        .map(|(name, kind, re)| (name, kind, Regex::new(&format!("{b}{re}")).unwrap()))
-        .collect()
-    })
+/// The secret kind of the shapes reported as well-known token formats
+/// (detector 5); the other families have their own detectors above, and a
+/// JWT in an environment is usually a short-lived session, not a static secret.
+fn format_kind(family: Family) -> Option<SecretKind> {
+    match family {
+        Family::Vcs => Some(SecretKind::VcsCredentials),
+        Family::Api => Some(SecretKind::ApiToken),
+        Family::PackageRegistry => Some(SecretKind::PackageRegistryToken),
+        Family::ContainerRegistry => Some(SecretKind::RegistryCredentials),
+        Family::PrivateKey | Family::AwsKeyId | Family::Vault | Family::Jwt => None,
+    }
 }
 
 #[cfg(test)]

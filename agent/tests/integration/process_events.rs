@@ -66,6 +66,7 @@ fn exec_of_known_binary_reports_path_args_ids_cgroup_and_hash() {
     assert_eq!(p["uid"], unsafe { libc::getuid() });
     assert_eq!(p["gid"], unsafe { libc::getgid() });
     assert_eq!(p["args"], serde_json::json!(["/bin/echo", m, "second arg"]));
+    assert_eq!(p["args_redacted"], false);
     assert_eq!(p["comm"], "echo");
     let echo = resolve("/bin/echo");
     assert_eq!(p["exe"]["path"], echo.to_str().unwrap());
@@ -87,6 +88,60 @@ fn exec_of_known_binary_reports_path_args_ids_cgroup_and_hash() {
         agent.wait_for(|e| e["kind"] == "process_exit" && e["process"]["exec_id"] == p["exec_id"]);
     assert_eq!(exit["exit"]["code"], 0);
     assert!(exit["seq"].as_u64() > ev["seq"].as_u64());
+}
+
+#[test]
+fn credentials_on_command_lines_never_reach_the_event() {
+    let agent = shared();
+    let m = marker("redact");
+    // (argv after the program, what the event must show).
+    let lines: &[(&str, &[&str], &[&str])] = &[
+        (
+            "/bin/echo",
+            &[
+                "--password=S3cret",
+                "https://u:S3cret@db.invalid/x",
+                "--token",
+                "S3cret",
+            ],
+            &[
+                "--password=<redacted>",
+                "https://u:<redacted>@db.invalid/x",
+                "--token",
+                "<redacted>",
+            ],
+        ),
+        (
+            "/bin/echo",
+            &["Authorization: Bearer S3cret", "db_password=S3cret"],
+            &["Authorization: Bearer <redacted>", "db_password=<redacted>"],
+        ),
+        (
+            "/bin/sh",
+            &[
+                "-c",
+                "exit 0; mysql -uroot -pS3cret; curl -u u:S3cret x",
+                "sh",
+            ],
+            &[
+                "-c",
+                "exit 0; mysql -uroot -p<redacted>; curl -u u:<redacted> x",
+                "sh",
+            ],
+        ),
+    ];
+    for (i, (program, args, shown)) in lines.iter().enumerate() {
+        let tag = format!("{m}-{i}");
+        run(Command::new(program).args(*args).arg(&tag));
+        let ev = agent.wait_for(|e| is_exec_with(e, &tag));
+        let p = &ev["process"];
+        let mut want = vec![program.to_string()];
+        want.extend(shown.iter().map(|s| s.to_string()));
+        want.push(tag.clone());
+        assert_eq!(p["args"], serde_json::json!(want), "{ev}");
+        assert_eq!(p["args_redacted"], true, "{ev}");
+        assert!(!ev.to_string().contains("S3cret"), "{ev}");
+    }
 }
 
 #[test]

@@ -261,6 +261,7 @@ mod tests {
             comm: "x".into(),
             args: vec![],
             args_truncated: false,
+            args_redacted: false,
             exe: Exe {
                 path: "/x".into(),
                 sha256: None,
