@@ -11,36 +11,14 @@
 //! its namespace sits in the mounted tree and translates those paths, so that
 //! paths in events are the host's.
 
+use crate::kernel::mounts::cgroup2_mounts;
+
 use std::{
     collections::HashMap,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
-
-/// Where cgroup2 is mounted, from /proc/self/mountinfo.
-pub fn cgroup2_mount() -> Option<PathBuf> {
-    cgroup2_mounts().into_iter().next().map(|(at, _)| at)
-}
-
-/// Every cgroup2 mount: (mount point, the mounted cgroup as seen from our
-/// cgroup namespace), in mount order.
-fn cgroup2_mounts() -> Vec<(PathBuf, String)> {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    info.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            if right.split_whitespace().next()? != "cgroup2" {
-                return None;
-            }
-            let mut f = left.split_whitespace();
-            let root = f.nth(3)?.to_string();
-            Some((PathBuf::from(f.next()?), root))
-        })
-        .collect()
-}
 
 /// `base` (a path below the mount's root) followed by `rel` (`..` allowed);
 /// `None` when `rel` climbs above the mount's root (outside what we see).

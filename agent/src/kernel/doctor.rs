@@ -12,7 +12,7 @@ use aya::{
 };
 use serde::Serialize;
 
-use crate::{identity::cgroups, kernel::btf_offsets, kernel::preflight, kernel::probes};
+use crate::kernel::{btf_offsets, mounts, preflight, probes};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -112,7 +112,7 @@ pub fn run() -> Vec<Check> {
         });
     }
 
-    out.push(match cgroups::cgroup2_mount() {
+    out.push(match mounts::cgroup2_mount() {
         Some(p) => check(
             "cgroup_v2",
             Verdict::Ok,

@@ -5,5 +5,6 @@
 pub mod btf_offsets;
 pub mod decode;
 pub mod doctor;
+pub mod mounts;
 pub mod preflight;
 pub mod probes;

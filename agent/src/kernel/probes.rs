@@ -278,7 +278,7 @@ fn attach_lsm_deny(ebpf: &mut Ebpf, btf: &Btf) -> Result<u32> {
 /// cgroup/connect4 and connect6 on the cgroup2 root: every connect on the
 /// node passes one map lookup; quarantined processes get EPERM.
 fn attach_block_egress(ebpf: &mut Ebpf, attached: &mut Vec<AttachedProgram>) -> Result<()> {
-    let root = crate::identity::cgroups::cgroup2_mount().context(
+    let root = crate::kernel::mounts::cgroup2_mount().context(
         "block-egress needs cgroup v2: no cgroup2 mount found; mount it or drop block-egress from the policy",
     )?;
     let cgroup = std::fs::File::open(&root)

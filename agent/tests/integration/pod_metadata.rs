@@ -122,7 +122,7 @@ struct PodCgroup {
 
 impl PodCgroup {
     fn new(name: &str) -> Self {
-        let root = proctor::identity::cgroups::cgroup2_mount().expect("cgroup2 is mounted");
+        let root = proctor::kernel::mounts::cgroup2_mount().expect("cgroup2 is mounted");
         let top_rel = format!("proctor-test-{}-{name}-kubepods", std::process::id());
         let rel = format!("{top_rel}/besteffort/pod{POD_UID}/{CONTAINER_ID}");
         let leaf = root.join(&rel);
@@ -357,7 +357,7 @@ fn agent_in_its_own_cgroup_namespace_reports_host_cgroup_paths() {
     let kubelet = Kubelet::start(Answer::PodList);
     let cg = PodCgroup::new("cgns");
     let sleeper = Kid(cg.command("/bin/sleep").arg("120").spawn().unwrap());
-    let root = proctor::identity::cgroups::cgroup2_mount().expect("cgroup2 is mounted");
+    let root = proctor::kernel::mounts::cgroup2_mount().expect("cgroup2 is mounted");
     let agent_cg = root.join(format!(
         "proctor-test-{}-cgns-agent/pod-agent",
         std::process::id()

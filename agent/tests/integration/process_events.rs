@@ -12,7 +12,7 @@ use std::{
 use crate::harness::*;
 
 fn cgroup2_root() -> std::path::PathBuf {
-    proctor::identity::cgroups::cgroup2_mount().expect("cgroup2 is mounted")
+    proctor::kernel::mounts::cgroup2_mount().expect("cgroup2 is mounted")
 }
 
 /// A cgroup the test creates and removes, so the expected id and path are known.
