@@ -8,23 +8,27 @@
 //! `pipeline` (ordering, rate limits), `export` (formats, sinks, metrics),
 //! `api` (gRPC, SPIRE plugin), `daemon` (wiring) and `cli`. The event contract
 //! (`event`) and the small leaves beside it depend on no wing.
+//!
+//! Public are the binary's entry (`cli`) and what the integration tests and
+//! examples drive directly (the API and its client, the event contract, the
+//! identity and secret parts they build by hand); the rest is the crate's own.
 
 pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod daemon;
-pub mod detect;
-pub mod duration;
+mod daemon;
+mod detect;
+mod duration;
 pub mod event;
-pub mod export;
+mod export;
 pub mod identity;
 pub mod kernel;
-pub mod net;
-pub mod paths;
-pub mod pipeline;
-pub mod redact;
+mod net;
+mod paths;
+mod pipeline;
+mod redact;
 pub mod secrets;
 #[cfg(test)]
 mod testdata;
-pub mod token_shapes;
+mod token_shapes;

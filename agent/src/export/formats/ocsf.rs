@@ -683,7 +683,6 @@ mod tests {
         let mut ev = event(Kind::NetConnect);
         ev.net = None;
         assert!(to_ocsf(&ev).is_none());
-        assert!(activity(&ev).is_none());
     }
 
     #[test]

@@ -31,7 +31,7 @@ use std::{
 use anyhow::{Context, Result};
 use tokio::{sync::watch, task::JoinHandle, time::Instant};
 
-pub use queue::{SinkCounters, SinkStats};
+pub use queue::SinkStats;
 
 use self::{
     config::{SinkConfig, SinkType, Transport},

@@ -114,11 +114,6 @@ impl Spool {
         self.bytes
     }
 
-    /// The last seq delivered from this spool.
-    pub fn delivered(&self) -> u64 {
-        self.delivered
-    }
-
     /// Appends a record; `Ok(false)` when the spool is full (the caller counts
     /// the drop).
     pub fn append(&mut self, r: &Record) -> Result<bool> {

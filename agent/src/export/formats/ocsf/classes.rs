@@ -2,7 +2,7 @@
 //! and the `security_control` reading of a finding's enforcement.
 
 use super::super::common::{net_outcome, NetOutcome};
-use crate::event::{Event, Kind, NetInfo};
+use crate::event::NetInfo;
 
 /// The OCSF schema version the output conforms to (`metadata.version`).
 pub const OCSF_VERSION: &str = "1.3.0";
@@ -89,20 +89,6 @@ pub const FINDING_CREATE: Activity = Activity {
     activity_id: 1,
     activity_name: "Create",
 };
-
-/// The class and activity an event maps to; `None` for `agent_status`, and
-/// for a `net_connect` without its `net` object (Network Activity requires
-/// `dst_endpoint`).
-pub fn activity(ev: &Event) -> Option<Activity> {
-    match ev.kind {
-        Kind::ProcessExec => Some(PROCESS_LAUNCH),
-        Kind::ProcessExit => Some(PROCESS_TERMINATE),
-        Kind::FileOpen => Some(FILE_OPEN),
-        Kind::NetConnect => ev.net.as_ref().map(network_activity_id),
-        Kind::Finding => Some(FINDING_CREATE),
-        Kind::AgentStatus => None,
-    }
-}
 
 /// The Network Activity activity a connect maps to: 1 Open when it
 /// succeeded or is under way, 5 Refuse for ECONNREFUSED, 4 Fail otherwise.
