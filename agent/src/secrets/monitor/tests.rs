@@ -1,0 +1,407 @@
+//! The monitor's decisions against an in-memory kernel watch: what gets
+//! watched, which reads become which findings, what enforcement installs.
+
+use super::*;
+use crate::secrets::catalog::SecretKind;
+use crate::secrets::kernel_watch::RecordedWatch;
+use std::{fs, net::IpAddr};
+
+/// A node in a temporary directory: four secret files of three catalog
+/// entries, and a monitor over them writing to a [`RecordedWatch`].
+struct Node {
+    tmp: tempfile::TempDir,
+}
+
+impl Node {
+    fn new() -> Node {
+        let node = Node {
+            tmp: tempfile::tempdir().unwrap(),
+        };
+        for (path, content) in [
+            ("keys/a.key", "key a"),
+            ("keys/b.key", "key b"),
+            ("conf/app.token", "token"),
+            ("srv/web/app.env", "API_KEY=1"),
+            ("bin/owner", "#!/bin/true"),
+        ] {
+            node.write(path, content);
+        }
+        node
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.tmp.path().join(rel)
+    }
+
+    fn write(&self, rel: &str, content: &str) {
+        let p = self.path(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, content).unwrap();
+    }
+
+    fn key(&self, rel: &str) -> InodeKey {
+        inode_key(&fs::metadata(self.path(rel)).unwrap())
+    }
+
+    fn catalog(&self) -> Catalog {
+        let root = self.tmp.path().display();
+        let entry = |id, kind, severity, pattern: String| {
+            CatalogEntry::new(id, kind, severity, &[pattern.as_str()], "test secret")
+        };
+        Catalog::from_entries(vec![
+            entry(
+                "app-key",
+                SecretKind::PrivateKey,
+                Severity::High,
+                format!("{root}/keys/*.key"),
+            ),
+            entry(
+                "app-token",
+                SecretKind::ApiToken,
+                Severity::High,
+                format!("{root}/conf/app.token"),
+            ),
+            entry(
+                "app-env",
+                SecretKind::Dotenv,
+                Severity::Medium,
+                format!("{root}/srv/*/app.env"),
+            ),
+        ])
+        .unwrap()
+    }
+
+    /// `policy` is the `secrets:` section as YAML; `{root}` stands for the node.
+    fn monitor(&self, policy: &str) -> Result<SecretMonitor<RecordedWatch>> {
+        let policy = policy.replace("{root}", &self.tmp.path().display().to_string());
+        let policy: SecretsConfig = serde_yaml_ng::from_str(&policy).unwrap();
+        let mut discover = DiscoverRoots::host();
+        discover.passwd_homes = false;
+        discover.anywhere_dirs.clear();
+        SecretMonitor::new(
+            policy,
+            MonitorParts {
+                catalog: self.catalog(),
+                fingerprinter: Fingerprinter::new([7; 32]),
+                store: InventoryStore::open(&self.path("state/inventory.db")).unwrap(),
+                kernel: RecordedWatch::default(),
+                discover,
+            },
+        )
+    }
+
+    /// A read of `rel` by this test process, matched by inode as the kernel would.
+    fn open(&self, m: &SecretMonitor<RecordedWatch>, rel: &str) -> OpenRecord {
+        let path = self.path(rel).display().to_string();
+        let meta = fs::metadata(&path).unwrap();
+        let key = inode_key(&meta);
+        OpenRecord {
+            ktime_ns: 1_000,
+            pid: std::process::id(),
+            tgid: std::process::id(),
+            uid: 0,
+            gid: 0,
+            cgroup_id: 1,
+            ino: meta.ino(),
+            dev: meta.dev(),
+            kdev: key.dev,
+            readable: true,
+            writable: false,
+            flags: 0,
+            fd: -1,
+            dfd: libc::AT_FDCWD,
+            syscall: 0,
+            matched: MATCH_INODE,
+            slot: m.kernel.inodes[&key],
+            killed: false,
+            denied: false,
+            comm: "curl".into(),
+            filename: path.clone(),
+            path: Some(path),
+        }
+    }
+}
+
+/// A process of the binary at `exe`; unhashed, so the path names its identity.
+fn reader(exe: &str) -> Arc<Process> {
+    let mut p = crate::testdata::process();
+    p.exe.path = exe.into();
+    p.exe.sha256 = None;
+    Arc::new(p)
+}
+
+fn findings_of(out: &[Pending], rule: &str) -> Vec<crate::event::Finding> {
+    out.iter()
+        .filter_map(|p| p.finding.clone())
+        .filter(|f| f.rule == rule)
+        .collect()
+}
+
+fn read(m: &mut SecretMonitor<RecordedWatch>, rec: &OpenRecord, p: &Arc<Process>) -> Vec<Pending> {
+    m.on_open(rec, &Snapshot::new(p.clone(), None, None), p)
+}
+
+#[test]
+fn discovery_watches_every_found_inode_and_only_glob_named_directories() {
+    let node = Node::new();
+    let m = node.monitor("{}").unwrap();
+    let w = &m.kernel;
+    for rel in [
+        "keys/a.key",
+        "keys/b.key",
+        "conf/app.token",
+        "srv/web/app.env",
+    ] {
+        assert!(w.inodes.contains_key(&node.key(rel)), "{rel}: {w:?}");
+    }
+    assert_eq!(w.inodes.len(), 4, "{w:?}");
+    assert_eq!(m.stats.watched_inodes, 4);
+    // New keys can appear under any name in keys/; the literal names need no dir watch.
+    assert_eq!(w.dirs, HashSet::from([node.key("keys")]), "{w:?}");
+    let stored = m.store.secrets().unwrap();
+    assert_eq!(stored.len(), 4, "{stored:?}");
+    assert!(stored.iter().all(|s| s.present && s.fingerprint.is_some()));
+}
+
+#[test]
+fn rescan_watches_new_files_and_marks_gone_ones_absent() {
+    let node = Node::new();
+    let mut m = node.monitor("{}").unwrap();
+    node.write("keys/c.key", "key c");
+    fs::remove_file(node.path("srv/web/app.env")).unwrap();
+    m.scan();
+    assert!(m.kernel.inodes.contains_key(&node.key("keys/c.key")));
+    let gone = node.path("srv/web/app.env").display().to_string();
+    let stored = m.store.secrets().unwrap();
+    let row = stored.iter().find(|s| s.path == gone).unwrap();
+    assert!(!row.present, "{row:?}");
+}
+
+#[test]
+fn literal_names_enter_the_name_filter_with_their_anchors() {
+    let node = Node::new();
+    let m = node.monitor("{}").unwrap();
+    let w = &m.kernel;
+    let expected = HashMap::from([("app.token".to_string(), true), ("app.env".into(), false)]);
+    assert_eq!(w.names, expected, "globbed names (*.key) cannot be named");
+    assert_eq!(w.parent_names, HashSet::from(["conf".to_string()]));
+    assert_eq!(
+        w.name_lengths,
+        (1 << "app.token".len()) | (1 << "app.env".len())
+    );
+    assert_eq!(m.stats.watched_names, 2);
+}
+
+#[test]
+fn an_owners_read_is_info_and_a_foreign_read_takes_the_catalog_severity() {
+    let node = Node::new();
+    let mut m = node
+        .monitor("rules: [{secret: {id: app-token}, owners: [{exe_path: /usr/bin/aws}]}]")
+        .unwrap();
+    let rec = node.open(&m, "conf/app.token");
+    let owner = read(&mut m, &rec, &reader("/usr/bin/aws"));
+    assert_eq!(owner[0].kind, Kind::FileOpen);
+    let f = &findings_of(&owner, "secret-read")[0];
+    assert_eq!(f.severity, Severity::Info, "{f:?}");
+    let foreign = read(&mut m, &rec, &reader("/usr/bin/curl"));
+    let f = &findings_of(&foreign, "secret-read")[0];
+    assert_eq!(f.severity, Severity::High, "{f:?}");
+    assert_eq!(f.secret.as_ref().unwrap().id, "app-token");
+    assert!(f.secret.as_ref().unwrap().fingerprint.is_some());
+    assert_eq!(m.stats.reads_reported, 2);
+    assert_eq!(m.reads.len(), 2, "one pending reader per identity");
+}
+
+#[test]
+fn an_exception_makes_a_read_expected_with_no_finding() {
+    let node = Node::new();
+    let mut m = node
+        .monitor("exceptions: [{secret: {id: app-token}, reader: {comm: curl}}]")
+        .unwrap();
+    let rec = node.open(&m, "conf/app.token");
+    let out = read(&mut m, &rec, &reader("/usr/bin/curl"));
+    assert_eq!(out.len(), 1, "only the file_open event");
+    assert!(out[0].finding.is_none());
+}
+
+#[test]
+fn a_kill_rule_allows_its_owners_and_denies_its_secrets_inodes() {
+    let node = Node::new();
+    let m = node
+        .monitor(
+            "rules:
+  - secret: {id: app-token}
+  - secret: {id: app-key}
+    owners: [{exe_path: '{root}/bin/owner'}]
+    enforce: [kill]",
+        )
+        .unwrap();
+    let w = &m.kernel;
+    assert_eq!(
+        w.allowed_readers,
+        HashSet::from([(1, node.key("bin/owner"))]),
+        "rule 1's owner, by inode"
+    );
+    let expected = HashMap::from([(node.key("keys/a.key"), 1), (node.key("keys/b.key"), 1)]);
+    assert_eq!(w.deny_inodes, expected, "{w:?}");
+}
+
+#[test]
+fn a_kill_rule_whose_owner_is_missing_refuses_to_start() {
+    let node = Node::new();
+    let err = node
+            .monitor(
+                "rules: [{secret: {id: app-key}, owners: [{exe_path: /nonexistent/x}], enforce: [kill]}]",
+            )
+            .err()
+            .expect("a kill rule needs its owners on disk");
+    assert!(format!("{err:#}").contains("cannot stat it"), "{err:#}");
+}
+
+#[test]
+fn kernel_kills_and_denials_show_as_the_findings_action() {
+    let node = Node::new();
+    let mut m = node.monitor("{}").unwrap();
+    let mut rec = node.open(&m, "keys/a.key");
+    rec.killed = true;
+    let out = read(&mut m, &rec, &reader("/usr/bin/curl"));
+    assert_eq!(findings_of(&out, "secret-read")[0].action, Some("killed"));
+    assert_eq!(m.stats.killed, 1);
+    m.flush_reads();
+    let mut rec = node.open(&m, "keys/b.key");
+    rec.denied = true;
+    let out = read(&mut m, &rec, &reader("/usr/bin/curl"));
+    assert_eq!(findings_of(&out, "secret-read")[0].action, Some("denied"));
+    assert_eq!(m.stats.denied, 1);
+    assert!(m.reads.is_empty(), "a refused open read nothing");
+}
+
+#[test]
+fn a_stale_inode_slot_is_unwatched_and_its_deny_entry_dropped() {
+    let node = Node::new();
+    let mut m = node
+            .monitor(
+                "rules: [{secret: {id: app-key}, owners: [{exe_path: '{root}/bin/owner'}], enforce: [kill]}]",
+            )
+            .unwrap();
+    let rec = node.open(&m, "keys/a.key");
+    let key = node.key("keys/a.key");
+    fs::remove_file(node.path("keys/a.key")).unwrap();
+    read(&mut m, &rec, &reader("/usr/bin/curl"));
+    assert!(!m.kernel.inodes.contains_key(&key));
+    assert!(!m.kernel.deny_inodes.contains_key(&key));
+    assert_eq!(m.stats.watched_inodes, 3);
+}
+
+#[test]
+fn opens_the_filter_passed_outside_the_catalog_are_not_secrets() {
+    let node = Node::new();
+    let mut m = node.monitor("{}").unwrap();
+    node.write("elsewhere/app.token", "not a secret");
+    let mut rec = node.open(&m, "keys/a.key");
+    rec.matched = 0;
+    rec.path = Some(node.path("elsewhere/app.token").display().to_string());
+    assert!(read(&mut m, &rec, &reader("/usr/bin/curl")).is_empty());
+    assert_eq!(m.stats.opens_not_secret, 1);
+}
+
+#[test]
+fn secret_search_fires_once_at_the_distinct_secret_threshold() {
+    let node = Node::new();
+    let mut m = node
+        .monitor("search: {distinct_secrets: 3, window: 60s}")
+        .unwrap();
+    let p = reader("/usr/bin/curl");
+    let mut fired = Vec::new();
+    for rel in [
+        "keys/a.key",
+        "keys/a.key",
+        "keys/b.key",
+        "conf/app.token",
+        "srv/web/app.env",
+    ] {
+        let rec = node.open(&m, rel);
+        fired.push(findings_of(&read(&mut m, &rec, &p), "secret-search").len());
+    }
+    // The repeated a.key is not a new secret; after firing, the window is quiet.
+    assert_eq!(fired, [0, 0, 0, 1, 0]);
+}
+
+#[test]
+fn block_egress_quarantines_the_reader_and_its_children_until_exit() {
+    let node = Node::new();
+    let mut m = node
+        .monitor("rules: [{secret: {id: app-token}, enforce: [block-egress]}]")
+        .unwrap();
+    let p = reader("/usr/bin/curl");
+    let rec = node.open(&m, "conf/app.token");
+    read(&mut m, &rec, &p);
+    let inside: IpAddr = "10.1.2.3".parse().unwrap();
+    assert!(
+        m.on_connect(&p, inside, 443).is_empty(),
+        "allowed by default"
+    );
+    assert!(m.kernel.quarantined.is_empty());
+    let outside: IpAddr = "203.0.113.7".parse().unwrap();
+    let found = m.on_connect(&p, outside, 443);
+    assert_eq!(found[0].rule, "secret-exfil", "{found:?}");
+    assert_eq!(found[0].action, Some("egress_blocked"));
+    assert!(m.kernel.quarantined.contains(&p.pid));
+    m.on_fork(p.pid, 5_000);
+    assert!(m.kernel.quarantined.contains(&5_000));
+    m.forget_process(p.pid);
+    assert_eq!(m.kernel.quarantined, HashSet::from([5_000]));
+    assert_eq!(m.stats.quarantined, 1);
+}
+
+#[test]
+fn search_tools_hunting_secret_names_are_flagged() {
+    let node = Node::new();
+    let mut m = node.monitor("{}").unwrap();
+    let mut p = crate::testdata::process();
+    p.comm = "find".into();
+    p.args = ["find", "/", "-name", "id_rsa", "-o", "-name", "app.token"]
+        .map(String::from)
+        .to_vec();
+    let f = m.on_exec_search_tool(&p).expect("a hunt for keys");
+    assert_eq!(f.rule, "secret-search");
+    assert_eq!(f.evidence.paths, ["id_rsa", "app.token"]);
+    p.args = ["find", "/", "-name", "*.log"].map(String::from).to_vec();
+    assert!(m.on_exec_search_tool(&p).is_none());
+    p.comm = "cat".into();
+    p.args = ["cat", "id_rsa"].map(String::from).to_vec();
+    assert!(m.on_exec_search_tool(&p).is_none(), "not a search tool");
+}
+
+#[test]
+fn generic_names_are_anchored_specific_ones_are_not() {
+    let a = name_anchors(&Catalog::builtin());
+    let config = a["config"].as_ref().expect("config is anchored");
+    assert!(
+        config.contains(".kube") && config.contains(".aws"),
+        "{config:?}"
+    );
+    // The service-account token sits one level below its anchor (..data/token).
+    assert!(a["token"].as_ref().unwrap().contains("serviceaccount"));
+    assert!(a[".env"].is_none());
+    assert!(a[".bash_history"].is_none());
+}
+
+#[test]
+fn only_glob_named_entries_watch_their_directory() {
+    let c = Catalog::builtin();
+    let watch = |id: &str| new_files_need_dir_watch(&c.entry(id).unwrap().paths);
+    assert!(watch("ssh-private-key"));
+    assert!(watch("kubernetes-pki-key"));
+    assert!(!watch("shadow"));
+    assert!(!watch("aws-cli-credentials"));
+    assert!(!watch("dotenv"));
+}
+
+#[test]
+fn dev_conversion_round_trips() {
+    let user = libc::makedev(259, 3);
+    let k = user_dev_to_kernel(user);
+    assert_eq!(k, (259 << 20) | 3);
+    assert_eq!(crate::kernel::decode::kernel_dev_to_user(k), user);
+}
