@@ -228,7 +228,12 @@ impl Ingest {
         if let Some(r) = snapshot.forgery().await {
             let f = crate::detect::findings::identity_forgery(&snapshot.process, &r);
             let ev = Pending::new(Kind::Finding, rec.ktime_ns, snapshot.clone());
-            self.send(Pending { finding: Some(f), refers_to_previous: true, ..ev }).await;
+            self.send(Pending {
+                finding: Some(f),
+                refers_to_previous: true,
+                ..ev
+            })
+            .await;
         }
         self.exec_checks(&snapshot, rec.ktime_ns).await;
     }

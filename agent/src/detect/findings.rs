@@ -63,7 +63,9 @@ pub fn untrusted_binary(p: &Process) -> Option<Finding> {
 pub fn identity_forgery(p: &Process, r: &Refusal) -> Finding {
     let claimed: Vec<String> = [
         r.claimed_pod.as_ref().map(|u| format!("pod-uid:{u}")),
-        r.claimed_container.as_ref().map(|c| format!("container-id:{c}")),
+        r.claimed_container
+            .as_ref()
+            .map(|c| format!("container-id:{c}")),
     ]
     .into_iter()
     .flatten()

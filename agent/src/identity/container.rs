@@ -190,9 +190,7 @@ fn kubelet_placed(systemd: bool, rest: &[&str]) -> Option<Workload> {
     };
     let uid = kubelet_pod(systemd, pod)?;
     Some(Workload {
-        container: tail
-            .first()
-            .and_then(|c| container_name(c, "containerd")),
+        container: tail.first().and_then(|c| container_name(c, "containerd")),
         pod: Some(pod_ref(uid)),
         refused: None,
     })
@@ -429,7 +427,10 @@ mod tests {
         let w = check(Path::new("/nonexistent"), "/system.slice/nginx.service", 1);
         assert_eq!(w.container.unwrap().runtime, "systemd");
         assert_eq!(w.refused, None);
-        assert_eq!(check(Path::new("/nonexistent"), "/", 1), Workload::default());
+        assert_eq!(
+            check(Path::new("/nonexistent"), "/", 1),
+            Workload::default()
+        );
     }
 
     /// Ownership, on an ordinary directory tree shaped like cgroups.
@@ -449,20 +450,33 @@ mod tests {
         assert_eq!(w.pod.unwrap().uid, UID);
 
         let id = mk(&good);
-        chown(root.join(format!("kubepods/besteffort/pod{UID}")), Some(1000), None).unwrap();
+        chown(
+            root.join(format!("kubepods/besteffort/pod{UID}")),
+            Some(1000),
+            None,
+        )
+        .unwrap();
         let r = check(root, &good, id).refused.expect("refused");
         assert!(r.forgery && r.reason.contains("uid 1000"), "{r:?}");
         assert_eq!(r.claimed_pod.as_deref(), Some(UID));
         assert_eq!(r.claimed_container.as_deref(), Some(ID));
 
-        let forged = format!("/user.slice/evil.slice/kubepods-besteffort-pod{}.slice/cri-containerd-{ID}.scope", UID.replace('-', "_"));
+        let forged = format!(
+            "/user.slice/evil.slice/kubepods-besteffort-pod{}.slice/cri-containerd-{ID}.scope",
+            UID.replace('-', "_")
+        );
         let r = check(root, &forged, mk(&forged)).refused.expect("refused");
-        assert!(r.forgery && r.reason.contains("not at a container"), "{r:?}");
+        assert!(
+            r.forgery && r.reason.contains("not at a container"),
+            "{r:?}"
+        );
 
         // A rootless podman container in its user's own subtree: refused, no forgery.
         let rootless =
             format!("/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope");
-        let r = check(root, &rootless, mk(&rootless)).refused.expect("refused");
+        let r = check(root, &rootless, mk(&rootless))
+            .refused
+            .expect("refused");
         assert!(!r.forgery && r.reason.contains("delegates"), "{r:?}");
         // The same name claiming a pod is one.
         let claim = format!("/user.slice/user-1000.slice/user@1000.service/kubepods/pod{UID}/{ID}");

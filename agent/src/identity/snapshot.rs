@@ -145,10 +145,7 @@ impl Snapshot {
     /// The view with the hashes known right now (no waiting).
     pub fn current(&self) -> Arc<Process> {
         let peek = |f: &Option<HashFuture>| f.as_ref().and_then(|f| f.peek().cloned());
-        let workload = self
-            .workload
-            .as_ref()
-            .and_then(|f| f.peek().cloned());
+        let workload = self.workload.as_ref().and_then(|f| f.peek().cloned());
         self.fill(peek(&self.exe_hash), peek(&self.script_hash), workload)
     }
 

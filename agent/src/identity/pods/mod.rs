@@ -334,7 +334,10 @@ mod tests {
         assert!(matches!(c.judge(&r), PodAnswer::Withheld));
         assert_eq!(c.contradiction(&r), None);
         // A pod uid alone is not enough.
-        assert!(matches!(c.judge(&workload(None, Some("u1"))), PodAnswer::Withheld));
+        assert!(matches!(
+            c.judge(&workload(None, Some("u1"))),
+            PodAnswer::Withheld
+        ));
 
         // Gone from the list: kept a while, then dropped.
         c.replace(vec![], t0 + Duration::from_secs(10));
