@@ -1,10 +1,16 @@
 //! cgroups the tests make at the places the kubelet and container runtimes use under the cgroup v2 mount, with ids unique to the test, removed on drop.
 
 use std::{
+    collections::HashSet,
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::Command,
+    sync::Mutex,
 };
+
+/// Directories some test of this run created: only those are removed, so a
+/// runtime's own (`/libpod_parent`, a real `/kubepods`) stays.
+static CREATED: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
 
 /// A pod uid and a container id no other test (or other test run) uses:
 /// the places the agent trusts (`/kubepods/...`) are shared by every test.
@@ -31,7 +37,8 @@ pub fn cgroup2_root() -> PathBuf {
 
 /// A cgroup at `rel` below the cgroup v2 mount. On drop its processes move
 /// back to the root cgroup and its directories are removed, innermost
-/// first; parents other tests still use stay (rmdir refuses them).
+/// first; parents other tests still use stay (rmdir refuses them), and
+/// directories this run did not create are never removed.
 pub struct PlacedCgroup {
     pub root: PathBuf,
     /// `/a/b/c`, as the agent reports it.
@@ -46,6 +53,17 @@ impl PlacedCgroup {
         let dir = root.join(rel.trim_start_matches('/'));
         // A parallel test may remove a shared parent (`/kubepods`) between
         // our mkdirs: try again.
+        let mut missing = Vec::new();
+        let mut d = dir.clone();
+        while d != root && !d.exists() {
+            missing.push(d.clone());
+            d = d.parent().unwrap().to_path_buf();
+        }
+        CREATED
+            .lock()
+            .unwrap()
+            .get_or_insert_with(HashSet::new)
+            .extend(missing);
         let mut tries = 0;
         while let Err(e) = std::fs::create_dir_all(&dir) {
             tries += 1;
@@ -96,9 +114,12 @@ impl Drop for PlacedCgroup {
                 _ => break,
             }
         }
+        let created = CREATED.lock().unwrap();
         let mut d = self.dir.parent().unwrap().to_path_buf();
         while d != self.root {
-            let _ = std::fs::remove_dir(&d);
+            if created.as_ref().is_some_and(|c| c.contains(&d)) {
+                let _ = std::fs::remove_dir(&d);
+            }
             d = d.parent().unwrap().to_path_buf();
         }
     }
