@@ -226,6 +226,10 @@ pub struct Evidence {
     /// Why severity was raised above the rule's default, if it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub escalation: Option<String>,
+    /// Why the finding was raised where the rule has more than one cause
+    /// (identity-forgery: why the claim was refused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

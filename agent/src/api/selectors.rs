@@ -8,7 +8,8 @@
 //!   deleted binaries), `sha256:HEX` (only when the hash of the exec'd file
 //!   version is known and the file was not modified since).
 //! - `k8s` (as SPIRE's k8s attestor), when the pod is known: `pod-uid:`
-//!   (from the cgroup path alone), and once pod metadata names them `ns:`,
+//!   (from a cgroup the kubelet made, confirmed by the pod list when one
+//!   is available: `identity::container`), and once pod metadata names them `ns:`,
 //!   `sa:`, `pod-name:`, `pod-label:KEY:VALUE` (one per label),
 //!   `container-name:`, `container-image:` (the image as the pod spec names
 //!   it, and again its `imageID` digest reference when the runtime reports one).

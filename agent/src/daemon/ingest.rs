@@ -205,7 +205,9 @@ impl Ingest {
                 })
         };
         let cgroup_path = self.cgroups.path(rec.cgroup_id, rec.tgid);
+        let workload = self.cgroups.workload(rec.cgroup_id, cgroup_path.as_deref());
         let snapshot = exec_identity::from_exec(&rec, parent, cgroup_path, &self.hashes)
+            .with_workload(workload)
             .with_pods(self.pods.as_ref());
         self.table.lock().unwrap().insert(
             rec.tgid,
@@ -223,6 +225,16 @@ impl Ingest {
             snapshot.clone(),
         ))
         .await;
+        if let Some(r) = snapshot.forgery().await {
+            let f = crate::detect::findings::identity_forgery(&snapshot.process, &r);
+            let ev = Pending::new(Kind::Finding, rec.ktime_ns, snapshot.clone());
+            self.send(Pending {
+                finding: Some(f),
+                refers_to_previous: true,
+                ..ev
+            })
+            .await;
+        }
         self.exec_checks(&snapshot, rec.ktime_ns).await;
     }
 
@@ -239,12 +251,7 @@ impl Ingest {
                 p.ppid = f.parent_tgid;
                 p.start_time_ns = crate::clock::to_epoch_ns(f.child_start_boottime_ns);
                 p.cgroup.id = f.cgroup_id;
-                Snapshot::new(
-                    Arc::new(p),
-                    parent.snapshot.exe_hash.clone(),
-                    parent.snapshot.script_hash.clone(),
-                )
-                .with_pods(parent.snapshot.pods.as_ref())
+                parent.snapshot.forked(p)
             });
         let record = match inherited {
             Some(snapshot) => Record {

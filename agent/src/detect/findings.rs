@@ -2,9 +2,10 @@
 //! ([`crate::event::rule`], docs/event-contract.md).
 
 use crate::{
-    event::rule::{SECRET_ENV, SECRET_READ, SECRET_SEARCH, UNTRUSTED_BINARY},
+    event::rule::{IDENTITY_FORGERY, SECRET_ENV, SECRET_READ, SECRET_SEARCH, UNTRUSTED_BINARY},
     event::Severity,
     event::{Evidence, Finding, Process, SecretInfo},
+    identity::container::Refusal,
 };
 
 /// Why a process's binary cannot be attested, if it cannot.
@@ -55,6 +56,46 @@ pub fn untrusted_binary(p: &Process) -> Option<Finding> {
         },
         action: None,
     })
+}
+
+/// A process whose cgroup claims a container or pod that is not its own
+/// (masquerading): the claim was refused, this says so.
+pub fn identity_forgery(p: &Process, r: &Refusal) -> Finding {
+    let claimed: Vec<String> = [
+        r.claimed_pod.as_ref().map(|u| format!("pod-uid:{u}")),
+        r.claimed_container
+            .as_ref()
+            .map(|c| format!("container-id:{c}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    Finding {
+        rule: IDENTITY_FORGERY,
+        severity: Severity::High,
+        summary: format!(
+            "{} (pid {}) runs in cgroup {} that claims {}, refused: {}",
+            p.comm,
+            p.pid,
+            r.path,
+            if claimed.is_empty() {
+                "a Kubernetes pod".to_string()
+            } else {
+                claimed.join(" and ")
+            },
+            r.reason
+        ),
+        mitre: vec!["T1036".into()],
+        secret: None,
+        evidence: Evidence {
+            exec_ids: vec![p.exec_id.clone()],
+            paths: vec![r.path.clone()],
+            identities: claimed,
+            reason: Some(r.reason.clone()),
+            ..Evidence::default()
+        },
+        action: None,
+    }
 }
 
 pub struct ReadContext<'a> {

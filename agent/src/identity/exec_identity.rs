@@ -151,7 +151,6 @@ pub fn from_exec(
 
     let mut args = rec.args.clone();
     let args_redacted = redact_args(&mut args);
-    let (container, pod) = crate::identity::container::workload_json(cgroup_path.as_deref());
     let process = Process {
         pid: rec.tgid,
         ppid: rec.ppid,
@@ -182,8 +181,9 @@ pub fn from_exec(
             id: rec.cgroup_id,
             path: cgroup_path,
         },
-        container,
-        pod,
+        // Filled from the cgroup's verdict (`Snapshot::with_workload`).
+        container: None,
+        pod: None,
         attestation: Attestation::KernelExec,
     };
     Snapshot::new(Arc::new(process), Some(exe_hash), script_hash)
