@@ -128,6 +128,13 @@ pub struct NetInfo {
     pub errno: Option<i32>,
     /// The outcome came from the TCP handshake of a non-blocking connect.
     pub async_result: bool,
+    /// connect | sendmsg (a datagram sent to an explicit address: UDP
+    /// `sendto`; its `result` says whether it was let out, not delivered).
+    pub operation: &'static str,
+    /// syscall (the connect(2) tracepoints) | socket_hook (the cgroup socket
+    /// hooks: datagrams, and connects made without connect(2) such as
+    /// io_uring's, whose result is success (attempted) or denied).
+    pub observed_by: &'static str,
 }
 
 /// A file, for `file_open` events and findings about files.
@@ -145,6 +152,11 @@ pub struct FileInfo {
     /// The path argument exactly as the process passed it. Empty for an open
     /// the LSM hook refused: that record comes from the hook, not the syscall.
     pub requested_path: String,
+    /// `io_uring` when the file was opened by an io_uring request
+    /// (`IORING_OP_OPENAT[2]`; `requested_path` is then empty); absent for
+    /// the open syscalls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<&'static str>,
 }
 
 /// Finding rule ids (a contract, see DESIGN.md). They live with the event
@@ -160,9 +172,10 @@ pub mod rule {
     pub const IDENTITY_FORGERY: &str = "identity-forgery";
     pub const SECRET_STALE: &str = "secret-stale";
     pub const SECRET_DECOY: &str = "secret-decoy";
+    pub const SECRET_IO_URING: &str = "secret-io-uring";
 
-    /// Every rule id, in the order DESIGN.md lists them.
-    pub const ALL: [&str; 9] = [
+    /// Every rule id, in the order DESIGN.md lists them (additions last).
+    pub const ALL: [&str; 10] = [
         SECRET_READ,
         SECRET_ENV,
         SECRET_REPLAY,
@@ -172,6 +185,7 @@ pub mod rule {
         IDENTITY_FORGERY,
         SECRET_STALE,
         SECRET_DECOY,
+        SECRET_IO_URING,
     ];
 }
 

@@ -150,6 +150,7 @@ pub fn file(path: &str) -> FileInfo {
         flags: libc::O_RDONLY as u32 | libc::O_CLOEXEC as u32,
         access: "read",
         requested_path: "../.aws/credentials".into(),
+        via: None,
     }
 }
 
@@ -163,6 +164,8 @@ pub fn net(result: &'static str, errno: Option<i32>) -> NetInfo {
         result,
         errno,
         async_result: false,
+        operation: "connect",
+        observed_by: "syscall",
     }
 }
 

@@ -19,8 +19,8 @@ use aya_ebpf::{
 use proctor_common::{
     AllowKey, FileOpenEvent, InodeKey, COMPONENT_LEN, FMODE_READ, KIND_FILE_OPEN, LSM_DENIED_SLOT,
     MATCH_DIR, MATCH_INODE, MATCH_NAME, NAME_KEY_LEN, NAME_NEEDS_ANCHOR, OPEN_FLAG_DENIED,
-    OPEN_FLAG_KILLED, OPEN_FLAG_PATH_TRUNCATED, OPEN_SYSCALL_CREAT, OPEN_SYSCALL_OPEN,
-    OPEN_SYSCALL_OPENAT, OPEN_SYSCALL_OPENAT2,
+    OPEN_FLAG_KILLED, OPEN_FLAG_PATH_TRUNCATED, OPEN_SYSCALL_CREAT, OPEN_SYSCALL_IO_URING,
+    OPEN_SYSCALL_OPEN, OPEN_SYSCALL_OPENAT, OPEN_SYSCALL_OPENAT2,
 };
 
 use crate::{bump, off, read, read_ptr, submit_flags, DROPS, EVENTS, SENT};
@@ -108,6 +108,13 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) {
     if ret < 0 {
         return;
     }
+    on_opened(ret, syscall);
+}
+
+/// `fd` was just opened by the current process (by `syscall`): reported
+/// when the file is watched. Also the io_uring completion path.
+#[inline(always)]
+pub(crate) fn on_opened(ret: i64, syscall: u32) {
     if current_is_agent() {
         return;
     }
@@ -172,7 +179,7 @@ impl Opened {
 /// The agent's own opens of secrets (fingerprinting, discovery) are neither
 /// reported nor refused.
 #[inline(always)]
-fn current_is_agent() -> bool {
+pub(crate) fn current_is_agent() -> bool {
     let agent = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(crate::AGENT_TGID)) };
     (bpf_get_current_pid_tgid() >> 32) as u32 == agent
 }
@@ -213,7 +220,7 @@ unsafe fn emit_open(
     ev.f_mode = o.f_mode;
     unsafe {
         ev.f_flags = read::<u32>(o.file, off!(file_f_flags));
-        if syscall != 0 {
+        if syscall != 0 && syscall != OPEN_SYSCALL_IO_URING {
             fill_args(ev, task, syscall);
         } else {
             ev.dfd = -100;

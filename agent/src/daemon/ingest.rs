@@ -21,7 +21,9 @@ use crate::{
     identity::process_table::{ProcessTable, Record, Sweep},
     identity::snapshot::Snapshot,
     identity::{liveness, procfs_seed::scan_pid},
-    kernel::decode::{decode, ConnectRecord, ExecRecord, KernelEvent, OpenRecord},
+    kernel::decode::{
+        decode, io_uring_op_name, ConnectRecord, ExecRecord, IoUringRecord, KernelEvent, OpenRecord,
+    },
     pipeline::emitter::Pending,
     secrets::monitor::SecretMonitor,
 };
@@ -40,6 +42,7 @@ pub(super) struct Gaps {
     pub reconciled_without_exit: u64,
     pub opens_without_process: u64,
     pub connects_without_process: u64,
+    pub io_uring_without_process: u64,
 }
 
 /// Everything the reader loop mutates.
@@ -112,6 +115,27 @@ impl Ingest {
             KernelEvent::Exit(e) => self.exit(e).await,
             KernelEvent::FileOpen(o) => self.file_open(*o).await,
             KernelEvent::Connect(c) => self.connect(*c).await,
+            KernelEvent::IoUring(u) => self.io_uring(u).await,
+        }
+    }
+
+    /// io_uring use is no event of its own (too common); it matters when
+    /// the process carries a secret.
+    async fn io_uring(&mut self, rec: IoUringRecord) {
+        let Some(reader) = self.reader(rec.tgid) else {
+            self.gaps.io_uring_without_process += 1;
+            return;
+        };
+        let Some(m) = self.secrets.as_mut() else {
+            return;
+        };
+        let found = m.on_io_uring(&reader.current(), io_uring_op_name(rec.opcode));
+        for f in found {
+            self.send(Pending {
+                finding: Some(f),
+                ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
+            })
+            .await;
         }
     }
 

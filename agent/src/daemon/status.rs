@@ -4,7 +4,7 @@
 
 use proctor_common::{
     CONNECT_DEDUP_SLOT, EGRESS_DENIED_SLOT, KIND_CONNECT, KIND_EXEC, KIND_EXIT, KIND_FILE_OPEN,
-    KIND_FORK, LSM_DENIED_SLOT,
+    KIND_FORK, KIND_IO_URING, LSM_DENIED_SLOT,
 };
 use serde::Serialize;
 
@@ -84,6 +84,8 @@ struct PerKind {
     exit: u64,
     file_open: u64,
     connect: u64,
+    /// First io_uring request of an opcode by a process.
+    io_uring: u64,
 }
 
 impl PerKind {
@@ -95,17 +97,19 @@ impl PerKind {
             exit: n(KIND_EXIT),
             file_open: n(KIND_FILE_OPEN),
             connect: n(KIND_CONNECT),
+            io_uring: n(KIND_IO_URING),
         }
     }
 
     /// (metrics `kind` label, count).
-    fn labelled(&self) -> [(&'static str, u64); 5] {
+    fn labelled(&self) -> [(&'static str, u64); 6] {
         [
             ("exec", self.exec),
             ("fork", self.fork),
             ("exit", self.exit),
             ("file_open", self.file_open),
             ("connect", self.connect),
+            ("io_uring", self.io_uring),
         ]
     }
 
@@ -225,6 +229,7 @@ mod tests {
             exit: base + 3,
             file_open: base + 4,
             connect: base + 5,
+            io_uring: base + 6,
         }
     }
 
@@ -259,6 +264,7 @@ mod tests {
                 reconciled_without_exit: 34,
                 opens_without_process: 35,
                 connects_without_process: 36,
+                io_uring_without_process: 37,
             },
             secrets: Some(json!({"bound_secrets": 2})),
             pod_metadata,
@@ -302,9 +308,9 @@ mod tests {
             "mounted": ["/sys/fs/bpf"],
             "kernel": {
                 "ring_buffer_bytes": 1u32 << 20,
-                "dropped": {"exec": 1, "fork": 2, "exit": 3, "file_open": 4, "connect": 5, "total": 15},
+                "dropped": {"exec": 1, "fork": 2, "exit": 3, "file_open": 4, "connect": 5, "io_uring": 6, "total": 21},
                 "sent": {
-                    "exec": 11, "fork": 12, "exit": 13, "file_open": 14, "connect": 15,
+                    "exec": 11, "fork": 12, "exit": 13, "file_open": 14, "connect": 15, "io_uring": 16,
                     "connect_deduplicated": 21, "egress_denied": 22, "opens_denied": 23,
                 },
             },
@@ -315,6 +321,7 @@ mod tests {
                 "reconciled_without_exit": 34,
                 "opens_without_process": 35,
                 "connects_without_process": 36,
+                "io_uring_without_process": 37,
             },
             "secrets": {"bound_secrets": 2},
             "pod_metadata": pod_metadata,

@@ -1,6 +1,6 @@
 //! Who uses which secret: bindings of secret fingerprints to workload
-//! identities (secret-replay) and secrets carried by processes towards the
-//! network (secret-exfil).
+//! identities (secret-replay), secrets carried by processes towards the
+//! network (secret-exfil) and into io_uring (secret-io-uring).
 //!
 //! An identity is the attested workload (binary hash and cgroup, see
 //! [`identity_key`]), never a pid: a restart of the same
@@ -15,7 +15,7 @@ use std::{
 };
 
 use crate::{
-    event::rule::{SECRET_EXFIL, SECRET_REPLAY},
+    event::rule::{SECRET_EXFIL, SECRET_IO_URING, SECRET_REPLAY},
     event::Severity,
     event::{Evidence, Finding, Process, SecretInfo},
     secrets::policy::{Destination, ReplayMode},
@@ -59,6 +59,8 @@ pub struct SecretUsage {
     metadata: Vec<Destination>,
     /// pid -> (fingerprint, destination) already reported as exfiltration.
     exfil_reported: HashMap<u32, HashSet<(String, String)>>,
+    /// pid -> fingerprints already reported as carried into io_uring.
+    io_uring_reported: HashMap<u32, HashSet<String>>,
 }
 
 impl SecretUsage {
@@ -76,6 +78,7 @@ impl SecretUsage {
             exfil_window,
             metadata,
             exfil_reported: HashMap::new(),
+            io_uring_reported: HashMap::new(),
         }
     }
 
@@ -172,19 +175,62 @@ impl SecretUsage {
     pub fn forget(&mut self, pid: u32) {
         self.taints.remove(&pid);
         self.exfil_reported.remove(&pid);
+        self.io_uring_reported.remove(&pid);
     }
 
-    /// A connection by `p` to `ip:port`: secret-exfil findings for every
-    /// secret it read within the window that may not go there.
-    pub fn on_connect(&mut self, p: &Process, ip: IpAddr, port: u16) -> Vec<Finding> {
-        let Some(taints) = self.taints.get_mut(&p.pid) else {
-            return Vec::new();
-        };
+    /// Secrets `p` read within the window, expired ones dropped.
+    fn live_taints(&mut self, pid: u32) -> Option<Arc<Vec<Taint>>> {
+        let taints = self.taints.get_mut(&pid)?;
         let now = Instant::now();
         let expired = |t: &Taint| now.duration_since(t.at) > self.exfil_window;
         if taints.iter().any(expired) {
             Arc::make_mut(taints).retain(|t| !expired(t));
         }
+        Some(Arc::clone(taints))
+    }
+
+    /// `p` submitted an io_uring request of opcode `op` (named) for the first
+    /// time: one secret-io-uring finding per secret it carries. io_uring
+    /// reaches files and sockets without the syscalls most monitoring (ours
+    /// included, for reads and sends on connected sockets) watches.
+    pub fn on_io_uring(&mut self, p: &Process, op: &str) -> Vec<Finding> {
+        let Some(taints) = self.live_taints(p.pid) else {
+            return Vec::new();
+        };
+        let reported = self.io_uring_reported.entry(p.pid).or_default();
+        let mut out = Vec::new();
+        for t in taints.iter() {
+            let fp = t.secret.fingerprint.clone().unwrap_or_default();
+            if !reported.insert(fp) {
+                continue;
+            }
+            out.push(Finding {
+                rule: SECRET_IO_URING,
+                severity: Severity::Medium,
+                summary: format!(
+                    "{} (pid {}) read {} secret {} and submitted an io_uring {op} request: \
+                     what it does with the secret through io_uring bypasses syscall monitoring",
+                    p.comm, p.pid, t.secret.kind, t.secret.id
+                ),
+                mitre: vec!["T1562.001".into(), "T1552.001".into()],
+                secret: Some(t.secret.clone()),
+                evidence: Evidence {
+                    exec_ids: vec![t.reader_exec_id.clone(), p.exec_id.clone()],
+                    paths: t.secret.path.iter().cloned().collect(),
+                    ..Evidence::default()
+                },
+                action: None,
+            });
+        }
+        out
+    }
+
+    /// A connection by `p` to `ip:port`: secret-exfil findings for every
+    /// secret it read within the window that may not go there.
+    pub fn on_connect(&mut self, p: &Process, ip: IpAddr, port: u16) -> Vec<Finding> {
+        let Some(taints) = self.live_taints(p.pid) else {
+            return Vec::new();
+        };
         let metadata = self.metadata.iter().any(|d| d.contains(ip, port));
         let dest = format!("{}", std::net::SocketAddr::new(ip, port));
         let mut out = Vec::new();

@@ -9,6 +9,7 @@ mod harness;
 mod api;
 mod deploy;
 mod docs;
+mod evasion;
 mod exec_storm;
 mod forgery;
 mod kernel_layouts;

@@ -473,6 +473,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             flags: rec.flags,
             access,
             requested_path: rec.filename.clone(),
+            via: (rec.syscall == proctor_common::OPEN_SYSCALL_IO_URING).then_some("io_uring"),
         };
         let mut out = vec![Pending {
             file: Some(file.clone()),
@@ -596,6 +597,12 @@ impl<K: KernelWatch> SecretMonitor<K> {
             }
         }
         found
+    }
+
+    /// `p` submitted its first io_uring request of opcode `op`:
+    /// secret-io-uring findings, if it carries secrets.
+    pub fn on_io_uring(&mut self, p: &Process, op: &str) -> Vec<crate::event::Finding> {
+        self.usage.on_io_uring(p, op)
     }
 
     fn quarantine(&mut self, pid: u32) {
