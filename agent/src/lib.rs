@@ -28,6 +28,7 @@ mod net;
 mod paths;
 mod pipeline;
 mod redact;
+mod safe_open;
 pub mod secrets;
 #[cfg(test)]
 mod testdata;

@@ -57,6 +57,9 @@ pub const OPEN_SYSCALL_IO_URING: u32 = 5;
 
 /// `FMODE_READ` in `file->f_mode`: the open can read.
 pub const FMODE_READ: u32 = 0x1;
+/// The file-type bits of `inode.i_mode`, and their value for a regular file.
+pub const S_IFMT: u16 = 0o170000;
+pub const S_IFREG: u16 = 0o100000;
 pub const FMODE_WRITE: u32 = 0x2;
 
 /// Bytes of a Unix socket path kept (sun_path is 108).
@@ -288,6 +291,8 @@ pub struct Offsets {
     pub inode_ino: u32,
     pub inode_sb: u32,
     pub inode_size: u32,
+    /// `inode.i_mode` (u16: file type and permission bits).
+    pub inode_mode: u32,
     pub inode_nlink: u32,
     pub inode_mtime_sec: u32,
     pub inode_mtime_nsec: u32,
@@ -357,6 +362,7 @@ impl Offsets {
         inode_ino: OFFSET_MISSING,
         inode_sb: OFFSET_MISSING,
         inode_size: OFFSET_MISSING,
+        inode_mode: OFFSET_MISSING,
         inode_nlink: OFFSET_MISSING,
         inode_mtime_sec: OFFSET_MISSING,
         inode_mtime_nsec: OFFSET_MISSING,

@@ -290,6 +290,7 @@ mod tests {
                 hash_seconds: 0.25,
                 too_large: 65,
                 unverified: 66,
+                not_regular: 67,
             },
             sinks: Vec::new(),
         }

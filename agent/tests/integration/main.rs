@@ -12,6 +12,7 @@ mod docs;
 mod evasion;
 mod exec_storm;
 mod forgery;
+mod hostile_paths;
 mod kernel_layouts;
 mod network;
 mod pod_metadata;

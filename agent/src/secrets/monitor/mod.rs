@@ -5,8 +5,6 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    fs::File,
-    io::Read,
     num::NonZeroUsize,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
@@ -28,6 +26,7 @@ use crate::{
     identity::snapshot::Snapshot,
     kernel::decode::OpenRecord,
     pipeline::emitter::Pending,
+    safe_open::{self, Links, SafeOpenError},
     secrets::catalog::{Catalog, CatalogEntry, DiscoverRoots, CONTENT_PEEK_BYTES},
     secrets::env,
     secrets::fingerprint::Fingerprinter,
@@ -75,6 +74,10 @@ pub struct MonitorStats {
     pub env_secrets: u64,
     /// New processes whose environment was gone before it could be read.
     pub env_unreadable: u64,
+    /// Secret files not read for a fingerprint or content check because the
+    /// open found no regular file (a FIFO or device named like a secret) or
+    /// another inode than the kernel reported.
+    pub reads_refused: u64,
     pub store_errors: u64,
     pub map_errors: u64,
     /// Readers killed by `enforce: kill`.
@@ -230,8 +233,13 @@ impl<K: KernelWatch> SecretMonitor<K> {
         for (path, id) in report.found {
             let p = path.to_string_lossy().into_owned();
             present.insert(p.clone());
-            if let Ok(meta) = std::fs::metadata(&path) {
-                self.track(&p, &id, &meta, None);
+            // Discovery reports real paths: a symlink or FIFO there now is a
+            // swap since the walk, not the secret it judged.
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_file() => {
+                    self.track(&p, &id, &meta, None);
+                }
+                _ => {}
             }
         }
         // Secrets the store knows that are gone now.
@@ -330,7 +338,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
 
     /// Keyed fingerprint of a file version, read once per version. Reads
     /// through the opener's own fd when it is still open (the very file it
-    /// got), else through the path, and only if it is the same inode.
+    /// got), else through the path, and only if it is the same regular file.
     fn fingerprint(
         &mut self,
         path: &str,
@@ -341,54 +349,81 @@ impl<K: KernelWatch> SecretMonitor<K> {
         if let Some(fp) = self.fingerprints.get(&key) {
             return fp.clone();
         }
-        let mut candidates: Vec<PathBuf> = Vec::new();
-        if let Some((pid, fd)) = open_fd {
-            candidates.push(PathBuf::from(format!("/proc/{pid}/fd/{fd}")));
-        }
-        candidates.push(PathBuf::from(path));
-        let mut fp = None;
-        for c in candidates {
-            let Ok(f) = File::open(&c) else { continue };
-            let Ok(m) = f.metadata() else { continue };
-            if m.ino() != meta.ino() || m.dev() != meta.dev() {
-                continue;
-            }
-            let mut buf = Vec::new();
-            if f.take(MAX_SECRET_BYTES).read_to_end(&mut buf).is_ok() {
-                fp = Some(self.fingerprinter.fingerprint(&buf));
+        let expect = Some((meta.dev(), meta.ino()));
+        let fp = self
+            .read_secret(path, open_fd, expect, MAX_SECRET_BYTES)
+            .ok()
+            .map(|mut buf| {
+                let fp = self.fingerprinter.fingerprint(&buf);
                 buf.fill(0);
-                break;
-            }
-        }
+                fp
+            });
         self.fingerprints.put(key, fp.clone());
         fp
     }
 
+    /// At most `cap` bytes from the top of the secret at `path`: through
+    /// `/proc/<pid>/fd/<fd>` (a magic link, followed) when the opener still
+    /// holds it, else through `path` (already the real path: a link there now
+    /// is a swap, not followed). Only a regular file, and only inode
+    /// `expect` when given, is read; refusals are counted, and the error
+    /// says whether there was one (`true`) or nothing could be opened.
+    fn read_secret(
+        &mut self,
+        path: &str,
+        open_fd: Option<(u32, i32)>,
+        expect: Option<safe_open::Inode>,
+        cap: u64,
+    ) -> Result<Vec<u8>, bool> {
+        let mut candidates = Vec::new();
+        if let Some((pid, fd)) = open_fd {
+            candidates.push((PathBuf::from(format!("/proc/{pid}/fd/{fd}")), Links::Follow));
+        }
+        candidates.push((PathBuf::from(path), Links::NoFollow));
+        let mut refused = false;
+        for (c, links) in candidates {
+            match safe_open::open_regular(&c, links, expect) {
+                Ok((mut f, _)) => {
+                    if let Ok(buf) = safe_open::read_prefix(&c, &mut f, cap) {
+                        return Ok(buf);
+                    }
+                }
+                Err(
+                    e @ (SafeOpenError::NotRegular { .. } | SafeOpenError::InodeChanged { .. }),
+                ) => {
+                    tracing::debug!("secret not read: {e}");
+                    refused = true;
+                }
+                Err(_) => {}
+            }
+        }
+        if refused {
+            self.stats.reads_refused += 1;
+        }
+        Err(refused)
+    }
+
     /// Whether the file passes its catalog entry's content check.
-    fn content_ok(&self, entry: &CatalogEntry, path: &str, open_fd: Option<(u32, i32)>) -> bool {
+    fn content_ok(
+        &mut self,
+        entry: &CatalogEntry,
+        path: &str,
+        open_fd: Option<(u32, i32)>,
+    ) -> bool {
         if entry.content.is_none() {
             return true;
         }
-        let mut candidates = Vec::new();
-        if let Some((pid, fd)) = open_fd {
-            candidates.push(format!("/proc/{pid}/fd/{fd}"));
-        }
-        candidates.push(path.to_string());
-        for c in candidates {
-            if let Ok(f) = File::open(&c) {
-                let mut buf = Vec::new();
-                if f.take(CONTENT_PEEK_BYTES as u64)
-                    .read_to_end(&mut buf)
-                    .is_ok()
-                {
-                    let ok = self.catalog.content_matches(entry, &buf);
-                    buf.fill(0);
-                    return ok;
-                }
+        match self.read_secret(path, open_fd, None, CONTENT_PEEK_BYTES as u64) {
+            Ok(mut buf) => {
+                let ok = self.catalog.content_matches(entry, &buf);
+                buf.fill(0);
+                ok
             }
+            // A FIFO or device named like a secret is no secret file.
+            Err(true) => false,
+            // Unreadable: err on the side of reporting.
+            Err(false) => true,
         }
-        // Unreadable: err on the side of reporting.
-        true
     }
 
     /// A matched open: the events and findings it yields.
@@ -454,6 +489,12 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 )
             })
             .or_else(|| meta_at(&secret_path, rec.ino, rec.dev));
+        // The kernel filter passes regular files only; one that changed type
+        // since (or an older probe) is not a secret file to track.
+        if meta.as_ref().is_some_and(|m| !m.is_file()) {
+            self.stats.opens_not_secret += 1;
+            return Vec::new();
+        }
         let fp = match meta {
             Some(meta) => self.track(&secret_path, &catalog_id, &meta, open_fd),
             None => None,
