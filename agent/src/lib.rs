@@ -27,8 +27,10 @@ pub mod kernel;
 mod net;
 mod paths;
 mod pipeline;
+mod private_files;
 mod redact;
 pub mod secrets;
 #[cfg(test)]
 mod testdata;
 mod token_shapes;
+mod unix_names;
