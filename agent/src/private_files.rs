@@ -67,11 +67,11 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     io::Write::write_all(&mut f, bytes)
 }
 
-/// Gives the regular file behind `file` mode `mode` and, when set, group
-/// `gid`, through the descriptor (so a path swapped meanwhile is not what
-/// changes). Anything but a regular file (a sink pointed at /dev/stderr, a
-/// FIFO) is left as it is: its mode is not the agent's to change. Widening
-/// is never done here: only bits outside `mode` are removed.
+/// Gives the regular file behind `file` exactly mode `mode` and, when set,
+/// group `gid`, through the descriptor (so a path swapped meanwhile is not
+/// what changes); a file that was looser is named in a warning. Anything but
+/// a regular file (a sink pointed at /dev/stderr, a FIFO) is left as it is:
+/// its mode is not the agent's to change.
 pub fn restrict(file: &File, path: &Path, mode: u32, gid: Option<u32>) -> io::Result<()> {
     let meta = file.metadata()?;
     if !meta.file_type().is_file() {
@@ -81,13 +81,11 @@ pub fn restrict(file: &File, path: &Path, mode: u32, gid: Option<u32>) -> io::Re
         std::os::unix::fs::fchown(file, None, Some(gid))?;
     }
     let had = meta.permissions().mode() & 0o7777;
+    if had != mode {
+        file.set_permissions(Permissions::from_mode(mode))?;
+    }
     if had & !mode != 0 {
-        file.set_permissions(Permissions::from_mode(had & mode))?;
-        tracing::warn!(
-            "{} was mode {had:04o}: tightened to {:04o}",
-            path.display(),
-            had & mode
-        );
+        tracing::warn!("{} was mode {had:04o}: tightened to {mode:04o}", path.display());
     }
     Ok(())
 }
@@ -117,10 +115,10 @@ mod tests {
         open_private(&f, OpenOptions::new().read(true)).unwrap();
         assert_eq!(mode(&f), 0o600);
 
-        // A stricter file stays stricter; a group-readable one keeps 0640.
-        std::fs::set_permissions(&f, Permissions::from_mode(0o400)).unwrap();
+        // A group reader configured later gets its read bit; a world-writable
+        // file loses everything beyond it.
         open_with_mode(&f, OpenOptions::new().read(true), 0o640, None).unwrap();
-        assert_eq!(mode(&f), 0o400);
+        assert_eq!(mode(&f), 0o640);
         std::fs::set_permissions(&f, Permissions::from_mode(0o666)).unwrap();
         open_with_mode(&f, OpenOptions::new().read(true), 0o640, None).unwrap();
         assert_eq!(mode(&f), 0o640);

@@ -66,8 +66,13 @@ impl Locked {
 impl SeqStore {
     pub fn open(state_dir: &Path) -> Result<Self> {
         // The first thing to touch state_dir: it creates it 0700 or tightens it.
-        private_files::private_dir(state_dir)
-            .with_context(|| format!("cannot create state_dir {}", state_dir.display()))?;
+        private_files::private_dir(state_dir).with_context(|| {
+            format!(
+                "cannot create state_dir {} or make it mode 0700; run the agent as the \
+                 directory's owner, or point state_dir elsewhere",
+                state_dir.display()
+            )
+        })?;
         let path = state_dir.join("seq");
         let mut s = Self {
             path,

@@ -10,6 +10,7 @@ mod api;
 mod deploy;
 mod docs;
 mod exec_storm;
+mod exposure;
 mod kernel_layouts;
 mod network;
 mod pod_metadata;
