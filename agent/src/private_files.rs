@@ -85,7 +85,10 @@ pub fn restrict(file: &File, path: &Path, mode: u32, gid: Option<u32>) -> io::Re
         file.set_permissions(Permissions::from_mode(mode))?;
     }
     if had & !mode != 0 {
-        tracing::warn!("{} was mode {had:04o}: tightened to {mode:04o}", path.display());
+        tracing::warn!(
+            "{} was mode {had:04o}: tightened to {mode:04o}",
+            path.display()
+        );
     }
     Ok(())
 }

@@ -50,10 +50,14 @@ fn tree(dir: &Path) -> Vec<(PathBuf, bool, u32)> {
         .collect();
     entries.sort();
     for p in entries {
-        if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+        // A file renamed away meanwhile (delivered.tmp) is not there to judge.
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if meta.is_dir() {
             out.extend(tree(&p));
         } else {
-            out.push((p.clone(), false, mode(&p)));
+            out.push((p, false, meta.permissions().mode() & 0o7777));
         }
     }
     out

@@ -869,23 +869,24 @@ fn network_policy_admits_only_the_scraper_and_only_to_the_metrics_port() {
     // Negative controls: the checker does see a policy that opens too much.
     let r = rendering("overlays/least-privilege");
     let good = r.one("NetworkPolicy");
-    let mutations: [(&str, &dyn Fn(&mut Value)); 4] = [
-        ("another port", &|v| {
+    type Mutation = (&'static str, fn(&mut Value));
+    let mutations: [Mutation; 4] = [
+        ("another port", |v| {
             v["spec"]["ingress"][0]["ports"][0]["port"] = Value::from(9465)
         }),
-        ("any pod in the namespace", &|v| {
+        ("any pod in the namespace", |v| {
             v["spec"]["ingress"][0]["from"][0]
                 .as_mapping_mut()
                 .unwrap()
                 .remove("podSelector");
         }),
-        ("every source", &|v| {
+        ("every source", |v| {
             v["spec"]["ingress"][0]
                 .as_mapping_mut()
                 .unwrap()
                 .remove("from");
         }),
-        ("other pods", &|v| {
+        ("other pods", |v| {
             v["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] = Value::from("x")
         }),
     ];
