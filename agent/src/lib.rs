@@ -27,9 +27,11 @@ pub mod kernel;
 mod net;
 mod paths;
 mod pipeline;
+mod private_files;
 mod redact;
 mod safe_open;
 pub mod secrets;
 #[cfg(test)]
 mod testdata;
 mod token_shapes;
+mod unix_names;

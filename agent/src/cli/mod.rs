@@ -31,6 +31,11 @@ pub enum Command {
     Run {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Serve /metrics, /healthz and /readyz on ADDR (`host:port`) instead
+        /// of the config's metrics.listen; in a pod, `$(POD_IP):9464`, which
+        /// the kubelet expands from the env var POD_IP.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
     },
     /// Report what this kernel supports, with a verdict for each item.
     Doctor {
@@ -116,8 +121,15 @@ pub fn main() -> i32 {
 
 fn dispatch(cmd: Command) -> Result<i32> {
     match cmd {
-        Command::Run { config } => {
-            crate::daemon::run(Config::load(config.as_deref())?)?;
+        Command::Run {
+            config,
+            metrics_listen,
+        } => {
+            let mut cfg = Config::load(config.as_deref())?;
+            if let Some(addr) = metrics_listen {
+                cfg.metrics.listen = addr.to_string();
+            }
+            crate::daemon::run(cfg)?;
             Ok(0)
         }
         Command::Attest { pid, json, socket } => {

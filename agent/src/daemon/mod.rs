@@ -53,6 +53,9 @@ const METRICS_REFRESH: Duration = Duration::from_secs(2);
 
 /// Runs the agent on `cfg` until SIGINT or SIGTERM, then detaches everything.
 pub fn run(cfg: Config) -> Result<()> {
+    // Owner-only for whatever is created without an explicit mode: the agent's
+    // files hold every user's argv, paths and fingerprints. (umask cannot fail.)
+    unsafe { libc::umask(0o077) };
     // One thread for the whole pipeline: reader, table and emitter hand
     // events to each other without cross-thread wakeups (which cost more
     // than the work itself). Hashing runs on the blocking pool.

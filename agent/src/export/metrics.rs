@@ -25,13 +25,16 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// `host:port` for /metrics, /healthz, /readyz; empty disables the server.
+    /// Loopback by default: the figures say which rules fired, when a sink
+    /// is down and whether the agent is dropping records, which is for the
+    /// scraper, not the network (`proctor run --metrics-listen` overrides it).
     pub listen: String,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
-            listen: "0.0.0.0:9464".into(),
+            listen: "127.0.0.1:9464".into(),
         }
     }
 }

@@ -13,6 +13,7 @@ mod evasion;
 mod exec_storm;
 mod forgery;
 mod hostile_paths;
+mod exposure;
 mod kernel_layouts;
 mod network;
 mod pod_metadata;

@@ -1,9 +1,8 @@
 //! Opening the inventory file: its permissions, WAL mode, schema version and
 //! migrations, for the writing agent or a read-only `proctor inventory`.
 
-use std::fs::{DirBuilder, OpenOptions, Permissions};
+use std::fs::OpenOptions;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,6 +12,14 @@ use super::{
     errors::{io_error, sqlite_error},
     SecretRecord, StoreError,
 };
+use crate::private_files;
+
+/// SQLite's file beside the database: `<path>-wal`, `<path>-shm`.
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
 
 /// Schema version written to SQLite's `user_version`. Bump it and append a
 /// step to [`MIGRATIONS`] to change the schema.
@@ -80,30 +87,31 @@ impl InventoryStore {
     /// to 0600), switches to WAL mode and creates or migrates the schema.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
+            private_files::private_dir(dir)
                 .map_err(|err| io_error("create the state directory", dir, err, true))?;
         }
         // Create the file ourselves so that it never exists with umask
-        // permissions; SQLite gives its -wal and -shm files the same mode.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(|err| io_error("open the inventory", path, err, true))?;
-        let meta = file
-            .metadata()
-            .map_err(|err| io_error("stat the inventory", path, err, true))?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            file.set_permissions(Permissions::from_mode(0o600))
-                .map_err(|err| io_error("restrict to mode 0600 the inventory", path, err, true))?;
+        // permissions; SQLite gives new -wal and -shm files the same mode.
+        // Those left by an older agent are tightened like the database.
+        for (p, create) in [
+            (path.to_path_buf(), true),
+            (sidecar(path, "-wal"), false),
+            (sidecar(path, "-shm"), false),
+        ] {
+            let opened = private_files::open_private(
+                &p,
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(create)
+                    .truncate(false),
+            );
+            match opened {
+                Ok(_) => {}
+                Err(err) if !create && err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => return Err(io_error("open the inventory", &p, err, true)),
+            }
         }
-        drop(file);
 
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
@@ -274,6 +282,8 @@ impl InventoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::{fs::Permissions, os::unix::fs::PermissionsExt};
+
     use crate::secrets::inventory::{
         default_path,
         test_records::{reader, secret, NS, T0},
@@ -318,8 +328,13 @@ mod tests {
         let path = tmp.path().join(DB_FILE_NAME);
         std::fs::write(&path, b"").unwrap();
         std::fs::set_permissions(&path, Permissions::from_mode(0o644)).unwrap();
-        InventoryStore::open(&path).unwrap();
+        let wal = sidecar(&path, "-wal");
+        std::fs::write(&wal, b"").unwrap();
+        std::fs::set_permissions(&wal, Permissions::from_mode(0o644)).unwrap();
+        // Held open: closing the last connection checkpoints and removes the WAL.
+        let _store = InventoryStore::open(&path).unwrap();
         assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&wal), 0o600);
     }
 
     #[test]

@@ -169,6 +169,29 @@ fn podman_args_for(r: &Rendering, scratch: &Path) -> (Vec<String>, Vec<String>) 
     (a, notes)
 }
 
+/// `$(NAME)` in a container arg, as the kubelet expands it from the
+/// container's env: literal values, and `status.podIP` as the container's
+/// only address here (`--network none`: loopback). Anything else is left
+/// as written, as the kubelet leaves an unknown reference.
+fn kubelet_expand(c: &Value, arg: &str) -> String {
+    let mut out = arg.to_string();
+    for e in seq_at(c, "env") {
+        let Some(name) = str_at(e, "name") else {
+            continue;
+        };
+        let value = match (
+            str_at(e, "value"),
+            str_at(e, "valueFrom.fieldRef.fieldPath"),
+        ) {
+            (Some(v), _) => v,
+            (None, Some("status.podIP")) => "127.0.0.1",
+            _ => continue,
+        };
+        out = out.replace(&format!("$({name})"), value);
+    }
+    out
+}
+
 fn strip_ansi(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars();
@@ -313,7 +336,7 @@ fn container_image_builds_offline_runs_doctor_and_runs_as_the_daemonset_would() 
     }
     let cmd: Vec<String> = seq_at(lp.container(), "args")
         .iter()
-        .map(|v| v.as_str().unwrap().to_string())
+        .map(|v| kubelet_expand(lp.container(), v.as_str().unwrap()))
         .collect();
     let mut run_cmd = podman_run_base();
     run_cmd

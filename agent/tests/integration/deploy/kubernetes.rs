@@ -742,3 +742,197 @@ fn every_config_in_deploy_passes_policy_check() {
     assert_eq!(str_at(&v, "state_dir"), Some("/var/lib/proctor"),
         "the default config's state_dir must be /var/lib/proctor (StateDirectory=proctor in the unit)");
 }
+
+// ------------------------------------------- metrics exposure ----
+
+/// The scraper networkpolicy.yaml admits, as its comment documents (the
+/// thing operators adapt): Prometheus pods in the "monitoring" namespace.
+const SCRAPER_NAMESPACE: (&str, &str) = ("kubernetes.io/metadata.name", "monitoring");
+const SCRAPER_POD: (&str, &str) = ("app.kubernetes.io/name", "prometheus");
+
+fn labels(v: Option<&Value>) -> BTreeMap<String, String> {
+    v.and_then(Value::as_mapping)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What is wrong with `np` as "the agent pods accept connections only from
+/// the scraper, only on the metrics port"; empty when nothing is.
+fn network_policy_problems(r: &Rendering, np: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let pod_labels = labels(at(r.daemonset(), "spec.template.metadata.labels"));
+    let sel = labels(at(np, "spec.podSelector.matchLabels"));
+    if sel.is_empty() || at(np, "spec.podSelector.matchExpressions").is_some() {
+        p.push(format!(
+            "podSelector must be matchLabels only, has {:?}",
+            at(np, "spec.podSelector")
+        ));
+    }
+    for (k, v) in &sel {
+        if pod_labels.get(k) != Some(v) {
+            p.push(format!(
+                "podSelector {k}={v} does not select the agent pods ({pod_labels:?})"
+            ));
+        }
+    }
+    let types: Vec<&str> = seq_at(np, "spec.policyTypes")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    if !types.contains(&"Ingress") {
+        p.push(format!("policyTypes must include Ingress, has {types:?}"));
+    }
+    let rules = seq_at(np, "spec.ingress");
+    if rules.len() != 1 {
+        p.push(format!(
+            "exactly one ingress rule expected, found {}",
+            rules.len()
+        ));
+    }
+    for rule in rules {
+        let ports = seq_at(rule, "ports");
+        let only_metrics = ports.len() == 1
+            && ports.iter().all(|pt| {
+                str_at(pt, "protocol").unwrap_or("TCP") == "TCP"
+                    && at(pt, "endPort").is_none()
+                    && at(pt, "port").and_then(|n| port_number(r.container(), n))
+                        == Some(METRICS_PORT)
+            });
+        if !only_metrics {
+            p.push(format!(
+                "the rule must allow TCP {METRICS_PORT} (the metrics port) and nothing else, has ports {ports:?}"
+            ));
+        }
+        let from = seq_at(rule, "from");
+        let scraper_only = from.len() == 1
+            && from.iter().all(|peer| {
+                at(peer, "ipBlock").is_none()
+                    && labels(at(peer, "namespaceSelector.matchLabels"))
+                        == BTreeMap::from([(
+                            SCRAPER_NAMESPACE.0.into(),
+                            SCRAPER_NAMESPACE.1.into(),
+                        )])
+                    && labels(at(peer, "podSelector.matchLabels"))
+                        == BTreeMap::from([(SCRAPER_POD.0.into(), SCRAPER_POD.1.into())])
+                    && at(peer, "namespaceSelector.matchExpressions").is_none()
+                    && at(peer, "podSelector.matchExpressions").is_none()
+            });
+        if !scraper_only {
+            p.push(format!(
+                "the rule must admit one peer, the documented scraper (namespace {}={}, pod {}={}), has from {from:?}",
+                SCRAPER_NAMESPACE.0, SCRAPER_NAMESPACE.1, SCRAPER_POD.0, SCRAPER_POD.1
+            ));
+        }
+    }
+    p
+}
+
+#[test]
+fn network_policy_admits_only_the_scraper_and_only_to_the_metrics_port() {
+    for r in renderings() {
+        let np = r.one("NetworkPolicy");
+        let problems = network_policy_problems(r, np);
+        assert!(
+            problems.is_empty(),
+            "{}: NetworkPolicy {}:\n  {}\n{np:?}",
+            r.name,
+            name_of(np),
+            problems.join("\n  ")
+        );
+        assert_eq!(
+            str_at(np, "metadata.namespace"),
+            str_at(r.daemonset(), "metadata.namespace"),
+            "{}: the NetworkPolicy must live in the agent's namespace",
+            r.name
+        );
+    }
+    // The selectors checked above are the ones the manifest documents as the
+    // thing to adapt.
+    let text =
+        std::fs::read_to_string(deploy().join("kubernetes/base/networkpolicy.yaml")).unwrap();
+    for s in [
+        SCRAPER_NAMESPACE.0,
+        SCRAPER_NAMESPACE.1,
+        SCRAPER_POD.0,
+        SCRAPER_POD.1,
+        "ADAPT",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with('#') && l.contains(s)),
+            "networkpolicy.yaml's comment must document the scraper selector ({s})"
+        );
+    }
+    // Negative controls: the checker does see a policy that opens too much.
+    let r = rendering("overlays/least-privilege");
+    let good = r.one("NetworkPolicy");
+    type Mutation = (&'static str, fn(&mut Value));
+    let mutations: [Mutation; 4] = [
+        ("another port", |v| {
+            v["spec"]["ingress"][0]["ports"][0]["port"] = Value::from(9465)
+        }),
+        ("any pod in the namespace", |v| {
+            v["spec"]["ingress"][0]["from"][0]
+                .as_mapping_mut()
+                .unwrap()
+                .remove("podSelector");
+        }),
+        ("every source", |v| {
+            v["spec"]["ingress"][0]
+                .as_mapping_mut()
+                .unwrap()
+                .remove("from");
+        }),
+        ("other pods", |v| {
+            v["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] = Value::from("x")
+        }),
+    ];
+    for (what, mutate) in mutations {
+        let mut bad = good.clone();
+        mutate(&mut bad);
+        assert!(
+            !network_policy_problems(r, &bad).is_empty(),
+            "the NetworkPolicy check accepted a policy allowing {what}: {bad:?}"
+        );
+    }
+}
+
+#[test]
+fn daemonsets_serve_metrics_on_the_pod_ip() {
+    for r in renderings() {
+        let c = r.container();
+        let n = &r.name;
+        let pod_ip = seq_at(c, "env")
+            .iter()
+            .find(|e| str_at(e, "name") == Some("POD_IP"));
+        assert_eq!(
+            pod_ip.and_then(|e| str_at(e, "valueFrom.fieldRef.fieldPath")),
+            Some("status.podIP"),
+            "{n}: env POD_IP must come from fieldRef status.podIP (the metrics listen address)"
+        );
+        let args: Vec<&str> = seq_at(c, "args").iter().filter_map(Value::as_str).collect();
+        let listen = args
+            .windows(2)
+            .find(|w| w[0] == "--metrics-listen")
+            .map(|w| w[1]);
+        assert_eq!(
+            listen,
+            Some(format!("$(POD_IP):{METRICS_PORT}").as_str()),
+            "{n}: `proctor run` must get --metrics-listen $(POD_IP):{METRICS_PORT} (the agent's \
+             default is loopback, which neither the kubelet's probes nor the scraper reach); args {args:?}"
+        );
+    }
+    // The binary takes the flag the DaemonSets pass.
+    let o = run_ok(
+        Command::new(proctor_bin()).args(["run", "--help"]),
+        "cargo build",
+    );
+    assert!(
+        text(&o).contains("--metrics-listen"),
+        "`proctor run` has no --metrics-listen flag:\n{}",
+        text(&o)
+    );
+}

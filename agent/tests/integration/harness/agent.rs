@@ -51,15 +51,16 @@ impl AgentProc {
     }
 
     /// `start`, with the command adjusted first (e.g. a `pre_exec` that
-    /// places the agent in a cgroup namespace of its own, as in a pod).
+    /// places the agent in a cgroup namespace of its own, as in a pod, or
+    /// more flags of `proctor run`).
     pub fn start_with(config: &str, tweak: impl FnOnce(&mut Command)) -> AgentProc {
         let mut cfg = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut cfg, config.as_bytes()).unwrap();
         let mut cmd = Command::new(proctor_bin());
+        cmd.args(["run", "--config"]).arg(cfg.path());
+        // After `run --config`: a tweak may add flags of `run`.
         tweak(&mut cmd);
         let mut child = cmd
-            .args(["run", "--config"])
-            .arg(cfg.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
