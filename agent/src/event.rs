@@ -226,6 +226,10 @@ pub struct Evidence {
     /// Why severity was raised above the rule's default, if it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub escalation: Option<String>,
+    /// secret-read by an expected client: `package:path` of the installed
+    /// program the exec'd file was proven to be.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_client: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
