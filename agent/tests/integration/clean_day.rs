@@ -152,10 +152,8 @@ fn a_clean_day_of_packaged_tools_is_info_while_cat_python_and_a_copied_binary_st
     let creds = creds.to_str().unwrap();
     let u = d.user.as_str();
     // The admin's part: su, passwd -S, chage -l, a throwaway user added and removed.
-    let m = marker("su");
-    sh(Command::new("su")
-        .args(["-l", u, "-c"])
-        .arg(format!("true {m}")));
+    let m = format!("true {}", marker("su"));
+    sh(Command::new("su").args(["-l", u, "-c", &m]));
     sh(Command::new("passwd").args(["-S", u]));
     sh(Command::new("chage").args(["-l", u]));
     let other = format!("{u}x");
@@ -227,6 +225,17 @@ fn a_clean_day_of_packaged_tools_is_info_while_cat_python_and_a_copied_binary_st
         (creds, &GIT, "", "git"),
     ];
     for (path, exe, arg, package) in expected {
+        // Printed only when the test fails: what is awaited, and the reads seen so far.
+        eprintln!("waiting for {exe:?} reading {path}");
+        for e in secret_reads(&a.events(), path) {
+            eprintln!(
+                "  seen: {} {} {} {}",
+                e["process"]["exe"],
+                e["process"]["args"],
+                severity(e),
+                e["finding"]["summary"]
+            );
+        }
         let e = wait_read_by(a, path, exe, arg);
         assert_eq!(severity(&e), "info", "{exe:?} reading {path}: {e}");
         let client = e["finding"]["evidence"]["expected_client"]
