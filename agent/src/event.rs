@@ -244,6 +244,10 @@ pub struct Evidence {
     /// (identity-forgery: why the claim was refused).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// secret-read by an expected client: `package:path` of the installed
+    /// program the exec'd file was proven to be.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_client: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

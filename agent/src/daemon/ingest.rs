@@ -17,6 +17,7 @@ use crate::{
     identity::exec_id::{exec_id, Origin},
     identity::exec_identity::{self, ParentRef},
     identity::hash_cache::HashCache,
+    identity::packages::Packages,
     identity::pods::PodCache,
     identity::process_table::{ProcessTable, Record, Sweep},
     identity::snapshot::Snapshot,
@@ -53,6 +54,8 @@ pub(super) struct Ingest {
     /// Pod metadata, when a source runs (kubernetes config).
     pub pods: Option<Arc<PodCache>>,
     pub secrets: Option<SecretMonitor>,
+    /// Installed packages' programs, for expected secret clients.
+    pub packages: Arc<Packages>,
     pub tx: mpsc::Sender<Pending>,
     pub gaps: Gaps,
 }
@@ -185,8 +188,13 @@ impl Ingest {
         };
         // Owner selectors may name the binary's hash: judge the finished identity.
         let resolved = reader.resolve().await;
+        // Verified on the blocking pool, once per file version.
+        let client = match self.packages.verify(&resolved) {
+            Some(f) => f.await,
+            None => None,
+        };
         let out = match self.secrets.as_mut() {
-            Some(m) => m.on_open(&rec, &reader, &resolved),
+            Some(m) => m.on_open(&rec, &reader, &resolved, client.as_ref()),
             None => Vec::new(),
         };
         for p in out {

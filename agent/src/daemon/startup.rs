@@ -18,7 +18,8 @@ use crate::{
     config::Config,
     export::{metrics::Metrics, sinks::SinkSet},
     identity::{
-        cgroups::CgroupResolver, hash_cache::HashCache, process_table::ProcessTable, procfs_seed,
+        cgroups::CgroupResolver, hash_cache::HashCache, packages, process_table::ProcessTable,
+        procfs_seed,
     },
     kernel::{preflight, probes},
     pipeline::seq_store::SeqStore,
@@ -95,6 +96,7 @@ impl Agent {
                 hashes,
                 pods: pods.cache.clone(),
                 secrets,
+                packages: packages::Packages::start(packages::DPKG_INFO),
                 tx,
                 gaps: Gaps::default(),
             },

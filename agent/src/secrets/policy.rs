@@ -11,7 +11,8 @@ use serde::{Deserialize, Deserializer};
 
 use crate::{
     event::{Process, Severity},
-    secrets::catalog::CatalogEntry,
+    identity::packages::PackagedExe,
+    secrets::catalog::{CatalogEntry, ClientName},
 };
 
 /// A glob over absolute paths, compiled when the policy is read.
@@ -130,6 +131,11 @@ pub struct SecretRule {
     /// Workloads allowed to read it: their reads are `info`.
     #[serde(default)]
     pub owners: Vec<Selector>,
+    /// Programs whose job it is to read it, added to the catalog entry's
+    /// `expected_clients`: file names of packaged executables, recognised
+    /// only when the exec'd file is the installed package's, unmodified.
+    #[serde(default)]
+    pub expected_clients: Vec<ClientName>,
     /// Severity of a read by anyone else (default: the catalog's).
     pub severity: Option<Severity>,
     /// Where a process that read this secret may connect
@@ -409,6 +415,9 @@ pub enum Verdict {
     Expected,
     /// The reader is a declared owner.
     Owner,
+    /// The reader is an expected client (a packaged program whose job is to
+    /// read this secret, proven by the exec'd file): `info`, never bound.
+    ExpectedClient,
     /// Anyone else, with the severity to report.
     Foreign(Severity),
 }
@@ -487,14 +496,16 @@ impl SecretsConfig {
         }
     }
 
-    /// Judges a read of the secret (`catalog_id` at `path`) by `reader`.
+    /// Judges a read of the secret `entry` at `path` by `reader`, which
+    /// runs the packaged program `client` when one was proven.
     pub fn judge(
         &self,
-        catalog_id: &str,
+        entry: &CatalogEntry,
         path: &str,
-        catalog_severity: Severity,
         reader: &Process,
+        client: Option<&PackagedExe>,
     ) -> Verdict {
+        let catalog_id = entry.id.as_str();
         if self
             .exceptions
             .iter()
@@ -509,11 +520,21 @@ impl SecretsConfig {
         {
             return Verdict::Owner;
         }
+        if let Some(name) = client.map(PackagedExe::name) {
+            let expected = |c: &ClientName| c.as_str() == name;
+            if entry.expected_clients.iter().any(expected)
+                || rules
+                    .iter()
+                    .any(|r| r.expected_clients.iter().any(expected))
+            {
+                return Verdict::ExpectedClient;
+            }
+        }
         let severity = rules
             .iter()
             .filter_map(|r| r.severity)
             .max()
-            .unwrap_or(catalog_severity);
+            .unwrap_or(entry.severity);
         Verdict::Foreign(severity)
     }
 }
@@ -563,6 +584,60 @@ mod tests {
         assert_eq!(cfg.rules_for("dotenv", "/etc/.env").count(), 1);
         // `*` does not cross a `/`.
         assert_eq!(cfg.rules_for("x", "/srv/app7/sub/.env").count(), 0);
+    }
+
+    #[test]
+    fn only_a_proven_packaged_program_named_by_the_entry_or_a_rule_is_an_expected_client() {
+        let yaml = "secrets:\n  rules:\n    - secret: {id: pgpass}\n      expected_clients: [pgbackrest]\n";
+        let cfg = crate::config::Config::parse(yaml, "test").unwrap().secrets;
+        let entries = crate::secrets::catalog::builtin_entries();
+        let entry = |id: &str| entries.iter().find(|e| e.id == id).unwrap().clone();
+        let reader = crate::testdata::process();
+        let client = |pkg: &str, path: &str| PackagedExe {
+            package: pkg.into(),
+            path: path.into(),
+        };
+        let shadow = entry("shadow");
+        let passwd = client("passwd", "/usr/bin/passwd");
+        assert_eq!(
+            cfg.judge(&shadow, "/etc/shadow", &reader, Some(&passwd)),
+            Verdict::ExpectedClient
+        );
+        // Unproven (no package verdict), or another entry's client: foreign.
+        assert_eq!(
+            cfg.judge(&shadow, "/etc/shadow", &reader, None),
+            Verdict::Foreign(Severity::Critical)
+        );
+        let keygen = client("openssh-client", "/usr/bin/ssh-keygen");
+        assert_eq!(
+            cfg.judge(&shadow, "/etc/shadow", &reader, Some(&keygen)),
+            Verdict::Foreign(Severity::Critical)
+        );
+        // A rule adds to the catalog's list.
+        let pgpass = entry("pgpass");
+        let pgb = client("pgbackrest", "/usr/bin/pgbackrest");
+        assert_eq!(
+            cfg.judge(&pgpass, "/root/.pgpass", &reader, Some(&pgb)),
+            Verdict::ExpectedClient
+        );
+        assert_eq!(
+            cfg.judge(&shadow, "/etc/shadow", &reader, Some(&pgb)),
+            Verdict::Foreign(Severity::Critical)
+        );
+    }
+
+    #[test]
+    fn an_expected_client_given_as_a_path_is_refused_with_its_line() {
+        let yaml = "secrets:\n  rules:\n    - secret: {id: pgpass}\n      expected_clients: [/usr/bin/psql]\n";
+        let e = format!(
+            "{:#}",
+            crate::config::Config::parse(yaml, "test").unwrap_err()
+        );
+        assert!(
+            e.contains("\"/usr/bin/psql\"") && e.contains("not an executable's file name"),
+            "{e}"
+        );
+        assert!(e.contains("line 4"), "{e}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::{
 };
 
 use crate::{
+    detect::connect::is_remote_peer,
     event::rule::{SECRET_EXFIL, SECRET_IO_URING, SECRET_REPLAY},
     event::Severity,
     event::{Evidence, Finding, Process, SecretInfo},
@@ -228,6 +229,9 @@ impl SecretUsage {
     /// A connection by `p` to `ip:port`: secret-exfil findings for every
     /// secret it read within the window that may not go there.
     pub fn on_connect(&mut self, p: &Process, ip: IpAddr, port: u16) -> Vec<Finding> {
+        if !is_remote_peer(ip) {
+            return Vec::new();
+        }
         let Some(taints) = self.live_taints(p.pid) else {
             return Vec::new();
         };
@@ -298,4 +302,49 @@ pub fn identity_key(p: &Process) -> String {
         None => format!("exe:{}", p.exe.path),
     };
     format!("{exe}|cgroup:{}", p.cgroup.path.as_deref().unwrap_or("?"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tainted(declared: &[&str]) -> (SecretUsage, Process) {
+        let mut u = SecretUsage::new(
+            ReplayMode::Learn,
+            Duration::ZERO,
+            Duration::from_secs(600),
+            vec![Destination::parse("169.254.169.254/32").unwrap()],
+        );
+        let p = crate::testdata::process();
+        let allowed: Vec<Destination> = declared
+            .iter()
+            .map(|d| Destination::parse(d).unwrap())
+            .collect();
+        u.taint(
+            p.pid,
+            Taint {
+                at: Instant::now(),
+                secret: crate::testdata::finding("secret-read", crate::event::Severity::High)
+                    .secret
+                    .unwrap(),
+                declared: !allowed.is_empty(),
+                allowed,
+                reader_exec_id: p.exec_id.clone(),
+            },
+        );
+        (u, p)
+    }
+
+    #[test]
+    fn a_connect_to_the_unspecified_or_loopback_address_is_no_exfiltration() {
+        // A declared list that allows neither: still no finding, the data stays on the host.
+        let (mut u, p) = tainted(&["198.51.100.0/24:443"]);
+        for local in ["::", "0.0.0.0", "::1", "127.0.0.1", "::ffff:127.0.0.1"] {
+            let found = u.on_connect(&p, local.parse().unwrap(), 2222);
+            assert!(found.is_empty(), "{local}: {found:?}");
+        }
+        let found = u.on_connect(&p, "203.0.113.9".parse().unwrap(), 2222);
+        assert_eq!(found.len(), 1, "a real remote peer still counts");
+        assert_eq!(found[0].evidence.destinations, ["203.0.113.9:2222"]);
+    }
 }

@@ -7,6 +7,7 @@
 mod harness;
 
 mod api;
+mod clean_day;
 mod deploy;
 mod docs;
 mod evasion;

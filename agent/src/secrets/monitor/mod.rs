@@ -20,9 +20,9 @@ use serde::Serialize;
 use crate::{
     clock::{now_ns, to_epoch_ns},
     detect::findings::{self, ReadContext},
-    event::Severity,
     event::{FileInfo, Kind, Process, SecretInfo},
     identity::hash_cache::FileKey,
+    identity::packages::PackagedExe,
     identity::snapshot::Snapshot,
     kernel::decode::OpenRecord,
     pipeline::emitter::Pending,
@@ -32,7 +32,7 @@ use crate::{
     secrets::fingerprint::Fingerprinter,
     secrets::inventory::{InventoryStore, SecretRecord},
     secrets::kernel_watch::{name_key, KernelMaps, KernelWatch},
-    secrets::policy::{Enforcement, SecretsConfig, Verdict},
+    secrets::policy::{Enforcement, SecretsConfig},
     secrets::read_batch::ReadBatch,
     secrets::search::{self, SearchWatch},
     secrets::usage::{identity_key, SecretUsage, Taint},
@@ -71,6 +71,9 @@ pub struct MonitorStats {
     /// (a file named `credentials` outside any catalogued place, say).
     pub opens_not_secret: u64,
     pub reads_reported: u64,
+    /// Reads by expected clients (packaged programs proven by their exec'd
+    /// file): `info`, never bound to a workload.
+    pub expected_client_reads: u64,
     pub env_secrets: u64,
     /// New processes whose environment was gone before it could be read.
     pub env_unreadable: u64,
@@ -426,12 +429,14 @@ impl<K: KernelWatch> SecretMonitor<K> {
         }
     }
 
-    /// A matched open: the events and findings it yields.
+    /// A matched open: the events and findings it yields. `client` is the
+    /// installed program the reader's exec'd file was proven to be, if any.
     pub fn on_open(
         &mut self,
         rec: &OpenRecord,
         reader: &Snapshot,
         reader_now: &Arc<Process>,
+        client: Option<&PackagedExe>,
     ) -> Vec<Pending> {
         self.stats.opens_matched += 1;
         let kernel_path = rec.path.clone().unwrap_or_else(|| rec.filename.clone());
@@ -529,13 +534,9 @@ impl<K: KernelWatch> SecretMonitor<K> {
         if !rec.denied {
             self.record_read(&secret_path, reader_now, to_epoch_ns(rec.ktime_ns));
         }
-        let verdict = self
-            .policy
-            .judge(&catalog_id, &secret_path, entry.severity, reader_now);
-        let (severity, owner) = match verdict {
-            Verdict::Expected => return out,
-            Verdict::Owner => (Severity::Info, true),
-            Verdict::Foreign(s) => (s, false),
+        let verdict = self.policy.judge(&entry, &secret_path, reader_now, client);
+        let Some((severity, role)) = verdict::read_role(verdict) else {
+            return out;
         };
         let secret = SecretInfo {
             id: catalog_id.clone(),
@@ -547,15 +548,19 @@ impl<K: KernelWatch> SecretMonitor<K> {
         let follow_ups = if rec.denied {
             None
         } else {
-            self.track_use(&secret, &catalog_id, &secret_path, reader_now, owner)
+            self.track_use(&secret, &catalog_id, &secret_path, reader_now, role)
         };
         let mut finding = findings::secret_read(ReadContext {
             reader: reader_now,
             secret,
             mitre: entry.mitre.clone(),
             severity,
-            owner,
+            owner: role == Role::Owner,
         });
+        if let (Role::ExpectedClient, Some(client)) = (role, client) {
+            verdict::mark_expected_client(&mut finding, reader_now, client);
+            self.stats.expected_client_reads += 1;
+        }
         if rec.killed {
             finding.action = Some("killed");
             self.stats.killed += 1;
@@ -591,10 +596,13 @@ impl<K: KernelWatch> SecretMonitor<K> {
         catalog_id: &str,
         path: &str,
         p: &Process,
-        is_owner: bool,
+        role: Role,
     ) -> Option<crate::event::Finding> {
-        if self.policy.exfil.enabled && secret.fingerprint.is_some() {
-            let (allowed, declared) = self.policy.allowed_destinations(catalog_id, path);
+        let (allowed, declared) = self.policy.allowed_destinations(catalog_id, path);
+        if self.policy.exfil.enabled
+            && secret.fingerprint.is_some()
+            && verdict::carries_taint(role, declared)
+        {
             self.usage.taint(
                 p.pid,
                 Taint {
@@ -606,11 +614,15 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 },
             );
         }
+        if role == Role::ExpectedClient {
+            return None;
+        }
         let owners_declared = self
             .policy
             .rules_for(catalog_id, path)
             .any(|r| !r.owners.is_empty());
-        self.usage.on_use(secret, p, owners_declared, is_owner)
+        self.usage
+            .on_use(secret, p, owners_declared, role == Role::Owner)
     }
 
     /// A connection by `p`: secret-exfil findings, if it carries secrets;
@@ -738,7 +750,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 path: None,
                 variable: Some(s.var.clone()),
             };
-            let replay = self.track_use(&secret, &secret.id.clone(), &path, p, false);
+            let replay = self.track_use(&secret, &secret.id.clone(), &path, p, Role::Foreign);
             out.push(findings::secret_env(p, secret));
             out.extend(replay);
         }
@@ -841,3 +853,6 @@ impl<K: KernelWatch> Drop for SecretMonitor<K> {
 
 #[cfg(test)]
 mod tests;
+mod verdict;
+
+use verdict::Role;

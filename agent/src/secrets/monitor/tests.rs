@@ -2,6 +2,7 @@
 //! watched, which reads become which findings, what enforcement installs.
 
 use super::*;
+use crate::event::Severity;
 use crate::secrets::catalog::SecretKind;
 use crate::secrets::kernel_watch::RecordedWatch;
 use std::{fs, net::IpAddr};
@@ -138,7 +139,7 @@ fn findings_of(out: &[Pending], rule: &str) -> Vec<crate::event::Finding> {
 }
 
 fn read(m: &mut SecretMonitor<RecordedWatch>, rec: &OpenRecord, p: &Arc<Process>) -> Vec<Pending> {
-    m.on_open(rec, &Snapshot::new(p.clone(), None, None), p)
+    m.on_open(rec, &Snapshot::new(p.clone(), None, None), p, None)
 }
 
 #[test]
