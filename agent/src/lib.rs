@@ -29,6 +29,7 @@ mod paths;
 mod pipeline;
 mod redact;
 pub mod secrets;
+mod sync;
 #[cfg(test)]
 mod testdata;
 mod token_shapes;

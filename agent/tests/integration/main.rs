@@ -11,6 +11,7 @@ mod deploy;
 mod docs;
 mod exec_storm;
 mod kernel_layouts;
+mod liveness;
 mod network;
 mod pod_metadata;
 mod process_events;
