@@ -12,10 +12,7 @@ use std::{
 use serde_json::Value;
 
 use crate::harness::{
-    agent::{proctor_bin, AgentProc, STARTUP_TIMEOUT},
-    files::sha256_file,
-    metrics::http_get,
-    process::{is_exec_with, marker, run},
+    http_get, is_exec_with, marker, proctor_bin, run, sha256_file, AgentProc, STARTUP_TIMEOUT,
 };
 
 const CAP_SYS_ADMIN: libc::c_ulong = 21;
@@ -158,7 +155,11 @@ fn secrets_without_the_file_open_hook_refuse_to_start_naming_the_hook_and_the_fi
 #[test]
 fn without_tracefs_and_secrets_off_the_agent_starts_and_says_what_it_cannot_see() {
     let state = tempfile::tempdir().unwrap();
-    let cfg_text = config(state.path(), "secrets:\n  enabled: false\n");
+    // The start-up scan queues hashes: wait for them, as TEST_CONFIG does.
+    let cfg_text = config(
+        state.path(),
+        "secrets:\n  enabled: false\nhash:\n  emit_wait: 5s\n",
+    );
     let agent = AgentProc::start_with(&cfg_text, |c| without_sys_admin(c, true));
     let st = started_status(&agent);
     let s = &st["status"];
@@ -181,6 +182,11 @@ fn without_tracefs_and_secrets_off_the_agent_starts_and_says_what_it_cannot_see(
     run(Command::new("/bin/true").arg(&m));
     let exec = agent.wait_for(|e| is_exec_with(e, &m));
     assert_eq!(exec["process"]["exe"]["hash_status"], "ok", "{exec}");
+    assert_eq!(
+        exec["process"]["exe"]["sha256"].as_str(),
+        Some(sha256_file(Path::new("/bin/true")).as_str()),
+        "{exec}"
+    );
 }
 
 /// A copy of /bin/true with 64 MiB after it (the ELF loader ignores it):
