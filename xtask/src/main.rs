@@ -120,6 +120,23 @@ fn lint_ebpf() -> Result<()> {
     ]))
 }
 
+/// The topic modules of the integration test binary, from its `main.rs`.
+fn integration_topics() -> Result<Vec<String>> {
+    let main = root().join("agent/tests/integration/main.rs");
+    let text = std::fs::read_to_string(&main)
+        .with_context(|| format!("cannot read {}", main.display()))?;
+    let topics: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("mod ")?.strip_suffix(';'))
+        .filter(|m| *m != "harness")
+        .map(str::to_string)
+        .collect();
+    if topics.is_empty() {
+        bail!("{} declares no topic modules", main.display());
+    }
+    Ok(topics)
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
@@ -151,10 +168,27 @@ fn main() -> Result<()> {
             // The integration tests drive the release binary, as users run it
             // (the harness runs PROCTOR_BIN when it is set).
             let bin = build_release()?;
-            run(cargo()
-                .args(["test", "--workspace", "--release"])
-                .args(&args)
-                .env("PROCTOR_BIN", &bin))?;
+            if args.is_empty() {
+                // Unit tests of every crate, then the integration binary one
+                // topic per process: a topic's agents, cgroups and statics
+                // end with its process, as they did when topics were
+                // separate binaries (sharing one process, later topics saw
+                // earlier topics' state and timed out).
+                run(cargo()
+                    .args(["test", "--workspace", "--release", "--lib", "--bins"])
+                    .env("PROCTOR_BIN", &bin))?;
+                for topic in integration_topics()? {
+                    run(cargo()
+                        .args(["test", "--workspace", "--release", "--test", "integration"])
+                        .arg(format!("{topic}::"))
+                        .env("PROCTOR_BIN", &bin))?;
+                }
+            } else {
+                run(cargo()
+                    .args(["test", "--workspace", "--release"])
+                    .args(&args)
+                    .env("PROCTOR_BIN", &bin))?;
+            }
             // The same scenarios on the other supported kernels.
             vm_test::run_matrix(&[], &bin)?;
             run(cargo().args(["run", "--quiet", "-p", "xtask", "--", "bench", "--smoke"]))?;
