@@ -67,6 +67,9 @@ pub enum Kind {
     NetConnect,
     Finding,
     AgentStatus,
+    /// The hash of an exec whose `process_exec` went out with
+    /// `hash_status: "pending"` (see `hash.emit_wait`).
+    ProcessHash,
 }
 
 impl Kind {
@@ -78,6 +81,7 @@ impl Kind {
             Kind::NetConnect => "net_connect",
             Kind::Finding => "finding",
             Kind::AgentStatus => "agent_status",
+            Kind::ProcessHash => "process_hash",
         }
     }
 }

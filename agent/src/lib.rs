@@ -31,6 +31,7 @@ mod private_files;
 mod redact;
 mod safe_open;
 pub mod secrets;
+mod sync;
 #[cfg(test)]
 mod testdata;
 mod token_shapes;

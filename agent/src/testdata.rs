@@ -122,7 +122,7 @@ pub fn event_with(kind: Kind, process: Process) -> Event {
         suppressed: None,
     };
     match kind {
-        Kind::ProcessExec => {}
+        Kind::ProcessExec | Kind::ProcessHash => {}
         Kind::ProcessExit => {
             ev.exit = Some(ExitInfo {
                 code: Some(3),
@@ -195,13 +195,14 @@ pub fn finding(rule: &'static str, severity: Severity) -> Finding {
     }
 }
 
-pub const KINDS: [Kind; 6] = [
+pub const KINDS: [Kind; 7] = [
     Kind::ProcessExec,
     Kind::ProcessExit,
     Kind::FileOpen,
     Kind::NetConnect,
     Kind::Finding,
     Kind::AgentStatus,
+    Kind::ProcessHash,
 ];
 
 /// One event of every kind, then the awkward variants: a bare-host

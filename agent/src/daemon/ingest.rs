@@ -9,10 +9,12 @@ use std::{
 use aya::maps::{MapData, RingBuf};
 use proctor_common::{ExitEvent, ForkEvent};
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::{
+    clock::boot_ns,
     event::{ExitInfo, Kind},
+    export::metrics::Metrics,
     identity::cgroups::CgroupResolver,
     identity::exec_id::{exec_id, Origin},
     identity::exec_identity::{self, ParentRef},
@@ -27,6 +29,7 @@ use crate::{
     },
     pipeline::emitter::Pending,
     secrets::monitor::SecretMonitor,
+    sync::lock,
 };
 
 /// Records handled per drain call: bounded so status and signals are served
@@ -58,6 +61,8 @@ pub(super) struct Ingest {
     pub packages: Arc<Packages>,
     pub tx: mpsc::Sender<Pending>,
     pub gaps: Gaps,
+    /// Progress marks for /healthz.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Ingest {
@@ -78,6 +83,7 @@ impl Ingest {
         if let Some(m) = self.secrets.as_mut() {
             m.flush_reads_if_due();
         }
+        self.metrics.health.drained(boot_ns());
     }
 
     /// Checks a batch of live records against /proc: those whose exit was
@@ -90,7 +96,7 @@ impl Ingest {
     /// Once per status interval: expire exited records, let the secret
     /// monitor age its state.
     pub fn housekeeping(&mut self) {
-        self.table.lock().unwrap().expire(Instant::now());
+        lock(&self.table).expire(Instant::now());
         if let Some(m) = self.secrets.as_mut() {
             m.housekeeping();
         }
@@ -101,7 +107,7 @@ impl Ingest {
     pub fn own_snapshot(&mut self) -> Option<Snapshot> {
         let own = std::process::id();
         let found = {
-            let table = self.table.lock().unwrap();
+            let table = lock(&self.table);
             table.get(own).map(|r| r.snapshot.clone())
         };
         match found {
@@ -168,13 +174,13 @@ impl Ingest {
 
     /// The process record of `pid`, from the table or, failing that, /proc.
     fn reader(&mut self, pid: u32) -> Option<Snapshot> {
-        if let Some(r) = self.table.lock().unwrap().get(pid) {
+        if let Some(r) = lock(&self.table).get(pid) {
             return Some(r.snapshot.clone());
         }
         let mut s = scan_pid(pid, &mut self.cgroups, &self.hashes)?;
         s.snapshot = s.snapshot.with_pods(self.pods.as_ref());
         let snapshot = s.snapshot.clone();
-        self.table.lock().unwrap().insert(pid, s.into_record(false));
+        lock(&self.table).insert(pid, s.into_record(false));
         Some(snapshot)
     }
 
@@ -229,7 +235,7 @@ impl Ingest {
 
     async fn exec(&mut self, rec: ExecRecord) {
         let parent = {
-            let table = self.table.lock().unwrap();
+            let table = lock(&self.table);
             table
                 .get_started(rec.ppid, rec.parent_start_boottime_ns)
                 .map(|r| ParentRef {
@@ -241,7 +247,7 @@ impl Ingest {
         let snapshot = exec_identity::from_exec(&rec, parent, cgroup_path, &self.hashes)
             .with_workload(workload)
             .with_pods(self.pods.as_ref());
-        self.table.lock().unwrap().insert(
+        lock(&self.table).insert(
             rec.tgid,
             Record {
                 snapshot: snapshot.clone(),
@@ -272,7 +278,7 @@ impl Ingest {
 
     /// A new process inherits its parent's identity until it execs.
     fn fork(&mut self, f: ForkEvent) {
-        let mut table = self.table.lock().unwrap();
+        let mut table = lock(&self.table);
         let inherited = table
             .get_started(f.parent_tgid, f.parent_start_boottime_ns)
             .map(|parent| {
@@ -315,7 +321,7 @@ impl Ingest {
 
     async fn exit(&mut self, e: ExitEvent) {
         let pending = {
-            let mut table = self.table.lock().unwrap();
+            let mut table = lock(&self.table);
             match table.exit(e.tgid, e.start_boottime_ns, Instant::now()) {
                 Some(rec) if rec.announced => Some(Pending {
                     exit: Some(exit_info(
@@ -342,10 +348,21 @@ impl Ingest {
 
     pub async fn send(&self, p: Pending) {
         // Backpressure, not loss: if the output stalls, the ring buffer fills
-        // and the kernel counts what it could not reserve.
+        // and the kernel counts what it could not reserve; /healthz says so.
+        let p = match self.tx.try_send(p) {
+            Ok(()) => return,
+            Err(TrySendError::Closed(_)) => {
+                tracing::error!("event output stopped (see the emitter's error above)");
+                return;
+            }
+            Err(TrySendError::Full(p)) => p,
+        };
+        let health = &self.metrics.health;
+        health.handing_off(p.boot_ns.max(1), boot_ns());
         if self.tx.send(p).await.is_err() {
-            tracing::error!("event output stopped; this is a bug");
+            tracing::error!("event output stopped (see the emitter's error above)");
         }
+        health.handing_off(0, boot_ns());
     }
 }
 

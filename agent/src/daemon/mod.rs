@@ -77,7 +77,7 @@ pub fn run(cfg: Config) -> Result<()> {
                 events: agent.subscribers.clone(),
                 inventory_path,
             };
-            tasks::ApiTask::spawn(server, handles)
+            tasks::ApiTask::spawn(server, handles, agent.metrics.clone())
         });
         let result = match shutdown::stop_signal() {
             Ok(stop) => agent.run_until(stop).await,

@@ -16,6 +16,7 @@ use crate::{
     identity::{hash_cache::HashStatsSnapshot, process_table::TableStats},
     kernel::probes::{per_cpu_total, AttachedProgram, HookSet, Probes},
     pipeline::emitter::{EmitStats, Pending},
+    sync::lock,
 };
 
 /// Everything `agent_status.status` reports besides `state`. Field names,
@@ -25,7 +26,7 @@ pub(super) struct Figures {
     uptime_seconds: f64,
     hooks: Vec<AttachedProgram>,
     metrics_listen: Option<String>,
-    /// How `enforce: kill` is carried out on this kernel.
+    /// How `enforce: kill` is carried out on this kernel (`none`: it is not).
     kill_enforcement: &'static str,
     hook_set: HookSet,
     mounted: Vec<String>,
@@ -165,11 +166,7 @@ impl Agent {
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             hooks: self.probes.attached.clone(),
             metrics_listen: self.metrics_addr.map(|a| a.to_string()),
-            kill_enforcement: if self.probes.lsm_deny {
-                "lsm-deny"
-            } else {
-                "tracepoint-sigkill"
-            },
+            kill_enforcement: self.probes.kill_enforcement(),
             hook_set: self.probes.hook_set(),
             mounted: self.mounted.clone(),
             kernel: KernelFigures::read(&self.probes, self.cfg.kernel.ring_buffer_bytes),
@@ -177,7 +174,7 @@ impl Agent {
             secrets: ingest.secrets.as_ref().map(|m| m.stats_json()),
             pod_metadata: self.pod_source.status(),
             emitted: self.emit_counters.snapshot(),
-            process_table: ingest.table.lock().unwrap().stats(),
+            process_table: lock(&ingest.table).stats(),
             hash_cache: ingest.hashes.snapshot(),
             sinks: self.sink_stats.stats(),
         }
@@ -275,7 +272,9 @@ mod tests {
                 file_open: 44,
                 finding: 45,
                 net_connect: 46,
+                process_hash: 48,
                 suppressed: 47,
+                hash_pending: 49,
             },
             process_table: TableStats {
                 live: 51,

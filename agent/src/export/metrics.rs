@@ -21,6 +21,8 @@ use prometheus_client::{
 };
 use serde::Deserialize;
 
+use crate::sync::lock;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
@@ -67,6 +69,11 @@ pub struct SinkLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskLabel {
+    pub task: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
     pub state: String,
 }
@@ -101,7 +108,10 @@ pub struct Metrics {
     sink_in_spool: Family<SinkLabel, Gauge>,
     sink_spool_bytes: Family<SinkLabel, Gauge>,
     sink_up: Family<SinkLabel, Gauge>,
+    oldest_pending: Gauge<f64, AtomicU64>,
+    task_failures: Family<TaskLabel, Counter>,
     pub ready: AtomicBool,
+    pub health: Health,
 }
 
 impl Metrics {
@@ -124,7 +134,10 @@ impl Metrics {
             sink_in_spool: Family::default(),
             sink_spool_bytes: Family::default(),
             sink_up: Family::default(),
+            oldest_pending: Gauge::default(),
+            task_failures: Family::default(),
             ready: AtomicBool::new(false),
+            health: Health::default(),
         };
         r.register("events", "Events emitted, by kind", m.events.clone());
         r.register(
@@ -194,17 +207,22 @@ impl Metrics {
             "1 when a sink's last delivery attempt succeeded",
             m.sink_up.clone(),
         );
-        *m.registry.lock().unwrap() = r;
+        r.register(
+            "pipeline_oldest_pending_seconds",
+            "Age of the oldest kernel event taken from the ring buffer and not yet emitted",
+            m.oldest_pending.clone(),
+        );
+        r.register(
+            "task_failures",
+            "Agent tasks (emitter, pod poller, API server, ...) that panicked or stopped",
+            m.task_failures.clone(),
+        );
+        *lock(&m.registry) = r;
         Arc::new(m)
     }
 
     fn mirror(&self, name: String) -> Arc<Mirror> {
-        self.mirrors
-            .lock()
-            .unwrap()
-            .entry(name)
-            .or_default()
-            .clone()
+        lock(&self.mirrors).entry(name).or_default().clone()
     }
 
     /// Copies the kernel's per-kind totals in.
@@ -282,9 +300,24 @@ impl Metrics {
     }
 
     pub fn encode(&self) -> String {
+        let age = self.health.oldest_pending_ns(crate::clock::boot_ns());
+        self.oldest_pending.set(age as f64 / 1e9);
         let mut out = String::new();
-        let _ = encode(&mut out, &self.registry.lock().unwrap());
+        let _ = encode(&mut out, &lock(&self.registry));
         out
+    }
+
+    /// Records that `task` panicked or stopped: counted, and `/healthz` fails.
+    pub fn task_failed(&self, task: &str, why: &str) {
+        self.task_failures
+            .get_or_create(&TaskLabel { task: task.into() })
+            .inc();
+        lock(&self.health.failed).push(format!("{task}: {why}"));
+    }
+
+    /// Hooks the config needs that are not attached: `/readyz` fails naming them.
+    pub fn set_not_ready(&self, missing: Vec<String>) {
+        *lock(&self.health.not_ready) = missing;
     }
 }
 
@@ -299,10 +332,121 @@ async fn metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
 }
 
 async fn readyz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
-    if m.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n")
+    if !m.ready.load(Ordering::Relaxed) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "probes not attached yet\n".to_string(),
+        );
+    }
+    let missing = lock(&m.health.not_ready).clone();
+    if missing.is_empty() {
+        (StatusCode::OK, "ready\n".to_string())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "probes not attached yet\n")
+        let mut body = String::from("not ready: hooks the config needs are not attached\n");
+        for m in missing {
+            body.push_str(&format!("- {m}\n"));
+        }
+        (StatusCode::SERVICE_UNAVAILABLE, body)
+    }
+}
+
+async fn healthz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    match m.health.verdict(crate::clock::boot_ns()) {
+        Ok(()) => (StatusCode::OK, "ok\n".to_string()),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: {why}\n"),
+        ),
+    }
+}
+
+/// The pipeline's progress marks, in kernel boot-time ns (0: none), read by
+/// `/healthz` and the oldest-pending gauge.
+#[derive(Default)]
+pub struct Health {
+    stall_after_ns: AtomicU64,
+    /// When the reader loop last finished draining the ring buffer.
+    last_drain: AtomicU64,
+    /// The kernel time of the event the emitter is working on, and since when.
+    emitting_event: AtomicU64,
+    emitting_since: AtomicU64,
+    /// The kernel time of the event the reader waits to hand to the emitter
+    /// (its queue is full), and since when.
+    handoff_event: AtomicU64,
+    handoff_since: AtomicU64,
+    failed: Mutex<Vec<String>>,
+    not_ready: Mutex<Vec<String>>,
+}
+
+impl Health {
+    pub fn set_stall_after(&self, d: std::time::Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.stall_after_ns.store(ns, Ordering::Relaxed);
+    }
+
+    pub fn drained(&self, now: u64) {
+        self.last_drain.store(now, Ordering::Relaxed);
+    }
+
+    /// The emitter took the event of kernel time `event` (0: it is idle again).
+    pub fn emitting(&self, event: u64, now: u64) {
+        self.emitting_event.store(event, Ordering::Relaxed);
+        self.emitting_since
+            .store(if event == 0 { 0 } else { now }, Ordering::Relaxed);
+    }
+
+    /// The reader waits to hand over the event of kernel time `event` (0: done).
+    pub fn handing_off(&self, event: u64, now: u64) {
+        self.handoff_event.store(event, Ordering::Relaxed);
+        self.handoff_since
+            .store(if event == 0 { 0 } else { now }, Ordering::Relaxed);
+    }
+
+    /// Age of the oldest event taken from the kernel and not yet emitted.
+    pub fn oldest_pending_ns(&self, now: u64) -> u64 {
+        [&self.emitting_event, &self.handoff_event]
+            .iter()
+            .map(|e| e.load(Ordering::Relaxed))
+            .filter(|&e| e != 0)
+            .map(|e| now.saturating_sub(e))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// `Ok` when the pipeline moves; else why not.
+    pub fn verdict(&self, now: u64) -> Result<(), String> {
+        let failed = lock(&self.failed);
+        if !failed.is_empty() {
+            return Err(format!("task failed: {}", failed.join("; ")));
+        }
+        drop(failed);
+        let bound = self.stall_after_ns.load(Ordering::Relaxed);
+        let stalled = |since: u64| since != 0 && bound != 0 && now.saturating_sub(since) > bound;
+        let secs = |since: u64| now.saturating_sub(since) as f64 / 1e9;
+        let handoff = self.handoff_since.load(Ordering::Relaxed);
+        if stalled(handoff) {
+            return Err(format!(
+                "the ring buffer has not been drained for {:.1}s: the reader waits for the \
+                 emitter's queue",
+                secs(handoff)
+            ));
+        }
+        let drain = self.last_drain.load(Ordering::Relaxed);
+        if stalled(drain) {
+            return Err(format!(
+                "the ring buffer has not been drained for {:.1}s",
+                secs(drain)
+            ));
+        }
+        let emitting = self.emitting_since.load(Ordering::Relaxed);
+        if stalled(emitting) {
+            return Err(format!(
+                "the emitter has not advanced for {:.1}s ({:.1}s behind the kernel)",
+                secs(emitting),
+                self.oldest_pending_ns(now) as f64 / 1e9
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -323,7 +467,7 @@ pub async fn serve(cfg: &MetricsConfig, m: Arc<Metrics>) -> Result<Option<Socket
     let addr = listener.local_addr()?;
     let app = Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(m);
     tokio::spawn(async move {
@@ -332,4 +476,71 @@ pub async fn serve(cfg: &MetricsConfig, m: Arc<Metrics>) -> Result<Option<Socket
         }
     });
     Ok(Some(addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn health() -> Health {
+        let h = Health::default();
+        h.set_stall_after(std::time::Duration::from_secs(2));
+        h
+    }
+
+    #[test]
+    fn a_stalled_emitter_fails_healthz_and_recovers_when_it_advances() {
+        let h = health();
+        h.drained(100 * S);
+        h.emitting(99 * S, 100 * S);
+        assert_eq!(h.verdict(101 * S), Ok(()));
+        assert_eq!(h.oldest_pending_ns(101 * S), 2 * S);
+        // The reader keeps draining (into the emitter's queue).
+        h.drained(102 * S);
+        let err = h.verdict(103 * S).unwrap_err();
+        assert!(err.contains("emitter has not advanced for 3.0s"), "{err}");
+        assert!(err.contains("4.0s behind"), "{err}");
+        h.emitting(0, 103 * S);
+        h.drained(103 * S);
+        assert_eq!(h.verdict(104 * S), Ok(()));
+        assert_eq!(h.oldest_pending_ns(104 * S), 0);
+    }
+
+    #[test]
+    fn a_reader_blocked_on_a_full_queue_fails_healthz() {
+        let h = health();
+        h.drained(10 * S);
+        h.handing_off(9 * S, 10 * S);
+        assert_eq!(h.verdict(11 * S), Ok(()));
+        let err = h.verdict(13 * S).unwrap_err();
+        assert!(err.contains("waits for the emitter's queue"), "{err}");
+        assert_eq!(h.oldest_pending_ns(13 * S), 4 * S);
+        h.handing_off(0, 13 * S);
+        h.drained(13 * S);
+        assert_eq!(h.verdict(14 * S), Ok(()));
+    }
+
+    #[test]
+    fn a_reader_loop_that_stops_draining_fails_healthz() {
+        let h = health();
+        assert_eq!(h.verdict(50 * S), Ok(()), "not started yet is not a stall");
+        h.drained(50 * S);
+        let err = h.verdict(53 * S).unwrap_err();
+        assert!(err.contains("not been drained for 3.0s"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_task_fails_healthz_for_good() {
+        let m = Metrics::new();
+        m.health.set_stall_after(std::time::Duration::from_secs(2));
+        assert_eq!(m.health.verdict(S), Ok(()));
+        m.task_failed("pod poller", "panicked: boom");
+        let err = m.health.verdict(S).unwrap_err();
+        assert!(err.contains("pod poller: panicked: boom"), "{err}");
+        assert!(m
+            .encode()
+            .contains("proctor_task_failures_total{task=\"pod poller\"} 1"));
+    }
 }

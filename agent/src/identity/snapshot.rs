@@ -1,12 +1,16 @@
 //! A process as events describe it, with hashes and a cgroup verdict that may still be computing.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use crate::{
     event::Process,
     identity::container::{Refusal, Workload, WorkloadFuture},
     identity::hash_cache::{HashFuture, HashOutcome},
     identity::pods::{PodAnswer, PodCache},
+    sync::lock,
 };
 
 /// The event-facing view of a process plus the hash computations its
@@ -142,6 +146,24 @@ impl Snapshot {
         self.fill(exe, script, workload)
     }
 
+    /// The view with every hash filled in if they all arrive within `wait`;
+    /// else the view as it stands (`hash_status: "pending"` for the hashes
+    /// still computing) and `false`.
+    pub async fn resolve_within(&self, wait: Duration) -> (Arc<Process>, bool) {
+        match tokio::time::timeout(wait, self.resolve()).await {
+            Ok(view) => (view, true),
+            Err(_) => (self.current(), false),
+        }
+    }
+
+    /// Whether some hash of this process is still computing.
+    pub fn hashing(&self) -> bool {
+        [&self.exe_hash, &self.script_hash]
+            .into_iter()
+            .flatten()
+            .any(|f| f.peek().is_none())
+    }
+
     /// The view with the hashes known right now (no waiting).
     pub fn current(&self) -> Arc<Process> {
         let peek = |f: &Option<HashFuture>| f.as_ref().and_then(|f| f.peek().cloned());
@@ -162,7 +184,7 @@ impl Snapshot {
         if exe.is_none() && script.is_none() && workload.is_none() {
             return self.process.clone();
         }
-        let mut memo = self.filled.lock().unwrap();
+        let mut memo = lock(&self.filled);
         if let Some(m) = memo
             .as_ref()
             .filter(|m| m.is_for(&self.process, &exe, &script, &workload, &pod))
@@ -226,5 +248,34 @@ mod tests {
         let b = other.resolve().await;
         assert!(!Arc::ptr_eq(&a, &b));
         assert_eq!(a.exe.sha256, b.exe.sha256);
+    }
+
+    #[tokio::test]
+    async fn a_hash_that_misses_the_wait_is_pending_and_resolves_later() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<HashOutcome>();
+        let slow: HashFuture = futures::FutureExt::shared(futures::FutureExt::boxed(async move {
+            rx.await.unwrap_or(HashOutcome::Unavailable)
+        }));
+        let hashes = HashCache::new(16, 1, 1 << 30);
+        let base = scan_pid(std::process::id(), &mut CgroupResolver::new(), &hashes)
+            .unwrap()
+            .snapshot;
+        let mut p = (*base.process).clone();
+        p.exe.hash_status = "pending";
+        p.exe.sha256 = None;
+        let s = Snapshot::new(Arc::new(p), Some(slow), None);
+        let (view, complete) = s.resolve_within(Duration::from_millis(5)).await;
+        assert!(!complete);
+        assert!(s.hashing());
+        assert_eq!(view.exe.hash_status, "pending");
+        assert_eq!(view.exe.sha256, None);
+        tx.send(HashOutcome::Ok([7; 32])).unwrap();
+        let (view, complete) = s.resolve_within(Duration::from_millis(500)).await;
+        assert!(complete && !s.hashing());
+        assert_eq!(view.exe.hash_status, "ok");
+        assert_eq!(
+            view.exe.sha256.as_deref(),
+            Some(hex::encode([7u8; 32]).as_str())
+        );
     }
 }

@@ -52,6 +52,13 @@ pub struct OpenFilter {
     pub name_lengths: Array<MapData, u64>,
 }
 
+/// A hook that should have attached and did not.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unattached {
+    pub hook: String,
+    pub cause: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AttachedProgram {
     pub hook: String,
@@ -68,6 +75,8 @@ pub struct Probes {
     pub sent: PerCpuArray<MapData, u64>,
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     pub attached: Vec<AttachedProgram>,
+    /// Hooks that exist on this kernel but could not be attached, and why.
+    pub unattached: Vec<Unattached>,
     /// Taken by the secret monitor.
     pub open_filter: Option<OpenFilter>,
     pub enforcement: Option<EnforcementMaps>,
@@ -149,6 +158,31 @@ impl Probes {
     pub fn hook_set(&self) -> HookSet {
         HookSet::of(&self.attached)
     }
+
+    /// How `enforce: kill` is carried out: `lsm-deny`, `tracepoint-sigkill`
+    /// from the open tracepoint, or `none` when neither hook is attached.
+    pub fn kill_enforcement(&self) -> &'static str {
+        kill_enforcement(self.lsm_deny, &self.hook_set())
+    }
+
+    /// Why `hook` (a prefix of the hook names) did not attach, if known.
+    pub fn why_missing(&self, hook: &str) -> Option<&str> {
+        self.unattached
+            .iter()
+            .find(|u| u.hook.starts_with(hook))
+            .map(|u| u.cause.as_str())
+    }
+}
+
+/// See [`Probes::kill_enforcement`].
+pub fn kill_enforcement(lsm_deny: bool, set: &HookSet) -> &'static str {
+    if lsm_deny {
+        "lsm-deny"
+    } else if set.file_open.contains("tracepoint") {
+        "tracepoint-sigkill"
+    } else {
+        "none"
+    }
 }
 
 pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64, hooks: EnforcementHooks) -> Result<Probes> {
@@ -201,31 +235,34 @@ pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64, hooks: EnforcementHooks) 
         attached.push(AttachedProgram { hook, id });
     }
 
+    let mut unattached = Vec::new();
     for (name, tp) in OPEN_HOOKS {
         let hook = format!("tracepoint/syscalls/{tp}");
-        if !std::path::Path::new("/sys/kernel/tracing/events/syscalls")
-            .join(tp)
-            .exists()
-        {
-            tracing::info!("{hook} does not exist on this kernel/architecture; skipped");
-            continue;
+        match attach_syscall_hook(&mut ebpf, name, tp, &hook) {
+            Ok(Some(id)) => attached.push(AttachedProgram { hook, id }),
+            Ok(None) => {
+                tracing::info!("{hook} does not exist on this kernel/architecture; skipped")
+            }
+            // Not fatal here: start-up decides whether the config can do
+            // without it, and /readyz and agent_status report it.
+            Err(e) => {
+                tracing::warn!("{hook} not attached: {e:#}");
+                unattached.push(Unattached {
+                    hook,
+                    cause: format!("{e:#}"),
+                });
+            }
         }
-        let prog: &mut TracePoint = ebpf
-            .program_mut(name)
-            .with_context(|| format!("eBPF object has no program {name}"))?
-            .try_into()
-            .with_context(|| format!("program {name} is not a tracepoint program"))?;
-        prog.load().with_context(|| format!("cannot load {hook}"))?;
-        prog.attach("syscalls", tp).with_context(|| {
-            format!("cannot attach {hook}; is tracefs mounted at /sys/kernel/tracing?")
-        })?;
-        let id = prog.info().map(|i| i.id()).unwrap_or(0);
-        attached.push(AttachedProgram { hook, id });
     }
 
     match attach_socket_hooks(&mut ebpf, &mut attached) {
         Ok(()) => {}
-        Err(e) if hooks.block_egress => return Err(e),
+        Err(e) if hooks.block_egress => {
+            return Err(e.context(
+                "block-egress rules need the cgroup socket hooks; fix the cause above, or remove \
+                 `block-egress` from secrets.rules[].enforce",
+            ));
+        }
         // Monitoring keeps the connect tracepoints; what is lost is said once.
         Err(e) => tracing::warn!(
             "cgroup socket hooks unavailable ({e:#}): UDP datagrams sent with sendto and \
@@ -284,10 +321,42 @@ pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64, hooks: EnforcementHooks) 
         sent,
         logger,
         attached,
+        unattached,
         open_filter: Some(open_filter),
         enforcement: Some(enforcement),
         lsm_deny,
     })
+}
+
+/// Where aya finds syscall tracepoints: tracefs, or tracefs under debugfs.
+const TRACEFS_ROOTS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+
+/// Loads and attaches one syscalls tracepoint; `None` when the kernel has
+/// no such syscall (open and creat on arm64).
+fn attach_syscall_hook(ebpf: &mut Ebpf, name: &str, tp: &str, hook: &str) -> Result<Option<u32>> {
+    let Some(root) = TRACEFS_ROOTS
+        .iter()
+        .find(|r| Path::new(r).join("events/syscalls").is_dir())
+    else {
+        anyhow::bail!(
+            "tracefs is not mounted (no events/syscalls under {}); mount it \
+             (`mount -t tracefs tracefs /sys/kernel/tracing`) or give the agent CAP_SYS_ADMIN \
+             so that it mounts tracefs itself",
+            TRACEFS_ROOTS.join(" or ")
+        );
+    };
+    if !Path::new(root).join("events/syscalls").join(tp).exists() {
+        return Ok(None);
+    }
+    let prog: &mut TracePoint = ebpf
+        .program_mut(name)
+        .with_context(|| format!("eBPF object has no program {name}"))?
+        .try_into()
+        .with_context(|| format!("program {name} is not a tracepoint program"))?;
+    prog.load().with_context(|| format!("cannot load {hook}"))?;
+    prog.attach("syscalls", tp)
+        .with_context(|| format!("cannot attach {hook} (tracefs at {root})"))?;
+    Ok(Some(prog.info().map(|i| i.id()).unwrap_or(0)))
 }
 
 /// lsm/file_open refusing forbidden reads. Needs a kernel with BPF LSM active
@@ -429,5 +498,10 @@ mod tests {
         assert_eq!(full.datagram, "cgroup");
         assert_eq!(full.io_uring, "tp_btf");
         assert!(lsm.summary().contains("file_open: tracepoint+lsm"));
+        assert_eq!(kill_enforcement(true, &lsm), "lsm-deny");
+        assert_eq!(kill_enforcement(false, &tp), "tracepoint-sigkill");
+        let blind = HookSet::of(&attached(&["tp_btf/sched_process_exec"]));
+        assert_eq!(blind.file_open, "none");
+        assert_eq!(kill_enforcement(false, &blind), "none");
     }
 }
