@@ -429,11 +429,7 @@ fn check_least_privilege(r: &Rendering) {
         "{n}: capabilities.drop must contain ALL, has {drop:?}"
     );
     let add = caps(sc, "add");
-    let mut want: BTreeSet<String> = LEAST_PRIVILEGE_CAPS.iter().map(|s| s.to_string()).collect();
-    if n.contains("components/block-egress") {
-        // cgroup/connect4|6 programs (enforce: [block-egress]) need it.
-        want.insert("NET_ADMIN".into());
-    }
+    let want: BTreeSet<String> = LEAST_PRIVILEGE_CAPS.iter().map(|s| s.to_string()).collect();
     let missing: Vec<_> = want.difference(&add).collect();
     let extra: Vec<_> = add.difference(&want).collect();
     assert!(
