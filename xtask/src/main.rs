@@ -177,11 +177,21 @@ fn main() -> Result<()> {
                 run(cargo()
                     .args(["test", "--workspace", "--release", "--lib", "--bins"])
                     .env("PROCTOR_BIN", &bin))?;
+                // Every topic runs even after one fails, so that one run shows
+                // every failure; the command still fails at the end.
+                let mut failed = Vec::new();
                 for topic in integration_topics()? {
-                    run(cargo()
+                    let r = run(cargo()
                         .args(["test", "--workspace", "--release", "--test", "integration"])
                         .arg(format!("{topic}::"))
-                        .env("PROCTOR_BIN", &bin))?;
+                        .env("PROCTOR_BIN", &bin));
+                    if let Err(e) = r {
+                        eprintln!("xtask: integration topic {topic} failed: {e:#}");
+                        failed.push(topic);
+                    }
+                }
+                if !failed.is_empty() {
+                    bail!("integration topics failed: {}", failed.join(", "));
                 }
             } else {
                 run(cargo()

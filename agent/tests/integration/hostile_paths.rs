@@ -83,8 +83,7 @@ fn agent() -> &'static AgentProc {
     static AGENT: OnceLock<AgentProc> = OnceLock::new();
     AGENT.get_or_init(|| {
         AgentProc::start(&format!(
-            "status_interval: 1s\n{TEST_METRICS}\
-             hash:\n  max_file_bytes: {MAX_HASH_BYTES}\n\
+            "status_interval: 1s\n{TEST_METRICS}  max_file_bytes: {MAX_HASH_BYTES}\n\
              secrets:\n  search_dirs: []\n"
         ))
     })

@@ -34,6 +34,8 @@ api:
 
 /// Appended to every other test config: agents run side by side, each on its
 /// own metrics port, without an API socket (the API tests bring their own).
+/// It ends inside the `hash:` section: a test that sets more hash keys writes
+/// them, indented, right after it.
 pub const TEST_METRICS: &str =
     "metrics:\n  listen: 127.0.0.1:0\napi:\n  enabled: false\nhash:\n  emit_wait: 5s\n";
 
