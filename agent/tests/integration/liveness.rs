@@ -164,7 +164,8 @@ fn without_tracefs_and_secrets_off_the_agent_starts_and_says_what_it_cannot_see(
     let st = started_status(&agent);
     let s = &st["status"];
     assert_eq!(s["hook_set"]["file_open"], "none", "{st}");
-    assert_eq!(s["hook_set"]["connect"], "none", "{st}");
+    // The cgroup socket hooks need no tracefs: inet connects stay visible.
+    assert_eq!(s["hook_set"]["connect"], "cgroup", "{st}");
     assert_eq!(s["hook_set"]["exec"], "tp_btf", "{st}");
     assert_eq!(s["kill_enforcement"], "none", "{st}");
     let addr = metrics_addr(&st);
@@ -172,7 +173,9 @@ fn without_tracefs_and_secrets_off_the_agent_starts_and_says_what_it_cannot_see(
     let (code, body) = http_get(&addr, "/readyz");
     assert_eq!(code, 503, "{body}");
     assert!(
-        body.contains("tracepoint/syscalls/sys_enter_connect") && body.contains("tracefs"),
+        body.contains("tracepoint/syscalls/sys_enter_connect")
+            && body.contains("tracefs")
+            && body.contains("cgroup socket hooks"),
         "{body}"
     );
     // Alive all the same, and what it can see it reports: an exec.
