@@ -55,7 +55,8 @@ pub async fn connect(socket: &Path) -> Result<Channel> {
                 "is `proctor run` running, with the API enabled (api.enabled) on this socket?"
             }
             std::io::ErrorKind::PermissionDenied => {
-                "the socket is for root (and api.group) only: run as root, or ask for api.group"
+                "the socket is for root and the agent's api.group only: run as root, or ask for \
+                 api.group (every service) or api.services.<service> (one service)"
             }
             _ => "",
         };

@@ -11,6 +11,7 @@ pub mod fingerprint;
 pub mod inventory;
 pub mod kernel_watch;
 pub mod monitor;
+pub mod owner_files;
 pub mod policy;
 pub mod read_batch;
 pub mod search;

@@ -13,6 +13,7 @@ use crate::{
     event::{Process, Severity},
     identity::packages::PackagedExe,
     secrets::catalog::{CatalogEntry, ClientName},
+    secrets::owner_files::{is_literal, OwnerFiles},
 };
 
 /// A glob over absolute paths, compiled when the policy is read.
@@ -66,7 +67,10 @@ impl<'de> Deserialize<'de> for Sha256Hex {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Selector {
-    /// Glob over the executable's path (`/usr/bin/aws`, `/opt/app/bin/*`).
+    /// The executable: a literal path matches only the very file at that
+    /// path in the agent's mount namespace, by (dev, inode); a glob
+    /// (`/opt/app/bin/*`) matches the path as the process's own mount
+    /// namespace spells it, which that namespace controls.
     pub exe_path: Option<PathGlob>,
     /// The kernel-observed SHA-256 of the executable.
     pub exe_sha256: Option<Sha256Hex>,
@@ -85,17 +89,20 @@ impl Selector {
             && self.cgroup.is_none()
     }
 
-    pub fn matches(&self, p: &Process) -> bool {
+    pub fn matches(&self, p: &Process, files: &OwnerFiles) -> bool {
         if self.is_empty() {
             return false;
         }
-        self.exe_path
+        self.exe_path.as_ref().is_none_or(|g| {
+            if is_literal(&g.pattern) {
+                !p.exe.fileless && files.is(&g.pattern, (p.exe.dev, p.exe.inode))
+            } else {
+                g.is_match(&p.exe.path)
+            }
+        }) && self
+            .exe_sha256
             .as_ref()
-            .is_none_or(|g| g.is_match(&p.exe.path))
-            && self
-                .exe_sha256
-                .as_ref()
-                .is_none_or(|h| p.exe.sha256.as_deref() == Some(h.0.as_str()))
+            .is_none_or(|h| p.exe.sha256.as_deref() == Some(h.0.as_str()))
             && self.uid.is_none_or(|u| u == p.uid)
             && self.comm.as_ref().is_none_or(|c| *c == p.comm)
             && self.cgroup.as_ref().is_none_or(|g| {
@@ -431,10 +438,7 @@ impl SecretsConfig {
                 continue;
             }
             for o in &r.owners {
-                let literal = o
-                    .exe_path
-                    .as_ref()
-                    .is_some_and(|g| !g.pattern.contains(['*', '?', '[', '{']));
+                let literal = o.exe_path.as_ref().is_some_and(|g| is_literal(&g.pattern));
                 if !literal
                     || o.exe_sha256.is_some()
                     || o.uid.is_some()
@@ -497,26 +501,28 @@ impl SecretsConfig {
     }
 
     /// Judges a read of the secret `entry` at `path` by `reader`, which
-    /// runs the packaged program `client` when one was proven.
+    /// runs the packaged program `client` when one was proven; `files` are
+    /// the policy's literal executables as they are now.
     pub fn judge(
         &self,
         entry: &CatalogEntry,
         path: &str,
         reader: &Process,
         client: Option<&PackagedExe>,
+        files: &OwnerFiles,
     ) -> Verdict {
         let catalog_id = entry.id.as_str();
         if self
             .exceptions
             .iter()
-            .any(|e| e.secret.matches(catalog_id, path) && e.reader.matches(reader))
+            .any(|e| e.secret.matches(catalog_id, path) && e.reader.matches(reader, files))
         {
             return Verdict::Expected;
         }
         let rules: Vec<&SecretRule> = self.rules_for(catalog_id, path).collect();
         if rules
             .iter()
-            .any(|r| r.owners.iter().any(|o| o.matches(reader)))
+            .any(|r| r.owners.iter().any(|o| o.matches(reader, files)))
         {
             return Verdict::Owner;
         }
@@ -600,28 +606,58 @@ mod tests {
         let shadow = entry("shadow");
         let passwd = client("passwd", "/usr/bin/passwd");
         assert_eq!(
-            cfg.judge(&shadow, "/etc/shadow", &reader, Some(&passwd)),
+            cfg.judge(
+                &shadow,
+                "/etc/shadow",
+                &reader,
+                Some(&passwd),
+                &OwnerFiles::default()
+            ),
             Verdict::ExpectedClient
         );
         // Unproven (no package verdict), or another entry's client: foreign.
         assert_eq!(
-            cfg.judge(&shadow, "/etc/shadow", &reader, None),
+            cfg.judge(
+                &shadow,
+                "/etc/shadow",
+                &reader,
+                None,
+                &OwnerFiles::default()
+            ),
             Verdict::Foreign(Severity::Critical)
         );
         let keygen = client("openssh-client", "/usr/bin/ssh-keygen");
         assert_eq!(
-            cfg.judge(&shadow, "/etc/shadow", &reader, Some(&keygen)),
+            cfg.judge(
+                &shadow,
+                "/etc/shadow",
+                &reader,
+                Some(&keygen),
+                &OwnerFiles::default()
+            ),
             Verdict::Foreign(Severity::Critical)
         );
         // A rule adds to the catalog's list.
         let pgpass = entry("pgpass");
         let pgb = client("pgbackrest", "/usr/bin/pgbackrest");
         assert_eq!(
-            cfg.judge(&pgpass, "/root/.pgpass", &reader, Some(&pgb)),
+            cfg.judge(
+                &pgpass,
+                "/root/.pgpass",
+                &reader,
+                Some(&pgb),
+                &OwnerFiles::default()
+            ),
             Verdict::ExpectedClient
         );
         assert_eq!(
-            cfg.judge(&shadow, "/etc/shadow", &reader, Some(&pgb)),
+            cfg.judge(
+                &shadow,
+                "/etc/shadow",
+                &reader,
+                Some(&pgb),
+                &OwnerFiles::default()
+            ),
             Verdict::Foreign(Severity::Critical)
         );
     }

@@ -32,6 +32,7 @@ use crate::{
     secrets::fingerprint::Fingerprinter,
     secrets::inventory::{InventoryStore, SecretRecord},
     secrets::kernel_watch::{name_key, KernelMaps, KernelWatch},
+    secrets::owner_files::OwnerFiles,
     secrets::policy::{Enforcement, SecretsConfig},
     secrets::read_batch::ReadBatch,
     secrets::search::{self, SearchWatch},
@@ -47,10 +48,15 @@ pub fn user_dev_to_kernel(dev: u64) -> u32 {
 }
 
 fn inode_key(meta: &std::fs::Metadata) -> InodeKey {
+    file_key((meta.dev(), meta.ino()))
+}
+
+/// A file's (st_dev, inode) as the kernel maps key it.
+fn file_key((dev, ino): (u64, u64)) -> InodeKey {
     InodeKey {
-        dev: user_dev_to_kernel(meta.dev()),
+        dev: user_dev_to_kernel(dev),
         _pad: 0,
-        ino: meta.ino(),
+        ino,
     }
 }
 
@@ -89,6 +95,10 @@ pub struct MonitorStats {
     pub denied: u64,
     /// Processes currently cut off by block-egress.
     pub quarantined: usize,
+    /// Times a file the policy names by literal `exe_path` was replaced,
+    /// removed or created (a package upgrade): owners and kill allow lists
+    /// follow the new file.
+    pub owner_files_changed: u64,
     pub last_scan_visited: usize,
     pub last_scan_truncated: bool,
 }
@@ -123,6 +133,10 @@ pub struct SecretMonitor<K: KernelWatch = KernelMaps> {
     env_reported: LruCache<(String, String, String), ()>,
     discover: DiscoverRoots,
     last_scan: Instant,
+    /// The policy's literal executables, by (dev, inode), and when they were
+    /// last looked at.
+    owner_files: OwnerFiles,
+    owner_files_checked: Instant,
     usage: SecretUsage,
     reads: ReadBatch,
     pub stats: MonitorStats,
@@ -160,11 +174,14 @@ impl<K: KernelWatch> SecretMonitor<K> {
             env_reported: LruCache::new(NonZeroUsize::new(16384).unwrap()),
             discover,
             last_scan: Instant::now(),
+            owner_files: OwnerFiles::default(),
+            owner_files_checked: Instant::now(),
             reads: ReadBatch::default(),
             usage,
             stats: MonitorStats::default(),
         };
         m.install_names()?;
+        m.owner_files = OwnerFiles::resolve(&m.policy);
         m.install_kill_owners()?;
         m.scan();
         Ok(m)
@@ -180,17 +197,65 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 let Some(glob) = &owner.exe_path else {
                     continue;
                 };
-                let meta = std::fs::metadata(&glob.pattern).with_context(|| {
+                let id = self.owner_files.id(&glob.pattern).with_context(|| {
                     format!(
-                        "secrets.rules[{i}] enforces kill for owner {}: cannot stat it; \
+                        "secrets.rules[{i}] enforces kill for owner {}: no regular file there; \
                          a kill rule's owners must exist when the agent starts",
                         glob.pattern
                     )
                 })?;
-                self.kernel.allow_reader(i as u32, inode_key(&meta))?;
+                self.kernel.allow_reader(i as u32, file_key(id))?;
             }
         }
         Ok(())
+    }
+
+    /// Looks at the policy's literal executables again (at most once a
+    /// second). A replaced owner keeps its rights under its new inode and
+    /// the old inode loses them: a freed inode number may be reused by an
+    /// unrelated file.
+    fn follow_owner_files(&mut self) {
+        if self.owner_files_checked.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.owner_files_checked = Instant::now();
+        for change in self.owner_files.refresh() {
+            self.stats.owner_files_changed += 1;
+            let show = |id: Option<(u64, u64)>| {
+                id.map(|(d, i)| format!("dev {d} inode {i}"))
+                    .unwrap_or_else(|| "no file".into())
+            };
+            tracing::warn!(
+                "secrets policy: {} changed ({} -> {}); owners and exceptions naming it now \
+                 match the new file",
+                change.path,
+                show(change.before),
+                show(change.after)
+            );
+            for (i, rule) in self.policy.rules.iter().enumerate() {
+                let names_it = rule.enforce.contains(&Enforcement::Kill)
+                    && rule.owners.iter().any(|o| {
+                        o.exe_path
+                            .as_ref()
+                            .is_some_and(|g| g.pattern == change.path)
+                    });
+                if !names_it {
+                    continue;
+                }
+                if let Some(old) = change.before {
+                    self.kernel.disallow_reader(i as u32, file_key(old));
+                }
+                if let Some(new) = change.after {
+                    if let Err(e) = self.kernel.allow_reader(i as u32, file_key(new)) {
+                        self.stats.map_errors += 1;
+                        tracing::warn!(
+                            "secrets.rules[{i}]: cannot allow the new {}: {e:#}",
+                            change.path
+                        );
+                    }
+                }
+            }
+        }
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -534,7 +599,9 @@ impl<K: KernelWatch> SecretMonitor<K> {
         if !rec.denied {
             self.record_read(&secret_path, reader_now, to_epoch_ns(rec.ktime_ns));
         }
-        let verdict = self.policy.judge(&entry, &secret_path, reader_now, client);
+        let verdict =
+            self.policy
+                .judge(&entry, &secret_path, reader_now, client, &self.owner_files);
         let Some((severity, role)) = verdict::read_role(verdict) else {
             return out;
         };
@@ -769,6 +836,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
 
     pub fn housekeeping(&mut self) {
         self.flush_reads();
+        self.follow_owner_files();
         self.searches.prune(self.policy.search.window);
         if self.rescan_due() {
             self.scan();

@@ -196,20 +196,30 @@ fn literal_names_enter_the_name_filter_with_their_anchors() {
 #[test]
 fn an_owners_read_is_info_and_a_foreign_read_takes_the_catalog_severity() {
     let node = Node::new();
+    node.write("bin/aws", "the aws binary");
     let mut m = node
-        .monitor("rules: [{secret: {id: app-token}, owners: [{exe_path: /usr/bin/aws}]}]")
+        .monitor("rules: [{secret: {id: app-token}, owners: [{exe_path: '{root}/bin/aws'}]}]")
         .unwrap();
     let rec = node.open(&m, "conf/app.token");
-    let owner = read(&mut m, &rec, &reader("/usr/bin/aws"));
+    let aws = node.path("bin/aws");
+    let meta = fs::metadata(&aws).unwrap();
+    let mut real = (*reader(aws.to_str().unwrap())).clone();
+    (real.exe.dev, real.exe.inode) = (meta.dev(), meta.ino());
+    let owner = read(&mut m, &rec, &Arc::new(real));
     assert_eq!(owner[0].kind, Kind::FileOpen);
     let f = &findings_of(&owner, "secret-read")[0];
     assert_eq!(f.severity, Severity::Info, "{f:?}");
+    // The owner's path with another file behind it: what a private mount
+    // namespace (a container, `unshare -Urm`) can show. Not the owner.
+    let impostor = read(&mut m, &rec, &reader(aws.to_str().unwrap()));
+    let f = &findings_of(&impostor, "secret-read")[0];
+    assert_eq!(f.severity, Severity::High, "{f:?}");
     let foreign = read(&mut m, &rec, &reader("/usr/bin/curl"));
     let f = &findings_of(&foreign, "secret-read")[0];
     assert_eq!(f.severity, Severity::High, "{f:?}");
     assert_eq!(f.secret.as_ref().unwrap().id, "app-token");
     assert!(f.secret.as_ref().unwrap().fingerprint.is_some());
-    assert_eq!(m.stats.reads_reported, 2);
+    assert_eq!(m.stats.reads_reported, 3);
     assert_eq!(m.reads.len(), 2, "one pending reader per identity");
 }
 
@@ -256,7 +266,40 @@ fn a_kill_rule_whose_owner_is_missing_refuses_to_start() {
             )
             .err()
             .expect("a kill rule needs its owners on disk");
-    assert!(format!("{err:#}").contains("cannot stat it"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("no regular file there"),
+        "{err:#}"
+    );
+}
+
+#[test]
+fn a_replaced_kill_owner_keeps_its_rights_under_its_new_inode_only() {
+    let node = Node::new();
+    let mut m = node
+        .monitor(
+            "rules: [{secret: {id: app-key}, owners: [{exe_path: '{root}/bin/owner'}], enforce: [kill]}]",
+        )
+        .unwrap();
+    let old = node.key("bin/owner");
+    assert_eq!(m.kernel.allowed_readers, HashSet::from([(0, old)]));
+    // dpkg's way: a new file renamed over the old one.
+    node.write("bin/owner.dpkg-new", "owner v2");
+    fs::rename(node.path("bin/owner.dpkg-new"), node.path("bin/owner")).unwrap();
+    let new = node.key("bin/owner");
+    assert_ne!(old, new);
+    m.owner_files_checked = Instant::now() - Duration::from_secs(2);
+    m.housekeeping();
+    assert_eq!(
+        m.kernel.allowed_readers,
+        HashSet::from([(0, new)]),
+        "the old inode number may be reused by another file"
+    );
+    assert_eq!(m.stats.owner_files_changed, 1);
+    m.housekeeping();
+    assert_eq!(
+        m.stats.owner_files_changed, 1,
+        "looked at most once a second"
+    );
 }
 
 #[test]
