@@ -3,6 +3,8 @@
 //! Counters that live elsewhere (kernel records sent and dropped per kind,
 //! the process table, caches, sinks) are copied in from the daemon's status
 //! figures on each refresh; everything else is counted where it happens.
+//! The agent's own CPU and memory are the standard unprefixed `process_*`
+//! metrics, read from /proc/self on each scrape.
 
 use std::{
     net::SocketAddr,
@@ -15,8 +17,16 @@ use std::{
 use anyhow::{Context, Result};
 use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
 use prometheus_client::{
-    encoding::{text::encode, EncodeLabelSet},
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    collector::Collector,
+    encoding::{
+        text::{encode_eof, encode_registry},
+        DescriptorEncoder, EncodeLabelSet, EncodeMetric,
+    },
+    metrics::{
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::{ConstGauge, Gauge},
+    },
     registry::Registry,
 };
 use serde::Deserialize;
@@ -93,6 +103,8 @@ impl Mirror {
 
 pub struct Metrics {
     registry: Mutex<Registry>,
+    /// The unprefixed `process_*` metrics.
+    process: Registry,
     pub events: Family<KindLabel, Counter>,
     pub findings: Family<FindingLabels, Counter>,
     kernel_sent: Family<KindLabel, Counter>,
@@ -109,6 +121,8 @@ pub struct Metrics {
     sink_spool_bytes: Family<SinkLabel, Gauge>,
     sink_up: Family<SinkLabel, Gauge>,
     oldest_pending: Gauge<f64, AtomicU64>,
+    ready_gauge: Gauge,
+    healthy_gauge: Gauge,
     task_failures: Family<TaskLabel, Counter>,
     pub ready: AtomicBool,
     pub health: Health,
@@ -119,6 +133,11 @@ impl Metrics {
         let mut r = Registry::with_prefix("proctor");
         let m = Self {
             registry: Mutex::new(Registry::default()),
+            process: {
+                let mut p = Registry::default();
+                p.register_collector(Box::new(ProcessCollector));
+                p
+            },
             events: Family::default(),
             findings: Family::default(),
             kernel_sent: Family::default(),
@@ -135,6 +154,8 @@ impl Metrics {
             sink_spool_bytes: Family::default(),
             sink_up: Family::default(),
             oldest_pending: Gauge::default(),
+            ready_gauge: Gauge::default(),
+            healthy_gauge: Gauge::default(),
             task_failures: Family::default(),
             ready: AtomicBool::new(false),
             health: Health::default(),
@@ -211,6 +232,16 @@ impl Metrics {
             "pipeline_oldest_pending_seconds",
             "Age of the oldest kernel event taken from the ring buffer and not yet emitted",
             m.oldest_pending.clone(),
+        );
+        r.register(
+            "ready",
+            "1 when /readyz answers 200: probes attached and every hook the config needs is in",
+            m.ready_gauge.clone(),
+        );
+        r.register(
+            "healthy",
+            "1 when /healthz answers 200: no task failed and the pipeline is not stalled",
+            m.healthy_gauge.clone(),
         );
         r.register(
             "task_failures",
@@ -302,9 +333,31 @@ impl Metrics {
     pub fn encode(&self) -> String {
         let age = self.health.oldest_pending_ns(crate::clock::boot_ns());
         self.oldest_pending.set(age as f64 / 1e9);
+        self.ready_gauge.set(i64::from(self.readiness().is_ok()));
+        self.healthy_gauge.set(i64::from(
+            self.health.verdict(crate::clock::boot_ns()).is_ok(),
+        ));
         let mut out = String::new();
-        let _ = encode(&mut out, &lock(&self.registry));
+        let _ = encode_registry(&mut out, &lock(&self.registry))
+            .and_then(|()| encode_registry(&mut out, &self.process))
+            .and_then(|()| encode_eof(&mut out));
         out
+    }
+
+    /// `Ok` when `/readyz` answers 200; else its body.
+    fn readiness(&self) -> Result<(), String> {
+        if !self.ready.load(Ordering::Relaxed) {
+            return Err("probes not attached yet\n".to_string());
+        }
+        let missing = lock(&self.health.not_ready).clone();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut body = String::from("not ready: hooks the config needs are not attached\n");
+        for m in missing {
+            body.push_str(&format!("- {m}\n"));
+        }
+        Err(body)
     }
 
     /// Records that `task` panicked or stopped: counted, and `/healthz` fails.
@@ -332,21 +385,63 @@ async fn metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
 }
 
 async fn readyz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
-    if !m.ready.load(Ordering::Relaxed) {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "probes not attached yet\n".to_string(),
-        );
+    match m.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Err(body) => (StatusCode::SERVICE_UNAVAILABLE, body),
     }
-    let missing = lock(&m.health.not_ready).clone();
-    if missing.is_empty() {
-        (StatusCode::OK, "ready\n".to_string())
-    } else {
-        let mut body = String::from("not ready: hooks the config needs are not attached\n");
-        for m in missing {
-            body.push_str(&format!("- {m}\n"));
-        }
-        (StatusCode::SERVICE_UNAVAILABLE, body)
+}
+
+/// The agent's own CPU time and resident memory, as every Prometheus client
+/// library names them, so standard dashboards and alerts apply.
+#[derive(Debug)]
+struct ProcessCollector;
+
+/// CPU seconds (user + system) and resident bytes from a `/proc/PID/stat` line.
+fn parse_stat(stat: &str) -> Option<(f64, u64)> {
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // f[0] is field 3 (state): utime 14, stime 15, rss 24 (proc(5)).
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let rss_pages: u64 = f.get(21)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let (hz, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    if hz <= 0 || page <= 0 {
+        return None;
+    }
+    Some((ticks as f64 / hz as f64, rss_pages * page as u64))
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // /proc/self/stat is generated by the kernel, never blocks and is one short line.
+        let Some((cpu, rss)) = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .as_deref()
+            .and_then(parse_stat)
+        else {
+            return Ok(());
+        };
+        let c = ConstCounter::new(cpu);
+        c.encode(encoder.encode_descriptor(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds",
+            None,
+            c.metric_type(),
+        )?)?;
+        let g = ConstGauge::new(rss as i64);
+        g.encode(encoder.encode_descriptor(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            None,
+            g.metric_type(),
+        )?)?;
+        Ok(())
     }
 }
 
@@ -532,6 +627,27 @@ mod tests {
     }
 
     #[test]
+    fn process_figures_come_from_proc_stat_even_with_odd_command_names() {
+        let line = "4242 (we ird) (x)) S 1 4242 4242 0 -1 4194560 100 0 0 0 \
+                    250 150 0 0 20 0 4 0 12345 123456789 300 18446744073709551615";
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+        assert_eq!(parse_stat(line), Some((400.0 / hz, 300 * page)));
+        assert_eq!(parse_stat("4242 (x) S 1 2"), None);
+        let m = Metrics::new();
+        let out = m.encode();
+        assert!(out.contains("\nprocess_cpu_seconds_total "), "{out}");
+        assert!(out.contains("\nprocess_resident_memory_bytes "), "{out}");
+        assert!(out.contains("\nproctor_ready 0\n"), "{out}");
+        assert!(out.trim_end().ends_with("# EOF"), "{out}");
+        assert_eq!(out.matches("# EOF").count(), 1, "{out}");
+        m.ready.store(true, Ordering::Relaxed);
+        assert!(m.encode().contains("\nproctor_ready 1\n"));
+        m.set_not_ready(vec!["lsm/file_open".into()]);
+        assert!(m.encode().contains("\nproctor_ready 0\n"));
+    }
+
+    #[test]
     fn a_failed_task_fails_healthz_for_good() {
         let m = Metrics::new();
         m.health.set_stall_after(std::time::Duration::from_secs(2));
@@ -539,8 +655,8 @@ mod tests {
         m.task_failed("pod poller", "panicked: boom");
         let err = m.health.verdict(S).unwrap_err();
         assert!(err.contains("pod poller: panicked: boom"), "{err}");
-        assert!(m
-            .encode()
-            .contains("proctor_task_failures_total{task=\"pod poller\"} 1"));
+        let out = m.encode();
+        assert!(out.contains("proctor_task_failures_total{task=\"pod poller\"} 1"));
+        assert!(out.contains("\nproctor_healthy 0\n"), "{out}");
     }
 }
