@@ -18,6 +18,7 @@ mod hostile_paths;
 mod kernel_layouts;
 mod liveness;
 mod network;
+mod observability;
 mod pod_metadata;
 mod process_events;
 mod secrets;
