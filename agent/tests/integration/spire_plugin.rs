@@ -516,6 +516,27 @@ fn wrong_magic_cookie_is_refused() {
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("set to another value"), "{err}");
+    // Started by a host (the cookie variable is set), the refusal is an
+    // hclog line at error level, which the host shows as such; by hand
+    // (above) it is plain text.
+    let line: Value = serde_json::from_str(err.trim())
+        .unwrap_or_else(|e| panic!("not one hclog JSON line ({e}): {err}"));
+    assert_eq!(line["@level"], "error", "{line}");
+    assert!(
+        serde_json::from_str::<Value>(
+            String::from_utf8_lossy(
+                &Command::new(proctor_bin())
+                    .arg("spire-plugin")
+                    .env_remove("WorkloadAttestor")
+                    .output()
+                    .unwrap()
+                    .stderr
+            )
+            .trim()
+        )
+        .is_err(),
+        "by hand, the refusal must be plain text"
+    );
 }
 
 /// deploy/spire: the agent.conf snippet's plugin block is what SPIRE needs,
