@@ -66,6 +66,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "util-linux",
     "openssh-client",
     "git",
+    // promtool: `check rules` and `test rules` on the alert rules
+    // (observability tests).
+    "prometheus",
 ];
 /// PyPI packages the tests use, installed with the `python3` on PATH.
 pub const PYPI_PACKAGES: &[(&str, &str)] =

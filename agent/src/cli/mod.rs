@@ -96,22 +96,36 @@ pub enum PolicyCommand {
     Check { file: PathBuf },
 }
 
-fn init_logging() {
-    // Logs go to stderr so stdout stays pure JSON Lines.
+/// Logs go to stderr so stdout stays pure JSON Lines (and, in plugin mode,
+/// free for the go-plugin handshake line); `hclog` makes them the JSON lines
+/// a go-plugin host re-logs at their level.
+fn init_logging(hclog: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PROCTOR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if hclog {
+        fmt.event_format(crate::api::spire_plugin::hclog::HclogJson)
+            .try_init()
+    } else {
+        fmt.try_init()
+    };
 }
 
 /// Parses the command line and runs it; the exit code is the process's.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    init_logging();
+    let hclog =
+        matches!(cli.command, Command::SpirePlugin) && crate::api::spire_plugin::started_by_host();
+    init_logging(hclog);
     match dispatch(cli.command) {
         Ok(code) => code,
+        // The host shows only what it can parse at error level.
+        Err(e) if hclog => {
+            tracing::error!("proctor: {e:#}");
+            1
+        }
         Err(e) => {
             eprintln!("proctor: {e:#}");
             1

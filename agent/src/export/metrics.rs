@@ -3,6 +3,8 @@
 //! Counters that live elsewhere (kernel records sent and dropped per kind,
 //! the process table, caches, sinks) are copied in from the daemon's status
 //! figures on each refresh; everything else is counted where it happens.
+//! The agent's own CPU and memory are the standard unprefixed `process_*`
+//! metrics, read from /proc/self on each scrape.
 
 use std::{
     net::SocketAddr,
@@ -15,8 +17,16 @@ use std::{
 use anyhow::{Context, Result};
 use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
 use prometheus_client::{
-    encoding::{text::encode, EncodeLabelSet},
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    collector::Collector,
+    encoding::{
+        text::{encode_eof, encode_registry},
+        DescriptorEncoder, EncodeLabelSet, EncodeMetric,
+    },
+    metrics::{
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::{ConstGauge, Gauge},
+    },
     registry::Registry,
 };
 use serde::Deserialize;
@@ -93,6 +103,8 @@ impl Mirror {
 
 pub struct Metrics {
     registry: Mutex<Registry>,
+    /// The unprefixed `process_*` metrics.
+    process: Registry,
     pub events: Family<KindLabel, Counter>,
     pub findings: Family<FindingLabels, Counter>,
     kernel_sent: Family<KindLabel, Counter>,
@@ -109,6 +121,8 @@ pub struct Metrics {
     sink_spool_bytes: Family<SinkLabel, Gauge>,
     sink_up: Family<SinkLabel, Gauge>,
     oldest_pending: Gauge<f64, AtomicU64>,
+    ready_gauge: Gauge,
+    healthy_gauge: Gauge,
     task_failures: Family<TaskLabel, Counter>,
     pub ready: AtomicBool,
     pub health: Health,
@@ -119,6 +133,11 @@ impl Metrics {
         let mut r = Registry::with_prefix("proctor");
         let m = Self {
             registry: Mutex::new(Registry::default()),
+            process: {
+                let mut p = Registry::default();
+                p.register_collector(Box::new(ProcessCollector));
+                p
+            },
             events: Family::default(),
             findings: Family::default(),
             kernel_sent: Family::default(),
@@ -135,6 +154,8 @@ impl Metrics {
             sink_spool_bytes: Family::default(),
             sink_up: Family::default(),
             oldest_pending: Gauge::default(),
+            ready_gauge: Gauge::default(),
+            healthy_gauge: Gauge::default(),
             task_failures: Family::default(),
             ready: AtomicBool::new(false),
             health: Health::default(),
@@ -211,6 +232,16 @@ impl Metrics {
             "pipeline_oldest_pending_seconds",
             "Age of the oldest kernel event taken from the ring buffer and not yet emitted",
             m.oldest_pending.clone(),
+        );
+        r.register(
+            "ready",
+            "1 when /readyz answers 200: probes attached and every hook the config needs is in",
+            m.ready_gauge.clone(),
+        );
+        r.register(
+            "healthy",
+            "1 when /healthz answers 200: no task failed and the pipeline is not stalled",
+            m.healthy_gauge.clone(),
         );
         r.register(
             "task_failures",
@@ -302,9 +333,31 @@ impl Metrics {
     pub fn encode(&self) -> String {
         let age = self.health.oldest_pending_ns(crate::clock::boot_ns());
         self.oldest_pending.set(age as f64 / 1e9);
+        self.ready_gauge.set(i64::from(self.readiness().is_ok()));
+        self.healthy_gauge.set(i64::from(
+            self.health.verdict(crate::clock::boot_ns()).is_ok(),
+        ));
         let mut out = String::new();
-        let _ = encode(&mut out, &lock(&self.registry));
+        let _ = encode_registry(&mut out, &lock(&self.registry))
+            .and_then(|()| encode_registry(&mut out, &self.process))
+            .and_then(|()| encode_eof(&mut out));
         out
+    }
+
+    /// `Ok` when `/readyz` answers 200; else its body.
+    fn readiness(&self) -> Result<(), String> {
+        if !self.ready.load(Ordering::Relaxed) {
+            return Err("probes not attached yet\n".to_string());
+        }
+        let missing = lock(&self.health.not_ready).clone();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut body = String::from("not ready: hooks the config needs are not attached\n");
+        for m in missing {
+            body.push_str(&format!("- {m}\n"));
+        }
+        Err(body)
     }
 
     /// Records that `task` panicked or stopped: counted, and `/healthz` fails.
@@ -332,21 +385,103 @@ async fn metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
 }
 
 async fn readyz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
-    if !m.ready.load(Ordering::Relaxed) {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "probes not attached yet\n".to_string(),
-        );
+    match m.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Err(body) => (StatusCode::SERVICE_UNAVAILABLE, body),
     }
-    let missing = lock(&m.health.not_ready).clone();
-    if missing.is_empty() {
-        (StatusCode::OK, "ready\n".to_string())
-    } else {
-        let mut body = String::from("not ready: hooks the config needs are not attached\n");
-        for m in missing {
-            body.push_str(&format!("- {m}\n"));
+}
+
+/// The agent's own CPU time and resident memory, as every Prometheus client
+/// library names them, so standard dashboards and alerts apply.
+#[derive(Debug)]
+struct ProcessCollector;
+
+/// What one `/proc/self/stat` line says about the process.
+#[derive(Debug, PartialEq)]
+struct ProcStat {
+    cpu_seconds: f64,
+    resident_bytes: u64,
+    /// Seconds after boot.
+    started_after_boot: f64,
+}
+
+/// CPU seconds (user + system), resident bytes and start time after boot
+/// from a `/proc/PID/stat` line.
+fn parse_stat(stat: &str) -> Option<ProcStat> {
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // f[0] is field 3 (state): utime 14, stime 15, starttime 22, rss 24 (proc(5)).
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let start_ticks: u64 = f.get(19)?.parse().ok()?;
+    let rss_pages: u64 = f.get(21)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let (hz, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    if hz <= 0 || page <= 0 {
+        return None;
+    }
+    Some(ProcStat {
+        cpu_seconds: ticks as f64 / hz as f64,
+        resident_bytes: rss_pages * page as u64,
+        started_after_boot: start_ticks as f64 / hz as f64,
+    })
+}
+
+/// The boot time in Unix seconds (`btime` of /proc/stat), read once: it does not change.
+fn boot_time() -> Option<u64> {
+    static BTIME: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *BTIME.get_or_init(|| {
+        std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // /proc/self/stat is generated by the kernel, never blocks and is one short line.
+        let Some(st) = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .as_deref()
+            .and_then(parse_stat)
+        else {
+            return Ok(());
+        };
+        let c = ConstCounter::new(st.cpu_seconds);
+        c.encode(encoder.encode_descriptor(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds",
+            None,
+            c.metric_type(),
+        )?)?;
+        let g = ConstGauge::new(i64::try_from(st.resident_bytes).unwrap_or(i64::MAX));
+        g.encode(encoder.encode_descriptor(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            None,
+            g.metric_type(),
+        )?)?;
+        // The alert rules tell an agent that restarted (all counters from 0)
+        // from one Prometheus has just begun to scrape.
+        if let Some(btime) = boot_time() {
+            let g = ConstGauge::new(btime as f64 + st.started_after_boot);
+            g.encode(encoder.encode_descriptor(
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds",
+                None,
+                g.metric_type(),
+            )?)?;
         }
-        (StatusCode::SERVICE_UNAVAILABLE, body)
+        Ok(())
     }
 }
 
@@ -531,6 +666,47 @@ mod tests {
         assert!(err.contains("not been drained for 3.0s"), "{err}");
     }
 
+    fn sample_of(text: &str, name: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    }
+
+    #[test]
+    fn process_figures_come_from_proc_stat_even_with_odd_command_names() {
+        let line = "4242 (we ird) (x)) S 1 4242 4242 0 -1 4194560 100 0 0 0 \
+                    250 150 0 0 20 0 4 0 12345 123456789 300 18446744073709551615";
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+        assert_eq!(
+            parse_stat(line),
+            Some(ProcStat {
+                cpu_seconds: 400.0 / hz,
+                resident_bytes: 300 * page,
+                started_after_boot: 12345.0 / hz,
+            })
+        );
+        assert_eq!(parse_stat("4242 (x) S 1 2"), None);
+        let m = Metrics::new();
+        let out = m.encode();
+        assert!(out.contains("\nprocess_cpu_seconds_total "), "{out}");
+        assert!(out.contains("\nprocess_resident_memory_bytes "), "{out}");
+        let started = sample_of(&out, "process_start_time_seconds");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        // This test process started within the last hour, not in the future.
+        assert!(started <= now + 1.0 && started > now - 3600.0, "{out}");
+        assert!(out.contains("\nproctor_ready 0\n"), "{out}");
+        assert!(out.trim_end().ends_with("# EOF"), "{out}");
+        assert_eq!(out.matches("# EOF").count(), 1, "{out}");
+        m.ready.store(true, Ordering::Relaxed);
+        assert!(m.encode().contains("\nproctor_ready 1\n"));
+        m.set_not_ready(vec!["lsm/file_open".into()]);
+        assert!(m.encode().contains("\nproctor_ready 0\n"));
+    }
+
     #[test]
     fn a_failed_task_fails_healthz_for_good() {
         let m = Metrics::new();
@@ -539,8 +715,8 @@ mod tests {
         m.task_failed("pod poller", "panicked: boom");
         let err = m.health.verdict(S).unwrap_err();
         assert!(err.contains("pod poller: panicked: boom"), "{err}");
-        assert!(m
-            .encode()
-            .contains("proctor_task_failures_total{task=\"pod poller\"} 1"));
+        let out = m.encode();
+        assert!(out.contains("proctor_task_failures_total{task=\"pod poller\"} 1"));
+        assert!(out.contains("\nproctor_healthy 0\n"), "{out}");
     }
 }

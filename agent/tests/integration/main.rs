@@ -18,7 +18,11 @@ mod hostile_paths;
 mod kernel_layouts;
 mod liveness;
 mod network;
+<<<<<<< HEAD
 mod owners;
+=======
+mod observability;
+>>>>>>> f/obs
 mod pod_metadata;
 mod process_events;
 mod secrets;
