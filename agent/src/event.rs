@@ -224,6 +224,28 @@ pub struct SecretInfo {
     /// Environment variable name, for secret-env.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub variable: Option<String>,
+    /// The Kubernetes Secret (or service-account token) it is, for files of
+    /// the kubelet's Secret and projected volumes and `secretKeyRef` variables.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k8s: Option<K8sSecretRef>,
+}
+
+/// A Kubernetes Secret key as a pod receives it; never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct K8sSecretRef {
+    pub namespace: Option<String>,
+    /// The Secret's name; for a service-account token, the service account's.
+    pub name: String,
+    pub key: String,
+    /// The pod the file or variable belongs to.
+    pub pod_uid: String,
+    pub pod: Option<String>,
+    /// The pod's volume holding the file (none for a variable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
+    /// Where containers see the file: `<container>:<mount path>/<key>`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub in_pod_paths: Vec<String>,
 }
 
 /// What the finding rests on: identifiers of the events and processes involved.

@@ -91,6 +91,9 @@ impl Ingest {
     pub fn sweep(&mut self, sweep: &mut Sweep) {
         let gone = sweep.step(&self.table, liveness::holds_pid, Instant::now());
         self.gaps.reconciled_without_exit += gone as u64;
+        if let Some(m) = self.secrets.as_mut() {
+            m.poll_kube(self.pods.as_deref());
+        }
     }
 
     /// Once per status interval: expire exited records, let the secret
@@ -213,7 +216,7 @@ impl Ingest {
         let Some(m) = self.secrets.as_mut() else {
             return;
         };
-        let env = m.scan_env(snapshot.process.pid);
+        let env = m.scan_env(&snapshot.process);
         let searching = m.on_exec_search_tool(&snapshot.process);
         if env.is_empty() && searching.is_none() {
             return;

@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::{
     clock::{now_ns, to_epoch_ns},
     detect::findings::{self, ReadContext},
-    event::{FileInfo, Kind, Process, SecretInfo},
+    event::{FileInfo, Kind, Process, SecretInfo, Severity},
     identity::hash_cache::FileKey,
     identity::packages::PackagedExe,
     identity::snapshot::Snapshot,
@@ -59,6 +59,8 @@ fn inode_key(meta: &std::fs::Metadata) -> InodeKey {
 struct Watched {
     path: String,
     catalog_id: String,
+    /// The Kubernetes Secret a kubelet volume file holds.
+    kube: Option<Arc<crate::secrets::kube::KubeSecret>>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -91,6 +93,16 @@ pub struct MonitorStats {
     pub quarantined: usize,
     pub last_scan_visited: usize,
     pub last_scan_truncated: bool,
+    /// Kubelet Secret and projected volume files watched, named from the pod list.
+    pub kube_secret_files: usize,
+    /// Volume files the pod list does not explain (pod not listed yet,
+    /// configMap and downwardAPI keys): not watched as Secrets.
+    pub kube_unnamed_files: usize,
+    /// Entries in Secret volumes that are no regular file of a Secret's size
+    /// (links, FIFOs, devices, huge files): refused.
+    pub kube_refused_entries: usize,
+    /// Volumes whose `..data` is missing or leads out of the volume.
+    pub kube_bad_volumes: usize,
 }
 
 /// The ready-built parts a monitor works with; [`crate::secrets::setup`]
@@ -125,6 +137,8 @@ pub struct SecretMonitor<K: KernelWatch = KernelMaps> {
     last_scan: Instant,
     usage: SecretUsage,
     reads: ReadBatch,
+    /// The kubelet's Secret volumes, when a pod list names them.
+    kube: Option<kube::KubeState>,
     pub stats: MonitorStats,
 }
 
@@ -162,6 +176,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             last_scan: Instant::now(),
             reads: ReadBatch::default(),
             usage,
+            kube: None,
             stats: MonitorStats::default(),
         };
         m.install_names()?;
@@ -278,6 +293,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             self.watched.push(Watched {
                 path: path.to_string(),
                 catalog_id: catalog_id.to_string(),
+                kube: None,
             });
             if self.kernel.watch_inode(key, slot).is_err() {
                 self.stats.map_errors += 1;
@@ -294,6 +310,10 @@ impl<K: KernelWatch> SecretMonitor<K> {
             .catalog
             .entry(catalog_id)
             .is_some_and(|e| new_files_need_dir_watch(&e.paths));
+        let kind = self
+            .entry_of(catalog_id)
+            .map(|e| e.kind.as_str())
+            .unwrap_or("generic_credentials");
         if let Some(parent) = Path::new(path).parent().filter(|_| watch_dir) {
             if let Ok(pm) = std::fs::metadata(parent) {
                 let dk = inode_key(&pm);
@@ -303,11 +323,6 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 self.stats.watched_dirs = self.dirs.len();
             }
         }
-        let kind = self
-            .catalog
-            .entry(catalog_id)
-            .map(|e| e.kind.as_str())
-            .unwrap_or("generic_credentials");
         let rec = SecretRecord {
             path: path.to_string(),
             catalog_id: catalog_id.to_string(),
@@ -449,7 +464,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 return Vec::new();
             };
             match meta_at(&w.path, rec.ino, rec.dev) {
-                Some(meta) => Some((w.catalog_id.clone(), w.path.clone(), meta)),
+                Some(meta) => Some((w.catalog_id.clone(), w.path.clone(), meta, w.kube.clone())),
                 None => {
                     self.unwatch(rec.kdev, rec.ino);
                     None
@@ -460,8 +475,10 @@ impl<K: KernelWatch> SecretMonitor<K> {
         };
         let trusted_inode = inode_match.is_some();
         let mut known_meta = None;
-        let (catalog_id, secret_path) = if let Some((id, path, meta)) = inode_match {
+        let mut kube = None;
+        let (catalog_id, secret_path) = if let Some((id, path, meta, k)) = inode_match {
             known_meta = Some(meta);
+            kube = k;
             (id, path)
         } else {
             match self.catalog.match_path(Path::new(&kernel_path)) {
@@ -473,7 +490,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 }
             }
         };
-        let Some(entry) = self.catalog.entry(&catalog_id).cloned() else {
+        let Some(entry) = self.entry_of(&catalog_id).cloned() else {
             return Vec::new();
         };
         let open_fd = Some((rec.tgid, rec.fd));
@@ -535,15 +552,20 @@ impl<K: KernelWatch> SecretMonitor<K> {
             self.record_read(&secret_path, reader_now, to_epoch_ns(rec.ktime_ns));
         }
         let verdict = self.policy.judge(&entry, &secret_path, reader_now, client);
-        let Some((severity, role)) = verdict::read_role(verdict) else {
+        let Some((mut severity, mut role)) = verdict::read_role(verdict) else {
             return out;
         };
+        // A pod reading a Secret its own volumes hold is that Secret's owner.
+        if kube.is_some() && self.kube_reader_is_mounted(fp.as_deref(), reader_now) {
+            (severity, role) = (Severity::Info, Role::Owner);
+        }
         let secret = SecretInfo {
-            id: catalog_id.clone(),
+            id: kube.as_ref().map_or_else(|| catalog_id.clone(), |k| k.id()),
             kind: entry.kind.as_str().to_string(),
             fingerprint: fp,
             path: Some(secret_path.clone()),
             variable: None,
+            k8s: kube.as_ref().map(|k| k.secret.clone()),
         };
         let follow_ups = if rec.denied {
             None
@@ -616,6 +638,15 @@ impl<K: KernelWatch> SecretMonitor<K> {
         }
         if role == Role::ExpectedClient {
             return None;
+        }
+        // A Kubernetes Secret is bound to the pods whose volumes hold it,
+        // by the pod list, from the first read on: no learning.
+        if secret.k8s.is_some() && secret.variable.is_none() {
+            if role != Role::Foreign {
+                return None;
+            }
+            let mounted = self.kube_mounted_in(secret.fingerprint.as_deref());
+            return self.usage.kube_replay(secret, p, &mounted);
         }
         let owners_declared = self
             .policy
@@ -698,15 +729,18 @@ impl<K: KernelWatch> SecretMonitor<K> {
 
     /// Static credentials in a new process's environment, read at once
     /// (the process may be gone a moment later). Cheap when there are none.
-    pub fn scan_env(&mut self, pid: u32) -> Vec<env::EnvSecret> {
+    pub fn scan_env(&mut self, p: &Process) -> Vec<env::EnvSecret> {
         if !self.policy.scan_environment {
             return Vec::new();
         }
-        let Ok(raw) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        let Ok(raw) = std::fs::read(format!("/proc/{}/environ", p.pid)) else {
             self.stats.env_unreadable += 1;
             return Vec::new();
         };
-        env::scan(&env::parse_environ(&raw))
+        let vars = env::parse_environ(&raw);
+        let mut found = env::scan(&vars);
+        self.kube_env(p, &vars, &mut found);
+        found
     }
 
     /// secret-env findings for `p`, once per (workload, variable, secret).
@@ -729,7 +763,11 @@ impl<K: KernelWatch> SecretMonitor<K> {
             let path = format!("env:{}", s.var);
             let rec = SecretRecord {
                 path: path.clone(),
-                catalog_id: format!("env:{}", s.detector),
+                catalog_id: if s.k8s.is_some() {
+                    crate::secrets::kube::SECRET_ENTRY.to_string()
+                } else {
+                    format!("env:{}", s.detector)
+                },
                 kind: s.kind.as_str().to_string(),
                 fingerprint: Some(fp.clone()),
                 dev: 0,
@@ -744,13 +782,23 @@ impl<K: KernelWatch> SecretMonitor<K> {
             }
             self.record_read(&path, p, now_ns());
             let secret = SecretInfo {
-                id: format!("env:{}", s.detector),
+                id: s.k8s.as_ref().map_or_else(
+                    || format!("env:{}", s.detector),
+                    |k| crate::secrets::kube::secret_id(k, false),
+                ),
                 kind: s.kind.as_str().to_string(),
                 fingerprint: Some(fp),
                 path: None,
                 variable: Some(s.var.clone()),
+                k8s: s.k8s.clone(),
             };
-            let replay = self.track_use(&secret, &secret.id.clone(), &path, p, Role::Foreign);
+            // The pod spec gives a secretKeyRef variable to this container:
+            // its own, no replay.
+            let replay = if s.k8s.is_some() {
+                None
+            } else {
+                self.track_use(&secret, &secret.id.clone(), &path, p, Role::Foreign)
+            };
             out.push(findings::secret_env(p, secret));
             out.extend(replay);
         }
@@ -851,6 +899,7 @@ impl<K: KernelWatch> Drop for SecretMonitor<K> {
     }
 }
 
+mod kube;
 #[cfg(test)]
 mod tests;
 mod verdict;
