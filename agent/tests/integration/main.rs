@@ -16,6 +16,7 @@ mod exposure;
 mod forgery;
 mod hostile_paths;
 mod kernel_layouts;
+mod kube_secrets;
 mod liveness;
 mod network;
 mod pod_metadata;
