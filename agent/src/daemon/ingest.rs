@@ -216,7 +216,7 @@ impl Ingest {
         let Some(m) = self.secrets.as_mut() else {
             return;
         };
-        let env = m.scan_env(&snapshot.process);
+        let env = m.scan_env(snapshot.process.pid);
         let searching = m.on_exec_search_tool(&snapshot.process);
         if env.is_empty() && searching.is_none() {
             return;

@@ -28,8 +28,10 @@ pub(super) struct KubeState {
     entries: Vec<CatalogEntry>,
     layout: Layout,
     pod_generation: Option<u64>,
-    last_poll: Option<Instant>,
+    pub(super) last_poll: Option<Instant>,
     pods: HashMap<String, Arc<PodMeta>>,
+    /// Every variable name some pod sets from a Secret (`secretKeyRef`).
+    key_ref_vars: HashSet<String>,
     /// Fingerprint -> pods (uid -> `namespace/name`) whose volumes hold that content.
     mounted: HashMap<String, BTreeMap<String, String>>,
 }
@@ -58,6 +60,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             pod_generation: None,
             last_poll: None,
             pods: HashMap::new(),
+            key_ref_vars: HashSet::new(),
             mounted: HashMap::new(),
         });
     }
@@ -100,6 +103,11 @@ impl<K: KernelWatch> SecretMonitor<K> {
         st.pod_generation = Some(generation.unwrap_or(0));
         if let Some(p) = pods {
             st.pods = p.all().into_iter().map(|m| (m.uid.clone(), m)).collect();
+            st.key_ref_vars = st
+                .pods
+                .values()
+                .flat_map(|m| m.secret_env.iter().map(|r| r.variable.clone()))
+                .collect();
         }
         let now: HashSet<(u64, u64)> = st.layout.files().map(|f| f.inode).collect();
         let gone: Vec<(u64, u64)> = old
@@ -170,6 +178,17 @@ impl<K: KernelWatch> SecretMonitor<K> {
         };
         fp.and_then(|fp| self.kube.as_ref()?.mounted.get(fp))
             .is_some_and(|m| m.contains_key(uid))
+    }
+
+    /// The variables of `vars` some pod sets from a Secret: kept until the
+    /// process's pod is known, the rest dropped at once.
+    pub(super) fn key_ref_candidates(&self, vars: Vec<(String, String)>) -> Vec<(String, String)> {
+        let Some(st) = self.kube.as_ref().filter(|k| !k.key_ref_vars.is_empty()) else {
+            return Vec::new();
+        };
+        vars.into_iter()
+            .filter(|(k, v)| !v.is_empty() && st.key_ref_vars.contains(k))
+            .collect()
     }
 
     /// Adds the variables of `vars` that `p`'s pod spec sets from a Secret

@@ -729,26 +729,29 @@ impl<K: KernelWatch> SecretMonitor<K> {
 
     /// Static credentials in a new process's environment, read at once
     /// (the process may be gone a moment later). Cheap when there are none.
-    pub fn scan_env(&mut self, p: &Process) -> Vec<env::EnvSecret> {
+    pub fn scan_env(&mut self, pid: u32) -> EnvFound {
         if !self.policy.scan_environment {
-            return Vec::new();
+            return EnvFound::default();
         }
-        let Ok(raw) = std::fs::read(format!("/proc/{}/environ", p.pid)) else {
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/environ")) else {
             self.stats.env_unreadable += 1;
-            return Vec::new();
+            return EnvFound::default();
         };
         let vars = env::parse_environ(&raw);
-        let mut found = env::scan(&vars);
-        self.kube_env(p, &vars, &mut found);
-        found
+        EnvFound {
+            secrets: env::scan(&vars),
+            key_ref_candidates: self.key_ref_candidates(vars),
+        }
     }
 
     /// secret-env findings for `p`, once per (workload, variable, secret).
-    pub fn env_findings(
-        &mut self,
-        p: &Process,
-        secrets: Vec<env::EnvSecret>,
-    ) -> Vec<crate::event::Finding> {
+    pub fn env_findings(&mut self, p: &Process, found: EnvFound) -> Vec<crate::event::Finding> {
+        let EnvFound {
+            mut secrets,
+            key_ref_candidates,
+        } = found;
+        // Which pod and container `p` is in is known once it is resolved.
+        self.kube_env(p, &key_ref_candidates, &mut secrets);
         let mut out = Vec::new();
         for s in secrets {
             let fp = self.fingerprinter.fingerprint(s.value.as_bytes());
@@ -832,6 +835,21 @@ impl<K: KernelWatch> SecretMonitor<K> {
 
     pub fn rescan_interval(&self) -> Duration {
         self.policy.rescan_interval
+    }
+}
+
+/// What a new process's environment holds, read at exec; judged once the
+/// process is resolved (its pod and container known).
+#[derive(Default)]
+pub struct EnvFound {
+    secrets: Vec<env::EnvSecret>,
+    /// Variables named like some pod's `secretKeyRef` variable.
+    key_ref_candidates: Vec<(String, String)>,
+}
+
+impl EnvFound {
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty() && self.key_ref_candidates.is_empty()
     }
 }
 
