@@ -161,6 +161,11 @@ pub struct FileInfo {
     /// the open syscalls.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub via: Option<&'static str>,
+    /// For a file of a pod's Secret or projected volume: the Kubernetes
+    /// Secret key it holds (`k8s:<namespace>/<secret>/<key>`), so that the
+    /// open names the Secret even where no finding follows (a write).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_id: Option<String>,
 }
 
 /// Finding rule ids (a contract, see DESIGN.md). They live with the event

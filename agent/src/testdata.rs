@@ -151,6 +151,7 @@ pub fn file(path: &str) -> FileInfo {
         access: "read",
         requested_path: "../.aws/credentials".into(),
         via: None,
+        secret_id: None,
     }
 }
 

@@ -235,6 +235,10 @@ fn a_pods_read_of_its_own_secret_is_a_secret_read_naming_the_secret_and_no_repla
         path.to_str().unwrap(),
         "{open:#}"
     );
+    assert_eq!(
+        open["file"]["secret_id"], "k8s:shop/db-creds/password",
+        "{open:#}"
+    );
 
     // Side by side: a foreign read of the same file (a workload of its own
     // cgroup, in no pod) does raise replay: the hook and the binding were

@@ -537,6 +537,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             access,
             requested_path: rec.filename.clone(),
             via: (rec.syscall == proctor_common::OPEN_SYSCALL_IO_URING).then_some("io_uring"),
+            secret_id: kube.as_ref().map(|k| k.id()),
         };
         let mut out = vec![Pending {
             file: Some(file.clone()),
