@@ -161,6 +161,11 @@ pub struct FileInfo {
     /// the open syscalls.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub via: Option<&'static str>,
+    /// For a file of a pod's Secret or projected volume: the Kubernetes
+    /// Secret key it holds (`k8s:<namespace>/<secret>/<key>`), so that the
+    /// open names the Secret even where no finding follows (a write).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_id: Option<String>,
 }
 
 /// Finding rule ids (a contract, see DESIGN.md). They live with the event
@@ -224,6 +229,28 @@ pub struct SecretInfo {
     /// Environment variable name, for secret-env.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub variable: Option<String>,
+    /// The Kubernetes Secret (or service-account token) it is, for files of
+    /// the kubelet's Secret and projected volumes and `secretKeyRef` variables.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k8s: Option<K8sSecretRef>,
+}
+
+/// A Kubernetes Secret key as a pod receives it; never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct K8sSecretRef {
+    pub namespace: Option<String>,
+    /// The Secret's name; for a service-account token, the service account's.
+    pub name: String,
+    pub key: String,
+    /// The pod the file or variable belongs to.
+    pub pod_uid: String,
+    pub pod: Option<String>,
+    /// The pod's volume holding the file (none for a variable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
+    /// Where containers see the file: `<container>:<mount path>/<key>`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub in_pod_paths: Vec<String>,
 }
 
 /// What the finding rests on: identifiers of the events and processes involved.

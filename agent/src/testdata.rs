@@ -151,6 +151,7 @@ pub fn file(path: &str) -> FileInfo {
         access: "read",
         requested_path: "../.aws/credentials".into(),
         via: None,
+        secret_id: None,
     }
 }
 
@@ -183,6 +184,7 @@ pub fn finding(rule: &'static str, severity: Severity) -> Finding {
             fingerprint: Some(FINGERPRINT.into()),
             path: Some("/home/alice/.aws/credentials".into()),
             variable: None,
+            k8s: None,
         }),
         evidence: Evidence {
             exec_ids: vec![EXEC_ID.into(), PARENT_EXEC_ID.into()],
@@ -264,6 +266,7 @@ pub fn all_kinds() -> Vec<Event> {
             fingerprint: None,
             path: None,
             variable: Some("AWS_SECRET_ACCESS_KEY".into()),
+            k8s: None,
         }),
         ..finding("secret-env", Severity::Medium)
     });

@@ -91,6 +91,9 @@ impl Ingest {
     pub fn sweep(&mut self, sweep: &mut Sweep) {
         let gone = sweep.step(&self.table, liveness::holds_pid, Instant::now());
         self.gaps.reconciled_without_exit += gone as u64;
+        if let Some(m) = self.secrets.as_mut() {
+            m.poll_kube(self.pods.as_deref());
+        }
     }
 
     /// Once per status interval: expire exited records, let the secret

@@ -72,7 +72,7 @@ impl Agent {
         // tens of MiB of freed heap behind; hand it back to the OS.
         // SAFETY: malloc_trim has no preconditions.
         unsafe { libc::malloc_trim(0) };
-        let secrets = match (
+        let mut secrets = match (
             cfg.secrets.enabled,
             probes.open_filter.take(),
             probes.enforcement.take(),
@@ -88,6 +88,10 @@ impl Agent {
             }
             _ => None,
         };
+        // Pods' Secret volumes are named from the pod list: watched only with one.
+        if let (Some(m), Some(_)) = (secrets.as_mut(), pods.cache.as_ref()) {
+            m.watch_kubelet(cfg.kubernetes.kubelet_root.clone());
+        }
         let (tx, rx) = mpsc::channel(16 * 1024);
         let (subscribers, _) = broadcast::channel(64 * 1024);
         Ok(Self {

@@ -3,13 +3,15 @@
 //! fingerprints, who uses which secret, and the inventory that remembers it.
 //! The monitor decides; `kernel_watch` writes the kernel's lists, `read_batch`
 //! batches inventory writes, `search` spots credential discovery and `setup`
-//! builds a monitor from its config.
+//! builds a monitor from its config; `kube` names the kubelet's Secret
+//! volume files from the pod list.
 
 pub mod catalog;
 pub mod env;
 pub mod fingerprint;
 pub mod inventory;
 pub mod kernel_watch;
+pub mod kube;
 pub mod monitor;
 pub mod owner_files;
 pub mod policy;

@@ -159,6 +159,69 @@ impl SecretUsage {
         })
     }
 
+    /// A read of a Kubernetes Secret's content by `p`, which runs in none of
+    /// the pods `mounted_in` (`namespace/name`) whose volumes hold it: the
+    /// pod list binds the content to those pods, so this is replay from the
+    /// first read (no learning). Once per (content, reader identity).
+    pub fn kube_replay(
+        &mut self,
+        secret: &SecretInfo,
+        p: &Process,
+        mounted_in: &[String],
+    ) -> Option<Finding> {
+        if self.mode == ReplayMode::Off {
+            return None;
+        }
+        let fp = secret.fingerprint.clone()?;
+        let me = identity_key(p);
+        let binding = self.bindings.entry(fp).or_insert_with(|| Binding {
+            bound: Vec::new(),
+            first_use: Instant::now(),
+            reported: HashSet::new(),
+        });
+        if !binding.reported.insert(me.clone()) {
+            return None;
+        }
+        let reader_pod = p
+            .pod
+            .as_ref()
+            .map(|v| {
+                let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("?");
+                format!("pod {}/{}", s("namespace"), s("name"))
+            })
+            .unwrap_or_else(|| "no pod (the node)".into());
+        let bound = if mounted_in.is_empty() {
+            "no pod on this node".to_string()
+        } else {
+            format!("pods {}", mounted_in.join(", "))
+        };
+        let mut identities: Vec<String> = mounted_in.iter().map(|m| format!("pod:{m}")).collect();
+        identities.push(me);
+        Some(Finding {
+            rule: SECRET_REPLAY,
+            severity: Severity::High,
+            summary: format!(
+                "Kubernetes {} {} (fingerprint {}) read by {} ({}) in {}, but it is mounted only into {}",
+                secret.kind,
+                secret.id,
+                secret.fingerprint.as_deref().unwrap_or("?"),
+                p.exe.path,
+                p.comm,
+                reader_pod,
+                bound
+            ),
+            mitre: vec!["T1550".into(), "T1552.007".into()],
+            secret: Some(secret.clone()),
+            evidence: Evidence {
+                exec_ids: vec![p.exec_id.clone()],
+                paths: secret.path.iter().cloned().collect(),
+                identities,
+                ..Evidence::default()
+            },
+            action: None,
+        })
+    }
+
     /// Remembers that `pid` read a secret (for the exfiltration window).
     pub fn taint(&mut self, pid: u32, t: Taint) {
         let v = Arc::make_mut(self.taints.entry(pid).or_default());

@@ -16,13 +16,11 @@ mod exposure;
 mod forgery;
 mod hostile_paths;
 mod kernel_layouts;
+mod kube_secrets;
 mod liveness;
 mod network;
-<<<<<<< HEAD
-mod owners;
-=======
 mod observability;
->>>>>>> f/obs
+mod owners;
 mod pod_metadata;
 mod process_events;
 mod secrets;

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 pub use config::KubernetesConfig;
-pub use podlist::{ContainerMeta, PodMeta};
+pub use podlist::{ContainerMeta, PodMeta, SecretEnvRef, SecretVolume, VolumeSource};
 
 use crate::{event::Process, identity::container::Workload};
 
@@ -43,6 +43,8 @@ struct Pods {
     by_uid: HashMap<String, Entry>,
     /// container id -> (pod uid, index in that pod's containers)
     by_container: HashMap<String, (String, usize)>,
+    /// Bumped by every [`PodCache::replace`].
+    generation: u64,
 }
 
 /// What the source has done so far (for `agent_status` and metrics).
@@ -174,6 +176,7 @@ impl PodCache {
             })
             .collect();
         g.by_container = by_container;
+        g.generation += 1;
         let n = g.by_uid.len();
         drop(g);
         self.stats.lock().unwrap().pods = n;
@@ -257,6 +260,18 @@ impl PodCache {
         self.wanted.notified().await
     }
 
+    /// Every pod the cache holds (listed now or recently gone), for the
+    /// Kubernetes Secret volumes each one mounts.
+    pub fn all(&self) -> Vec<Arc<PodMeta>> {
+        let g = self.pods.read().unwrap();
+        g.by_uid.values().map(|e| e.pod.clone()).collect()
+    }
+
+    /// A change counter of the list: equal values, same pods.
+    pub fn generation(&self) -> u64 {
+        self.pods.read().unwrap().generation
+    }
+
     pub fn stats(&self) -> SourceStats {
         self.stats.lock().unwrap().clone()
     }
@@ -300,6 +315,8 @@ mod tests {
                 image: Some("img:1".into()),
                 image_id: None,
             }],
+            secret_volumes: Vec::new(),
+            secret_env: Vec::new(),
         }
     }
 

@@ -12,6 +12,8 @@ use crate::event::Severity;
 pub enum SecretKind {
     CloudCredentials,
     KubernetesToken,
+    /// A key of a Kubernetes Secret, as a pod's volume or variable holds it.
+    KubernetesSecret,
     Kubeconfig,
     PrivateKey,
     RegistryCredentials,
@@ -34,6 +36,7 @@ impl SecretKind {
         match self {
             SecretKind::CloudCredentials => "cloud_credentials",
             SecretKind::KubernetesToken => "kubernetes_token",
+            SecretKind::KubernetesSecret => "kubernetes_secret",
             SecretKind::Kubeconfig => "kubeconfig",
             SecretKind::PrivateKey => "private_key",
             SecretKind::RegistryCredentials => "registry_credentials",

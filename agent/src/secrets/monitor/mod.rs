@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::{
     clock::{now_ns, to_epoch_ns},
     detect::findings::{self, ReadContext},
-    event::{FileInfo, Kind, Process, SecretInfo},
+    event::{FileInfo, Kind, Process, SecretInfo, Severity},
     identity::hash_cache::FileKey,
     identity::packages::PackagedExe,
     identity::snapshot::Snapshot,
@@ -65,6 +65,8 @@ fn file_key((dev, ino): (u64, u64)) -> InodeKey {
 struct Watched {
     path: String,
     catalog_id: String,
+    /// The Kubernetes Secret a kubelet volume file holds.
+    kube: Option<Arc<crate::secrets::kube::KubeSecret>>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -101,6 +103,16 @@ pub struct MonitorStats {
     pub owner_files_changed: u64,
     pub last_scan_visited: usize,
     pub last_scan_truncated: bool,
+    /// Kubelet Secret and projected volume files watched, named from the pod list.
+    pub kube_secret_files: usize,
+    /// Volume files the pod list does not explain (pod not listed yet,
+    /// configMap and downwardAPI keys): not watched as Secrets.
+    pub kube_unnamed_files: usize,
+    /// Entries in Secret volumes that are no regular file of a Secret's size
+    /// (links, FIFOs, devices, huge files): refused.
+    pub kube_refused_entries: usize,
+    /// Volumes whose `..data` is missing or leads out of the volume.
+    pub kube_bad_volumes: usize,
 }
 
 /// The ready-built parts a monitor works with; [`crate::secrets::setup`]
@@ -139,6 +151,8 @@ pub struct SecretMonitor<K: KernelWatch = KernelMaps> {
     owner_files_checked: Instant,
     usage: SecretUsage,
     reads: ReadBatch,
+    /// The kubelet's Secret volumes, when a pod list names them.
+    kube: Option<kube::KubeState>,
     pub stats: MonitorStats,
 }
 
@@ -178,6 +192,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             owner_files_checked: Instant::now(),
             reads: ReadBatch::default(),
             usage,
+            kube: None,
             stats: MonitorStats::default(),
         };
         m.install_names()?;
@@ -343,6 +358,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             self.watched.push(Watched {
                 path: path.to_string(),
                 catalog_id: catalog_id.to_string(),
+                kube: None,
             });
             if self.kernel.watch_inode(key, slot).is_err() {
                 self.stats.map_errors += 1;
@@ -359,6 +375,10 @@ impl<K: KernelWatch> SecretMonitor<K> {
             .catalog
             .entry(catalog_id)
             .is_some_and(|e| new_files_need_dir_watch(&e.paths));
+        let kind = self
+            .entry_of(catalog_id)
+            .map(|e| e.kind.as_str())
+            .unwrap_or("generic_credentials");
         if let Some(parent) = Path::new(path).parent().filter(|_| watch_dir) {
             if let Ok(pm) = std::fs::metadata(parent) {
                 let dk = inode_key(&pm);
@@ -368,11 +388,6 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 self.stats.watched_dirs = self.dirs.len();
             }
         }
-        let kind = self
-            .catalog
-            .entry(catalog_id)
-            .map(|e| e.kind.as_str())
-            .unwrap_or("generic_credentials");
         let rec = SecretRecord {
             path: path.to_string(),
             catalog_id: catalog_id.to_string(),
@@ -514,7 +529,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 return Vec::new();
             };
             match meta_at(&w.path, rec.ino, rec.dev) {
-                Some(meta) => Some((w.catalog_id.clone(), w.path.clone(), meta)),
+                Some(meta) => Some((w.catalog_id.clone(), w.path.clone(), meta, w.kube.clone())),
                 None => {
                     self.unwatch(rec.kdev, rec.ino);
                     None
@@ -525,8 +540,10 @@ impl<K: KernelWatch> SecretMonitor<K> {
         };
         let trusted_inode = inode_match.is_some();
         let mut known_meta = None;
-        let (catalog_id, secret_path) = if let Some((id, path, meta)) = inode_match {
+        let mut kube = None;
+        let (catalog_id, secret_path) = if let Some((id, path, meta, k)) = inode_match {
             known_meta = Some(meta);
+            kube = k;
             (id, path)
         } else {
             match self.catalog.match_path(Path::new(&kernel_path)) {
@@ -538,7 +555,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 }
             }
         };
-        let Some(entry) = self.catalog.entry(&catalog_id).cloned() else {
+        let Some(entry) = self.entry_of(&catalog_id).cloned() else {
             return Vec::new();
         };
         let open_fd = Some((rec.tgid, rec.fd));
@@ -585,6 +602,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             access,
             requested_path: rec.filename.clone(),
             via: (rec.syscall == proctor_common::OPEN_SYSCALL_IO_URING).then_some("io_uring"),
+            secret_id: kube.as_ref().map(|k| k.id()),
         };
         let mut out = vec![Pending {
             file: Some(file.clone()),
@@ -602,15 +620,20 @@ impl<K: KernelWatch> SecretMonitor<K> {
         let verdict =
             self.policy
                 .judge(&entry, &secret_path, reader_now, client, &self.owner_files);
-        let Some((severity, role)) = verdict::read_role(verdict) else {
+        let Some((mut severity, mut role)) = verdict::read_role(verdict) else {
             return out;
         };
+        // A pod reading a Secret its own volumes hold is that Secret's owner.
+        if kube.is_some() && self.kube_reader_is_mounted(fp.as_deref(), reader_now) {
+            (severity, role) = (Severity::Info, Role::Owner);
+        }
         let secret = SecretInfo {
-            id: catalog_id.clone(),
+            id: kube.as_ref().map_or_else(|| catalog_id.clone(), |k| k.id()),
             kind: entry.kind.as_str().to_string(),
             fingerprint: fp,
             path: Some(secret_path.clone()),
             variable: None,
+            k8s: kube.as_ref().map(|k| k.secret.clone()),
         };
         let follow_ups = if rec.denied {
             None
@@ -683,6 +706,15 @@ impl<K: KernelWatch> SecretMonitor<K> {
         }
         if role == Role::ExpectedClient {
             return None;
+        }
+        // A Kubernetes Secret is bound to the pods whose volumes hold it,
+        // by the pod list, from the first read on: no learning.
+        if secret.k8s.is_some() && secret.variable.is_none() {
+            if role != Role::Foreign {
+                return None;
+            }
+            let mounted = self.kube_mounted_in(secret.fingerprint.as_deref());
+            return self.usage.kube_replay(secret, p, &mounted);
         }
         let owners_declared = self
             .policy
@@ -765,23 +797,29 @@ impl<K: KernelWatch> SecretMonitor<K> {
 
     /// Static credentials in a new process's environment, read at once
     /// (the process may be gone a moment later). Cheap when there are none.
-    pub fn scan_env(&mut self, pid: u32) -> Vec<env::EnvSecret> {
+    pub fn scan_env(&mut self, pid: u32) -> EnvFound {
         if !self.policy.scan_environment {
-            return Vec::new();
+            return EnvFound::default();
         }
         let Ok(raw) = std::fs::read(format!("/proc/{pid}/environ")) else {
             self.stats.env_unreadable += 1;
-            return Vec::new();
+            return EnvFound::default();
         };
-        env::scan(&env::parse_environ(&raw))
+        let vars = env::parse_environ(&raw);
+        EnvFound {
+            secrets: env::scan(&vars),
+            key_ref_candidates: self.key_ref_candidates(vars),
+        }
     }
 
     /// secret-env findings for `p`, once per (workload, variable, secret).
-    pub fn env_findings(
-        &mut self,
-        p: &Process,
-        secrets: Vec<env::EnvSecret>,
-    ) -> Vec<crate::event::Finding> {
+    pub fn env_findings(&mut self, p: &Process, found: EnvFound) -> Vec<crate::event::Finding> {
+        let EnvFound {
+            mut secrets,
+            key_ref_candidates,
+        } = found;
+        // Which pod and container `p` is in is known once it is resolved.
+        self.kube_env(p, &key_ref_candidates, &mut secrets);
         let mut out = Vec::new();
         for s in secrets {
             let fp = self.fingerprinter.fingerprint(s.value.as_bytes());
@@ -796,7 +834,11 @@ impl<K: KernelWatch> SecretMonitor<K> {
             let path = format!("env:{}", s.var);
             let rec = SecretRecord {
                 path: path.clone(),
-                catalog_id: format!("env:{}", s.detector),
+                catalog_id: if s.k8s.is_some() {
+                    crate::secrets::kube::SECRET_ENTRY.to_string()
+                } else {
+                    format!("env:{}", s.detector)
+                },
                 kind: s.kind.as_str().to_string(),
                 fingerprint: Some(fp.clone()),
                 dev: 0,
@@ -811,13 +853,23 @@ impl<K: KernelWatch> SecretMonitor<K> {
             }
             self.record_read(&path, p, now_ns());
             let secret = SecretInfo {
-                id: format!("env:{}", s.detector),
+                id: s.k8s.as_ref().map_or_else(
+                    || format!("env:{}", s.detector),
+                    |k| crate::secrets::kube::secret_id(k, false),
+                ),
                 kind: s.kind.as_str().to_string(),
                 fingerprint: Some(fp),
                 path: None,
                 variable: Some(s.var.clone()),
+                k8s: s.k8s.clone(),
             };
-            let replay = self.track_use(&secret, &secret.id.clone(), &path, p, Role::Foreign);
+            // The pod spec gives a secretKeyRef variable to this container:
+            // its own, no replay.
+            let replay = if s.k8s.is_some() {
+                None
+            } else {
+                self.track_use(&secret, &secret.id.clone(), &path, p, Role::Foreign)
+            };
             out.push(findings::secret_env(p, secret));
             out.extend(replay);
         }
@@ -852,6 +904,21 @@ impl<K: KernelWatch> SecretMonitor<K> {
 
     pub fn rescan_interval(&self) -> Duration {
         self.policy.rescan_interval
+    }
+}
+
+/// What a new process's environment holds, read at exec; judged once the
+/// process is resolved (its pod and container known).
+#[derive(Default)]
+pub struct EnvFound {
+    secrets: Vec<env::EnvSecret>,
+    /// Variables named like some pod's `secretKeyRef` variable.
+    key_ref_candidates: Vec<(String, String)>,
+}
+
+impl EnvFound {
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty() && self.key_ref_candidates.is_empty()
     }
 }
 
@@ -919,6 +986,7 @@ impl<K: KernelWatch> Drop for SecretMonitor<K> {
     }
 }
 
+mod kube;
 #[cfg(test)]
 mod tests;
 mod verdict;

@@ -5,7 +5,7 @@ use super::*;
 use crate::event::Severity;
 use crate::secrets::catalog::SecretKind;
 use crate::secrets::kernel_watch::RecordedWatch;
-use std::{fs, net::IpAddr};
+use std::{fs, net::IpAddr, time::Instant};
 
 /// A node in a temporary directory: four secret files of three catalog
 /// entries, and a monitor over them writing to a [`RecordedWatch`].
@@ -448,4 +448,96 @@ fn dev_conversion_round_trips() {
     let k = user_dev_to_kernel(user);
     assert_eq!(k, (259 << 20) | 3);
     assert_eq!(crate::kernel::decode::kernel_dev_to_user(k), user);
+}
+
+/// A kubelet volume `pods/<uid>/volumes/kubernetes.io~secret/db` under the
+/// node, `..data` pointing at `ts`, holding `password`.
+fn kube_volume(node: &Node, uid: &str, ts: &str, content: &str) {
+    let vol = node.path(&format!(
+        "kubelet/pods/{uid}/volumes/kubernetes.io~secret/db"
+    ));
+    node.write(
+        &format!("kubelet/pods/{uid}/volumes/kubernetes.io~secret/db/{ts}/password"),
+        content,
+    );
+    let _ = fs::remove_file(vol.join("..data"));
+    std::os::unix::fs::symlink(ts, vol.join("..data")).unwrap();
+}
+
+fn kube_pod(uid: &str, name: &str) -> crate::identity::pods::PodMeta {
+    use crate::identity::pods::{SecretVolume, VolumeSource};
+    crate::identity::pods::PodMeta {
+        uid: uid.into(),
+        namespace: Some("shop".into()),
+        name: Some(name.into()),
+        service_account: None,
+        labels: Default::default(),
+        containers: Vec::new(),
+        secret_volumes: vec![SecretVolume {
+            name: "db".into(),
+            projected: false,
+            sources: vec![VolumeSource::Secret {
+                name: "db-creds".into(),
+                items: vec![],
+            }],
+            mounts: vec![("app".into(), "/etc/db".into())],
+        }],
+        secret_env: Vec::new(),
+    }
+}
+
+#[test]
+fn kubelet_secret_files_are_watched_named_bound_to_their_pods_and_followed_across_swaps() {
+    use crate::identity::pods::{PodCache, SourceStats};
+    let node = Node::new();
+    kube_volume(&node, "ua", "..ts1", "pw-1");
+    let mut m = node.monitor("{}").unwrap();
+    m.watch_kubelet(node.path("kubelet"));
+    let pods = PodCache::new(SourceStats::default());
+    // No pod list yet: the file is not named, so not watched as a Secret.
+    m.poll_kube(Some(&pods));
+    assert_eq!(m.stats.kube_unnamed_files, 1);
+    assert_eq!(m.stats.kube_secret_files, 0);
+    let old_file = "kubelet/pods/ua/volumes/kubernetes.io~secret/db/..ts1/password";
+    assert!(!m.kernel.inodes.contains_key(&node.key(old_file)));
+
+    pods.replace(vec![kube_pod("ua", "web-a")], Instant::now());
+    m.kube.as_mut().unwrap().last_poll = None;
+    m.poll_kube(Some(&pods));
+    assert_eq!(m.stats.kube_secret_files, 1);
+    let old_key = node.key(old_file);
+    assert!(m.kernel.inodes.contains_key(&old_key));
+
+    // A reader in pod ua is its owner; anyone else replays it.
+    let rec = node.open(&m, old_file);
+    let mut in_pod = (*reader("/usr/bin/app")).clone();
+    in_pod.pod = Some(serde_json::json!({"uid": "ua", "namespace": "shop", "name": "web-a"}));
+    let own = read(&mut m, &rec, &Arc::new(in_pod));
+    let f = &findings_of(&own, "secret-read")[0];
+    assert_eq!(f.severity, Severity::Info, "{f:?}");
+    let s = f.secret.as_ref().unwrap();
+    assert_eq!(s.id, "k8s:shop/db-creds/password");
+    assert_eq!(s.kind, "kubernetes_secret");
+    assert_eq!(
+        s.k8s.as_ref().unwrap().in_pod_paths,
+        ["app:/etc/db/password"]
+    );
+    assert!(findings_of(&own, "secret-replay").is_empty());
+    let host = read(&mut m, &rec, &reader("/usr/bin/cat"));
+    let r = &findings_of(&host, "secret-replay")[0];
+    assert!(
+        r.summary.contains("mounted only into pods shop/web-a"),
+        "{r:?}"
+    );
+    assert_eq!(r.evidence.identities[0], "pod:shop/web-a");
+
+    // The kubelet swaps ..data: the new file is watched, the old forgotten.
+    kube_volume(&node, "ua", "..ts2", "pw-2");
+    fs::remove_dir_all(node.path("kubelet/pods/ua/volumes/kubernetes.io~secret/db/..ts1")).unwrap();
+    m.kube.as_mut().unwrap().last_poll = None;
+    m.poll_kube(Some(&pods));
+    let new_key = node.key("kubelet/pods/ua/volumes/kubernetes.io~secret/db/..ts2/password");
+    assert!(m.kernel.inodes.contains_key(&new_key));
+    assert!(!m.kernel.inodes.contains_key(&old_key));
+    assert_eq!(m.stats.kube_secret_files, 1);
 }

@@ -124,9 +124,14 @@ fn podman_args_for(r: &Rendering, scratch: &Path) -> (Vec<String>, Vec<String>) 
             // Writable host paths (but the kernel's own, under /sys) become
             // scratch directories: the test must not leave state on the
             // machine's /var/lib/proctor or /run/proctor.
-            let src = if ro || host.starts_with("/sys/") {
+            let created_by_kubelet = str_at(v, "hostPath.type") == Some("DirectoryOrCreate");
+            let src = if (ro || host.starts_with("/sys/"))
+                && (Path::new(host).exists() || !created_by_kubelet)
+            {
                 PathBuf::from(host)
             } else {
+                // Writable, or missing here (this machine is no kubelet's
+                // node): the empty directory the kubelet would create.
                 let d = scratch.join(format!("host-{vname}"));
                 std::fs::create_dir_all(&d).unwrap();
                 d

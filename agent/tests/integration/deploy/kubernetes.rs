@@ -59,6 +59,12 @@ const REQUIRED_HOST_MOUNTS: &[(&str, &str, bool, &str)] = &[
         "API socket shared with the SPIRE agent",
     ),
     (
+        "/var/lib/kubelet/pods",
+        "/var/lib/kubelet/pods",
+        true,
+        "pods' Secret and projected volumes (kubernetes.kubelet_root)",
+    ),
+    (
         "/var/lib/proctor",
         "/var/lib/proctor",
         false,
@@ -339,9 +345,11 @@ fn check_common_daemonset(r: &Rendering) {
             }
         }
     }
-    if let Some((m, _)) = volume_for(r, "/host") {
-        if str_at(m, "mountPropagation") != Some("HostToContainer") {
-            problems.push("mount /host must use mountPropagation HostToContainer (pod volumes mounted later must show)".into());
+    for p in ["/host", "/var/lib/kubelet/pods"] {
+        if let Some((m, _)) = volume_for(r, p) {
+            if str_at(m, "mountPropagation") != Some("HostToContainer") {
+                problems.push(format!("mount {p} must use mountPropagation HostToContainer (pod volumes mounted later must show)"));
+            }
         }
     }
     // hostPID makes the container's /proc the host PID namespace's: a host
@@ -403,6 +411,19 @@ fn check_common_daemonset(r: &Rendering) {
     assert!(
         at(v, "hostPath").is_some() && at(m, "readOnly").and_then(Value::as_bool) != Some(true),
         "{n}: state_dir {state_dir} must be a writable hostPath"
+    );
+    // Pods' Secret volumes are watched under kubernetes.kubelet_root/pods.
+    let kubelet_pods = format!(
+        "{}/pods",
+        str_at(&cfg, "kubernetes.kubelet_root").unwrap_or("/var/lib/kubelet")
+    );
+    let (m, _) = volume_for(r, &kubelet_pods).unwrap_or_else(|| {
+        panic!("{n}: kubernetes.kubelet_root's {kubelet_pods} is not a volume mount: pods' Secrets would go unseen")
+    });
+    assert_eq!(
+        at(m, "readOnly").and_then(Value::as_bool),
+        Some(true),
+        "{n}: {kubelet_pods} must be mounted readOnly"
     );
     if let Some(key_file) = str_at(&cfg, "fingerprint.key_file") {
         let (_, v) = mount_containing(r, key_file).unwrap_or_else(|| {
