@@ -109,6 +109,14 @@ fn podman_args_for(r: &Rendering, scratch: &Path) -> (Vec<String>, Vec<String>) 
     }
     match str_at(sc, "seccompProfile.type") {
         Some("Unconfined") => a.extend(["--security-opt".into(), "seccomp=unconfined".into()]),
+        Some("Localhost") => {
+            let name = str_at(sc, "seccompProfile.localhostProfile").unwrap_or_default();
+            let file = seccomp_profile_file(name);
+            a.extend([
+                "--security-opt".into(),
+                format!("seccomp={}", file.display()),
+            ]);
+        }
         Some("RuntimeDefault") | None => {}
         Some(other) => panic!("{}: seccomp {other} not handled by this test", r.name),
     }
@@ -398,5 +406,44 @@ fn container_image_builds_offline_runs_doctor_and_runs_as_the_daemonset_would() 
         String::from_utf8_lossy(&o.stdout).trim(),
         "0",
         "the agent must exit 0 on SIGTERM (probes detached, events flushed)"
+    );
+
+    // 4. Control: the profile is really in force. The same run under a copy
+    //    of it without `bpf` cannot create its first map.
+    let profile = args
+        .iter()
+        .find_map(|a| a.strip_prefix("seccomp="))
+        .expect("the least-privilege overlay names a seccomp profile");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(profile).unwrap()).unwrap();
+    for rule in json["syscalls"].as_array_mut().unwrap() {
+        if let Some(names) = rule["names"].as_array_mut() {
+            names.retain(|n| n != "bpf");
+        }
+    }
+    let no_bpf = scratch.path().join("no-bpf.json");
+    std::fs::write(&no_bpf, json.to_string()).unwrap();
+    let control_args: Vec<String> = args
+        .iter()
+        .map(|a| {
+            if a.starts_with("seccomp=") {
+                format!("seccomp={}", no_bpf.display())
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    let o = run_tool(
+        podman_run_base()
+            .arg("--rm")
+            .args(&control_args)
+            .arg(&tag)
+            .args(&cmd),
+        PODMAN_HINT,
+    );
+    assert!(
+        !o.status.success() && text(&o).contains("Operation not permitted"),
+        "without bpf in the seccomp profile the agent must fail to load (the profile is applied):\n{}",
+        text(&o)
     );
 }

@@ -479,12 +479,19 @@ fn check_least_privilege(r: &Rendering) {
         "{n}: runAsUser 0 (Kubernetes has no ambient capabilities for non-root users)"
     );
     let seccomp = str_at(sc, "seccompProfile.type").unwrap_or_else(|| {
-        panic!("{n}: seccompProfile must be stated (Unconfined or RuntimeDefault; see the overlay)")
+        panic!("{n}: seccompProfile must be stated (Localhost or RuntimeDefault; see the overlay)")
     });
     assert!(
-        ["Unconfined", "RuntimeDefault"].contains(&seccomp),
+        ["Localhost", "RuntimeDefault"].contains(&seccomp),
         "{n}: seccompProfile {seccomp}"
     );
+    if seccomp == "Localhost" {
+        let profile = str_at(sc, "seccompProfile.localhostProfile").unwrap_or_default();
+        assert!(
+            seccomp_profile_file(profile).is_file(),
+            "{n}: localhostProfile {profile:?} is not shipped under deploy/seccomp"
+        );
+    }
     assert_eq!(
         str_at(sc, "appArmorProfile.type"),
         Some("Unconfined"),
@@ -533,8 +540,8 @@ fn daemonsets_give_the_agent_its_mounts_privileges_probes_and_resources() {
     let lp = rendering("overlays/least-privilege");
     assert_eq!(
         str_at(lp.container(), "securityContext.seccompProfile.type"),
-        Some("Unconfined"),
-        "overlays/least-privilege: seccomp Unconfined (see daemonset-security.yaml for why)"
+        Some("Localhost"),
+        "overlays/least-privilege: the agent's own seccomp profile (see daemonset-security.yaml)"
     );
     let rd = rendering("components/seccomp-runtime-default (on overlays/least-privilege)");
     assert_eq!(

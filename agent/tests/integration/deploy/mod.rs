@@ -35,6 +35,15 @@ fn deploy() -> PathBuf {
     repo_root().join("deploy")
 }
 
+/// The file a `Localhost` seccomp profile name refers to: the kubelet reads
+/// `<root>/seccomp/<name>`; the repository ships `deploy/seccomp/<file>`.
+fn seccomp_profile_file(localhost_profile: &str) -> PathBuf {
+    let file = Path::new(localhost_profile)
+        .file_name()
+        .expect("a profile file name");
+    deploy().join("seccomp").join(file)
+}
+
 /// Every file under `dir` whose name `pred` accepts.
 fn files_named(dir: &Path, pred: &dyn Fn(&str) -> bool, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()) {
