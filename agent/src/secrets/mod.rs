@@ -2,8 +2,8 @@
 //! kernel watch lists, credentials in environments, policy, keyed
 //! fingerprints, who uses which secret, and the inventory that remembers it.
 //! The monitor decides; `kernel_watch` writes the kernel's lists, `read_batch`
-//! batches inventory writes, `search` spots credential discovery and `setup`
-//! builds a monitor from its config.
+//! batches inventory writes, `search` spots credential discovery, `rotation`
+//! judges secrets' age and `setup` builds a monitor from its config.
 
 pub mod catalog;
 pub mod env;
@@ -13,6 +13,7 @@ pub mod kernel_watch;
 pub mod monitor;
 pub mod policy;
 pub mod read_batch;
+pub mod rotation;
 pub mod search;
 pub mod setup;
 pub mod usage;

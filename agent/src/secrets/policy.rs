@@ -145,6 +145,10 @@ pub struct SecretRule {
     /// Opt-in enforcement for this secret.
     #[serde(default)]
     pub enforce: Vec<Enforcement>,
+    /// Longest a content may go unrotated: older raises `secret-stale`,
+    /// again every `max_age` until the content changes.
+    #[serde(default, deserialize_with = "crate::duration::deserialize_opt")]
+    pub max_age: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -427,6 +431,11 @@ impl SecretsConfig {
     /// recognise by executable inode.
     pub fn validate(&self) -> Result<(), String> {
         for (i, r) in self.rules.iter().enumerate() {
+            if r.max_age.is_some_and(|a| a < Duration::from_secs(1)) {
+                return Err(format!(
+                    "secrets.rules[{i}].max_age must be at least 1s (rotation age is judged in seconds); write e.g. \"90d\""
+                ));
+            }
             if !r.enforce.contains(&Enforcement::Kill) {
                 continue;
             }
@@ -448,6 +457,13 @@ impl SecretsConfig {
             }
         }
         Ok(())
+    }
+
+    /// The shortest `max_age` of the rules about this secret, if any sets one.
+    pub fn max_age(&self, catalog_id: &str, path: &str) -> Option<Duration> {
+        self.rules_for(catalog_id, path)
+            .filter_map(|r| r.max_age)
+            .min()
     }
 
     /// Whether a rule about this secret asks for `e`.

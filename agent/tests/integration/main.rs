@@ -20,6 +20,7 @@ mod liveness;
 mod network;
 mod pod_metadata;
 mod process_events;
+mod secret_intel;
 mod secrets;
 mod sinks;
 mod spire_plugin;

@@ -41,7 +41,7 @@ pub(crate) mod test_records;
 use std::path::{Path, PathBuf};
 
 pub use errors::StoreError;
-pub use records::{is_valid_fingerprint, InventoryItem, ReaderRecord, SecretRecord};
+pub use records::{is_valid_fingerprint, ContentAge, InventoryItem, ReaderRecord, SecretRecord};
 pub use schema::{InventoryStore, BUSY_TIMEOUT, SCHEMA_VERSION};
 
 /// File name of the inventory inside the agent's `state_dir`.

@@ -56,10 +56,24 @@ pub struct ReaderRecord {
 pub struct InventoryItem {
     #[serde(flatten)]
     pub secret: SecretRecord,
-    /// Seconds since the content last changed; `None` when mtime is unknown.
+    /// Seconds since the content got its current fingerprint as proctor
+    /// observed it (at first discovery, since the file's mtime if older);
+    /// `None` for rows written before rotation age was recorded.
     pub rotation_age_seconds: Option<u64>,
+    /// Epoch ns the current content dates from (see `rotation_age_seconds`).
+    pub content_since_ns: u64,
     /// Readers, most recent read first.
     pub readers: Vec<ReaderRecord>,
+}
+
+/// A present secret as the rotation check judges it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContentAge {
+    pub secret: SecretRecord,
+    /// Epoch ns the current content dates from.
+    pub content_since_ns: u64,
+    /// Epoch ns secret-stale last fired for this content.
+    pub stale_reported_ns: Option<u64>,
 }
 
 /// True for strings of the form `alg:hex` (`alg` lowercase letters, digits

@@ -23,7 +23,7 @@ fn sidecar(path: &Path, suffix: &str) -> PathBuf {
 
 /// Schema version written to SQLite's `user_version`. Bump it and append a
 /// step to [`MIGRATIONS`] to change the schema.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a statement waits for a lock held by another connection before
 /// giving up with a "busy" error.
@@ -59,6 +59,13 @@ const MIGRATIONS: &[&str] = &[
         last_read_ns  INTEGER NOT NULL,
         PRIMARY KEY (path, identity)
     ) WITHOUT ROWID;",
+    // 1 -> 2: rotation age. `content_since_ns` is when the content got its
+    // current fingerprint as proctor observed it (at first discovery, the
+    // file's mtime if older); `stale_reported_ns` when secret-stale last fired.
+    "ALTER TABLE secrets ADD COLUMN content_since_ns INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE secrets ADD COLUMN stale_reported_ns INTEGER;
+    UPDATE secrets SET content_since_ns =
+        CASE WHEN mtime_ns > 0 AND mtime_ns < first_seen_ns THEN mtime_ns ELSE first_seen_ns END;",
 ];
 
 /// The inventory database. See the module docs.

@@ -775,6 +775,16 @@ impl<K: KernelWatch> SecretMonitor<K> {
         }
     }
 
+    /// secret-stale findings due now (see [`crate::secrets::rotation`]).
+    pub fn stale_findings(&mut self) -> Vec<crate::event::Finding> {
+        crate::secrets::rotation::stale_findings(&self.store, &self.policy, now_ns())
+            .unwrap_or_else(|e| {
+                tracing::warn!("rotation age not judged: {e}");
+                self.stats.store_errors += 1;
+                Vec::new()
+            })
+    }
+
     pub fn stats_json(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(&self.stats).unwrap_or_default();
         v["bound_secrets"] = self.usage.bound_secrets().into();
