@@ -3,7 +3,8 @@
 
 use crate::{
     event::rule::{
-        IDENTITY_FORGERY, SECRET_ENV, SECRET_READ, SECRET_SEARCH, SECRET_STALE, UNTRUSTED_BINARY,
+        IDENTITY_FORGERY, SECRET_DECOY, SECRET_ENV, SECRET_READ, SECRET_SEARCH, SECRET_STALE,
+        UNTRUSTED_BINARY,
     },
     event::Severity,
     event::{Evidence, Finding, Process, SecretInfo},
@@ -176,6 +177,29 @@ pub fn secret_search(p: &Process, distinct: usize, window_s: u64, paths: Vec<Str
         evidence: Evidence {
             exec_ids: vec![p.exec_id.clone()],
             paths,
+            ..Evidence::default()
+        },
+        action: None,
+    }
+}
+
+/// A read of a decoy proctor planted: whoever it is, it is looking for
+/// credentials it has no business with.
+pub fn secret_decoy(reader: &Process, secret: SecretInfo, mitre: Vec<String>) -> Finding {
+    let path = secret.path.clone().unwrap_or_default();
+    Finding {
+        rule: SECRET_DECOY,
+        severity: Severity::Critical,
+        summary: format!(
+            "{} (pid {}, uid {}) read decoy {} {path}: a credential no one has a reason to read",
+            reader.comm, reader.pid, reader.uid, secret.kind
+        ),
+        mitre,
+        secret: Some(secret),
+        evidence: Evidence {
+            exec_ids: vec![reader.exec_id.clone()],
+            paths: vec![path],
+            reason: Some("decoy planted by proctor (secrets.decoys)".to_string()),
             ..Evidence::default()
         },
         action: None,

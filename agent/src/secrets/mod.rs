@@ -3,9 +3,11 @@
 //! fingerprints, who uses which secret, and the inventory that remembers it.
 //! The monitor decides; `kernel_watch` writes the kernel's lists, `read_batch`
 //! batches inventory writes, `search` spots credential discovery, `rotation`
-//! judges secrets' age and `setup` builds a monitor from its config.
+//! judges secrets' age, `decoys` plants decoy credentials and `setup` builds a
+//! monitor from its config.
 
 pub mod catalog;
+pub mod decoys;
 pub mod env;
 pub mod fingerprint;
 pub mod inventory;

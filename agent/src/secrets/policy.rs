@@ -330,6 +330,8 @@ pub struct SecretsConfig {
     pub search: SearchConfig,
     pub replay: ReplayConfig,
     pub exfil: ExfilConfig,
+    /// Decoy credential files proctor plants; any read of one is `secret-decoy`.
+    pub decoys: Vec<crate::secrets::decoys::DecoySpec>,
     /// Built on first use from `rules`, which never change after loading.
     #[serde(skip)]
     rule_index: std::sync::OnceLock<RuleIndex>,
@@ -407,6 +409,7 @@ impl Default for SecretsConfig {
             search: SearchConfig::default(),
             replay: ReplayConfig::default(),
             exfil: ExfilConfig::default(),
+            decoys: Vec::new(),
             rule_index: std::sync::OnceLock::new(),
         }
     }
@@ -430,6 +433,7 @@ impl SecretsConfig {
     /// Rules that are inconsistent: kill rules need owners the kernel can
     /// recognise by executable inode.
     pub fn validate(&self) -> Result<(), String> {
+        crate::secrets::decoys::validate(&self.decoys)?;
         for (i, r) in self.rules.iter().enumerate() {
             if r.max_age.is_some_and(|a| a < Duration::from_secs(1)) {
                 return Err(format!(

@@ -3,12 +3,14 @@
 
 use rusqlite::Row;
 
-use super::{ContentAge, InventoryItem, InventoryStore, ReaderRecord, SecretRecord, StoreError};
+use super::{
+    BlastRadius, ContentAge, InventoryItem, InventoryStore, ReaderRecord, SecretRecord, StoreError,
+};
 
 const SECRET_COLUMNS: &str =
     "path, catalog_id, kind, fingerprint, dev, inode, size, mtime_ns, first_seen_ns, present";
 const READER_COLUMNS: &str = "identity, exe_path, exe_sha256, container_id, pod, count, \
-                              first_read_ns, last_read_ns";
+                              first_read_ns, last_read_ns, uid";
 
 impl InventoryStore {
     /// Every secret, ordered by path.
@@ -85,6 +87,28 @@ impl InventoryStore {
         Ok(items)
     }
 
+    /// The blast radius of the secrets `key` names (a path, a catalog id or
+    /// a fingerprint): each one's readers and where its carriers connected.
+    pub fn blast_radius(&self, key: &str, now_ns: u64) -> Result<Vec<BlastRadius>, StoreError> {
+        let items: Vec<InventoryItem> = self
+            .items(now_ns)?
+            .into_iter()
+            .filter(|i| {
+                let s = &i.secret;
+                s.path == key || s.catalog_id == key || s.fingerprint.as_deref() == Some(key)
+            })
+            .collect();
+        items
+            .into_iter()
+            .map(|item| {
+                Ok(BlastRadius {
+                    destinations: self.destinations_of(&item.secret.path)?,
+                    item,
+                })
+            })
+            .collect()
+    }
+
     /// Every present secret with when its content dates from and when
     /// secret-stale last fired for it, ordered by path: what the rotation
     /// check judges.
@@ -118,7 +142,7 @@ impl InventoryStore {
             .conn
             .prepare_cached(
                 "SELECT r.path, r.identity, r.exe_path, r.exe_sha256, r.container_id, r.pod,
-                        r.count, r.first_read_ns, r.last_read_ns
+                        r.count, r.first_read_ns, r.last_read_ns, r.uid
                  FROM secrets s JOIN readers r ON r.path = s.path
                  WHERE s.fingerprint = ?1
                  ORDER BY r.path, r.last_read_ns DESC, r.identity",
@@ -155,6 +179,7 @@ fn reader_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<ReaderRecord
         count: row.get::<_, i64>(first + 5)?.cast_unsigned(),
         first_read_ns: row.get::<_, i64>(first + 6)?.cast_unsigned(),
         last_read_ns: row.get::<_, i64>(first + 7)?.cast_unsigned(),
+        uid: row.get(first + 8)?,
     })
 }
 

@@ -46,6 +46,9 @@ pub struct ReaderRecord {
     pub container_id: Option<String>,
     /// `"ns/name"` when known.
     pub pod: Option<String>,
+    /// The reader's real uid at its last read; `None` in rows from before
+    /// the inventory recorded it.
+    pub uid: Option<u32>,
     pub count: u64,
     pub first_read_ns: u64,
     pub last_read_ns: u64,
@@ -64,6 +67,16 @@ pub struct InventoryItem {
     pub content_since_ns: u64,
     /// Readers, most recent read first.
     pub readers: Vec<ReaderRecord>,
+}
+
+/// Who a secret reached: every workload that read it, and where the
+/// workloads carrying it connected afterwards (`proctor inventory --secret`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BlastRadius {
+    #[serde(flatten)]
+    pub item: InventoryItem,
+    /// Most recent first.
+    pub destinations: Vec<super::DestinationRecord>,
 }
 
 /// A present secret as the rotation check judges it.

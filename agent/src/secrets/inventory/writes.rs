@@ -156,9 +156,10 @@ impl InventoryStore {
             .conn
             .prepare_cached(
                 "INSERT INTO readers (path, identity, exe_path, exe_sha256, container_id, pod,
-                                      count, first_read_ns, last_read_ns)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                                      count, first_read_ns, last_read_ns, uid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT(path, identity) DO UPDATE SET
+                     uid           = COALESCE(excluded.uid, uid),
                      exe_path      = excluded.exe_path,
                      exe_sha256    = COALESCE(excluded.exe_sha256, exe_sha256),
                      container_id  = COALESCE(excluded.container_id, container_id),
@@ -178,6 +179,7 @@ impl InventoryStore {
             count.cast_signed(),
             first_ns.cast_signed(),
             last_ns.cast_signed(),
+            reader.uid,
         ]) {
             Ok(_) => Ok(()),
             Err(err)
