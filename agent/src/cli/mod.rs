@@ -1,5 +1,6 @@
 //! The `proctor` command line.
 
+pub mod blast_radius_table;
 pub mod inventory_table;
 pub mod policy_check;
 
@@ -78,6 +79,10 @@ pub enum Command {
         config: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+        /// Blast radius of one secret (its path, catalog id or fingerprint):
+        /// every workload that read it and where they connected afterwards.
+        #[arg(long, value_name = "SECRET")]
+        secret: Option<String>,
     },
     /// Run as a SPIRE agent WorkloadAttestor plugin (started by the SPIRE
     /// agent, which speaks the go-plugin protocol; not for use by hand). The
@@ -194,9 +199,22 @@ fn dispatch(cmd: Command) -> Result<i32> {
             print!("{}", crate::config::DEFAULT_CONFIG);
             Ok(0)
         }
-        Command::Inventory { config, json } => {
+        Command::Inventory {
+            config,
+            json,
+            secret,
+        } => {
             let cfg = Config::load(config.as_deref())?;
             let store = InventoryStore::open_read_only(&inventory::default_path(&cfg.state_dir))?;
+            if let Some(key) = secret {
+                let found = store.blast_radius(&key, crate::clock::now_ns())?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&found)?);
+                } else {
+                    print!("{}", blast_radius_table::render_blast_radius(&key, &found));
+                }
+                return Ok(if found.is_empty() { 1 } else { 0 });
+            }
             let items = store.items(crate::clock::now_ns())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&items)?);

@@ -47,6 +47,9 @@ pub(super) struct Gaps {
     pub opens_without_process: u64,
     pub connects_without_process: u64,
     pub io_uring_without_process: u64,
+    /// secret-stale findings dropped: the agent's own process record, which
+    /// they are reported under, could not be read.
+    pub findings_without_process: u64,
 }
 
 /// Everything the reader loop mutates.
@@ -97,11 +100,30 @@ impl Ingest {
     }
 
     /// Once per status interval: expire exited records, let the secret
-    /// monitor age its state.
-    pub fn housekeeping(&mut self) {
+    /// monitor age its state, report secrets past their max_age (as the
+    /// agent's own event: no process did anything).
+    pub async fn housekeeping(&mut self) {
         lock(&self.table).expire(Instant::now());
-        if let Some(m) = self.secrets.as_mut() {
-            m.housekeeping();
+        let stale = match self.secrets.as_mut() {
+            Some(m) => {
+                m.housekeeping();
+                m.stale_findings()
+            }
+            None => Vec::new(),
+        };
+        if stale.is_empty() {
+            return;
+        }
+        let Some(own) = self.own_snapshot() else {
+            self.gaps.findings_without_process += stale.len() as u64;
+            return;
+        };
+        for f in stale {
+            self.send(Pending {
+                finding: Some(f),
+                ..Pending::new(Kind::Finding, boot_ns(), own.clone())
+            })
+            .await;
         }
     }
 

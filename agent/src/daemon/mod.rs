@@ -149,7 +149,7 @@ impl Agent {
                 _ = metrics_tick.tick() => self.refresh_metrics(),
                 _ = sweep_tick.tick() => self.ingest.sweep(&mut sweep),
                 _ = status_tick.tick() => {
-                    self.ingest.housekeeping();
+                    self.ingest.housekeeping().await;
                     self.emit_status("running").await;
                 }
                 reason = &mut stop => break reason,

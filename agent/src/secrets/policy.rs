@@ -152,6 +152,10 @@ pub struct SecretRule {
     /// Opt-in enforcement for this secret.
     #[serde(default)]
     pub enforce: Vec<Enforcement>,
+    /// Longest a content may go unrotated: older raises `secret-stale`,
+    /// again every `max_age` until the content changes.
+    #[serde(default, deserialize_with = "crate::duration::deserialize_opt")]
+    pub max_age: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -333,6 +337,8 @@ pub struct SecretsConfig {
     pub search: SearchConfig,
     pub replay: ReplayConfig,
     pub exfil: ExfilConfig,
+    /// Decoy credential files proctor plants; any read of one is `secret-decoy`.
+    pub decoys: Vec<crate::secrets::decoys::DecoySpec>,
     /// Built on first use from `rules`, which never change after loading.
     #[serde(skip)]
     rule_index: std::sync::OnceLock<RuleIndex>,
@@ -410,6 +416,7 @@ impl Default for SecretsConfig {
             search: SearchConfig::default(),
             replay: ReplayConfig::default(),
             exfil: ExfilConfig::default(),
+            decoys: Vec::new(),
             rule_index: std::sync::OnceLock::new(),
         }
     }
@@ -433,7 +440,13 @@ impl SecretsConfig {
     /// Rules that are inconsistent: kill rules need owners the kernel can
     /// recognise by executable inode.
     pub fn validate(&self) -> Result<(), String> {
+        crate::secrets::decoys::validate(&self.decoys)?;
         for (i, r) in self.rules.iter().enumerate() {
+            if r.max_age.is_some_and(|a| a < Duration::from_secs(1)) {
+                return Err(format!(
+                    "secrets.rules[{i}].max_age must be at least 1s (rotation age is judged in seconds); write e.g. \"90d\""
+                ));
+            }
             if !r.enforce.contains(&Enforcement::Kill) {
                 continue;
             }
@@ -452,6 +465,13 @@ impl SecretsConfig {
             }
         }
         Ok(())
+    }
+
+    /// The shortest `max_age` of the rules about this secret, if any sets one.
+    pub fn max_age(&self, catalog_id: &str, path: &str) -> Option<Duration> {
+        self.rules_for(catalog_id, path)
+            .filter_map(|r| r.max_age)
+            .min()
     }
 
     /// Whether a rule about this secret asks for `e`.

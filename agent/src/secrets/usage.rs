@@ -348,6 +348,13 @@ impl SecretUsage {
         out
     }
 
+    /// The secrets `pid` carries within the exfiltration window.
+    pub fn carried(&mut self, pid: u32) -> Vec<SecretInfo> {
+        self.live_taints(pid)
+            .map(|t| t.iter().map(|t| t.secret.clone()).collect())
+            .unwrap_or_default()
+    }
+
     pub fn tainted_processes(&self) -> usize {
         self.taints.len()
     }

@@ -717,6 +717,16 @@ async fn library_inventory_lists_the_store() {
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!(items[0]["path"], "/root/.aws/credentials");
     assert_eq!(items[0]["catalog_id"], "aws-cli-credentials");
+    // One secret's blast radius, by catalog id; none for an unknown one.
+    let found = client::blast_radius(&agent.socket, "aws-cli-credentials")
+        .await
+        .unwrap();
+    assert_eq!(found[0]["path"], "/root/.aws/credentials", "{found}");
+    assert!(found[0]["destinations"].is_array(), "{found}");
+    let none = client::blast_radius(&agent.socket, "no-such-secret")
+        .await
+        .unwrap();
+    assert_eq!(none, serde_json::json!([]));
     drop(store);
     agent.stop().await;
 }

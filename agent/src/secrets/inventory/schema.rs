@@ -23,7 +23,7 @@ fn sidecar(path: &Path, suffix: &str) -> PathBuf {
 
 /// Schema version written to SQLite's `user_version`. Bump it and append a
 /// step to [`MIGRATIONS`] to change the schema.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long a statement waits for a lock held by another connection before
 /// giving up with a "busy" error.
@@ -58,6 +58,24 @@ const MIGRATIONS: &[&str] = &[
         first_read_ns INTEGER NOT NULL,
         last_read_ns  INTEGER NOT NULL,
         PRIMARY KEY (path, identity)
+    ) WITHOUT ROWID;",
+    // 1 -> 2: rotation age. `content_since_ns` is when the content got its
+    // current fingerprint as proctor observed it (at first discovery, the
+    // file's mtime if older); `stale_reported_ns` when secret-stale last fired.
+    "ALTER TABLE secrets ADD COLUMN content_since_ns INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE secrets ADD COLUMN stale_reported_ns INTEGER;
+    UPDATE secrets SET content_since_ns =
+        CASE WHEN mtime_ns > 0 AND mtime_ns < first_seen_ns THEN mtime_ns ELSE first_seen_ns END;",
+    // 2 -> 3: blast radius: the reader's user, and where carriers connected.
+    "ALTER TABLE readers ADD COLUMN uid INTEGER;
+    CREATE TABLE destinations (
+        path          TEXT NOT NULL REFERENCES secrets(path) ON DELETE CASCADE,
+        identity      TEXT NOT NULL,
+        destination   TEXT NOT NULL,
+        count         INTEGER NOT NULL,
+        first_ns      INTEGER NOT NULL,
+        last_ns       INTEGER NOT NULL,
+        PRIMARY KEY (path, identity, destination)
     ) WITHOUT ROWID;",
 ];
 
@@ -360,6 +378,36 @@ mod tests {
         }
         let ro = InventoryStore::open_read_only(&path).unwrap();
         assert_eq!(ro.items(T0).unwrap()[0].readers[0].count, 2);
+    }
+
+    #[test]
+    fn a_version_1_inventory_is_migrated_with_its_rows_dated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(DB_FILE_NAME);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO secrets VALUES ('/a', 'pgpass', 'database_credentials', NULL,
+                                             1, 2, 3, ?1, ?2, 1)",
+                rusqlite::params![(T0 - 50 * NS).cast_signed(), (T0).cast_signed()],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO readers VALUES ('/a', 'id', '/bin/cat', NULL, NULL, NULL, 1, ?1, ?1)",
+                [T0.cast_signed()],
+            )
+            .unwrap();
+        }
+        let store = InventoryStore::open(&path).unwrap();
+        assert_eq!(store.user_version().unwrap(), SCHEMA_VERSION);
+        let items = store.items(T0 + 10 * NS).unwrap();
+        // Dated from its mtime, older than first sight; the old reader has no uid.
+        assert_eq!(items[0].content_since_ns, T0 - 50 * NS);
+        assert_eq!(items[0].rotation_age_seconds, Some(60));
+        assert_eq!(items[0].readers[0].uid, None);
+        assert!(store.destinations_of("/a").unwrap().is_empty());
     }
 
     #[test]

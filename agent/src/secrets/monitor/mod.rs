@@ -30,7 +30,7 @@ use crate::{
     secrets::catalog::{Catalog, CatalogEntry, DiscoverRoots, CONTENT_PEEK_BYTES},
     secrets::env,
     secrets::fingerprint::Fingerprinter,
-    secrets::inventory::{InventoryStore, SecretRecord},
+    secrets::inventory::{DestinationBatch, InventoryStore, SecretRecord},
     secrets::kernel_watch::{name_key, KernelMaps, KernelWatch},
     secrets::owner_files::OwnerFiles,
     secrets::policy::{Enforcement, SecretsConfig},
@@ -90,6 +90,9 @@ pub struct MonitorStats {
     /// another inode than the kernel reported.
     pub reads_refused: u64,
     pub store_errors: u64,
+    /// Connections of secret carriers not kept for the blast radius: too
+    /// many distinct destinations waited for a write.
+    pub destinations_dropped: u64,
     pub map_errors: u64,
     /// Readers killed by `enforce: kill`.
     pub killed: u64,
@@ -153,6 +156,7 @@ pub struct SecretMonitor<K: KernelWatch = KernelMaps> {
     reads: ReadBatch,
     /// The kubelet's Secret volumes, when a pod list names them.
     kube: Option<kube::KubeState>,
+    destinations: DestinationBatch,
     pub stats: MonitorStats,
 }
 
@@ -191,6 +195,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             owner_files: OwnerFiles::default(),
             owner_files_checked: Instant::now(),
             reads: ReadBatch::default(),
+            destinations: DestinationBatch::default(),
             usage,
             kube: None,
             stats: MonitorStats::default(),
@@ -617,6 +622,28 @@ impl<K: KernelWatch> SecretMonitor<K> {
         if !rec.denied {
             self.record_read(&secret_path, reader_now, to_epoch_ns(rec.ktime_ns));
         }
+        // A decoy has no owner and no expected client: every read is one.
+        if catalog_id.starts_with(crate::secrets::decoys::ID_PREFIX) {
+            let secret = SecretInfo {
+                id: catalog_id.clone(),
+                kind: entry.kind.as_str().to_string(),
+                fingerprint: fp,
+                path: Some(secret_path.clone()),
+                variable: None,
+                k8s: None,
+            };
+            out.push(Pending {
+                file: Some(file),
+                finding: Some(findings::secret_decoy(
+                    reader_now,
+                    secret,
+                    entry.mitre.clone(),
+                )),
+                refers_to_previous: true,
+                ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
+            });
+            return out;
+        }
         let verdict =
             self.policy
                 .judge(&entry, &secret_path, reader_now, client, &self.owner_files);
@@ -735,6 +762,13 @@ impl<K: KernelWatch> SecretMonitor<K> {
         if !self.policy.exfil.enabled {
             return Vec::new();
         }
+        let dest = std::net::SocketAddr::new(ip, port).to_string();
+        let who = identity_key(p);
+        for s in self.usage.carried(p.pid) {
+            if let Some(path) = &s.path {
+                self.destinations.record(path, &who, &dest, now_ns());
+            }
+        }
         let mut found = self.usage.on_connect(p, ip, port);
         for f in &mut found {
             let Some(s) = &f.secret else { continue };
@@ -788,6 +822,8 @@ impl<K: KernelWatch> SecretMonitor<K> {
     /// Writes every read gathered in memory to the inventory, in one transaction.
     pub fn flush_reads(&mut self) {
         self.stats.store_errors += self.reads.flush(&self.store);
+        self.stats.store_errors += self.destinations.flush(&self.store);
+        self.stats.destinations_dropped = self.destinations.dropped;
     }
 
     /// Tools searching for secret file names (`find / -name id_rsa`).
@@ -895,6 +931,16 @@ impl<K: KernelWatch> SecretMonitor<K> {
         }
     }
 
+    /// secret-stale findings due now (see [`crate::secrets::rotation`]).
+    pub fn stale_findings(&mut self) -> Vec<crate::event::Finding> {
+        crate::secrets::rotation::stale_findings(&self.store, &self.policy, now_ns())
+            .unwrap_or_else(|e| {
+                tracing::warn!("rotation age not judged: {e}");
+                self.stats.store_errors += 1;
+                Vec::new()
+            })
+    }
+
     pub fn stats_json(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(&self.stats).unwrap_or_default();
         v["bound_secrets"] = self.usage.bound_secrets().into();
@@ -962,6 +1008,8 @@ pub fn name_anchors(catalog: &Catalog) -> HashMap<String, Option<HashSet<String>
             let anchor = match dirs {
                 [.., d] if is_literal(d) => Some(d.to_string()),
                 [.., d, "**"] if is_literal(d) => Some(d.to_string()),
+                // One unnamed directory below: `~/.oci/sessions/*/token`.
+                [.., d, "*"] if is_literal(d) => Some(d.to_string()),
                 _ => None,
             };
             let slot = out

@@ -183,9 +183,13 @@ fn literal_names_enter_the_name_filter_with_their_anchors() {
     let node = Node::new();
     let m = node.monitor("{}").unwrap();
     let w = &m.kernel;
-    let expected = HashMap::from([("app.token".to_string(), true), ("app.env".into(), false)]);
+    // srv/*/app.env: the kernel checks the grandparent too.
+    let expected = HashMap::from([("app.token".to_string(), true), ("app.env".into(), true)]);
     assert_eq!(w.names, expected, "globbed names (*.key) cannot be named");
-    assert_eq!(w.parent_names, HashSet::from(["conf".to_string()]));
+    assert_eq!(
+        w.parent_names,
+        HashSet::from(["conf".to_string(), "srv".to_string()])
+    );
     assert_eq!(
         w.name_lengths,
         (1 << "app.token".len()) | (1 << "app.env".len())
