@@ -95,7 +95,6 @@ pub fn run() -> Vec<Check> {
     );
 
     for (item, fs, target) in [
-        ("bpffs", "bpf", "/sys/fs/bpf"),
         ("tracefs", "tracefs", "/sys/kernel/tracing"),
         ("securityfs", "securityfs", "/sys/kernel/security"),
     ] {

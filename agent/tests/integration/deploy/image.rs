@@ -340,7 +340,6 @@ fn container_image_builds_offline_runs_doctor_and_runs_as_the_daemonset_would() 
     // 3. `proctor run` as the least-privilege DaemonSet runs it: same
     //    capabilities, seccomp, read-only root, host PID namespace, volumes
     //    and config. It must see a process started on the host.
-    ensure_host_mount("bpf", "/sys/fs/bpf");
     ensure_host_mount("tracefs", "/sys/kernel/tracing");
     let lp = rendering("overlays/least-privilege");
     let (args, notes) = podman_args_for(lp, scratch.path());

@@ -29,12 +29,6 @@ const METRICS_PORT: i64 = 9464;
 /// (mount path in the container, host path, read-only, why).
 const REQUIRED_HOST_MOUNTS: &[(&str, &str, bool, &str)] = &[
     (
-        "/sys/fs/bpf",
-        "/sys/fs/bpf",
-        false,
-        "bpffs (else the agent tries to mount it: CAP_SYS_ADMIN)",
-    ),
-    (
         "/sys/kernel/btf",
         "/sys/kernel/btf",
         true,
@@ -70,7 +64,16 @@ const REQUIRED_HOST_MOUNTS: &[(&str, &str, bool, &str)] = &[
         false,
         "state: inventory database",
     ),
-    ("/host", "/", true, "host root file system"),
+];
+
+/// Host paths the agent must not get: it pins nothing (bpffs), and reads
+/// other processes' files through /proc/<pid>/root with hostPID (`/`).
+const FORBIDDEN_HOST_PATHS: &[(&str, &str)] = &[
+    (
+        "/",
+        "the host's root file system (unused; readOnly is not recursive)",
+    ),
+    ("/sys/fs/bpf", "bpffs (nothing is pinned)"),
 ];
 
 // ------------------------------------------------- schema validation ----
@@ -345,7 +348,15 @@ fn check_common_daemonset(r: &Rendering) {
             }
         }
     }
-    for p in ["/host", "/var/lib/kubelet/pods"] {
+    for (p, why) in FORBIDDEN_HOST_PATHS {
+        if seq_at(spec, "volumes")
+            .iter()
+            .any(|v| str_at(v, "hostPath.path") == Some(p))
+        {
+            problems.push(format!("hostPath {p} must not be mounted: {why}"));
+        }
+    }
+    for p in ["/var/lib/kubelet/pods"] {
         if let Some((m, _)) = volume_for(r, p) {
             if str_at(m, "mountPropagation") != Some("HostToContainer") {
                 problems.push(format!("mount {p} must use mountPropagation HostToContainer (pod volumes mounted later must show)"));
@@ -555,49 +566,39 @@ fn daemonsets_give_the_agent_its_mounts_privileges_probes_and_resources() {
 fn rbac_namespace_service_and_servicemonitor_fit_together() {
     for r in renderings() {
         let n = &r.name;
-        // RBAC: get/list/watch pods and get the kubelet's pod list, nothing else.
+        // RBAC: get the kubelet's pod list; pods cluster-wide only with the
+        // API-server component.
         let role = r.one("ClusterRole");
         let rules = seq_at(role, "rules");
-        assert_eq!(
-            rules.len(),
-            2,
-            "{n}: ClusterRole must have two rules (pods, nodes/pods), has {rules:?}"
-        );
-        let set_of = |i: usize, k: &str| -> BTreeSet<&str> {
-            seq_at(&rules[i], k)
-                .iter()
-                .filter_map(Value::as_str)
-                .collect()
+        let rule = |i: usize| -> (BTreeSet<&str>, BTreeSet<&str>, BTreeSet<&str>) {
+            let set = |k: &str| -> BTreeSet<&str> {
+                seq_at(&rules[i], k)
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect()
+            };
+            (set("apiGroups"), set("resources"), set("verbs"))
         };
-        assert_eq!(
-            (
-                set_of(1, "apiGroups"),
-                set_of(1, "resources"),
-                set_of(1, "verbs")
-            ),
-            (
-                BTreeSet::from([""]),
-                BTreeSet::from(["nodes/pods"]),
-                BTreeSet::from(["get"])
-            ),
-            "{n}: the second ClusterRole rule must be get on nodes/pods (the kubelet's /pods), \
-             not nodes/proxy"
-        );
-        let set = |k: &str| set_of(0, k);
-        assert_eq!(
-            set("apiGroups"),
+        let kubelet = (
             BTreeSet::from([""]),
-            "{n}: ClusterRole apiGroups"
+            BTreeSet::from(["nodes/pods"]),
+            BTreeSet::from(["get"]),
         );
-        assert_eq!(
-            set("resources"),
+        let api_server = (
+            BTreeSet::from([""]),
             BTreeSet::from(["pods"]),
-            "{n}: ClusterRole resources"
-        );
-        assert_eq!(
-            set("verbs"),
             BTreeSet::from(["get", "list", "watch"]),
-            "{n}: ClusterRole verbs"
+        );
+        let want = if n.contains("components/api-server-pod-source") {
+            vec![kubelet, api_server]
+        } else {
+            vec![kubelet]
+        };
+        let got: Vec<_> = (0..rules.len()).map(rule).collect();
+        assert_eq!(
+            got, want,
+            "{n}: ClusterRole rules: get on nodes/pods (the kubelet's /pods, not nodes/proxy); \
+             pods get/list/watch only with components/api-server-pod-source"
         );
         let binding = r.one("ClusterRoleBinding");
         assert_eq!(

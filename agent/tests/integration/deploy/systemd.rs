@@ -88,7 +88,6 @@ fn systemd_unit_verifies_and_keeps_the_agent_boxed() {
         ("SystemCallArchitectures", "native"),
         ("StateDirectory", "proctor"),
         ("RuntimeDirectory", "proctor"),
-        ("ReadWritePaths", "/sys/fs/bpf"),
         ("MemoryMax", "256M"),
         ("Restart", "on-failure"),
     ];
