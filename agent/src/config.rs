@@ -23,6 +23,7 @@ pub struct Config {
     pub node_name: String,
     pub kernel: KernelConfig,
     pub hash: HashConfig,
+    pub health: HealthConfig,
     pub process_table: ProcessTableConfig,
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub status_interval: Duration,
@@ -73,6 +74,28 @@ pub struct HashConfig {
     pub max_file_bytes: u64,
     pub cache_entries: usize,
     pub workers: usize,
+    /// How long an event may wait for its process's hashes before it goes
+    /// out with `hash_status: "pending"` (the hash follows in `process_hash`).
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub emit_wait: Duration,
+}
+
+/// What `/healthz` calls a stalled pipeline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// The ring buffer not drained, or the emitter not advancing, for this
+    /// long makes `/healthz` fail.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub stall_after: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            stall_after: Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -91,6 +114,7 @@ impl Default for Config {
             node_name: String::new(),
             kernel: KernelConfig::default(),
             hash: HashConfig::default(),
+            health: HealthConfig::default(),
             process_table: ProcessTableConfig::default(),
             status_interval: Duration::from_secs(30),
             sinks: vec![SinkConfig::stdout()],
@@ -122,6 +146,7 @@ impl Default for HashConfig {
             max_file_bytes: 256 << 20,
             cache_entries: 16384,
             workers: 2,
+            emit_wait: Duration::from_millis(250),
         }
     }
 }
@@ -194,6 +219,25 @@ impl Config {
         }
         if self.hash.cache_entries == 0 {
             bail!("hash.cache_entries must be at least 1");
+        }
+        if self.hash.emit_wait < Duration::from_millis(1)
+            || self.hash.emit_wait > Duration::from_secs(5)
+        {
+            bail!(
+                "hash.emit_wait is {:?}; it must be between 1ms and 5s (events wait this long \
+                 for hashes, then go out with hash_status \"pending\")",
+                self.hash.emit_wait
+            );
+        }
+        let stall = self.health.stall_after;
+        if stall < Duration::from_secs(1) || stall > Duration::from_secs(600) {
+            bail!("health.stall_after is {stall:?}; it must be between 1s and 10m");
+        }
+        if stall <= self.hash.emit_wait + self.kernel.poll_interval {
+            bail!(
+                "health.stall_after ({stall:?}) must exceed hash.emit_wait plus \
+                 kernel.poll_interval, or a healthy pipeline would look stalled; raise it"
+            );
         }
         if self.status_interval < Duration::from_millis(100) {
             bail!("status_interval must be at least 100ms");
@@ -279,6 +323,8 @@ mod tests {
         assert_eq!(cfg.hash.max_file_bytes, code.hash.max_file_bytes);
         assert_eq!(cfg.hash.cache_entries, code.hash.cache_entries);
         assert_eq!(cfg.hash.workers, code.hash.workers);
+        assert_eq!(cfg.hash.emit_wait, code.hash.emit_wait);
+        assert_eq!(cfg.health.stall_after, code.health.stall_after);
         assert_eq!(cfg.process_table.exit_grace, code.process_table.exit_grace);
         assert_eq!(cfg.process_table.max_exited, code.process_table.max_exited);
         assert_eq!(cfg.status_interval, code.status_interval);
@@ -332,5 +378,25 @@ mod tests {
             msg.contains("/nonexistent/proctor.yaml") && msg.contains("--config"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn hash_emit_wait_and_stall_bound_are_validated() {
+        assert!(Config::parse("hash:\n  emit_wait: 1ms\n", "x").is_ok());
+        let zero = Config::parse("hash:\n  emit_wait: 0s\n", "x").unwrap_err();
+        assert!(format!("{zero:#}").contains("hash.emit_wait"), "{zero:#}");
+        let long = Config::parse("hash:\n  emit_wait: 6s\n", "x").unwrap_err();
+        assert!(
+            format!("{long:#}").contains("between 1ms and 5s"),
+            "{long:#}"
+        );
+        let tight =
+            Config::parse("hash:\n  emit_wait: 5s\nhealth:\n  stall_after: 5s\n", "x").unwrap_err();
+        assert!(
+            format!("{tight:#}").contains("health.stall_after"),
+            "{tight:#}"
+        );
+        let typo = Config::parse("health:\n  stall_afer: 5s\n", "x").unwrap_err();
+        assert!(format!("{typo:#}").contains("stall_afer"), "{typo:#}");
     }
 }

@@ -67,6 +67,9 @@ pub enum Kind {
     NetConnect,
     Finding,
     AgentStatus,
+    /// The hash of an exec whose `process_exec` went out with
+    /// `hash_status: "pending"` (see `hash.emit_wait`).
+    ProcessHash,
 }
 
 impl Kind {
@@ -78,6 +81,7 @@ impl Kind {
             Kind::NetConnect => "net_connect",
             Kind::Finding => "finding",
             Kind::AgentStatus => "agent_status",
+            Kind::ProcessHash => "process_hash",
         }
     }
 }
@@ -128,6 +132,13 @@ pub struct NetInfo {
     pub errno: Option<i32>,
     /// The outcome came from the TCP handshake of a non-blocking connect.
     pub async_result: bool,
+    /// connect | sendmsg (a datagram sent to an explicit address: UDP
+    /// `sendto`; its `result` says whether it was let out, not delivered).
+    pub operation: &'static str,
+    /// syscall (the connect(2) tracepoints) | socket_hook (the cgroup socket
+    /// hooks: datagrams, and connects made without connect(2) such as
+    /// io_uring's, whose result is success (attempted) or denied).
+    pub observed_by: &'static str,
 }
 
 /// A file, for `file_open` events and findings about files.
@@ -145,6 +156,16 @@ pub struct FileInfo {
     /// The path argument exactly as the process passed it. Empty for an open
     /// the LSM hook refused: that record comes from the hook, not the syscall.
     pub requested_path: String,
+    /// `io_uring` when the file was opened by an io_uring request
+    /// (`IORING_OP_OPENAT[2]`; `requested_path` is then empty); absent for
+    /// the open syscalls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<&'static str>,
+    /// For a file of a pod's Secret or projected volume: the Kubernetes
+    /// Secret key it holds (`k8s:<namespace>/<secret>/<key>`), so that the
+    /// open names the Secret even where no finding follows (a write).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_id: Option<String>,
 }
 
 /// Finding rule ids (a contract, see DESIGN.md). They live with the event
@@ -160,9 +181,10 @@ pub mod rule {
     pub const IDENTITY_FORGERY: &str = "identity-forgery";
     pub const SECRET_STALE: &str = "secret-stale";
     pub const SECRET_DECOY: &str = "secret-decoy";
+    pub const SECRET_IO_URING: &str = "secret-io-uring";
 
-    /// Every rule id, in the order DESIGN.md lists them.
-    pub const ALL: [&str; 9] = [
+    /// Every rule id, in the order DESIGN.md lists them (additions last).
+    pub const ALL: [&str; 10] = [
         SECRET_READ,
         SECRET_ENV,
         SECRET_REPLAY,
@@ -172,6 +194,7 @@ pub mod rule {
         IDENTITY_FORGERY,
         SECRET_STALE,
         SECRET_DECOY,
+        SECRET_IO_URING,
     ];
 }
 
@@ -206,6 +229,28 @@ pub struct SecretInfo {
     /// Environment variable name, for secret-env.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub variable: Option<String>,
+    /// The Kubernetes Secret (or service-account token) it is, for files of
+    /// the kubelet's Secret and projected volumes and `secretKeyRef` variables.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k8s: Option<K8sSecretRef>,
+}
+
+/// A Kubernetes Secret key as a pod receives it; never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct K8sSecretRef {
+    pub namespace: Option<String>,
+    /// The Secret's name; for a service-account token, the service account's.
+    pub name: String,
+    pub key: String,
+    /// The pod the file or variable belongs to.
+    pub pod_uid: String,
+    pub pod: Option<String>,
+    /// The pod's volume holding the file (none for a variable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
+    /// Where containers see the file: `<container>:<mount path>/<key>`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub in_pod_paths: Vec<String>,
 }
 
 /// What the finding rests on: identifiers of the events and processes involved.
@@ -226,6 +271,14 @@ pub struct Evidence {
     /// Why severity was raised above the rule's default, if it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub escalation: Option<String>,
+    /// Why the finding was raised where the rule has more than one cause
+    /// (identity-forgery: why the claim was refused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// secret-read by an expected client: `package:path` of the installed
+    /// program the exec'd file was proven to be.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_client: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

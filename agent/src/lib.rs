@@ -27,8 +27,12 @@ pub mod kernel;
 mod net;
 mod paths;
 mod pipeline;
+mod private_files;
 mod redact;
+mod safe_open;
 pub mod secrets;
+mod sync;
 #[cfg(test)]
 mod testdata;
 mod token_shapes;
+mod unix_names;

@@ -122,7 +122,7 @@ pub fn event_with(kind: Kind, process: Process) -> Event {
         suppressed: None,
     };
     match kind {
-        Kind::ProcessExec => {}
+        Kind::ProcessExec | Kind::ProcessHash => {}
         Kind::ProcessExit => {
             ev.exit = Some(ExitInfo {
                 code: Some(3),
@@ -150,6 +150,8 @@ pub fn file(path: &str) -> FileInfo {
         flags: libc::O_RDONLY as u32 | libc::O_CLOEXEC as u32,
         access: "read",
         requested_path: "../.aws/credentials".into(),
+        via: None,
+        secret_id: None,
     }
 }
 
@@ -163,6 +165,8 @@ pub fn net(result: &'static str, errno: Option<i32>) -> NetInfo {
         result,
         errno,
         async_result: false,
+        operation: "connect",
+        observed_by: "syscall",
     }
 }
 
@@ -180,6 +184,7 @@ pub fn finding(rule: &'static str, severity: Severity) -> Finding {
             fingerprint: Some(FINGERPRINT.into()),
             path: Some("/home/alice/.aws/credentials".into()),
             variable: None,
+            k8s: None,
         }),
         evidence: Evidence {
             exec_ids: vec![EXEC_ID.into(), PARENT_EXEC_ID.into()],
@@ -192,13 +197,14 @@ pub fn finding(rule: &'static str, severity: Severity) -> Finding {
     }
 }
 
-pub const KINDS: [Kind; 6] = [
+pub const KINDS: [Kind; 7] = [
     Kind::ProcessExec,
     Kind::ProcessExit,
     Kind::FileOpen,
     Kind::NetConnect,
     Kind::Finding,
     Kind::AgentStatus,
+    Kind::ProcessHash,
 ];
 
 /// One event of every kind, then the awkward variants: a bare-host
@@ -260,6 +266,7 @@ pub fn all_kinds() -> Vec<Event> {
             fingerprint: None,
             path: None,
             variable: Some("AWS_SECRET_ACCESS_KEY".into()),
+            k8s: None,
         }),
         ..finding("secret-env", Severity::Medium)
     });

@@ -20,8 +20,10 @@ pub const KIND_FILE_OPEN: u32 = 4;
 pub const KIND_CONNECT: u32 = 5;
 /// Slot of the SENT counters that counts connects suppressed as repeats.
 pub const CONNECT_DEDUP_SLOT: u32 = 7;
+/// An io_uring request of an opcode this process had not submitted before.
+pub const KIND_IO_URING: u32 = 8;
 /// Number of slots in the per-CPU counter arrays (indexed by kind).
-pub const KIND_SLOTS: u32 = 8;
+pub const KIND_SLOTS: u32 = 9;
 
 /// Path components kept by the in-kernel dentry walk, and bytes per component.
 pub const PATH_COMPONENTS: usize = 24;
@@ -49,9 +51,15 @@ pub const OPEN_SYSCALL_OPENAT: u32 = 1;
 pub const OPEN_SYSCALL_OPENAT2: u32 = 2;
 pub const OPEN_SYSCALL_OPEN: u32 = 3;
 pub const OPEN_SYSCALL_CREAT: u32 = 4;
+/// `IORING_OP_OPENAT`/`IORING_OP_OPENAT2`, seen at completion: no syscall
+/// arguments to read, the path comes from the dentry walk alone.
+pub const OPEN_SYSCALL_IO_URING: u32 = 5;
 
 /// `FMODE_READ` in `file->f_mode`: the open can read.
 pub const FMODE_READ: u32 = 0x1;
+/// The file-type bits of `inode.i_mode`, and their value for a regular file.
+pub const S_IFMT: u16 = 0o170000;
+pub const S_IFREG: u16 = 0o100000;
 pub const FMODE_WRITE: u32 = 0x2;
 
 /// Bytes of a Unix socket path kept (sun_path is 108).
@@ -82,8 +90,19 @@ pub struct ConnectEvent {
     /// IPv4 in the first 4 bytes, or IPv6.
     pub addr: [u8; 16],
     pub path: [u8; UNIX_PATH_LEN],
-    pub _pad: [u8; 4],
+    /// Which hook saw it: one of the `CONNECT_ORIGIN_*` values.
+    pub origin: u32,
 }
+
+/// connect(2), from the syscall tracepoints.
+pub const CONNECT_ORIGIN_SYSCALL: u32 = 0;
+/// A connect that did not come through connect(2) (io_uring
+/// `IORING_OP_CONNECT`, in-kernel callers), from the cgroup connect4/6 hook.
+/// `result` is 0 (attempted) or -EPERM (refused by block-egress).
+pub const CONNECT_ORIGIN_SOCKET_HOOK: u32 = 1;
+/// A datagram sent to an explicit address (`sendto`/`sendmsg` on an
+/// unconnected UDP socket, io_uring included), from the cgroup sendmsg4/6 hook.
+pub const CONNECT_ORIGIN_SENDMSG: u32 = 2;
 
 /// Key of the per-process connect de-duplication map.
 #[repr(C)]
@@ -94,7 +113,9 @@ pub struct ConnectKey {
     pub port: u16,
     /// 1 when the connect succeeded or is in progress, 0 when it failed.
     pub ok: u32,
-    pub _pad: u32,
+    /// IPPROTO_* of the socket: a UDP send and a TCP connect to the same
+    /// address are different destinations.
+    pub protocol: u32,
     pub addr: [u8; 16],
 }
 
@@ -270,6 +291,8 @@ pub struct Offsets {
     pub inode_ino: u32,
     pub inode_sb: u32,
     pub inode_size: u32,
+    /// `inode.i_mode` (u16: file type and permission bits).
+    pub inode_mode: u32,
     pub inode_nlink: u32,
     pub inode_mtime_sec: u32,
     pub inode_mtime_nsec: u32,
@@ -339,6 +362,7 @@ impl Offsets {
         inode_ino: OFFSET_MISSING,
         inode_sb: OFFSET_MISSING,
         inode_size: OFFSET_MISSING,
+        inode_mode: OFFSET_MISSING,
         inode_nlink: OFFSET_MISSING,
         inode_mtime_sec: OFFSET_MISSING,
         inode_mtime_nsec: OFFSET_MISSING,
@@ -373,6 +397,60 @@ impl Offsets {
         mm_exe_file: OFFSET_MISSING,
     };
 }
+
+/// Emitted from `tp_btf/io_uring_submit_req` the first time a process
+/// submits a request of a given opcode (de-duplicated in the kernel).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct IoUringEvent {
+    pub hdr: EventHeader,
+    pub pid: u32,
+    pub tgid: u32,
+    pub uid: u32,
+    /// `IORING_OP_*`.
+    pub opcode: u32,
+    pub cgroup_id: u64,
+    /// `struct io_ring_ctx *`: tells one ring from another.
+    pub ctx: u64,
+    pub user_data: u64,
+}
+
+/// Key of the per-process io_uring opcode de-duplication map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct IoUringKey {
+    pub tgid: u32,
+    pub opcode: u32,
+}
+
+/// Offsets of io_uring's request struct, resolved from BTF like [`Offsets`];
+/// separate so that a kernel without io_uring loads everything else.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IoUringOffsets {
+    /// `io_kiocb.opcode` (u8).
+    pub req_opcode: u32,
+    /// `io_kiocb.ctx`.
+    pub req_ctx: u32,
+    /// `io_kiocb.cqe.user_data`.
+    pub req_user_data: u32,
+    /// `io_open.file_slot` within the request (`io_kiocb.cmd` + its offset):
+    /// non-zero when the open went to a fixed-file slot, not an fd.
+    pub open_file_slot: u32,
+}
+
+impl IoUringOffsets {
+    pub const UNSET: Self = Self {
+        req_opcode: OFFSET_MISSING,
+        req_ctx: OFFSET_MISSING,
+        req_user_data: OFFSET_MISSING,
+        open_file_slot: OFFSET_MISSING,
+    };
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain-old-data, repr(C), every bit pattern valid.
+unsafe impl aya::Pod for IoUringOffsets {}
 
 #[cfg(feature = "user")]
 // SAFETY: plain-old-data, repr(C), every bit pattern valid.

@@ -3,7 +3,10 @@
 //! reported with its real outcome, not "in progress".
 //!
 //! Repeated connects by one process to one destination are counted in the
-//! kernel and reported once.
+//! kernel and reported once. The cgroup sock_addr hooks (see `egress.rs`)
+//! report through [`on_socket_hook`] what the syscall tracepoints cannot see:
+//! datagrams sent to an explicit address and connects issued without
+//! connect(2) (io_uring), with the same de-duplication.
 
 use aya_ebpf::{
     helpers::{
@@ -12,9 +15,12 @@ use aya_ebpf::{
     },
     macros::{btf_tracepoint, map, tracepoint},
     maps::{HashMap, LruHashMap},
-    programs::{BtfTracePointContext, TracePointContext},
+    programs::{BtfTracePointContext, SockAddrContext, TracePointContext},
 };
-use proctor_common::{ConnectEvent, ConnectKey, CONNECT_DEDUP_SLOT, KIND_CONNECT, UNIX_PATH_LEN};
+use proctor_common::{
+    ConnectEvent, ConnectKey, CONNECT_DEDUP_SLOT, CONNECT_ORIGIN_SOCKET_HOOK, KIND_CONNECT,
+    UNIX_PATH_LEN,
+};
 
 use crate::{bump, off, read, read_ptr, submit_flags, DROPS, EVENTS, SENT};
 
@@ -25,8 +31,11 @@ const EINPROGRESS: i64 = 115;
 const TCP_ESTABLISHED: i32 = 1;
 const TCP_SYN_SENT: i32 = 2;
 const ECONNREFUSED: i32 = 111;
+const EPERM: i32 = 1;
 
-/// connect(2) arguments between enter and exit, by thread.
+/// connect(2) arguments between enter and exit, by thread. The cgroup
+/// connect hook also reads it: a thread found here is inside connect(2),
+/// which the tracepoints report.
 #[map]
 static CONNECT_ARGS: HashMap<u64, ConnectEvent> = HashMap::with_max_entries(16384, 0);
 
@@ -117,19 +126,10 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
         family: args.family,
         port: args.port,
         ok: (ret == 0 || ret == -EINPROGRESS) as u32,
-        _pad: 0,
+        protocol: args.protocol as u32,
         addr: args.addr,
     };
-    let new_destination = match CONNECT_SEEN.get_ptr_mut(seen) {
-        Some(count) => {
-            unsafe { *count += 1 };
-            false
-        }
-        None => {
-            let _ = CONNECT_SEEN.insert(seen, 1, 0);
-            true
-        }
-    };
+    let new_destination = first_time(&seen);
     // Unix sockets have no useful destination key: report each path once per process too.
     if !new_destination {
         bump(&SENT, CONNECT_DEDUP_SLOT);
@@ -149,6 +149,100 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     }
     let _ = CONNECT_ARGS.remove(key);
     0
+}
+
+/// Counts a use of `seen`; true the first time (the caller reports it).
+#[inline(always)]
+fn first_time(seen: &ConnectKey) -> bool {
+    match CONNECT_SEEN.get_ptr_mut(seen) {
+        Some(count) => {
+            unsafe { *count += 1 };
+            false
+        }
+        None => {
+            let _ = CONNECT_SEEN.insert(seen, 1, 0);
+            true
+        }
+    }
+}
+
+/// A cgroup sock_addr hook saw a connect or a datagram send. `origin` says
+/// which; `refused` that block-egress returned EPERM; `V6` which hook family
+/// runs (the verifier lets a v4 hook read only `user_ip4`, a v6 hook only
+/// `user_ip6`, even on a branch never taken). A connect made through
+/// connect(2) is left to the tracepoints, which also know its outcome.
+#[inline(always)]
+pub(crate) fn on_socket_hook<const V6: bool>(ctx: &SockAddrContext, origin: u32, refused: bool) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if origin == CONNECT_ORIGIN_SOCKET_HOOK && unsafe { CONNECT_ARGS.get(pid_tgid) }.is_some() {
+        return;
+    }
+    let sa = ctx.sock_addr;
+    // The verifier accepts only 4-byte loads at constant offsets from the
+    // unmodified context pointer: every field is loaded once, volatile, so
+    // the compiler cannot merge them into pointer arithmetic.
+    let field = |f: *const u32| unsafe { core::ptr::read_volatile(f) };
+    let (family, port, protocol, sock_type) = unsafe {
+        (
+            field(&raw const (*sa).user_family) as u16,
+            field(&raw const (*sa).user_port),
+            field(&raw const (*sa).protocol),
+            field(&raw const (*sa).type_),
+        )
+    };
+    // The words are in network order already.
+    let words: [u32; 4] = unsafe {
+        if V6 {
+            [
+                field(&raw const (*sa).user_ip6[0]),
+                field(&raw const (*sa).user_ip6[1]),
+                field(&raw const (*sa).user_ip6[2]),
+                field(&raw const (*sa).user_ip6[3]),
+            ]
+        } else {
+            [field(&raw const (*sa).user_ip4), 0, 0, 0]
+        }
+    };
+    if family != if V6 { AF_INET6 } else { AF_INET } {
+        return;
+    }
+    let addr: [u8; 16] = unsafe { core::mem::transmute(words) };
+    // user_port holds the network-order port in its low 16 bits.
+    let port = u16::from_be(port as u16);
+    let seen = ConnectKey {
+        tgid: (pid_tgid >> 32) as u32,
+        family,
+        port,
+        ok: !refused as u32,
+        protocol,
+        addr,
+    };
+    if !first_time(&seen) {
+        bump(&SENT, CONNECT_DEDUP_SLOT);
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<ConnectEvent>(0) else {
+        bump(&DROPS, KIND_CONNECT);
+        return;
+    };
+    let out = unsafe { &mut *entry.as_mut_ptr() };
+    out.hdr = crate::process::header(KIND_CONNECT);
+    out.pid = pid_tgid as u32;
+    out.tgid = seen.tgid;
+    out.uid = bpf_get_current_uid_gid() as u32;
+    out.fd = -1;
+    out.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    out.result = if refused { -EPERM } else { 0 };
+    out.family = family;
+    out.port = port;
+    out.protocol = protocol as u16;
+    out.sock_type = sock_type as u16;
+    out.deferred = 0;
+    out.addr = addr;
+    out.path[0] = 0;
+    out.origin = origin;
+    entry.submit(submit_flags());
+    bump(&SENT, KIND_CONNECT);
 }
 
 #[inline(always)]

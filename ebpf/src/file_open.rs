@@ -4,7 +4,9 @@
 //! opens of watched files (by inode, by their directory's inode, or by
 //! basename) produce a record. The record carries the opened file's identity
 //! from its `struct file` and its path from a walk of the dentry chain (so
-//! `..`, relative paths, dirfds and symlinks are already resolved).
+//! `..`, relative paths, dirfds and symlinks are already resolved). Only
+//! regular files are reported: a FIFO or device named like a secret costs no
+//! record, and gives the agent nothing to open that could block it.
 
 use aya_ebpf::{
     helpers::{
@@ -19,8 +21,8 @@ use aya_ebpf::{
 use proctor_common::{
     AllowKey, FileOpenEvent, InodeKey, COMPONENT_LEN, FMODE_READ, KIND_FILE_OPEN, LSM_DENIED_SLOT,
     MATCH_DIR, MATCH_INODE, MATCH_NAME, NAME_KEY_LEN, NAME_NEEDS_ANCHOR, OPEN_FLAG_DENIED,
-    OPEN_FLAG_KILLED, OPEN_FLAG_PATH_TRUNCATED, OPEN_SYSCALL_CREAT, OPEN_SYSCALL_OPEN,
-    OPEN_SYSCALL_OPENAT, OPEN_SYSCALL_OPENAT2,
+    OPEN_FLAG_KILLED, OPEN_FLAG_PATH_TRUNCATED, OPEN_SYSCALL_CREAT, OPEN_SYSCALL_IO_URING,
+    OPEN_SYSCALL_OPEN, OPEN_SYSCALL_OPENAT, OPEN_SYSCALL_OPENAT2, S_IFMT, S_IFREG,
 };
 
 use crate::{bump, off, read, read_ptr, submit_flags, DROPS, EVENTS, SENT};
@@ -108,6 +110,13 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) {
     if ret < 0 {
         return;
     }
+    on_opened(ret, syscall);
+}
+
+/// `fd` was just opened by the current process (by `syscall`): reported
+/// when the file is watched. Also the io_uring completion path.
+#[inline(always)]
+pub(crate) fn on_opened(ret: i64, syscall: u32) {
     if current_is_agent() {
         return;
     }
@@ -134,6 +143,10 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) {
             None => return,
         }
     };
+    // Checked on a match only: the common unwatched open pays nothing for it.
+    if !unsafe { opened.is_regular() } {
+        return;
+    }
 
     opened.f_mode = unsafe { read::<u32>(file, off!(file_f_mode)) };
     let killed = opened.f_mode & FMODE_READ != 0 && unsafe { enforce_kill(task, dev, ino) };
@@ -144,6 +157,7 @@ fn on_open_exit(ctx: &TracePointContext, syscall: u32) {
 /// The file an open produced (or, in the LSM hook, is about to produce).
 struct Opened {
     file: *const u8,
+    inode: *const u8,
     dentry: *const u8,
     dev: u32,
     ino: u64,
@@ -160,6 +174,7 @@ impl Opened {
             let sb = read_ptr(inode, off!(inode_sb));
             Opened {
                 file,
+                inode,
                 dentry: read_ptr(file, off!(file_dentry)),
                 dev: read::<u32>(sb, off!(sb_dev)),
                 ino: read::<u64>(inode, off!(inode_ino)),
@@ -167,12 +182,19 @@ impl Opened {
             }
         }
     }
+
+    /// Whether the inode is a regular file (not a FIFO, socket, device or directory).
+    #[inline(always)]
+    unsafe fn is_regular(&self) -> bool {
+        let mode = unsafe { read::<u16>(self.inode, off!(inode_mode)) };
+        mode & S_IFMT == S_IFREG
+    }
 }
 
 /// The agent's own opens of secrets (fingerprinting, discovery) are neither
 /// reported nor refused.
 #[inline(always)]
-fn current_is_agent() -> bool {
+pub(crate) fn current_is_agent() -> bool {
     let agent = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(crate::AGENT_TGID)) };
     (bpf_get_current_pid_tgid() >> 32) as u32 == agent
 }
@@ -213,7 +235,7 @@ unsafe fn emit_open(
     ev.f_mode = o.f_mode;
     unsafe {
         ev.f_flags = read::<u32>(o.file, off!(file_f_flags));
-        if syscall != 0 {
+        if syscall != 0 && syscall != OPEN_SYSCALL_IO_URING {
             fill_args(ev, task, syscall);
         } else {
             ev.dfd = -100;
@@ -447,7 +469,9 @@ pub fn deny_file_open(ctx: aya_ebpf::programs::LsmContext) -> i32 {
     let Some(rule) = (unsafe { DENY_INODES.get(key(dev, ino)) }).copied() else {
         return 0;
     };
-    if current_is_agent() {
+    // As in the tracepoint: only regular files are secrets; a denied inode
+    // number reused by a FIFO is not refused.
+    if current_is_agent() || !unsafe { opened.is_regular() } {
         return 0;
     }
     let task = unsafe { bpf_get_current_task_btf() } as *const u8;

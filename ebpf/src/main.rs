@@ -8,6 +8,7 @@ mod connect;
 mod egress;
 mod feature_probes;
 mod file_open;
+mod io_uring;
 mod process;
 
 use aya_ebpf::{

@@ -59,6 +59,16 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "make",
     "libc6-dev",
     "linux-perf",
+    // The clean-day tests: the real owners of shadow, SSH keys and git
+    // credentials (su, runuser, passwd, chage, useradd, ssh-keygen, git).
+    "passwd",
+    "login",
+    "util-linux",
+    "openssh-client",
+    "git",
+    // promtool: `check rules` and `test rules` on the alert rules
+    // (observability tests).
+    "prometheus",
 ];
 /// PyPI packages the tests use, installed with the `python3` on PATH.
 pub const PYPI_PACKAGES: &[(&str, &str)] =

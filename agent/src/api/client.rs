@@ -55,7 +55,8 @@ pub async fn connect(socket: &Path) -> Result<Channel> {
                 "is `proctor run` running, with the API enabled (api.enabled) on this socket?"
             }
             std::io::ErrorKind::PermissionDenied => {
-                "the socket is for root (and api.group) only: run as root, or ask for api.group"
+                "the socket is for root and the agent's api.group only: run as root, or ask for \
+                 api.group (every service) or api.services.<service> (one service)"
             }
             _ => "",
         };
@@ -172,12 +173,27 @@ pub async fn print_events(socket: &Path, query: EventQuery, mut out: impl Write)
 pub async fn inventory(socket: &Path) -> Result<serde_json::Value> {
     let mut c = InventoryClient::new(connect(socket).await?);
     let json = c
-        .list(ListRequest {})
+        .list(ListRequest::default())
         .await
         .map_err(call_error)?
         .into_inner()
         .json;
     serde_json::from_str(&json).context("the agent sent an inventory that is not JSON")
+}
+
+/// The blast radius of the secrets `secret` names (path, catalog id or
+/// fingerprint) from the agent: a JSON array, empty when none matches.
+pub async fn blast_radius(socket: &Path, secret: &str) -> Result<serde_json::Value> {
+    let mut c = InventoryClient::new(connect(socket).await?);
+    let json = c
+        .list(ListRequest {
+            secret: secret.to_string(),
+        })
+        .await
+        .map_err(call_error)?
+        .into_inner()
+        .json;
+    serde_json::from_str(&json).context("the agent sent a blast radius that is not JSON")
 }
 
 /// An identity as JSON (`proctor attest --json`).

@@ -108,13 +108,14 @@ pub struct Filter {
     pub min_severity: Option<Severity>,
 }
 
-pub const KIND_NAMES: [(&str, Kind); 6] = [
+pub const KIND_NAMES: [(&str, Kind); 7] = [
     ("process_exec", Kind::ProcessExec),
     ("process_exit", Kind::ProcessExit),
     ("file_open", Kind::FileOpen),
     ("net_connect", Kind::NetConnect),
     ("finding", Kind::Finding),
     ("agent_status", Kind::AgentStatus),
+    ("process_hash", Kind::ProcessHash),
 ];
 
 const SEVERITIES: [(&str, Severity); 5] = [

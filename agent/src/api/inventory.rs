@@ -17,14 +17,24 @@ pub struct InventoryService {
 }
 
 impl InventoryService {
-    /// The inventory items as a JSON array.
-    pub async fn list_json(&self) -> Result<String, Status> {
+    /// The inventory items as a JSON array; with `secret`, the blast radius
+    /// of the secrets it names (path, catalog id or fingerprint).
+    pub async fn list_json(&self, secret: Option<String>) -> Result<String, Status> {
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
             let store = InventoryStore::open_read_only(&path).map_err(store_status)?;
-            let items = store.items(crate::clock::now_ns()).map_err(store_status)?;
-            serde_json::to_string(&items)
-                .map_err(|e| Status::internal(format!("cannot serialize the inventory: {e}")))
+            let now = crate::clock::now_ns();
+            let json = match secret {
+                Some(key) => store
+                    .blast_radius(&key, now)
+                    .map_err(store_status)
+                    .map(|found| serde_json::to_string(&found))?,
+                None => store
+                    .items(now)
+                    .map_err(store_status)
+                    .map(|items| serde_json::to_string(&items))?,
+            };
+            json.map_err(|e| Status::internal(format!("cannot serialize the inventory: {e}")))
         })
         .await
         .map_err(|e| Status::internal(format!("inventory reader failed: {e}")))?
@@ -43,9 +53,10 @@ fn store_status(e: StoreError) -> Status {
 
 #[tonic::async_trait]
 impl inventory_server::Inventory for InventoryService {
-    async fn list(&self, _: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+    async fn list(&self, req: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+        let secret = Some(req.into_inner().secret).filter(|s| !s.is_empty());
         Ok(Response::new(ListResponse {
-            json: self.list_json().await?,
+            json: self.list_json(secret).await?,
         }))
     }
 }

@@ -6,9 +6,12 @@
 //! `grpc.health.v1.Health`.
 //!
 //! Access: the socket is mode 0600 (0660 with `group`), and every call is
-//! checked against the caller's kernel credentials (`SO_PEERCRED`, taken when
-//! the connection is accepted): callers whose uid is not in `allow_uids` and
-//! whose gids are not in `allow_gids` (nor the `group`) get PERMISSION_DENIED.
+//! checked against the caller's kernel credentials (`SO_PEERCRED` and
+//! `SO_PEERGROUPS`, taken when the connection is accepted). `allow_uids`,
+//! `allow_gids` and `group` admit a caller to every service;
+//! `services.<name>` admits it to that one only (an identity server needs
+//! Attestation, not every user's command lines from Events and Inventory).
+//! Anyone else gets PERMISSION_DENIED.
 
 use std::{path::PathBuf, sync::Arc, sync::Mutex, time::Duration};
 
@@ -57,6 +60,8 @@ pub struct ApiConfig {
     pub allow_uids: Vec<u32>,
     /// Caller gids allowed (effective or supplementary gid of the caller).
     pub allow_gids: Vec<u32>,
+    /// Callers admitted to one service only.
+    pub services: ServiceAccess,
     /// How long Attest waits for the binary's hash before answering without
     /// the sha256 selectors (hash_status "pending").
     #[serde(deserialize_with = "crate::duration::deserialize")]
@@ -74,8 +79,62 @@ impl Default for ApiConfig {
             group: None,
             allow_uids: vec![0],
             allow_gids: Vec::new(),
+            services: ServiceAccess::default(),
             hash_wait: Duration::from_secs(2),
             recent_events: 1024,
+        }
+    }
+}
+
+/// `api.services`: callers admitted to one service and no other.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceAccess {
+    pub attestation: ServiceAllow,
+    pub events: ServiceAllow,
+    pub inventory: ServiceAllow,
+}
+
+/// The uids and gids of one `api.services` entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceAllow {
+    pub allow_uids: Vec<u32>,
+    pub allow_gids: Vec<u32>,
+}
+
+impl ServiceAccess {
+    /// Whether any service admits callers of its own.
+    pub fn names_callers(&self) -> bool {
+        [&self.attestation, &self.events, &self.inventory]
+            .iter()
+            .any(|a| !a.allow_uids.is_empty() || !a.allow_gids.is_empty())
+    }
+}
+
+impl ServiceAllow {
+    fn list(&self) -> peer::AllowList {
+        peer::AllowList {
+            uids: self.allow_uids.iter().copied().collect(),
+            gids: self.allow_gids.iter().copied().collect(),
+        }
+    }
+}
+
+impl ApiConfig {
+    /// The allow lists of every service; `group_gid` is `group` resolved.
+    pub fn access(&self, group_gid: Option<u32>) -> peer::Access {
+        let mut all = ServiceAllow {
+            allow_uids: self.allow_uids.clone(),
+            allow_gids: self.allow_gids.clone(),
+        }
+        .list();
+        all.gids.extend(group_gid);
+        peer::Access {
+            all,
+            attestation: self.services.attestation.list(),
+            events: self.services.events.list(),
+            inventory: self.services.inventory.list(),
         }
     }
 }
@@ -113,6 +172,18 @@ mod tests {
         assert_eq!(c.hash_wait, Duration::from_millis(500));
         let e = serde_yaml_ng::from_str::<ApiConfig>("alow_uids: [1]\n").unwrap_err();
         assert!(e.to_string().contains("alow_uids"), "{e}");
+        let c: ApiConfig = serde_yaml_ng::from_str(
+            "services:\n  attestation:\n    allow_uids: [1000]\n    allow_gids: [77]\n",
+        )
+        .unwrap();
+        let access = c.access(Some(5));
+        assert_eq!(access.attestation.uids, [1000].into());
+        assert_eq!(access.attestation.gids, [77].into());
+        assert!(access.events.uids.is_empty());
+        assert_eq!(access.all.gids, [5].into());
+        let e = serde_yaml_ng::from_str::<ApiConfig>("services:\n  event:\n    allow_uids: [1]\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("event"), "{e}");
         let e = serde_yaml_ng::from_str::<ApiConfig>("hash_wait: soon\n").unwrap_err();
         assert!(e.to_string().contains("invalid duration"), "{e}");
     }

@@ -8,7 +8,8 @@
 //!   deleted binaries), `sha256:HEX` (only when the hash of the exec'd file
 //!   version is known and the file was not modified since).
 //! - `k8s` (as SPIRE's k8s attestor), when the pod is known: `pod-uid:`
-//!   (from the cgroup path alone), and once pod metadata names them `ns:`,
+//!   (from a cgroup the kubelet made, confirmed by the pod list when one
+//!   is available: `identity::container`), and once pod metadata names them `ns:`,
 //!   `sa:`, `pod-name:`, `pod-label:KEY:VALUE` (one per label),
 //!   `container-name:`, `container-image:` (the image as the pod spec names
 //!   it, and again its `imageID` digest reference when the runtime reports one).
@@ -16,8 +17,6 @@
 //!   `binary-unmodified:true|false`, `fileless:`, `deleted:`,
 //!   `script-path:`, `script-sha256:HEX`, `parent-sha256:HEX`, `cgroup:PATH`,
 //!   `container-id:ID`, `container-runtime:NAME`.
-
-use std::collections::HashMap;
 
 use crate::{
     api::pb::{Identity, Integrity, Selector},
@@ -44,59 +43,7 @@ impl Creds {
     }
 }
 
-/// `name -> id` and `id -> name` from a passwd- or group-format file.
-#[derive(Debug, Default)]
-pub struct NameDb {
-    by_id: HashMap<u32, String>,
-    by_name: HashMap<String, u32>,
-}
-
-impl NameDb {
-    /// Parses `/etc/passwd` / `/etc/group` lines (`name:x:id:...`); the first
-    /// entry for an id or a name wins, as getpwuid/getpwnam do. Bad lines are skipped.
-    pub fn parse(text: &str) -> Self {
-        let mut db = Self::default();
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let mut f = line.split(':');
-            let (Some(name), Some(_), Some(id)) = (f.next(), f.next(), f.next()) else {
-                continue;
-            };
-            let Ok(id) = id.parse::<u32>() else { continue };
-            if name.is_empty() {
-                continue;
-            }
-            db.by_id.entry(id).or_insert_with(|| name.to_string());
-            db.by_name.entry(name.to_string()).or_insert(id);
-        }
-        db
-    }
-
-    pub fn load(path: &str) -> Self {
-        std::fs::read_to_string(path)
-            .map(|t| Self::parse(&t))
-            .unwrap_or_default()
-    }
-
-    pub fn name(&self, id: u32) -> Option<&str> {
-        self.by_id.get(&id).map(String::as_str)
-    }
-
-    pub fn id(&self, name: &str) -> Option<u32> {
-        self.by_name.get(name).copied()
-    }
-}
-
-/// A group given by name or number, resolved against /etc/group.
-pub fn resolve_group(group: &str) -> Option<u32> {
-    group
-        .parse::<u32>()
-        .ok()
-        .or_else(|| NameDb::load("/etc/group").id(group))
-}
+pub use crate::unix_names::{resolve_group, NameDb};
 
 /// Every selector kind [`selectors`] emits, per selector type: the part of a
 /// value before its first `:`. Registration entries (SPIRE) can only match

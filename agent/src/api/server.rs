@@ -5,12 +5,13 @@ use std::{
     io,
     os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt},
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
 use anyhow::{bail, Context as _, Result};
 use tokio::{net::UnixListener, sync::watch};
-use tonic::{service::InterceptorLayer, transport::Server};
+use tonic::{service::interceptor::InterceptedService, transport::Server};
 
 use crate::api::{
     attest::AttestationService,
@@ -20,7 +21,7 @@ use crate::api::{
         attestation_server::AttestationServer, events_server::EventsServer,
         inventory_server::InventoryServer,
     },
-    peer::{self, AllowList, PeerStream},
+    peer::{self, Access, PeerStream, Service},
     selectors::resolve_group,
     ApiConfig, ApiHandles,
 };
@@ -30,7 +31,7 @@ use crate::api::{
 pub struct ApiServer {
     cfg: ApiConfig,
     listener: UnixListener,
-    allow: AllowList,
+    access: Arc<Access>,
     /// (dev, inode) of the socket file we created, to remove only ours.
     socket_id: (u64, u64),
 }
@@ -114,7 +115,15 @@ impl ApiServer {
             let staged = tmp.join(&name);
             let l = std::os::unix::net::UnixListener::bind(&staged)
                 .with_context(|| format!("bind the api socket {}", staged.display()))?;
-            let mode = if gid.is_some() { 0o660 } else { 0o600 };
+            // Per-service callers are not the socket's owner or group: the
+            // socket admits everyone and the peer check decides.
+            let mode = if cfg.services.names_callers() {
+                0o666
+            } else if gid.is_some() {
+                0o660
+            } else {
+                0o600
+            };
             std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))
                 .with_context(|| format!("chmod {:o} {}", mode, staged.display()))?;
             if let Some(g) = gid {
@@ -131,15 +140,11 @@ impl ApiServer {
             .with_context(|| format!("stat the api socket {}", path.display()))?;
         listener.set_nonblocking(true)?;
         let listener = UnixListener::from_std(listener).context("register the api socket")?;
-        let mut allow = AllowList {
-            uids: cfg.allow_uids.iter().copied().collect(),
-            gids: cfg.allow_gids.iter().copied().collect(),
-        };
-        allow.gids.extend(gid);
+        let access = Arc::new(cfg.access(gid));
         Ok(Self {
             cfg,
             listener,
-            allow,
+            access,
             socket_id: (meta.dev(), meta.ino()),
         })
     }
@@ -153,7 +158,7 @@ impl ApiServer {
         let ApiServer {
             cfg,
             listener,
-            allow,
+            access,
             socket_id,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -186,12 +191,13 @@ impl ApiServer {
             .set_serving::<InventoryServer<InventoryService>>()
             .await;
 
-        let incoming = futures::stream::unfold((listener, allow), |(l, allow)| async move {
+        let accepting = access.clone();
+        let incoming = futures::stream::unfold((listener, accepting), |(l, access)| async move {
             loop {
                 match l.accept().await {
                     Ok((s, _)) => {
-                        let s = PeerStream::new(s, &allow);
-                        return Some((Ok::<_, io::Error>(s), (l, allow)));
+                        let s = PeerStream::new(s, &access);
+                        return Some((Ok::<_, io::Error>(s), (l, access)));
                     }
                     Err(e) => {
                         // E.g. out of file descriptors: back off instead of spinning.
@@ -206,12 +212,24 @@ impl ApiServer {
             let _ = stop_tx.send(true);
         };
         tracing::info!("api: serving on {}", cfg.socket.display());
+        let check = |s| peer::interceptor(access.clone(), s);
         let served = Server::builder()
-            .layer(InterceptorLayer::new(peer::check))
-            .add_service(AttestationServer::new(attestation))
-            .add_service(EventsServer::new(events))
-            .add_service(InventoryServer::new(inventory))
-            .add_service(health_service)
+            .add_service(AttestationServer::with_interceptor(
+                attestation,
+                check(Service::Attestation),
+            ))
+            .add_service(EventsServer::with_interceptor(
+                events,
+                check(Service::Events),
+            ))
+            .add_service(InventoryServer::with_interceptor(
+                inventory,
+                check(Service::Inventory),
+            ))
+            .add_service(InterceptedService::new(
+                health_service,
+                check(Service::Health),
+            ))
             .serve_with_incoming_shutdown(incoming, signal)
             .await;
         history.abort();

@@ -23,13 +23,13 @@ pub fn format_age(secs: u64) -> String {
 }
 
 /// Epoch ns as RFC 3339 (seconds precision, UTC).
-fn format_time_ns(ns: u64) -> String {
+pub(super) fn format_time_ns(ns: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_nanos(ns)).to_string()
 }
 
 /// Escapes control characters so that a hostile path or identity cannot
 /// rewrite the operator's terminal or fake table lines.
-fn clean(s: &str) -> String {
+pub(super) fn clean(s: &str) -> String {
     if !s.chars().any(char::is_control) {
         return s.to_owned();
     }
@@ -138,7 +138,7 @@ mod tests {
              \n\
              /tmp/evil\\nfake line\n\
              \x20 id: aws-cli-credentials  kind: cloud_credentials  present: no\n\
-             \x20 fingerprint: -  age: unknown\n\
+             \x20 fingerprint: -  age: 3d 4h\n\
              \x20 readers: none seen\n",
             fingerprint(b"content")
         );

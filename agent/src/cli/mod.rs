@@ -1,5 +1,6 @@
 //! The `proctor` command line.
 
+pub mod blast_radius_table;
 pub mod inventory_table;
 pub mod policy_check;
 
@@ -31,6 +32,11 @@ pub enum Command {
     Run {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Serve /metrics, /healthz and /readyz on ADDR (`host:port`) instead
+        /// of the config's metrics.listen; in a pod, `$(POD_IP):9464`, which
+        /// the kubelet expands from the env var POD_IP.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
     },
     /// Report what this kernel supports, with a verdict for each item.
     Doctor {
@@ -73,6 +79,10 @@ pub enum Command {
         config: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+        /// Blast radius of one secret (its path, catalog id or fingerprint):
+        /// every workload that read it and where they connected afterwards.
+        #[arg(long, value_name = "SECRET")]
+        secret: Option<String>,
     },
     /// Run as a SPIRE agent WorkloadAttestor plugin (started by the SPIRE
     /// agent, which speaks the go-plugin protocol; not for use by hand). The
@@ -91,22 +101,36 @@ pub enum PolicyCommand {
     Check { file: PathBuf },
 }
 
-fn init_logging() {
-    // Logs go to stderr so stdout stays pure JSON Lines.
+/// Logs go to stderr so stdout stays pure JSON Lines (and, in plugin mode,
+/// free for the go-plugin handshake line); `hclog` makes them the JSON lines
+/// a go-plugin host re-logs at their level.
+fn init_logging(hclog: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PROCTOR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if hclog {
+        fmt.event_format(crate::api::spire_plugin::hclog::HclogJson)
+            .try_init()
+    } else {
+        fmt.try_init()
+    };
 }
 
 /// Parses the command line and runs it; the exit code is the process's.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    init_logging();
+    let hclog =
+        matches!(cli.command, Command::SpirePlugin) && crate::api::spire_plugin::started_by_host();
+    init_logging(hclog);
     match dispatch(cli.command) {
         Ok(code) => code,
+        // The host shows only what it can parse at error level.
+        Err(e) if hclog => {
+            tracing::error!("proctor: {e:#}");
+            1
+        }
         Err(e) => {
             eprintln!("proctor: {e:#}");
             1
@@ -116,8 +140,15 @@ pub fn main() -> i32 {
 
 fn dispatch(cmd: Command) -> Result<i32> {
     match cmd {
-        Command::Run { config } => {
-            crate::daemon::run(Config::load(config.as_deref())?)?;
+        Command::Run {
+            config,
+            metrics_listen,
+        } => {
+            let mut cfg = Config::load(config.as_deref())?;
+            if let Some(addr) = metrics_listen {
+                cfg.metrics.listen = addr.to_string();
+            }
+            crate::daemon::run(cfg)?;
             Ok(0)
         }
         Command::Attest { pid, json, socket } => {
@@ -168,9 +199,22 @@ fn dispatch(cmd: Command) -> Result<i32> {
             print!("{}", crate::config::DEFAULT_CONFIG);
             Ok(0)
         }
-        Command::Inventory { config, json } => {
+        Command::Inventory {
+            config,
+            json,
+            secret,
+        } => {
             let cfg = Config::load(config.as_deref())?;
             let store = InventoryStore::open_read_only(&inventory::default_path(&cfg.state_dir))?;
+            if let Some(key) = secret {
+                let found = store.blast_radius(&key, crate::clock::now_ns())?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&found)?);
+                } else {
+                    print!("{}", blast_radius_table::render_blast_radius(&key, &found));
+                }
+                return Ok(if found.is_empty() { 1 } else { 0 });
+            }
             let items = store.items(crate::clock::now_ns())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&items)?);

@@ -9,21 +9,27 @@ use std::{
 use aya::maps::{MapData, RingBuf};
 use proctor_common::{ExitEvent, ForkEvent};
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::{
+    clock::boot_ns,
     event::{ExitInfo, Kind},
+    export::metrics::Metrics,
     identity::cgroups::CgroupResolver,
     identity::exec_id::{exec_id, Origin},
     identity::exec_identity::{self, ParentRef},
     identity::hash_cache::HashCache,
+    identity::packages::Packages,
     identity::pods::PodCache,
     identity::process_table::{ProcessTable, Record, Sweep},
     identity::snapshot::Snapshot,
     identity::{liveness, procfs_seed::scan_pid},
-    kernel::decode::{decode, ConnectRecord, ExecRecord, KernelEvent, OpenRecord},
+    kernel::decode::{
+        decode, io_uring_op_name, ConnectRecord, ExecRecord, IoUringRecord, KernelEvent, OpenRecord,
+    },
     pipeline::emitter::Pending,
     secrets::monitor::SecretMonitor,
+    sync::lock,
 };
 
 /// Records handled per drain call: bounded so status and signals are served
@@ -40,6 +46,10 @@ pub(super) struct Gaps {
     pub reconciled_without_exit: u64,
     pub opens_without_process: u64,
     pub connects_without_process: u64,
+    pub io_uring_without_process: u64,
+    /// secret-stale findings dropped: the agent's own process record, which
+    /// they are reported under, could not be read.
+    pub findings_without_process: u64,
 }
 
 /// Everything the reader loop mutates.
@@ -50,8 +60,12 @@ pub(super) struct Ingest {
     /// Pod metadata, when a source runs (kubernetes config).
     pub pods: Option<Arc<PodCache>>,
     pub secrets: Option<SecretMonitor>,
+    /// Installed packages' programs, for expected secret clients.
+    pub packages: Arc<Packages>,
     pub tx: mpsc::Sender<Pending>,
     pub gaps: Gaps,
+    /// Progress marks for /healthz.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Ingest {
@@ -72,6 +86,7 @@ impl Ingest {
         if let Some(m) = self.secrets.as_mut() {
             m.flush_reads_if_due();
         }
+        self.metrics.health.drained(boot_ns());
     }
 
     /// Checks a batch of live records against /proc: those whose exit was
@@ -79,14 +94,36 @@ impl Ingest {
     pub fn sweep(&mut self, sweep: &mut Sweep) {
         let gone = sweep.step(&self.table, liveness::holds_pid, Instant::now());
         self.gaps.reconciled_without_exit += gone as u64;
+        if let Some(m) = self.secrets.as_mut() {
+            m.poll_kube(self.pods.as_deref());
+        }
     }
 
     /// Once per status interval: expire exited records, let the secret
-    /// monitor age its state.
-    pub fn housekeeping(&mut self) {
-        self.table.lock().unwrap().expire(Instant::now());
-        if let Some(m) = self.secrets.as_mut() {
-            m.housekeeping();
+    /// monitor age its state, report secrets past their max_age (as the
+    /// agent's own event: no process did anything).
+    pub async fn housekeeping(&mut self) {
+        lock(&self.table).expire(Instant::now());
+        let stale = match self.secrets.as_mut() {
+            Some(m) => {
+                m.housekeeping();
+                m.stale_findings()
+            }
+            None => Vec::new(),
+        };
+        if stale.is_empty() {
+            return;
+        }
+        let Some(own) = self.own_snapshot() else {
+            self.gaps.findings_without_process += stale.len() as u64;
+            return;
+        };
+        for f in stale {
+            self.send(Pending {
+                finding: Some(f),
+                ..Pending::new(Kind::Finding, boot_ns(), own.clone())
+            })
+            .await;
         }
     }
 
@@ -95,7 +132,7 @@ impl Ingest {
     pub fn own_snapshot(&mut self) -> Option<Snapshot> {
         let own = std::process::id();
         let found = {
-            let table = self.table.lock().unwrap();
+            let table = lock(&self.table);
             table.get(own).map(|r| r.snapshot.clone())
         };
         match found {
@@ -112,6 +149,27 @@ impl Ingest {
             KernelEvent::Exit(e) => self.exit(e).await,
             KernelEvent::FileOpen(o) => self.file_open(*o).await,
             KernelEvent::Connect(c) => self.connect(*c).await,
+            KernelEvent::IoUring(u) => self.io_uring(u).await,
+        }
+    }
+
+    /// io_uring use is no event of its own (too common); it matters when
+    /// the process carries a secret.
+    async fn io_uring(&mut self, rec: IoUringRecord) {
+        let Some(reader) = self.reader(rec.tgid) else {
+            self.gaps.io_uring_without_process += 1;
+            return;
+        };
+        let Some(m) = self.secrets.as_mut() else {
+            return;
+        };
+        let found = m.on_io_uring(&reader.current(), io_uring_op_name(rec.opcode));
+        for f in found {
+            self.send(Pending {
+                finding: Some(f),
+                ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
+            })
+            .await;
         }
     }
 
@@ -141,13 +199,13 @@ impl Ingest {
 
     /// The process record of `pid`, from the table or, failing that, /proc.
     fn reader(&mut self, pid: u32) -> Option<Snapshot> {
-        if let Some(r) = self.table.lock().unwrap().get(pid) {
+        if let Some(r) = lock(&self.table).get(pid) {
             return Some(r.snapshot.clone());
         }
         let mut s = scan_pid(pid, &mut self.cgroups, &self.hashes)?;
         s.snapshot = s.snapshot.with_pods(self.pods.as_ref());
         let snapshot = s.snapshot.clone();
-        self.table.lock().unwrap().insert(pid, s.into_record(false));
+        lock(&self.table).insert(pid, s.into_record(false));
         Some(snapshot)
     }
 
@@ -161,8 +219,13 @@ impl Ingest {
         };
         // Owner selectors may name the binary's hash: judge the finished identity.
         let resolved = reader.resolve().await;
+        // Verified on the blocking pool, once per file version.
+        let client = match self.packages.verify(&resolved) {
+            Some(f) => f.await,
+            None => None,
+        };
         let out = match self.secrets.as_mut() {
-            Some(m) => m.on_open(&rec, &reader, &resolved),
+            Some(m) => m.on_open(&rec, &reader, &resolved, client.as_ref()),
             None => Vec::new(),
         };
         for p in out {
@@ -197,7 +260,7 @@ impl Ingest {
 
     async fn exec(&mut self, rec: ExecRecord) {
         let parent = {
-            let table = self.table.lock().unwrap();
+            let table = lock(&self.table);
             table
                 .get_started(rec.ppid, rec.parent_start_boottime_ns)
                 .map(|r| ParentRef {
@@ -205,9 +268,11 @@ impl Ingest {
                 })
         };
         let cgroup_path = self.cgroups.path(rec.cgroup_id, rec.tgid);
+        let workload = self.cgroups.workload(rec.cgroup_id, cgroup_path.as_deref());
         let snapshot = exec_identity::from_exec(&rec, parent, cgroup_path, &self.hashes)
+            .with_workload(workload)
             .with_pods(self.pods.as_ref());
-        self.table.lock().unwrap().insert(
+        lock(&self.table).insert(
             rec.tgid,
             Record {
                 snapshot: snapshot.clone(),
@@ -223,12 +288,22 @@ impl Ingest {
             snapshot.clone(),
         ))
         .await;
+        if let Some(r) = snapshot.forgery().await {
+            let f = crate::detect::findings::identity_forgery(&snapshot.process, &r);
+            let ev = Pending::new(Kind::Finding, rec.ktime_ns, snapshot.clone());
+            self.send(Pending {
+                finding: Some(f),
+                refers_to_previous: true,
+                ..ev
+            })
+            .await;
+        }
         self.exec_checks(&snapshot, rec.ktime_ns).await;
     }
 
     /// A new process inherits its parent's identity until it execs.
     fn fork(&mut self, f: ForkEvent) {
-        let mut table = self.table.lock().unwrap();
+        let mut table = lock(&self.table);
         let inherited = table
             .get_started(f.parent_tgid, f.parent_start_boottime_ns)
             .map(|parent| {
@@ -239,12 +314,7 @@ impl Ingest {
                 p.ppid = f.parent_tgid;
                 p.start_time_ns = crate::clock::to_epoch_ns(f.child_start_boottime_ns);
                 p.cgroup.id = f.cgroup_id;
-                Snapshot::new(
-                    Arc::new(p),
-                    parent.snapshot.exe_hash.clone(),
-                    parent.snapshot.script_hash.clone(),
-                )
-                .with_pods(parent.snapshot.pods.as_ref())
+                parent.snapshot.forked(p)
             });
         let record = match inherited {
             Some(snapshot) => Record {
@@ -276,7 +346,7 @@ impl Ingest {
 
     async fn exit(&mut self, e: ExitEvent) {
         let pending = {
-            let mut table = self.table.lock().unwrap();
+            let mut table = lock(&self.table);
             match table.exit(e.tgid, e.start_boottime_ns, Instant::now()) {
                 Some(rec) if rec.announced => Some(Pending {
                     exit: Some(exit_info(
@@ -303,10 +373,21 @@ impl Ingest {
 
     pub async fn send(&self, p: Pending) {
         // Backpressure, not loss: if the output stalls, the ring buffer fills
-        // and the kernel counts what it could not reserve.
+        // and the kernel counts what it could not reserve; /healthz says so.
+        let p = match self.tx.try_send(p) {
+            Ok(()) => return,
+            Err(TrySendError::Closed(_)) => {
+                tracing::error!("event output stopped (see the emitter's error above)");
+                return;
+            }
+            Err(TrySendError::Full(p)) => p,
+        };
+        let health = &self.metrics.health;
+        health.handing_off(p.boot_ns.max(1), boot_ns());
         if self.tx.send(p).await.is_err() {
-            tracing::error!("event output stopped; this is a bug");
+            tracing::error!("event output stopped (see the emitter's error above)");
         }
+        health.handing_off(0, boot_ns());
     }
 }
 

@@ -53,6 +53,9 @@ const METRICS_REFRESH: Duration = Duration::from_secs(2);
 
 /// Runs the agent on `cfg` until SIGINT or SIGTERM, then detaches everything.
 pub fn run(cfg: Config) -> Result<()> {
+    // Owner-only for whatever is created without an explicit mode: the agent's
+    // files hold every user's argv, paths and fingerprints. (umask cannot fail.)
+    unsafe { libc::umask(0o077) };
     // One thread for the whole pipeline: reader, table and emitter hand
     // events to each other without cross-thread wakeups (which cost more
     // than the work itself). Hashing runs on the blocking pool.
@@ -74,7 +77,7 @@ pub fn run(cfg: Config) -> Result<()> {
                 events: agent.subscribers.clone(),
                 inventory_path,
             };
-            tasks::ApiTask::spawn(server, handles)
+            tasks::ApiTask::spawn(server, handles, agent.metrics.clone())
         });
         let result = match shutdown::stop_signal() {
             Ok(stop) => agent.run_until(stop).await,
@@ -146,7 +149,7 @@ impl Agent {
                 _ = metrics_tick.tick() => self.refresh_metrics(),
                 _ = sweep_tick.tick() => self.ingest.sweep(&mut sweep),
                 _ = status_tick.tick() => {
-                    self.ingest.housekeeping();
+                    self.ingest.housekeeping().await;
                     self.emit_status("running").await;
                 }
                 reason = &mut stop => break reason,

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use serde::Serialize;
-use tokio::task::JoinHandle;
 
 use crate::identity::pods::{self, PodCache, SourceStats};
 
@@ -54,12 +53,10 @@ impl PodSource {
         })
     }
 
-    /// Starts polling the pod list, when there is one to poll.
-    pub fn spawn_poll(&mut self) -> Option<JoinHandle<()>> {
+    /// The poller of the pod list, when there is one to poll (taken once).
+    pub fn poll_task(&mut self) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         match (self.poll.take(), &self.cache) {
-            (Some((cfg, url)), Some(cache)) => {
-                Some(tokio::spawn(pods::source::run(cfg, url, cache.clone())))
-            }
+            (Some((cfg, url)), Some(cache)) => Some(pods::source::run(cfg, url, cache.clone())),
             _ => None,
         }
     }

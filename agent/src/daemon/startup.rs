@@ -18,9 +18,13 @@ use crate::{
     config::Config,
     export::{metrics::Metrics, sinks::SinkSet},
     identity::{
-        cgroups::CgroupResolver, hash_cache::HashCache, process_table::ProcessTable, procfs_seed,
+        cgroups::CgroupResolver, hash_cache::HashCache, packages, process_table::ProcessTable,
+        procfs_seed,
     },
-    kernel::{preflight, probes},
+    kernel::{
+        preflight,
+        probes::{self, Probes},
+    },
     pipeline::seq_store::SeqStore,
     secrets::{policy::Enforcement, setup},
 };
@@ -44,6 +48,10 @@ impl Agent {
                 lsm_deny: wants(Enforcement::Kill),
             },
         )?;
+        let not_ready = check_hooks(&cfg, &probes)?;
+        let metrics = Metrics::new();
+        metrics.health.set_stall_after(cfg.health.stall_after);
+        metrics.set_not_ready(not_ready);
         let hashes = HashCache::new(
             cfg.hash.cache_entries,
             cfg.hash.workers,
@@ -64,7 +72,7 @@ impl Agent {
         // tens of MiB of freed heap behind; hand it back to the OS.
         // SAFETY: malloc_trim has no preconditions.
         unsafe { libc::malloc_trim(0) };
-        let secrets = match (
+        let mut secrets = match (
             cfg.secrets.enabled,
             probes.open_filter.take(),
             probes.enforcement.take(),
@@ -80,6 +88,10 @@ impl Agent {
             }
             _ => None,
         };
+        // Pods' Secret volumes are named from the pod list: watched only with one.
+        if let (Some(m), Some(_)) = (secrets.as_mut(), pods.cache.as_ref()) {
+            m.watch_kubelet(cfg.kubernetes.kubelet_root.clone());
+        }
         let (tx, rx) = mpsc::channel(16 * 1024);
         let (subscribers, _) = broadcast::channel(64 * 1024);
         Ok(Self {
@@ -95,17 +107,82 @@ impl Agent {
                 hashes,
                 pods: pods.cache.clone(),
                 secrets,
+                packages: packages::Packages::start(packages::DPKG_INFO),
                 tx,
                 gaps: Gaps::default(),
+                metrics: metrics.clone(),
             },
             emit_counters: Arc::default(),
             subscribers,
             rx: Some(rx),
             mounted,
             started: Instant::now(),
-            metrics: Metrics::new(),
+            metrics,
             metrics_addr: None,
             pod_source: pods,
         })
     }
+}
+
+/// Checks what the config needs against the hooks that attached. A
+/// configured detection that cannot work is a start-up error (naming the
+/// hook, why it is missing, and the fix); evidence the agent always reports
+/// (connects) missing makes `/readyz` fail instead: the returned lines.
+fn check_hooks(cfg: &Config, probes: &Probes) -> Result<Vec<String>> {
+    let set = probes.hook_set();
+    let why = |hook: &str| {
+        probes
+            .why_missing(hook)
+            .unwrap_or("the kernel has no such tracepoint")
+            .to_string()
+    };
+    // Prefix of sys_exit_open, sys_exit_openat and sys_exit_openat2.
+    let open_hook = "tracepoint/syscalls/sys_exit_open";
+    if cfg.secrets.enabled && set.file_open == "none" {
+        let kill = cfg
+            .secrets
+            .rules
+            .iter()
+            .any(|r| r.enforce.contains(&Enforcement::Kill));
+        anyhow::bail!(
+            "secret detection (secrets.enabled) needs the file-open hooks ({open_hook}at and the like), which are \
+             not attached: {}. Secret reads would go unseen{}. Fix: mount tracefs at \
+             /sys/kernel/tracing (`mount -t tracefs tracefs /sys/kernel/tracing`) or give the \
+             agent CAP_SYS_ADMIN so that it mounts tracefs itself; or set `secrets.enabled: false`",
+            why(open_hook),
+            if kill {
+                ", and `enforce: kill` rules would have no enforcement path"
+            } else {
+                ""
+            }
+        );
+    }
+    let egress_rules = cfg
+        .secrets
+        .rules
+        .iter()
+        .any(|r| r.enforce.contains(&Enforcement::BlockEgress));
+    if cfg.secrets.enabled && egress_rules && set.egress == "none" {
+        anyhow::bail!(
+            "`enforce: block-egress` rules need the cgroup connect hooks, which are not attached; \
+             fix: mount cgroup v2, or remove block-egress from secrets.rules[].enforce"
+        );
+    }
+    let mut missing = Vec::new();
+    let connect_hook = "tracepoint/syscalls/sys_enter_connect";
+    // The cgroup hooks alone see inet connects, but neither their outcome
+    // nor Unix-socket connects: still not what the agent promises.
+    if !set.connect.contains("tracepoint") {
+        let partial = if set.connect == "none" {
+            ""
+        } else {
+            " (inet connects are still reported by the cgroup socket hooks, without their \
+             outcome; Unix-socket connects are not)"
+        };
+        missing.push(format!(
+            "{connect_hook} (net_connect events): {}{partial}",
+            why(connect_hook)
+        ));
+    }
+    Ok(missing)
 }

@@ -4,7 +4,7 @@
 
 use proctor_common::{
     CONNECT_DEDUP_SLOT, EGRESS_DENIED_SLOT, KIND_CONNECT, KIND_EXEC, KIND_EXIT, KIND_FILE_OPEN,
-    KIND_FORK, LSM_DENIED_SLOT,
+    KIND_FORK, KIND_IO_URING, LSM_DENIED_SLOT,
 };
 use serde::Serialize;
 
@@ -16,6 +16,7 @@ use crate::{
     identity::{hash_cache::HashStatsSnapshot, process_table::TableStats},
     kernel::probes::{per_cpu_total, AttachedProgram, HookSet, Probes},
     pipeline::emitter::{EmitStats, Pending},
+    sync::lock,
 };
 
 /// Everything `agent_status.status` reports besides `state`. Field names,
@@ -25,7 +26,7 @@ pub(super) struct Figures {
     uptime_seconds: f64,
     hooks: Vec<AttachedProgram>,
     metrics_listen: Option<String>,
-    /// How `enforce: kill` is carried out on this kernel.
+    /// How `enforce: kill` is carried out on this kernel (`none`: it is not).
     kill_enforcement: &'static str,
     hook_set: HookSet,
     mounted: Vec<String>,
@@ -84,6 +85,8 @@ struct PerKind {
     exit: u64,
     file_open: u64,
     connect: u64,
+    /// First io_uring request of an opcode by a process.
+    io_uring: u64,
 }
 
 impl PerKind {
@@ -95,17 +98,19 @@ impl PerKind {
             exit: n(KIND_EXIT),
             file_open: n(KIND_FILE_OPEN),
             connect: n(KIND_CONNECT),
+            io_uring: n(KIND_IO_URING),
         }
     }
 
     /// (metrics `kind` label, count).
-    fn labelled(&self) -> [(&'static str, u64); 5] {
+    fn labelled(&self) -> [(&'static str, u64); 6] {
         [
             ("exec", self.exec),
             ("fork", self.fork),
             ("exit", self.exit),
             ("file_open", self.file_open),
             ("connect", self.connect),
+            ("io_uring", self.io_uring),
         ]
     }
 
@@ -161,11 +166,7 @@ impl Agent {
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             hooks: self.probes.attached.clone(),
             metrics_listen: self.metrics_addr.map(|a| a.to_string()),
-            kill_enforcement: if self.probes.lsm_deny {
-                "lsm-deny"
-            } else {
-                "tracepoint-sigkill"
-            },
+            kill_enforcement: self.probes.kill_enforcement(),
             hook_set: self.probes.hook_set(),
             mounted: self.mounted.clone(),
             kernel: KernelFigures::read(&self.probes, self.cfg.kernel.ring_buffer_bytes),
@@ -173,7 +174,7 @@ impl Agent {
             secrets: ingest.secrets.as_ref().map(|m| m.stats_json()),
             pod_metadata: self.pod_source.status(),
             emitted: self.emit_counters.snapshot(),
-            process_table: ingest.table.lock().unwrap().stats(),
+            process_table: lock(&ingest.table).stats(),
             hash_cache: ingest.hashes.snapshot(),
             sinks: self.sink_stats.stats(),
         }
@@ -225,6 +226,7 @@ mod tests {
             exit: base + 3,
             file_open: base + 4,
             connect: base + 5,
+            io_uring: base + 6,
         }
     }
 
@@ -259,6 +261,8 @@ mod tests {
                 reconciled_without_exit: 34,
                 opens_without_process: 35,
                 connects_without_process: 36,
+                io_uring_without_process: 37,
+                findings_without_process: 38,
             },
             secrets: Some(json!({"bound_secrets": 2})),
             pod_metadata,
@@ -269,7 +273,9 @@ mod tests {
                 file_open: 44,
                 finding: 45,
                 net_connect: 46,
+                process_hash: 48,
                 suppressed: 47,
+                hash_pending: 49,
             },
             process_table: TableStats {
                 live: 51,
@@ -284,6 +290,7 @@ mod tests {
                 hash_seconds: 0.25,
                 too_large: 65,
                 unverified: 66,
+                not_regular: 67,
             },
             sinks: Vec::new(),
         }
@@ -302,9 +309,9 @@ mod tests {
             "mounted": ["/sys/fs/bpf"],
             "kernel": {
                 "ring_buffer_bytes": 1u32 << 20,
-                "dropped": {"exec": 1, "fork": 2, "exit": 3, "file_open": 4, "connect": 5, "total": 15},
+                "dropped": {"exec": 1, "fork": 2, "exit": 3, "file_open": 4, "connect": 5, "io_uring": 6, "total": 21},
                 "sent": {
-                    "exec": 11, "fork": 12, "exit": 13, "file_open": 14, "connect": 15,
+                    "exec": 11, "fork": 12, "exit": 13, "file_open": 14, "connect": 15, "io_uring": 16,
                     "connect_deduplicated": 21, "egress_denied": 22, "opens_denied": 23,
                 },
             },
@@ -315,6 +322,8 @@ mod tests {
                 "reconciled_without_exit": 34,
                 "opens_without_process": 35,
                 "connects_without_process": 36,
+                "io_uring_without_process": 37,
+                "findings_without_process": 38,
             },
             "secrets": {"bound_secrets": 2},
             "pod_metadata": pod_metadata,

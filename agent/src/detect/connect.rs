@@ -1,6 +1,24 @@
-//! `net_connect` events from connect records.
+//! `net_connect` events from connect and datagram-send records, and whether
+//! a destination is a peer on another host.
+
+use std::net::IpAddr;
+
+use proctor_common::{CONNECT_ORIGIN_SENDMSG, CONNECT_ORIGIN_SYSCALL};
 
 use crate::{event::NetInfo, kernel::decode::ConnectRecord};
+
+/// Whether a connect destination can be a peer on another host. Loopback
+/// never leaves the host, and neither does the unspecified address
+/// (`0.0.0.0`, `::`): the kernel routes a connect to it to the local host,
+/// and glibc's getaddrinfo "connects" a UDP socket to each answer to sort
+/// them (RFC 6724), which for a server's `AI_PASSIVE` lookup means a
+/// datagram connect to `[::]:port` and `0.0.0.0:port` that sends nothing:
+/// sshd does that for its own listening port at start-up. IPv4-mapped
+/// IPv6 forms count as their IPv4 address.
+pub fn is_remote_peer(ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    !(ip.is_unspecified() || ip.is_loopback())
+}
 
 fn protocol_name(r: &ConnectRecord) -> &'static str {
     if r.family == libc::AF_UNIX as u16 {
@@ -46,12 +64,83 @@ pub fn net_info(r: &ConnectRecord) -> NetInfo {
         result: result_name(r.result),
         errno: (r.result < 0).then_some(-r.result),
         async_result: r.deferred,
+        operation: if r.origin == CONNECT_ORIGIN_SENDMSG {
+            "sendmsg"
+        } else {
+            "connect"
+        },
+        observed_by: if r.origin == CONNECT_ORIGIN_SYSCALL {
+            "syscall"
+        } else {
+            "socket_hook"
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(origin: u32, protocol: i32) -> ConnectRecord {
+        ConnectRecord {
+            ktime_ns: 0,
+            pid: 1,
+            tgid: 1,
+            uid: 0,
+            cgroup_id: 0,
+            result: 0,
+            family: libc::AF_INET as u16,
+            port: 53,
+            protocol: protocol as u16,
+            sock_type: libc::SOCK_DGRAM as u16,
+            deferred: false,
+            ip: Some(std::net::Ipv4Addr::new(198, 18, 0, 1).into()),
+            unix_path: None,
+            origin,
+        }
+    }
+
+    #[test]
+    fn datagrams_and_hook_connects_say_how_they_were_seen() {
+        let udp = net_info(&record(CONNECT_ORIGIN_SENDMSG, libc::IPPROTO_UDP));
+        assert_eq!(
+            (udp.protocol, udp.operation, udp.observed_by),
+            ("udp", "sendmsg", "socket_hook")
+        );
+        let hooked = net_info(&record(
+            proctor_common::CONNECT_ORIGIN_SOCKET_HOOK,
+            libc::IPPROTO_TCP,
+        ));
+        assert_eq!(
+            (hooked.operation, hooked.observed_by),
+            ("connect", "socket_hook")
+        );
+        let sys = net_info(&record(CONNECT_ORIGIN_SYSCALL, libc::IPPROTO_TCP));
+        assert_eq!((sys.operation, sys.observed_by), ("connect", "syscall"));
+    }
+
+    #[test]
+    fn unspecified_and_loopback_addresses_are_not_remote_peers() {
+        for local in [
+            "0.0.0.0",
+            "::",
+            "127.0.0.1",
+            "127.9.9.9",
+            "::1",
+            "::ffff:127.0.0.1",
+            "::ffff:0.0.0.0",
+        ] {
+            assert!(!is_remote_peer(local.parse().unwrap()), "{local}");
+        }
+        for remote in [
+            "203.0.113.7",
+            "10.0.0.1",
+            "2001:db8::1",
+            "::ffff:203.0.113.7",
+        ] {
+            assert!(is_remote_peer(remote.parse().unwrap()), "{remote}");
+        }
+    }
 
     #[test]
     fn results_are_named() {

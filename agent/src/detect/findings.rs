@@ -2,9 +2,13 @@
 //! ([`crate::event::rule`], docs/event-contract.md).
 
 use crate::{
-    event::rule::{SECRET_ENV, SECRET_READ, SECRET_SEARCH, UNTRUSTED_BINARY},
+    event::rule::{
+        IDENTITY_FORGERY, SECRET_DECOY, SECRET_ENV, SECRET_READ, SECRET_SEARCH, SECRET_STALE,
+        UNTRUSTED_BINARY,
+    },
     event::Severity,
     event::{Evidence, Finding, Process, SecretInfo},
+    identity::container::Refusal,
 };
 
 /// Why a process's binary cannot be attested, if it cannot.
@@ -55,6 +59,46 @@ pub fn untrusted_binary(p: &Process) -> Option<Finding> {
         },
         action: None,
     })
+}
+
+/// A process whose cgroup claims a container or pod that is not its own
+/// (masquerading): the claim was refused, this says so.
+pub fn identity_forgery(p: &Process, r: &Refusal) -> Finding {
+    let claimed: Vec<String> = [
+        r.claimed_pod.as_ref().map(|u| format!("pod-uid:{u}")),
+        r.claimed_container
+            .as_ref()
+            .map(|c| format!("container-id:{c}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    Finding {
+        rule: IDENTITY_FORGERY,
+        severity: Severity::High,
+        summary: format!(
+            "{} (pid {}) runs in cgroup {} that claims {}, refused: {}",
+            p.comm,
+            p.pid,
+            r.path,
+            if claimed.is_empty() {
+                "a Kubernetes pod".to_string()
+            } else {
+                claimed.join(" and ")
+            },
+            r.reason
+        ),
+        mitre: vec!["T1036".into()],
+        secret: None,
+        evidence: Evidence {
+            exec_ids: vec![p.exec_id.clone()],
+            paths: vec![r.path.clone()],
+            identities: claimed,
+            reason: Some(r.reason.clone()),
+            ..Evidence::default()
+        },
+        action: None,
+    }
 }
 
 pub struct ReadContext<'a> {
@@ -133,6 +177,56 @@ pub fn secret_search(p: &Process, distinct: usize, window_s: u64, paths: Vec<Str
         evidence: Evidence {
             exec_ids: vec![p.exec_id.clone()],
             paths,
+            ..Evidence::default()
+        },
+        action: None,
+    }
+}
+
+/// A read of a decoy proctor planted: whoever it is, it is looking for
+/// credentials it has no business with.
+pub fn secret_decoy(reader: &Process, secret: SecretInfo, mitre: Vec<String>) -> Finding {
+    let path = secret.path.clone().unwrap_or_default();
+    Finding {
+        rule: SECRET_DECOY,
+        severity: Severity::Critical,
+        summary: format!(
+            "{} (pid {}, uid {}) read decoy {} {path}: a credential no one has a reason to read",
+            reader.comm, reader.pid, reader.uid, secret.kind
+        ),
+        mitre,
+        secret: Some(secret),
+        evidence: Evidence {
+            exec_ids: vec![reader.exec_id.clone()],
+            paths: vec![path],
+            reason: Some("decoy planted by proctor (secrets.decoys)".to_string()),
+            ..Evidence::default()
+        },
+        action: None,
+    }
+}
+
+/// A secret whose content has gone unrotated longer than its policy's
+/// `max_age`. No process did anything: the event's process is the agent's.
+pub fn secret_stale(secret: SecretInfo, age_s: u64, max_age_s: u64, since: String) -> Finding {
+    let path = secret.path.clone().unwrap_or_default();
+    Finding {
+        rule: SECRET_STALE,
+        severity: Severity::Medium,
+        summary: format!(
+            "{} secret {} at {path} is {} old, past its max_age of {}: rotate it",
+            secret.kind,
+            secret.id,
+            humantime::format_duration(std::time::Duration::from_secs(age_s)),
+            humantime::format_duration(std::time::Duration::from_secs(max_age_s)),
+        ),
+        mitre: Vec::new(),
+        secret: Some(secret),
+        evidence: Evidence {
+            paths: vec![path],
+            reason: Some(format!(
+                "content unchanged since {since} as proctor observed it (age {age_s}s, max_age {max_age_s}s)"
+            )),
             ..Evidence::default()
         },
         action: None,

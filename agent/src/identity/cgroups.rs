@@ -11,12 +11,15 @@
 //! its namespace sits in the mounted tree and translates those paths, so that
 //! paths in events are the host's.
 
+use crate::identity::container::{self, Workload, WorkloadFuture};
 use crate::kernel::mounts::cgroup2_mounts;
 
+use futures::future::FutureExt;
 use std::{
     collections::HashMap,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -46,11 +49,15 @@ pub struct CgroupResolver {
     /// Ids a walk did not find, and when: one unknown id does not trigger a
     /// walk per event (e.g. a cgroup removed while its processes' records queue).
     missed: HashMap<u64, Instant>,
+    /// Container/pod verdicts per cgroup id: the ownership walk runs once
+    /// per cgroup, not per event.
+    workloads: HashMap<u64, WorkloadFuture>,
 }
 
 const RETRY_MISSED_AFTER: Duration = Duration::from_secs(5);
 const MAX_MISSED: usize = 4096;
 const MAX_WALK_DEPTH: usize = 32;
+const MAX_WORKLOADS: usize = 16384;
 
 impl CgroupResolver {
     pub fn new() -> Self {
@@ -69,6 +76,7 @@ impl CgroupResolver {
             ns_root: None,
             paths: HashMap::new(),
             missed: HashMap::new(),
+            workloads: HashMap::new(),
         };
         r.walk();
         r.ns_root = match mounted.as_deref() {
@@ -151,6 +159,37 @@ impl CgroupResolver {
         found
     }
 
+    /// The container and pod of cgroup `id` at `path` (from [`Self::path`]),
+    /// as far as they can be vouched for (see [`container::check`]). A path
+    /// that claims nothing is judged at once; one that does is checked on
+    /// the blocking pool when a tokio runtime runs (never on the event loop),
+    /// in place otherwise (tests, the CLI).
+    pub fn workload(&mut self, id: u64, path: Option<&str>) -> Option<WorkloadFuture> {
+        let path = path?;
+        if let Some(f) = self.workloads.get(&id) {
+            return Some(f.clone());
+        }
+        let root = self.root.clone()?;
+        let rel = path.to_string();
+        let fut = match tokio::runtime::Handle::try_current() {
+            Ok(rt) if container::needs_walk(path) => {
+                let shown = rel.clone();
+                rt.spawn_blocking(move || container::check(&root, &rel, id))
+                    .map(move |r| Arc::new(r.unwrap_or_else(|e| unchecked(shown, e))))
+                    .boxed()
+                    .shared()
+            }
+            _ => futures::future::ready(Arc::new(container::check(&root, &rel, id)))
+                .boxed()
+                .shared(),
+        };
+        if self.workloads.len() >= MAX_WORKLOADS {
+            self.workloads.clear();
+        }
+        self.workloads.insert(id, fut.clone());
+        Some(fut)
+    }
+
     /// The cgroup v2 id of a live process (the inode of its cgroup directory).
     pub fn id_of_pid(&self, pid: u32) -> Option<u64> {
         let rel = self.placed(&proc_cgroup_v2(pid)?)?;
@@ -185,6 +224,20 @@ impl CgroupResolver {
 impl Default for CgroupResolver {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The verdict when the check itself died: nothing is vouched for.
+fn unchecked(path: String, e: tokio::task::JoinError) -> Workload {
+    Workload {
+        refused: Some(container::Refusal {
+            path,
+            claimed_container: None,
+            claimed_pod: None,
+            reason: format!("the ownership check did not finish ({e})"),
+            forgery: false,
+        }),
+        ..Workload::default()
     }
 }
 

@@ -1,6 +1,11 @@
 //! Turns an exec record from the kernel into a process identity: the path
 //! and hash of the binary the kernel ran, the script for `#!` files, and the
 //! integrity flags (fileless, deleted).
+//!
+//! The names in an exec record are the exec'ing process's, and may be
+//! hostile: a script path can be retargeted to a FIFO or a device right after
+//! the exec. Files are opened only through [`crate::safe_open`], and the
+//! script is hashed through the very fd whose `fstat` gave its identity.
 
 use std::{
     fs::File,
@@ -13,11 +18,12 @@ use crate::{
     clock::to_epoch_ns,
     event::{Attestation, Cgroup, Exe, Interpreter, Process, ScriptIdentity},
     identity::exec_id::{exec_id, Origin},
-    identity::hash_cache::{FileKey, HashCache, Source},
+    identity::hash_cache::{FileKey, HashCache, HashFuture, HashOutcome, Source},
     identity::snapshot::Snapshot,
     kernel::decode::ExecRecord,
     paths::normalize,
     redact::redact_args,
+    safe_open::{self, Links, SafeOpenError},
 };
 
 /// `name` made absolute against the process's cwd when it is still readable.
@@ -39,10 +45,8 @@ fn same_file(meta: &std::fs::Metadata, ino: u64, dev: u64) -> bool {
 /// file and the link's target.
 fn open_proc_exe(rec: &ExecRecord) -> Option<(File, Option<String>)> {
     let p = format!("/proc/{}/exe", rec.tgid);
-    let f = File::open(&p).ok()?;
-    if !same_file(&f.metadata().ok()?, rec.ino, rec.dev) {
-        return None;
-    }
+    let (f, _) =
+        safe_open::open_regular(Path::new(&p), Links::Follow, Some((rec.dev, rec.ino))).ok()?;
     let target = std::fs::read_link(&p)
         .ok()
         .map(|t| t.to_string_lossy().into_owned());
@@ -74,9 +78,21 @@ fn exe_path(rec: &ExecRecord, proc_target: Option<&str>, candidates: &[PathBuf])
     (fallback, false)
 }
 
-/// Paths that name another process's fds from the agent's point of view are useless.
-fn usable_candidate(p: &Path) -> bool {
-    !(p.starts_with("/dev/fd") || p.starts_with("/proc/self") || p.starts_with("/proc/thread-self"))
+/// `p` as the exec'ing process means it: `/proc/self/...`, `/dev/fd/N` and
+/// `/proc/thread-self/...` name the agent's own files when the agent looks,
+/// so they are rewritten to the process's own /proc entries (`fexecve` and
+/// `#!` scripts run through `/proc/self/fd/N` name the file that way).
+fn as_seen_by(p: PathBuf, rec: &ExecRecord) -> PathBuf {
+    let (tgid, tid) = (rec.tgid, rec.pid);
+    if let Ok(rest) = p.strip_prefix("/proc/self") {
+        Path::new(&format!("/proc/{tgid}")).join(rest)
+    } else if let Ok(rest) = p.strip_prefix("/dev/fd") {
+        Path::new(&format!("/proc/{tgid}/fd")).join(rest)
+    } else if let Ok(rest) = p.strip_prefix("/proc/thread-self") {
+        Path::new(&format!("/proc/{tgid}/task/{tid}")).join(rest)
+    } else {
+        p
+    }
 }
 
 pub struct ParentRef {
@@ -95,7 +111,7 @@ pub fn from_exec(
     let binary_name = rec.interp.as_deref().unwrap_or(&rec.filename);
     let candidates: Vec<PathBuf> = absolutize(binary_name, rec.tgid)
         .into_iter()
-        .filter(|p| usable_candidate(p))
+        .map(|p| as_seen_by(p, rec))
         .collect();
     let opened = open_proc_exe(rec);
     let (path, deleted_now) = if fileless {
@@ -120,25 +136,7 @@ pub fn from_exec(
     let (interpreter, script_hash) = match &rec.interp {
         None => (None, None),
         Some(interp) => {
-            let script_path = absolutize(&rec.filename, rec.tgid)
-                .filter(|p| usable_candidate(p))
-                .unwrap_or_else(|| PathBuf::from(&rec.filename));
-            let meta = std::fs::metadata(&script_path).ok();
-            let hash = meta
-                .as_ref()
-                .map(|m| hashes.request(FileKey::of(m), vec![Source::Path(script_path.clone())]));
-            let script = ScriptIdentity {
-                path: script_path.to_string_lossy().into_owned(),
-                sha256: None,
-                hash_status: if meta.is_some() {
-                    "pending"
-                } else {
-                    "unavailable"
-                },
-                inode: meta.as_ref().map(|m| m.ino()),
-                dev: meta.as_ref().map(|m| m.dev()),
-                size: meta.as_ref().map(|m| m.size()),
-            };
+            let (script, hash) = script_identity(rec, hashes);
             (
                 Some(Interpreter {
                     path: interp.clone(),
@@ -151,7 +149,6 @@ pub fn from_exec(
 
     let mut args = rec.args.clone();
     let args_redacted = redact_args(&mut args);
-    let (container, pod) = crate::identity::container::workload_json(cgroup_path.as_deref());
     let process = Process {
         pid: rec.tgid,
         ppid: rec.ppid,
@@ -182,11 +179,58 @@ pub fn from_exec(
             id: rec.cgroup_id,
             path: cgroup_path,
         },
-        container,
-        pod,
+        // Filled from the cgroup's verdict (`Snapshot::with_workload`).
+        container: None,
+        pod: None,
         attestation: Attestation::KernelExec,
     };
     Snapshot::new(Arc::new(process), Some(exe_hash), script_hash)
+}
+
+/// The script's identity from the file its path leads to now, and its hash
+/// started through that same open fd. A path that leads to something other
+/// than a regular file gets `not_regular` at once and costs no hash worker.
+fn script_identity(rec: &ExecRecord, hashes: &HashCache) -> (ScriptIdentity, Option<HashFuture>) {
+    let named = absolutize(&rec.filename, rec.tgid);
+    let mut script = ScriptIdentity {
+        path: named
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|| rec.filename.clone()),
+        sha256: None,
+        hash_status: HashOutcome::Unavailable.status(),
+        inode: None,
+        dev: None,
+        size: None,
+    };
+    let describe = |script: &mut ScriptIdentity, meta: &std::fs::Metadata| {
+        script.inode = Some(meta.ino());
+        script.dev = Some(meta.dev());
+        script.size = Some(meta.size());
+    };
+    // A relative name whose cwd is gone names nothing the agent can find.
+    let Some(path) = named.map(|p| as_seen_by(p, rec)) else {
+        return (script, None);
+    };
+    match safe_open::open_regular(&path, Links::Follow, None) {
+        Ok((file, meta)) => {
+            describe(&mut script, &meta);
+            script.hash_status = "pending";
+            let hash = hashes.request(FileKey::of(&meta), vec![Source::Open(file)]);
+            (script, Some(hash))
+        }
+        Err(e @ SafeOpenError::NotRegular { .. }) => {
+            tracing::debug!("script not hashed: {e}");
+            // A stat never blocks, whatever the file is.
+            if let Ok(meta) = std::fs::metadata(&path) {
+                describe(&mut script, &meta);
+            }
+            script.hash_status = HashOutcome::NotRegular.status();
+            hashes.count_not_regular();
+            (script, None)
+        }
+        Err(_) => (script, None),
+    }
 }
 
 #[cfg(test)]

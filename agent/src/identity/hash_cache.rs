@@ -3,14 +3,16 @@
 //! A file version is (dev, inode, size, mtime, ctime) as the kernel saw it at
 //! exec. Before hashing, the opened file is checked to be that very version,
 //! and checked again after reading, so a cache entry can never carry the hash
-//! of some other file or of content written after the exec.
+//! of some other file or of content written after the exec. Every open and
+//! read goes through [`crate::safe_open`]: a FIFO or device at a candidate
+//! path cannot pin a worker, and no file is read past `hash.max_file_bytes`
+//! whatever its size claims.
 
 use std::{
-    fs::File,
-    io::Read,
+    fs::{File, Metadata},
     num::NonZeroUsize,
     os::unix::fs::MetadataExt,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
@@ -23,6 +25,8 @@ use lru::LruCache;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
+
+use crate::safe_open::{self, Links, SafeOpenError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileKey {
@@ -49,8 +53,12 @@ impl FileKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HashOutcome {
     Ok([u8; 32]),
-    /// Larger than `hash.max_file_bytes`; not read.
+    /// Larger than `hash.max_file_bytes` (by its size, or by what a read
+    /// turned up when the size understated it, as procfs files do); not hashed.
     TooLarge,
+    /// The path led to a FIFO, socket, device or directory, not a regular
+    /// file: never opened for a read that could block or never end.
+    NotRegular,
     /// Some file was reachable, but none was the inode the kernel reported.
     Unverified,
     /// The inode is right but its content changed after the exec (size or mtime differ).
@@ -67,6 +75,7 @@ impl HashOutcome {
         match self {
             HashOutcome::Ok(_) => "ok",
             HashOutcome::TooLarge => "too_large",
+            HashOutcome::NotRegular => "not_regular",
             HashOutcome::Unverified => "unverified",
             HashOutcome::Modified => "modified",
             HashOutcome::Changed => "changed",
@@ -99,10 +108,21 @@ pub enum Source {
 }
 
 impl Source {
-    fn open(self) -> Option<File> {
+    /// The file, checked to be a regular file with the inode of `key`, with
+    /// its `fstat` and a name for messages. Paths are followed: an exec'd
+    /// name is often a symlink, and /proc/<pid>/exe is a magic link.
+    fn open(self, key: &FileKey) -> Result<(File, Metadata, PathBuf), SafeOpenError> {
+        let expect = Some((key.dev, key.ino));
         match self {
-            Source::Open(f) => Some(f),
-            Source::Path(p) => File::open(p).ok(),
+            Source::Open(f) => {
+                let name = PathBuf::from("<file opened at exec>");
+                let meta = safe_open::check_open(&name, &f, expect)?;
+                Ok((f, meta, name))
+            }
+            Source::Path(p) => {
+                let (f, meta) = safe_open::open_regular(&p, Links::Follow, expect)?;
+                Ok((f, meta, p))
+            }
         }
     }
 }
@@ -115,6 +135,8 @@ pub struct HashStats {
     pub hash_ns: AtomicU64,
     pub too_large: AtomicU64,
     pub unverified: AtomicU64,
+    /// Requests whose every candidate was a FIFO, socket, device or directory.
+    pub not_regular: AtomicU64,
 }
 
 #[derive(Debug, Serialize)]
@@ -126,6 +148,7 @@ pub struct HashStatsSnapshot {
     pub hash_seconds: f64,
     pub too_large: u64,
     pub unverified: u64,
+    pub not_regular: u64,
 }
 
 pub struct HashCache {
@@ -186,6 +209,12 @@ impl HashCache {
                         HashOutcome::Unverified => {
                             stats.unverified.fetch_add(1, Ordering::Relaxed);
                         }
+                        HashOutcome::TooLarge => {
+                            stats.too_large.fetch_add(1, Ordering::Relaxed);
+                        }
+                        HashOutcome::NotRegular => {
+                            stats.not_regular.fetch_add(1, Ordering::Relaxed);
+                        }
                         _ => {}
                     }
                     out
@@ -201,6 +230,11 @@ impl HashCache {
         fut
     }
 
+    /// A hash never requested because its path led to no regular file.
+    pub fn count_not_regular(&self) {
+        self.stats.not_regular.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> HashStatsSnapshot {
         let s = &self.stats;
         HashStatsSnapshot {
@@ -211,6 +245,7 @@ impl HashCache {
             hash_seconds: s.hash_ns.load(Ordering::Relaxed) as f64 / 1e9,
             too_large: s.too_large.load(Ordering::Relaxed),
             unverified: s.unverified.load(Ordering::Relaxed),
+            not_regular: s.not_regular.load(Ordering::Relaxed),
         }
     }
 }
@@ -218,17 +253,21 @@ impl HashCache {
 /// Hashes the first candidate that is file version `key`.
 pub fn hash_version(key: FileKey, candidates: Vec<Source>, max_bytes: u64) -> HashOutcome {
     let mut saw_other_file = false;
+    let mut saw_not_regular = false;
     for source in candidates {
-        let Some(mut file) = source.open() else {
-            continue;
+        let (mut file, before, name) = match source.open(&key) {
+            Ok(opened) => opened,
+            Err(SafeOpenError::InodeChanged { .. }) => {
+                saw_other_file = true;
+                continue;
+            }
+            Err(e @ SafeOpenError::NotRegular { .. }) => {
+                tracing::debug!("not hashed: {e}");
+                saw_not_regular = true;
+                continue;
+            }
+            Err(_) => continue,
         };
-        let Ok(before) = file.metadata() else {
-            continue;
-        };
-        if before.dev() != key.dev || before.ino() != key.ino {
-            saw_other_file = true;
-            continue;
-        }
         let now = FileKey::of(&before);
         if now != key {
             tracing::debug!(
@@ -242,8 +281,10 @@ pub fn hash_version(key: FileKey, candidates: Vec<Source>, max_bytes: u64) -> Ha
         if before.size() > max_bytes {
             return HashOutcome::TooLarge;
         }
-        let Ok(digest) = sha256_reader(&mut file) else {
-            continue;
+        let digest = match sha256_capped(&name, &mut file, max_bytes) {
+            Ok(d) => d,
+            Err(SafeOpenError::TooLarge { .. }) => return HashOutcome::TooLarge,
+            Err(_) => continue,
         };
         // A write racing with the read would leave a hash of neither version.
         return match file.metadata() {
@@ -254,6 +295,8 @@ pub fn hash_version(key: FileKey, candidates: Vec<Source>, max_bytes: u64) -> Ha
     }
     if saw_other_file {
         HashOutcome::Unverified
+    } else if saw_not_regular {
+        HashOutcome::NotRegular
     } else {
         HashOutcome::Unavailable
     }
@@ -267,16 +310,10 @@ fn version_change(now: FileKey, then: FileKey) -> HashOutcome {
     }
 }
 
-pub fn sha256_reader(r: &mut impl Read) -> std::io::Result<[u8; 32]> {
+/// SHA-256 of all of `file`, or `TooLarge` past `max_bytes`.
+fn sha256_capped(name: &Path, file: &mut File, max_bytes: u64) -> Result<[u8; 32], SafeOpenError> {
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
+    safe_open::read_all_capped(name, file, max_bytes, |chunk| h.update(chunk))?;
     Ok(h.finalize().into())
 }
 
@@ -340,6 +377,37 @@ mod tests {
             hash_version(ka, vec![p(&a)], 1 << 20),
             HashOutcome::Modified
         );
+    }
+
+    #[test]
+    fn fifos_and_devices_are_never_read_and_size_zero_files_are_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("script");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // A writer that never writes: a blocking open would succeed and the read hang.
+        let _writer = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo)
+            .unwrap();
+        let p = |p: &std::path::Path| Source::Path(p.to_path_buf());
+        assert_eq!(
+            hash_version(key_of(&fifo), vec![p(&fifo)], 1 << 20),
+            HashOutcome::NotRegular
+        );
+        let zero = std::path::Path::new("/dev/zero");
+        assert_eq!(
+            hash_version(key_of(zero), vec![p(zero)], 1 << 20),
+            HashOutcome::NotRegular
+        );
+        // st_size 0, kilobytes of content: cut off at the cap, not hashed.
+        let maps = std::path::Path::new("/proc/self/maps");
+        let km = key_of(maps);
+        assert_eq!(km.size, 0);
+        assert_eq!(hash_version(km, vec![p(maps)], 64), HashOutcome::TooLarge);
+        assert_eq!(HashOutcome::NotRegular.status(), "not_regular");
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@ pub mod exec_id;
 pub mod exec_identity;
 pub mod hash_cache;
 pub mod liveness;
+pub mod packages;
 pub mod pods;
 pub mod process_table;
 pub mod procfs_seed;

@@ -60,7 +60,7 @@ pub fn scan_pid(pid: u32, cgroups: &mut CgroupResolver, hashes: &HashCache) -> O
     let key = FileKey::of(&meta);
     let exe_hash = hashes.request(key, vec![Source::Path(proc_exe)]);
     let cgroup_path = cgroups.path(cgroup_id, pid);
-    let (container, pod) = crate::identity::container::workload_json(cgroup_path.as_deref());
+    let workload = cgroups.workload(cgroup_id, cgroup_path.as_deref());
     let process = Process {
         pid,
         ppid: stat.ppid.max(0) as u32,
@@ -95,12 +95,12 @@ pub fn scan_pid(pid: u32, cgroups: &mut CgroupResolver, hashes: &HashCache) -> O
             id: cgroup_id,
             path: cgroup_path,
         },
-        container,
-        pod,
+        container: None,
+        pod: None,
         attestation: Attestation::ProcfsScan,
     };
     Some(Scanned {
-        snapshot: Snapshot::new(Arc::new(process), Some(exe_hash), None),
+        snapshot: Snapshot::new(Arc::new(process), Some(exe_hash), None).with_workload(workload),
         start_boottime_ns,
     })
 }

@@ -1,11 +1,16 @@
-//! A process as events describe it, with hashes that may still be computing.
+//! A process as events describe it, with hashes and a cgroup verdict that may still be computing.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use crate::{
     event::Process,
+    identity::container::{Refusal, Workload, WorkloadFuture},
     identity::hash_cache::{HashFuture, HashOutcome},
-    identity::pods::{Found, PodCache},
+    identity::pods::{PodAnswer, PodCache},
+    sync::lock,
 };
 
 /// The event-facing view of a process plus the hash computations its
@@ -15,6 +20,10 @@ pub struct Snapshot {
     pub process: Arc<Process>,
     pub exe_hash: Option<HashFuture>,
     pub script_hash: Option<HashFuture>,
+    /// The container and pod the cgroup was vouched to be (the ownership
+    /// walk runs on the blocking pool); `process.container`/`pod` stay
+    /// empty until it is known.
+    pub workload: Option<WorkloadFuture>,
     /// Pod metadata, read when the view is taken (emit, attest): a pod the
     /// source learns about after the exec still names the process.
     pub pods: Option<Arc<PodCache>>,
@@ -29,7 +38,8 @@ struct Filled {
     base: Arc<Process>,
     exe: Option<HashOutcome>,
     script: Option<HashOutcome>,
-    found: Option<Found>,
+    workload: Option<Arc<Workload>>,
+    pod: PodAnswer,
     view: Arc<Process>,
 }
 
@@ -39,14 +49,19 @@ impl Filled {
         base: &Arc<Process>,
         exe: &Option<HashOutcome>,
         script: &Option<HashOutcome>,
-        found: &Option<Found>,
+        workload: &Option<Arc<Workload>>,
+        pod: &PodAnswer,
     ) -> bool {
-        let same_pod = match (&self.found, found) {
+        let same_workload = match (&self.workload, workload) {
             (None, None) => true,
-            (Some(a), Some(b)) => Arc::ptr_eq(&a.pod, &b.pod) && a.container == b.container,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             _ => false,
         };
-        Arc::ptr_eq(&self.base, base) && same_pod && self.exe == *exe && self.script == *script
+        Arc::ptr_eq(&self.base, base)
+            && same_workload
+            && self.pod.same_as(pod)
+            && self.exe == *exe
+            && self.script == *script
     }
 }
 
@@ -64,9 +79,48 @@ impl Snapshot {
             process,
             exe_hash,
             script_hash,
+            workload: None,
             pods: None,
             filled: Arc::default(),
         }
+    }
+
+    /// The same snapshot, its container and pod from the cgroup's verdict.
+    pub fn with_workload(mut self, workload: Option<WorkloadFuture>) -> Self {
+        self.workload = workload;
+        self
+    }
+
+    /// A forked child's snapshot: `child` with the parent's hashes, cgroup
+    /// verdict and pod source (a fork runs the same image in the same cgroup).
+    pub fn forked(&self, child: Process) -> Self {
+        // clone3(CLONE_INTO_CGROUP) starts a child elsewhere: no verdict then.
+        let same_cgroup = child.cgroup.id == self.process.cgroup.id;
+        Self::new(
+            Arc::new(child),
+            self.exe_hash.clone(),
+            self.script_hash.clone(),
+        )
+        .with_workload(self.workload.clone().filter(|_| same_cgroup))
+        .with_pods(self.pods.as_ref())
+    }
+
+    /// The container or pod claim this process makes that is not its own,
+    /// once the verdict is in: a claim its cgroup's ownership refutes, or a
+    /// container id the pod list gives to another pod than the cgroup names.
+    pub async fn forgery(&self) -> Option<Refusal> {
+        let w = self.workload.clone()?.await;
+        if let Some(r) = w.refused.as_ref().filter(|r| r.forgery) {
+            return Some(r.clone());
+        }
+        let owner = self.pods.as_ref()?.contradiction(&w)?;
+        Some(Refusal {
+            path: self.process.cgroup.path.clone().unwrap_or_default(),
+            claimed_container: w.container.as_ref().map(|c| c.id.clone()),
+            claimed_pod: w.pod.as_ref().map(|p| p.uid.clone()),
+            reason: format!("the pod list gives this container to pod {owner}"),
+            forgery: true,
+        })
     }
 
     /// The same snapshot, its pod and container filled from `pods` when taken.
@@ -77,6 +131,10 @@ impl Snapshot {
 
     /// The view with every hash filled in, waiting for those still computing.
     pub async fn resolve(&self) -> Arc<Process> {
+        let workload = match &self.workload {
+            Some(f) => Some(f.clone().await),
+            None => None,
+        };
         let exe = match &self.exe_hash {
             Some(f) => Some(f.clone().await),
             None => None,
@@ -85,30 +143,62 @@ impl Snapshot {
             Some(f) => Some(f.clone().await),
             None => None,
         };
-        self.fill(exe, script)
+        self.fill(exe, script, workload)
+    }
+
+    /// The view with every hash filled in if they all arrive within `wait`;
+    /// else the view as it stands (`hash_status: "pending"` for the hashes
+    /// still computing) and `false`.
+    pub async fn resolve_within(&self, wait: Duration) -> (Arc<Process>, bool) {
+        match tokio::time::timeout(wait, self.resolve()).await {
+            Ok(view) => (view, true),
+            Err(_) => (self.current(), false),
+        }
+    }
+
+    /// Whether some hash of this process is still computing.
+    pub fn hashing(&self) -> bool {
+        [&self.exe_hash, &self.script_hash]
+            .into_iter()
+            .flatten()
+            .any(|f| f.peek().is_none())
     }
 
     /// The view with the hashes known right now (no waiting).
     pub fn current(&self) -> Arc<Process> {
         let peek = |f: &Option<HashFuture>| f.as_ref().and_then(|f| f.peek().cloned());
-        self.fill(peek(&self.exe_hash), peek(&self.script_hash))
+        let workload = self.workload.as_ref().and_then(|f| f.peek().cloned());
+        self.fill(peek(&self.exe_hash), peek(&self.script_hash), workload)
     }
 
-    fn fill(&self, exe: Option<HashOutcome>, script: Option<HashOutcome>) -> Arc<Process> {
-        let found = self.pods.as_ref().and_then(|c| c.find(&self.process));
-        if exe.is_none() && script.is_none() && found.is_none() {
+    fn fill(
+        &self,
+        exe: Option<HashOutcome>,
+        script: Option<HashOutcome>,
+        workload: Option<Arc<Workload>>,
+    ) -> Arc<Process> {
+        let pod = match (&self.pods, &workload) {
+            (Some(c), Some(w)) => c.judge(w),
+            _ => PodAnswer::Unchanged,
+        };
+        if exe.is_none() && script.is_none() && workload.is_none() {
             return self.process.clone();
         }
-        let mut memo = self.filled.lock().unwrap();
+        let mut memo = lock(&self.filled);
         if let Some(m) = memo
             .as_ref()
-            .filter(|m| m.is_for(&self.process, &exe, &script, &found))
+            .filter(|m| m.is_for(&self.process, &exe, &script, &workload, &pod))
         {
             return m.view.clone();
         }
         let mut p = (*self.process).clone();
-        if let Some(f) = &found {
-            f.apply(&mut p);
+        if let Some(w) = &workload {
+            (p.container, p.pod) = w.json();
+        }
+        match &pod {
+            PodAnswer::Found(f) => f.apply(&mut p),
+            PodAnswer::Withheld => p.pod = None,
+            PodAnswer::Unchanged => {}
         }
         if let Some(o) = &exe {
             p.exe.sha256 = o.sha256_hex();
@@ -126,7 +216,8 @@ impl Snapshot {
             base: self.process.clone(),
             exe,
             script,
-            found,
+            workload,
+            pod,
             view: view.clone(),
         });
         view
@@ -157,5 +248,34 @@ mod tests {
         let b = other.resolve().await;
         assert!(!Arc::ptr_eq(&a, &b));
         assert_eq!(a.exe.sha256, b.exe.sha256);
+    }
+
+    #[tokio::test]
+    async fn a_hash_that_misses_the_wait_is_pending_and_resolves_later() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<HashOutcome>();
+        let slow: HashFuture = futures::FutureExt::shared(futures::FutureExt::boxed(async move {
+            rx.await.unwrap_or(HashOutcome::Unavailable)
+        }));
+        let hashes = HashCache::new(16, 1, 1 << 30);
+        let base = scan_pid(std::process::id(), &mut CgroupResolver::new(), &hashes)
+            .unwrap()
+            .snapshot;
+        let mut p = (*base.process).clone();
+        p.exe.hash_status = "pending";
+        p.exe.sha256 = None;
+        let s = Snapshot::new(Arc::new(p), Some(slow), None);
+        let (view, complete) = s.resolve_within(Duration::from_millis(5)).await;
+        assert!(!complete);
+        assert!(s.hashing());
+        assert_eq!(view.exe.hash_status, "pending");
+        assert_eq!(view.exe.sha256, None);
+        tx.send(HashOutcome::Ok([7; 32])).unwrap();
+        let (view, complete) = s.resolve_within(Duration::from_millis(500)).await;
+        assert!(complete && !s.hashing());
+        assert_eq!(view.exe.hash_status, "ok");
+        assert_eq!(
+            view.exe.sha256.as_deref(),
+            Some(hex::encode([7u8; 32]).as_str())
+        );
     }
 }

@@ -188,6 +188,7 @@ pub fn resolve(btf: &Btf) -> Result<Offsets> {
         inode_ino: r.required("inode", "i_ino")?,
         inode_sb: r.required("inode", "i_sb")?,
         inode_size: r.required("inode", "i_size")?,
+        inode_mode: r.required("inode", "i_mode")?,
         inode_nlink: r.first_of("inode", &["__i_nlink", "i_nlink"])?.0,
         inode_mtime_sec: mtime_sec,
         inode_mtime_nsec: mtime_nsec,
@@ -253,6 +254,8 @@ mod tests {
         assert_eq!(off.task_tgid, off.task_pid + 4);
         assert!(off.cred_euid > off.cred_uid);
         assert!(off.mm_arg_end > off.mm_arg_start);
+        // i_mode is the first field of struct inode in every kernel since 2.6.
+        assert_eq!(off.inode_mode, 0);
     }
 
     #[test]

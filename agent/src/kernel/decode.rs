@@ -4,10 +4,10 @@
 //! the kernel can reuse the space at once.
 
 use proctor_common::{
-    ConnectEvent, EventHeader, ExecEvent, ExitEvent, FileOpenEvent, ForkEvent, ARGS_LEN,
-    EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_SCRIPT, FMODE_READ, FMODE_WRITE,
-    KIND_CONNECT, KIND_EXEC, KIND_EXIT, KIND_FILE_OPEN, KIND_FORK, OPEN_FLAG_DENIED,
-    OPEN_FLAG_KILLED, OPEN_FLAG_PATH_TRUNCATED, PATH_COMPONENTS,
+    ConnectEvent, EventHeader, ExecEvent, ExitEvent, FileOpenEvent, ForkEvent, IoUringEvent,
+    ARGS_LEN, EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_SCRIPT, FMODE_READ,
+    FMODE_WRITE, KIND_CONNECT, KIND_EXEC, KIND_EXIT, KIND_FILE_OPEN, KIND_FORK, KIND_IO_URING,
+    OPEN_FLAG_DENIED, OPEN_FLAG_KILLED, OPEN_FLAG_PATH_TRUNCATED, PATH_COMPONENTS,
 };
 
 #[derive(Debug)]
@@ -17,6 +17,87 @@ pub enum KernelEvent {
     Exit(ExitEvent),
     FileOpen(Box<OpenRecord>),
     Connect(Box<ConnectRecord>),
+    IoUring(IoUringRecord),
+}
+
+/// The first io_uring request of one opcode by one process.
+#[derive(Debug, Clone)]
+pub struct IoUringRecord {
+    pub ktime_ns: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    pub uid: u32,
+    pub cgroup_id: u64,
+    /// `IORING_OP_*`.
+    pub opcode: u32,
+    pub ring: u64,
+    pub user_data: u64,
+}
+
+/// `IORING_OP_*` names (include/uapi/linux/io_uring.h), for events and findings.
+pub fn io_uring_op_name(opcode: u32) -> &'static str {
+    const NAMES: [&str; 59] = [
+        "nop",
+        "readv",
+        "writev",
+        "fsync",
+        "read_fixed",
+        "write_fixed",
+        "poll_add",
+        "poll_remove",
+        "sync_file_range",
+        "sendmsg",
+        "recvmsg",
+        "timeout",
+        "timeout_remove",
+        "accept",
+        "async_cancel",
+        "link_timeout",
+        "connect",
+        "fallocate",
+        "openat",
+        "close",
+        "files_update",
+        "statx",
+        "read",
+        "write",
+        "fadvise",
+        "madvise",
+        "send",
+        "recv",
+        "openat2",
+        "epoll_ctl",
+        "splice",
+        "provide_buffers",
+        "remove_buffers",
+        "tee",
+        "shutdown",
+        "renameat",
+        "unlinkat",
+        "mkdirat",
+        "symlinkat",
+        "linkat",
+        "msg_ring",
+        "fsetxattr",
+        "setxattr",
+        "fgetxattr",
+        "getxattr",
+        "socket",
+        "uring_cmd",
+        "send_zc",
+        "sendmsg_zc",
+        "read_multishot",
+        "waitid",
+        "futex_wait",
+        "futex_wake",
+        "futex_waitv",
+        "fixed_fd_install",
+        "ftruncate",
+        "bind",
+        "listen",
+        "recv_zc",
+    ];
+    NAMES.get(opcode as usize).copied().unwrap_or("other")
 }
 
 /// A connect(2) and its outcome.
@@ -36,6 +117,8 @@ pub struct ConnectRecord {
     pub deferred: bool,
     pub ip: Option<std::net::IpAddr>,
     pub unix_path: Option<String>,
+    /// Which hook saw it (`CONNECT_ORIGIN_*`).
+    pub origin: u32,
 }
 
 /// A watched file opened, as the probe saw it.
@@ -143,6 +226,19 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
             let ev: ConnectEvent = read_struct(buf, "connect record")?;
             Ok(KernelEvent::Connect(Box::new(connect_record(&ev))))
         }
+        KIND_IO_URING => {
+            let ev: IoUringEvent = read_struct(buf, "io_uring record")?;
+            Ok(KernelEvent::IoUring(IoUringRecord {
+                ktime_ns: ev.hdr.ktime_ns,
+                pid: ev.pid,
+                tgid: ev.tgid,
+                uid: ev.uid,
+                cgroup_id: ev.cgroup_id,
+                opcode: ev.opcode,
+                ring: ev.ctx,
+                user_data: ev.user_data,
+            }))
+        }
         KIND_FILE_OPEN => {
             let ev: FileOpenEvent = read_struct(buf, "file-open record")?;
             Ok(KernelEvent::FileOpen(Box::new(open_record(&ev))))
@@ -236,6 +332,7 @@ fn connect_record(ev: &ConnectEvent) -> ConnectRecord {
         deferred: ev.deferred != 0,
         ip,
         unix_path,
+        origin: ev.origin,
     }
 }
 
@@ -320,6 +417,15 @@ mod tests {
         let mut exec = vec![0u8; 64];
         exec[0] = KIND_EXEC as u8;
         assert!(matches!(decode(&exec), Err(DecodeError::Short { .. })));
+    }
+
+    #[test]
+    fn io_uring_opcodes_are_named() {
+        assert_eq!(io_uring_op_name(18), "openat");
+        assert_eq!(io_uring_op_name(16), "connect");
+        assert_eq!(io_uring_op_name(22), "read");
+        assert_eq!(io_uring_op_name(28), "openat2");
+        assert_eq!(io_uring_op_name(9999), "other");
     }
 
     #[test]

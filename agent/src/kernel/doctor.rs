@@ -95,7 +95,6 @@ pub fn run() -> Vec<Check> {
     );
 
     for (item, fs, target) in [
-        ("bpffs", "bpf", "/sys/fs/bpf"),
         ("tracefs", "tracefs", "/sys/kernel/tracing"),
         ("securityfs", "securityfs", "/sys/kernel/security"),
     ] {
@@ -107,7 +106,9 @@ pub fn run() -> Vec<Check> {
                 format!("not mounted at {target}"),
             )
             .fix(format!(
-                "`proctor run` mounts it; or `mount -t {fs} {fs} {target}`"
+                "`proctor run` mounts it when it has CAP_SYS_ADMIN; else \
+                 `mount -t {fs} {fs} {target}` (tracefs: without it the file-open and connect \
+                 hooks cannot attach)"
             )),
         });
     }
@@ -165,16 +166,37 @@ pub fn run() -> Vec<Check> {
                     ),
                 ));
                 let set = p.hook_set();
-                let note = if set.file_open.contains("lsm") {
-                    "; `enforce: kill` rules refuse the open (LSM)"
-                } else {
-                    "; `enforce: kill` rules kill from the open tracepoint"
+                let note = match p.kill_enforcement() {
+                    "lsm-deny" => "; `enforce: kill` rules refuse the open (LSM)",
+                    "tracepoint-sigkill" => "; `enforce: kill` rules kill from the open tracepoint",
+                    _ => {
+                        "; `enforce: kill` rules have no enforcement path (kill_enforcement: none)"
+                    }
                 };
-                out.push(check(
-                    "hook_set",
-                    Verdict::Ok,
-                    format!("{}{note}", set.summary()),
-                ));
+                out.push(if p.unattached.is_empty() {
+                    check("hook_set", Verdict::Ok, format!("{}{note}", set.summary()))
+                } else {
+                    let causes: Vec<String> = p
+                        .unattached
+                        .iter()
+                        .map(|u| format!("{}: {}", u.hook, u.cause))
+                        .collect();
+                    // Secret detection and net_connect events need these:
+                    // `proctor run` refuses to start secrets without them.
+                    check(
+                        "hook_set",
+                        Verdict::Missing,
+                        format!(
+                            "{}{note}; not attached: {}",
+                            set.summary(),
+                            causes.join("; ")
+                        ),
+                    )
+                    .fix(
+                        "mount tracefs (`mount -t tracefs tracefs /sys/kernel/tracing`), or give \
+                         the agent CAP_SYS_ADMIN so that it mounts tracefs itself",
+                    )
+                });
             }
             Err(e) => {
                 out.push(

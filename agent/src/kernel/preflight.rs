@@ -106,11 +106,13 @@ pub fn prepare() -> Result<Vec<String>> {
     check_privileges()?;
     raise_memlock();
     let mut made = Vec::new();
-    for (fs, target) in [("bpf", "/sys/fs/bpf"), ("tracefs", "/sys/kernel/tracing")] {
+    // bpffs is not needed: the agent pins nothing, its programs live as long
+    // as it holds their fds.
+    for (fs, target) in [("tracefs", "/sys/kernel/tracing")] {
         match ensure_mounted(fs, target) {
             Ok(true) => made.push(format!("{fs} at {target}")),
             Ok(false) => {}
-            // Neither is needed by the tp_btf probes themselves: warn, do not fail.
+            // Not needed by the tp_btf probes themselves: warn, do not fail.
             Err(e) => tracing::warn!("{e:#}"),
         }
     }

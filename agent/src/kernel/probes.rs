@@ -9,7 +9,7 @@ use aya::{
     programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
-use proctor_common::{AllowKey, InodeKey, NAME_KEY_LEN};
+use proctor_common::{AllowKey, InodeKey, IoUringOffsets, NAME_KEY_LEN};
 use serde::Serialize;
 
 use crate::kernel::btf_offsets;
@@ -52,6 +52,13 @@ pub struct OpenFilter {
     pub name_lengths: Array<MapData, u64>,
 }
 
+/// A hook that should have attached and did not.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unattached {
+    pub hook: String,
+    pub cause: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AttachedProgram {
     pub hook: String,
@@ -68,6 +75,8 @@ pub struct Probes {
     pub sent: PerCpuArray<MapData, u64>,
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     pub attached: Vec<AttachedProgram>,
+    /// Hooks that exist on this kernel but could not be attached, and why.
+    pub unattached: Vec<Unattached>,
     /// Taken by the secret monitor.
     pub open_filter: Option<OpenFilter>,
     pub enforcement: Option<EnforcementMaps>,
@@ -84,9 +93,18 @@ pub struct HookSet {
     /// `tracepoint`, or `tracepoint+lsm` where the LSM hook also refuses
     /// forbidden opens (`enforce: kill`).
     pub file_open: String,
+    /// `tracepoint` (connect(2)), `+cgroup` when the cgroup connect hooks
+    /// also report connects made without connect(2) (io_uring).
     pub connect: String,
-    /// `cgroup` when block-egress hooks are attached, else `none`.
+    /// `cgroup` when the cgroup connect hooks are attached (block-egress can
+    /// refuse connects and datagrams), else `none`.
     pub egress: String,
+    /// Datagrams sent to an explicit address (UDP `sendto`): `cgroup` when
+    /// the sendmsg4/6 hooks are attached, else `none`.
+    pub datagram: String,
+    /// io_uring requests (opcode use, `IORING_OP_OPENAT[2]` of watched
+    /// files): `tp_btf` when its tracepoints are attached, else `none`.
+    pub io_uring: String,
 }
 
 impl HookSet {
@@ -110,16 +128,18 @@ impl HookSet {
         HookSet {
             exec: kinds(&["tp_btf/sched_process_exec"]),
             file_open: kinds(&["tracepoint/syscalls/sys_exit_open", "lsm/file_open"]),
-            connect: kinds(&["tracepoint/syscalls/sys_enter_connect"]),
+            connect: kinds(&["tracepoint/syscalls/sys_enter_connect", "cgroup/connect"]),
             egress: kinds(&["cgroup/connect"]),
+            datagram: kinds(&["cgroup/sendmsg"]),
+            io_uring: kinds(&["tp_btf/io_uring_complete"]),
         }
     }
 
     /// One line for humans: `exec: tp_btf, file_open: tracepoint+lsm, ...`.
     pub fn summary(&self) -> String {
         format!(
-            "exec: {}, file_open: {}, connect: {}, egress: {}",
-            self.exec, self.file_open, self.connect, self.egress
+            "exec: {}, file_open: {}, connect: {}, egress: {}, datagram: {}, io_uring: {}",
+            self.exec, self.file_open, self.connect, self.egress, self.datagram, self.io_uring
         )
     }
 }
@@ -127,7 +147,8 @@ impl HookSet {
 /// Optional enforcement hooks to try at load.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EnforcementHooks {
-    /// cgroup connect hooks for block-egress.
+    /// block-egress is configured: the cgroup sock_addr hooks (attached for
+    /// monitoring whenever cgroup v2 exists) become required.
     pub block_egress: bool,
     /// The LSM deny-open path for kill rules, where the kernel allows it.
     pub lsm_deny: bool,
@@ -137,11 +158,37 @@ impl Probes {
     pub fn hook_set(&self) -> HookSet {
         HookSet::of(&self.attached)
     }
+
+    /// How `enforce: kill` is carried out: `lsm-deny`, `tracepoint-sigkill`
+    /// from the open tracepoint, or `none` when neither hook is attached.
+    pub fn kill_enforcement(&self) -> &'static str {
+        kill_enforcement(self.lsm_deny, &self.hook_set())
+    }
+
+    /// Why `hook` (a prefix of the hook names) did not attach, if known.
+    pub fn why_missing(&self, hook: &str) -> Option<&str> {
+        self.unattached
+            .iter()
+            .find(|u| u.hook.starts_with(hook))
+            .map(|u| u.cause.as_str())
+    }
+}
+
+/// See [`Probes::kill_enforcement`].
+pub fn kill_enforcement(lsm_deny: bool, set: &HookSet) -> &'static str {
+    if lsm_deny {
+        "lsm-deny"
+    } else if set.file_open.contains("tracepoint") {
+        "tracepoint-sigkill"
+    } else {
+        "none"
+    }
 }
 
 pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64, hooks: EnforcementHooks) -> Result<Probes> {
     let kernel_btf = btf_offsets::load_kernel_btf(Path::new(btf_offsets::VMLINUX_BTF))?;
     let offsets = btf_offsets::resolve(&kernel_btf)?;
+    let io_uring_offsets = resolve_io_uring(&kernel_btf);
     let btf = Btf::from_sys_fs().context("cannot read kernel BTF for program loading")?;
 
     let mut ebpf = EbpfLoader::new()
@@ -149,6 +196,11 @@ pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64, hooks: EnforcementHooks) 
         .override_global("OFFSETS", &offsets, true)
         .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
         .override_global("AGENT_TGID", &std::process::id(), true)
+        .override_global(
+            "IO_URING_OFFSETS",
+            io_uring_offsets.as_ref().unwrap_or(&IoUringOffsets::UNSET),
+            true,
+        )
         .map_max_entries("EVENTS", ring_buffer_bytes)
         .load(BPF_OBJECT)
         .context(
@@ -183,30 +235,48 @@ pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64, hooks: EnforcementHooks) 
         attached.push(AttachedProgram { hook, id });
     }
 
+    let mut unattached = Vec::new();
     for (name, tp) in OPEN_HOOKS {
         let hook = format!("tracepoint/syscalls/{tp}");
-        if !std::path::Path::new("/sys/kernel/tracing/events/syscalls")
-            .join(tp)
-            .exists()
-        {
-            tracing::info!("{hook} does not exist on this kernel/architecture; skipped");
-            continue;
+        match attach_syscall_hook(&mut ebpf, name, tp, &hook) {
+            Ok(Some(id)) => attached.push(AttachedProgram { hook, id }),
+            Ok(None) => {
+                tracing::info!("{hook} does not exist on this kernel/architecture; skipped")
+            }
+            // Not fatal here: start-up decides whether the config can do
+            // without it, and /readyz and agent_status report it.
+            Err(e) => {
+                tracing::warn!("{hook} not attached: {e:#}");
+                unattached.push(Unattached {
+                    hook,
+                    cause: format!("{e:#}"),
+                });
+            }
         }
-        let prog: &mut TracePoint = ebpf
-            .program_mut(name)
-            .with_context(|| format!("eBPF object has no program {name}"))?
-            .try_into()
-            .with_context(|| format!("program {name} is not a tracepoint program"))?;
-        prog.load().with_context(|| format!("cannot load {hook}"))?;
-        prog.attach("syscalls", tp).with_context(|| {
-            format!("cannot attach {hook}; is tracefs mounted at /sys/kernel/tracing?")
-        })?;
-        let id = prog.info().map(|i| i.id()).unwrap_or(0);
-        attached.push(AttachedProgram { hook, id });
     }
 
-    if hooks.block_egress {
-        attach_block_egress(&mut ebpf, &mut attached)?;
+    match attach_socket_hooks(&mut ebpf, &mut attached) {
+        Ok(()) => {}
+        Err(e) if hooks.block_egress => {
+            return Err(e.context(
+                "block-egress rules need the cgroup socket hooks; fix the cause above, or remove \
+                 `block-egress` from secrets.rules[].enforce",
+            ));
+        }
+        // Monitoring keeps the connect tracepoints; what is lost is said once.
+        Err(e) => tracing::warn!(
+            "cgroup socket hooks unavailable ({e:#}): UDP datagrams sent with sendto and \
+             io_uring connects are not reported"
+        ),
+    }
+    match io_uring_offsets {
+        Ok(_) => match attach_io_uring(&mut ebpf, &btf, &mut attached) {
+            Ok(()) => {}
+            Err(e) => tracing::warn!(
+                "io_uring tracepoints unavailable ({e:#}): opens through io_uring are not reported"
+            ),
+        },
+        Err(e) => tracing::info!("io_uring hooks skipped: {e:#}"),
     }
     let mut lsm_deny = false;
     if hooks.lsm_deny {
@@ -251,10 +321,42 @@ pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64, hooks: EnforcementHooks) 
         sent,
         logger,
         attached,
+        unattached,
         open_filter: Some(open_filter),
         enforcement: Some(enforcement),
         lsm_deny,
     })
+}
+
+/// Where aya finds syscall tracepoints: tracefs, or tracefs under debugfs.
+const TRACEFS_ROOTS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+
+/// Loads and attaches one syscalls tracepoint; `None` when the kernel has
+/// no such syscall (open and creat on arm64).
+fn attach_syscall_hook(ebpf: &mut Ebpf, name: &str, tp: &str, hook: &str) -> Result<Option<u32>> {
+    let Some(root) = TRACEFS_ROOTS
+        .iter()
+        .find(|r| Path::new(r).join("events/syscalls").is_dir())
+    else {
+        anyhow::bail!(
+            "tracefs is not mounted (no events/syscalls under {}); mount it \
+             (`mount -t tracefs tracefs /sys/kernel/tracing`) or give the agent CAP_SYS_ADMIN \
+             so that it mounts tracefs itself",
+            TRACEFS_ROOTS.join(" or ")
+        );
+    };
+    if !Path::new(root).join("events/syscalls").join(tp).exists() {
+        return Ok(None);
+    }
+    let prog: &mut TracePoint = ebpf
+        .program_mut(name)
+        .with_context(|| format!("eBPF object has no program {name}"))?
+        .try_into()
+        .with_context(|| format!("program {name} is not a tracepoint program"))?;
+    prog.load().with_context(|| format!("cannot load {hook}"))?;
+    prog.attach("syscalls", tp)
+        .with_context(|| format!("cannot attach {hook} (tracefs at {root})"))?;
+    Ok(Some(prog.info().map(|i| i.id()).unwrap_or(0)))
 }
 
 /// lsm/file_open refusing forbidden reads. Needs a kernel with BPF LSM active
@@ -275,17 +377,64 @@ fn attach_lsm_deny(ebpf: &mut Ebpf, btf: &Btf) -> Result<u32> {
     Ok(prog.info().map(|i| i.id()).unwrap_or(0))
 }
 
-/// cgroup/connect4 and connect6 on the cgroup2 root: every connect on the
-/// node passes one map lookup; quarantined processes get EPERM.
-fn attach_block_egress(ebpf: &mut Ebpf, attached: &mut Vec<AttachedProgram>) -> Result<()> {
+/// io_uring's request offsets, or why this kernel has none to hook.
+fn resolve_io_uring(btf: &btf_rs::Btf) -> Result<IoUringOffsets> {
+    let r = btf_offsets::OffsetResolver::new(btf);
+    let field = |root: &str, path: &str| -> Result<u32> {
+        r.offset(root, path)?
+            .with_context(|| format!("kernel BTF has no `{root}.{path}`"))
+    };
+    Ok(IoUringOffsets {
+        req_opcode: field("io_kiocb", "opcode")?,
+        req_ctx: field("io_kiocb", "ctx")?,
+        req_user_data: field("io_kiocb", "cqe.user_data")?,
+        open_file_slot: field("io_kiocb", "cmd")? + field("io_open", "file_slot")?,
+    })
+}
+
+/// (program name in the object, tp_btf tracepoint) for io_uring.
+pub const IO_URING_HOOKS: &[(&str, &str)] = &[
+    ("io_uring_submit_req", "io_uring_submit_req"),
+    ("io_uring_complete", "io_uring_complete"),
+];
+
+/// io_uring's tracepoints: optional (kernels without io_uring, or with it
+/// compiled out, load everything else). Both or neither.
+fn attach_io_uring(ebpf: &mut Ebpf, btf: &Btf, attached: &mut Vec<AttachedProgram>) -> Result<()> {
+    let mut mine = Vec::new();
+    for (name, tp) in IO_URING_HOOKS {
+        let hook = format!("tp_btf/{tp}");
+        let prog: &mut BtfTracePoint = ebpf
+            .program_mut(name)
+            .with_context(|| format!("eBPF object has no program {name}"))?
+            .try_into()?;
+        prog.load(tp, btf)
+            .with_context(|| format!("cannot load {hook}"))?;
+        prog.attach()
+            .with_context(|| format!("cannot attach {hook}"))?;
+        let id = prog.info().map(|i| i.id()).unwrap_or(0);
+        mine.push(AttachedProgram { hook, id });
+    }
+    attached.extend(mine);
+    Ok(())
+}
+
+/// cgroup/connect4|6 and sendmsg4|6 on the cgroup2 root: every connect and
+/// every datagram to an explicit address on the node passes one map lookup;
+/// they report what the syscall tracepoints miss (UDP sendto, io_uring
+/// connects) and give quarantined processes EPERM.
+fn attach_socket_hooks(ebpf: &mut Ebpf, attached: &mut Vec<AttachedProgram>) -> Result<()> {
     let root = crate::kernel::mounts::cgroup2_mount().context(
-        "block-egress needs cgroup v2: no cgroup2 mount found; mount it or drop block-egress from the policy",
+        "the socket hooks (and block-egress) need cgroup v2: no cgroup2 mount found; mount it or \
+         drop block-egress from the policy",
     )?;
     let cgroup = std::fs::File::open(&root)
         .with_context(|| format!("cannot open the cgroup2 root {}", root.display()))?;
     for (name, hook) in [
         ("block_egress4", "cgroup/connect4"),
         ("block_egress6", "cgroup/connect6"),
+        ("egress_sendmsg4", "cgroup/sendmsg4"),
+        ("egress_sendmsg6", "cgroup/sendmsg6"),
     ] {
         let prog: &mut CgroupSockAddr = ebpf
             .program_mut(name)
@@ -340,6 +489,19 @@ mod tests {
         let lsm = HookSet::of(&attached(&with_lsm));
         assert_eq!(lsm.file_open, "tracepoint+lsm");
         assert_eq!(lsm.egress, "cgroup");
+        assert_eq!(lsm.connect, "tracepoint+cgroup");
+        assert_eq!(lsm.datagram, "none");
+        assert_eq!(tp.io_uring, "none");
+        let mut full = with_lsm.clone();
+        full.extend(["cgroup/sendmsg4", "tp_btf/io_uring_complete"]);
+        let full = HookSet::of(&attached(&full));
+        assert_eq!(full.datagram, "cgroup");
+        assert_eq!(full.io_uring, "tp_btf");
         assert!(lsm.summary().contains("file_open: tracepoint+lsm"));
+        assert_eq!(kill_enforcement(true, &lsm), "lsm-deny");
+        assert_eq!(kill_enforcement(false, &tp), "tracepoint-sigkill");
+        let blind = HookSet::of(&attached(&["tp_btf/sched_process_exec"]));
+        assert_eq!(blind.file_open, "none");
+        assert_eq!(kill_enforcement(false, &blind), "none");
     }
 }

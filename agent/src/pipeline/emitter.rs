@@ -1,9 +1,12 @@
 //! Orders, numbers and writes events.
 //!
-//! Events leave in the order the kernel produced them. An exec whose binary
-//! is still being hashed holds back the events behind it rather than going
-//! out without its hash; hashing itself runs elsewhere, so only the output
-//! waits, never the ring-buffer reader.
+//! Events leave in the order the kernel produced them. An event whose
+//! process is still being hashed waits for the hash until `hash.emit_wait`
+//! after the kernel saw it, no longer: then it goes out with
+//! `hash_status: "pending"`, and for an exec a `process_hash` event carries
+//! the result once it is known. A slow hash (a huge binary, a stalled
+//! filesystem) thus delays the stream by at most that bound, and a backlog
+//! behind it goes out at once, its deadlines already past.
 
 use std::{
     sync::{
@@ -13,13 +16,14 @@ use std::{
     time::Duration,
 };
 
+use futures::{future::BoxFuture, stream::FuturesUnordered, FutureExt, StreamExt};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::{
-    clock::to_epoch_ns,
+    clock::{boot_ns, to_epoch_ns},
     detect::findings,
-    event::{rfc3339_ns, Event, ExitInfo, FileInfo, Finding, Kind, NetInfo, SCHEMA},
+    event::{rfc3339_ns, Event, ExitInfo, FileInfo, Finding, Kind, NetInfo, Process, SCHEMA},
     export::metrics::{FindingLabels, KindLabel, Metrics},
     export::sinks::SinkSet,
     identity::snapshot::Snapshot,
@@ -66,8 +70,11 @@ pub struct EmitCounters {
     pub file_open: AtomicU64,
     pub finding: AtomicU64,
     pub net_connect: AtomicU64,
+    pub process_hash: AtomicU64,
     /// Events the rate limiter held back (reported in summaries).
     pub suppressed: AtomicU64,
+    /// Events that went out before their hashes (`hash_status: "pending"`).
+    pub hash_pending: AtomicU64,
 }
 
 #[derive(Debug, Serialize)]
@@ -78,7 +85,9 @@ pub struct EmitStats {
     pub file_open: u64,
     pub finding: u64,
     pub net_connect: u64,
+    pub process_hash: u64,
     pub suppressed: u64,
+    pub hash_pending: u64,
 }
 
 impl EmitCounters {
@@ -90,6 +99,7 @@ impl EmitCounters {
             Kind::FileOpen => &self.file_open,
             Kind::Finding => &self.finding,
             Kind::NetConnect => &self.net_connect,
+            Kind::ProcessHash => &self.process_hash,
         };
         c.fetch_add(1, Ordering::Relaxed);
     }
@@ -102,7 +112,9 @@ impl EmitCounters {
             file_open: self.file_open.load(Ordering::Relaxed),
             finding: self.finding.load(Ordering::Relaxed),
             net_connect: self.net_connect.load(Ordering::Relaxed),
+            process_hash: self.process_hash.load(Ordering::Relaxed),
             suppressed: self.suppressed.load(Ordering::Relaxed),
+            hash_pending: self.hash_pending.load(Ordering::Relaxed),
         }
     }
 }
@@ -120,41 +132,97 @@ pub struct Emitter {
     /// How long sinks may keep delivering after the stop signal before
     /// what they hold goes to their spools.
     pub shutdown_grace: Duration,
+    /// How long after the kernel saw it an event may wait for its hashes.
+    pub hash_wait: Duration,
 }
+
+/// Past this, a hash that never finishes is reported `unavailable` in its
+/// `process_hash` event, so that a stuck read cannot pin memory for ever.
+const HASH_FOLLOW_UP_LIMIT: Duration = Duration::from_secs(600);
+
+/// The finished identity of an exec that went out pending.
+type FollowUp = BoxFuture<'static, Arc<Process>>;
 
 impl Emitter {
     pub async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
         let mut summary_tick = tokio::time::interval(self.limiter.summary_interval());
         summary_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut follow_ups: FuturesUnordered<FollowUp> = FuturesUnordered::new();
         loop {
             let p = tokio::select! {
                 p = rx.recv() => match p {
                     Some(p) => p,
                     None => break,
                 },
+                Some(process) = follow_ups.next(), if !follow_ups.is_empty() => {
+                    self.hashed(process);
+                    continue;
+                }
                 _ = summary_tick.tick(), if self.limiter.enabled() => {
                     self.summarise();
                     continue;
                 }
             };
-            self.handle(p).await;
+            self.metrics.health.emitting(p.boot_ns.max(1), boot_ns());
+            if let Some(f) = self.handle(p).await {
+                follow_ups.push(f);
+            }
+            self.metrics.health.emitting(0, boot_ns());
+        }
+        // The input is closed: what is still hashing gets its bound's worth
+        // of time, then goes out as it stands.
+        let last = tokio::time::sleep(self.hash_wait);
+        tokio::pin!(last);
+        while !follow_ups.is_empty() {
+            tokio::select! {
+                Some(process) = follow_ups.next() => self.hashed(process),
+                _ = &mut last => break,
+            }
         }
         self.summarise();
         self.sinks.shutdown(self.shutdown_grace).await;
         self.seq.close();
     }
 
-    async fn handle(&mut self, mut p: Pending) {
-        let process = p.snapshot.resolve().await;
+    /// Emits `p`; for an exec that went out before its hash, the future of
+    /// its finished identity.
+    async fn handle(&mut self, mut p: Pending) -> Option<FollowUp> {
+        let deadline = p.boot_ns.saturating_add(duration_ns(self.hash_wait));
+        let wait = Duration::from_nanos(deadline.saturating_sub(boot_ns()));
+        let (process, complete) = p.snapshot.resolve_within(wait).await;
+        if !complete {
+            self.counters.hash_pending.fetch_add(1, Ordering::Relaxed);
+        }
         if p.refers_to_previous {
             if let Some(f) = p.finding.as_mut() {
                 f.evidence.event_seqs.push(self.seq.last());
             }
         }
         // Whether a binary can be trusted is known only once it is hashed.
-        let untrusted = (p.kind == Kind::ProcessExec)
+        let untrusted = (p.kind == Kind::ProcessExec && complete)
             .then(|| findings::untrusted_binary(&process))
             .flatten();
+        let follow_up = (p.kind == Kind::ProcessExec && !complete).then(|| {
+            let snapshot = p.snapshot.clone();
+            async move {
+                match tokio::time::timeout(HASH_FOLLOW_UP_LIMIT, snapshot.resolve()).await {
+                    Ok(view) => view,
+                    Err(_) => {
+                        let mut p = (*snapshot.current()).clone();
+                        for status in [&mut p.exe.hash_status]
+                            .into_iter()
+                            .chain(p.interpreter.as_mut().map(|i| &mut i.script.hash_status))
+                        {
+                            if *status == "pending" {
+                                *status = "unavailable";
+                            }
+                        }
+                        Arc::new(p)
+                    }
+                }
+            }
+            .boxed()
+        });
         let time = rfc3339_ns(to_epoch_ns(p.boot_ns));
         let exec_seq = self.emit(Event {
             schema: SCHEMA,
@@ -170,23 +238,57 @@ impl Emitter {
             net: p.net,
             suppressed: None,
         });
-        if let Some(mut finding) = untrusted {
-            finding.evidence.event_seqs.extend(exec_seq);
-            self.emit(Event {
-                schema: SCHEMA,
-                time,
-                node: self.node.clone(),
-                kind: Kind::Finding,
-                seq: 0,
-                process,
-                exit: None,
-                status: None,
-                file: None,
-                finding: Some(finding),
-                net: None,
-                suppressed: None,
-            });
+        if let Some(finding) = untrusted {
+            self.untrusted(finding, exec_seq, time, process);
         }
+        follow_up
+    }
+
+    /// The `process_hash` event of an exec that went out pending, and the
+    /// untrusted-binary finding its hash may call for.
+    fn hashed(&mut self, process: Arc<Process>) {
+        let time = rfc3339_ns(to_epoch_ns(boot_ns()));
+        let seq = self.emit(Event {
+            schema: SCHEMA,
+            time: time.clone(),
+            node: self.node.clone(),
+            kind: Kind::ProcessHash,
+            seq: 0,
+            process: process.clone(),
+            exit: None,
+            status: None,
+            file: None,
+            finding: None,
+            net: None,
+            suppressed: None,
+        });
+        if let Some(finding) = findings::untrusted_binary(&process) {
+            self.untrusted(finding, seq, time, process);
+        }
+    }
+
+    fn untrusted(
+        &mut self,
+        mut finding: Finding,
+        evidence: Option<u64>,
+        time: String,
+        process: Arc<Process>,
+    ) {
+        finding.evidence.event_seqs.extend(evidence);
+        self.emit(Event {
+            schema: SCHEMA,
+            time,
+            node: self.node.clone(),
+            kind: Kind::Finding,
+            seq: 0,
+            process,
+            exit: None,
+            status: None,
+            file: None,
+            finding: Some(finding),
+            net: None,
+            suppressed: None,
+        });
     }
 
     fn summarise(&mut self) {
@@ -225,4 +327,8 @@ impl Emitter {
         let _ = self.subscribers.send(ev);
         Some(seq)
     }
+}
+
+fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -15,6 +15,8 @@ use std::{
 
 use anyhow::{Context, Result};
 
+use crate::private_files;
+
 const BLOCK: u64 = 1 << 16;
 
 pub struct SeqStore {
@@ -29,13 +31,15 @@ struct Locked(File);
 
 impl Locked {
     fn open(path: &Path) -> Result<Self> {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .with_context(|| format!("cannot open the sequence file {}", path.display()))?;
+        let f = private_files::open_private(
+            path,
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+        )
+        .with_context(|| format!("cannot open the sequence file {}", path.display()))?;
         // SAFETY: flock on an fd we own; released when the file closes.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(std::io::Error::last_os_error())
@@ -61,8 +65,14 @@ impl Locked {
 
 impl SeqStore {
     pub fn open(state_dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(state_dir)
-            .with_context(|| format!("cannot create state_dir {}", state_dir.display()))?;
+        // The first thing to touch state_dir: it creates it 0700 or tightens it.
+        private_files::private_dir(state_dir).with_context(|| {
+            format!(
+                "cannot create state_dir {} or make it mode 0700; run the agent as the \
+                 directory's owner, or point state_dir elsewhere",
+                state_dir.display()
+            )
+        })?;
         let path = state_dir.join("seq");
         let mut s = Self {
             path,

@@ -66,6 +66,8 @@ pub struct EnvSecret {
     /// variable list are ordinary heap memory too, so wiping this one copy
     /// would promise a protection the pipeline does not give.
     pub value: String,
+    /// The Kubernetes Secret the pod spec sets the variable from (`secretKeyRef`).
+    pub k8s: Option<crate::event::K8sSecretRef>,
 }
 
 impl fmt::Debug for EnvSecret {
@@ -112,6 +114,7 @@ pub fn scan_report(vars: &[(String, String)]) -> EnvScan {
                 detector,
                 kind,
                 value: secret,
+                k8s: None,
             });
         } else if let Some(path) = secret_file_reference(&upper, value) {
             out.references.push(SecretReference {

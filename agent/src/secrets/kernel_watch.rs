@@ -27,6 +27,8 @@ pub trait KernelWatch {
     fn unwatch_inode(&mut self, key: InodeKey);
     /// `exe` may read the secrets of kill rule `rule`.
     fn allow_reader(&mut self, rule: u32, exe: InodeKey) -> Result<()>;
+    /// `exe` no longer may (the owner's file was replaced).
+    fn disallow_reader(&mut self, rule: u32, exe: InodeKey);
     /// Readers of this inode other than rule `rule`'s owners are stopped.
     fn deny_inode(&mut self, key: InodeKey, rule: u32) -> Result<()>;
     /// `pid` may connect nowhere (block-egress).
@@ -109,6 +111,13 @@ impl KernelWatch for KernelMaps {
             .context("kernel allow list: cannot add an owner")
     }
 
+    fn disallow_reader(&mut self, rule: u32, exe: InodeKey) {
+        let _ = self
+            .enforcement
+            .allowed_readers
+            .remove(&AllowKey { rule, _pad: 0, exe });
+    }
+
     fn deny_inode(&mut self, key: InodeKey, rule: u32) -> Result<()> {
         Ok(self.enforcement.deny_inodes.insert(key, rule, 0)?)
     }
@@ -177,6 +186,10 @@ impl KernelWatch for RecordedWatch {
     fn allow_reader(&mut self, rule: u32, exe: InodeKey) -> Result<()> {
         self.allowed_readers.insert((rule, exe));
         Ok(())
+    }
+
+    fn disallow_reader(&mut self, rule: u32, exe: InodeKey) {
+        self.allowed_readers.remove(&(rule, exe));
     }
 
     fn deny_inode(&mut self, key: InodeKey, rule: u32) -> Result<()> {

@@ -11,7 +11,9 @@ use serde::{Deserialize, Deserializer};
 
 use crate::{
     event::{Process, Severity},
-    secrets::catalog::CatalogEntry,
+    identity::packages::PackagedExe,
+    secrets::catalog::{CatalogEntry, ClientName},
+    secrets::owner_files::{is_literal, OwnerFiles},
 };
 
 /// A glob over absolute paths, compiled when the policy is read.
@@ -65,7 +67,10 @@ impl<'de> Deserialize<'de> for Sha256Hex {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Selector {
-    /// Glob over the executable's path (`/usr/bin/aws`, `/opt/app/bin/*`).
+    /// The executable: a literal path matches only the very file at that
+    /// path in the agent's mount namespace, by (dev, inode); a glob
+    /// (`/opt/app/bin/*`) matches the path as the process's own mount
+    /// namespace spells it, which that namespace controls.
     pub exe_path: Option<PathGlob>,
     /// The kernel-observed SHA-256 of the executable.
     pub exe_sha256: Option<Sha256Hex>,
@@ -84,17 +89,20 @@ impl Selector {
             && self.cgroup.is_none()
     }
 
-    pub fn matches(&self, p: &Process) -> bool {
+    pub fn matches(&self, p: &Process, files: &OwnerFiles) -> bool {
         if self.is_empty() {
             return false;
         }
-        self.exe_path
+        self.exe_path.as_ref().is_none_or(|g| {
+            if is_literal(&g.pattern) {
+                !p.exe.fileless && files.is(&g.pattern, (p.exe.dev, p.exe.inode))
+            } else {
+                g.is_match(&p.exe.path)
+            }
+        }) && self
+            .exe_sha256
             .as_ref()
-            .is_none_or(|g| g.is_match(&p.exe.path))
-            && self
-                .exe_sha256
-                .as_ref()
-                .is_none_or(|h| p.exe.sha256.as_deref() == Some(h.0.as_str()))
+            .is_none_or(|h| p.exe.sha256.as_deref() == Some(h.0.as_str()))
             && self.uid.is_none_or(|u| u == p.uid)
             && self.comm.as_ref().is_none_or(|c| *c == p.comm)
             && self.cgroup.as_ref().is_none_or(|g| {
@@ -130,6 +138,11 @@ pub struct SecretRule {
     /// Workloads allowed to read it: their reads are `info`.
     #[serde(default)]
     pub owners: Vec<Selector>,
+    /// Programs whose job it is to read it, added to the catalog entry's
+    /// `expected_clients`: file names of packaged executables, recognised
+    /// only when the exec'd file is the installed package's, unmodified.
+    #[serde(default)]
+    pub expected_clients: Vec<ClientName>,
     /// Severity of a read by anyone else (default: the catalog's).
     pub severity: Option<Severity>,
     /// Where a process that read this secret may connect
@@ -139,6 +152,10 @@ pub struct SecretRule {
     /// Opt-in enforcement for this secret.
     #[serde(default)]
     pub enforce: Vec<Enforcement>,
+    /// Longest a content may go unrotated: older raises `secret-stale`,
+    /// again every `max_age` until the content changes.
+    #[serde(default, deserialize_with = "crate::duration::deserialize_opt")]
+    pub max_age: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -320,6 +337,8 @@ pub struct SecretsConfig {
     pub search: SearchConfig,
     pub replay: ReplayConfig,
     pub exfil: ExfilConfig,
+    /// Decoy credential files proctor plants; any read of one is `secret-decoy`.
+    pub decoys: Vec<crate::secrets::decoys::DecoySpec>,
     /// Built on first use from `rules`, which never change after loading.
     #[serde(skip)]
     rule_index: std::sync::OnceLock<RuleIndex>,
@@ -397,6 +416,7 @@ impl Default for SecretsConfig {
             search: SearchConfig::default(),
             replay: ReplayConfig::default(),
             exfil: ExfilConfig::default(),
+            decoys: Vec::new(),
             rule_index: std::sync::OnceLock::new(),
         }
     }
@@ -409,6 +429,9 @@ pub enum Verdict {
     Expected,
     /// The reader is a declared owner.
     Owner,
+    /// The reader is an expected client (a packaged program whose job is to
+    /// read this secret, proven by the exec'd file): `info`, never bound.
+    ExpectedClient,
     /// Anyone else, with the severity to report.
     Foreign(Severity),
 }
@@ -417,15 +440,18 @@ impl SecretsConfig {
     /// Rules that are inconsistent: kill rules need owners the kernel can
     /// recognise by executable inode.
     pub fn validate(&self) -> Result<(), String> {
+        crate::secrets::decoys::validate(&self.decoys)?;
         for (i, r) in self.rules.iter().enumerate() {
+            if r.max_age.is_some_and(|a| a < Duration::from_secs(1)) {
+                return Err(format!(
+                    "secrets.rules[{i}].max_age must be at least 1s (rotation age is judged in seconds); write e.g. \"90d\""
+                ));
+            }
             if !r.enforce.contains(&Enforcement::Kill) {
                 continue;
             }
             for o in &r.owners {
-                let literal = o
-                    .exe_path
-                    .as_ref()
-                    .is_some_and(|g| !g.pattern.contains(['*', '?', '[', '{']));
+                let literal = o.exe_path.as_ref().is_some_and(|g| is_literal(&g.pattern));
                 if !literal
                     || o.exe_sha256.is_some()
                     || o.uid.is_some()
@@ -439,6 +465,13 @@ impl SecretsConfig {
             }
         }
         Ok(())
+    }
+
+    /// The shortest `max_age` of the rules about this secret, if any sets one.
+    pub fn max_age(&self, catalog_id: &str, path: &str) -> Option<Duration> {
+        self.rules_for(catalog_id, path)
+            .filter_map(|r| r.max_age)
+            .min()
     }
 
     /// Whether a rule about this secret asks for `e`.
@@ -487,33 +520,47 @@ impl SecretsConfig {
         }
     }
 
-    /// Judges a read of the secret (`catalog_id` at `path`) by `reader`.
+    /// Judges a read of the secret `entry` at `path` by `reader`, which
+    /// runs the packaged program `client` when one was proven; `files` are
+    /// the policy's literal executables as they are now.
     pub fn judge(
         &self,
-        catalog_id: &str,
+        entry: &CatalogEntry,
         path: &str,
-        catalog_severity: Severity,
         reader: &Process,
+        client: Option<&PackagedExe>,
+        files: &OwnerFiles,
     ) -> Verdict {
+        let catalog_id = entry.id.as_str();
         if self
             .exceptions
             .iter()
-            .any(|e| e.secret.matches(catalog_id, path) && e.reader.matches(reader))
+            .any(|e| e.secret.matches(catalog_id, path) && e.reader.matches(reader, files))
         {
             return Verdict::Expected;
         }
         let rules: Vec<&SecretRule> = self.rules_for(catalog_id, path).collect();
         if rules
             .iter()
-            .any(|r| r.owners.iter().any(|o| o.matches(reader)))
+            .any(|r| r.owners.iter().any(|o| o.matches(reader, files)))
         {
             return Verdict::Owner;
+        }
+        if let Some(name) = client.map(PackagedExe::name) {
+            let expected = |c: &ClientName| c.as_str() == name;
+            if entry.expected_clients.iter().any(expected)
+                || rules
+                    .iter()
+                    .any(|r| r.expected_clients.iter().any(expected))
+            {
+                return Verdict::ExpectedClient;
+            }
         }
         let severity = rules
             .iter()
             .filter_map(|r| r.severity)
             .max()
-            .unwrap_or(catalog_severity);
+            .unwrap_or(entry.severity);
         Verdict::Foreign(severity)
     }
 }
@@ -563,6 +610,90 @@ mod tests {
         assert_eq!(cfg.rules_for("dotenv", "/etc/.env").count(), 1);
         // `*` does not cross a `/`.
         assert_eq!(cfg.rules_for("x", "/srv/app7/sub/.env").count(), 0);
+    }
+
+    #[test]
+    fn only_a_proven_packaged_program_named_by_the_entry_or_a_rule_is_an_expected_client() {
+        let yaml = "secrets:\n  rules:\n    - secret: {id: pgpass}\n      expected_clients: [pgbackrest]\n";
+        let cfg = crate::config::Config::parse(yaml, "test").unwrap().secrets;
+        let entries = crate::secrets::catalog::builtin_entries();
+        let entry = |id: &str| entries.iter().find(|e| e.id == id).unwrap().clone();
+        let reader = crate::testdata::process();
+        let client = |pkg: &str, path: &str| PackagedExe {
+            package: pkg.into(),
+            path: path.into(),
+        };
+        let shadow = entry("shadow");
+        let passwd = client("passwd", "/usr/bin/passwd");
+        assert_eq!(
+            cfg.judge(
+                &shadow,
+                "/etc/shadow",
+                &reader,
+                Some(&passwd),
+                &OwnerFiles::default()
+            ),
+            Verdict::ExpectedClient
+        );
+        // Unproven (no package verdict), or another entry's client: foreign.
+        assert_eq!(
+            cfg.judge(
+                &shadow,
+                "/etc/shadow",
+                &reader,
+                None,
+                &OwnerFiles::default()
+            ),
+            Verdict::Foreign(Severity::Critical)
+        );
+        let keygen = client("openssh-client", "/usr/bin/ssh-keygen");
+        assert_eq!(
+            cfg.judge(
+                &shadow,
+                "/etc/shadow",
+                &reader,
+                Some(&keygen),
+                &OwnerFiles::default()
+            ),
+            Verdict::Foreign(Severity::Critical)
+        );
+        // A rule adds to the catalog's list.
+        let pgpass = entry("pgpass");
+        let pgb = client("pgbackrest", "/usr/bin/pgbackrest");
+        assert_eq!(
+            cfg.judge(
+                &pgpass,
+                "/root/.pgpass",
+                &reader,
+                Some(&pgb),
+                &OwnerFiles::default()
+            ),
+            Verdict::ExpectedClient
+        );
+        assert_eq!(
+            cfg.judge(
+                &shadow,
+                "/etc/shadow",
+                &reader,
+                Some(&pgb),
+                &OwnerFiles::default()
+            ),
+            Verdict::Foreign(Severity::Critical)
+        );
+    }
+
+    #[test]
+    fn an_expected_client_given_as_a_path_is_refused_with_its_line() {
+        let yaml = "secrets:\n  rules:\n    - secret: {id: pgpass}\n      expected_clients: [/usr/bin/psql]\n";
+        let e = format!(
+            "{:#}",
+            crate::config::Config::parse(yaml, "test").unwrap_err()
+        );
+        assert!(
+            e.contains("\"/usr/bin/psql\"") && e.contains("not an executable's file name"),
+            "{e}"
+        );
+        assert!(e.contains("line 4"), "{e}");
     }
 
     #[test]

@@ -37,6 +37,7 @@ impl ReadBatch {
                 exe_sha256: None,
                 container_id: None,
                 pod: None,
+                uid: None,
                 count: 0,
                 first_read_ns: at_ns,
                 last_read_ns: at_ns,
@@ -44,6 +45,7 @@ impl ReadBatch {
         r.count += 1;
         r.first_read_ns = r.first_read_ns.min(at_ns);
         r.last_read_ns = r.last_read_ns.max(at_ns);
+        r.uid = Some(reader.uid);
         if r.exe_path != reader.exe.path {
             r.exe_path.clone_from(&reader.exe.path);
         }

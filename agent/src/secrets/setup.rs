@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use crate::{
     kernel::probes::{EnforcementMaps, OpenFilter},
     secrets::catalog::{passwd_homes, Catalog, DiscoverRoots},
+    secrets::decoys,
     secrets::fingerprint::Fingerprinter,
     secrets::inventory::{self, InventoryStore},
     secrets::kernel_watch::KernelMaps,
@@ -41,6 +42,13 @@ pub fn build(
         fingerprinter,
         state_dir,
     } = inputs;
+    let planted = decoys::plant(&secrets.decoys, &fingerprinter);
+    for (path, why) in &planted.skipped {
+        tracing::warn!("decoy {} not planted: {why}", path.display());
+    }
+    let catalog = catalog
+        .extend(decoys::catalog_entries(&planted.decoys))
+        .context("secrets.decoys")?;
     let mut homes = passwd_homes(Path::new("/"));
     homes.extend(secrets.extra_homes.iter().cloned());
     let catalog = catalog

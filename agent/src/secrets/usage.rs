@@ -1,6 +1,6 @@
 //! Who uses which secret: bindings of secret fingerprints to workload
-//! identities (secret-replay) and secrets carried by processes towards the
-//! network (secret-exfil).
+//! identities (secret-replay), secrets carried by processes towards the
+//! network (secret-exfil) and into io_uring (secret-io-uring).
 //!
 //! An identity is the attested workload (binary hash and cgroup, see
 //! [`identity_key`]), never a pid: a restart of the same
@@ -15,7 +15,8 @@ use std::{
 };
 
 use crate::{
-    event::rule::{SECRET_EXFIL, SECRET_REPLAY},
+    detect::connect::is_remote_peer,
+    event::rule::{SECRET_EXFIL, SECRET_IO_URING, SECRET_REPLAY},
     event::Severity,
     event::{Evidence, Finding, Process, SecretInfo},
     secrets::policy::{Destination, ReplayMode},
@@ -59,6 +60,8 @@ pub struct SecretUsage {
     metadata: Vec<Destination>,
     /// pid -> (fingerprint, destination) already reported as exfiltration.
     exfil_reported: HashMap<u32, HashSet<(String, String)>>,
+    /// pid -> fingerprints already reported as carried into io_uring.
+    io_uring_reported: HashMap<u32, HashSet<String>>,
 }
 
 impl SecretUsage {
@@ -76,6 +79,7 @@ impl SecretUsage {
             exfil_window,
             metadata,
             exfil_reported: HashMap::new(),
+            io_uring_reported: HashMap::new(),
         }
     }
 
@@ -155,6 +159,69 @@ impl SecretUsage {
         })
     }
 
+    /// A read of a Kubernetes Secret's content by `p`, which runs in none of
+    /// the pods `mounted_in` (`namespace/name`) whose volumes hold it: the
+    /// pod list binds the content to those pods, so this is replay from the
+    /// first read (no learning). Once per (content, reader identity).
+    pub fn kube_replay(
+        &mut self,
+        secret: &SecretInfo,
+        p: &Process,
+        mounted_in: &[String],
+    ) -> Option<Finding> {
+        if self.mode == ReplayMode::Off {
+            return None;
+        }
+        let fp = secret.fingerprint.clone()?;
+        let me = identity_key(p);
+        let binding = self.bindings.entry(fp).or_insert_with(|| Binding {
+            bound: Vec::new(),
+            first_use: Instant::now(),
+            reported: HashSet::new(),
+        });
+        if !binding.reported.insert(me.clone()) {
+            return None;
+        }
+        let reader_pod = p
+            .pod
+            .as_ref()
+            .map(|v| {
+                let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("?");
+                format!("pod {}/{}", s("namespace"), s("name"))
+            })
+            .unwrap_or_else(|| "no pod (the node)".into());
+        let bound = if mounted_in.is_empty() {
+            "no pod on this node".to_string()
+        } else {
+            format!("pods {}", mounted_in.join(", "))
+        };
+        let mut identities: Vec<String> = mounted_in.iter().map(|m| format!("pod:{m}")).collect();
+        identities.push(me);
+        Some(Finding {
+            rule: SECRET_REPLAY,
+            severity: Severity::High,
+            summary: format!(
+                "Kubernetes {} {} (fingerprint {}) read by {} ({}) in {}, but it is mounted only into {}",
+                secret.kind,
+                secret.id,
+                secret.fingerprint.as_deref().unwrap_or("?"),
+                p.exe.path,
+                p.comm,
+                reader_pod,
+                bound
+            ),
+            mitre: vec!["T1550".into(), "T1552.007".into()],
+            secret: Some(secret.clone()),
+            evidence: Evidence {
+                exec_ids: vec![p.exec_id.clone()],
+                paths: secret.path.iter().cloned().collect(),
+                identities,
+                ..Evidence::default()
+            },
+            action: None,
+        })
+    }
+
     /// Remembers that `pid` read a secret (for the exfiltration window).
     pub fn taint(&mut self, pid: u32, t: Taint) {
         let v = Arc::make_mut(self.taints.entry(pid).or_default());
@@ -172,19 +239,65 @@ impl SecretUsage {
     pub fn forget(&mut self, pid: u32) {
         self.taints.remove(&pid);
         self.exfil_reported.remove(&pid);
+        self.io_uring_reported.remove(&pid);
     }
 
-    /// A connection by `p` to `ip:port`: secret-exfil findings for every
-    /// secret it read within the window that may not go there.
-    pub fn on_connect(&mut self, p: &Process, ip: IpAddr, port: u16) -> Vec<Finding> {
-        let Some(taints) = self.taints.get_mut(&p.pid) else {
-            return Vec::new();
-        };
+    /// Secrets `p` read within the window, expired ones dropped.
+    fn live_taints(&mut self, pid: u32) -> Option<Arc<Vec<Taint>>> {
+        let taints = self.taints.get_mut(&pid)?;
         let now = Instant::now();
         let expired = |t: &Taint| now.duration_since(t.at) > self.exfil_window;
         if taints.iter().any(expired) {
             Arc::make_mut(taints).retain(|t| !expired(t));
         }
+        Some(Arc::clone(taints))
+    }
+
+    /// `p` submitted an io_uring request of opcode `op` (named) for the first
+    /// time: one secret-io-uring finding per secret it carries. io_uring
+    /// reaches files and sockets without the syscalls most monitoring (ours
+    /// included, for reads and sends on connected sockets) watches.
+    pub fn on_io_uring(&mut self, p: &Process, op: &str) -> Vec<Finding> {
+        let Some(taints) = self.live_taints(p.pid) else {
+            return Vec::new();
+        };
+        let reported = self.io_uring_reported.entry(p.pid).or_default();
+        let mut out = Vec::new();
+        for t in taints.iter() {
+            let fp = t.secret.fingerprint.clone().unwrap_or_default();
+            if !reported.insert(fp) {
+                continue;
+            }
+            out.push(Finding {
+                rule: SECRET_IO_URING,
+                severity: Severity::Medium,
+                summary: format!(
+                    "{} (pid {}) read {} secret {} and submitted an io_uring {op} request: \
+                     what it does with the secret through io_uring bypasses syscall monitoring",
+                    p.comm, p.pid, t.secret.kind, t.secret.id
+                ),
+                mitre: vec!["T1562.001".into(), "T1552.001".into()],
+                secret: Some(t.secret.clone()),
+                evidence: Evidence {
+                    exec_ids: vec![t.reader_exec_id.clone(), p.exec_id.clone()],
+                    paths: t.secret.path.iter().cloned().collect(),
+                    ..Evidence::default()
+                },
+                action: None,
+            });
+        }
+        out
+    }
+
+    /// A connection by `p` to `ip:port`: secret-exfil findings for every
+    /// secret it read within the window that may not go there.
+    pub fn on_connect(&mut self, p: &Process, ip: IpAddr, port: u16) -> Vec<Finding> {
+        if !is_remote_peer(ip) {
+            return Vec::new();
+        }
+        let Some(taints) = self.live_taints(p.pid) else {
+            return Vec::new();
+        };
         let metadata = self.metadata.iter().any(|d| d.contains(ip, port));
         let dest = format!("{}", std::net::SocketAddr::new(ip, port));
         let mut out = Vec::new();
@@ -235,6 +348,13 @@ impl SecretUsage {
         out
     }
 
+    /// The secrets `pid` carries within the exfiltration window.
+    pub fn carried(&mut self, pid: u32) -> Vec<SecretInfo> {
+        self.live_taints(pid)
+            .map(|t| t.iter().map(|t| t.secret.clone()).collect())
+            .unwrap_or_default()
+    }
+
     pub fn tainted_processes(&self) -> usize {
         self.taints.len()
     }
@@ -252,4 +372,49 @@ pub fn identity_key(p: &Process) -> String {
         None => format!("exe:{}", p.exe.path),
     };
     format!("{exe}|cgroup:{}", p.cgroup.path.as_deref().unwrap_or("?"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tainted(declared: &[&str]) -> (SecretUsage, Process) {
+        let mut u = SecretUsage::new(
+            ReplayMode::Learn,
+            Duration::ZERO,
+            Duration::from_secs(600),
+            vec![Destination::parse("169.254.169.254/32").unwrap()],
+        );
+        let p = crate::testdata::process();
+        let allowed: Vec<Destination> = declared
+            .iter()
+            .map(|d| Destination::parse(d).unwrap())
+            .collect();
+        u.taint(
+            p.pid,
+            Taint {
+                at: Instant::now(),
+                secret: crate::testdata::finding("secret-read", crate::event::Severity::High)
+                    .secret
+                    .unwrap(),
+                declared: !allowed.is_empty(),
+                allowed,
+                reader_exec_id: p.exec_id.clone(),
+            },
+        );
+        (u, p)
+    }
+
+    #[test]
+    fn a_connect_to_the_unspecified_or_loopback_address_is_no_exfiltration() {
+        // A declared list that allows neither: still no finding, the data stays on the host.
+        let (mut u, p) = tainted(&["198.51.100.0/24:443"]);
+        for local in ["::", "0.0.0.0", "::1", "127.0.0.1", "::ffff:127.0.0.1"] {
+            let found = u.on_connect(&p, local.parse().unwrap(), 2222);
+            assert!(found.is_empty(), "{local}: {found:?}");
+        }
+        let found = u.on_connect(&p, "203.0.113.9".parse().unwrap(), 2222);
+        assert_eq!(found.len(), 1, "a real remote peer still counts");
+        assert_eq!(found[0].evidence.destinations, ["203.0.113.9:2222"]);
+    }
 }

@@ -71,6 +71,7 @@ impl Agent {
             ..ApiConfig::default()
         };
         tweak(&mut cfg);
+        let socket = cfg.socket.clone();
         let table = Arc::new(Mutex::new(ProcessTable::new(Duration::from_secs(30), 1024)));
         let (events, _) = broadcast::channel(capacity);
         let handles = ApiHandles {
@@ -716,6 +717,16 @@ async fn library_inventory_lists_the_store() {
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!(items[0]["path"], "/root/.aws/credentials");
     assert_eq!(items[0]["catalog_id"], "aws-cli-credentials");
+    // One secret's blast radius, by catalog id; none for an unknown one.
+    let found = client::blast_radius(&agent.socket, "aws-cli-credentials")
+        .await
+        .unwrap();
+    assert_eq!(found[0]["path"], "/root/.aws/credentials", "{found}");
+    assert!(found[0]["destinations"].is_array(), "{found}");
+    let none = client::blast_radius(&agent.socket, "no-such-secret")
+        .await
+        .unwrap();
+    assert_eq!(none, serde_json::json!([]));
     drop(store);
     agent.stop().await;
 }
@@ -729,4 +740,94 @@ async fn client_says_when_no_agent_listens() {
     let msg = format!("{e:#}");
     assert!(msg.contains("is `proctor run` running"), "{msg}");
     assert_eq!(code_of(&e), None);
+}
+
+/// Runs `proctor ARGS` (the copy `bin`) as uid/gid 65534 with `groups` as
+/// its supplementary groups (set in the child, so the kernel's
+/// SO_PEERGROUPS copy is theirs).
+fn proctor_as_nobody(bin: &Path, groups: &[u32], args: &[&str]) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let groups: Vec<libc::gid_t> = groups.to_vec();
+    let mut cmd = Command::new(bin);
+    cmd.args(args);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().expect("run proctor as nobody")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_admitted_to_attestation_only_gets_no_events_or_inventory() {
+    // /var/tmp, not /tmp: uid 65534 must traverse it (a build machine's /tmp
+    // may be 0700), and it runs its own copy of proctor for the same reason.
+    let scratch = tempfile::tempdir_in("/var/tmp").unwrap();
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = scratch.path().join("proctor");
+    std::fs::copy(crate::harness::proctor_bin(), &bin).unwrap();
+    let socket = scratch.path().join("run/proctor.sock");
+    let agent = Agent::start(|c| {
+        c.socket = socket.clone();
+        c.services.attestation.allow_uids = vec![65534];
+        c.services.events.allow_gids = vec![4242];
+    })
+    .await;
+    let mode = std::fs::metadata(&agent.socket)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(
+        mode, 0o666,
+        "per-service callers need a socket they can connect to"
+    );
+    let mut agent = agent;
+    let kid = kid("sleep", &["30"]);
+    agent.insert_scanned(kid.pid());
+    let socket = agent.socket.to_str().unwrap().to_string();
+    let pid = kid.pid().to_string();
+
+    let o = proctor_as_nobody(&bin, &[], &["attest", "--json", "--socket", &socket, &pid]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "attest as nobody: {}{}",
+        out,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("\"uid:0\""), "attest answer: {out}");
+
+    let o = proctor_as_nobody(&bin, &[], &["events", "--socket", &socket]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "events as nobody must be refused: {err}"
+    );
+    assert!(
+        err.contains("api.services.events") && err.contains("uid 65534"),
+        "the refusal names the caller and the setting: {err}"
+    );
+
+    let o = proctor_as_nobody(&bin, &[4242], &["events", "--socket", &socket]);
+    assert!(
+        o.status.success(),
+        "a supplementary group admitted to events (SO_PEERGROUPS): {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // ... but that group gives it neither attestation nor the inventory.
+    let o = proctor_as_nobody(&bin, &[4242, 9999], &["attest", "--socket", &socket, &pid]);
+    assert!(o.status.success(), "uid 65534 keeps attestation");
+    // Root (in allow_uids by default) still has every service: the inventory
+    // answers (NotFound: no store yet), it does not refuse.
+    let e = client::inventory(&agent.socket).await.unwrap_err();
+    assert_eq!(code_of(&e), Some(Code::NotFound), "{e:#}");
+    agent.stop().await;
 }

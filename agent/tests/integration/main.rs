@@ -7,13 +7,23 @@
 mod harness;
 
 mod api;
+mod clean_day;
 mod deploy;
 mod docs;
+mod evasion;
 mod exec_storm;
+mod exposure;
+mod forgery;
+mod hostile_paths;
 mod kernel_layouts;
+mod kube_secrets;
+mod liveness;
 mod network;
+mod observability;
+mod owners;
 mod pod_metadata;
 mod process_events;
+mod secret_intel;
 mod secrets;
 mod sinks;
 mod spire_plugin;

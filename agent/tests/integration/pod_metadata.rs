@@ -18,14 +18,20 @@ use crate::harness::*;
 use serde_json::Value;
 
 const PODLIST: &str = include_str!("data/kubelet-podlist-standin.json");
-/// The pod `shop/checkout-7c9d8f6b5-x2x8q` of the recorded list.
+/// The pod `shop/checkout-7c9d8f6b5-x2x8q` of the recorded list and its
+/// `checkout` container: each test serves them under ids of its own.
 const POD_UID: &str = "6a3e1f4b-2c7d-4e8a-9b10-5d2c8e7f1a90";
 const CONTAINER_ID: &str = "8b3f5d7e9a1c2e4f6a8b0d2c4e6f8a1b3d5c7e9f0a2b4c6d8e1f3a5b7c9d0e2f";
 const TOKEN: &str = "proctor-test-token-not-a-real-credential";
 
+/// The recorded PodList with the checkout pod and container renamed.
+pub(crate) fn podlist_with(uid: &str, cid: &str) -> String {
+    PODLIST.replace(POD_UID, uid).replace(CONTAINER_ID, cid)
+}
+
 /// What the stand-in answers.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Answer {
+pub(crate) enum Answer {
     PodList,
     ServerError,
     Garbage,
@@ -33,19 +39,23 @@ enum Answer {
 
 /// The kubelet (or API server) stand-in: the harness's HTTPS stand-in with
 /// its own CA, answering what `answer` says to requests with the token.
-struct Kubelet {
+pub(crate) struct Kubelet {
     server: StandIn,
     certs: Certs,
     answer: Arc<Mutex<Answer>>,
 }
 
 impl Kubelet {
-    fn start(answer: Answer) -> Self {
+    /// Serves `podlist` (see [`podlist_with`]) when `answer` says so.
+    pub(crate) fn start(answer: Answer, podlist: String) -> Self {
         let certs = certs("proctor test kubelet CA");
         std::fs::write(certs.dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
         let answer = Arc::new(Mutex::new(answer));
         let a = answer.clone();
-        let server = StandIn::start(Some(&certs), Arc::new(move |req| respond(req, &a)));
+        let server = StandIn::start(
+            Some(&certs),
+            Arc::new(move |req| respond(req, &a, &podlist)),
+        );
         Self {
             server,
             certs,
@@ -93,7 +103,7 @@ fn authorized(req: &Request) -> bool {
     req.headers.get("authorization").map(String::as_str) == Some(&format!("Bearer {TOKEN}"))
 }
 
-fn respond(req: &Request, answer: &Mutex<Answer>) -> (u16, String) {
+fn respond(req: &Request, answer: &Mutex<Answer>, podlist: &str) -> (u16, String) {
     // The kubelet's list, or the API server's restricted to node-1.
     let known = ["/pods", "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-1"];
     if !authorized(req) {
@@ -102,7 +112,7 @@ fn respond(req: &Request, answer: &Mutex<Answer>) -> (u16, String) {
         (404, "404 page not found".to_string())
     } else {
         match *answer.lock().unwrap() {
-            Answer::PodList => (200, PODLIST.to_string()),
+            Answer::PodList => (200, podlist.to_string()),
             Answer::ServerError => (500, "internal error".to_string()),
             Answer::Garbage => (
                 200,
@@ -112,61 +122,43 @@ fn respond(req: &Request, answer: &Mutex<Answer>) -> (u16, String) {
     }
 }
 
-/// A cgroup tree shaped like the kubelet's cgroupfs driver with containerd:
-/// `<prefix>-kubepods/besteffort/pod<uid>/<container id>`, removed on drop.
+/// A cgroup where the kubelet's cgroupfs driver with containerd puts a
+/// container, `/kubepods/besteffort/pod<uid>/<container id>`, with a pod uid
+/// and container id of the test's own (served by its kubelet stand-in).
 struct PodCgroup {
-    top: PathBuf,
-    leaf: PathBuf,
+    cg: PlacedCgroup,
     rel: String,
+    uid: String,
+    cid: String,
 }
 
 impl PodCgroup {
     fn new(name: &str) -> Self {
-        let root = proctor::kernel::mounts::cgroup2_mount().expect("cgroup2 is mounted");
-        let top_rel = format!("proctor-test-{}-{name}-kubepods", std::process::id());
-        let rel = format!("{top_rel}/besteffort/pod{POD_UID}/{CONTAINER_ID}");
-        let leaf = root.join(&rel);
-        std::fs::create_dir_all(&leaf).unwrap();
+        let (uid, cid) = pod_and_container_ids(&format!("pod-metadata-{name}"));
+        let cg = PlacedCgroup::new(&format!("kubepods/besteffort/pod{uid}/{cid}"));
         Self {
-            top: root.join(top_rel),
-            leaf,
-            rel: format!("/{rel}"),
+            rel: cg.rel.clone(),
+            cg,
+            uid,
+            cid,
         }
     }
 
-    /// A command that joins this cgroup between fork and exec.
+    fn podlist(&self) -> String {
+        podlist_with(&self.uid, &self.cid)
+    }
+
     fn command(&self, program: &str) -> Command {
-        let procs = self.leaf.join("cgroup.procs");
-        let mut cmd = Command::new(program);
-        unsafe {
-            cmd.pre_exec(move || {
-                std::fs::write(&procs, b"0")?;
-                Ok(())
-            })
-        };
-        cmd
+        self.cg.command(program)
     }
 }
 
-impl Drop for PodCgroup {
-    fn drop(&mut self) {
-        let mut d = self.leaf.clone();
-        loop {
-            let _ = std::fs::remove_dir(&d);
-            if d == self.top {
-                break;
-            }
-            d = d.parent().unwrap().to_path_buf();
-        }
-    }
-}
-
-fn attest_selectors(socket: &Path, pid: u32) -> Vec<String> {
+pub(crate) fn attest_selectors(socket: &Path, pid: u32) -> Vec<String> {
     selectors_of(&attest_json(socket, pid))
 }
 
 /// `proctor attest PID --json` against the agent on `socket`.
-fn attest_json(socket: &Path, pid: u32) -> Value {
+pub(crate) fn attest_json(socket: &Path, pid: u32) -> Value {
     let pid = pid.to_string();
     let out = proctor_ok([
         "attest".as_ref(),
@@ -179,7 +171,7 @@ fn attest_json(socket: &Path, pid: u32) -> Value {
 }
 
 /// `type:value` of each selector in an attest answer.
-fn selectors_of(id: &Value) -> Vec<String> {
+pub(crate) fn selectors_of(id: &Value) -> Vec<String> {
     id["selectors"]
         .as_array()
         .unwrap_or_else(|| panic!("no selectors in {id:#}"))
@@ -194,7 +186,7 @@ fn selectors_of(id: &Value) -> Vec<String> {
         .collect()
 }
 
-fn agent_config(socket: &Path, kubelet: &Kubelet) -> String {
+pub(crate) fn agent_config(socket: &Path, kubelet: &Kubelet) -> String {
     format!(
         "status_interval: 1s\nmetrics:\n  listen: 127.0.0.1:0\napi:\n  socket: {}\n{}",
         socket.display(),
@@ -202,7 +194,7 @@ fn agent_config(socket: &Path, kubelet: &Kubelet) -> String {
     )
 }
 
-fn pod_status(e: &Value) -> &Value {
+pub(crate) fn pod_status(e: &Value) -> &Value {
     &e["status"]["pod_metadata"]
 }
 
@@ -214,8 +206,8 @@ fn exec_in(cg: &PodCgroup, agent: &AgentProc, name: &str) -> Value {
 
 #[test]
 fn kubelet_pod_metadata_names_the_pod_in_events_and_attestation() {
-    let kubelet = Kubelet::start(Answer::PodList);
     let cg = PodCgroup::new("meta");
+    let kubelet = Kubelet::start(Answer::PodList, cg.podlist());
     // Running before the agent: found by the start-up scan.
     let sleeper = Kid(cg.command("/bin/sleep").arg("120").spawn().unwrap());
     let dir = tempfile::tempdir().unwrap();
@@ -236,12 +228,12 @@ fn kubelet_pod_metadata_names_the_pod_in_events_and_attestation() {
     let ev = exec_in(&cg, &agent, "pod-exec");
     let p = &ev["process"];
     assert_eq!(p["cgroup"]["path"], cg.rel.as_str(), "{ev:#}");
-    assert_eq!(p["pod"]["uid"], POD_UID, "{ev:#}");
+    assert_eq!(p["pod"]["uid"], cg.uid, "{ev:#}");
     assert_eq!(p["pod"]["namespace"], "shop", "{ev:#}");
     assert_eq!(p["pod"]["name"], "checkout-7c9d8f6b5-x2x8q", "{ev:#}");
     assert_eq!(p["pod"]["service_account"], "checkout", "{ev:#}");
     assert_eq!(p["pod"]["labels"]["app"], "checkout", "{ev:#}");
-    assert_eq!(p["container"]["id"], CONTAINER_ID, "{ev:#}");
+    assert_eq!(p["container"]["id"], cg.cid, "{ev:#}");
     assert_eq!(p["container"]["runtime"], "containerd", "{ev:#}");
     assert_eq!(p["container"]["name"], "checkout", "{ev:#}");
     assert_eq!(
@@ -251,7 +243,7 @@ fn kubelet_pod_metadata_names_the_pod_in_events_and_attestation() {
 
     let sel = attest_selectors(&socket, sleeper.0.id());
     for want in [
-        format!("k8s:pod-uid:{POD_UID}"),
+        format!("k8s:pod-uid:{}", cg.uid),
         "k8s:ns:shop".into(),
         "k8s:sa:checkout".into(),
         "k8s:pod-name:checkout-7c9d8f6b5-x2x8q".into(),
@@ -260,7 +252,7 @@ fn kubelet_pod_metadata_names_the_pod_in_events_and_attestation() {
         "k8s:container-name:checkout".into(),
         "k8s:container-image:registry.example/shop/checkout:1.4.2".into(),
         "k8s:container-image:registry.example/shop/checkout@sha256:9c2e4a6f8b0d1c3e5a7f9b2d4c6e8a0f1b3d5c7e9a2f4b6d8c0e1a3f5b7d9c2e".into(),
-        format!("proctor:container-id:{CONTAINER_ID}"),
+        format!("proctor:container-id:{}", cg.cid),
         "proctor:attestation:procfs-scan".into(),
     ] {
         assert!(sel.contains(&want), "{want} missing from {sel:#?}");
@@ -277,8 +269,8 @@ fn kubelet_pod_metadata_names_the_pod_in_events_and_attestation() {
 
 #[test]
 fn kubelet_down_agent_answers_from_cgroups_and_reports_the_outage() {
-    let kubelet = Kubelet::start(Answer::Garbage);
     let cg = PodCgroup::new("down");
+    let kubelet = Kubelet::start(Answer::Garbage, cg.podlist());
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("api.sock");
     let agent = AgentProc::start(&agent_config(&socket, &kubelet));
@@ -297,17 +289,17 @@ fn kubelet_down_agent_answers_from_cgroups_and_reports_the_outage() {
     // Events and attestation still carry the cgroup evidence.
     let ev = exec_in(&cg, &agent, "down-exec");
     let p = &ev["process"];
-    assert_eq!(p["pod"]["uid"], POD_UID, "{ev:#}");
+    assert_eq!(p["pod"]["uid"], cg.uid, "{ev:#}");
     assert!(p["pod"]["namespace"].is_null(), "{ev:#}");
-    assert_eq!(p["container"]["id"], CONTAINER_ID, "{ev:#}");
+    assert_eq!(p["container"]["id"], cg.cid, "{ev:#}");
     assert!(p["container"].get("name").is_none(), "{ev:#}");
     let sleeper = Kid(cg.command("/bin/sleep").arg("120").spawn().unwrap());
     let pid = sleeper.0.id();
     agent.wait_for(|e| e["kind"] == "process_exec" && e["process"]["pid"] == pid);
     let sel = attest_selectors(&socket, pid);
-    assert!(sel.contains(&format!("k8s:pod-uid:{POD_UID}")), "{sel:#?}");
+    assert!(sel.contains(&format!("k8s:pod-uid:{}", cg.uid)), "{sel:#?}");
     assert!(
-        sel.contains(&format!("proctor:container-id:{CONTAINER_ID}")),
+        sel.contains(&format!("proctor:container-id:{}", cg.cid)),
         "{sel:#?}"
     );
     assert!(!sel.iter().any(|s| s.starts_with("k8s:ns:")), "{sel:#?}");
@@ -354,8 +346,8 @@ fn kubelet_down_agent_answers_from_cgroups_and_reports_the_outage() {
 /// the host's, for processes found at start-up as for new ones.
 #[test]
 fn agent_in_its_own_cgroup_namespace_reports_host_cgroup_paths() {
-    let kubelet = Kubelet::start(Answer::PodList);
     let cg = PodCgroup::new("cgns");
+    let kubelet = Kubelet::start(Answer::PodList, cg.podlist());
     let sleeper = Kid(cg.command("/bin/sleep").arg("120").spawn().unwrap());
     let root = proctor::kernel::mounts::cgroup2_mount().expect("cgroup2 is mounted");
     let agent_cg = root.join(format!(
@@ -383,7 +375,7 @@ fn agent_in_its_own_cgroup_namespace_reports_host_cgroup_paths() {
     let id = attest_json(&socket, sleeper.0.id());
     assert_eq!(id["cgroup_path"], cg.rel.as_str(), "{id:#}");
     let sel = selectors_of(&id);
-    assert!(sel.contains(&format!("k8s:pod-uid:{POD_UID}")), "{sel:#?}");
+    assert!(sel.contains(&format!("k8s:pod-uid:{}", cg.uid)), "{sel:#?}");
     assert!(sel.contains(&"k8s:ns:shop".to_string()), "{sel:#?}");
 
     let ev = exec_in(&cg, &agent, "cgns-exec");
@@ -402,8 +394,8 @@ fn agent_in_its_own_cgroup_namespace_reports_host_cgroup_paths() {
 /// restricted to this node (a stand-in on loopback again).
 #[test]
 fn api_server_source_lists_only_this_nodes_pods() {
-    let api = Kubelet::start(Answer::PodList);
     let cg = PodCgroup::new("apisrv");
+    let api = Kubelet::start(Answer::PodList, cg.podlist());
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("api.sock");
     let config = format!(

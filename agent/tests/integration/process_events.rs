@@ -385,56 +385,43 @@ fn sigterm_detaches_every_program() {
     );
 }
 
-/// Processes placed in cgroups shaped like the kubelet's (both drivers),
-/// containerd, CRI-O, Docker and Podman get the right container and pod.
+/// Processes placed in cgroups where the kubelet (both drivers) with
+/// containerd or CRI-O, Docker and Podman put containers get the right
+/// container and pod (forged placements: `forgery.rs`).
 #[test]
 fn container_and_pod_from_runtime_shaped_cgroups() {
     let agent = shared();
-    let id = "4f1c2a9e4b6d8f0a1c3e5a7b9d1f2e4c6a8b0d2f4e6a8c0b2d4f6e8a0c2e4a6b";
-    let uid = "0d5b2e6c-8a4f-4c1e-9b7d-3f2a1e0c9b8d";
+    let (uid, id) = pod_and_container_ids("runtime-shaped");
+    let uid = uid.as_str();
     let uid_us = uid.replace('-', "_");
-    let me = std::process::id();
     let cases = [
-        (format!("proctor-test-{me}-kubepods/burstable/pod{uid}/{id}"), "containerd", Some(uid)),
+        (format!("kubepods/burstable/pod{uid}/{id}"), "containerd", Some(uid)),
         (
-            format!("proctor-test-{me}-kubepods.slice/kubepods-pod{uid_us}.slice/cri-containerd-{id}.scope"),
+            format!("kubepods.slice/kubepods-pod{uid_us}.slice/cri-containerd-{id}.scope"),
             "containerd",
             Some(uid),
         ),
-        (format!("proctor-test-{me}-crio/crio-{id}.scope"), "cri-o", None),
-        (format!("proctor-test-{me}-docker/docker-{id}.scope"), "docker", None),
-        (format!("proctor-test-{me}-libpod/libpod-{id}"), "podman", None),
+        (
+            format!("kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid_us}.slice/crio-{id}.scope"),
+            "cri-o",
+            Some(uid),
+        ),
+        (format!("system.slice/docker-{id}.scope"), "docker", None),
+        (format!("libpod_parent/libpod-{id}"), "podman", None),
     ];
-    let root = cgroup2_root();
     for (rel, runtime, pod) in cases {
-        let dir = root.join(&rel);
-        std::fs::create_dir_all(&dir).unwrap();
-        let procs = dir.join("cgroup.procs");
+        let cg = PlacedCgroup::new(&rel);
         let m = marker("cg");
-        let mut cmd = Command::new("/bin/true");
-        cmd.arg(&m);
-        unsafe {
-            cmd.pre_exec(move || {
-                std::fs::write(&procs, b"0")?;
-                Ok(())
-            })
-        };
-        run(&mut cmd);
+        run(cg.command("/bin/true").arg(&m));
         let ev = agent.wait_for(|e| is_exec_with(e, &m));
         let p = &ev["process"];
         assert_eq!(p["container"]["runtime"], runtime, "{rel}: {ev}");
-        assert_eq!(p["container"]["id"], id, "{rel}");
+        assert_eq!(p["container"]["id"], id.as_str(), "{rel}: {ev}");
         match pod {
-            Some(u) => assert_eq!(p["pod"]["uid"], u, "{rel}"),
-            None => assert!(p["pod"].is_null(), "{rel}"),
+            Some(u) => assert_eq!(p["pod"]["uid"], u, "{rel}: {ev}"),
+            None => assert!(p["pod"].is_null(), "{rel}: {ev}"),
         }
-        assert_eq!(p["cgroup"]["path"], format!("/{rel}"));
-        // Remove the test's cgroups, innermost first.
-        let mut d = dir.clone();
-        while d != root {
-            let _ = std::fs::remove_dir(&d);
-            d = d.parent().unwrap().to_path_buf();
-        }
+        assert_eq!(p["cgroup"]["path"], cg.rel.as_str());
     }
 }
 

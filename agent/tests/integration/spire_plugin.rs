@@ -378,6 +378,101 @@ fn bad_plugin_data_fails_configure_naming_the_key() {
     );
 }
 
+/// The plugin's stderr lines as go-plugin read them (`-plugin-stderr`),
+/// and the host's own log, where go-plugin re-logs them.
+fn plugin_log_run(dir: &Path, plugin_data: &str, env: &[(&str, &str)]) -> (HostRun, String) {
+    let conf = agent_conf(dir, plugin_data);
+    let raw = dir.join("plugin-stderr.log");
+    let run = run_host(
+        &[
+            "-config",
+            conf.to_str().unwrap(),
+            "-plugin-stderr",
+            raw.to_str().unwrap(),
+        ],
+        env,
+    );
+    assert!(run.status.success(), "host failed: {}", run.stderr);
+    let raw = std::fs::read_to_string(&raw).unwrap();
+    (run, raw)
+}
+
+#[test]
+fn plugin_logs_are_hclog_json_that_the_host_relogs_at_their_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let absent = dir.path().join("no-agent.sock");
+    // A credential in the environment the plugin inherits: no log line may carry it.
+    let secret = format!("{}{}", "q8Rz0Lk3Vw7Tn2", "Hy5Bc9Xm4Ps1Dj6Gf0Ua8Ei3Oq");
+    let (run, raw) = plugin_log_run(
+        dir.path(),
+        &format!("agent_socket = \"{}\"", absent.display()),
+        &[("PROCTOR_LOG", "debug"), ("AWS_SECRET_ACCESS_KEY", &secret)],
+    );
+    let lines: Vec<serde_json::Map<String, Value>> = raw
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("plugin stderr line is not a JSON object ({e}): {l}"))
+        })
+        .collect();
+    assert!(
+        !lines.is_empty(),
+        "the plugin logged nothing: {}",
+        run.stderr
+    );
+    for l in &lines {
+        for key in ["@level", "@message", "@timestamp", "@module"] {
+            assert!(l[key].is_string(), "{key} missing: {l:?}");
+        }
+        assert_eq!(l["@module"], "proctor", "{l:?}");
+        let ts = l["@timestamp"].as_str().unwrap();
+        humantime::parse_rfc3339(ts).unwrap_or_else(|e| panic!("@timestamp {ts}: {e}"));
+        // hclog's layout, which go-plugin parses: six fractional digits.
+        let frac = ts.split_once('.').map(|(_, f)| f.trim_end_matches('Z'));
+        assert_eq!(frac.map(str::len), Some(6), "@timestamp {ts}");
+    }
+    let level_of = |needle: &str| -> &str {
+        lines
+            .iter()
+            .find(|l| l["@message"].as_str().unwrap().contains(needle))
+            .map(|l| l["@level"].as_str().unwrap())
+            .unwrap_or_else(|| panic!("no plugin log line with {needle:?} in:\n{raw}"))
+    };
+    // Configure against an agent that does not answer: one warning, then
+    // the configuration (info); Init is debug.
+    assert_eq!(
+        level_of("attestation fails until the agent answers"),
+        "warn"
+    );
+    assert_eq!(level_of("configured: agent socket"), "info");
+    assert_eq!(level_of("host services offered"), "debug");
+
+    // go-plugin parsed each line and re-logged it at the same level (a line
+    // it cannot parse is re-logged at debug, whole).
+    for l in &lines {
+        let level = format!("[{}]", l["@level"].as_str().unwrap().to_uppercase());
+        let msg: String = l["@message"].as_str().unwrap().chars().take(40).collect();
+        let relogged = run
+            .stderr
+            .lines()
+            .find(|h| h.contains("spire-host.proctor: ") && h.contains(&msg))
+            .unwrap_or_else(|| panic!("the host did not re-log {l:?}:\n{}", run.stderr));
+        assert!(
+            relogged.contains(&level),
+            "re-logged at another level than {level}: {relogged}"
+        );
+        assert!(
+            !relogged.contains("{\"@level\""),
+            "re-logged raw: {relogged}"
+        );
+    }
+    assert!(
+        !raw.contains(&secret) && !run.stderr.contains(&secret),
+        "a secret value reached the logs"
+    );
+}
+
 #[test]
 fn wrong_magic_cookie_is_refused() {
     // By hand: no cookie.
@@ -421,6 +516,27 @@ fn wrong_magic_cookie_is_refused() {
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("set to another value"), "{err}");
+    // Started by a host (the cookie variable is set), the refusal is an
+    // hclog line at error level, which the host shows as such; by hand
+    // (above) it is plain text.
+    let line: Value = serde_json::from_str(err.trim())
+        .unwrap_or_else(|e| panic!("not one hclog JSON line ({e}): {err}"));
+    assert_eq!(line["@level"], "error", "{line}");
+    assert!(
+        serde_json::from_str::<Value>(
+            String::from_utf8_lossy(
+                &Command::new(proctor_bin())
+                    .arg("spire-plugin")
+                    .env_remove("WorkloadAttestor")
+                    .output()
+                    .unwrap()
+                    .stderr
+            )
+            .trim()
+        )
+        .is_err(),
+        "by hand, the refusal must be plain text"
+    );
 }
 
 /// deploy/spire: the agent.conf snippet's plugin block is what SPIRE needs,

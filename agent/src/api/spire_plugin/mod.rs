@@ -17,6 +17,7 @@ pub mod attestor;
 pub mod config;
 pub mod goplugin;
 pub mod handshake;
+pub mod hclog;
 
 /// Code generated from proto/spire and proto/goplugin.
 #[allow(clippy::all, missing_docs)]
@@ -40,6 +41,12 @@ const HEALTH_SERVICE: &str = "plugin";
 
 /// How long the plugin waits for open calls after a shutdown request.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether a go-plugin host started this process (its magic cookie variable
+/// is set, right or wrong): its stderr is then read by the host, as hclog JSON.
+pub fn started_by_host() -> bool {
+    std::env::var_os(handshake::MAGIC_COOKIE_KEY).is_some()
+}
 
 /// Runs the plugin until the host shuts it down; the exit code.
 pub fn run() -> Result<i32> {

@@ -90,6 +90,7 @@ fn name(ev: &Event) -> &str {
         Kind::FileOpen => "File opened",
         Kind::NetConnect => "Network connection attempt",
         Kind::AgentStatus => "Agent status",
+        Kind::ProcessHash => "Process binary hashed",
         Kind::Finding => ev
             .finding
             .as_ref()
@@ -166,6 +167,15 @@ pub fn to_cef(ev: &Event) -> String {
     let act;
     let msg;
     match ev.kind {
+        Kind::ProcessHash => {
+            act = "hash".to_string();
+            msg = summary::summary(ev);
+            x.add("filePath", &p.exe.path);
+            x.add("fileId", p.exe.inode);
+            if let Some(h) = &p.exe.sha256 {
+                x.add("fileHash", h);
+            }
+        }
         Kind::ProcessExec => {
             act = "exec".to_string();
             msg = command_line(p);

@@ -36,6 +36,7 @@ pub fn classification(ev: &Event) -> (&'static str, Vec<&'static str>, Vec<&'sta
     match ev.kind {
         Kind::ProcessExec => ("event", vec!["process"], vec!["start"]),
         Kind::ProcessExit => ("event", vec!["process"], vec!["end"]),
+        Kind::ProcessHash => ("event", vec!["process"], vec!["change"]),
         Kind::FileOpen => ("event", vec!["file"], vec!["access"]),
         Kind::NetConnect => {
             let denied = ev
@@ -103,7 +104,7 @@ pub fn to_ecs(ev: &Event) -> Value {
 
     let mut process = process(p);
     match ev.kind {
-        Kind::ProcessExec | Kind::FileOpen => {
+        Kind::ProcessExec | Kind::ProcessHash | Kind::FileOpen => {
             event.insert("outcome".into(), json!("success"));
         }
         Kind::ProcessExit => {

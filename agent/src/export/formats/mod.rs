@@ -127,7 +127,7 @@ mod tests {
                 let out = render_json(f, &ev);
                 // OCSF: no class for agent_status; Network Activity requires
                 // a destination, which a net_connect without `net` lacks.
-                let unmappable = ev.kind == Kind::AgentStatus
+                let unmappable = matches!(ev.kind, Kind::AgentStatus | Kind::ProcessHash)
                     || (ev.kind == Kind::NetConnect && ev.net.is_none());
                 let expect_none = f == Format::Ocsf && unmappable;
                 assert_eq!(out.is_none(), expect_none, "{f} {:?}", ev.kind);

@@ -63,7 +63,8 @@ pub fn to_ocsf(ev: &Event) -> Option<Value> {
         Kind::FileOpen => Some(file_activity(ev)),
         Kind::NetConnect => ev.net.as_ref().map(|net| network_activity(ev, net)),
         Kind::Finding => Some(detection_finding(ev)),
-        Kind::AgentStatus => None,
+        // A correction of an earlier Launch, not an activity of its own.
+        Kind::AgentStatus | Kind::ProcessHash => None,
     }
 }
 
@@ -639,7 +640,7 @@ mod tests {
         for ev in all_kinds() {
             let Some(v) = to_ocsf(&ev) else {
                 assert!(
-                    ev.kind == Kind::AgentStatus
+                    matches!(ev.kind, Kind::AgentStatus | Kind::ProcessHash)
                         || (ev.kind == Kind::NetConnect && ev.net.is_none()),
                     "{:?} must map",
                     ev.kind

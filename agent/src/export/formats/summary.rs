@@ -39,6 +39,13 @@ pub(crate) fn summary(ev: &Event) -> String {
             None => "finding".into(),
         },
         Kind::AgentStatus => format!("proctor agent {}", agent_state(ev).unwrap_or("running")),
+        Kind::ProcessHash => format!(
+            "{} (pid {}) binary hash {}: {}",
+            process_name(p),
+            p.pid,
+            p.exe.hash_status,
+            p.exe.sha256.as_deref().unwrap_or("-")
+        ),
     }
 }
 

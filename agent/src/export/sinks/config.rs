@@ -134,6 +134,11 @@ pub struct SinkConfig {
     pub max_bytes: Option<u64>,
     #[serde(default)]
     pub keep: Option<usize>,
+    /// file: a group (name or number) that may read the file, e.g. the log
+    /// shipper's `adm`: the file is then mode 0640 and owned by that group
+    /// (its directory, when the agent creates it, 0750). Unset: 0600.
+    #[serde(default)]
+    pub group: Option<String>,
     /// syslog: udp, tcp (octet counting, RFC 6587) or tls.
     #[serde(default)]
     pub transport: Option<Transport>,
@@ -207,6 +212,7 @@ impl SinkConfig {
             path: None,
             max_bytes: None,
             keep: None,
+            group: None,
             transport: None,
             address: None,
             app_name: None,
@@ -263,6 +269,21 @@ impl SinkConfig {
         self.keep.unwrap_or(5)
     }
 
+    /// file: the gid of `group`, `None` when unset.
+    pub fn group_id(&self) -> Result<Option<u32>, String> {
+        let Some(g) = &self.group else {
+            return Ok(None);
+        };
+        crate::unix_names::resolve_group(g)
+            .map(Some)
+            .ok_or_else(|| {
+                format!(
+                    "group \"{g}\" is not a group on this host (/etc/group); create it, \
+                 fix the name, or remove `group` to keep the file 0600"
+                )
+            })
+    }
+
     pub fn app_name(&self) -> &str {
         self.app_name.as_deref().unwrap_or("proctor")
     }
@@ -282,10 +303,11 @@ impl SinkConfig {
     /// The keys set in this entry that only another sink type takes.
     fn foreign_keys(&self) -> Vec<&'static str> {
         use SinkType::*;
-        let set: [(&str, bool, &[SinkType]); 19] = [
+        let set: [(&str, bool, &[SinkType]); 20] = [
             ("path", self.path.is_some(), &[File]),
             ("max_bytes", self.max_bytes.is_some(), &[File]),
             ("keep", self.keep.is_some(), &[File]),
+            ("group", self.group.is_some(), &[File]),
             ("transport", self.transport.is_some(), &[Syslog]),
             ("address", self.address.is_some(), &[Syslog]),
             ("app_name", self.app_name.is_some(), &[Syslog]),
@@ -375,6 +397,7 @@ impl SinkConfig {
                 if self.max_bytes() < 4096 {
                     return Err(format!("{it}: max_bytes must be at least 4096"));
                 }
+                self.group_id().map_err(|e| format!("{it}: {e}"))?;
             }
             SinkType::Syslog => {
                 if self.transport.is_none() {
@@ -547,6 +570,11 @@ mod tests {
                 "https://",
             ),
             ("type: stdout\nname: a/b", "letters"),
+            (
+                "type: file\npath: /x.jsonl\ngroup: no-such-group-proctor",
+                "group \"no-such-group-proctor\" is not a group",
+            ),
+            ("type: stdout\ngroup: adm", "\"group\" does not apply"),
         ];
         for (yaml, want) in cases {
             let s = parse(yaml);
@@ -558,6 +586,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("xml"), "{err}");
+    }
+
+    #[test]
+    fn file_group_resolves_by_name_or_number() {
+        let root = parse("type: file\npath: /x.jsonl\ngroup: root");
+        assert_eq!(root.validate("file"), Ok(()));
+        assert_eq!(root.group_id(), Ok(Some(0)));
+        assert_eq!(
+            parse("type: file\npath: /x.jsonl\ngroup: \"4\"").group_id(),
+            Ok(Some(4))
+        );
+        assert_eq!(parse("type: file\npath: /x.jsonl").group_id(), Ok(None));
     }
 
     #[test]

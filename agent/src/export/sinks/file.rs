@@ -2,12 +2,15 @@
 //! `<path>` -> `<path>.1` -> ... -> `<path>.<keep>`, the oldest removed.
 
 use std::{
-    fs::{File, OpenOptions},
+    fs::{DirBuilder, File, OpenOptions, Permissions},
     io::Write,
+    os::unix::fs::{DirBuilderExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
 use anyhow::{Context, Result};
+
+use crate::private_files::{self, FILE_MODE};
 
 use super::{
     config::SinkConfig,
@@ -17,9 +20,25 @@ use super::{
 
 pub struct FileDest {
     path: PathBuf,
+    /// 0600, or 0640 when `group` lets a log shipper read the file.
+    mode: u32,
+    gid: Option<u32>,
     max_bytes: u64,
     keep: usize,
     file: Option<(File, u64)>,
+}
+
+/// A sink directory the agent creates: owner-only, or 0750 and owned by the
+/// group that reads the files in it. An existing directory (`/var/log`) is
+/// not the agent's to change.
+fn create_dir(dir: &Path, gid: Option<u32>) -> std::io::Result<()> {
+    let Some(gid) = gid else {
+        return private_files::private_dir(dir);
+    };
+    DirBuilder::new().recursive(true).mode(0o750).create(dir)?;
+    std::os::unix::fs::chown(dir, None, Some(gid))?;
+    // The umask may have narrowed 0750.
+    std::fs::set_permissions(dir, Permissions::from_mode(0o750))
 }
 
 fn numbered(path: &Path, n: usize) -> PathBuf {
@@ -31,12 +50,15 @@ fn numbered(path: &Path, n: usize) -> PathBuf {
 impl FileDest {
     pub fn new(cfg: &SinkConfig) -> Result<Self> {
         let path = cfg.path.clone().context("file sink without path")?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
+        let gid = cfg.group_id().map_err(anyhow::Error::msg)?;
+        if let Some(dir) = path.parent().filter(|d| !d.exists()) {
+            create_dir(dir, gid)
                 .with_context(|| format!("cannot create directory {}", dir.display()))?;
         }
         let mut f = Self {
             path,
+            mode: if gid.is_some() { 0o640 } else { FILE_MODE },
+            gid,
             max_bytes: cfg.max_bytes(),
             keep: cfg.keep(),
             file: None,
@@ -48,11 +70,13 @@ impl FileDest {
 
     fn open(&mut self) -> Result<&mut (File, u64)> {
         if self.file.is_none() {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .with_context(|| format!("cannot open {} for appending", self.path.display()))?;
+            let file = private_files::open_with_mode(
+                &self.path,
+                OpenOptions::new().create(true).append(true),
+                self.mode,
+                self.gid,
+            )
+            .with_context(|| format!("cannot open {} for appending", self.path.display()))?;
             let len = file.metadata()?.len();
             self.file = Some((file, len));
         }

@@ -22,6 +22,8 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
+use crate::private_files;
+
 /// One encoded event, ready for its destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -50,10 +52,15 @@ pub struct Spool {
 impl Spool {
     /// Opens (creating) the spool of one sink; `cap` bounds its bytes.
     pub fn open(dir: &Path, cap: u64) -> Result<Self> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create spool directory {}", dir.display()))?;
-        let lock = File::create(dir.join("lock"))
-            .with_context(|| format!("cannot create {}", dir.join("lock").display()))?;
+        for d in dir.parent().into_iter().chain([dir]) {
+            private_files::private_dir(d)
+                .with_context(|| format!("cannot create spool directory {}", d.display()))?;
+        }
+        let lock = private_files::open_private(
+            &dir.join("lock"),
+            OpenOptions::new().write(true).create(true).truncate(true),
+        )
+        .with_context(|| format!("cannot create {}", dir.join("lock").display()))?;
         // SAFETY: flock on an fd we own.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             bail!(
@@ -71,6 +78,14 @@ impl Spool {
         let mut records = 0;
         for e in std::fs::read_dir(dir)? {
             let e = e?;
+            // Files an older agent left with its umask's mode.
+            if e.file_type()?.is_file() {
+                let path = e.path();
+                let f =
+                    File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+                private_files::restrict(&f, &path, private_files::FILE_MODE, None)
+                    .with_context(|| format!("cannot restrict {} to mode 0600", path.display()))?;
+            }
             let name = e.file_name();
             let Some(first) = name.to_str().and_then(|n| n.strip_suffix(".seg")) else {
                 continue;
@@ -127,11 +142,9 @@ impl Spool {
             .is_none_or(|(_, b)| *b + len > self.segment_max);
         if self.open.is_none() || tail_full {
             let path = self.path(r.seq);
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .with_context(|| format!("cannot create spool segment {}", path.display()))?;
+            let f =
+                private_files::open_private(&path, OpenOptions::new().create(true).append(true))
+                    .with_context(|| format!("cannot create spool segment {}", path.display()))?;
             self.open = Some(f);
             self.segments.push_back((r.seq, 0));
         }
@@ -162,7 +175,7 @@ impl Spool {
             buf.extend_from_slice(&(r.bytes.len() as u32).to_le_bytes());
             buf.extend_from_slice(&r.bytes);
         }
-        std::fs::write(&path, &buf)
+        private_files::write_private(&path, &buf)
             .with_context(|| format!("cannot write spool segment {}", path.display()))?;
         self.bytes += buf.len() as u64;
         self.records += records.len() as u64;
@@ -210,7 +223,7 @@ impl Spool {
     /// Persists the delivered high-water mark (write and rename).
     pub fn save_delivered(&self) -> Result<()> {
         let tmp = self.dir.join("delivered.tmp");
-        std::fs::write(&tmp, format!("{}\n", self.delivered))?;
+        private_files::write_private(&tmp, format!("{}\n", self.delivered).as_bytes())?;
         std::fs::rename(&tmp, self.dir.join("delivered"))?;
         Ok(())
     }

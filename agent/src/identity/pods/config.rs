@@ -82,6 +82,9 @@ pub struct KubernetesConfig {
     /// Connect + answer timeout of one fetch.
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub timeout: Duration,
+    /// The kubelet's root directory as the agent sees it: pods' Secret and
+    /// projected volumes are under `<kubelet_root>/pods/<uid>/volumes/`.
+    pub kubelet_root: PathBuf,
 }
 
 impl Default for KubernetesConfig {
@@ -97,6 +100,7 @@ impl Default for KubernetesConfig {
             refresh_interval: Duration::from_secs(30),
             min_refresh_interval: Duration::from_secs(2),
             timeout: Duration::from_secs(10),
+            kubelet_root: PathBuf::from("/var/lib/kubelet"),
         }
     }
 }
@@ -123,6 +127,13 @@ impl KubernetesConfig {
         }
         if self.timeout.is_zero() {
             return Err("kubernetes.timeout must be above 0".into());
+        }
+        if !self.kubelet_root.is_absolute() {
+            return Err(format!(
+                "kubernetes.kubelet_root {:?} is not an absolute path; write the kubelet's \
+                 root as the agent sees it (/var/lib/kubelet, or where the DaemonSet mounts it)",
+                self.kubelet_root
+            ));
         }
         for (key, url) in [
             ("kubelet_url", &self.kubelet_url),
@@ -245,6 +256,11 @@ mod tests {
             ..Default::default()
         };
         assert!(bad.validate().unwrap_err().contains("not an http(s) URL"));
+        let rel = KubernetesConfig {
+            kubelet_root: "var/lib/kubelet".into(),
+            ..Default::default()
+        };
+        assert!(rel.validate().unwrap_err().contains("kubelet_root"));
         assert!(KubernetesConfig::default().validate().is_ok());
     }
 }

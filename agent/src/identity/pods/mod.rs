@@ -22,9 +22,9 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 pub use config::KubernetesConfig;
-pub use podlist::{ContainerMeta, PodMeta};
+pub use podlist::{ContainerMeta, PodMeta, SecretEnvRef, SecretVolume, VolumeSource};
 
-use crate::event::Process;
+use crate::{event::Process, identity::container::Workload};
 
 /// A pod the kubelet stopped listing is kept this long: its processes' exit
 /// events and late attestation calls still get its name.
@@ -43,6 +43,8 @@ struct Pods {
     by_uid: HashMap<String, Entry>,
     /// container id -> (pod uid, index in that pod's containers)
     by_container: HashMap<String, (String, usize)>,
+    /// Bumped by every [`PodCache::replace`].
+    generation: u64,
 }
 
 /// What the source has done so far (for `agent_status` and metrics).
@@ -82,6 +84,31 @@ pub struct PodCache {
     stats: Mutex<SourceStats>,
 }
 
+/// What the pod list says about a vouched-for pod claim.
+pub enum PodAnswer {
+    /// The container is one of this pod's.
+    Found(Found),
+    /// The list is current and does not give the container to that pod:
+    /// no pod fields.
+    Withheld,
+    /// No pod claim, or no current list: the cgroup evidence stands alone.
+    Unchanged,
+}
+
+impl PodAnswer {
+    /// Whether two answers give the same view.
+    pub fn same_as(&self, other: &PodAnswer) -> bool {
+        match (self, other) {
+            (PodAnswer::Found(a), PodAnswer::Found(b)) => {
+                Arc::ptr_eq(&a.pod, &b.pod) && a.container == b.container
+            }
+            (PodAnswer::Withheld, PodAnswer::Withheld) => true,
+            (PodAnswer::Unchanged, PodAnswer::Unchanged) => true,
+            _ => false,
+        }
+    }
+}
+
 /// The pod (and container) a process belongs to, as the cache knows them.
 pub struct Found {
     pub pod: Arc<PodMeta>,
@@ -110,10 +137,6 @@ impl Found {
             obj.insert("image_id".into(), json!(c.image_id));
         }
     }
-}
-
-fn str_field<'a>(v: Option<&'a Value>, key: &str) -> Option<&'a str> {
-    v?.get(key)?.as_str().filter(|s| !s.is_empty())
 }
 
 impl PodCache {
@@ -153,46 +176,60 @@ impl PodCache {
             })
             .collect();
         g.by_container = by_container;
+        g.generation += 1;
         let n = g.by_uid.len();
         drop(g);
         self.stats.lock().unwrap().pods = n;
     }
 
-    /// The pod and container of `p`, from its cgroup evidence (pod uid,
-    /// container id). A pod or container the cache does not know asks the
-    /// source for a refresh (rate-limited there) and answers `None` now.
-    pub fn find(&self, p: &Process) -> Option<Found> {
-        let cid = str_field(p.container.as_ref(), "id")
-            .filter(|_| str_field(p.container.as_ref(), "runtime") != Some("systemd"));
-        let uid = str_field(p.pod.as_ref(), "uid");
-        if cid.is_none() && uid.is_none() {
-            return None;
-        }
+    /// What the list says about the pod a cgroup was vouched to be in: the
+    /// pod's metadata only when its container id is one of that pod's
+    /// container statuses (never from the pod uid alone, which any sandbox
+    /// or half-started container shares). A pod or container the cache does
+    /// not know asks the source for a refresh (rate-limited there).
+    pub fn judge(&self, w: &Workload) -> PodAnswer {
+        let Some(uid) = w.pod.as_ref().map(|p| p.uid.as_str()) else {
+            return PodAnswer::Unchanged;
+        };
+        let cid = w.container.as_ref().map(|c| c.id.as_str());
         let g = self.pods.read().unwrap();
         if let Some((pod_uid, i)) = cid.and_then(|c| g.by_container.get(c)) {
-            // The cgroup path's pod uid, when it has one, must agree.
-            if uid.is_none_or(|u| u == pod_uid) {
+            if pod_uid == uid {
                 if let Some(e) = g.by_uid.get(pod_uid) {
-                    return Some(Found {
+                    return PodAnswer::Found(Found {
                         pod: e.pod.clone(),
                         container: Some(*i),
                     });
                 }
             }
         }
-        let found = uid.and_then(|u| g.by_uid.get(u)).map(|e| Found {
-            pod: e.pod.clone(),
-            container: None,
-        });
         drop(g);
         // A container not listed yet: its status reaches the kubelet's list
         // a moment after it starts.
-        if found.is_none() || cid.is_some() {
-            if let Some(key) = cid.or(uid).filter(|_| uid.is_some()) {
-                self.ask(key);
-            }
+        self.ask(cid.unwrap_or(uid));
+        if self.is_current() {
+            PodAnswer::Withheld
+        } else {
+            PodAnswer::Unchanged
         }
-        found
+    }
+
+    /// The pod the list gives `w`'s container to, when that is not the pod
+    /// its cgroup names: a claim the runtime's own records contradict.
+    pub fn contradiction(&self, w: &Workload) -> Option<String> {
+        let (Some(pod), Some(c)) = (&w.pod, &w.container) else {
+            return None;
+        };
+        let g = self.pods.read().unwrap();
+        let (owner, _) = g.by_container.get(&c.id)?;
+        (*owner != pod.uid).then(|| owner.clone())
+    }
+
+    /// Whether the last fetch succeeded: only then does a container missing
+    /// from the list withhold pod fields (during an outage the cgroup
+    /// evidence stands alone, as it does with no source).
+    fn is_current(&self) -> bool {
+        self.stats.lock().unwrap().state == "ok"
     }
 
     /// Asks the source for a refresh on behalf of `key` (a pod uid or
@@ -218,19 +255,21 @@ impl PodCache {
         self.wanted.notify_one();
     }
 
-    /// Fills `p`'s `pod` and `container` objects from what the cache knows.
-    /// Returns whether anything was known.
-    pub fn enrich(&self, p: &mut Process) -> bool {
-        let Some(f) = self.find(p) else {
-            return false;
-        };
-        f.apply(p);
-        true
-    }
-
     /// Waits until a lookup asks for a refresh.
     pub async fn wanted(&self) {
         self.wanted.notified().await
+    }
+
+    /// Every pod the cache holds (listed now or recently gone), for the
+    /// Kubernetes Secret volumes each one mounts.
+    pub fn all(&self) -> Vec<Arc<PodMeta>> {
+        let g = self.pods.read().unwrap();
+        g.by_uid.values().map(|e| e.pod.clone()).collect()
+    }
+
+    /// A change counter of the list: equal values, same pods.
+    pub fn generation(&self) -> u64 {
+        self.pods.read().unwrap().generation
     }
 
     pub fn stats(&self) -> SourceStats {
@@ -245,39 +284,21 @@ impl PodCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Attestation, Cgroup, Exe};
+    use crate::identity::container::{ContainerInfo, PodRef};
 
-    fn process(container: Option<Value>, pod: Option<Value>) -> Process {
-        Process {
-            pid: 1,
-            ppid: 0,
-            exec_id: "e".into(),
-            parent_exec_id: None,
-            start_time_ns: 0,
-            uid: 0,
-            gid: 0,
-            euid: 0,
-            egid: 0,
-            comm: "x".into(),
-            args: vec![],
-            args_truncated: false,
-            args_redacted: false,
-            exe: Exe {
-                path: "/x".into(),
-                sha256: None,
-                hash_status: "pending",
-                inode: 0,
-                dev: 0,
-                size: 0,
-                fileless: false,
-                deleted: false,
-                modified_after_exec: false,
-            },
-            interpreter: None,
-            cgroup: Cgroup { id: 0, path: None },
-            container,
-            pod,
-            attestation: Attestation::KernelExec,
+    fn workload(container: Option<&str>, pod: Option<&str>) -> Workload {
+        Workload {
+            container: container.map(|id| ContainerInfo {
+                id: id.into(),
+                runtime: "containerd",
+            }),
+            pod: pod.map(|uid| PodRef {
+                uid: uid.into(),
+                namespace: None,
+                name: None,
+                service_account: None,
+            }),
+            refused: None,
         }
     }
 
@@ -294,46 +315,78 @@ mod tests {
                 image: Some("img:1".into()),
                 image_id: None,
             }],
+            secret_volumes: Vec::new(),
+            secret_env: Vec::new(),
         }
+    }
+
+    fn current() -> Arc<PodCache> {
+        PodCache::new(SourceStats {
+            state: "ok",
+            ..SourceStats::default()
+        })
     }
 
     #[test]
     fn fills_pod_and_container_and_keeps_gone_pods_for_a_while() {
-        let c = PodCache::new(SourceStats::default());
+        let c = current();
         let t0 = Instant::now();
-        c.replace(vec![pod("u1", "c1")], t0);
-        let mut p = process(
-            Some(json!({"id": "c1", "runtime": "containerd"})),
-            Some(json!({"uid": "u1", "namespace": null})),
-        );
-        assert!(c.enrich(&mut p));
-        let pod = p.pod.as_ref().unwrap();
-        assert_eq!(pod["namespace"], "ns");
-        assert_eq!(pod["service_account"], "sa");
-        assert_eq!(pod["labels"]["app"], "web");
-        assert_eq!(p.container.as_ref().unwrap()["name"], "app");
-        assert_eq!(p.container.as_ref().unwrap()["image"], "img:1");
+        c.replace(vec![pod("u1", "c1"), pod("u2", "c2")], t0);
+        let w = workload(Some("c1"), Some("u1"));
+        let PodAnswer::Found(f) = c.judge(&w) else {
+            panic!("c1 of u1 not found")
+        };
+        assert_eq!(f.pod.namespace.as_deref(), Some("ns"));
+        assert_eq!(f.container().unwrap().name, "app");
+        assert_eq!(c.contradiction(&w), None);
 
-        // A container id claimed by another pod than the cgroup says: only the pod.
-        let mut q = process(
-            Some(json!({"id": "c1", "runtime": "containerd"})),
-            Some(json!({"uid": "u2"})),
-        );
-        assert!(!c.enrich(&mut q));
+        // A container id the list gives to another pod than the cgroup says:
+        // withheld, and a contradiction naming the real owner.
+        let q = workload(Some("c1"), Some("u2"));
+        assert!(matches!(c.judge(&q), PodAnswer::Withheld));
+        assert_eq!(c.contradiction(&q).as_deref(), Some("u1"));
+        // A listed pod with an unlisted container (the sandbox, a container
+        // not listed yet): no pod fields, no contradiction.
+        let r = workload(Some("c9"), Some("u1"));
+        assert!(matches!(c.judge(&r), PodAnswer::Withheld));
+        assert_eq!(c.contradiction(&r), None);
+        // A pod uid alone is not enough.
+        assert!(matches!(
+            c.judge(&workload(None, Some("u1"))),
+            PodAnswer::Withheld
+        ));
 
         // Gone from the list: kept a while, then dropped.
         c.replace(vec![], t0 + Duration::from_secs(10));
-        assert!(c.enrich(&mut p.clone()));
+        assert!(matches!(c.judge(&w), PodAnswer::Found(_)));
         c.replace(vec![], t0 + KEEP_GONE_PODS + Duration::from_secs(1));
-        assert!(!c.enrich(&mut p.clone()));
+        assert!(matches!(c.judge(&w), PodAnswer::Withheld));
         assert_eq!(c.stats().pods, 0);
     }
 
     #[test]
-    fn unknown_pod_asks_for_a_refresh() {
+    fn without_a_current_list_the_cgroup_evidence_stands_alone() {
         let c = PodCache::new(SourceStats::default());
-        let p = process(None, Some(json!({"uid": "u9"})));
-        assert!(c.find(&p).is_none());
+        c.replace(vec![pod("u1", "c1")], Instant::now());
+        c.update_stats(|s| s.state = "failing");
+        assert!(matches!(
+            c.judge(&workload(Some("c9"), Some("u1"))),
+            PodAnswer::Unchanged
+        ));
+        // What the cache does know still names the pod.
+        assert!(matches!(
+            c.judge(&workload(Some("c1"), Some("u1"))),
+            PodAnswer::Found(_)
+        ));
+    }
+
+    #[test]
+    fn unknown_pod_asks_for_a_refresh() {
+        let c = current();
+        assert!(matches!(
+            c.judge(&workload(None, Some("u9"))),
+            PodAnswer::Withheld
+        ));
         // The permit is stored: the source's wait returns at once.
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -345,6 +398,9 @@ mod tests {
                 .expect("refresh requested")
         });
         // A plain process outside any pod asks nothing.
-        assert!(c.find(&process(None, None)).is_none());
+        assert!(matches!(
+            c.judge(&workload(None, None)),
+            PodAnswer::Unchanged
+        ));
     }
 }

@@ -1,5 +1,6 @@
 //! The kubelet's `/pods` answer (a `v1.PodList`), reduced to what identity
-//! needs: who the pod is, and which container id runs which image.
+//! needs: who the pod is, which container id runs which image, and which
+//! Kubernetes Secrets reach its containers (volumes and `secretKeyRef` env).
 //!
 //! A list that is not a PodList is an error naming what was wrong; a single
 //! pod without a uid is skipped and counted, not allowed to spoil the rest.
@@ -18,6 +19,46 @@ pub struct PodMeta {
     pub labels: BTreeMap<String, String>,
     /// Containers that have a runtime id (regular, init and ephemeral).
     pub containers: Vec<ContainerMeta>,
+    /// Secret and projected volumes, with where each container mounts them.
+    pub secret_volumes: Vec<SecretVolume>,
+    /// Environment variables set from a Secret (`valueFrom.secretKeyRef`).
+    pub secret_env: Vec<SecretEnvRef>,
+}
+
+/// A volume of a pod that holds Secret data: the kubelet's directory
+/// `volumes/kubernetes.io~secret/<name>` or `volumes/kubernetes.io~projected/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretVolume {
+    pub name: String,
+    /// `false`: a `secret` volume; `true`: a `projected` one.
+    pub projected: bool,
+    pub sources: Vec<VolumeSource>,
+    /// (container name, mount path in the container).
+    pub mounts: Vec<(String, String)>,
+}
+
+/// Where the files of a secret or projected volume come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeSource {
+    /// A Secret; `items` (key, file path) when only some keys are projected.
+    Secret {
+        name: String,
+        items: Vec<(String, String)>,
+    },
+    /// The pod's service-account token, written at `path`.
+    ServiceAccountToken { path: String },
+    /// A configMap, downwardAPI or clusterTrustBundle source: no secret; its
+    /// file paths when listed.
+    NotSecret { paths: Vec<String> },
+}
+
+/// `env[].valueFrom.secretKeyRef` of one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretEnvRef {
+    pub container: String,
+    pub variable: String,
+    pub secret: String,
+    pub key: String,
 }
 
 /// A container of a pod, by the id its runtime gave it.
@@ -73,6 +114,107 @@ struct RawMeta {
 #[serde(default, rename_all = "camelCase")]
 struct RawSpec {
     service_account_name: Option<String>,
+    volumes: Option<Vec<RawVolume>>,
+    containers: Option<Vec<RawContainer>>,
+    init_containers: Option<Vec<RawContainer>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct RawVolume {
+    name: String,
+    secret: Option<RawSecretVolume>,
+    projected: Option<RawProjected>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct RawSecretVolume {
+    secret_name: Option<String>,
+    items: Option<Vec<RawItem>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawItem {
+    key: String,
+    path: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawProjected {
+    sources: Option<Vec<RawProjection>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct RawProjection {
+    secret: Option<RawSecretProjection>,
+    service_account_token: Option<RawTokenProjection>,
+    config_map: Option<RawOtherProjection>,
+    #[serde(rename = "downwardAPI")]
+    downward_api: Option<RawOtherProjection>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawSecretProjection {
+    name: Option<String>,
+    items: Option<Vec<RawItem>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawTokenProjection {
+    path: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawOtherProjection {
+    items: Option<Vec<RawOtherItem>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawOtherItem {
+    path: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct RawContainer {
+    name: String,
+    volume_mounts: Option<Vec<RawMount>>,
+    env: Option<Vec<RawEnv>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct RawMount {
+    name: String,
+    mount_path: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct RawEnv {
+    name: String,
+    value_from: Option<RawEnvSource>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct RawEnvSource {
+    secret_key_ref: Option<RawKeyRef>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawKeyRef {
+    name: String,
+    key: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -148,16 +290,106 @@ pub fn parse(body: &[u8]) -> Result<PodList, ParseError> {
             })
         })
         .collect();
+        let spec = pod.spec;
+        let all_containers: Vec<RawContainer> = [spec.containers, spec.init_containers]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
         out.pods.push(PodMeta {
             uid,
             namespace: non_empty(pod.metadata.namespace),
             name: non_empty(pod.metadata.name),
-            service_account: non_empty(pod.spec.service_account_name),
+            service_account: non_empty(spec.service_account_name),
             labels: pod.metadata.labels.unwrap_or_default(),
             containers,
+            secret_volumes: secret_volumes(spec.volumes.unwrap_or_default(), &all_containers),
+            secret_env: secret_env(&all_containers),
         });
     }
     Ok(out)
+}
+
+fn items(raw: Option<Vec<RawItem>>) -> Vec<(String, String)> {
+    raw.unwrap_or_default()
+        .into_iter()
+        .map(|i| (i.key, i.path))
+        .collect()
+}
+
+/// The pod's secret and projected volumes, each with its mounts.
+fn secret_volumes(volumes: Vec<RawVolume>, containers: &[RawContainer]) -> Vec<SecretVolume> {
+    let mut out = Vec::new();
+    for v in volumes {
+        let (projected, sources) = if let Some(s) = v.secret {
+            let Some(name) = non_empty(s.secret_name) else {
+                continue;
+            };
+            let items = items(s.items);
+            (false, vec![VolumeSource::Secret { name, items }])
+        } else if let Some(p) = v.projected {
+            let sources = p
+                .sources
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|src| {
+                    if let Some(s) = src.secret {
+                        let name = non_empty(s.name)?;
+                        let items = items(s.items);
+                        Some(VolumeSource::Secret { name, items })
+                    } else if let Some(t) = src.service_account_token {
+                        Some(VolumeSource::ServiceAccountToken { path: t.path })
+                    } else {
+                        let other = src.config_map.or(src.downward_api)?;
+                        let paths = other
+                            .items
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|i| i.path)
+                            .collect();
+                        Some(VolumeSource::NotSecret { paths })
+                    }
+                })
+                .collect();
+            (true, sources)
+        } else {
+            continue;
+        };
+        let mounts = containers
+            .iter()
+            .flat_map(|c| {
+                c.volume_mounts
+                    .iter()
+                    .flatten()
+                    .filter(|m| m.name == v.name)
+                    .map(|m| (c.name.clone(), m.mount_path.clone()))
+            })
+            .collect();
+        out.push(SecretVolume {
+            name: v.name,
+            projected,
+            sources,
+            mounts,
+        });
+    }
+    out
+}
+
+fn secret_env(containers: &[RawContainer]) -> Vec<SecretEnvRef> {
+    containers
+        .iter()
+        .flat_map(|c| {
+            c.env.iter().flatten().filter_map(|e| {
+                let r = e.value_from.as_ref()?.secret_key_ref.as_ref()?;
+                Some(SecretEnvRef {
+                    container: c.name.clone(),
+                    variable: e.name.clone(),
+                    secret: r.name.clone(),
+                    key: r.key.clone(),
+                })
+            })
+        })
+        .collect()
 }
 
 fn json_type(v: &serde_json::Value) -> &'static str {
@@ -205,6 +437,67 @@ mod tests {
             Some("reg/app@sha256:ab")
         );
         assert_eq!(p.containers[1].image_id, None, "empty imageID is unknown");
+    }
+
+    #[test]
+    fn secret_volumes_mounts_and_env_references_are_kept() {
+        let body = br#"{"kind":"PodList","items":[{"metadata":{"uid":"u-2","namespace":"shop"},
+          "spec":{"volumes":[
+             {"name":"db","secret":{"secretName":"db-creds","items":[{"key":"password","path":"pw"}]}},
+             {"name":"kube-api-access-x","projected":{"sources":[
+                {"serviceAccountToken":{"path":"token","expirationSeconds":3607}},
+                {"configMap":{"name":"kube-root-ca.crt","items":[{"key":"ca.crt","path":"ca.crt"}]}},
+                {"downwardAPI":{"items":[{"path":"namespace"}]}},
+                {"secret":{"name":"extra"}}]}},
+             {"name":"cache","emptyDir":{}},
+             {"name":"nameless","secret":{}}],
+           "containers":[{"name":"app",
+              "volumeMounts":[{"name":"db","mountPath":"/etc/db"},{"name":"kube-api-access-x","mountPath":"/var/run/secrets/kubernetes.io/serviceaccount"}],
+              "env":[{"name":"PLAIN","value":"x"},
+                     {"name":"DB_PASSWORD","valueFrom":{"secretKeyRef":{"name":"db-creds","key":"password"}}},
+                     {"name":"NODE","valueFrom":{"fieldRef":{"fieldPath":"spec.nodeName"}}}]}]}}]}"#;
+        let l = parse(body).unwrap();
+        let p = &l.pods[0];
+        assert_eq!(p.secret_volumes.len(), 2, "{:?}", p.secret_volumes);
+        let db = &p.secret_volumes[0];
+        assert_eq!((db.name.as_str(), db.projected), ("db", false));
+        assert_eq!(
+            db.sources,
+            [VolumeSource::Secret {
+                name: "db-creds".into(),
+                items: vec![("password".into(), "pw".into())]
+            }]
+        );
+        assert_eq!(db.mounts, [("app".to_string(), "/etc/db".to_string())]);
+        let sa = &p.secret_volumes[1];
+        assert!(sa.projected);
+        assert_eq!(
+            sa.sources,
+            [
+                VolumeSource::ServiceAccountToken {
+                    path: "token".into()
+                },
+                VolumeSource::NotSecret {
+                    paths: vec!["ca.crt".into()]
+                },
+                VolumeSource::NotSecret {
+                    paths: vec!["namespace".into()]
+                },
+                VolumeSource::Secret {
+                    name: "extra".into(),
+                    items: vec![]
+                },
+            ]
+        );
+        assert_eq!(
+            p.secret_env,
+            [SecretEnvRef {
+                container: "app".into(),
+                variable: "DB_PASSWORD".into(),
+                secret: "db-creds".into(),
+                key: "password".into()
+            }]
+        );
     }
 
     #[test]

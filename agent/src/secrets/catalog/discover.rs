@@ -5,8 +5,7 @@ use std::{
     collections::{BTreeMap, BTreeSet, HashSet},
     ffi::{OsStr, OsString},
     fs,
-    io::Read,
-    os::unix::fs::OpenOptionsExt,
+    os::unix::fs::MetadataExt,
     path::{Component, Path, PathBuf},
 };
 
@@ -14,7 +13,10 @@ use super::{
     pattern::{is_default_home, ComponentMatcher, PatternTrie},
     Catalog,
 };
-use crate::paths::normalize;
+use crate::{
+    paths::normalize,
+    safe_open::{self, Links},
+};
 
 /// How much of a file [`Catalog::discover`] reads for a content check. Every
 /// marker the built-in checks look for sits near the top of its file; a cap
@@ -37,6 +39,10 @@ impl Catalog {
     /// Symlinked directories are never entered (they would escape `root` or
     /// loop); a symlinked file is resolved inside `root` and reported by its
     /// real path, which is the one the kernel reports when it is opened.
+    /// A file is classified by that real path: a catalogued name that is a
+    /// link (`~/.pgpass -> /etc/hostname`) lends its entry to the target only
+    /// when the target is owned by the owner of the directory holding the
+    /// link, which nobody else can write (see [`DiscoverReport::untrusted_links`]).
     /// `/proc`, `/sys` and `/dev` are never walked. Files whose entry has a
     /// content check are read (at most [`CONTENT_PEEK_BYTES`]) when
     /// [`DiscoverRoots::check_content`] is set, and dropped if it fails.
@@ -68,6 +74,7 @@ impl Catalog {
             truncated: false,
             unreadable: 0,
             content_mismatch: 0,
+            untrusted_links: 0,
             seen: HashSet::new(),
             found: BTreeMap::new(),
         };
@@ -123,6 +130,7 @@ impl Catalog {
             truncated: walker.truncated,
             unreadable: walker.unreadable,
             content_mismatch: walker.content_mismatch,
+            untrusted_links: walker.untrusted_links,
         }
     }
 }
@@ -197,6 +205,10 @@ pub struct DiscoverReport {
     pub unreadable: usize,
     /// Catalogued paths whose content check failed (left out of `found`).
     pub content_mismatch: usize,
+    /// Catalogued names that are links to an uncatalogued file someone else
+    /// owns (left out of `found`): anyone may name a link `.pgpass`, and the
+    /// file it points at must not become a secret for that.
+    pub untrusted_links: usize,
 }
 
 /// Home directories from `<root>/etc/passwd` that `/root` and `/home/*` do not
@@ -260,6 +272,7 @@ struct Walker<'a> {
     truncated: bool,
     unreadable: usize,
     content_mismatch: usize,
+    untrusted_links: usize,
     seen: HashSet<PathBuf>,
     found: BTreeMap<PathBuf, String>,
 }
@@ -402,13 +415,16 @@ impl Walker<'_> {
         if is_pseudo_fs(&real) || !self.seen.insert(real.clone()) {
             return;
         }
-        let entry = match self
-            .catalog
-            .match_path(&real)
-            .or_else(|| self.catalog.match_path(path))
-        {
+        let entry = match self.catalog.match_path(&real) {
             Some(e) => e,
-            None => return,
+            None => match self.catalog.match_path(path) {
+                Some(e) if self.link_trusted(path, &real) => e,
+                Some(_) => {
+                    self.untrusted_links += 1;
+                    return;
+                }
+                None => return,
+            },
         };
         let actual = self.actual(&real);
         match fs::symlink_metadata(&actual) {
@@ -433,24 +449,34 @@ impl Walker<'_> {
         }
         self.found.insert(real, entry.id.clone());
     }
+
+    /// Whether the catalogued name `logical`, which leads to the uncatalogued
+    /// `real`, may lend its entry to it: the directory holding the name is
+    /// writable by its owner alone (no group or other write bit) and that
+    /// owner also owns `real`. A user's own dotfiles linked into their home
+    /// pass; a link in a home to a file of root or of another user does not.
+    fn link_trusted(&self, logical: &Path, real: &Path) -> bool {
+        let Some(dir) = logical
+            .parent()
+            .and_then(|p| resolve_in_root(&self.roots.root, p))
+        else {
+            return false;
+        };
+        match (
+            fs::metadata(self.actual(&dir)),
+            fs::symlink_metadata(self.actual(real)),
+        ) {
+            (Ok(dir), Ok(file)) => dir.mode() & 0o022 == 0 && dir.uid() == file.uid(),
+            _ => false,
+        }
+    }
 }
 
 fn read_peek(path: &Path) -> Option<Vec<u8>> {
-    // O_NONBLOCK: a FIFO swapped in after the type check must not hang
-    // start-up. O_NOFOLLOW: the path was resolved already; a symlink now is a race.
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .ok()?;
-    if !file.metadata().ok()?.is_file() {
-        return None;
-    }
-    let mut head = Vec::new();
-    file.take(CONTENT_PEEK_BYTES as u64)
-        .read_to_end(&mut head)
-        .ok()?;
-    Some(head)
+    // The path was resolved already: a symlink now is a race, and a FIFO
+    // swapped in after the type check must not hang start-up.
+    let (mut file, _) = safe_open::open_regular(path, Links::NoFollow, None).ok()?;
+    safe_open::read_prefix(path, &mut file, CONTENT_PEEK_BYTES as u64).ok()
 }
 
 /// Resolves the symlinks of `logical` as if `root` were `/`: absolute link
@@ -669,6 +695,50 @@ mod tests {
         let report = Catalog::builtin().discover_report(&roots);
         assert!(report.truncated);
         assert!(report.visited <= 5);
+    }
+
+    #[test]
+    fn a_link_named_like_a_secret_lends_its_name_only_to_its_owners_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let chown = |p: &str, uid: u32| {
+            std::os::unix::fs::lchown(root.join(p.trim_start_matches('/')), Some(uid), None)
+                .unwrap()
+        };
+        write(root, "/etc/hostname", "node-1\n");
+        // eve points her .pgpass at a public file root owns.
+        fs::create_dir_all(root.join("home/eve")).unwrap();
+        chown("/home/eve", 1001);
+        symlink(root, "/home/eve/.pgpass", "/etc/hostname");
+        chown("/home/eve/.pgpass", 1001);
+        // frank keeps his real .pgpass among his dotfiles.
+        write(root, "/home/frank/dotfiles/pgpass", "*:*:*:frank:pw\n");
+        chown("/home/frank", 1002);
+        chown("/home/frank/dotfiles", 1002);
+        chown("/home/frank/dotfiles/pgpass", 1002);
+        symlink(root, "/home/frank/.pgpass", "dotfiles/pgpass");
+        // A directory anyone may write proves nothing about who made the link.
+        fs::create_dir_all(root.join("srv/drop")).unwrap();
+        fs::set_permissions(
+            root.join("srv/drop"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+        )
+        .unwrap();
+        write(root, "/srv/shared-notes", "notes\n");
+        symlink(root, "/srv/drop/.env", "/srv/shared-notes");
+
+        let mut roots = DiscoverRoots::under(root);
+        roots.passwd_homes = false;
+        let report = Catalog::builtin().discover_report(&roots);
+        assert_eq!(
+            report.found,
+            vec![(
+                PathBuf::from("/home/frank/dotfiles/pgpass"),
+                "pgpass".to_string()
+            )],
+            "{report:?}"
+        );
+        assert_eq!(report.untrusted_links, 2, "{report:?}");
     }
 
     #[test]

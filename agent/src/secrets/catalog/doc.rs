@@ -9,9 +9,9 @@ impl Catalog {
     pub fn markdown_table(&self) -> String {
         let mut out = String::new();
         out.push_str(
-            "| ID | Kind | Severity | Paths | Content check | MITRE ATT&CK | Description |\n",
+            "| ID | Kind | Severity | Paths | Content check | MITRE ATT&CK | Expected clients | Description |\n",
         );
-        out.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
+        out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
         for e in self.entries() {
             let mut paths: Vec<String> = e.paths.iter().map(|p| code(p)).collect();
             if !e.exclude.is_empty() {
@@ -27,15 +27,25 @@ impl Catalog {
                 }
                 Some(ContentCheck::Regex(re)) => format!("matches {}", code(re)),
             };
+            let clients: Vec<String> = e
+                .expected_clients
+                .iter()
+                .map(|c| code(c.as_str()))
+                .collect();
             let _ = writeln!(
                 out,
-                "| `{}` | {} | {} | {} | {} | {} | {} |",
+                "| `{}` | {} | {} | {} | {} | {} | {} | {} |",
                 e.id,
                 e.kind.as_str(),
                 e.severity.as_str(),
                 paths.join("<br>"),
                 check,
                 e.mitre.join(", "),
+                if clients.is_empty() {
+                    "none".to_string()
+                } else {
+                    clients.join(" ")
+                },
                 cell(&e.description),
             );
         }
@@ -65,7 +75,8 @@ mod tests {
     const DOC_END: &str = "<!-- catalog-table:end -->\n";
     const DOC_INTRO: &str = "# Built-in secret catalog\n\n\
 proctor watches the files below as static secrets. A read of one of them by a process that is \
-not among the secret's declared owners produces a `secret-read` finding with the entry's id, \
+not among the secret's declared owners or expected clients (packaged programs proven by their \
+exec'd file, see detections.md) produces a `secret-read` finding with the entry's id, \
 kind, severity and MITRE ATT&CK techniques; `proctor inventory` lists every catalogued file found \
 on the node. Path patterns are globs over absolute, normalised paths: `~/` stands for every \
 home directory (`/root`, `/home/<user>` and the homes in `/etc/passwd`), `**/` for any \

@@ -61,5 +61,5 @@ pub use builtin::builtin_entries;
 pub use content::contains_private_key_block;
 pub use discover::{passwd_homes, DiscoverReport, DiscoverRoots, CONTENT_PEEK_BYTES};
 pub use index::Catalog;
-pub use model::{CatalogEntry, CatalogError, ContentCheck, SecretKind};
+pub use model::{CatalogEntry, CatalogError, ClientName, ContentCheck, SecretKind};
 pub use pattern::MAX_BASENAME_LEN;

@@ -12,6 +12,8 @@ use crate::event::Severity;
 pub enum SecretKind {
     CloudCredentials,
     KubernetesToken,
+    /// A key of a Kubernetes Secret, as a pod's volume or variable holds it.
+    KubernetesSecret,
     Kubeconfig,
     PrivateKey,
     RegistryCredentials,
@@ -34,6 +36,7 @@ impl SecretKind {
         match self {
             SecretKind::CloudCredentials => "cloud_credentials",
             SecretKind::KubernetesToken => "kubernetes_token",
+            SecretKind::KubernetesSecret => "kubernetes_secret",
             SecretKind::Kubeconfig => "kubeconfig",
             SecretKind::PrivateKey => "private_key",
             SecretKind::RegistryCredentials => "registry_credentials",
@@ -91,6 +94,48 @@ pub struct CatalogEntry {
     /// owners; `medium` when a policy entry does not say.
     #[serde(default)]
     pub severity: Severity,
+    /// The programs whose job it is to read this secret (`ssh-keygen` for an
+    /// SSH key, `su` for shadow), by the file name of a packaged executable.
+    /// A read by one of them is `info` only when kernel evidence proves the
+    /// binary is that package's file, unmodified (see `identity::packages`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected_clients: Vec<ClientName>,
+}
+
+/// The file name of an executable an installed package ships (`ssh-keygen`,
+/// `unix_chkpwd`), checked when read: never a path, never a glob.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ClientName(String);
+
+impl ClientName {
+    pub fn parse(s: &str) -> Result<ClientName, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 255
+            && s != "."
+            && s != ".."
+            && !s.contains(['/', '*', '?', '[', '{', '\0']);
+        if ok {
+            Ok(ClientName(s.to_string()))
+        } else {
+            Err(format!(
+                "expected client {s:?} is not an executable's file name; give the bare name \
+                 of a packaged program (\"ssh-keygen\", \"unix_chkpwd\"), not a path or glob: \
+                 clients are recognised by their package's file, wherever the path says"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for ClientName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ClientName::parse(&s).map_err(serde::de::Error::custom)
+    }
 }
 
 impl CatalogEntry {
@@ -110,6 +155,7 @@ impl CatalogEntry {
             content: None,
             mitre: Vec::new(),
             severity,
+            expected_clients: Vec::new(),
         }
     }
 }
@@ -183,5 +229,19 @@ mod tests {
         assert_eq!(back, entries);
         assert!(yaml.contains("kind: cloud_credentials") && yaml.contains("severity: critical"));
         assert!(yaml.contains("content: contains_private_key_block"));
+        assert!(yaml.contains("- ssh-keygen"));
+    }
+
+    #[test]
+    fn client_names_are_bare_file_names() {
+        for good in ["ssh-keygen", "unix_chkpwd", "git-remote-https", "pg_dump"] {
+            assert_eq!(ClientName::parse(good).unwrap().as_str(), good);
+        }
+        for bad in ["", "/usr/bin/ssh", "ssh*", "..", "bin/su"] {
+            let e = ClientName::parse(bad).unwrap_err();
+            assert!(e.contains("not an executable's file name"), "{e}");
+        }
+        let e = serde_yaml_ng::from_str::<ClientName>("/tmp/x").unwrap_err();
+        assert!(e.to_string().contains("\"/tmp/x\""), "{e}");
     }
 }

@@ -27,8 +27,10 @@
 //!
 //! The files beside this one: `records` (what a row is), `errors` (what can go
 //! wrong, with the fix), `schema` (opening the file: permissions, WAL,
-//! migrations), `writes` and `queries`.
+//! migrations), `writes`, `queries` and `destinations` (where secret
+//! carriers connected).
 
+mod destinations;
 mod errors;
 mod queries;
 mod records;
@@ -40,8 +42,11 @@ pub(crate) mod test_records;
 
 use std::path::{Path, PathBuf};
 
+pub use destinations::{DestinationBatch, DestinationRecord};
 pub use errors::StoreError;
-pub use records::{is_valid_fingerprint, InventoryItem, ReaderRecord, SecretRecord};
+pub use records::{
+    is_valid_fingerprint, BlastRadius, ContentAge, InventoryItem, ReaderRecord, SecretRecord,
+};
 pub use schema::{InventoryStore, BUSY_TIMEOUT, SCHEMA_VERSION};
 
 /// File name of the inventory inside the agent's `state_dir`.

@@ -3,12 +3,14 @@
 
 use rusqlite::Row;
 
-use super::{InventoryItem, InventoryStore, ReaderRecord, SecretRecord, StoreError};
+use super::{
+    BlastRadius, ContentAge, InventoryItem, InventoryStore, ReaderRecord, SecretRecord, StoreError,
+};
 
 const SECRET_COLUMNS: &str =
     "path, catalog_id, kind, fingerprint, dev, inode, size, mtime_ns, first_seen_ns, present";
 const READER_COLUMNS: &str = "identity, exe_path, exe_sha256, container_id, pod, count, \
-                              first_read_ns, last_read_ns";
+                              first_read_ns, last_read_ns, uid";
 
 impl InventoryStore {
     /// Every secret, ordered by path.
@@ -33,7 +35,22 @@ impl InventoryStore {
             .conn
             .unchecked_transaction()
             .map_err(|err| self.sqlite_err("start a read snapshot", err))?;
-        let secrets = self.secrets()?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {SECRET_COLUMNS}, content_since_ns FROM secrets ORDER BY path"
+            ))
+            .map_err(|err| self.sqlite_err("prepare secrets query", err))?;
+        let secrets: Vec<(SecretRecord, u64)> = stmt
+            .query_map([], |row| {
+                Ok((
+                    secret_from_row(row)?,
+                    row.get::<_, i64>(10)?.cast_unsigned(),
+                ))
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(|err| self.sqlite_err("list secrets", err))?;
+        drop(stmt);
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
@@ -52,7 +69,7 @@ impl InventoryStore {
         // Both lists are sorted by path: merge them.
         let mut readers = readers.into_iter().peekable();
         let mut items = Vec::with_capacity(secrets.len());
-        for secret in secrets {
+        for (secret, content_since_ns) in secrets {
             while readers.peek().is_some_and(|(p, _)| *p < secret.path) {
                 readers.next(); // cannot happen with the foreign key; be safe
             }
@@ -61,12 +78,57 @@ impl InventoryStore {
                 mine.push(r);
             }
             items.push(InventoryItem {
-                rotation_age_seconds: rotation_age_seconds(secret.mtime_ns, now_ns),
+                rotation_age_seconds: rotation_age_seconds(content_since_ns, now_ns),
+                content_since_ns,
                 secret,
                 readers: mine,
             });
         }
         Ok(items)
+    }
+
+    /// The blast radius of the secrets `key` names (a path, a catalog id or
+    /// a fingerprint): each one's readers and where its carriers connected.
+    pub fn blast_radius(&self, key: &str, now_ns: u64) -> Result<Vec<BlastRadius>, StoreError> {
+        let items: Vec<InventoryItem> = self
+            .items(now_ns)?
+            .into_iter()
+            .filter(|i| {
+                let s = &i.secret;
+                s.path == key || s.catalog_id == key || s.fingerprint.as_deref() == Some(key)
+            })
+            .collect();
+        items
+            .into_iter()
+            .map(|item| {
+                Ok(BlastRadius {
+                    destinations: self.destinations_of(&item.secret.path)?,
+                    item,
+                })
+            })
+            .collect()
+    }
+
+    /// Every present secret with when its content dates from and when
+    /// secret-stale last fired for it, ordered by path: what the rotation
+    /// check judges.
+    pub fn content_ages(&self) -> Result<Vec<ContentAge>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {SECRET_COLUMNS}, content_since_ns, stale_reported_ns FROM secrets
+                 WHERE present <> 0 ORDER BY path"
+            ))
+            .map_err(|err| self.sqlite_err("prepare content_ages", err))?;
+        stmt.query_map([], |row| {
+            Ok(ContentAge {
+                secret: secret_from_row(row)?,
+                content_since_ns: row.get::<_, i64>(10)?.cast_unsigned(),
+                stale_reported_ns: row.get::<_, Option<i64>>(11)?.map(i64::cast_unsigned),
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|err| self.sqlite_err("content_ages", err))
     }
 
     /// Every (path, reader) whose secret has fingerprint `fp`: the same secret
@@ -80,7 +142,7 @@ impl InventoryStore {
             .conn
             .prepare_cached(
                 "SELECT r.path, r.identity, r.exe_path, r.exe_sha256, r.container_id, r.pod,
-                        r.count, r.first_read_ns, r.last_read_ns
+                        r.count, r.first_read_ns, r.last_read_ns, r.uid
                  FROM secrets s JOIN readers r ON r.path = s.path
                  WHERE s.fingerprint = ?1
                  ORDER BY r.path, r.last_read_ns DESC, r.identity",
@@ -117,17 +179,14 @@ fn reader_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<ReaderRecord
         count: row.get::<_, i64>(first + 5)?.cast_unsigned(),
         first_read_ns: row.get::<_, i64>(first + 6)?.cast_unsigned(),
         last_read_ns: row.get::<_, i64>(first + 7)?.cast_unsigned(),
+        uid: row.get(first + 8)?,
     })
 }
 
 /// Seconds from `mtime_ns` to `now_ns`; `None` when mtime is unknown (<= 0),
 /// 0 when mtime lies in the future (clock skew).
-fn rotation_age_seconds(mtime_ns: i64, now_ns: u64) -> Option<u64> {
-    if mtime_ns <= 0 {
-        return None;
-    }
-    let age_ns = i128::from(now_ns) - i128::from(mtime_ns);
-    Some(u64::try_from(age_ns.max(0) / 1_000_000_000).unwrap_or(u64::MAX))
+fn rotation_age_seconds(since_ns: u64, now_ns: u64) -> Option<u64> {
+    (since_ns > 0).then(|| now_ns.saturating_sub(since_ns) / 1_000_000_000)
 }
 
 #[cfg(test)]
@@ -142,21 +201,29 @@ mod tests {
     fn items_compute_rotation_age() {
         let tmp = tempfile::tempdir().unwrap();
         let store = InventoryStore::open(&tmp.path().join(DB_FILE_NAME)).unwrap();
-        store.upsert_secret(&secret("/a", T0)).unwrap();
-        let mut no_mtime = secret("/b", T0);
+        let first_seen = T0 + 500 * NS;
+        let mut a = secret("/a", first_seen);
+        a.mtime_ns = T0.cast_signed();
+        store.upsert_secret(&a).unwrap();
+        let mut no_mtime = secret("/b", first_seen);
         no_mtime.mtime_ns = 0;
         store.upsert_secret(&no_mtime).unwrap();
-        let mut future = secret("/c", T0);
-        future.mtime_ns = (T0 + 100 * NS).cast_signed();
+        let mut future = secret("/c", first_seen);
+        future.mtime_ns = (first_seen + 100 * NS).cast_signed();
         store.upsert_secret(&future).unwrap();
 
         let age = 3 * 86_400 + 4 * 3_600 + 59;
-        let items = store.items(T0 + age * NS + 123).unwrap();
+        let items = store.items(first_seen + age * NS + 123).unwrap();
         let paths: Vec<_> = items.iter().map(|i| i.secret.path.as_str()).collect();
         assert_eq!(paths, ["/a", "/b", "/c"]);
-        assert_eq!(items[0].rotation_age_seconds, Some(age));
-        assert_eq!(items[1].rotation_age_seconds, None);
-        assert_eq!(items[2].rotation_age_seconds, Some(age - 100));
+        // /a: its mtime, older than first sight, is the lower bound; /b and
+        // /c (no or a future mtime) date from first sight.
+        let first_seen = T0 + 500 * NS;
+        assert_eq!(items[0].rotation_age_seconds, Some(age + 500));
+        assert_eq!(items[0].content_since_ns, T0);
+        assert_eq!(items[1].rotation_age_seconds, Some(age));
+        assert_eq!(items[2].rotation_age_seconds, Some(age));
+        assert_eq!(items[2].content_since_ns, first_seen);
         assert_eq!(store.items(T0).unwrap()[2].rotation_age_seconds, Some(0));
         assert!(items.iter().all(|i| i.readers.is_empty()));
 
@@ -164,7 +231,7 @@ mod tests {
         let json = serde_json::to_value(&items[0]).unwrap();
         assert_eq!(json["path"], "/a");
         assert_eq!(json["catalog_id"], "aws-cli-credentials");
-        assert_eq!(json["rotation_age_seconds"], age);
+        assert_eq!(json["rotation_age_seconds"], age + 500);
         assert!(json["readers"].as_array().unwrap().is_empty());
     }
 

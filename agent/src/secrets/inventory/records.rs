@@ -46,6 +46,9 @@ pub struct ReaderRecord {
     pub container_id: Option<String>,
     /// `"ns/name"` when known.
     pub pod: Option<String>,
+    /// The reader's real uid at its last read; `None` in rows from before
+    /// the inventory recorded it.
+    pub uid: Option<u32>,
     pub count: u64,
     pub first_read_ns: u64,
     pub last_read_ns: u64,
@@ -56,10 +59,34 @@ pub struct ReaderRecord {
 pub struct InventoryItem {
     #[serde(flatten)]
     pub secret: SecretRecord,
-    /// Seconds since the content last changed; `None` when mtime is unknown.
+    /// Seconds since the content got its current fingerprint as proctor
+    /// observed it (at first discovery, since the file's mtime if older);
+    /// `None` for rows written before rotation age was recorded.
     pub rotation_age_seconds: Option<u64>,
+    /// Epoch ns the current content dates from (see `rotation_age_seconds`).
+    pub content_since_ns: u64,
     /// Readers, most recent read first.
     pub readers: Vec<ReaderRecord>,
+}
+
+/// Who a secret reached: every workload that read it, and where the
+/// workloads carrying it connected afterwards (`proctor inventory --secret`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BlastRadius {
+    #[serde(flatten)]
+    pub item: InventoryItem,
+    /// Most recent first.
+    pub destinations: Vec<super::DestinationRecord>,
+}
+
+/// A present secret as the rotation check judges it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContentAge {
+    pub secret: SecretRecord,
+    /// Epoch ns the current content dates from.
+    pub content_since_ns: u64,
+    /// Epoch ns secret-stale last fired for this content.
+    pub stale_reported_ns: Option<u64>,
 }
 
 /// True for strings of the form `alg:hex` (`alg` lowercase letters, digits

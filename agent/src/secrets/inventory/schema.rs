@@ -1,9 +1,8 @@
 //! Opening the inventory file: its permissions, WAL mode, schema version and
 //! migrations, for the writing agent or a read-only `proctor inventory`.
 
-use std::fs::{DirBuilder, OpenOptions, Permissions};
+use std::fs::OpenOptions;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,10 +12,18 @@ use super::{
     errors::{io_error, sqlite_error},
     SecretRecord, StoreError,
 };
+use crate::private_files;
+
+/// SQLite's file beside the database: `<path>-wal`, `<path>-shm`.
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
 
 /// Schema version written to SQLite's `user_version`. Bump it and append a
 /// step to [`MIGRATIONS`] to change the schema.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long a statement waits for a lock held by another connection before
 /// giving up with a "busy" error.
@@ -52,6 +59,24 @@ const MIGRATIONS: &[&str] = &[
         last_read_ns  INTEGER NOT NULL,
         PRIMARY KEY (path, identity)
     ) WITHOUT ROWID;",
+    // 1 -> 2: rotation age. `content_since_ns` is when the content got its
+    // current fingerprint as proctor observed it (at first discovery, the
+    // file's mtime if older); `stale_reported_ns` when secret-stale last fired.
+    "ALTER TABLE secrets ADD COLUMN content_since_ns INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE secrets ADD COLUMN stale_reported_ns INTEGER;
+    UPDATE secrets SET content_since_ns =
+        CASE WHEN mtime_ns > 0 AND mtime_ns < first_seen_ns THEN mtime_ns ELSE first_seen_ns END;",
+    // 2 -> 3: blast radius: the reader's user, and where carriers connected.
+    "ALTER TABLE readers ADD COLUMN uid INTEGER;
+    CREATE TABLE destinations (
+        path          TEXT NOT NULL REFERENCES secrets(path) ON DELETE CASCADE,
+        identity      TEXT NOT NULL,
+        destination   TEXT NOT NULL,
+        count         INTEGER NOT NULL,
+        first_ns      INTEGER NOT NULL,
+        last_ns       INTEGER NOT NULL,
+        PRIMARY KEY (path, identity, destination)
+    ) WITHOUT ROWID;",
 ];
 
 /// The inventory database. See the module docs.
@@ -80,30 +105,31 @@ impl InventoryStore {
     /// to 0600), switches to WAL mode and creates or migrates the schema.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
+            private_files::private_dir(dir)
                 .map_err(|err| io_error("create the state directory", dir, err, true))?;
         }
         // Create the file ourselves so that it never exists with umask
-        // permissions; SQLite gives its -wal and -shm files the same mode.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(|err| io_error("open the inventory", path, err, true))?;
-        let meta = file
-            .metadata()
-            .map_err(|err| io_error("stat the inventory", path, err, true))?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            file.set_permissions(Permissions::from_mode(0o600))
-                .map_err(|err| io_error("restrict to mode 0600 the inventory", path, err, true))?;
+        // permissions; SQLite gives new -wal and -shm files the same mode.
+        // Those left by an older agent are tightened like the database.
+        for (p, create) in [
+            (path.to_path_buf(), true),
+            (sidecar(path, "-wal"), false),
+            (sidecar(path, "-shm"), false),
+        ] {
+            let opened = private_files::open_private(
+                &p,
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(create)
+                    .truncate(false),
+            );
+            match opened {
+                Ok(_) => {}
+                Err(err) if !create && err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => return Err(io_error("open the inventory", &p, err, true)),
+            }
         }
-        drop(file);
 
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
@@ -274,6 +300,8 @@ impl InventoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::{fs::Permissions, os::unix::fs::PermissionsExt};
+
     use crate::secrets::inventory::{
         default_path,
         test_records::{reader, secret, NS, T0},
@@ -318,8 +346,13 @@ mod tests {
         let path = tmp.path().join(DB_FILE_NAME);
         std::fs::write(&path, b"").unwrap();
         std::fs::set_permissions(&path, Permissions::from_mode(0o644)).unwrap();
-        InventoryStore::open(&path).unwrap();
+        let wal = sidecar(&path, "-wal");
+        std::fs::write(&wal, b"").unwrap();
+        std::fs::set_permissions(&wal, Permissions::from_mode(0o644)).unwrap();
+        // Held open: closing the last connection checkpoints and removes the WAL.
+        let _store = InventoryStore::open(&path).unwrap();
         assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&wal), 0o600);
     }
 
     #[test]
@@ -345,6 +378,36 @@ mod tests {
         }
         let ro = InventoryStore::open_read_only(&path).unwrap();
         assert_eq!(ro.items(T0).unwrap()[0].readers[0].count, 2);
+    }
+
+    #[test]
+    fn a_version_1_inventory_is_migrated_with_its_rows_dated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(DB_FILE_NAME);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO secrets VALUES ('/a', 'pgpass', 'database_credentials', NULL,
+                                             1, 2, 3, ?1, ?2, 1)",
+                rusqlite::params![(T0 - 50 * NS).cast_signed(), (T0).cast_signed()],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO readers VALUES ('/a', 'id', '/bin/cat', NULL, NULL, NULL, 1, ?1, ?1)",
+                [T0.cast_signed()],
+            )
+            .unwrap();
+        }
+        let store = InventoryStore::open(&path).unwrap();
+        assert_eq!(store.user_version().unwrap(), SCHEMA_VERSION);
+        let items = store.items(T0 + 10 * NS).unwrap();
+        // Dated from its mtime, older than first sight; the old reader has no uid.
+        assert_eq!(items[0].content_since_ns, T0 - 50 * NS);
+        assert_eq!(items[0].rotation_age_seconds, Some(60));
+        assert_eq!(items[0].readers[0].uid, None);
+        assert!(store.destinations_of("/a").unwrap().is_empty());
     }
 
     #[test]

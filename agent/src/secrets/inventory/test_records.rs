@@ -37,6 +37,7 @@ pub fn reader(identity: &str) -> ReaderRecord {
         exe_sha256: Some("ab".repeat(32)),
         container_id: Some("abc123".to_owned()),
         pod: Some("default/web-0".to_owned()),
+        uid: Some(1000),
         count: 999, // ignored by record_read
         first_read_ns: 0,
         last_read_ns: 0,

@@ -33,9 +33,19 @@ impl InventoryStore {
             .conn
             .prepare_cached(
                 "INSERT INTO secrets (path, catalog_id, kind, fingerprint, dev, inode, size,
-                                      mtime_ns, first_seen_ns, present)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                                      mtime_ns, first_seen_ns, present, content_since_ns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT(path) DO UPDATE SET
+                     content_since_ns  = CASE WHEN fingerprint IS NOT NULL
+                                                AND excluded.fingerprint IS NOT NULL
+                                                AND excluded.fingerprint <> fingerprint
+                                           THEN excluded.first_seen_ns
+                                           ELSE content_since_ns END,
+                     stale_reported_ns = CASE WHEN fingerprint IS NOT NULL
+                                                AND excluded.fingerprint IS NOT NULL
+                                                AND excluded.fingerprint <> fingerprint
+                                           THEN NULL
+                                           ELSE stale_reported_ns END,
                      catalog_id  = excluded.catalog_id,
                      kind        = excluded.kind,
                      fingerprint = excluded.fingerprint,
@@ -57,11 +67,25 @@ impl InventoryStore {
             rec.mtime_ns,
             rec.first_seen_ns.cast_signed(),
             rec.present,
+            first_content_since(rec).cast_signed(),
         ])
         .map_err(|err| self.sqlite_err("upsert_secret", err))?;
         self.written
             .borrow_mut()
             .insert(rec.path.clone(), rec.clone());
+        Ok(())
+    }
+
+    /// Notes that secret-stale fired for the secret at `path` at `at_ns`, so
+    /// that it fires again only a period later, across restarts too.
+    pub fn mark_stale_reported(&self, path: &str, at_ns: u64) -> Result<(), StoreError> {
+        self.ensure_writable()?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("UPDATE secrets SET stale_reported_ns = ?2 WHERE path = ?1")
+            .map_err(|err| self.sqlite_err("prepare mark_stale_reported", err))?;
+        stmt.execute(params![path, at_ns.cast_signed()])
+            .map_err(|err| self.sqlite_err("mark_stale_reported", err))?;
         Ok(())
     }
 
@@ -132,9 +156,10 @@ impl InventoryStore {
             .conn
             .prepare_cached(
                 "INSERT INTO readers (path, identity, exe_path, exe_sha256, container_id, pod,
-                                      count, first_read_ns, last_read_ns)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                                      count, first_read_ns, last_read_ns, uid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT(path, identity) DO UPDATE SET
+                     uid           = COALESCE(excluded.uid, uid),
                      exe_path      = excluded.exe_path,
                      exe_sha256    = COALESCE(excluded.exe_sha256, exe_sha256),
                      container_id  = COALESCE(excluded.container_id, container_id),
@@ -154,6 +179,7 @@ impl InventoryStore {
             count.cast_signed(),
             first_ns.cast_signed(),
             last_ns.cast_signed(),
+            reader.uid,
         ]) {
             Ok(_) => Ok(()),
             Err(err)
@@ -167,6 +193,16 @@ impl InventoryStore {
             }
             Err(err) => Err(self.sqlite_err("record_read", err)),
         }
+    }
+}
+
+/// When a newly found secret's content dates from: first sight, or the
+/// file's mtime when that is older (the content is at least that old; a
+/// future or missing mtime proves nothing).
+fn first_content_since(rec: &SecretRecord) -> u64 {
+    match u64::try_from(rec.mtime_ns) {
+        Ok(m) if m > 0 && m < rec.first_seen_ns => m,
+        _ => rec.first_seen_ns,
     }
 }
 
@@ -258,6 +294,44 @@ mod tests {
         let r = &store.items(T0).unwrap()[0].readers[0];
         assert_eq!(r.count, 4);
         assert_eq!(r.pod.as_deref(), Some("default/web-0"));
+    }
+
+    #[test]
+    fn content_age_resets_only_when_the_fingerprint_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = InventoryStore::open(&tmp.path().join(DB_FILE_NAME)).unwrap();
+        let p = "/root/.aws/credentials";
+        // mtime (T0) older than first sight: the content dates from T0.
+        store.upsert_secret(&secret(p, T0 + 50 * NS)).unwrap();
+        let age = |store: &InventoryStore| store.content_ages().unwrap()[0].clone();
+        assert_eq!(age(&store).content_since_ns, T0);
+        store.mark_stale_reported(p, T0 + 60 * NS).unwrap();
+        assert_eq!(age(&store).stale_reported_ns, Some(T0 + 60 * NS));
+
+        // Touched (new mtime, same content), or unreadable: no reset.
+        let mut touched = secret(p, T0 + 70 * NS);
+        touched.mtime_ns = (T0 + 70 * NS).cast_signed();
+        store.upsert_secret(&touched).unwrap();
+        let mut unreadable = touched.clone();
+        unreadable.fingerprint = None;
+        store.upsert_secret(&unreadable).unwrap();
+        assert_eq!(age(&store).content_since_ns, T0);
+        assert_eq!(age(&store).stale_reported_ns, Some(T0 + 60 * NS));
+        store.upsert_secret(&touched).unwrap();
+        assert_eq!(age(&store).content_since_ns, T0);
+
+        // Rotated: dates from when proctor saw the new content, report cleared.
+        let mut rotated = secret(p, T0 + 90 * NS);
+        rotated.fingerprint = Some(fingerprint(b"rotated"));
+        store.upsert_secret(&rotated).unwrap();
+        let got = age(&store);
+        assert_eq!(got.content_since_ns, T0 + 90 * NS);
+        assert_eq!(got.stale_reported_ns, None);
+        assert_eq!(got.secret.first_seen_ns, T0 + 50 * NS);
+
+        // Gone secrets are not judged.
+        store.mark_absent(p).unwrap();
+        assert!(store.content_ages().unwrap().is_empty());
     }
 
     #[test]

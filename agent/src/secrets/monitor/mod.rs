@@ -5,8 +5,6 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    fs::File,
-    io::Read,
     num::NonZeroUsize,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
@@ -22,18 +20,20 @@ use serde::Serialize;
 use crate::{
     clock::{now_ns, to_epoch_ns},
     detect::findings::{self, ReadContext},
-    event::Severity,
-    event::{FileInfo, Kind, Process, SecretInfo},
+    event::{FileInfo, Kind, Process, SecretInfo, Severity},
     identity::hash_cache::FileKey,
+    identity::packages::PackagedExe,
     identity::snapshot::Snapshot,
     kernel::decode::OpenRecord,
     pipeline::emitter::Pending,
+    safe_open::{self, Links, SafeOpenError},
     secrets::catalog::{Catalog, CatalogEntry, DiscoverRoots, CONTENT_PEEK_BYTES},
     secrets::env,
     secrets::fingerprint::Fingerprinter,
-    secrets::inventory::{InventoryStore, SecretRecord},
+    secrets::inventory::{DestinationBatch, InventoryStore, SecretRecord},
     secrets::kernel_watch::{name_key, KernelMaps, KernelWatch},
-    secrets::policy::{Enforcement, SecretsConfig, Verdict},
+    secrets::owner_files::OwnerFiles,
+    secrets::policy::{Enforcement, SecretsConfig},
     secrets::read_batch::ReadBatch,
     secrets::search::{self, SearchWatch},
     secrets::usage::{identity_key, SecretUsage, Taint},
@@ -48,10 +48,15 @@ pub fn user_dev_to_kernel(dev: u64) -> u32 {
 }
 
 fn inode_key(meta: &std::fs::Metadata) -> InodeKey {
+    file_key((meta.dev(), meta.ino()))
+}
+
+/// A file's (st_dev, inode) as the kernel maps key it.
+fn file_key((dev, ino): (u64, u64)) -> InodeKey {
     InodeKey {
-        dev: user_dev_to_kernel(meta.dev()),
+        dev: user_dev_to_kernel(dev),
         _pad: 0,
-        ino: meta.ino(),
+        ino,
     }
 }
 
@@ -60,6 +65,8 @@ fn inode_key(meta: &std::fs::Metadata) -> InodeKey {
 struct Watched {
     path: String,
     catalog_id: String,
+    /// The Kubernetes Secret a kubelet volume file holds.
+    kube: Option<Arc<crate::secrets::kube::KubeSecret>>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -72,10 +79,20 @@ pub struct MonitorStats {
     /// (a file named `credentials` outside any catalogued place, say).
     pub opens_not_secret: u64,
     pub reads_reported: u64,
+    /// Reads by expected clients (packaged programs proven by their exec'd
+    /// file): `info`, never bound to a workload.
+    pub expected_client_reads: u64,
     pub env_secrets: u64,
     /// New processes whose environment was gone before it could be read.
     pub env_unreadable: u64,
+    /// Secret files not read for a fingerprint or content check because the
+    /// open found no regular file (a FIFO or device named like a secret) or
+    /// another inode than the kernel reported.
+    pub reads_refused: u64,
     pub store_errors: u64,
+    /// Connections of secret carriers not kept for the blast radius: too
+    /// many distinct destinations waited for a write.
+    pub destinations_dropped: u64,
     pub map_errors: u64,
     /// Readers killed by `enforce: kill`.
     pub killed: u64,
@@ -83,8 +100,22 @@ pub struct MonitorStats {
     pub denied: u64,
     /// Processes currently cut off by block-egress.
     pub quarantined: usize,
+    /// Times a file the policy names by literal `exe_path` was replaced,
+    /// removed or created (a package upgrade): owners and kill allow lists
+    /// follow the new file.
+    pub owner_files_changed: u64,
     pub last_scan_visited: usize,
     pub last_scan_truncated: bool,
+    /// Kubelet Secret and projected volume files watched, named from the pod list.
+    pub kube_secret_files: usize,
+    /// Volume files the pod list does not explain (pod not listed yet,
+    /// configMap and downwardAPI keys): not watched as Secrets.
+    pub kube_unnamed_files: usize,
+    /// Entries in Secret volumes that are no regular file of a Secret's size
+    /// (links, FIFOs, devices, huge files): refused.
+    pub kube_refused_entries: usize,
+    /// Volumes whose `..data` is missing or leads out of the volume.
+    pub kube_bad_volumes: usize,
 }
 
 /// The ready-built parts a monitor works with; [`crate::secrets::setup`]
@@ -117,8 +148,15 @@ pub struct SecretMonitor<K: KernelWatch = KernelMaps> {
     env_reported: LruCache<(String, String, String), ()>,
     discover: DiscoverRoots,
     last_scan: Instant,
+    /// The policy's literal executables, by (dev, inode), and when they were
+    /// last looked at.
+    owner_files: OwnerFiles,
+    owner_files_checked: Instant,
     usage: SecretUsage,
     reads: ReadBatch,
+    /// The kubelet's Secret volumes, when a pod list names them.
+    kube: Option<kube::KubeState>,
+    destinations: DestinationBatch,
     pub stats: MonitorStats,
 }
 
@@ -154,11 +192,16 @@ impl<K: KernelWatch> SecretMonitor<K> {
             env_reported: LruCache::new(NonZeroUsize::new(16384).unwrap()),
             discover,
             last_scan: Instant::now(),
+            owner_files: OwnerFiles::default(),
+            owner_files_checked: Instant::now(),
             reads: ReadBatch::default(),
+            destinations: DestinationBatch::default(),
             usage,
+            kube: None,
             stats: MonitorStats::default(),
         };
         m.install_names()?;
+        m.owner_files = OwnerFiles::resolve(&m.policy);
         m.install_kill_owners()?;
         m.scan();
         Ok(m)
@@ -174,17 +217,65 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 let Some(glob) = &owner.exe_path else {
                     continue;
                 };
-                let meta = std::fs::metadata(&glob.pattern).with_context(|| {
+                let id = self.owner_files.id(&glob.pattern).with_context(|| {
                     format!(
-                        "secrets.rules[{i}] enforces kill for owner {}: cannot stat it; \
+                        "secrets.rules[{i}] enforces kill for owner {}: no regular file there; \
                          a kill rule's owners must exist when the agent starts",
                         glob.pattern
                     )
                 })?;
-                self.kernel.allow_reader(i as u32, inode_key(&meta))?;
+                self.kernel.allow_reader(i as u32, file_key(id))?;
             }
         }
         Ok(())
+    }
+
+    /// Looks at the policy's literal executables again (at most once a
+    /// second). A replaced owner keeps its rights under its new inode and
+    /// the old inode loses them: a freed inode number may be reused by an
+    /// unrelated file.
+    fn follow_owner_files(&mut self) {
+        if self.owner_files_checked.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.owner_files_checked = Instant::now();
+        for change in self.owner_files.refresh() {
+            self.stats.owner_files_changed += 1;
+            let show = |id: Option<(u64, u64)>| {
+                id.map(|(d, i)| format!("dev {d} inode {i}"))
+                    .unwrap_or_else(|| "no file".into())
+            };
+            tracing::warn!(
+                "secrets policy: {} changed ({} -> {}); owners and exceptions naming it now \
+                 match the new file",
+                change.path,
+                show(change.before),
+                show(change.after)
+            );
+            for (i, rule) in self.policy.rules.iter().enumerate() {
+                let names_it = rule.enforce.contains(&Enforcement::Kill)
+                    && rule.owners.iter().any(|o| {
+                        o.exe_path
+                            .as_ref()
+                            .is_some_and(|g| g.pattern == change.path)
+                    });
+                if !names_it {
+                    continue;
+                }
+                if let Some(old) = change.before {
+                    self.kernel.disallow_reader(i as u32, file_key(old));
+                }
+                if let Some(new) = change.after {
+                    if let Err(e) = self.kernel.allow_reader(i as u32, file_key(new)) {
+                        self.stats.map_errors += 1;
+                        tracing::warn!(
+                            "secrets.rules[{i}]: cannot allow the new {}: {e:#}",
+                            change.path
+                        );
+                    }
+                }
+            }
+        }
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -230,8 +321,13 @@ impl<K: KernelWatch> SecretMonitor<K> {
         for (path, id) in report.found {
             let p = path.to_string_lossy().into_owned();
             present.insert(p.clone());
-            if let Ok(meta) = std::fs::metadata(&path) {
-                self.track(&p, &id, &meta, None);
+            // Discovery reports real paths: a symlink or FIFO there now is a
+            // swap since the walk, not the secret it judged.
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_file() => {
+                    self.track(&p, &id, &meta, None);
+                }
+                _ => {}
             }
         }
         // Secrets the store knows that are gone now.
@@ -267,6 +363,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             self.watched.push(Watched {
                 path: path.to_string(),
                 catalog_id: catalog_id.to_string(),
+                kube: None,
             });
             if self.kernel.watch_inode(key, slot).is_err() {
                 self.stats.map_errors += 1;
@@ -283,6 +380,10 @@ impl<K: KernelWatch> SecretMonitor<K> {
             .catalog
             .entry(catalog_id)
             .is_some_and(|e| new_files_need_dir_watch(&e.paths));
+        let kind = self
+            .entry_of(catalog_id)
+            .map(|e| e.kind.as_str())
+            .unwrap_or("generic_credentials");
         if let Some(parent) = Path::new(path).parent().filter(|_| watch_dir) {
             if let Ok(pm) = std::fs::metadata(parent) {
                 let dk = inode_key(&pm);
@@ -292,11 +393,6 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 self.stats.watched_dirs = self.dirs.len();
             }
         }
-        let kind = self
-            .catalog
-            .entry(catalog_id)
-            .map(|e| e.kind.as_str())
-            .unwrap_or("generic_credentials");
         let rec = SecretRecord {
             path: path.to_string(),
             catalog_id: catalog_id.to_string(),
@@ -330,7 +426,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
 
     /// Keyed fingerprint of a file version, read once per version. Reads
     /// through the opener's own fd when it is still open (the very file it
-    /// got), else through the path, and only if it is the same inode.
+    /// got), else through the path, and only if it is the same regular file.
     fn fingerprint(
         &mut self,
         path: &str,
@@ -341,62 +437,91 @@ impl<K: KernelWatch> SecretMonitor<K> {
         if let Some(fp) = self.fingerprints.get(&key) {
             return fp.clone();
         }
-        let mut candidates: Vec<PathBuf> = Vec::new();
-        if let Some((pid, fd)) = open_fd {
-            candidates.push(PathBuf::from(format!("/proc/{pid}/fd/{fd}")));
-        }
-        candidates.push(PathBuf::from(path));
-        let mut fp = None;
-        for c in candidates {
-            let Ok(f) = File::open(&c) else { continue };
-            let Ok(m) = f.metadata() else { continue };
-            if m.ino() != meta.ino() || m.dev() != meta.dev() {
-                continue;
-            }
-            let mut buf = Vec::new();
-            if f.take(MAX_SECRET_BYTES).read_to_end(&mut buf).is_ok() {
-                fp = Some(self.fingerprinter.fingerprint(&buf));
+        let expect = Some((meta.dev(), meta.ino()));
+        let fp = self
+            .read_secret(path, open_fd, expect, MAX_SECRET_BYTES)
+            .ok()
+            .map(|mut buf| {
+                let fp = self.fingerprinter.fingerprint(&buf);
                 buf.fill(0);
-                break;
-            }
-        }
+                fp
+            });
         self.fingerprints.put(key, fp.clone());
         fp
     }
 
+    /// At most `cap` bytes from the top of the secret at `path`: through
+    /// `/proc/<pid>/fd/<fd>` (a magic link, followed) when the opener still
+    /// holds it, else through `path` (already the real path: a link there now
+    /// is a swap, not followed). Only a regular file, and only inode
+    /// `expect` when given, is read; refusals are counted, and the error
+    /// says whether there was one (`true`) or nothing could be opened.
+    fn read_secret(
+        &mut self,
+        path: &str,
+        open_fd: Option<(u32, i32)>,
+        expect: Option<safe_open::Inode>,
+        cap: u64,
+    ) -> Result<Vec<u8>, bool> {
+        let mut candidates = Vec::new();
+        if let Some((pid, fd)) = open_fd {
+            candidates.push((PathBuf::from(format!("/proc/{pid}/fd/{fd}")), Links::Follow));
+        }
+        candidates.push((PathBuf::from(path), Links::NoFollow));
+        let mut refused = false;
+        for (c, links) in candidates {
+            match safe_open::open_regular(&c, links, expect) {
+                Ok((mut f, _)) => {
+                    if let Ok(buf) = safe_open::read_prefix(&c, &mut f, cap) {
+                        return Ok(buf);
+                    }
+                }
+                Err(
+                    e @ (SafeOpenError::NotRegular { .. } | SafeOpenError::InodeChanged { .. }),
+                ) => {
+                    tracing::debug!("secret not read: {e}");
+                    refused = true;
+                }
+                Err(_) => {}
+            }
+        }
+        if refused {
+            self.stats.reads_refused += 1;
+        }
+        Err(refused)
+    }
+
     /// Whether the file passes its catalog entry's content check.
-    fn content_ok(&self, entry: &CatalogEntry, path: &str, open_fd: Option<(u32, i32)>) -> bool {
+    fn content_ok(
+        &mut self,
+        entry: &CatalogEntry,
+        path: &str,
+        open_fd: Option<(u32, i32)>,
+    ) -> bool {
         if entry.content.is_none() {
             return true;
         }
-        let mut candidates = Vec::new();
-        if let Some((pid, fd)) = open_fd {
-            candidates.push(format!("/proc/{pid}/fd/{fd}"));
-        }
-        candidates.push(path.to_string());
-        for c in candidates {
-            if let Ok(f) = File::open(&c) {
-                let mut buf = Vec::new();
-                if f.take(CONTENT_PEEK_BYTES as u64)
-                    .read_to_end(&mut buf)
-                    .is_ok()
-                {
-                    let ok = self.catalog.content_matches(entry, &buf);
-                    buf.fill(0);
-                    return ok;
-                }
+        match self.read_secret(path, open_fd, None, CONTENT_PEEK_BYTES as u64) {
+            Ok(mut buf) => {
+                let ok = self.catalog.content_matches(entry, &buf);
+                buf.fill(0);
+                ok
             }
+            // A FIFO or device named like a secret is no secret file.
+            Err(true) => false,
+            // Unreadable: err on the side of reporting.
+            Err(false) => true,
         }
-        // Unreadable: err on the side of reporting.
-        true
     }
 
-    /// A matched open: the events and findings it yields.
+    /// A matched open: the events and findings it yields. `client` is the
+    /// installed program the reader's exec'd file was proven to be, if any.
     pub fn on_open(
         &mut self,
         rec: &OpenRecord,
         reader: &Snapshot,
         reader_now: &Arc<Process>,
+        client: Option<&PackagedExe>,
     ) -> Vec<Pending> {
         self.stats.opens_matched += 1;
         let kernel_path = rec.path.clone().unwrap_or_else(|| rec.filename.clone());
@@ -409,7 +534,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 return Vec::new();
             };
             match meta_at(&w.path, rec.ino, rec.dev) {
-                Some(meta) => Some((w.catalog_id.clone(), w.path.clone(), meta)),
+                Some(meta) => Some((w.catalog_id.clone(), w.path.clone(), meta, w.kube.clone())),
                 None => {
                     self.unwatch(rec.kdev, rec.ino);
                     None
@@ -420,8 +545,10 @@ impl<K: KernelWatch> SecretMonitor<K> {
         };
         let trusted_inode = inode_match.is_some();
         let mut known_meta = None;
-        let (catalog_id, secret_path) = if let Some((id, path, meta)) = inode_match {
+        let mut kube = None;
+        let (catalog_id, secret_path) = if let Some((id, path, meta, k)) = inode_match {
             known_meta = Some(meta);
+            kube = k;
             (id, path)
         } else {
             match self.catalog.match_path(Path::new(&kernel_path)) {
@@ -433,7 +560,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 }
             }
         };
-        let Some(entry) = self.catalog.entry(&catalog_id).cloned() else {
+        let Some(entry) = self.entry_of(&catalog_id).cloned() else {
             return Vec::new();
         };
         let open_fd = Some((rec.tgid, rec.fd));
@@ -454,6 +581,12 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 )
             })
             .or_else(|| meta_at(&secret_path, rec.ino, rec.dev));
+        // The kernel filter passes regular files only; one that changed type
+        // since (or an older probe) is not a secret file to track.
+        if meta.as_ref().is_some_and(|m| !m.is_file()) {
+            self.stats.opens_not_secret += 1;
+            return Vec::new();
+        }
         let fp = match meta {
             Some(meta) => self.track(&secret_path, &catalog_id, &meta, open_fd),
             None => None,
@@ -473,6 +606,8 @@ impl<K: KernelWatch> SecretMonitor<K> {
             flags: rec.flags,
             access,
             requested_path: rec.filename.clone(),
+            via: (rec.syscall == proctor_common::OPEN_SYSCALL_IO_URING).then_some("io_uring"),
+            secret_id: kube.as_ref().map(|k| k.id()),
         };
         let mut out = vec![Pending {
             file: Some(file.clone()),
@@ -487,33 +622,62 @@ impl<K: KernelWatch> SecretMonitor<K> {
         if !rec.denied {
             self.record_read(&secret_path, reader_now, to_epoch_ns(rec.ktime_ns));
         }
-        let verdict = self
-            .policy
-            .judge(&catalog_id, &secret_path, entry.severity, reader_now);
-        let (severity, owner) = match verdict {
-            Verdict::Expected => return out,
-            Verdict::Owner => (Severity::Info, true),
-            Verdict::Foreign(s) => (s, false),
+        // A decoy has no owner and no expected client: every read is one.
+        if catalog_id.starts_with(crate::secrets::decoys::ID_PREFIX) {
+            let secret = SecretInfo {
+                id: catalog_id.clone(),
+                kind: entry.kind.as_str().to_string(),
+                fingerprint: fp,
+                path: Some(secret_path.clone()),
+                variable: None,
+                k8s: None,
+            };
+            out.push(Pending {
+                file: Some(file),
+                finding: Some(findings::secret_decoy(
+                    reader_now,
+                    secret,
+                    entry.mitre.clone(),
+                )),
+                refers_to_previous: true,
+                ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
+            });
+            return out;
+        }
+        let verdict =
+            self.policy
+                .judge(&entry, &secret_path, reader_now, client, &self.owner_files);
+        let Some((mut severity, mut role)) = verdict::read_role(verdict) else {
+            return out;
         };
+        // A pod reading a Secret its own volumes hold is that Secret's owner.
+        if kube.is_some() && self.kube_reader_is_mounted(fp.as_deref(), reader_now) {
+            (severity, role) = (Severity::Info, Role::Owner);
+        }
         let secret = SecretInfo {
-            id: catalog_id.clone(),
+            id: kube.as_ref().map_or_else(|| catalog_id.clone(), |k| k.id()),
             kind: entry.kind.as_str().to_string(),
             fingerprint: fp,
             path: Some(secret_path.clone()),
             variable: None,
+            k8s: kube.as_ref().map(|k| k.secret.clone()),
         };
         let follow_ups = if rec.denied {
             None
         } else {
-            self.track_use(&secret, &catalog_id, &secret_path, reader_now, owner)
+            self.track_use(&secret, &catalog_id, &secret_path, reader_now, role)
         };
         let mut finding = findings::secret_read(ReadContext {
             reader: reader_now,
             secret,
             mitre: entry.mitre.clone(),
             severity,
-            owner,
+            owner: role == Role::Owner,
         });
+        if let (Role::ExpectedClient, Some(client)) = (role, client) {
+            verdict::mark_expected_client(&mut finding, reader_now, client);
+            self.stats.expected_client_reads += 1;
+        }
         if rec.killed {
             finding.action = Some("killed");
             self.stats.killed += 1;
@@ -549,10 +713,13 @@ impl<K: KernelWatch> SecretMonitor<K> {
         catalog_id: &str,
         path: &str,
         p: &Process,
-        is_owner: bool,
+        role: Role,
     ) -> Option<crate::event::Finding> {
-        if self.policy.exfil.enabled && secret.fingerprint.is_some() {
-            let (allowed, declared) = self.policy.allowed_destinations(catalog_id, path);
+        let (allowed, declared) = self.policy.allowed_destinations(catalog_id, path);
+        if self.policy.exfil.enabled
+            && secret.fingerprint.is_some()
+            && verdict::carries_taint(role, declared)
+        {
             self.usage.taint(
                 p.pid,
                 Taint {
@@ -564,11 +731,24 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 },
             );
         }
+        if role == Role::ExpectedClient {
+            return None;
+        }
+        // A Kubernetes Secret is bound to the pods whose volumes hold it,
+        // by the pod list, from the first read on: no learning.
+        if secret.k8s.is_some() && secret.variable.is_none() {
+            if role != Role::Foreign {
+                return None;
+            }
+            let mounted = self.kube_mounted_in(secret.fingerprint.as_deref());
+            return self.usage.kube_replay(secret, p, &mounted);
+        }
         let owners_declared = self
             .policy
             .rules_for(catalog_id, path)
             .any(|r| !r.owners.is_empty());
-        self.usage.on_use(secret, p, owners_declared, is_owner)
+        self.usage
+            .on_use(secret, p, owners_declared, role == Role::Owner)
     }
 
     /// A connection by `p`: secret-exfil findings, if it carries secrets;
@@ -581,6 +761,13 @@ impl<K: KernelWatch> SecretMonitor<K> {
     ) -> Vec<crate::event::Finding> {
         if !self.policy.exfil.enabled {
             return Vec::new();
+        }
+        let dest = std::net::SocketAddr::new(ip, port).to_string();
+        let who = identity_key(p);
+        for s in self.usage.carried(p.pid) {
+            if let Some(path) = &s.path {
+                self.destinations.record(path, &who, &dest, now_ns());
+            }
         }
         let mut found = self.usage.on_connect(p, ip, port);
         for f in &mut found {
@@ -596,6 +783,12 @@ impl<K: KernelWatch> SecretMonitor<K> {
             }
         }
         found
+    }
+
+    /// `p` submitted its first io_uring request of opcode `op`:
+    /// secret-io-uring findings, if it carries secrets.
+    pub fn on_io_uring(&mut self, p: &Process, op: &str) -> Vec<crate::event::Finding> {
+        self.usage.on_io_uring(p, op)
     }
 
     fn quarantine(&mut self, pid: u32) {
@@ -629,6 +822,8 @@ impl<K: KernelWatch> SecretMonitor<K> {
     /// Writes every read gathered in memory to the inventory, in one transaction.
     pub fn flush_reads(&mut self) {
         self.stats.store_errors += self.reads.flush(&self.store);
+        self.stats.store_errors += self.destinations.flush(&self.store);
+        self.stats.destinations_dropped = self.destinations.dropped;
     }
 
     /// Tools searching for secret file names (`find / -name id_rsa`).
@@ -638,23 +833,29 @@ impl<K: KernelWatch> SecretMonitor<K> {
 
     /// Static credentials in a new process's environment, read at once
     /// (the process may be gone a moment later). Cheap when there are none.
-    pub fn scan_env(&mut self, pid: u32) -> Vec<env::EnvSecret> {
+    pub fn scan_env(&mut self, pid: u32) -> EnvFound {
         if !self.policy.scan_environment {
-            return Vec::new();
+            return EnvFound::default();
         }
         let Ok(raw) = std::fs::read(format!("/proc/{pid}/environ")) else {
             self.stats.env_unreadable += 1;
-            return Vec::new();
+            return EnvFound::default();
         };
-        env::scan(&env::parse_environ(&raw))
+        let vars = env::parse_environ(&raw);
+        EnvFound {
+            secrets: env::scan(&vars),
+            key_ref_candidates: self.key_ref_candidates(vars),
+        }
     }
 
     /// secret-env findings for `p`, once per (workload, variable, secret).
-    pub fn env_findings(
-        &mut self,
-        p: &Process,
-        secrets: Vec<env::EnvSecret>,
-    ) -> Vec<crate::event::Finding> {
+    pub fn env_findings(&mut self, p: &Process, found: EnvFound) -> Vec<crate::event::Finding> {
+        let EnvFound {
+            mut secrets,
+            key_ref_candidates,
+        } = found;
+        // Which pod and container `p` is in is known once it is resolved.
+        self.kube_env(p, &key_ref_candidates, &mut secrets);
         let mut out = Vec::new();
         for s in secrets {
             let fp = self.fingerprinter.fingerprint(s.value.as_bytes());
@@ -669,7 +870,11 @@ impl<K: KernelWatch> SecretMonitor<K> {
             let path = format!("env:{}", s.var);
             let rec = SecretRecord {
                 path: path.clone(),
-                catalog_id: format!("env:{}", s.detector),
+                catalog_id: if s.k8s.is_some() {
+                    crate::secrets::kube::SECRET_ENTRY.to_string()
+                } else {
+                    format!("env:{}", s.detector)
+                },
                 kind: s.kind.as_str().to_string(),
                 fingerprint: Some(fp.clone()),
                 dev: 0,
@@ -684,13 +889,23 @@ impl<K: KernelWatch> SecretMonitor<K> {
             }
             self.record_read(&path, p, now_ns());
             let secret = SecretInfo {
-                id: format!("env:{}", s.detector),
+                id: s.k8s.as_ref().map_or_else(
+                    || format!("env:{}", s.detector),
+                    |k| crate::secrets::kube::secret_id(k, false),
+                ),
                 kind: s.kind.as_str().to_string(),
                 fingerprint: Some(fp),
                 path: None,
                 variable: Some(s.var.clone()),
+                k8s: s.k8s.clone(),
             };
-            let replay = self.track_use(&secret, &secret.id.clone(), &path, p, false);
+            // The pod spec gives a secretKeyRef variable to this container:
+            // its own, no replay.
+            let replay = if s.k8s.is_some() {
+                None
+            } else {
+                self.track_use(&secret, &secret.id.clone(), &path, p, Role::Foreign)
+            };
             out.push(findings::secret_env(p, secret));
             out.extend(replay);
         }
@@ -709,10 +924,21 @@ impl<K: KernelWatch> SecretMonitor<K> {
 
     pub fn housekeeping(&mut self) {
         self.flush_reads();
+        self.follow_owner_files();
         self.searches.prune(self.policy.search.window);
         if self.rescan_due() {
             self.scan();
         }
+    }
+
+    /// secret-stale findings due now (see [`crate::secrets::rotation`]).
+    pub fn stale_findings(&mut self) -> Vec<crate::event::Finding> {
+        crate::secrets::rotation::stale_findings(&self.store, &self.policy, now_ns())
+            .unwrap_or_else(|e| {
+                tracing::warn!("rotation age not judged: {e}");
+                self.stats.store_errors += 1;
+                Vec::new()
+            })
     }
 
     pub fn stats_json(&self) -> serde_json::Value {
@@ -724,6 +950,21 @@ impl<K: KernelWatch> SecretMonitor<K> {
 
     pub fn rescan_interval(&self) -> Duration {
         self.policy.rescan_interval
+    }
+}
+
+/// What a new process's environment holds, read at exec; judged once the
+/// process is resolved (its pod and container known).
+#[derive(Default)]
+pub struct EnvFound {
+    secrets: Vec<env::EnvSecret>,
+    /// Variables named like some pod's `secretKeyRef` variable.
+    key_ref_candidates: Vec<(String, String)>,
+}
+
+impl EnvFound {
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty() && self.key_ref_candidates.is_empty()
     }
 }
 
@@ -767,6 +1008,8 @@ pub fn name_anchors(catalog: &Catalog) -> HashMap<String, Option<HashSet<String>
             let anchor = match dirs {
                 [.., d] if is_literal(d) => Some(d.to_string()),
                 [.., d, "**"] if is_literal(d) => Some(d.to_string()),
+                // One unnamed directory below: `~/.oci/sessions/*/token`.
+                [.., d, "*"] if is_literal(d) => Some(d.to_string()),
                 _ => None,
             };
             let slot = out
@@ -791,5 +1034,9 @@ impl<K: KernelWatch> Drop for SecretMonitor<K> {
     }
 }
 
+mod kube;
 #[cfg(test)]
 mod tests;
+mod verdict;
+
+use verdict::Role;

@@ -2,9 +2,10 @@
 //! watched, which reads become which findings, what enforcement installs.
 
 use super::*;
+use crate::event::Severity;
 use crate::secrets::catalog::SecretKind;
 use crate::secrets::kernel_watch::RecordedWatch;
-use std::{fs, net::IpAddr};
+use std::{fs, net::IpAddr, time::Instant};
 
 /// A node in a temporary directory: four secret files of three catalog
 /// entries, and a monitor over them writing to a [`RecordedWatch`].
@@ -138,7 +139,7 @@ fn findings_of(out: &[Pending], rule: &str) -> Vec<crate::event::Finding> {
 }
 
 fn read(m: &mut SecretMonitor<RecordedWatch>, rec: &OpenRecord, p: &Arc<Process>) -> Vec<Pending> {
-    m.on_open(rec, &Snapshot::new(p.clone(), None, None), p)
+    m.on_open(rec, &Snapshot::new(p.clone(), None, None), p, None)
 }
 
 #[test]
@@ -182,9 +183,13 @@ fn literal_names_enter_the_name_filter_with_their_anchors() {
     let node = Node::new();
     let m = node.monitor("{}").unwrap();
     let w = &m.kernel;
-    let expected = HashMap::from([("app.token".to_string(), true), ("app.env".into(), false)]);
+    // srv/*/app.env: the kernel checks the grandparent too.
+    let expected = HashMap::from([("app.token".to_string(), true), ("app.env".into(), true)]);
     assert_eq!(w.names, expected, "globbed names (*.key) cannot be named");
-    assert_eq!(w.parent_names, HashSet::from(["conf".to_string()]));
+    assert_eq!(
+        w.parent_names,
+        HashSet::from(["conf".to_string(), "srv".to_string()])
+    );
     assert_eq!(
         w.name_lengths,
         (1 << "app.token".len()) | (1 << "app.env".len())
@@ -195,20 +200,30 @@ fn literal_names_enter_the_name_filter_with_their_anchors() {
 #[test]
 fn an_owners_read_is_info_and_a_foreign_read_takes_the_catalog_severity() {
     let node = Node::new();
+    node.write("bin/aws", "the aws binary");
     let mut m = node
-        .monitor("rules: [{secret: {id: app-token}, owners: [{exe_path: /usr/bin/aws}]}]")
+        .monitor("rules: [{secret: {id: app-token}, owners: [{exe_path: '{root}/bin/aws'}]}]")
         .unwrap();
     let rec = node.open(&m, "conf/app.token");
-    let owner = read(&mut m, &rec, &reader("/usr/bin/aws"));
+    let aws = node.path("bin/aws");
+    let meta = fs::metadata(&aws).unwrap();
+    let mut real = (*reader(aws.to_str().unwrap())).clone();
+    (real.exe.dev, real.exe.inode) = (meta.dev(), meta.ino());
+    let owner = read(&mut m, &rec, &Arc::new(real));
     assert_eq!(owner[0].kind, Kind::FileOpen);
     let f = &findings_of(&owner, "secret-read")[0];
     assert_eq!(f.severity, Severity::Info, "{f:?}");
+    // The owner's path with another file behind it: what a private mount
+    // namespace (a container, `unshare -Urm`) can show. Not the owner.
+    let impostor = read(&mut m, &rec, &reader(aws.to_str().unwrap()));
+    let f = &findings_of(&impostor, "secret-read")[0];
+    assert_eq!(f.severity, Severity::High, "{f:?}");
     let foreign = read(&mut m, &rec, &reader("/usr/bin/curl"));
     let f = &findings_of(&foreign, "secret-read")[0];
     assert_eq!(f.severity, Severity::High, "{f:?}");
     assert_eq!(f.secret.as_ref().unwrap().id, "app-token");
     assert!(f.secret.as_ref().unwrap().fingerprint.is_some());
-    assert_eq!(m.stats.reads_reported, 2);
+    assert_eq!(m.stats.reads_reported, 3);
     assert_eq!(m.reads.len(), 2, "one pending reader per identity");
 }
 
@@ -255,7 +270,40 @@ fn a_kill_rule_whose_owner_is_missing_refuses_to_start() {
             )
             .err()
             .expect("a kill rule needs its owners on disk");
-    assert!(format!("{err:#}").contains("cannot stat it"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("no regular file there"),
+        "{err:#}"
+    );
+}
+
+#[test]
+fn a_replaced_kill_owner_keeps_its_rights_under_its_new_inode_only() {
+    let node = Node::new();
+    let mut m = node
+        .monitor(
+            "rules: [{secret: {id: app-key}, owners: [{exe_path: '{root}/bin/owner'}], enforce: [kill]}]",
+        )
+        .unwrap();
+    let old = node.key("bin/owner");
+    assert_eq!(m.kernel.allowed_readers, HashSet::from([(0, old)]));
+    // dpkg's way: a new file renamed over the old one.
+    node.write("bin/owner.dpkg-new", "owner v2");
+    fs::rename(node.path("bin/owner.dpkg-new"), node.path("bin/owner")).unwrap();
+    let new = node.key("bin/owner");
+    assert_ne!(old, new);
+    m.owner_files_checked = Instant::now() - Duration::from_secs(2);
+    m.housekeeping();
+    assert_eq!(
+        m.kernel.allowed_readers,
+        HashSet::from([(0, new)]),
+        "the old inode number may be reused by another file"
+    );
+    assert_eq!(m.stats.owner_files_changed, 1);
+    m.housekeeping();
+    assert_eq!(
+        m.stats.owner_files_changed, 1,
+        "looked at most once a second"
+    );
 }
 
 #[test]
@@ -404,4 +452,96 @@ fn dev_conversion_round_trips() {
     let k = user_dev_to_kernel(user);
     assert_eq!(k, (259 << 20) | 3);
     assert_eq!(crate::kernel::decode::kernel_dev_to_user(k), user);
+}
+
+/// A kubelet volume `pods/<uid>/volumes/kubernetes.io~secret/db` under the
+/// node, `..data` pointing at `ts`, holding `password`.
+fn kube_volume(node: &Node, uid: &str, ts: &str, content: &str) {
+    let vol = node.path(&format!(
+        "kubelet/pods/{uid}/volumes/kubernetes.io~secret/db"
+    ));
+    node.write(
+        &format!("kubelet/pods/{uid}/volumes/kubernetes.io~secret/db/{ts}/password"),
+        content,
+    );
+    let _ = fs::remove_file(vol.join("..data"));
+    std::os::unix::fs::symlink(ts, vol.join("..data")).unwrap();
+}
+
+fn kube_pod(uid: &str, name: &str) -> crate::identity::pods::PodMeta {
+    use crate::identity::pods::{SecretVolume, VolumeSource};
+    crate::identity::pods::PodMeta {
+        uid: uid.into(),
+        namespace: Some("shop".into()),
+        name: Some(name.into()),
+        service_account: None,
+        labels: Default::default(),
+        containers: Vec::new(),
+        secret_volumes: vec![SecretVolume {
+            name: "db".into(),
+            projected: false,
+            sources: vec![VolumeSource::Secret {
+                name: "db-creds".into(),
+                items: vec![],
+            }],
+            mounts: vec![("app".into(), "/etc/db".into())],
+        }],
+        secret_env: Vec::new(),
+    }
+}
+
+#[test]
+fn kubelet_secret_files_are_watched_named_bound_to_their_pods_and_followed_across_swaps() {
+    use crate::identity::pods::{PodCache, SourceStats};
+    let node = Node::new();
+    kube_volume(&node, "ua", "..ts1", "pw-1");
+    let mut m = node.monitor("{}").unwrap();
+    m.watch_kubelet(node.path("kubelet"));
+    let pods = PodCache::new(SourceStats::default());
+    // No pod list yet: the file is not named, so not watched as a Secret.
+    m.poll_kube(Some(&pods));
+    assert_eq!(m.stats.kube_unnamed_files, 1);
+    assert_eq!(m.stats.kube_secret_files, 0);
+    let old_file = "kubelet/pods/ua/volumes/kubernetes.io~secret/db/..ts1/password";
+    assert!(!m.kernel.inodes.contains_key(&node.key(old_file)));
+
+    pods.replace(vec![kube_pod("ua", "web-a")], Instant::now());
+    m.kube.as_mut().unwrap().last_poll = None;
+    m.poll_kube(Some(&pods));
+    assert_eq!(m.stats.kube_secret_files, 1);
+    let old_key = node.key(old_file);
+    assert!(m.kernel.inodes.contains_key(&old_key));
+
+    // A reader in pod ua is its owner; anyone else replays it.
+    let rec = node.open(&m, old_file);
+    let mut in_pod = (*reader("/usr/bin/app")).clone();
+    in_pod.pod = Some(serde_json::json!({"uid": "ua", "namespace": "shop", "name": "web-a"}));
+    let own = read(&mut m, &rec, &Arc::new(in_pod));
+    let f = &findings_of(&own, "secret-read")[0];
+    assert_eq!(f.severity, Severity::Info, "{f:?}");
+    let s = f.secret.as_ref().unwrap();
+    assert_eq!(s.id, "k8s:shop/db-creds/password");
+    assert_eq!(s.kind, "kubernetes_secret");
+    assert_eq!(
+        s.k8s.as_ref().unwrap().in_pod_paths,
+        ["app:/etc/db/password"]
+    );
+    assert!(findings_of(&own, "secret-replay").is_empty());
+    let host = read(&mut m, &rec, &reader("/usr/bin/cat"));
+    let r = &findings_of(&host, "secret-replay")[0];
+    assert!(
+        r.summary.contains("mounted only into pods shop/web-a"),
+        "{r:?}"
+    );
+    assert_eq!(r.evidence.identities[0], "pod:shop/web-a");
+
+    // The kubelet swaps ..data: the new file is watched, the old forgotten.
+    kube_volume(&node, "ua", "..ts2", "pw-2");
+    fs::remove_dir_all(node.path("kubelet/pods/ua/volumes/kubernetes.io~secret/db/..ts1")).unwrap();
+    m.kube.as_mut().unwrap().last_poll = None;
+    m.poll_kube(Some(&pods));
+    let new_key = node.key("kubelet/pods/ua/volumes/kubernetes.io~secret/db/..ts2/password");
+    assert!(m.kernel.inodes.contains_key(&new_key));
+    assert!(!m.kernel.inodes.contains_key(&old_key));
+    assert_eq!(m.stats.kube_secret_files, 1);
 }

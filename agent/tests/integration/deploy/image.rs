@@ -109,6 +109,14 @@ fn podman_args_for(r: &Rendering, scratch: &Path) -> (Vec<String>, Vec<String>) 
     }
     match str_at(sc, "seccompProfile.type") {
         Some("Unconfined") => a.extend(["--security-opt".into(), "seccomp=unconfined".into()]),
+        Some("Localhost") => {
+            let name = str_at(sc, "seccompProfile.localhostProfile").unwrap_or_default();
+            let file = seccomp_profile_file(name);
+            a.extend([
+                "--security-opt".into(),
+                format!("seccomp={}", file.display()),
+            ]);
+        }
         Some("RuntimeDefault") | None => {}
         Some(other) => panic!("{}: seccomp {other} not handled by this test", r.name),
     }
@@ -124,9 +132,14 @@ fn podman_args_for(r: &Rendering, scratch: &Path) -> (Vec<String>, Vec<String>) 
             // Writable host paths (but the kernel's own, under /sys) become
             // scratch directories: the test must not leave state on the
             // machine's /var/lib/proctor or /run/proctor.
-            let src = if ro || host.starts_with("/sys/") {
+            let created_by_kubelet = str_at(v, "hostPath.type") == Some("DirectoryOrCreate");
+            let src = if (ro || host.starts_with("/sys/"))
+                && (Path::new(host).exists() || !created_by_kubelet)
+            {
                 PathBuf::from(host)
             } else {
+                // Writable, or missing here (this machine is no kubelet's
+                // node): the empty directory the kubelet would create.
                 let d = scratch.join(format!("host-{vname}"));
                 std::fs::create_dir_all(&d).unwrap();
                 d
@@ -167,6 +180,29 @@ fn podman_args_for(r: &Rendering, scratch: &Path) -> (Vec<String>, Vec<String>) 
         }
     }
     (a, notes)
+}
+
+/// `$(NAME)` in a container arg, as the kubelet expands it from the
+/// container's env: literal values, and `status.podIP` as the container's
+/// only address here (`--network none`: loopback). Anything else is left
+/// as written, as the kubelet leaves an unknown reference.
+fn kubelet_expand(c: &Value, arg: &str) -> String {
+    let mut out = arg.to_string();
+    for e in seq_at(c, "env") {
+        let Some(name) = str_at(e, "name") else {
+            continue;
+        };
+        let value = match (
+            str_at(e, "value"),
+            str_at(e, "valueFrom.fieldRef.fieldPath"),
+        ) {
+            (Some(v), _) => v,
+            (None, Some("status.podIP")) => "127.0.0.1",
+            _ => continue,
+        };
+        out = out.replace(&format!("$({name})"), value);
+    }
+    out
 }
 
 fn strip_ansi(s: &str) -> String {
@@ -304,7 +340,6 @@ fn container_image_builds_offline_runs_doctor_and_runs_as_the_daemonset_would() 
     // 3. `proctor run` as the least-privilege DaemonSet runs it: same
     //    capabilities, seccomp, read-only root, host PID namespace, volumes
     //    and config. It must see a process started on the host.
-    ensure_host_mount("bpf", "/sys/fs/bpf");
     ensure_host_mount("tracefs", "/sys/kernel/tracing");
     let lp = rendering("overlays/least-privilege");
     let (args, notes) = podman_args_for(lp, scratch.path());
@@ -313,7 +348,7 @@ fn container_image_builds_offline_runs_doctor_and_runs_as_the_daemonset_would() 
     }
     let cmd: Vec<String> = seq_at(lp.container(), "args")
         .iter()
-        .map(|v| v.as_str().unwrap().to_string())
+        .map(|v| kubelet_expand(lp.container(), v.as_str().unwrap()))
         .collect();
     let mut run_cmd = podman_run_base();
     run_cmd
@@ -370,5 +405,44 @@ fn container_image_builds_offline_runs_doctor_and_runs_as_the_daemonset_would() 
         String::from_utf8_lossy(&o.stdout).trim(),
         "0",
         "the agent must exit 0 on SIGTERM (probes detached, events flushed)"
+    );
+
+    // 4. Control: the profile is really in force. The same run under a copy
+    //    of it without `bpf` cannot create its first map.
+    let profile = args
+        .iter()
+        .find_map(|a| a.strip_prefix("seccomp="))
+        .expect("the least-privilege overlay names a seccomp profile");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(profile).unwrap()).unwrap();
+    for rule in json["syscalls"].as_array_mut().unwrap() {
+        if let Some(names) = rule["names"].as_array_mut() {
+            names.retain(|n| n != "bpf");
+        }
+    }
+    let no_bpf = scratch.path().join("no-bpf.json");
+    std::fs::write(&no_bpf, json.to_string()).unwrap();
+    let control_args: Vec<String> = args
+        .iter()
+        .map(|a| {
+            if a.starts_with("seccomp=") {
+                format!("seccomp={}", no_bpf.display())
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    let o = run_tool(
+        podman_run_base()
+            .arg("--rm")
+            .args(&control_args)
+            .arg(&tag)
+            .args(&cmd),
+        PODMAN_HINT,
+    );
+    assert!(
+        !o.status.success() && text(&o).contains("Operation not permitted"),
+        "without bpf in the seccomp profile the agent must fail to load (the profile is applied):\n{}",
+        text(&o)
     );
 }

@@ -29,12 +29,6 @@ const METRICS_PORT: i64 = 9464;
 /// (mount path in the container, host path, read-only, why).
 const REQUIRED_HOST_MOUNTS: &[(&str, &str, bool, &str)] = &[
     (
-        "/sys/fs/bpf",
-        "/sys/fs/bpf",
-        false,
-        "bpffs (else the agent tries to mount it: CAP_SYS_ADMIN)",
-    ),
-    (
         "/sys/kernel/btf",
         "/sys/kernel/btf",
         true,
@@ -59,12 +53,27 @@ const REQUIRED_HOST_MOUNTS: &[(&str, &str, bool, &str)] = &[
         "API socket shared with the SPIRE agent",
     ),
     (
+        "/var/lib/kubelet/pods",
+        "/var/lib/kubelet/pods",
+        true,
+        "pods' Secret and projected volumes (kubernetes.kubelet_root)",
+    ),
+    (
         "/var/lib/proctor",
         "/var/lib/proctor",
         false,
         "state: inventory database",
     ),
-    ("/host", "/", true, "host root file system"),
+];
+
+/// Host paths the agent must not get: it pins nothing (bpffs), and reads
+/// other processes' files through /proc/<pid>/root with hostPID (`/`).
+const FORBIDDEN_HOST_PATHS: &[(&str, &str)] = &[
+    (
+        "/",
+        "the host's root file system (unused; readOnly is not recursive)",
+    ),
+    ("/sys/fs/bpf", "bpffs (nothing is pinned)"),
 ];
 
 // ------------------------------------------------- schema validation ----
@@ -119,7 +128,9 @@ fn every_rendered_manifest_validates_against_three_kubernetes_versions() {
             text(&o)
         );
         // Objects without a bundled schema are only warned about; the only
-        // such kind allowed is the ServiceMonitor CRD (checked by hand below).
+        // such kinds allowed are the Prometheus Operator CRDs: ServiceMonitor
+        // (checked by hand below) and PrometheusRule (checked by promtool in
+        // the observability tests).
         let out = format!(
             "{}{}",
             String::from_utf8_lossy(&o.stdout),
@@ -127,7 +138,7 @@ fn every_rendered_manifest_validates_against_three_kubernetes_versions() {
         );
         for line in out.lines().filter(|l| l.contains("Couldn't find schema")) {
             assert!(
-                line.contains("kind ServiceMonitor"),
+                line.contains("kind ServiceMonitor") || line.contains("kind PrometheusRule"),
                 "Kubernetes {v}: an object was not validated: {line}"
             );
         }
@@ -337,9 +348,19 @@ fn check_common_daemonset(r: &Rendering) {
             }
         }
     }
-    if let Some((m, _)) = volume_for(r, "/host") {
-        if str_at(m, "mountPropagation") != Some("HostToContainer") {
-            problems.push("mount /host must use mountPropagation HostToContainer (pod volumes mounted later must show)".into());
+    for (p, why) in FORBIDDEN_HOST_PATHS {
+        if seq_at(spec, "volumes")
+            .iter()
+            .any(|v| str_at(v, "hostPath.path") == Some(p))
+        {
+            problems.push(format!("hostPath {p} must not be mounted: {why}"));
+        }
+    }
+    for p in ["/var/lib/kubelet/pods"] {
+        if let Some((m, _)) = volume_for(r, p) {
+            if str_at(m, "mountPropagation") != Some("HostToContainer") {
+                problems.push(format!("mount {p} must use mountPropagation HostToContainer (pod volumes mounted later must show)"));
+            }
         }
     }
     // hostPID makes the container's /proc the host PID namespace's: a host
@@ -402,6 +423,19 @@ fn check_common_daemonset(r: &Rendering) {
         at(v, "hostPath").is_some() && at(m, "readOnly").and_then(Value::as_bool) != Some(true),
         "{n}: state_dir {state_dir} must be a writable hostPath"
     );
+    // Pods' Secret volumes are watched under kubernetes.kubelet_root/pods.
+    let kubelet_pods = format!(
+        "{}/pods",
+        str_at(&cfg, "kubernetes.kubelet_root").unwrap_or("/var/lib/kubelet")
+    );
+    let (m, _) = volume_for(r, &kubelet_pods).unwrap_or_else(|| {
+        panic!("{n}: kubernetes.kubelet_root's {kubelet_pods} is not a volume mount: pods' Secrets would go unseen")
+    });
+    assert_eq!(
+        at(m, "readOnly").and_then(Value::as_bool),
+        Some(true),
+        "{n}: {kubelet_pods} must be mounted readOnly"
+    );
     if let Some(key_file) = str_at(&cfg, "fingerprint.key_file") {
         let (_, v) = mount_containing(r, key_file).unwrap_or_else(|| {
             panic!("{n}: fingerprint.key_file {key_file} is not inside any volume mount")
@@ -429,11 +463,7 @@ fn check_least_privilege(r: &Rendering) {
         "{n}: capabilities.drop must contain ALL, has {drop:?}"
     );
     let add = caps(sc, "add");
-    let mut want: BTreeSet<String> = LEAST_PRIVILEGE_CAPS.iter().map(|s| s.to_string()).collect();
-    if n.contains("components/block-egress") {
-        // cgroup/connect4|6 programs (enforce: [block-egress]) need it.
-        want.insert("NET_ADMIN".into());
-    }
+    let want: BTreeSet<String> = LEAST_PRIVILEGE_CAPS.iter().map(|s| s.to_string()).collect();
     let missing: Vec<_> = want.difference(&add).collect();
     let extra: Vec<_> = add.difference(&want).collect();
     assert!(
@@ -460,12 +490,19 @@ fn check_least_privilege(r: &Rendering) {
         "{n}: runAsUser 0 (Kubernetes has no ambient capabilities for non-root users)"
     );
     let seccomp = str_at(sc, "seccompProfile.type").unwrap_or_else(|| {
-        panic!("{n}: seccompProfile must be stated (Unconfined or RuntimeDefault; see the overlay)")
+        panic!("{n}: seccompProfile must be stated (Localhost or RuntimeDefault; see the overlay)")
     });
     assert!(
-        ["Unconfined", "RuntimeDefault"].contains(&seccomp),
+        ["Localhost", "RuntimeDefault"].contains(&seccomp),
         "{n}: seccompProfile {seccomp}"
     );
+    if seccomp == "Localhost" {
+        let profile = str_at(sc, "seccompProfile.localhostProfile").unwrap_or_default();
+        assert!(
+            seccomp_profile_file(profile).is_file(),
+            "{n}: localhostProfile {profile:?} is not shipped under deploy/seccomp"
+        );
+    }
     assert_eq!(
         str_at(sc, "appArmorProfile.type"),
         Some("Unconfined"),
@@ -514,8 +551,8 @@ fn daemonsets_give_the_agent_its_mounts_privileges_probes_and_resources() {
     let lp = rendering("overlays/least-privilege");
     assert_eq!(
         str_at(lp.container(), "securityContext.seccompProfile.type"),
-        Some("Unconfined"),
-        "overlays/least-privilege: seccomp Unconfined (see daemonset-security.yaml for why)"
+        Some("Localhost"),
+        "overlays/least-privilege: the agent's own seccomp profile (see daemonset-security.yaml)"
     );
     let rd = rendering("components/seccomp-runtime-default (on overlays/least-privilege)");
     assert_eq!(
@@ -529,49 +566,39 @@ fn daemonsets_give_the_agent_its_mounts_privileges_probes_and_resources() {
 fn rbac_namespace_service_and_servicemonitor_fit_together() {
     for r in renderings() {
         let n = &r.name;
-        // RBAC: get/list/watch pods and get the kubelet's pod list, nothing else.
+        // RBAC: get the kubelet's pod list; pods cluster-wide only with the
+        // API-server component.
         let role = r.one("ClusterRole");
         let rules = seq_at(role, "rules");
-        assert_eq!(
-            rules.len(),
-            2,
-            "{n}: ClusterRole must have two rules (pods, nodes/pods), has {rules:?}"
-        );
-        let set_of = |i: usize, k: &str| -> BTreeSet<&str> {
-            seq_at(&rules[i], k)
-                .iter()
-                .filter_map(Value::as_str)
-                .collect()
+        let rule = |i: usize| -> (BTreeSet<&str>, BTreeSet<&str>, BTreeSet<&str>) {
+            let set = |k: &str| -> BTreeSet<&str> {
+                seq_at(&rules[i], k)
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect()
+            };
+            (set("apiGroups"), set("resources"), set("verbs"))
         };
-        assert_eq!(
-            (
-                set_of(1, "apiGroups"),
-                set_of(1, "resources"),
-                set_of(1, "verbs")
-            ),
-            (
-                BTreeSet::from([""]),
-                BTreeSet::from(["nodes/pods"]),
-                BTreeSet::from(["get"])
-            ),
-            "{n}: the second ClusterRole rule must be get on nodes/pods (the kubelet's /pods), \
-             not nodes/proxy"
-        );
-        let set = |k: &str| set_of(0, k);
-        assert_eq!(
-            set("apiGroups"),
+        let kubelet = (
             BTreeSet::from([""]),
-            "{n}: ClusterRole apiGroups"
+            BTreeSet::from(["nodes/pods"]),
+            BTreeSet::from(["get"]),
         );
-        assert_eq!(
-            set("resources"),
+        let api_server = (
+            BTreeSet::from([""]),
             BTreeSet::from(["pods"]),
-            "{n}: ClusterRole resources"
-        );
-        assert_eq!(
-            set("verbs"),
             BTreeSet::from(["get", "list", "watch"]),
-            "{n}: ClusterRole verbs"
+        );
+        let want = if n.contains("components/api-server-pod-source") {
+            vec![kubelet, api_server]
+        } else {
+            vec![kubelet]
+        };
+        let got: Vec<_> = (0..rules.len()).map(rule).collect();
+        assert_eq!(
+            got, want,
+            "{n}: ClusterRole rules: get on nodes/pods (the kubelet's /pods, not nodes/proxy); \
+             pods get/list/watch only with components/api-server-pod-source"
         );
         let binding = r.one("ClusterRoleBinding");
         assert_eq!(
@@ -741,4 +768,198 @@ fn every_config_in_deploy_passes_policy_check() {
     let v: Value = serde_yaml_ng::from_str(&default).unwrap();
     assert_eq!(str_at(&v, "state_dir"), Some("/var/lib/proctor"),
         "the default config's state_dir must be /var/lib/proctor (StateDirectory=proctor in the unit)");
+}
+
+// ------------------------------------------- metrics exposure ----
+
+/// The scraper networkpolicy.yaml admits, as its comment documents (the
+/// thing operators adapt): Prometheus pods in the "monitoring" namespace.
+const SCRAPER_NAMESPACE: (&str, &str) = ("kubernetes.io/metadata.name", "monitoring");
+const SCRAPER_POD: (&str, &str) = ("app.kubernetes.io/name", "prometheus");
+
+fn labels(v: Option<&Value>) -> BTreeMap<String, String> {
+    v.and_then(Value::as_mapping)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What is wrong with `np` as "the agent pods accept connections only from
+/// the scraper, only on the metrics port"; empty when nothing is.
+fn network_policy_problems(r: &Rendering, np: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let pod_labels = labels(at(r.daemonset(), "spec.template.metadata.labels"));
+    let sel = labels(at(np, "spec.podSelector.matchLabels"));
+    if sel.is_empty() || at(np, "spec.podSelector.matchExpressions").is_some() {
+        p.push(format!(
+            "podSelector must be matchLabels only, has {:?}",
+            at(np, "spec.podSelector")
+        ));
+    }
+    for (k, v) in &sel {
+        if pod_labels.get(k) != Some(v) {
+            p.push(format!(
+                "podSelector {k}={v} does not select the agent pods ({pod_labels:?})"
+            ));
+        }
+    }
+    let types: Vec<&str> = seq_at(np, "spec.policyTypes")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    if !types.contains(&"Ingress") {
+        p.push(format!("policyTypes must include Ingress, has {types:?}"));
+    }
+    let rules = seq_at(np, "spec.ingress");
+    if rules.len() != 1 {
+        p.push(format!(
+            "exactly one ingress rule expected, found {}",
+            rules.len()
+        ));
+    }
+    for rule in rules {
+        let ports = seq_at(rule, "ports");
+        let only_metrics = ports.len() == 1
+            && ports.iter().all(|pt| {
+                str_at(pt, "protocol").unwrap_or("TCP") == "TCP"
+                    && at(pt, "endPort").is_none()
+                    && at(pt, "port").and_then(|n| port_number(r.container(), n))
+                        == Some(METRICS_PORT)
+            });
+        if !only_metrics {
+            p.push(format!(
+                "the rule must allow TCP {METRICS_PORT} (the metrics port) and nothing else, has ports {ports:?}"
+            ));
+        }
+        let from = seq_at(rule, "from");
+        let scraper_only = from.len() == 1
+            && from.iter().all(|peer| {
+                at(peer, "ipBlock").is_none()
+                    && labels(at(peer, "namespaceSelector.matchLabels"))
+                        == BTreeMap::from([(
+                            SCRAPER_NAMESPACE.0.into(),
+                            SCRAPER_NAMESPACE.1.into(),
+                        )])
+                    && labels(at(peer, "podSelector.matchLabels"))
+                        == BTreeMap::from([(SCRAPER_POD.0.into(), SCRAPER_POD.1.into())])
+                    && at(peer, "namespaceSelector.matchExpressions").is_none()
+                    && at(peer, "podSelector.matchExpressions").is_none()
+            });
+        if !scraper_only {
+            p.push(format!(
+                "the rule must admit one peer, the documented scraper (namespace {}={}, pod {}={}), has from {from:?}",
+                SCRAPER_NAMESPACE.0, SCRAPER_NAMESPACE.1, SCRAPER_POD.0, SCRAPER_POD.1
+            ));
+        }
+    }
+    p
+}
+
+#[test]
+fn network_policy_admits_only_the_scraper_and_only_to_the_metrics_port() {
+    for r in renderings() {
+        let np = r.one("NetworkPolicy");
+        let problems = network_policy_problems(r, np);
+        assert!(
+            problems.is_empty(),
+            "{}: NetworkPolicy {}:\n  {}\n{np:?}",
+            r.name,
+            name_of(np),
+            problems.join("\n  ")
+        );
+        assert_eq!(
+            str_at(np, "metadata.namespace"),
+            str_at(r.daemonset(), "metadata.namespace"),
+            "{}: the NetworkPolicy must live in the agent's namespace",
+            r.name
+        );
+    }
+    // The selectors checked above are the ones the manifest documents as the
+    // thing to adapt.
+    let text =
+        std::fs::read_to_string(deploy().join("kubernetes/base/networkpolicy.yaml")).unwrap();
+    for s in [
+        SCRAPER_NAMESPACE.0,
+        SCRAPER_NAMESPACE.1,
+        SCRAPER_POD.0,
+        SCRAPER_POD.1,
+        "ADAPT",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with('#') && l.contains(s)),
+            "networkpolicy.yaml's comment must document the scraper selector ({s})"
+        );
+    }
+    // Negative controls: the checker does see a policy that opens too much.
+    let r = rendering("overlays/least-privilege");
+    let good = r.one("NetworkPolicy");
+    type Mutation = (&'static str, fn(&mut Value));
+    let mutations: [Mutation; 4] = [
+        ("another port", |v| {
+            v["spec"]["ingress"][0]["ports"][0]["port"] = Value::from(9465)
+        }),
+        ("any pod in the namespace", |v| {
+            v["spec"]["ingress"][0]["from"][0]
+                .as_mapping_mut()
+                .unwrap()
+                .remove("podSelector");
+        }),
+        ("every source", |v| {
+            v["spec"]["ingress"][0]
+                .as_mapping_mut()
+                .unwrap()
+                .remove("from");
+        }),
+        ("other pods", |v| {
+            v["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] = Value::from("x")
+        }),
+    ];
+    for (what, mutate) in mutations {
+        let mut bad = good.clone();
+        mutate(&mut bad);
+        assert!(
+            !network_policy_problems(r, &bad).is_empty(),
+            "the NetworkPolicy check accepted a policy allowing {what}: {bad:?}"
+        );
+    }
+}
+
+#[test]
+fn daemonsets_serve_metrics_on_the_pod_ip() {
+    for r in renderings() {
+        let c = r.container();
+        let n = &r.name;
+        let pod_ip = seq_at(c, "env")
+            .iter()
+            .find(|e| str_at(e, "name") == Some("POD_IP"));
+        assert_eq!(
+            pod_ip.and_then(|e| str_at(e, "valueFrom.fieldRef.fieldPath")),
+            Some("status.podIP"),
+            "{n}: env POD_IP must come from fieldRef status.podIP (the metrics listen address)"
+        );
+        let args: Vec<&str> = seq_at(c, "args").iter().filter_map(Value::as_str).collect();
+        let listen = args
+            .windows(2)
+            .find(|w| w[0] == "--metrics-listen")
+            .map(|w| w[1]);
+        assert_eq!(
+            listen,
+            Some(format!("$(POD_IP):{METRICS_PORT}").as_str()),
+            "{n}: `proctor run` must get --metrics-listen $(POD_IP):{METRICS_PORT} (the agent's \
+             default is loopback, which neither the kubelet's probes nor the scraper reach); args {args:?}"
+        );
+    }
+    // The binary takes the flag the DaemonSets pass.
+    let o = run_ok(
+        Command::new(proctor_bin()).args(["run", "--help"]),
+        "cargo build",
+    );
+    assert!(
+        text(&o).contains("--metrics-listen"),
+        "`proctor run` has no --metrics-listen flag:\n{}",
+        text(&o)
+    );
 }

@@ -22,16 +22,26 @@ use serde_yaml_ng::Value;
 use crate::harness::{repo_root, run_ok};
 
 /// Capabilities of the least-privilege agent, as Kubernetes names them.
-const LEAST_PRIVILEGE_CAPS: [&str; 5] = [
+const LEAST_PRIVILEGE_CAPS: [&str; 6] = [
     "BPF",
     "PERFMON",
     "SYS_RESOURCE",
     "SYS_PTRACE",
     "DAC_READ_SEARCH",
+    "NET_ADMIN",
 ];
 
 fn deploy() -> PathBuf {
     repo_root().join("deploy")
+}
+
+/// The file a `Localhost` seccomp profile name refers to: the kubelet reads
+/// `<root>/seccomp/<name>`; the repository ships `deploy/seccomp/<file>`.
+fn seccomp_profile_file(localhost_profile: &str) -> PathBuf {
+    let file = Path::new(localhost_profile)
+        .file_name()
+        .expect("a profile file name");
+    deploy().join("seccomp").join(file)
 }
 
 /// Every file under `dir` whose name `pred` accepts.
@@ -205,8 +215,14 @@ fn renderings() -> &'static [Rendering] {
             let name = comp.file_name().unwrap().to_string_lossy().to_string();
             let dir = scratch.join(&name);
             std::fs::create_dir_all(&dir).unwrap();
-            let base = relative(&dir, &k8s.join("overlays/least-privilege"));
-            let c = relative(&dir, &comp);
+            // kustomize follows symlinks (a target dir may be one): relative
+            // paths must be computed between real paths.
+            let dir = dir.canonicalize().unwrap();
+            let base = relative(
+                &dir,
+                &k8s.join("overlays/least-privilege").canonicalize().unwrap(),
+            );
+            let c = relative(&dir, &comp.canonicalize().unwrap());
             std::fs::write(
                 dir.join("kustomization.yaml"),
                 format!(

@@ -88,7 +88,6 @@ fn systemd_unit_verifies_and_keeps_the_agent_boxed() {
         ("SystemCallArchitectures", "native"),
         ("StateDirectory", "proctor"),
         ("RuntimeDirectory", "proctor"),
-        ("ReadWritePaths", "/sys/fs/bpf"),
         ("MemoryMax", "256M"),
         ("Restart", "on-failure"),
     ];
@@ -251,5 +250,88 @@ fn install_then_uninstall_into_destdir() {
     assert!(
         left.is_empty(),
         "DESTDIR must be empty after install.sh + uninstall.sh, has {left:?}"
+    );
+}
+
+/// The system calls a `SystemCallFilter=` set names, groups expanded by
+/// systemd itself (`systemd-analyze syscall-filter`).
+fn expand_syscall_set(items: &[&str]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for item in items {
+        if !item.starts_with('@') {
+            out.insert(item.to_string());
+            continue;
+        }
+        let o = run_ok(
+            Command::new("systemd-analyze").args(["syscall-filter", "--no-pager", item]),
+            "systemd-analyze comes with systemd (`cargo xtask setup` installs it)",
+        );
+        for l in String::from_utf8_lossy(&o.stdout).lines().skip(1) {
+            let l = l.trim();
+            if l.is_empty() || l.starts_with('#') {
+                continue;
+            }
+            // A nested group is expanded in the same listing.
+            if !l.starts_with('@') {
+                out.insert(l.to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_units_syscall_filter_and_the_seccomp_profile_deny_and_allow_the_same_calls() {
+    let unit = std::fs::read_to_string(deploy().join("systemd/proctor.service")).unwrap();
+    let denied_words: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("SystemCallFilter=~"))
+        .flat_map(str::split_whitespace)
+        .collect();
+    assert!(
+        !denied_words.is_empty(),
+        "the unit has no deny-list SystemCallFilter=~"
+    );
+    let unit_denies = expand_syscall_set(&denied_words);
+    let profile: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(deploy().join("seccomp/proctor.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(profile["defaultAction"], "SCMP_ACT_ERRNO", "an allow list");
+    let names = |action: &str| -> BTreeSet<String> {
+        profile["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["action"] == action)
+            .flat_map(|r| r["names"].as_array().unwrap().iter())
+            .map(|n| n.as_str().unwrap().to_string())
+            .collect()
+    };
+    let allowed = names("SCMP_ACT_ALLOW");
+    let denied = names("SCMP_ACT_ERRNO");
+    for must in ["bpf", "perf_event_open", "openat", "statx"] {
+        assert!(allowed.contains(must), "the profile must allow {must}");
+    }
+    for never in [
+        "ptrace",
+        "process_vm_readv",
+        "process_vm_writev",
+        "pidfd_getfd",
+    ] {
+        assert!(
+            denied.contains(never),
+            "the profile must deny {never} by name"
+        );
+        assert!(unit_denies.contains(never), "the unit must deny {never}");
+        assert!(!allowed.contains(never), "{never} allowed by the profile");
+    }
+    for absent in ["mount", "init_module", "kexec_load", "setns", "unshare"] {
+        assert!(!allowed.contains(absent), "the profile allows {absent}");
+    }
+    let conflict: Vec<&String> = allowed.intersection(&unit_denies).collect();
+    assert!(
+        conflict.is_empty(),
+        "calls the agent needs (profile) that the unit denies: {conflict:?}"
     );
 }

@@ -17,8 +17,13 @@ use serde_json::Value;
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Agents wait up to 5s for hashes (the longest `hash.emit_wait`): on a
+/// loaded test machine a hash may miss the default 250ms, and the tests that
+/// check `sha256` on `process_exec` would see `pending` (liveness.rs tests that).
 pub const TEST_CONFIG: &str = "\
 status_interval: 1s
+hash:
+  emit_wait: 5s
 process_table:
   exit_grace: 3s
 metrics:
@@ -29,7 +34,10 @@ api:
 
 /// Appended to every other test config: agents run side by side, each on its
 /// own metrics port, without an API socket (the API tests bring their own).
-pub const TEST_METRICS: &str = "metrics:\n  listen: 127.0.0.1:0\napi:\n  enabled: false\n";
+/// It ends inside the `hash:` section: a test that sets more hash keys writes
+/// them, indented, right after it.
+pub const TEST_METRICS: &str =
+    "metrics:\n  listen: 127.0.0.1:0\napi:\n  enabled: false\nhash:\n  emit_wait: 5s\n";
 
 #[derive(Default)]
 struct Lines {
@@ -51,15 +59,16 @@ impl AgentProc {
     }
 
     /// `start`, with the command adjusted first (e.g. a `pre_exec` that
-    /// places the agent in a cgroup namespace of its own, as in a pod).
+    /// places the agent in a cgroup namespace of its own, as in a pod, or
+    /// more flags of `proctor run`).
     pub fn start_with(config: &str, tweak: impl FnOnce(&mut Command)) -> AgentProc {
         let mut cfg = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut cfg, config.as_bytes()).unwrap();
         let mut cmd = Command::new(proctor_bin());
+        cmd.args(["run", "--config"]).arg(cfg.path());
+        // After `run --config`: a tweak may add flags of `run`.
         tweak(&mut cmd);
         let mut child = cmd
-            .args(["run", "--config"])
-            .arg(cfg.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -4,6 +4,7 @@
 //! the external tools and repository files the tests check.
 
 mod agent;
+mod cgroups;
 mod files;
 mod https;
 mod metrics;
@@ -12,6 +13,7 @@ mod tls;
 mod tools;
 
 pub use agent::*;
+pub use cgroups::*;
 pub use files::*;
 pub use https::*;
 pub use metrics::*;

@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -148,6 +149,7 @@ func main() {
 	dump := flag.Bool("dump", false, "print the plugin block as JSON and exit")
 	cookie := flag.String("cookie", pluginType, "magic cookie value to hand the plugin")
 	pidList := flag.String("pids", "", "comma-separated pids to attest")
+	pluginStderr := flag.String("plugin-stderr", "", "also write the plugin's raw stderr lines to this file")
 	flag.Parse()
 
 	pc, data := loadConfig(*confPath, *name)
@@ -171,6 +173,17 @@ func main() {
 		fail("%v", err)
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "spire-host", Output: os.Stderr, Level: hclog.Debug})
+	// go-plugin copies the plugin's stderr lines here as read, before it
+	// parses them and re-logs them through logger.
+	var rawStderr io.Writer
+	if *pluginStderr != "" {
+		f, err := os.Create(*pluginStderr)
+		if err != nil {
+			fail("%v", err)
+		}
+		defer f.Close()
+		rawStderr = f
+	}
 	client := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig: goplugin.HandshakeConfig{
 			ProtocolVersion:  1,
@@ -181,6 +194,7 @@ func main() {
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		Plugins:          map[string]goplugin.Plugin{*name: &hcClientPlugin{}},
 		Logger:           logger,
+		Stderr:           rawStderr,
 		SecureConfig:     &goplugin.SecureConfig{Checksum: sum, Hash: sha256.New()},
 	})
 	defer client.Kill()

@@ -1,0 +1,417 @@
+//! Which executables an installed dpkg package ships, and whether a process's exec'd file is one of them, unmodified.
+//!
+//! The index maps each executable path in `/var/lib/dpkg/info/*.md5sums` to
+//! its package and MD5. A process counts as that package's program only by
+//! kernel evidence: the file it exec'd (dev, inode) is the file at the
+//! package's path, root-owned and not writable by group or others, its
+//! content has the package's MD5, and the SHA-256 read in the same pass is the
+//! one the hash cache verified for the exec'd version (so the MD5 is about
+//! the very content the kernel ran). A copy in /tmp, a modified binary or a
+//! binary replaced after exec is not. rpm databases are not read.
+//!
+//! All file I/O runs on the blocking pool: the index is built at start-up
+//! and rebuilt when `/var/lib/dpkg/info` changes (dpkg rewrites it on every
+//! install or removal); verdicts are cached per file version.
+
+use std::{
+    collections::HashMap,
+    fs::File,
+    io::Read,
+    num::NonZeroUsize,
+    os::unix::fs::{MetadataExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::SystemTime,
+};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+use lru::LruCache;
+use md5::{Digest, Md5};
+use sha2::Sha256;
+
+use crate::event::Process;
+
+/// Where dpkg keeps its per-package file lists and checksums.
+pub const DPKG_INFO: &str = "/var/lib/dpkg/info";
+
+/// Packaged files larger than this are not verified (no client is this big).
+const MAX_VERIFY_BYTES: u64 = 512 << 20;
+
+/// An executable proven to be an installed package's unmodified file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackagedExe {
+    pub package: Arc<str>,
+    /// The path dpkg installed it at (absolute).
+    pub path: String,
+}
+
+impl PackagedExe {
+    /// The program's name: the file name the package gave it.
+    pub fn name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+}
+
+/// Packaged executables by absolute path.
+#[derive(Debug, Default)]
+pub struct PackageIndex {
+    files: HashMap<String, (Arc<str>, [u8; 16])>,
+}
+
+impl PackageIndex {
+    /// Reads every `*.md5sums` in `dir`, keeping the files in program
+    /// directories (a bin, sbin or libexec directory, and dot-less names under
+    /// lib such as `git-core/git` or `openssh/sshd-session`).
+    pub fn load(dir: &Path) -> std::io::Result<PackageIndex> {
+        let mut files = HashMap::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".md5sums")) else {
+                continue;
+            };
+            // Multi-arch packages are named `pkg:arch`.
+            let package: Arc<str> = stem.split(':').next().unwrap_or(stem).into();
+            let Ok(text) = read_capped(&entry.path(), 16 << 20) else {
+                continue;
+            };
+            for line in text.lines() {
+                let Some((md5, rel)) = line.split_once("  ") else {
+                    continue;
+                };
+                let mut digest = [0u8; 16];
+                if !is_program_path(rel) || hex::decode_to_slice(md5, &mut digest).is_err() {
+                    continue;
+                }
+                files.insert(format!("/{rel}"), (package.clone(), digest));
+            }
+        }
+        Ok(PackageIndex { files })
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// The package's record for `path`, trying the merged-/usr alias too
+    /// (dpkg may list `bin/su` where the kernel reports `/usr/bin/su`).
+    fn lookup(&self, path: &str) -> Vec<(String, Arc<str>, [u8; 16])> {
+        let mut out = Vec::new();
+        for candidate in [Some(path.to_string()), usr_alias(path)]
+            .into_iter()
+            .flatten()
+        {
+            if let Some((pkg, md5)) = self.files.get(&candidate) {
+                out.push((candidate, pkg.clone(), *md5));
+            }
+        }
+        out
+    }
+}
+
+fn read_capped(path: &Path, cap: u64) -> std::io::Result<String> {
+    let f = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut s = String::new();
+    f.take(cap).read_to_string(&mut s)?;
+    Ok(s)
+}
+
+fn is_program_path(rel: &str) -> bool {
+    let rel = rel.strip_prefix("usr/").unwrap_or(rel);
+    let base = rel.rsplit('/').next().unwrap_or(rel);
+    ["bin/", "sbin/", "libexec/", "games/"]
+        .iter()
+        .any(|d| rel.starts_with(d))
+        || (rel.starts_with("lib") && !base.contains('.'))
+}
+
+/// `/usr/bin/x` <-> `/bin/x` (and sbin, lib*), for merged-/usr systems.
+fn usr_alias(path: &str) -> Option<String> {
+    const MERGED: [&str; 4] = ["bin/", "sbin/", "lib/", "lib64/"];
+    if let Some(rest) = path.strip_prefix("/usr/") {
+        return MERGED
+            .iter()
+            .any(|d| rest.starts_with(d))
+            .then(|| format!("/{rest}"));
+    }
+    let rest = path.strip_prefix('/')?;
+    MERGED
+        .iter()
+        .any(|d| rest.starts_with(d))
+        .then(|| format!("/usr/{rest}"))
+}
+
+/// The file a process's identity names: the exec'd binary or a script.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct FileClaim {
+    path: String,
+    dev: u64,
+    ino: u64,
+    sha256: String,
+}
+
+/// Checks `claim` against the index: the package's file at its path is the
+/// claimed inode, owned by root, not writable by group or others, with the
+/// package's MD5 and the claimed SHA-256 (read in one pass).
+fn verify_file(index: &PackageIndex, claim: &FileClaim) -> Option<PackagedExe> {
+    for (path, package, md5) in index.lookup(&claim.path) {
+        let Ok(f) = File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)
+        else {
+            continue;
+        };
+        let Ok(before) = f.metadata() else { continue };
+        if !before.is_file()
+            || before.dev() != claim.dev
+            || before.ino() != claim.ino
+            || before.uid() != 0
+            || before.mode() & 0o022 != 0
+            || before.size() > MAX_VERIFY_BYTES
+        {
+            continue;
+        }
+        let Ok((got_md5, got_sha)) = digests(&f) else {
+            continue;
+        };
+        let unchanged = f.metadata().is_ok_and(|after| {
+            after.size() == before.size()
+                && after.mtime() == before.mtime()
+                && after.mtime_nsec() == before.mtime_nsec()
+                && after.ctime() == before.ctime()
+                && after.ctime_nsec() == before.ctime_nsec()
+        });
+        if unchanged && got_md5 == md5 && hex::encode(got_sha) == claim.sha256 {
+            return Some(PackagedExe { package, path });
+        }
+    }
+    None
+}
+
+fn digests(mut f: &File) -> std::io::Result<([u8; 16], [u8; 32])> {
+    let mut md5 = Md5::new();
+    let mut sha = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        md5.update(&buf[..n]);
+        sha.update(&buf[..n]);
+    }
+    Ok((md5.finalize().into(), sha.finalize().into()))
+}
+
+/// The claim of a file whose hash the hash cache verified for the exec'd
+/// version; none for fileless, deleted, modified or unhashed files.
+fn exe_claim(p: &Process) -> Option<FileClaim> {
+    let e = &p.exe;
+    if e.fileless || e.deleted || e.modified_after_exec || e.hash_status != "ok" {
+        return None;
+    }
+    Some(FileClaim {
+        path: e.path.clone(),
+        dev: e.dev,
+        ino: e.inode,
+        sha256: e.sha256.clone()?,
+    })
+}
+
+fn script_claim(p: &Process) -> Option<FileClaim> {
+    let s = &p.interpreter.as_ref()?.script;
+    if s.hash_status != "ok" {
+        return None;
+    }
+    Some(FileClaim {
+        path: s.path.clone(),
+        dev: s.dev?,
+        ino: s.inode?,
+        sha256: s.sha256.clone()?,
+    })
+}
+
+pub type PackagedFuture = Shared<BoxFuture<'static, Option<PackagedExe>>>;
+
+#[derive(Default)]
+struct Loaded {
+    index: Arc<PackageIndex>,
+    /// `/var/lib/dpkg/info`'s mtime when `index` was read.
+    mtime: Option<SystemTime>,
+    /// Bumped on every reload: cached verdicts of an older index are stale.
+    generation: u64,
+}
+
+/// The package index and the verdicts per file version.
+pub struct Packages {
+    dir: PathBuf,
+    loaded: Mutex<Loaded>,
+    verdicts: Mutex<LruCache<(u64, FileClaim), PackagedFuture>>,
+}
+
+impl Packages {
+    /// Starts reading the index on the blocking pool. Must be called inside
+    /// a tokio runtime.
+    pub fn start(dir: impl Into<PathBuf>) -> Arc<Packages> {
+        let p = Arc::new(Packages {
+            dir: dir.into(),
+            loaded: Mutex::default(),
+            verdicts: Mutex::new(LruCache::new(NonZeroUsize::new(4096).unwrap())),
+        });
+        let warm = p.clone();
+        tokio::task::spawn_blocking(move || warm.current());
+        p
+    }
+
+    /// The index, re-read first if dpkg changed its database since.
+    fn current(&self) -> (Arc<PackageIndex>, u64) {
+        let mtime = std::fs::metadata(&self.dir).and_then(|m| m.modified()).ok();
+        let mut loaded = self.loaded.lock().unwrap();
+        if loaded.generation == 0 || loaded.mtime != mtime {
+            let index = PackageIndex::load(&self.dir).unwrap_or_else(|e| {
+                tracing::warn!(
+                    "cannot read the dpkg database at {}: {e}; no packaged program \
+                     is recognised as an expected secret client",
+                    self.dir.display()
+                );
+                PackageIndex::default()
+            });
+            tracing::debug!("package index: {} programs", index.len());
+            *loaded = Loaded {
+                index: Arc::new(index),
+                mtime,
+                generation: loaded.generation + 1,
+            };
+        }
+        (loaded.index.clone(), loaded.generation)
+    }
+
+    /// Whether `p` runs an installed package's unmodified program: the exec'd
+    /// binary, or for a `#!` script the script, with its interpreter packaged
+    /// too. `None` when the identity cannot qualify at all.
+    pub fn verify(self: &Arc<Self>, p: &Process) -> Option<PackagedFuture> {
+        let exe = exe_claim(p)?;
+        let script = match &p.interpreter {
+            Some(_) => Some(script_claim(p)?),
+            None => None,
+        };
+        let generation = self.loaded.lock().unwrap().generation;
+        let key = (generation, script.clone().unwrap_or_else(|| exe.clone()));
+        let mut verdicts = self.verdicts.lock().unwrap();
+        if let Some(f) = verdicts.get(&key) {
+            return Some(f.clone());
+        }
+        let me = self.clone();
+        let fut = tokio::task::spawn_blocking(move || {
+            let (index, _) = me.current();
+            let binary = verify_file(&index, &exe)?;
+            match script {
+                Some(s) => verify_file(&index, &s),
+                None => Some(binary),
+            }
+        })
+        .map(|r| r.ok().flatten())
+        .boxed()
+        .shared();
+        verdicts.put(key, fut.clone());
+        Some(fut)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_paths_are_kept_and_data_files_are_not() {
+        for p in [
+            "usr/bin/ssh-keygen",
+            "bin/su",
+            "sbin/unix_chkpwd",
+            "usr/lib/git-core/git",
+            "usr/lib/openssh/sshd-session",
+            "usr/libexec/x",
+        ] {
+            assert!(is_program_path(p), "{p}");
+        }
+        for p in [
+            "usr/share/man/man1/ssh-keygen.1.gz",
+            "usr/lib/x86_64-linux-gnu/libssl.so.3",
+            "etc/passwd",
+        ] {
+            assert!(!is_program_path(p), "{p}");
+        }
+        assert_eq!(usr_alias("/usr/bin/su").as_deref(), Some("/bin/su"));
+        assert_eq!(usr_alias("/sbin/x").as_deref(), Some("/usr/sbin/x"));
+        assert_eq!(usr_alias("/usr/share/x"), None);
+        assert_eq!(usr_alias("/tmp/x"), None);
+    }
+
+    #[test]
+    fn a_copy_or_an_edited_file_is_not_the_package_s_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let prog = dir.path().join("prog");
+        std::fs::write(&prog, b"#!/bin/true\nreal program\n").unwrap();
+        let mut index = PackageIndex::default();
+        let md5 = Md5::digest(b"#!/bin/true\nreal program\n").into();
+        index
+            .files
+            .insert(prog.to_str().unwrap().into(), ("demo".into(), md5));
+        let meta = std::fs::metadata(&prog).unwrap();
+        let sha = hex::encode(Sha256::digest(b"#!/bin/true\nreal program\n"));
+        let claim = FileClaim {
+            path: prog.to_str().unwrap().into(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            sha256: sha.clone(),
+        };
+        let ok = verify_file(&index, &claim).expect("the package's own file");
+        assert_eq!((&*ok.package, ok.name()), ("demo", "prog"));
+        // Another inode at another path: not in the package.
+        let copy = dir.path().join("copy");
+        std::fs::copy(&prog, &copy).unwrap();
+        let cm = std::fs::metadata(&copy).unwrap();
+        let copied = FileClaim {
+            path: copy.to_str().unwrap().into(),
+            dev: cm.dev(),
+            ino: cm.ino(),
+            sha256: sha.clone(),
+        };
+        assert_eq!(verify_file(&index, &copied), None);
+        // The claimed hash is not the content: a version the kernel did not run.
+        let other = FileClaim {
+            sha256: "0".repeat(64),
+            ..claim.clone()
+        };
+        assert_eq!(verify_file(&index, &other), None);
+        // Edited in place: the MD5 no longer matches.
+        std::fs::write(&prog, b"#!/bin/true\nedited program\n").unwrap();
+        let edited = FileClaim {
+            sha256: hex::encode(Sha256::digest(b"#!/bin/true\nedited program\n")),
+            ..claim
+        };
+        assert_eq!(verify_file(&index, &edited), None);
+    }
+
+    #[test]
+    fn the_host_s_dpkg_database_names_its_programs() {
+        let index = PackageIndex::load(Path::new(DPKG_INFO)).expect("dpkg database");
+        let found = index.lookup("/usr/bin/ssh-keygen");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(&*found[0].1, "openssh-client");
+        // su is listed as bin/su on merged-/usr Debian 12.
+        assert!(!index.lookup("/usr/bin/su").is_empty());
+        assert!(index.lookup("/usr/share/doc/git/copyright").is_empty());
+    }
+}

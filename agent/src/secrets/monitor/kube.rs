@@ -1,0 +1,219 @@
+//! The monitor's part for Kubernetes Secrets: watching the kubelet's volume files by inode, following `..data` swaps, who each content is mounted into, and `secretKeyRef` variables.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    os::unix::fs::MetadataExt,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use super::{inode_key, user_dev_to_kernel, SecretMonitor};
+use crate::{
+    event::Process,
+    identity::pods::{PodCache, PodMeta},
+    secrets::catalog::{CatalogEntry, SecretKind},
+    secrets::env::EnvSecret,
+    secrets::kernel_watch::KernelWatch,
+    secrets::kube::{self, layout, KubeSecret, Layout},
+};
+
+/// How often the kubelet's volume directories are looked at again: new
+/// pods' volumes and `..data` swaps are watched within this. A look costs
+/// one directory listing per pod and one `readlink` per volume.
+const KUBE_POLL: Duration = Duration::from_secs(2);
+
+pub(super) struct KubeState {
+    root: PathBuf,
+    entries: Vec<CatalogEntry>,
+    layout: Layout,
+    pod_generation: Option<u64>,
+    pub(super) last_poll: Option<Instant>,
+    pods: HashMap<String, Arc<PodMeta>>,
+    /// Every variable name some pod sets from a Secret (`secretKeyRef`).
+    key_ref_vars: HashSet<String>,
+    /// Fingerprint -> pods (uid -> `namespace/name`) whose volumes hold that content.
+    mounted: HashMap<String, BTreeMap<String, String>>,
+}
+
+/// The pod a process belongs to, as the pod list vouched for it: (uid, container name).
+fn vouched_pod(p: &Process) -> Option<(&str, Option<&str>)> {
+    let uid = p.pod.as_ref()?.get("uid")?.as_str()?;
+    let container = p
+        .container
+        .as_ref()
+        .and_then(|c| c.get("name"))
+        .and_then(|n| n.as_str());
+    Some((uid, container))
+}
+
+impl<K: KernelWatch> SecretMonitor<K> {
+    /// Watches the Secret and projected volumes under `kubelet_root`
+    /// (`kubernetes.kubelet_root`), named from the pod list given to
+    /// [`Self::poll_kube`].
+    pub fn watch_kubelet(&mut self, kubelet_root: PathBuf) {
+        let entries = kube::entries(&kubelet_root.to_string_lossy());
+        self.kube = Some(KubeState {
+            root: kubelet_root,
+            entries,
+            layout: Layout::default(),
+            pod_generation: None,
+            last_poll: None,
+            pods: HashMap::new(),
+            key_ref_vars: HashSet::new(),
+            mounted: HashMap::new(),
+        });
+    }
+
+    /// The entry `id` names: the catalogue's, or a Kubernetes Secret entry.
+    pub(super) fn entry_of(&self, id: &str) -> Option<&CatalogEntry> {
+        self.catalog.entry(id).or_else(|| {
+            self.kube
+                .as_ref()
+                .and_then(|k| k.entries.iter().find(|e| e.id == id))
+        })
+    }
+
+    /// Looks at the kubelet's volumes again (at most every [`KUBE_POLL`]):
+    /// new volumes and swapped `..data` directories are watched, files
+    /// gone are forgotten, and files are named again when the pod list changed.
+    pub fn poll_kube(&mut self, pods: Option<&PodCache>) {
+        let Some(st) = self.kube.as_mut() else {
+            return;
+        };
+        if st.last_poll.is_some_and(|t| t.elapsed() < KUBE_POLL) {
+            return;
+        }
+        st.last_poll = Some(Instant::now());
+        let fresh = layout::scan(&st.root, &st.layout);
+        let generation = pods.map(|p| p.generation());
+        let unchanged = st.pod_generation.is_some()
+            && generation == st.pod_generation
+            && fresh.volumes.len() == st.layout.volumes.len()
+            && fresh.volumes.iter().all(|(dir, v)| {
+                st.layout
+                    .volumes
+                    .get(dir)
+                    .is_some_and(|o| o.data_dir == v.data_dir)
+            });
+        if unchanged {
+            return;
+        }
+        let old = std::mem::replace(&mut st.layout, fresh);
+        st.pod_generation = Some(generation.unwrap_or(0));
+        if let Some(p) = pods {
+            st.pods = p.all().into_iter().map(|m| (m.uid.clone(), m)).collect();
+            st.key_ref_vars = st
+                .pods
+                .values()
+                .flat_map(|m| m.secret_env.iter().map(|r| r.variable.clone()))
+                .collect();
+        }
+        let now: HashSet<(u64, u64)> = st.layout.files().map(|f| f.inode).collect();
+        let gone: Vec<(u64, u64)> = old
+            .files()
+            .map(|f| f.inode)
+            .filter(|i| !now.contains(i))
+            .collect();
+        let mut unnamed = 0;
+        let named: Vec<(KubeSecret, String)> = st
+            .layout
+            .files()
+            .filter_map(|f| {
+                let pod = st.pods.get(&f.pod_uid);
+                let named = pod.and_then(|p| kube::name(f, p).map(|k| (k, kube::pod_label(p))));
+                unnamed += usize::from(named.is_none());
+                named
+            })
+            .collect();
+        self.stats.kube_refused_entries = st.layout.refused();
+        self.stats.kube_bad_volumes = st.layout.bad_volumes;
+        self.stats.kube_unnamed_files = unnamed;
+        for (dev, ino) in gone {
+            self.unwatch(user_dev_to_kernel(dev), ino);
+        }
+        let mut mounted: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+        let mut watched = 0;
+        for (k, pod_label) in named {
+            // The walk judged this very inode; anything else there now is a swap.
+            let Ok(meta) = std::fs::symlink_metadata(&k.file.path) else {
+                continue;
+            };
+            if !meta.is_file() || (meta.dev(), meta.ino()) != k.file.inode {
+                continue;
+            }
+            let path = k.file.path.to_string_lossy().into_owned();
+            let fp = self.track(&path, k.entry_id(), &meta, None);
+            if let Some(slot) = self.by_inode.get(&inode_key(&meta)) {
+                let w = &mut self.watched[*slot as usize];
+                w.catalog_id = k.entry_id().to_string();
+                w.path = path;
+                w.kube = Some(Arc::new(k.clone()));
+            }
+            if let Some(fp) = fp {
+                mounted
+                    .entry(fp)
+                    .or_default()
+                    .insert(k.secret.pod_uid.clone(), pod_label);
+            }
+            watched += 1;
+        }
+        self.stats.kube_secret_files = watched;
+        if let Some(st) = self.kube.as_mut() {
+            st.mounted = mounted;
+        }
+    }
+
+    /// The pods (`namespace/name`) whose volumes hold the content `fp`.
+    pub(super) fn kube_mounted_in(&self, fp: Option<&str>) -> Vec<String> {
+        fp.and_then(|fp| self.kube.as_ref()?.mounted.get(fp))
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether `p` runs in a pod one of whose volumes holds the content `fp`.
+    pub(super) fn kube_reader_is_mounted(&self, fp: Option<&str>, p: &Process) -> bool {
+        let Some((uid, _)) = vouched_pod(p) else {
+            return false;
+        };
+        fp.and_then(|fp| self.kube.as_ref()?.mounted.get(fp))
+            .is_some_and(|m| m.contains_key(uid))
+    }
+
+    /// The variables of `vars` some pod sets from a Secret: kept until the
+    /// process's pod is known, the rest dropped at once.
+    pub(super) fn key_ref_candidates(&self, vars: Vec<(String, String)>) -> Vec<(String, String)> {
+        let Some(st) = self.kube.as_ref().filter(|k| !k.key_ref_vars.is_empty()) else {
+            return Vec::new();
+        };
+        vars.into_iter()
+            .filter(|(k, v)| !v.is_empty() && st.key_ref_vars.contains(k))
+            .collect()
+    }
+
+    /// Adds the variables of `vars` that `p`'s pod spec sets from a Secret
+    /// (`secretKeyRef`), replacing a shape detector's find of the same variable.
+    pub(super) fn kube_env(
+        &self,
+        p: &Process,
+        vars: &[(String, String)],
+        out: &mut Vec<EnvSecret>,
+    ) {
+        let Some((uid, Some(container))) = vouched_pod(p) else {
+            return;
+        };
+        let Some(pod) = self.kube.as_ref().and_then(|k| k.pods.get(uid)) else {
+            return;
+        };
+        for (secret, var, value) in kube::env_refs(pod, container, vars) {
+            out.retain(|s| s.var != var);
+            out.push(EnvSecret {
+                var: var.to_string(),
+                detector: kube::ENV_DETECTOR,
+                kind: SecretKind::KubernetesSecret,
+                value: value.to_string(),
+                k8s: Some(secret),
+            });
+        }
+    }
+}

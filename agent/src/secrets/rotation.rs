@@ -1,0 +1,151 @@
+//! Rotation age: secrets whose content outlived their policy's `max_age` raise `secret-stale`, once per period.
+//!
+//! Age is judged by content, as proctor observed it: a content dates from
+//! when proctor first saw its fingerprint, or from the file's mtime at first
+//! discovery when that is older (the content was there at least that long).
+//! Touching a file does not make it younger; rewriting it with other bytes
+//! does. When secret-stale fires is kept in the inventory, so a restart
+//! neither repeats it within the period nor forgets it.
+
+use std::time::Duration;
+
+use crate::{
+    detect::findings,
+    event::{rfc3339_ns, Finding, SecretInfo},
+    secrets::{
+        inventory::{InventoryStore, StoreError},
+        policy::SecretsConfig,
+    },
+};
+
+/// `secret-stale` findings due at `now_ns`, each noted in the store as
+/// reported so that the next one for the same content comes a period later.
+pub fn stale_findings(
+    store: &InventoryStore,
+    policy: &SecretsConfig,
+    now_ns: u64,
+) -> Result<Vec<Finding>, StoreError> {
+    let mut out = Vec::new();
+    for c in store.content_ages()? {
+        let s = &c.secret;
+        let Some(max_age) = policy.max_age(&s.catalog_id, &s.path) else {
+            continue;
+        };
+        if !is_due(c.content_since_ns, c.stale_reported_ns, max_age, now_ns) {
+            continue;
+        }
+        store.mark_stale_reported(&s.path, now_ns)?;
+        let (path, variable) = match s.path.strip_prefix("env:") {
+            Some(var) => (None, Some(var.to_string())),
+            None => (Some(s.path.clone()), None),
+        };
+        let secret = SecretInfo {
+            id: s.catalog_id.clone(),
+            kind: s.kind.clone(),
+            fingerprint: s.fingerprint.clone(),
+            path,
+            variable,
+            k8s: None,
+        };
+        out.push(findings::secret_stale(
+            secret,
+            now_ns.saturating_sub(c.content_since_ns) / 1_000_000_000,
+            max_age.as_secs(),
+            rfc3339_ns(c.content_since_ns),
+        ));
+    }
+    Ok(out)
+}
+
+/// Older than `max_age`, and not reported within the last `max_age` for
+/// this content (a report before the content changed is cleared by the store).
+fn is_due(since_ns: u64, reported_ns: Option<u64>, max_age: Duration, now_ns: u64) -> bool {
+    let period = u64::try_from(max_age.as_nanos()).unwrap_or(u64::MAX);
+    let old = now_ns.saturating_sub(since_ns) >= period;
+    let quiet = reported_ns.is_none_or(|r| now_ns.saturating_sub(r) >= period);
+    since_ns > 0 && old && quiet
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::rule::SECRET_STALE;
+    use crate::secrets::inventory::{
+        test_records::{fingerprint, secret, NS, T0},
+        DB_FILE_NAME,
+    };
+
+    fn policy(yaml: &str) -> SecretsConfig {
+        let p: SecretsConfig = serde_yaml_ng::from_str(yaml).unwrap();
+        p.validate().unwrap();
+        p
+    }
+
+    #[test]
+    fn a_secret_past_max_age_is_reported_once_per_period_and_resets_on_rotation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = InventoryStore::open(&tmp.path().join(DB_FILE_NAME)).unwrap();
+        let aws = "/root/.aws/credentials";
+        store.upsert_secret(&secret(aws, T0)).unwrap();
+        // No rule about this one: never judged.
+        store
+            .upsert_secret(&secret("/home/a/.aws/credentials", T0))
+            .unwrap();
+        let p = policy(
+            "rules:\n- secret: {path: /root/.aws/credentials}\n  max_age: 100s\n\
+             - secret: {id: aws-cli-credentials, path: /root/**}\n  max_age: 1h\n",
+        );
+        assert_eq!(
+            p.max_age("aws-cli-credentials", aws),
+            Some(Duration::from_secs(100))
+        );
+
+        assert!(stale_findings(&store, &p, T0 + 99 * NS).unwrap().is_empty());
+        let found = stale_findings(&store, &p, T0 + 100 * NS).unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        let f = &found[0];
+        assert_eq!(f.rule, SECRET_STALE);
+        assert_eq!(f.severity, crate::event::Severity::Medium);
+        let s = f.secret.as_ref().unwrap();
+        assert_eq!(s.path.as_deref(), Some(aws));
+        assert_eq!(s.id, "aws-cli-credentials");
+        assert!(f.summary.contains("1m 40s"), "{}", f.summary);
+        // Within the period: quiet; a period later: again.
+        assert!(stale_findings(&store, &p, T0 + 199 * NS)
+            .unwrap()
+            .is_empty());
+        assert_eq!(stale_findings(&store, &p, T0 + 200 * NS).unwrap().len(), 1);
+
+        // Rotated: the new content is young again.
+        let mut rotated = secret(aws, T0 + 250 * NS);
+        rotated.fingerprint = Some(fingerprint(b"rotated"));
+        rotated.mtime_ns = (T0 + 250 * NS).cast_signed();
+        store.upsert_secret(&rotated).unwrap();
+        assert!(stale_findings(&store, &p, T0 + 349 * NS)
+            .unwrap()
+            .is_empty());
+        assert_eq!(stale_findings(&store, &p, T0 + 350 * NS).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn max_age_must_be_a_duration_of_at_least_a_second() {
+        let bad: SecretsConfig =
+            serde_yaml_ng::from_str("rules:\n- secret: {id: pgpass}\n  max_age: 10ms\n").unwrap();
+        let e = bad.validate().unwrap_err();
+        assert!(e.contains("secrets.rules[0].max_age"), "{e}");
+        let e = serde_yaml_ng::from_str::<SecretsConfig>(
+            "rules:\n- secret: {id: pgpass}\n  max_age: ninety days\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("invalid duration"), "{e}");
+    }
+
+    #[test]
+    fn due_needs_a_known_start() {
+        let d = Duration::from_secs(1);
+        assert!(!is_due(0, None, d, T0));
+        assert!(is_due(T0, None, d, T0 + NS));
+        assert!(!is_due(T0, Some(T0 + NS), d, T0 + NS + 1));
+    }
+}
