@@ -474,6 +474,23 @@ impl SecretsConfig {
             .min()
     }
 
+    /// Every literal `exe_path` of rule owners and exception readers: the
+    /// files [`OwnerFiles`] follows.
+    pub fn literal_exe_paths(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .rules
+            .iter()
+            .flat_map(|r| r.owners.iter())
+            .chain(self.exceptions.iter().map(|e| &e.reader))
+            .filter_map(|s| s.exe_path.as_ref())
+            .map(|g| g.pattern.clone())
+            .filter(|p| is_literal(p))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Whether a rule about this secret asks for `e`.
     pub fn enforces(&self, catalog_id: &str, path: &str, e: Enforcement) -> Option<usize> {
         self.indexed_rules_for(catalog_id, path)
@@ -567,6 +584,17 @@ impl SecretsConfig {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn literal_exe_paths_of_owners_and_exceptions_without_globs() {
+        let p: SecretsConfig = serde_yaml_ng::from_str(
+            "rules:\n  - secret: {id: netrc}\n    owners: [{exe_path: /usr/bin/a}, {exe_path: /opt/*/bin/x}]\n\
+             exceptions:\n  - secret: {id: pgpass}\n    reader: {exe_path: /usr/bin/a}\n  \
+             - secret: {id: pgpass}\n    reader: {exe_path: /usr/bin/b}\n",
+        )
+        .unwrap();
+        assert_eq!(p.literal_exe_paths(), vec!["/usr/bin/a", "/usr/bin/b"]);
+    }
     use super::*;
 
     #[test]

@@ -201,7 +201,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             stats: MonitorStats::default(),
         };
         m.install_names()?;
-        m.owner_files = OwnerFiles::resolve(&m.policy);
+        m.owner_files = OwnerFiles::resolve(m.policy.literal_exe_paths());
         m.install_kill_owners()?;
         m.scan();
         Ok(m)
