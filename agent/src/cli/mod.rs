@@ -2,6 +2,7 @@
 
 pub mod blast_radius_table;
 pub mod inventory_table;
+pub mod migration_plan;
 pub mod policy_check;
 
 use std::path::PathBuf;
@@ -81,8 +82,20 @@ pub enum Command {
         json: bool,
         /// Blast radius of one secret (its path, catalog id or fingerprint):
         /// every workload that read it and where they connected afterwards.
-        #[arg(long, value_name = "SECRET")]
+        #[arg(long, value_name = "SECRET", conflicts_with = "migration_plan")]
         secret: Option<String>,
+        /// Each secret's readers grouped into workloads by kernel evidence,
+        /// with the `spire-server entry create` command that would identify
+        /// each one and the destinations it used the secret against.
+        #[arg(long)]
+        migration_plan: bool,
+        /// Trust domain of the suggested SPIFFE IDs (--migration-plan).
+        #[arg(long, value_name = "DOMAIN", default_value = "example.org")]
+        trust_domain: String,
+        /// SPIFFE ID of the node's SPIRE agent for -parentID (--migration-plan;
+        /// default: the commands read $PARENT_ID).
+        #[arg(long, value_name = "SPIFFE_ID")]
+        parent_id: Option<String>,
     },
     /// Run as a SPIRE agent WorkloadAttestor plugin (started by the SPIRE
     /// agent, which speaks the go-plugin protocol; not for use by hand). The
@@ -203,9 +216,25 @@ fn dispatch(cmd: Command) -> Result<i32> {
             config,
             json,
             secret,
+            migration_plan,
+            trust_domain,
+            parent_id,
         } => {
             let cfg = Config::load(config.as_deref())?;
             let store = InventoryStore::open_read_only(&inventory::default_path(&cfg.state_dir))?;
+            if migration_plan {
+                let plan = store.migration_plan(crate::clock::now_ns())?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&plan)?);
+                } else {
+                    let reg = migration_plan::Registration {
+                        trust_domain: &trust_domain,
+                        parent_id: parent_id.as_deref(),
+                    };
+                    print!("{}", migration_plan::render_migration_plan(&plan, &reg));
+                }
+                return Ok(0);
+            }
             if let Some(key) = secret {
                 let found = store.blast_radius(&key, crate::clock::now_ns())?;
                 if json {

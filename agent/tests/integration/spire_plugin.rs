@@ -592,3 +592,138 @@ fn deploy_snippet_and_registration_example_match_the_plugin() {
         );
     }
 }
+
+/// `proctor inventory ARGS --config CFG` as JSON.
+fn inventory_json(cfg: &Path, args: &[&str]) -> Value {
+    let mut all: Vec<&str> = vec!["inventory", "--json", "--config", cfg.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = crate::harness::proctor_ok(all);
+    serde_json::from_slice(&out).unwrap()
+}
+
+#[test]
+fn the_migration_plans_selectors_attest_the_secrets_reader_and_no_other_workload() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let secret_value = format!("netrc-migrate-{}", std::process::id());
+    let netrc = home.join(".netrc");
+    std::fs::write(
+        &netrc,
+        format!("machine example.test login app password {secret_value}\n"),
+    )
+    .unwrap();
+    let socket = dir.path().join("proctor.sock");
+    let state = dir.path().join("state");
+    let off = "api:\n  enabled: false\n";
+    let config = format!(
+        "{}state_dir: {}\nsecrets:\n  extra_homes: [{}]\n  search_dirs: []\n",
+        TEST_CONFIG.replace(
+            off,
+            &format!("api:\n  enabled: true\n  socket: {}\n", socket.display()),
+        ),
+        state.display(),
+        home.display(),
+    );
+    let cfg = dir.path().join("agent.yaml");
+    std::fs::write(&cfg, &config).unwrap();
+    let _agent = AgentProc::start(&config);
+
+    // The workload that holds the key today: it reads it and keeps running.
+    let app = dir.path().join("billing-app");
+    std::fs::copy("/usr/bin/tail", &app).unwrap();
+    let app_sha = sha256_file(&app);
+    let reader = Kid(crate::harness::spawn(
+        Command::new(&app)
+            .args(["-f", netrc.to_str().unwrap()])
+            .stdout(Stdio::null()),
+    ));
+    assert_eq!(wait_for_hash(&socket, reader.0.id()), app_sha);
+    // Reads reach the inventory within a fraction of a second.
+    let t = Instant::now();
+    let plan = loop {
+        let plan = inventory_json(&cfg, &["--migration-plan"]);
+        let found = plan["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["exe_sha256"] == app_sha.as_str());
+        if found {
+            break plan;
+        }
+        assert!(
+            t.elapsed() < WAIT,
+            "the read never reached the plan: {plan}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let text = String::from_utf8(crate::harness::proctor_ok([
+        "inventory",
+        "--migration-plan",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert!(!plan.to_string().contains(&secret_value) && !text.contains(&secret_value));
+    let w = plan["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["exe_sha256"] == app_sha.as_str())
+        .unwrap();
+    assert_eq!(w["secrets"][0]["path"], netrc.to_str().unwrap(), "{w}");
+    assert_eq!(w["secrets"][0]["catalog_id"], "netrc", "{w}");
+    let selectors = strings(&w["selectors"]);
+    assert_eq!(
+        selectors,
+        vec![format!("sha256:{app_sha}"), "uid:0".to_string()],
+        "{w}"
+    );
+    for s in &selectors {
+        assert!(
+            text.contains(&format!("-selector proctor:{s}")),
+            "the printed command lacks {s}:\n{text}"
+        );
+    }
+    assert!(text.contains("spire-server entry create"), "{text}");
+
+    // What SPIRE's agent would get from the plugin for the reader, and for
+    // another workload (same user, another binary).
+    let other = dir.path().join("other-app");
+    std::fs::copy("/bin/sleep", &other).unwrap();
+    let other_kid = Kid(crate::harness::spawn(
+        Command::new(&other).arg("300").stdout(Stdio::null()),
+    ));
+    wait_for_hash(&socket, other_kid.0.id());
+    let conf = agent_conf(
+        dir.path(),
+        &format!("agent_socket = \"{}\"", socket.display()),
+    );
+    let socket_dir = dir.path().join("plugin-sockets");
+    std::fs::create_dir(&socket_dir).unwrap();
+    let run = run_host(
+        &[
+            "-config",
+            conf.to_str().unwrap(),
+            "-pids",
+            &format!("{},{}", reader.0.id(), other_kid.0.id()),
+        ],
+        &[("PLUGIN_UNIX_SOCKET_DIR", socket_dir.to_str().unwrap())],
+    );
+    assert!(run.status.success(), "host failed: {}", run.stderr);
+    let attest = run.report["attest"].as_array().unwrap();
+    let of_reader = strings(&attest[0]["selectors"]);
+    let of_other = strings(&attest[1]["selectors"]);
+    for s in &selectors {
+        assert!(
+            of_reader.contains(s),
+            "{s} from the plan is not among the reader's attested selectors {of_reader:?}"
+        );
+    }
+    assert!(
+        !selectors.iter().all(|s| of_other.contains(s)),
+        "the plan's entry would also match another workload: {of_other:?}"
+    );
+    drop(other_kid);
+    drop(reader);
+}

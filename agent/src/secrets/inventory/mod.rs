@@ -32,6 +32,7 @@
 
 mod destinations;
 mod errors;
+mod migration;
 mod queries;
 mod records;
 mod schema;
@@ -44,6 +45,7 @@ use std::path::{Path, PathBuf};
 
 pub use destinations::{DestinationBatch, DestinationRecord};
 pub use errors::StoreError;
+pub use migration::{MigrationPlan, PlannedSecret, PlannedWorkload, Unidentified};
 pub use records::{
     is_valid_fingerprint, BlastRadius, ContentAge, InventoryItem, ReaderRecord, SecretRecord,
 };
