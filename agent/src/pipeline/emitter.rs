@@ -248,20 +248,7 @@ impl Emitter {
     /// untrusted-binary finding its hash may call for.
     fn hashed(&mut self, process: Arc<Process>) {
         let time = rfc3339_ns(to_epoch_ns(boot_ns()));
-        let seq = self.emit(Event {
-            schema: SCHEMA,
-            time: time.clone(),
-            node: self.node.clone(),
-            kind: Kind::ProcessHash,
-            seq: 0,
-            process: process.clone(),
-            exit: None,
-            status: None,
-            file: None,
-            finding: None,
-            net: None,
-            suppressed: None,
-        });
+        let seq = self.emit(self.about(Kind::ProcessHash, time.clone(), process.clone()));
         if let Some(finding) = findings::untrusted_binary(&process) {
             self.untrusted(finding, seq, time, process);
         }
@@ -276,19 +263,27 @@ impl Emitter {
     ) {
         finding.evidence.event_seqs.extend(evidence);
         self.emit(Event {
+            finding: Some(finding),
+            ..self.about(Kind::Finding, time, process)
+        });
+    }
+
+    /// An event of `kind` about `process` and nothing else, not numbered yet.
+    fn about(&self, kind: Kind, time: String, process: Arc<Process>) -> Event {
+        Event {
             schema: SCHEMA,
             time,
             node: self.node.clone(),
-            kind: Kind::Finding,
+            kind,
             seq: 0,
             process,
             exit: None,
             status: None,
             file: None,
-            finding: Some(finding),
+            finding: None,
             net: None,
             suppressed: None,
-        });
+        }
     }
 
     fn summarise(&mut self) {

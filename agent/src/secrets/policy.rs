@@ -647,6 +647,10 @@ mod tests {
         let entries = crate::secrets::catalog::builtin_entries();
         let entry = |id: &str| entries.iter().find(|e| e.id == id).unwrap().clone();
         let reader = crate::testdata::process();
+        let files = OwnerFiles::default();
+        let judge = |entry: &CatalogEntry, path: &str, client: Option<&PackagedExe>| {
+            cfg.judge(entry, path, &reader, client, &files)
+        };
         let client = |pkg: &str, path: &str| PackagedExe {
             package: pkg.into(),
             path: path.into(),
@@ -654,58 +658,28 @@ mod tests {
         let shadow = entry("shadow");
         let passwd = client("passwd", "/usr/bin/passwd");
         assert_eq!(
-            cfg.judge(
-                &shadow,
-                "/etc/shadow",
-                &reader,
-                Some(&passwd),
-                &OwnerFiles::default()
-            ),
+            judge(&shadow, "/etc/shadow", Some(&passwd)),
             Verdict::ExpectedClient
         );
         // Unproven (no package verdict), or another entry's client: foreign.
         assert_eq!(
-            cfg.judge(
-                &shadow,
-                "/etc/shadow",
-                &reader,
-                None,
-                &OwnerFiles::default()
-            ),
+            judge(&shadow, "/etc/shadow", None),
             Verdict::Foreign(Severity::Critical)
         );
         let keygen = client("openssh-client", "/usr/bin/ssh-keygen");
         assert_eq!(
-            cfg.judge(
-                &shadow,
-                "/etc/shadow",
-                &reader,
-                Some(&keygen),
-                &OwnerFiles::default()
-            ),
+            judge(&shadow, "/etc/shadow", Some(&keygen)),
             Verdict::Foreign(Severity::Critical)
         );
         // A rule adds to the catalog's list.
         let pgpass = entry("pgpass");
         let pgb = client("pgbackrest", "/usr/bin/pgbackrest");
         assert_eq!(
-            cfg.judge(
-                &pgpass,
-                "/root/.pgpass",
-                &reader,
-                Some(&pgb),
-                &OwnerFiles::default()
-            ),
+            judge(&pgpass, "/root/.pgpass", Some(&pgb)),
             Verdict::ExpectedClient
         );
         assert_eq!(
-            cfg.judge(
-                &shadow,
-                "/etc/shadow",
-                &reader,
-                Some(&pgb),
-                &OwnerFiles::default()
-            ),
+            judge(&shadow, "/etc/shadow", Some(&pgb)),
             Verdict::Foreign(Severity::Critical)
         );
     }

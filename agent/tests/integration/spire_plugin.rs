@@ -699,8 +699,6 @@ fn the_migration_plans_selectors_attest_the_secrets_reader_and_no_other_workload
         dir.path(),
         &format!("agent_socket = \"{}\"", socket.display()),
     );
-    let socket_dir = dir.path().join("plugin-sockets");
-    std::fs::create_dir(&socket_dir).unwrap();
     let run = run_host(
         &[
             "-config",
@@ -708,7 +706,7 @@ fn the_migration_plans_selectors_attest_the_secrets_reader_and_no_other_workload
             "-pids",
             &format!("{},{}", reader.0.id(), other_kid.0.id()),
         ],
-        &[("PLUGIN_UNIX_SOCKET_DIR", socket_dir.to_str().unwrap())],
+        &[],
     );
     assert!(run.status.success(), "host failed: {}", run.stderr);
     let attest = run.report["attest"].as_array().unwrap();
