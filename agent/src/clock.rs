@@ -33,6 +33,11 @@ pub fn to_epoch_ns(boot_time_ns: u64) -> u64 {
     boot_epoch_ns() + boot_time_ns
 }
 
+/// Epoch ns (as [`to_epoch_ns`] made them) back to kernel boot-time ns.
+pub fn to_boot_ns(epoch_ns: u64) -> u64 {
+    epoch_ns.saturating_sub(boot_epoch_ns())
+}
+
 /// The kernel's random id of this boot; with the pid and a kernel timestamp it
 /// makes exec ids unique across reboots and nodes.
 pub fn boot_id() -> &'static str {

@@ -128,6 +128,21 @@ pub struct AllowKey {
     pub exe: InodeKey,
 }
 
+/// Value of the block-egress quarantine map (keyed by tgid): which process
+/// holding that tgid is quarantined. A pid reused by another process, or an
+/// entry left behind by an exit the agent never saw, does not match the new
+/// holder's start time and refuses nothing.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct QuarantineEntry {
+    /// `task->start_boottime` of the process's group leader.
+    pub start_boottime_ns: u64,
+    /// Precision of `start_boottime_ns`: 1 when it came from the kernel, the
+    /// clock tick when it came from `/proc/<pid>/stat` (processes that
+    /// predate the agent). The kernel compares both values divided by it.
+    pub granularity_ns: u64,
+}
+
 /// Slot of the SENT counters that counts connects refused by block-egress.
 pub const EGRESS_DENIED_SLOT: u32 = 6;
 /// Slot of the SENT counters that counts opens refused by the LSM deny path.
@@ -464,3 +479,6 @@ unsafe impl aya::Pod for ConnectKey {}
 #[cfg(feature = "user")]
 // SAFETY: plain-old-data, repr(C), every bit pattern valid.
 unsafe impl aya::Pod for AllowKey {}
+#[cfg(feature = "user")]
+// SAFETY: plain-old-data, repr(C), every bit pattern valid.
+unsafe impl aya::Pod for QuarantineEntry {}

@@ -12,12 +12,16 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use proctor_common::{
-    EventHeader, ExecEvent, ExitEvent, ForkEvent, ARGS_LEN, EXEC_FLAG_ARGS_TRUNCATED,
-    EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_FILENAME_TRUNCATED, EXEC_FLAG_SCRIPT, KIND_EXEC,
-    KIND_EXIT, KIND_FORK, PATH_LEN,
+    EventHeader, ExecEvent, ExitEvent, ForkEvent, QuarantineEntry, ARGS_LEN,
+    EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_FILENAME_TRUNCATED,
+    EXEC_FLAG_SCRIPT, KIND_EXEC, KIND_EXIT, KIND_FORK, PATH_LEN,
 };
 
-use crate::{bump, off, read, read_ptr, submit_flags, DROPS, EVENTS, SENT};
+use crate::{
+    bump,
+    egress::{process_start, quarantined, QUARANTINE},
+    off, read, read_ptr, submit_flags, DROPS, EVENTS, SENT,
+};
 
 #[inline(always)]
 pub(crate) fn header(kind: u32) -> EventHeader {
@@ -170,6 +174,7 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     if child_pid != child_tgid {
         return 0;
     }
+    inherit_quarantine(parent, child, child_tgid);
     let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
         bump(&DROPS, KIND_FORK);
         return 0;
@@ -189,6 +194,36 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// The last thread of a quarantined process exits: its entry goes with it,
+/// whether or not the agent later reads the exit record.
+#[inline(always)]
+fn release_quarantine(task: *const u8) {
+    // Whoever the entry was made for, the pid is this process's until it is
+    // gone, so any entry under it is over.
+    let tgid = unsafe { tgid_of(task) };
+    if unsafe { QUARANTINE.get(tgid) }.is_some() {
+        let _ = QUARANTINE.remove(tgid);
+    }
+}
+
+/// A child of a quarantined process is quarantined before it first runs (the
+/// fork tracepoint fires before the child is woken), so no child forked after
+/// the decision escapes it, whatever the agent's lag.
+#[inline(always)]
+fn inherit_quarantine(parent: *const u8, child: *const u8, child_tgid: u32) {
+    let parent_tgid = unsafe { tgid_of(parent) };
+    if unsafe { QUARANTINE.get(parent_tgid) }.is_none()
+        || !quarantined(parent_tgid, unsafe { process_start(parent) })
+    {
+        return;
+    }
+    let entry = QuarantineEntry {
+        start_boottime_ns: unsafe { read::<u64>(child, off!(task_start_boottime)) },
+        granularity_ns: 1,
+    };
+    let _ = QUARANTINE.insert(child_tgid, entry, 0);
+}
+
 // sched_process_exit(struct task_struct *p[, bool group_dead])
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
@@ -201,6 +236,7 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     if live != 0 {
         return 0;
     }
+    release_quarantine(task);
     let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
         bump(&DROPS, KIND_EXIT);
         return 0;

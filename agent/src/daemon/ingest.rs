@@ -20,6 +20,7 @@ use crate::{
     identity::exec_identity::{self, ParentRef},
     identity::hash_cache::HashCache,
     identity::packages::Packages,
+    identity::per_process::ProcessKey,
     identity::pods::PodCache,
     identity::process_table::{ProcessTable, Record, Sweep},
     identity::snapshot::Snapshot,
@@ -304,18 +305,18 @@ impl Ingest {
     /// A new process inherits its parent's identity until it execs.
     fn fork(&mut self, f: ForkEvent) {
         let mut table = lock(&self.table);
-        let inherited = table
-            .get_started(f.parent_tgid, f.parent_start_boottime_ns)
-            .map(|parent| {
-                let mut p = (*parent.snapshot.process).clone();
-                p.parent_exec_id = Some(p.exec_id.clone());
-                p.exec_id = exec_id(Origin::Fork, f.child_tgid, f.child_start_boottime_ns);
-                p.pid = f.child_tgid;
-                p.ppid = f.parent_tgid;
-                p.start_time_ns = crate::clock::to_epoch_ns(f.child_start_boottime_ns);
-                p.cgroup.id = f.cgroup_id;
-                parent.snapshot.forked(p)
-            });
+        let parent = table.get_started(f.parent_tgid, f.parent_start_boottime_ns);
+        let parent_key = parent.map(|parent| ProcessKey::of(&parent.snapshot.process));
+        let inherited = parent.map(|parent| {
+            let mut p = (*parent.snapshot.process).clone();
+            p.parent_exec_id = Some(p.exec_id.clone());
+            p.exec_id = exec_id(Origin::Fork, f.child_tgid, f.child_start_boottime_ns);
+            p.pid = f.child_tgid;
+            p.ppid = f.parent_tgid;
+            p.start_time_ns = crate::clock::to_epoch_ns(f.child_start_boottime_ns);
+            p.cgroup.id = f.cgroup_id;
+            parent.snapshot.forked(p)
+        });
         let record = match inherited {
             Some(snapshot) => Record {
                 snapshot,
@@ -337,10 +338,11 @@ impl Ingest {
                 }
             }
         };
+        let child_key = ProcessKey::of(&record.snapshot.process);
         table.insert(f.child_tgid, record);
         drop(table);
         if let Some(m) = self.secrets.as_mut() {
-            m.on_fork(f.parent_tgid, f.child_tgid);
+            m.on_fork(parent_key, child_key);
         }
     }
 

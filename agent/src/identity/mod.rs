@@ -9,6 +9,7 @@ pub mod exec_identity;
 pub mod hash_cache;
 pub mod liveness;
 pub mod packages;
+pub mod per_process;
 pub mod pods;
 pub mod process_table;
 pub mod procfs_seed;

@@ -9,7 +9,7 @@ use aya::{
     programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
-use proctor_common::{AllowKey, InodeKey, IoUringOffsets, NAME_KEY_LEN};
+use proctor_common::{AllowKey, InodeKey, IoUringOffsets, QuarantineEntry, NAME_KEY_LEN};
 use serde::Serialize;
 
 use crate::kernel::btf_offsets;
@@ -40,7 +40,7 @@ pub const OPEN_HOOKS: &[(&str, &str)] = &[
 pub struct EnforcementMaps {
     pub deny_inodes: HashMap<MapData, InodeKey, u32>,
     pub allowed_readers: HashMap<MapData, AllowKey, u32>,
-    pub quarantine: HashMap<MapData, u32, u32>,
+    pub quarantine: HashMap<MapData, u32, QuarantineEntry>,
 }
 
 /// The kernel-side filter of file opens, filled by the agent.

@@ -5,9 +5,13 @@
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result};
-use proctor_common::{AllowKey, InodeKey, NAME_KEY_LEN, NAME_NEEDS_ANCHOR};
+use proctor_common::{AllowKey, InodeKey, QuarantineEntry, NAME_KEY_LEN, NAME_NEEDS_ANCHOR};
 
-use crate::kernel::probes::{EnforcementMaps, OpenFilter};
+use crate::{
+    event::{Attestation, Process},
+    identity::per_process::ProcessKey,
+    kernel::probes::{EnforcementMaps, OpenFilter},
+};
 
 /// What the secret monitor asks of the kernel. [`KernelMaps`] writes the
 /// real BPF maps; unit tests use `RecordedWatch` to see the decisions.
@@ -31,9 +35,27 @@ pub trait KernelWatch {
     fn disallow_reader(&mut self, rule: u32, exe: InodeKey);
     /// Readers of this inode other than rule `rule`'s owners are stopped.
     fn deny_inode(&mut self, key: InodeKey, rule: u32) -> Result<()>;
-    /// `pid` may connect nowhere (block-egress).
-    fn quarantine(&mut self, pid: u32) -> Result<()>;
-    fn release(&mut self, pid: u32);
+    /// The process `pid` started as `start` may connect nowhere
+    /// (block-egress); the kernel quarantines its later children itself.
+    fn quarantine(&mut self, pid: u32, start: QuarantineEntry) -> Result<()>;
+    /// Lifts the quarantine of that process, never of a later holder of the pid.
+    fn release(&mut self, pid: u32, start: QuarantineEntry);
+}
+
+/// How the kernel recognises the process `k` in its quarantine map: by the
+/// start time of its group leader, which the kernel reads from the task.
+/// `coarse` start times come from `/proc/<pid>/stat` (clock ticks) for
+/// processes that predate the agent; the kernel compares those at tick precision.
+pub fn quarantine_entry(k: ProcessKey, coarse: bool) -> QuarantineEntry {
+    QuarantineEntry {
+        start_boottime_ns: crate::clock::to_boot_ns(k.start_time_ns),
+        granularity_ns: if coarse { crate::clock::tick_ns() } else { 1 },
+    }
+}
+
+/// [`quarantine_entry`] of a process as the monitor sees it.
+pub fn quarantine_entry_of(p: &Process) -> QuarantineEntry {
+    quarantine_entry(ProcessKey::of(p), p.attestation == Attestation::ProcfsScan)
 }
 
 /// `name` as a zero-padded map key, if it fits.
@@ -122,12 +144,16 @@ impl KernelWatch for KernelMaps {
         Ok(self.enforcement.deny_inodes.insert(key, rule, 0)?)
     }
 
-    fn quarantine(&mut self, pid: u32) -> Result<()> {
-        Ok(self.enforcement.quarantine.insert(pid, 1, 0)?)
+    fn quarantine(&mut self, pid: u32, start: QuarantineEntry) -> Result<()> {
+        Ok(self.enforcement.quarantine.insert(pid, start, 0)?)
     }
 
-    fn release(&mut self, pid: u32) {
-        let _ = self.enforcement.quarantine.remove(&pid);
+    fn release(&mut self, pid: u32, start: QuarantineEntry) {
+        // The kernel's exit hook already removed it if the process is gone;
+        // an entry the fork hook made for a new holder of the pid stays.
+        if self.enforcement.quarantine.get(&pid, 0).ok() == Some(start) {
+            let _ = self.enforcement.quarantine.remove(&pid);
+        }
     }
 }
 
@@ -146,7 +172,7 @@ pub struct RecordedWatch {
     pub allowed_readers: HashSet<(u32, InodeKey)>,
     /// Inode -> kill rule.
     pub deny_inodes: HashMap<InodeKey, u32>,
-    pub quarantined: HashSet<u32>,
+    pub quarantined: HashMap<u32, QuarantineEntry>,
 }
 
 #[cfg(test)]
@@ -197,13 +223,15 @@ impl KernelWatch for RecordedWatch {
         Ok(())
     }
 
-    fn quarantine(&mut self, pid: u32) -> Result<()> {
-        self.quarantined.insert(pid);
+    fn quarantine(&mut self, pid: u32, start: QuarantineEntry) -> Result<()> {
+        self.quarantined.insert(pid, start);
         Ok(())
     }
 
-    fn release(&mut self, pid: u32) {
-        self.quarantined.remove(&pid);
+    fn release(&mut self, pid: u32, start: QuarantineEntry) {
+        if self.quarantined.get(&pid) == Some(&start) {
+            self.quarantined.remove(&pid);
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use crate::{
     event::rule::{SECRET_EXFIL, SECRET_IO_URING, SECRET_REPLAY},
     event::Severity,
     event::{Evidence, Finding, Process, SecretInfo},
+    identity::per_process::{PerProcess, ProcessKey},
     secrets::policy::{Destination, ReplayMode},
 };
 
@@ -55,13 +56,13 @@ pub struct SecretUsage {
     bindings: HashMap<String, Binding>,
     /// Shared between a parent and the children that inherited them, copied
     /// only when one of them changes (a fork must not copy hundreds).
-    taints: HashMap<u32, Arc<Vec<Taint>>>,
+    taints: PerProcess<Arc<Vec<Taint>>>,
     exfil_window: Duration,
     metadata: Vec<Destination>,
-    /// pid -> (fingerprint, destination) already reported as exfiltration.
-    exfil_reported: HashMap<u32, HashSet<(String, String)>>,
-    /// pid -> fingerprints already reported as carried into io_uring.
-    io_uring_reported: HashMap<u32, HashSet<String>>,
+    /// (fingerprint, destination) already reported as exfiltration, per process.
+    exfil_reported: PerProcess<HashSet<(String, String)>>,
+    /// Fingerprints already reported as carried into io_uring, per process.
+    io_uring_reported: PerProcess<HashSet<String>>,
 }
 
 impl SecretUsage {
@@ -75,11 +76,11 @@ impl SecretUsage {
             mode,
             learning_window,
             bindings: HashMap::new(),
-            taints: HashMap::new(),
+            taints: PerProcess::default(),
             exfil_window,
             metadata,
-            exfil_reported: HashMap::new(),
-            io_uring_reported: HashMap::new(),
+            exfil_reported: PerProcess::default(),
+            io_uring_reported: PerProcess::default(),
         }
     }
 
@@ -222,29 +223,31 @@ impl SecretUsage {
         })
     }
 
-    /// Remembers that `pid` read a secret (for the exfiltration window).
-    pub fn taint(&mut self, pid: u32, t: Taint) {
-        let v = Arc::make_mut(self.taints.entry(pid).or_default());
+    /// Remembers that `p` read a secret (for the exfiltration window).
+    pub fn taint(&mut self, p: &Process, t: Taint) {
+        let v = Arc::make_mut(self.taints.entry(ProcessKey::of(p)));
         v.retain(|old| old.secret.fingerprint != t.secret.fingerprint);
         v.push(t);
     }
 
-    /// A child inherits what its parent read: descendants carry the secret too.
-    pub fn inherit(&mut self, parent: u32, child: u32) {
-        if let Some(t) = self.taints.get(&parent).map(Arc::clone) {
+    /// A child inherits what its parent read: descendants carry the secret
+    /// too. Whatever an earlier holder of the child's pid left is dropped.
+    pub fn inherit(&mut self, parent: Option<ProcessKey>, child: ProcessKey) {
+        self.forget(child.pid);
+        if let Some(t) = parent.and_then(|p| self.taints.get(p)).map(Arc::clone) {
             self.taints.insert(child, t);
         }
     }
 
     pub fn forget(&mut self, pid: u32) {
-        self.taints.remove(&pid);
-        self.exfil_reported.remove(&pid);
-        self.io_uring_reported.remove(&pid);
+        self.taints.remove(pid);
+        self.exfil_reported.remove(pid);
+        self.io_uring_reported.remove(pid);
     }
 
     /// Secrets `p` read within the window, expired ones dropped.
-    fn live_taints(&mut self, pid: u32) -> Option<Arc<Vec<Taint>>> {
-        let taints = self.taints.get_mut(&pid)?;
+    fn live_taints(&mut self, p: ProcessKey) -> Option<Arc<Vec<Taint>>> {
+        let taints = self.taints.get_mut(p)?;
         let now = Instant::now();
         let expired = |t: &Taint| now.duration_since(t.at) > self.exfil_window;
         if taints.iter().any(expired) {
@@ -258,10 +261,10 @@ impl SecretUsage {
     /// reaches files and sockets without the syscalls most monitoring (ours
     /// included, for reads and sends on connected sockets) watches.
     pub fn on_io_uring(&mut self, p: &Process, op: &str) -> Vec<Finding> {
-        let Some(taints) = self.live_taints(p.pid) else {
+        let Some(taints) = self.live_taints(ProcessKey::of(p)) else {
             return Vec::new();
         };
-        let reported = self.io_uring_reported.entry(p.pid).or_default();
+        let reported = self.io_uring_reported.entry(ProcessKey::of(p));
         let mut out = Vec::new();
         for t in taints.iter() {
             let fp = t.secret.fingerprint.clone().unwrap_or_default();
@@ -295,7 +298,7 @@ impl SecretUsage {
         if !is_remote_peer(ip) {
             return Vec::new();
         }
-        let Some(taints) = self.live_taints(p.pid) else {
+        let Some(taints) = self.live_taints(ProcessKey::of(p)) else {
             return Vec::new();
         };
         let metadata = self.metadata.iter().any(|d| d.contains(ip, port));
@@ -310,8 +313,7 @@ impl SecretUsage {
             let fp = t.secret.fingerprint.clone().unwrap_or_default();
             if !self
                 .exfil_reported
-                .entry(p.pid)
-                .or_default()
+                .entry(ProcessKey::of(p))
                 .insert((fp, dest.clone()))
             {
                 continue;
@@ -348,9 +350,9 @@ impl SecretUsage {
         out
     }
 
-    /// The secrets `pid` carries within the exfiltration window.
-    pub fn carried(&mut self, pid: u32) -> Vec<SecretInfo> {
-        self.live_taints(pid)
+    /// The secrets `p` carries within the exfiltration window.
+    pub fn carried(&mut self, p: &Process) -> Vec<SecretInfo> {
+        self.live_taints(ProcessKey::of(p))
             .map(|t| t.iter().map(|t| t.secret.clone()).collect())
             .unwrap_or_default()
     }
@@ -391,7 +393,7 @@ mod tests {
             .map(|d| Destination::parse(d).unwrap())
             .collect();
         u.taint(
-            p.pid,
+            &p,
             Taint {
                 at: Instant::now(),
                 secret: crate::testdata::finding("secret-read", crate::event::Severity::High)
@@ -416,5 +418,50 @@ mod tests {
         let found = u.on_connect(&p, "203.0.113.9".parse().unwrap(), 2222);
         assert_eq!(found.len(), 1, "a real remote peer still counts");
         assert_eq!(found[0].evidence.destinations, ["203.0.113.9:2222"]);
+    }
+
+    #[test]
+    fn a_process_reusing_the_pid_of_a_reader_carries_nothing() {
+        let (mut u, reader) = tainted(&[]);
+        let peer = "203.0.113.9".parse().unwrap();
+        // The reader's exit record was lost; the pid now holds another process.
+        let mut successor = reader.clone();
+        successor.start_time_ns += 1_000_000_000;
+        successor.exec_id = "another-exec".into();
+        assert!(u.carried(&successor).is_empty());
+        assert!(u.on_connect(&successor, peer, 443).is_empty());
+        // Positive control: the reader itself carries it.
+        let (mut u, reader) = tainted(&[]);
+        assert_eq!(u.carried(&reader).len(), 1);
+        assert_eq!(u.on_connect(&reader, peer, 443).len(), 1);
+    }
+
+    #[test]
+    fn a_child_forked_into_a_reused_pid_gets_its_parents_taint_not_the_old_holders() {
+        let (mut u, reader) = tainted(&[]);
+        let clean_parent = ProcessKey {
+            pid: 9_999,
+            start_time_ns: 5,
+        };
+        // pid of the reader reused by a child of a process that read nothing.
+        let child = ProcessKey {
+            pid: reader.pid,
+            start_time_ns: reader.start_time_ns + 7,
+        };
+        u.inherit(Some(clean_parent), child);
+        let mut p = reader.clone();
+        p.start_time_ns = child.start_time_ns;
+        assert!(u.carried(&p).is_empty());
+        // A child of the reader carries the secret.
+        let (mut u, reader) = tainted(&[]);
+        let child = ProcessKey {
+            pid: 31_337,
+            start_time_ns: 77,
+        };
+        u.inherit(Some(ProcessKey::of(&reader)), child);
+        let mut p = reader.clone();
+        p.pid = child.pid;
+        p.start_time_ns = child.start_time_ns;
+        assert_eq!(u.carried(&p).len(), 1);
     }
 }

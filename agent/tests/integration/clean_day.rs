@@ -11,7 +11,7 @@ use crate::harness::*;
 use serde_json::Value;
 
 const KEY_HEX: &str = "3c5e7a9b1d2f4e6a8c0b2d4f6e8a0c2e4a6b7f1c2a9e4b6d8f0a1c3e5a7b9d1f";
-const PY: &str = "/usr/bin/python3";
+const PY: &str = PYTHON3;
 /// The packaged git: /usr/local/bin/git on a build machine is no package's file.
 const PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 

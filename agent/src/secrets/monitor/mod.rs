@@ -14,7 +14,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use lru::LruCache;
-use proctor_common::{InodeKey, MATCH_INODE};
+use proctor_common::{InodeKey, QuarantineEntry, MATCH_INODE};
 use serde::Serialize;
 
 use crate::{
@@ -23,6 +23,7 @@ use crate::{
     event::{FileInfo, Kind, Process, SecretInfo, Severity},
     identity::hash_cache::FileKey,
     identity::packages::PackagedExe,
+    identity::per_process::{PerProcess, ProcessKey},
     identity::snapshot::Snapshot,
     kernel::decode::OpenRecord,
     pipeline::emitter::Pending,
@@ -31,7 +32,9 @@ use crate::{
     secrets::env,
     secrets::fingerprint::Fingerprinter,
     secrets::inventory::{DestinationBatch, InventoryStore, SecretRecord},
-    secrets::kernel_watch::{name_key, KernelMaps, KernelWatch},
+    secrets::kernel_watch::{
+        name_key, quarantine_entry, quarantine_entry_of, KernelMaps, KernelWatch,
+    },
     secrets::owner_files::OwnerFiles,
     secrets::policy::{Enforcement, SecretsConfig},
     secrets::read_batch::ReadBatch,
@@ -138,7 +141,8 @@ pub struct SecretMonitor<K: KernelWatch = KernelMaps> {
     store: InventoryStore,
     kernel: K,
     /// Processes block-egress has cut off.
-    quarantined: HashSet<u32>,
+    /// Processes quarantined by block-egress, with the kernel's key for each.
+    quarantined: PerProcess<QuarantineEntry>,
     watched: Vec<Watched>,
     by_inode: HashMap<InodeKey, u32>,
     dirs: HashSet<InodeKey>,
@@ -183,7 +187,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             fingerprinter,
             store,
             kernel,
-            quarantined: HashSet::new(),
+            quarantined: PerProcess::default(),
             watched: Vec::new(),
             by_inode: HashMap::new(),
             dirs: HashSet::new(),
@@ -721,7 +725,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             && verdict::carries_taint(role, declared)
         {
             self.usage.taint(
-                p.pid,
+                p,
                 Taint {
                     at: Instant::now(),
                     secret: secret.clone(),
@@ -764,7 +768,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
         }
         let dest = std::net::SocketAddr::new(ip, port).to_string();
         let who = identity_key(p);
-        for s in self.usage.carried(p.pid) {
+        for s in self.usage.carried(p) {
             if let Some(path) = &s.path {
                 self.destinations.record(path, &who, &dest, now_ns());
             }
@@ -778,7 +782,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 .enforces(&s.id, &path, Enforcement::BlockEgress)
                 .is_some()
             {
-                self.quarantine(p.pid);
+                self.quarantine(ProcessKey::of(p), quarantine_entry_of(p));
                 f.action = Some("egress_blocked");
             }
         }
@@ -791,20 +795,28 @@ impl<K: KernelWatch> SecretMonitor<K> {
         self.usage.on_io_uring(p, op)
     }
 
-    fn quarantine(&mut self, pid: u32) {
-        if self.kernel.quarantine(pid).is_err() {
+    fn quarantine(&mut self, k: ProcessKey, start: QuarantineEntry) {
+        if self.kernel.quarantine(k.pid, start).is_err() {
             self.stats.map_errors += 1;
         }
-        self.quarantined.insert(pid);
+        self.quarantined.insert(k, start);
         self.stats.quarantined = self.quarantined.len();
     }
 
-    /// A new process carries what its parent read, and its quarantine.
-    pub fn on_fork(&mut self, parent: u32, child: u32) {
+    /// A new process carries what its parent read, and its quarantine (the
+    /// kernel's fork hook already applied it before the child ran; this
+    /// keeps the agent's account, and covers a parent quarantined while the
+    /// fork record was in flight). `parent` is `None` when the agent never
+    /// knew the parent: the child inherits nothing.
+    pub fn on_fork(&mut self, parent: Option<ProcessKey>, child: ProcessKey) {
         self.usage.inherit(parent, child);
-        if self.quarantined.contains(&parent) {
-            self.quarantine(child);
+        if let Some(old) = self.quarantined.remove(child.pid) {
+            self.kernel.release(child.pid, old);
         }
+        if parent.is_some_and(|p| self.quarantined.contains(p)) {
+            self.quarantine(child, quarantine_entry(child, false));
+        }
+        self.stats.quarantined = self.quarantined.len();
     }
 
     fn record_read(&mut self, path: &str, reader: &Process, at_ns: u64) {
@@ -916,8 +928,8 @@ impl<K: KernelWatch> SecretMonitor<K> {
     pub fn forget_process(&mut self, pid: u32) {
         self.searches.forget(pid);
         self.usage.forget(pid);
-        if self.quarantined.remove(&pid) {
-            self.kernel.release(pid);
+        if let Some(start) = self.quarantined.remove(pid) {
+            self.kernel.release(pid, start);
             self.stats.quarantined = self.quarantined.len();
         }
     }

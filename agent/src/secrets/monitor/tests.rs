@@ -394,12 +394,38 @@ fn block_egress_quarantines_the_reader_and_its_children_until_exit() {
     let found = m.on_connect(&p, outside, 443);
     assert_eq!(found[0].rule, "secret-exfil", "{found:?}");
     assert_eq!(found[0].action, Some("egress_blocked"));
-    assert!(m.kernel.quarantined.contains(&p.pid));
-    m.on_fork(p.pid, 5_000);
-    assert!(m.kernel.quarantined.contains(&5_000));
+    assert!(m.kernel.quarantined.contains_key(&p.pid));
+    let parent = ProcessKey::of(&p);
+    let child = ProcessKey {
+        pid: 5_000,
+        start_time_ns: p.start_time_ns + 10,
+    };
+    m.on_fork(Some(parent), child);
+    assert_eq!(
+        m.kernel.quarantined.get(&5_000),
+        Some(&quarantine_entry(child, false)),
+        "the child is quarantined as the process it is, by its start time"
+    );
     m.forget_process(p.pid);
-    assert_eq!(m.kernel.quarantined, HashSet::from([5_000]));
+    assert_eq!(m.kernel.quarantined.keys().collect::<Vec<_>>(), [&5_000]);
     assert_eq!(m.stats.quarantined, 1);
+    // pid 5000 exits unseen and is reused by a child of a clean process:
+    // the new holder is not quarantined, and the old entry is lifted.
+    let clean = ProcessKey {
+        pid: 6_000,
+        start_time_ns: 1,
+    };
+    let reused = ProcessKey {
+        pid: 5_000,
+        start_time_ns: child.start_time_ns + 1_000_000,
+    };
+    m.on_fork(Some(clean), reused);
+    assert!(
+        m.kernel.quarantined.is_empty(),
+        "{:?}",
+        m.kernel.quarantined
+    );
+    assert_eq!(m.stats.quarantined, 0);
 }
 
 #[test]
