@@ -43,6 +43,8 @@ pub struct Config {
     pub api: crate::api::ApiConfig,
     /// Pod metadata (namespace, name, service account, labels, images).
     pub kubernetes: crate::identity::pods::KubernetesConfig,
+    /// Package databases (dpkg, rpm) that vouch for expected secret clients.
+    pub packages: crate::identity::packages::PackagesConfig,
 }
 
 /// The key of secret fingerprints. Give every node of a cluster the same key
@@ -126,6 +128,7 @@ impl Default for Config {
             metrics: crate::export::metrics::MetricsConfig::default(),
             api: crate::api::ApiConfig::default(),
             kubernetes: crate::identity::pods::KubernetesConfig::default(),
+            packages: crate::identity::packages::PackagesConfig::default(),
         }
     }
 }

@@ -27,6 +27,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     // The syslog sink's real receiver (UDP, TCP, and TLS through GnuTLS).
     "rsyslog",
     "rsyslog-gnutls",
+    // rpmbuild and rpm: a real rpm package and database for the
+    // expected-client test on rpm-based hosts.
+    "rpm",
     // systemd-analyze verify of the unit (deploy tests).
     "systemd",
     "binutils",

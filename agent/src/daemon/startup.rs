@@ -92,6 +92,7 @@ impl Agent {
         if let (Some(m), Some(_)) = (secrets.as_mut(), pods.cache.as_ref()) {
             m.watch_kubelet(cfg.kubernetes.kubelet_root.clone());
         }
+        let packages = packages::Packages::start(cfg.packages.clone());
         let (tx, rx) = mpsc::channel(16 * 1024);
         let (subscribers, _) = broadcast::channel(64 * 1024);
         Ok(Self {
@@ -107,7 +108,7 @@ impl Agent {
                 hashes,
                 pods: pods.cache.clone(),
                 secrets,
-                packages: packages::Packages::start(packages::DPKG_INFO),
+                packages,
                 tx,
                 gaps: Gaps::default(),
                 metrics: metrics.clone(),

@@ -13,4 +13,5 @@ pub mod per_process;
 pub mod pods;
 pub mod process_table;
 pub mod procfs_seed;
+pub mod rpmdb;
 pub mod snapshot;

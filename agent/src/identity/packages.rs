@@ -1,17 +1,20 @@
-//! Which executables an installed dpkg package ships, and whether a process's exec'd file is one of them, unmodified.
+//! Which executables an installed dpkg or rpm package ships, and whether a process's exec'd file is one of them, unmodified.
 //!
-//! The index maps each executable path in `/var/lib/dpkg/info/*.md5sums` to
-//! its package and MD5. A process counts as that package's program only by
+//! The index maps each executable path in `/var/lib/dpkg/info/*.md5sums`
+//! (MD5) and in the rpm database (`rpmdb.sqlite`: SHA-256 on current
+//! distributions, MD5 on old packages; see [`crate::identity::rpmdb`]) to its
+//! package and digest. A process counts as that package's program only by
 //! kernel evidence: the file it exec'd (dev, inode) is the file at the
 //! package's path, root-owned and not writable by group or others, its
-//! content has the package's MD5, and the SHA-256 read in the same pass is the
-//! one the hash cache verified for the exec'd version (so the MD5 is about
-//! the very content the kernel ran). A copy in /tmp, a modified binary or a
-//! binary replaced after exec is not. rpm databases are not read.
+//! content has the package's digest, and the SHA-256 read in the same pass is
+//! the one the hash cache verified for the exec'd version (so the package's
+//! digest is about the very content the kernel ran). A copy in /tmp, a
+//! modified binary or a binary replaced after exec is not.
 //!
 //! All file I/O runs on the blocking pool: the index is built at start-up
-//! and rebuilt when `/var/lib/dpkg/info` changes (dpkg rewrites it on every
-//! install or removal); verdicts are cached per file version.
+//! and rebuilt when a database changes (dpkg rewrites its info directory on
+//! every install or removal, rpm its SQLite file and its write-ahead log);
+//! verdicts are cached per file version.
 
 use std::{
     collections::HashMap,
@@ -29,11 +32,65 @@ use lru::LruCache;
 use md5::{Digest, Md5};
 use sha2::Sha256;
 
-use crate::event::Process;
+use serde::Deserialize;
+
+use crate::{
+    event::Process,
+    identity::rpmdb::{self, FileDigest},
+};
 
 /// Where dpkg keeps its per-package file lists and checksums.
 pub const DPKG_INFO: &str = "/var/lib/dpkg/info";
 
+/// The package databases whose programs can be expected secret clients.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PackagesConfig {
+    /// Where the host's `/` is as the agent sees it: `/` for a host
+    /// install; in a container, the directory where the host's `/usr` and
+    /// package databases are mounted. Database paths and the programs'
+    /// paths are looked up below it.
+    pub root: PathBuf,
+    /// dpkg's info directory (host path).
+    pub dpkg_info: PathBuf,
+    /// rpm SQLite databases (host paths); those that do not exist are skipped.
+    pub rpm_databases: Vec<PathBuf>,
+}
+
+impl Default for PackagesConfig {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("/"),
+            dpkg_info: PathBuf::from(DPKG_INFO),
+            rpm_databases: vec![
+                PathBuf::from("/var/lib/rpm/rpmdb.sqlite"),
+                PathBuf::from("/usr/lib/sysimage/rpm/rpmdb.sqlite"),
+            ],
+        }
+    }
+}
+
+impl PackagesConfig {
+    /// `host_path` as the agent reaches it.
+    fn local(&self, host_path: &Path) -> PathBuf {
+        self.root
+            .join(host_path.strip_prefix("/").unwrap_or(host_path))
+    }
+
+    /// What to stat to notice a database change: dpkg's directory, each rpm
+    /// database and its write-ahead log.
+    fn watched(&self) -> Vec<PathBuf> {
+        let mut out = vec![self.local(&self.dpkg_info)];
+        for db in &self.rpm_databases {
+            let local = self.local(db);
+            let mut wal = local.clone().into_os_string();
+            wal.push("-wal");
+            out.push(local);
+            out.push(wal.into());
+        }
+        out
+    }
+}
 /// Packaged files larger than this are not verified (no client is this big).
 const MAX_VERIFY_BYTES: u64 = 512 << 20;
 
@@ -52,18 +109,70 @@ impl PackagedExe {
     }
 }
 
-/// Packaged executables by absolute path.
-#[derive(Debug, Default)]
+/// Packaged executables by absolute (host) path.
+#[derive(Debug)]
 pub struct PackageIndex {
-    files: HashMap<String, (Arc<str>, [u8; 16])>,
+    files: HashMap<String, (Arc<str>, FileDigest)>,
+    /// See [`PackagesConfig::root`].
+    root: PathBuf,
+}
+
+impl Default for PackageIndex {
+    fn default() -> Self {
+        Self {
+            files: HashMap::new(),
+            root: PathBuf::from("/"),
+        }
+    }
 }
 
 impl PackageIndex {
-    /// Reads every `*.md5sums` in `dir`, keeping the files in program
+    /// Reads every database `cfg` names that exists; a database that
+    /// exists and cannot be read is named in the returned problems.
+    pub fn load(cfg: &PackagesConfig) -> (PackageIndex, Vec<String>) {
+        let mut index = PackageIndex {
+            files: HashMap::new(),
+            root: cfg.root.clone(),
+        };
+        let mut problems = Vec::new();
+        let dpkg = cfg.local(&cfg.dpkg_info);
+        if dpkg.exists() {
+            if let Err(e) = index.add_dpkg(&dpkg) {
+                problems.push(format!(
+                    "cannot read the dpkg database at {}: {e}",
+                    dpkg.display()
+                ));
+            }
+        }
+        for db in &cfg.rpm_databases {
+            let local = cfg.local(db);
+            if !local.exists() {
+                continue;
+            }
+            match rpmdb::read_files(&local, |p| is_program_path(p.trim_start_matches('/'))) {
+                Ok((files, bad)) => {
+                    for (package, path, digest) in files {
+                        index.files.insert(path, (package.into(), digest));
+                    }
+                    if bad > 0 {
+                        problems.push(format!(
+                            "{bad} package headers in the rpm database {} could not be parsed; \
+                             their programs are not recognised",
+                            local.display()
+                        ));
+                    }
+                }
+                Err(e) => problems.push(format!("{e:#}")),
+            }
+        }
+        (index, problems)
+    }
+
+    /// Adds every `*.md5sums` in `dir`, keeping the files in program
     /// directories (a bin, sbin or libexec directory, and dot-less names under
     /// lib such as `git-core/git` or `openssh/sshd-session`).
-    pub fn load(dir: &Path) -> std::io::Result<PackageIndex> {
-        let mut files = HashMap::new();
+    fn add_dpkg(&mut self, dir: &Path) -> std::io::Result<()> {
+        let files = &mut self.files;
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let name = entry.file_name();
@@ -83,10 +192,13 @@ impl PackageIndex {
                 if !is_program_path(rel) || hex::decode_to_slice(md5, &mut digest).is_err() {
                     continue;
                 }
-                files.insert(format!("/{rel}"), (package.clone(), digest));
+                files.insert(
+                    format!("/{rel}"),
+                    (package.clone(), FileDigest::Md5(digest)),
+                );
             }
         }
-        Ok(PackageIndex { files })
+        Ok(())
     }
 
     pub fn len(&self) -> usize {
@@ -99,7 +211,7 @@ impl PackageIndex {
 
     /// The package's record for `path`, trying the merged-/usr alias too
     /// (dpkg may list `bin/su` where the kernel reports `/usr/bin/su`).
-    fn lookup(&self, path: &str) -> Vec<(String, Arc<str>, [u8; 16])> {
+    fn lookup(&self, path: &str) -> Vec<(String, Arc<str>, FileDigest)> {
         let mut out = Vec::new();
         for candidate in [Some(path.to_string()), usr_alias(path)]
             .into_iter()
@@ -162,13 +274,14 @@ struct FileClaim {
 
 /// Checks `claim` against the index: the package's file at its path is the
 /// claimed inode, owned by root, not writable by group or others, with the
-/// package's MD5 and the claimed SHA-256 (read in one pass).
+/// package's digest and the claimed SHA-256 (read in one pass).
 fn verify_file(index: &PackageIndex, claim: &FileClaim) -> Option<PackagedExe> {
-    for (path, package, md5) in index.lookup(&claim.path) {
+    for (path, package, digest) in index.lookup(&claim.path) {
+        let local = index.root.join(path.trim_start_matches('/'));
         let Ok(f) = File::options()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&path)
+            .open(&local)
         else {
             continue;
         };
@@ -192,7 +305,11 @@ fn verify_file(index: &PackageIndex, claim: &FileClaim) -> Option<PackagedExe> {
                 && after.ctime() == before.ctime()
                 && after.ctime_nsec() == before.ctime_nsec()
         });
-        if unchanged && got_md5 == md5 && hex::encode(got_sha) == claim.sha256 {
+        let packaged = match digest {
+            FileDigest::Md5(md5) => got_md5 == md5,
+            FileDigest::Sha256(sha) => got_sha == sha,
+        };
+        if unchanged && packaged && hex::encode(got_sha) == claim.sha256 {
             return Some(PackagedExe { package, path });
         }
     }
@@ -247,15 +364,15 @@ pub type PackagedFuture = Shared<BoxFuture<'static, Option<PackagedExe>>>;
 #[derive(Default)]
 struct Loaded {
     index: Arc<PackageIndex>,
-    /// `/var/lib/dpkg/info`'s mtime when `index` was read.
-    mtime: Option<SystemTime>,
+    /// The databases' mtimes when `index` was read.
+    mtimes: Vec<Option<SystemTime>>,
     /// Bumped on every reload: cached verdicts of an older index are stale.
     generation: u64,
 }
 
 /// The package index and the verdicts per file version.
 pub struct Packages {
-    dir: PathBuf,
+    cfg: PackagesConfig,
     loaded: Mutex<Loaded>,
     verdicts: Mutex<LruCache<(u64, FileClaim), PackagedFuture>>,
 }
@@ -263,9 +380,9 @@ pub struct Packages {
 impl Packages {
     /// Starts reading the index on the blocking pool. Must be called inside
     /// a tokio runtime.
-    pub fn start(dir: impl Into<PathBuf>) -> Arc<Packages> {
+    pub fn start(cfg: PackagesConfig) -> Arc<Packages> {
         let p = Arc::new(Packages {
-            dir: dir.into(),
+            cfg,
             loaded: Mutex::default(),
             verdicts: Mutex::new(LruCache::new(NonZeroUsize::new(4096).unwrap())),
         });
@@ -274,23 +391,36 @@ impl Packages {
         p
     }
 
-    /// The index, re-read first if dpkg changed its database since.
+    /// The index, re-read first if a package database changed since.
     fn current(&self) -> (Arc<PackageIndex>, u64) {
-        let mtime = std::fs::metadata(&self.dir).and_then(|m| m.modified()).ok();
+        let mtimes: Vec<Option<SystemTime>> = self
+            .cfg
+            .watched()
+            .iter()
+            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .collect();
         let mut loaded = self.loaded.lock().unwrap();
-        if loaded.generation == 0 || loaded.mtime != mtime {
-            let index = PackageIndex::load(&self.dir).unwrap_or_else(|e| {
+        if loaded.generation == 0 || loaded.mtimes != mtimes {
+            let (index, problems) = PackageIndex::load(&self.cfg);
+            for p in &problems {
                 tracing::warn!(
-                    "cannot read the dpkg database at {}: {e}; no packaged program \
-                     is recognised as an expected secret client",
-                    self.dir.display()
+                    "{p}; programs of that database are not recognised as expected secret clients"
                 );
-                PackageIndex::default()
-            });
+            }
+            if index.is_empty() {
+                tracing::warn!(
+                    "no package database found below {} (dpkg at {}, rpm at {:?}): no program \
+                     is recognised as an expected secret client; set packages.root, \
+                     packages.dpkg_info or packages.rpm_databases",
+                    self.cfg.root.display(),
+                    self.cfg.dpkg_info.display(),
+                    self.cfg.rpm_databases
+                );
+            }
             tracing::debug!("package index: {} programs", index.len());
             *loaded = Loaded {
                 index: Arc::new(index),
-                mtime,
+                mtimes,
                 generation: loaded.generation + 1,
             };
         }
@@ -364,7 +494,7 @@ mod tests {
         let prog = dir.path().join("prog");
         std::fs::write(&prog, b"#!/bin/true\nreal program\n").unwrap();
         let mut index = PackageIndex::default();
-        let md5 = Md5::digest(b"#!/bin/true\nreal program\n").into();
+        let md5 = FileDigest::Md5(Md5::digest(b"#!/bin/true\nreal program\n").into());
         index
             .files
             .insert(prog.to_str().unwrap().into(), ("demo".into(), md5));
@@ -406,12 +536,59 @@ mod tests {
 
     #[test]
     fn the_host_s_dpkg_database_names_its_programs() {
-        let index = PackageIndex::load(Path::new(DPKG_INFO)).expect("dpkg database");
+        let (index, problems) = PackageIndex::load(&PackagesConfig::default());
+        assert!(problems.is_empty(), "{problems:?}");
         let found = index.lookup("/usr/bin/ssh-keygen");
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(&*found[0].1, "openssh-client");
         // su is listed as bin/su on merged-/usr Debian 12.
         assert!(!index.lookup("/usr/bin/su").is_empty());
         assert!(index.lookup("/usr/share/doc/git/copyright").is_empty());
+    }
+
+    #[test]
+    fn an_rpm_database_below_the_configured_root_vouches_for_its_programs() {
+        use crate::identity::rpmdb::testing::{package, write_db};
+        let host = tempfile::tempdir().unwrap();
+        let bin = host.path().join("usr/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let content = b"#!/bin/true\nan rpm program\n";
+        std::fs::write(bin.join("ssh"), content).unwrap();
+        std::fs::create_dir_all(host.path().join("var/lib/rpm")).unwrap();
+        let sha = hex::encode(Sha256::digest(content));
+        let other = "00".repeat(32);
+        write_db(
+            &host.path().join("var/lib/rpm/rpmdb.sqlite"),
+            &[
+                package("openssh-clients", "/usr/bin/", &[("ssh", &sha)]),
+                package("decoy", "/usr/bin/", &[("scp", &other)]),
+                b"not a header".to_vec(),
+            ],
+        );
+        let cfg = PackagesConfig {
+            root: host.path().to_path_buf(),
+            ..PackagesConfig::default()
+        };
+        let (index, problems) = PackageIndex::load(&cfg);
+        assert_eq!(index.len(), 2, "{:?}", index.files);
+        assert_eq!(problems.len(), 1, "the bad header is named: {problems:?}");
+        assert!(problems[0].contains("1 package headers"), "{problems:?}");
+        let meta = std::fs::metadata(bin.join("ssh")).unwrap();
+        let claim = FileClaim {
+            // The kernel's path: a host path, found below the root.
+            path: "/usr/bin/ssh".into(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            sha256: sha.clone(),
+        };
+        let ok = verify_file(&index, &claim).expect("the rpm package's own file");
+        assert_eq!((&*ok.package, ok.name()), ("openssh-clients", "ssh"));
+        // Edited: the package's SHA-256 no longer matches.
+        std::fs::write(bin.join("ssh"), b"#!/bin/true\nedited\n").unwrap();
+        let edited = FileClaim {
+            sha256: hex::encode(Sha256::digest(b"#!/bin/true\nedited\n")),
+            ..claim
+        };
+        assert_eq!(verify_file(&index, &edited), None);
     }
 }

@@ -1,7 +1,7 @@
 //! A normal admin's and developer's day on the default policy is quiet: real packaged tools reading their own credentials give `info`, while cat, python3 and a copied binary reading the same files stay high; local connects after a key read are no exfiltration.
 
 use std::{
-    os::unix::fs::PermissionsExt,
+    os::unix::{fs::PermissionsExt, process::CommandExt},
     path::PathBuf,
     process::{Command, Stdio},
     sync::OnceLock,
@@ -24,6 +24,8 @@ struct Day {
     key: PathBuf,
     /// A directory any user may enter, for the copied binary.
     scratch: tempfile::TempDir,
+    /// The rpm database the agent reads (empty until a test installs into it).
+    rpmdb: PathBuf,
     _state: tempfile::TempDir,
 }
 
@@ -34,9 +36,20 @@ static USER: OnceLock<(String, PathBuf)> = OnceLock::new();
 extern "C" fn remove_user() {
     if let Some((u, base)) = USER.get() {
         let _ = Command::new("userdel").args(["-f", "-r", u]).status();
+        let _ = Command::new("rpm")
+            .arg("--dbpath")
+            .arg(base.join("rpmdb"))
+            .args(["-e", "--nodeps", "--noscripts", RPM_NAME])
+            .status();
+        let _ = std::fs::remove_dir_all(RPM_DIR);
         let _ = std::fs::remove_dir_all(base);
     }
 }
+
+/// The test package: a copy of cat installed by rpm as a program named `git`
+/// (an expected client of git credentials).
+const RPM_NAME: &str = "proctor-clean-day";
+const RPM_DIR: &str = "/usr/libexec/proctor-clean-day";
 
 fn sh(cmd: &mut Command) -> String {
     let out = cmd.env("PATH", PATH).output().unwrap();
@@ -77,14 +90,17 @@ fn day() -> &'static Day {
         std::fs::write(home.join(".gitconfig"), "[credential]\n\thelper = store\n").unwrap();
         sh(Command::new("chown").arg("-R").arg(&user).arg(&home));
         let state = tempfile::tempdir().unwrap();
+        let rpmdb = base.join("rpmdb");
         let config = format!(
             "status_interval: 1s\n{TEST_METRICS}\
              state_dir: {state}\n\
              fingerprint:\n  key: {KEY_HEX}\n\
              process_table:\n  exit_grace: 5s\n\
-             secrets:\n  extra_homes: [{home}]\n  search_dirs: []\n",
+             secrets:\n  extra_homes: [{home}]\n  search_dirs: []\n\
+             packages:\n  rpm_databases: [{db}]\n",
             state = state.path().display(),
             home = home.display(),
+            db = rpmdb.join("rpmdb.sqlite").display(),
         );
         let agent = AgentProc::start(&config);
         let scratch = tempfile::tempdir_in("/var/tmp").unwrap();
@@ -95,6 +111,7 @@ fn day() -> &'static Day {
             home,
             key,
             scratch,
+            rpmdb,
             _state: state,
         }
     })
@@ -417,4 +434,85 @@ fn a_key_read_then_unspecified_or_loopback_connects_is_no_exfiltration_but_a_rem
         .collect();
     assert_eq!(all.len(), 1, "only the remote peer counts: {all:?}");
     drop(remote);
+}
+
+/// Builds the test package with rpmbuild and installs it with rpm into the
+/// day's rpm database: the file lands at `RPM_DIR/git`, owned by root.
+fn install_rpm(db: &std::path::Path) -> PathBuf {
+    let top = tempfile::tempdir().unwrap();
+    let spec = top.path().join("t.spec");
+    std::fs::write(
+        &spec,
+        format!(
+            "Name: {RPM_NAME}\nVersion: 1.0\nRelease: 1\nSummary: test\nLicense: MIT\n\
+             %description\ntest\n%install\nmkdir -p %{{buildroot}}{RPM_DIR}\n\
+             cp /usr/bin/cat %{{buildroot}}{RPM_DIR}/git\n%files\n{RPM_DIR}/git\n"
+        ),
+    )
+    .unwrap();
+    let top_def = format!("_topdir {}", top.path().display());
+    run_ok(
+        Command::new("rpmbuild")
+            .args(["--define", &top_def])
+            .args([
+                "--define",
+                "__strip /bin/true",
+                "--define",
+                "debug_package %{nil}",
+            ])
+            .args(["--define", "__brp_strip /bin/true"])
+            .arg("-bb")
+            .arg(&spec),
+        "cargo xtask setup (Debian package rpm)",
+    );
+    let rpm = std::fs::read_dir(top.path().join("RPMS"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "rpm"))
+        .expect("rpmbuild made no package");
+    std::fs::create_dir_all(db).unwrap();
+    run_ok(
+        Command::new("rpm")
+            .arg("--dbpath")
+            .arg(db)
+            .args(["-i", "--nodeps", "--noscripts", "--replacepkgs"])
+            .arg(&rpm),
+        "cargo xtask setup (Debian package rpm)",
+    );
+    PathBuf::from(RPM_DIR).join("git")
+}
+
+#[test]
+fn a_program_installed_by_rpm_is_an_expected_client_and_its_copy_is_not() {
+    let d = day();
+    let a = &d.agent;
+    let creds = d.home.join(".git-credentials");
+    let creds = creds.to_str().unwrap();
+    // Installed after the agent started: it notices the database change.
+    let git = install_rpm(&d.rpmdb);
+    let copy = d.scratch.path().join("git");
+    std::fs::copy(&git, &copy).unwrap();
+
+    let m = marker("rpm-git");
+    sh(Command::new(&git).arg0(&m).arg(creds).stdout(Stdio::null()));
+    let e = wait_read(a, creds, git.to_str().unwrap(), &m);
+    assert_eq!(severity(&e), "info", "{e}");
+    assert_eq!(
+        e["finding"]["evidence"]["expected_client"],
+        format!("{RPM_NAME}:{}", git.display()),
+        "{e}"
+    );
+    // Side by side: the same bytes from a path no package installed.
+    let cm = marker("rpm-copy");
+    sh(Command::new(&copy)
+        .arg0(&cm)
+        .arg(creds)
+        .stdout(Stdio::null()));
+    let c = wait_read(a, creds, copy.to_str().unwrap(), &cm);
+    assert!(
+        is_high(&c),
+        "a copy of an rpm program is no expected client: {c}"
+    );
+    assert!(c["finding"]["evidence"]["expected_client"].is_null(), "{c}");
 }
