@@ -23,6 +23,7 @@ mod observability;
 mod owners;
 mod pod_metadata;
 mod process_events;
+mod reload;
 mod secret_intel;
 mod secrets;
 mod sinks;
