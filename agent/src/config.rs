@@ -312,6 +312,110 @@ impl Config {
     }
 }
 
+/// Sections split one level down when a reload says what changed: their
+/// keys differ in whether they can change live.
+const SPLIT_SECTIONS: &[&str] = &["secrets", "rate_limit"];
+
+/// What a running agent cannot change without a restart: probes, maps and
+/// sockets are sized or bound once, and the fingerprint key names every
+/// secret in the inventory. A reload reports them as `needs_restart`.
+pub const RESTART_ONLY: &[&str] = &[
+    "node_name",
+    "kernel",
+    "hash",
+    "process_table",
+    "state_dir",
+    "fingerprint",
+    "metrics",
+    "api",
+    "kubernetes",
+    "shutdown_grace",
+    "secrets.enabled",
+    "rate_limit.summary_interval",
+];
+
+/// Whether `key` (as [`changed_keys`] names it) needs a restart to change.
+pub fn needs_restart(key: &str) -> bool {
+    RESTART_ONLY.contains(&key)
+}
+
+/// The keys whose values differ between two config texts (both already
+/// valid): top-level keys, and the keys of [`SPLIT_SECTIONS`] as
+/// `secrets.rules`. A key left out and one given as null are the same.
+pub fn changed_keys(old: &str, new: &str) -> Result<Vec<String>> {
+    let (a, b) = (top_level(old)?, top_level(new)?);
+    let mut out = Vec::new();
+    let null = serde_yaml_ng::Value::Null;
+    for key in a
+        .keys()
+        .chain(b.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let (va, vb) = (a.get(key).unwrap_or(&null), b.get(key).unwrap_or(&null));
+        if va == vb {
+            continue;
+        }
+        if !SPLIT_SECTIONS.contains(&key.as_str()) {
+            out.push(key.clone());
+            continue;
+        }
+        let (sa, sb) = (as_map(va), as_map(vb));
+        for sub in sa
+            .keys()
+            .chain(sb.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            if sa.get(sub).unwrap_or(&null) != sb.get(sub).unwrap_or(&null) {
+                out.push(format!("{key}.{sub}"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+type Section = std::collections::BTreeMap<String, serde_yaml_ng::Value>;
+
+fn top_level(text: &str) -> Result<Section> {
+    if text.trim().is_empty() {
+        return Ok(Section::new());
+    }
+    let v: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(text).context("configuration is not YAML")?;
+    Ok(as_map(&v))
+}
+
+fn as_map(v: &serde_yaml_ng::Value) -> Section {
+    v.as_mapping()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.clone())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Config {
+    /// `self` (a reloaded config) with the [`RESTART_ONLY`] settings the
+    /// agent is actually running with, taken from `running`: what the agent
+    /// reports and uses stays true until it restarts.
+    pub fn keep_restart_only(mut self, running: &Config) -> Config {
+        self.node_name = running.node_name.clone();
+        self.kernel = running.kernel.clone();
+        self.hash = running.hash.clone();
+        self.process_table = running.process_table.clone();
+        self.state_dir = running.state_dir.clone();
+        self.fingerprint = running.fingerprint.clone();
+        self.metrics = running.metrics.clone();
+        self.api = running.api.clone();
+        self.kubernetes = running.kubernetes.clone();
+        self.shutdown_grace = running.shutdown_grace;
+        self.secrets.enabled = running.secrets.enabled;
+        self.rate_limit.summary_interval = running.rate_limit.summary_interval;
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,5 +505,46 @@ mod tests {
         );
         let typo = Config::parse("health:\n  stall_afer: 5s\n", "x").unwrap_err();
         assert!(format!("{typo:#}").contains("stall_afer"), "{typo:#}");
+    }
+
+    #[test]
+    fn a_reload_names_the_keys_that_changed_and_those_that_need_a_restart() {
+        let old =
+            "kernel:\n  ring_buffer_bytes: 4096\nsecrets:\n  rules: []\n  scan_environment: true\n";
+        let new = "kernel:\n  ring_buffer_bytes: 8192\nsecrets:\n  rules:\n    - secret: {id: netrc}\n  \
+                   scan_environment: true\n  enabled: false\nsinks:\n  - type: stdout\nrate_limit: ~\n";
+        let changed = changed_keys(old, new).unwrap();
+        assert_eq!(
+            changed,
+            ["kernel", "secrets.enabled", "secrets.rules", "sinks"],
+            "null is the same as absent, equal keys are not named"
+        );
+        let restart: Vec<_> = changed.iter().filter(|k| needs_restart(k)).collect();
+        assert_eq!(restart, ["kernel", "secrets.enabled"]);
+        assert!(changed_keys(old, old).unwrap().is_empty());
+        assert_eq!(
+            changed_keys("", "status_interval: 5s\n").unwrap(),
+            ["status_interval"]
+        );
+        for key in RESTART_ONLY {
+            let top = key.split('.').next().unwrap();
+            assert!(
+                top_level(DEFAULT_CONFIG).unwrap().contains_key(top),
+                "{key} is no key of the default config"
+            );
+        }
+    }
+
+    #[test]
+    fn a_reloaded_config_keeps_the_running_restart_only_settings() {
+        let running = Config::parse(
+            "kernel:\n  ring_buffer_bytes: 4096\n  wakeup_bytes: 1024\n",
+            "a",
+        )
+        .unwrap();
+        let new = Config::parse("status_interval: 2s\n", "b").unwrap();
+        let applied = new.keep_restart_only(&running);
+        assert_eq!(applied.kernel.ring_buffer_bytes, 4096);
+        assert_eq!(applied.status_interval, Duration::from_secs(2));
     }
 }

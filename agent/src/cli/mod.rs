@@ -157,11 +157,12 @@ fn dispatch(cmd: Command) -> Result<i32> {
             config,
             metrics_listen,
         } => {
-            let mut cfg = Config::load(config.as_deref())?;
+            let source = crate::daemon::ConfigSource::open(config)?;
+            let mut cfg = source.config()?;
             if let Some(addr) = metrics_listen {
                 cfg.metrics.listen = addr.to_string();
             }
-            crate::daemon::run(cfg)?;
+            crate::daemon::run(cfg, source)?;
             Ok(0)
         }
         Command::Attest { pid, json, socket } => {

@@ -7,9 +7,12 @@
 //! - `pod_source`: the pod metadata source the config asks for.
 //! - `tasks`: the emitter, probe log, pod poller and API server beside the loop.
 //! - `shutdown`: stop signals, and flushing and detaching in order.
+//! - `reload`: SIGHUP and config-file changes applied live, state kept.
 
 mod ingest;
 mod pod_source;
+mod reload;
+pub use reload::ConfigSource;
 mod shutdown;
 mod startup;
 mod status;
@@ -23,7 +26,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use tokio::{
-    sync::{broadcast, mpsc},
+    sync::{broadcast, mpsc, watch},
     time::MissedTickBehavior,
 };
 
@@ -39,6 +42,7 @@ use crate::{
     kernel::probes::Probes,
     pipeline::{
         emitter::{EmitCounters, Pending},
+        rate_limit::RateLimitConfig,
         seq_store::SeqStore,
     },
     secrets::inventory,
@@ -51,8 +55,9 @@ const SWEEP_BATCH: usize = 1024;
 /// copied into the metrics between status events.
 const METRICS_REFRESH: Duration = Duration::from_secs(2);
 
-/// Runs the agent on `cfg` until SIGINT or SIGTERM, then detaches everything.
-pub fn run(cfg: Config) -> Result<()> {
+/// Runs the agent on `cfg` (parsed from `source`) until SIGINT or SIGTERM,
+/// then detaches everything. SIGHUP and changes of the file reload it.
+pub fn run(cfg: Config, source: ConfigSource) -> Result<()> {
     // Owner-only for whatever is created without an explicit mode: the agent's
     // files hold every user's argv, paths and fingerprints. (umask cannot fail.)
     unsafe { libc::umask(0o077) };
@@ -70,7 +75,7 @@ pub fn run(cfg: Config) -> Result<()> {
             None
         };
         let inventory_path = inventory::default_path(&cfg.state_dir);
-        let agent = Agent::start(cfg)?;
+        let agent = Agent::start(cfg, source)?;
         let api = api.map(|server| {
             let handles = ApiHandles {
                 table: agent.ingest.table.clone(),
@@ -108,6 +113,10 @@ struct Agent {
     sinks: Arc<SinkSet>,
     sink_stats: SinkStatsSource,
     seq: Option<SeqStore>,
+    /// The config file and the texts reloads are judged against.
+    source: reload::ConfigSource,
+    /// The rate limiter's settings; the emitter takes a reload's at its next event.
+    rate_limit: watch::Sender<RateLimitConfig>,
 }
 
 impl Agent {
@@ -130,6 +139,7 @@ impl Agent {
         self.metrics
             .ready
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut reloads = reload::Triggers::new(self.source.path.as_deref())?;
         let mut metrics_tick = tokio::time::interval(METRICS_REFRESH);
         metrics_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // Records whose exit was never seen are found by checking /proc, a
@@ -151,6 +161,16 @@ impl Agent {
                 _ = status_tick.tick() => {
                     self.ingest.housekeeping().await;
                     self.emit_status("running").await;
+                }
+                trigger = reloads.next() => {
+                    let before = self.cfg.status_interval;
+                    if let Some(report) = self.reload(trigger).await {
+                        if self.cfg.status_interval != before {
+                            status_tick = tokio::time::interval(self.cfg.status_interval);
+                            status_tick.tick().await;
+                        }
+                        self.emit_reload(report).await;
+                    }
                 }
                 reason = &mut stop => break reason,
             }

@@ -32,7 +32,7 @@ use crate::{
 impl Agent {
     /// Checks, loads and attaches everything, and seeds the process table.
     /// Must be called inside a tokio runtime.
-    pub(super) fn start(cfg: Config) -> Result<Self> {
+    pub(super) fn start(cfg: Config, source: super::reload::ConfigSource) -> Result<Self> {
         // Sinks first: a bad CA file or a spool in use fails before any probe loads.
         let node: Arc<str> = cfg.node().into();
         let seq = SeqStore::open(&cfg.state_dir)?;
@@ -100,7 +100,6 @@ impl Agent {
             sink_stats: sinks.stats_source(),
             sinks,
             seq: Some(seq),
-            cfg,
             probes,
             ingest: Ingest {
                 table: Arc::new(Mutex::new(table)),
@@ -121,6 +120,9 @@ impl Agent {
             metrics,
             metrics_addr: None,
             pod_source: pods,
+            rate_limit: tokio::sync::watch::channel(cfg.rate_limit.clone()).0,
+            source,
+            cfg,
         })
     }
 }
@@ -129,7 +131,7 @@ impl Agent {
 /// configured detection that cannot work is a start-up error (naming the
 /// hook, why it is missing, and the fix); evidence the agent always reports
 /// (connects) missing makes `/readyz` fail instead: the returned lines.
-fn check_hooks(cfg: &Config, probes: &Probes) -> Result<Vec<String>> {
+pub(super) fn check_hooks(cfg: &Config, probes: &Probes) -> Result<Vec<String>> {
     let set = probes.hook_set();
     let why = |hook: &str| {
         probes

@@ -8,7 +8,7 @@ use proctor_common::{
 };
 use serde::Serialize;
 
-use super::{ingest::Gaps, pod_source::PodMetadataStatus, Agent};
+use super::{ingest::Gaps, pod_source::PodMetadataStatus, reload::Reload, Agent};
 use crate::{
     clock::boot_ns,
     event::Kind,
@@ -45,6 +45,9 @@ pub(super) struct Figures {
 #[derive(Serialize)]
 struct Status<'a> {
     state: &'a str,
+    /// Only on the event a configuration reload emits (state `reload`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reload: Option<&'a Reload>,
     #[serde(flatten)]
     figures: &'a Figures,
 }
@@ -188,6 +191,15 @@ impl Agent {
     /// Emits `agent_status` in `state`, and refreshes the metrics from the
     /// same figures.
     pub(super) async fn emit_status(&mut self, state: &str) {
+        self.emit_status_with(state, None).await
+    }
+
+    /// The `agent_status` event of a reload: state `reload`, its `reload` object.
+    pub(super) async fn emit_reload(&mut self, reload: Reload) {
+        self.emit_status_with("reload", Some(&reload)).await
+    }
+
+    async fn emit_status_with(&mut self, state: &str, reload: Option<&Reload>) {
         let figures = self.figures();
         figures.publish(&self.metrics);
         let Some(process) = self.ingest.own_snapshot() else {
@@ -195,6 +207,7 @@ impl Agent {
         };
         let status = match serde_json::to_value(Status {
             state,
+            reload,
             figures: &figures,
         }) {
             Ok(v) => v,
@@ -342,6 +355,7 @@ mod tests {
             reason: Some("kubernetes.enabled is off".into()),
         });
         let got = serde_json::to_value(Status {
+            reload: None,
             state: "running",
             figures: &off,
         })
@@ -360,6 +374,7 @@ mod tests {
         };
         let on = figures(PodMetadataStatus::Source(stats.clone()));
         let got = serde_json::to_value(Status {
+            reload: None,
             state: "running",
             figures: &on,
         })

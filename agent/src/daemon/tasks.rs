@@ -62,7 +62,7 @@ impl Agent {
             subscribers: self.subscribers.clone(),
             metrics: self.metrics.clone(),
             seq: self.seq.take().expect("run once"),
-            limiter: RateLimiter::new(self.cfg.rate_limit.clone()),
+            limiter: RateLimiter::following(self.rate_limit.subscribe()),
             shutdown_grace: self.cfg.shutdown_grace,
             hash_wait: self.cfg.hash.emit_wait,
         };

@@ -84,6 +84,11 @@ pub struct TaskLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
     pub state: String,
 }
@@ -124,6 +129,7 @@ pub struct Metrics {
     ready_gauge: Gauge,
     healthy_gauge: Gauge,
     task_failures: Family<TaskLabel, Counter>,
+    config_reloads: Family<ResultLabel, Counter>,
     pub ready: AtomicBool,
     pub health: Health,
 }
@@ -157,6 +163,7 @@ impl Metrics {
             ready_gauge: Gauge::default(),
             healthy_gauge: Gauge::default(),
             task_failures: Family::default(),
+            config_reloads: Family::default(),
             ready: AtomicBool::new(false),
             health: Health::default(),
         };
@@ -247,6 +254,11 @@ impl Metrics {
             "task_failures",
             "Agent tasks (emitter, pod poller, API server, ...) that panicked or stopped",
             m.task_failures.clone(),
+        );
+        r.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP, config file change), by result: applied or refused",
+            m.config_reloads.clone(),
         );
         *lock(&m.registry) = r;
         Arc::new(m)
@@ -361,6 +373,14 @@ impl Metrics {
     }
 
     /// Records that `task` panicked or stopped: counted, and `/healthz` fails.
+    pub fn config_reloaded(&self, result: &str) {
+        self.config_reloads
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
+    }
+
     pub fn task_failed(&self, task: &str, why: &str) {
         self.task_failures
             .get_or_create(&TaskLabel { task: task.into() })

@@ -8,7 +8,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use serde::Deserialize;
-use tokio::time::Instant;
+use tokio::{sync::watch, time::Instant};
 
 use crate::event::{Event, Kind, Suppressed};
 
@@ -76,6 +76,9 @@ struct Bucket {
 
 pub struct RateLimiter {
     cfg: RateLimitConfig,
+    /// New settings from a config reload, taken at the next event; the
+    /// buckets (and what they suppressed) are kept.
+    updates: Option<watch::Receiver<RateLimitConfig>>,
     buckets: HashMap<Key, Bucket>,
     /// Events suppressed since start (all keys), for agent_status.
     pub total_suppressed: u64,
@@ -97,13 +100,34 @@ impl RateLimiter {
     pub fn new(cfg: RateLimitConfig) -> Self {
         Self {
             cfg,
+            updates: None,
             buckets: HashMap::new(),
             total_suppressed: 0,
         }
     }
 
+    /// A limiter that follows `updates` (the daemon's reloads). The summary
+    /// interval is the one it starts with: its ticker is set up once.
+    pub fn following(updates: watch::Receiver<RateLimitConfig>) -> Self {
+        let cfg = updates.borrow().clone();
+        Self {
+            updates: Some(updates),
+            ..Self::new(cfg)
+        }
+    }
+
     pub fn enabled(&self) -> bool {
-        self.cfg.enabled
+        self.updates
+            .as_ref()
+            .map_or(self.cfg.enabled, |u| u.borrow().enabled)
+    }
+
+    fn take_update(&mut self) {
+        if let Some(u) = self.updates.as_mut() {
+            if u.has_changed().unwrap_or(false) {
+                self.cfg = u.borrow_and_update().clone();
+            }
+        }
     }
 
     pub fn summary_interval(&self) -> Duration {
@@ -112,6 +136,7 @@ impl RateLimiter {
 
     /// Whether `ev` goes out; a suppressed event is remembered for the summary.
     pub fn admit(&mut self, ev: &Arc<Event>, now: Instant) -> bool {
+        self.take_update();
         if !self.cfg.enabled || ev.kind == Kind::AgentStatus {
             return true;
         }
@@ -217,5 +242,36 @@ mod tests {
         assert!(r.summaries().is_empty(), "reported once");
         let status = Arc::new(testdata::event(Kind::AgentStatus));
         assert!((0..10).all(|_| r.admit(&status, t0)));
+    }
+
+    #[test]
+    fn a_reload_changes_the_limits_at_the_next_event_and_keeps_what_was_suppressed() {
+        let on = RateLimitConfig {
+            enabled: true,
+            events_per_second: 0.001,
+            burst: 2,
+            ..RateLimitConfig::default()
+        };
+        let (tx, rx) = watch::channel(RateLimitConfig::default());
+        let mut r = RateLimiter::following(rx);
+        let t0 = Instant::now();
+        let ev = Arc::new(testdata::event(Kind::FileOpen));
+        assert!(!r.enabled());
+        assert!((0..10).all(|_| r.admit(&ev, t0)), "off: nothing limited");
+        tx.send(on.clone()).unwrap();
+        assert!(r.enabled(), "the emitter's summary tick runs from now on");
+        assert_eq!((0..10).filter(|_| r.admit(&ev, t0)).count(), 2);
+        tx.send(RateLimitConfig {
+            enabled: false,
+            ..on
+        })
+        .unwrap();
+        assert!(r.admit(&ev, t0), "turned off again by the next reload");
+        let s = r.summaries();
+        assert_eq!(
+            s[0].suppressed.as_ref().unwrap().count,
+            8,
+            "kept across the reload"
+        );
     }
 }

@@ -21,6 +21,10 @@ pub trait KernelWatch {
     fn watch_name(&mut self, name: &str, anchored: bool) -> Result<()>;
     /// A directory name that anchors generic secret names (`.aws` for `config`).
     fn watch_parent_name(&mut self, name: &str) -> Result<()>;
+    /// A name no catalog entry uses any more (a reload removed it).
+    fn unwatch_name(&mut self, name: &str);
+    /// An anchoring directory name no entry uses any more.
+    fn unwatch_parent_name(&mut self, name: &str);
     /// Bit `n` set: some watched name is `n` bytes long.
     fn set_name_lengths(&mut self, bitmap: u64) -> Result<()>;
     /// Opens of this inode pass the filter and carry `slot`.
@@ -29,6 +33,8 @@ pub trait KernelWatch {
     fn watch_dir(&mut self, key: InodeKey) -> Result<()>;
     /// Forgets an inode (its watch and any deny entry): its secret is gone.
     fn unwatch_inode(&mut self, key: InodeKey);
+    /// Readers of this inode are no longer stopped (no kill rule names it now).
+    fn undeny_inode(&mut self, key: InodeKey);
     /// `exe` may read the secrets of kill rule `rule`.
     fn allow_reader(&mut self, rule: u32, exe: InodeKey) -> Result<()>;
     /// `exe` no longer may (the owner's file was replaced).
@@ -105,6 +111,18 @@ impl KernelWatch for KernelMaps {
             .with_context(|| format!("kernel name filter: cannot add {name:?}"))
     }
 
+    fn unwatch_name(&mut self, name: &str) {
+        if let Some(k) = name_key(name) {
+            let _ = self.filter.names.remove(&k);
+        }
+    }
+
+    fn unwatch_parent_name(&mut self, name: &str) {
+        if let Some(k) = name_key(name) {
+            let _ = self.filter.parents.remove(&k);
+        }
+    }
+
     fn set_name_lengths(&mut self, bitmap: u64) -> Result<()> {
         self.filter
             .name_lengths
@@ -122,6 +140,10 @@ impl KernelWatch for KernelMaps {
 
     fn unwatch_inode(&mut self, key: InodeKey) {
         let _ = self.filter.inodes.remove(&key);
+        let _ = self.enforcement.deny_inodes.remove(&key);
+    }
+
+    fn undeny_inode(&mut self, key: InodeKey) {
         let _ = self.enforcement.deny_inodes.remove(&key);
     }
 
@@ -189,6 +211,14 @@ impl KernelWatch for RecordedWatch {
         Ok(())
     }
 
+    fn unwatch_name(&mut self, name: &str) {
+        self.names.remove(name);
+    }
+
+    fn unwatch_parent_name(&mut self, name: &str) {
+        self.parent_names.remove(name);
+    }
+
     fn set_name_lengths(&mut self, bitmap: u64) -> Result<()> {
         self.name_lengths = bitmap;
         Ok(())
@@ -206,6 +236,10 @@ impl KernelWatch for RecordedWatch {
 
     fn unwatch_inode(&mut self, key: InodeKey) {
         self.inodes.remove(&key);
+        self.deny_inodes.remove(&key);
+    }
+
+    fn undeny_inode(&mut self, key: InodeKey) {
         self.deny_inodes.remove(&key);
     }
 

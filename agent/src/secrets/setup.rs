@@ -42,7 +42,28 @@ pub fn build(
         fingerprinter,
         state_dir,
     } = inputs;
-    let planted = decoys::plant(&secrets.decoys, &fingerprinter);
+    let catalog = node_catalog(secrets, catalog, &fingerprinter)?;
+    let store = InventoryStore::open(&inventory::default_path(state_dir))?;
+    SecretMonitor::new(
+        secrets.clone(),
+        MonitorParts {
+            catalog,
+            fingerprinter,
+            store,
+            kernel: KernelMaps::new(filter, enforcement),
+            discover: discover_roots(secrets),
+        },
+    )
+}
+
+/// The configured catalog as this node needs it: the decoys planted (and
+/// catalogued), `~/` expanded to the node's homes. At start-up and on reload.
+pub fn node_catalog(
+    secrets: &SecretsConfig,
+    catalog: Catalog,
+    fingerprinter: &Fingerprinter,
+) -> Result<Catalog> {
+    let planted = decoys::plant(&secrets.decoys, fingerprinter);
     for (path, why) in &planted.skipped {
         tracing::warn!("decoy {} not planted: {why}", path.display());
     }
@@ -51,21 +72,15 @@ pub fn build(
         .context("secrets.decoys")?;
     let mut homes = passwd_homes(Path::new("/"));
     homes.extend(secrets.extra_homes.iter().cloned());
-    let catalog = catalog
+    catalog
         .with_homes(&homes)
-        .context("home directories (/etc/passwd and secrets.extra_homes)")?;
-    let store = InventoryStore::open(&inventory::default_path(state_dir))?;
+        .context("home directories (/etc/passwd and secrets.extra_homes)")
+}
+
+/// Where discovery looks on this host, with the section's extra places.
+pub fn discover_roots(secrets: &SecretsConfig) -> DiscoverRoots {
     let mut discover = DiscoverRoots::host();
     discover.anywhere_dirs = secrets.search_dirs.clone();
     discover.extra_homes = secrets.extra_homes.clone();
-    SecretMonitor::new(
-        secrets.clone(),
-        MonitorParts {
-            catalog,
-            fingerprinter,
-            store,
-            kernel: KernelMaps::new(filter, enforcement),
-            discover,
-        },
-    )
+    discover
 }

@@ -84,6 +84,20 @@ impl SecretUsage {
         }
     }
 
+    /// New replay and exfil settings (a config reload); bindings and taints stay.
+    pub fn reconfigure(
+        &mut self,
+        mode: ReplayMode,
+        learning_window: Duration,
+        exfil_window: Duration,
+        metadata: Vec<Destination>,
+    ) {
+        self.mode = mode;
+        self.learning_window = learning_window;
+        self.exfil_window = exfil_window;
+        self.metadata = metadata;
+    }
+
     /// A use of the secret `secret` (with a fingerprint) by `p`. `owners` is
     /// whether policy declares owners for it and `is_owner` whether `p` is one.
     /// Returns a secret-replay finding when `p` is not among its identities.

@@ -24,6 +24,7 @@ mod owners;
 mod pod_metadata;
 mod process_events;
 mod quarantine;
+mod reload;
 mod secret_intel;
 mod secrets;
 mod sinks;

@@ -286,6 +286,11 @@ impl<K: KernelWatch> SecretMonitor<K> {
         &self.catalog
     }
 
+    /// The cluster's fingerprint key (a reload plants decoys with it).
+    pub fn fingerprinter(&self) -> &Fingerprinter {
+        &self.fingerprinter
+    }
+
     /// Puts every literal secret basename in the kernel's name filter, with
     /// the directory names that anchor it where every pattern has one.
     fn install_names(&mut self) -> Result<()> {
@@ -1047,8 +1052,10 @@ impl<K: KernelWatch> Drop for SecretMonitor<K> {
 }
 
 mod kube;
+mod reload;
 #[cfg(test)]
 mod tests;
 mod verdict;
 
+pub use reload::PreparedPolicy;
 use verdict::Role;

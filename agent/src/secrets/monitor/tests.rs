@@ -571,3 +571,105 @@ fn kubelet_secret_files_are_watched_named_bound_to_their_pods_and_followed_acros
     assert!(!m.kernel.inodes.contains_key(&old_key));
     assert_eq!(m.stats.kube_secret_files, 1);
 }
+
+/// `policy` as the monitor's reload gets it (`{root}` stands for the node).
+fn prepared(
+    node: &Node,
+    m: &SecretMonitor<RecordedWatch>,
+    policy: &str,
+    catalog: Catalog,
+) -> Result<PreparedPolicy> {
+    let policy = policy.replace("{root}", &node.tmp.path().display().to_string());
+    let policy: SecretsConfig = serde_yaml_ng::from_str(&policy).unwrap();
+    m.prepare_policy(policy, catalog, m.discover.clone())
+}
+
+#[test]
+fn a_reload_adds_renumbers_and_removes_kill_rules_in_the_kernel_maps() {
+    let node = Node::new();
+    let mut m = node.monitor("rules: []").unwrap();
+    assert!(m.kernel.deny_inodes.is_empty() && m.kernel.allowed_readers.is_empty());
+    let (a, b, owner) = (
+        node.key("keys/a.key"),
+        node.key("keys/b.key"),
+        node.key("bin/owner"),
+    );
+
+    let kill = "rules:
+  - secret: {id: app-token}
+  - secret: {id: app-key}
+    owners: [{exe_path: '{root}/bin/owner'}]
+    enforce: [kill]";
+    let p = prepared(&node, &m, kill, node.catalog()).unwrap();
+    m.apply_policy(p);
+    assert_eq!(m.kernel.allowed_readers, HashSet::from([(1, owner)]));
+    assert_eq!(m.kernel.deny_inodes, HashMap::from([(a, 1), (b, 1)]));
+
+    // The rule before it goes: the kill rule is rule 0 now, everywhere.
+    let renumbered = "rules: [{secret: {id: app-key}, owners: [{exe_path: '{root}/bin/owner'}], enforce: [kill]}]";
+    let p = prepared(&node, &m, renumbered, node.catalog()).unwrap();
+    m.apply_policy(p);
+    assert_eq!(m.kernel.allowed_readers, HashSet::from([(0, owner)]));
+    assert_eq!(m.kernel.deny_inodes, HashMap::from([(a, 0), (b, 0)]));
+
+    // A kill rule whose owner is missing is refused before anything changes.
+    let missing =
+        "rules: [{secret: {id: app-token}, owners: [{exe_path: /nonexistent/x}], enforce: [kill]}]";
+    let err = prepared(&node, &m, missing, node.catalog()).err().unwrap();
+    assert!(
+        format!("{err:#}").contains("no regular file there"),
+        "{err:#}"
+    );
+    assert_eq!(m.kernel.deny_inodes, HashMap::from([(a, 0), (b, 0)]));
+
+    let p = prepared(&node, &m, "rules: []", node.catalog()).unwrap();
+    m.apply_policy(p);
+    assert!(m.kernel.allowed_readers.is_empty(), "{:?}", m.kernel);
+    assert!(m.kernel.deny_inodes.is_empty(), "{:?}", m.kernel);
+    assert!(
+        m.kernel.inodes.contains_key(&a),
+        "still watched: only the rule went"
+    );
+}
+
+#[test]
+fn a_reload_that_drops_a_catalog_entry_unwatches_its_files_and_keeps_bindings() {
+    let node = Node::new();
+    let mut m = node.monitor("rules: []").unwrap();
+    let token = node.key("conf/app.token");
+    assert!(m.kernel.inodes.contains_key(&token));
+    assert!(m.kernel.names.contains_key("app.token"));
+    let reader = Arc::new(crate::testdata::process());
+    let rec = node.open(&m, "conf/app.token");
+    let out = read(&mut m, &rec, &reader);
+    assert!(!out.is_empty(), "the read was seen");
+    let bound = m.usage.bound_secrets();
+    assert_eq!(bound, 1, "the read bound the token to its reader");
+
+    let without_token: Vec<_> = node
+        .catalog()
+        .entries()
+        .iter()
+        .filter(|e| e.id != "app-token")
+        .cloned()
+        .collect();
+    let p = prepared(
+        &node,
+        &m,
+        "rules: []",
+        Catalog::from_entries(without_token).unwrap(),
+    )
+    .unwrap();
+    m.apply_policy(p);
+    assert!(
+        !m.kernel.inodes.contains_key(&token),
+        "{:?}",
+        m.kernel.inodes
+    );
+    assert!(!m.kernel.names.contains_key("app.token"));
+    assert!(
+        m.kernel.inodes.contains_key(&node.key("keys/a.key")),
+        "others stay"
+    );
+    assert_eq!(m.usage.bound_secrets(), bound, "bindings survive a reload");
+}

@@ -49,7 +49,7 @@ pub struct AgentProc {
     child: Mutex<Option<Child>>,
     lines: Arc<(Mutex<Lines>, Condvar)>,
     stderr: Arc<Mutex<String>>,
-    _config: tempfile::NamedTempFile,
+    _config: Option<tempfile::NamedTempFile>,
 }
 
 impl AgentProc {
@@ -64,8 +64,23 @@ impl AgentProc {
     pub fn start_with(config: &str, tweak: impl FnOnce(&mut Command)) -> AgentProc {
         let mut cfg = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut cfg, config.as_bytes()).unwrap();
+        let path = cfg.path().to_path_buf();
+        Self::spawn(&path, Some(cfg), tweak)
+    }
+
+    /// Starts `proctor run --config path` on a file the test owns (and may
+    /// change while the agent runs).
+    pub fn start_at(path: &Path) -> AgentProc {
+        Self::spawn(path, None, |_| {})
+    }
+
+    fn spawn(
+        path: &Path,
+        cfg: Option<tempfile::NamedTempFile>,
+        tweak: impl FnOnce(&mut Command),
+    ) -> AgentProc {
         let mut cmd = Command::new(proctor_bin());
-        cmd.args(["run", "--config"]).arg(cfg.path());
+        cmd.args(["run", "--config"]).arg(path);
         // After `run --config`: a tweak may add flags of `run`.
         tweak(&mut cmd);
         let mut child = cmd
