@@ -163,6 +163,24 @@ impl Default for ProcessTableConfig {
     }
 }
 
+/// A YAML error without the values it quotes: a token or key typed into the
+/// wrong field would otherwise be repeated in the error, which reaches logs
+/// and, on a live reload, the `agent_status` event. Field names, types and
+/// the position stay, which is what fixing the file needs.
+fn without_values(msg: &str) -> String {
+    static QUOTED: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = QUOTED
+        .get_or_init(|| regex::Regex::new(r#""(?:[^"\\]|\\.)*"|unknown variant `[^`]*`"#).unwrap());
+    re.replace_all(msg, |c: &regex::Captures| {
+        if c[0].starts_with("unknown variant") {
+            "unknown variant (value not shown)".to_string()
+        } else {
+            "(value not shown)".to_string()
+        }
+    })
+    .into_owned()
+}
+
 impl Config {
     /// Parses and validates YAML text; `origin` names the source in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
@@ -174,7 +192,10 @@ impl Config {
                     .location()
                     .map(|l| format!("{origin}:{}:{}", l.line(), l.column()))
                     .unwrap_or_else(|| origin.to_string());
-                anyhow::anyhow!("invalid configuration at {at}: {e}")
+                anyhow::anyhow!(
+                    "invalid configuration at {at}: {}",
+                    without_values(&e.to_string())
+                )
             })?
         };
         cfg.validate()
@@ -421,6 +442,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_value_in_the_wrong_field_is_not_repeated_in_the_error() {
+        for text in [
+            "rate_limit:\n  enabled: \"hunter2-SECRET-value\"\n",
+            "rate_limit:\n  enabled: hunter2-SECRET-value\n",
+            "sinks:\n  - type: hunter2-SECRET-value\n",
+            "kernel:\n  ring_buffer_bytes: \"hunter2-SECRET\\\"-value\"\n",
+        ] {
+            let err = format!("{:#}", Config::parse(text, "cfg.yaml").unwrap_err());
+            assert!(!err.contains("hunter2"), "{err}");
+            assert!(!err.contains("SECRET"), "{err}");
+            assert!(err.contains("cfg.yaml:2:"), "the position stays: {err}");
+            assert!(err.contains("(value not shown)"), "{err}");
+        }
+    }
+
+    #[test]
     fn embedded_default_parses_and_matches_code_defaults() {
         let cfg = Config::parse(DEFAULT_CONFIG, "default").unwrap();
         let code = Config::default();
@@ -466,7 +503,11 @@ mod tests {
         let err = Config::parse("status_interval: soon\n", "x").unwrap_err();
         assert!(format!("{err:#}").contains("invalid duration"));
         let err = Config::parse("sinks:\n  - type: carrier-pigeon\n", "x").unwrap_err();
-        assert!(format!("{err:#}").contains("carrier-pigeon"));
+        assert!(
+            format!("{err:#}")
+                .contains("unknown variant (value not shown), expected one of `stdout`"),
+            "{err:#}"
+        );
         let err = Config::parse(
             "sinks:\n  - type: hec\n    url: https://splunk:8088/services/collector/event\n",
             "x",
