@@ -76,6 +76,7 @@ pub fn run(cfg: Config) -> Result<()> {
                 table: agent.ingest.table.clone(),
                 events: agent.subscribers.clone(),
                 inventory_path,
+                hygiene: agent.ingest.hygiene.clone(),
             };
             tasks::ApiTask::spawn(server, handles, agent.metrics.clone())
         });

@@ -94,6 +94,7 @@ impl Agent {
         }
         let (tx, rx) = mpsc::channel(16 * 1024);
         let (subscribers, _) = broadcast::channel(64 * 1024);
+        let packages = packages::Packages::start(packages::DPKG_INFO);
         Ok(Self {
             node,
             sink_stats: sinks.stats_source(),
@@ -107,7 +108,8 @@ impl Agent {
                 hashes,
                 pods: pods.cache.clone(),
                 secrets,
-                packages: packages::Packages::start(packages::DPKG_INFO),
+                hygiene: Arc::new(crate::api::hygiene::Evidence::new(Some(packages.clone()))),
+                packages,
                 tx,
                 gaps: Gaps::default(),
                 metrics: metrics.clone(),

@@ -26,4 +26,5 @@ mod process_events;
 mod secret_intel;
 mod secrets;
 mod sinks;
+mod spire_attestation;
 mod spire_plugin;
