@@ -56,7 +56,7 @@ fn next_watch_event(
     >,
 ) -> proctor::api::pb::WatchEvent {
     use futures::StreamExt;
-    rt.block_on(tokio::time::timeout(WAIT, w.next()))
+    rt.block_on(async { tokio::time::timeout(WAIT, w.next()).await })
         .expect("no watch event within the wait")
         .expect("the watch ended")
         .expect("the watch failed")
@@ -168,7 +168,7 @@ fn aws_env() -> [(&'static str, String); 2] {
         ("AWS_ACCESS_KEY_ID", format!("AKIA{}", "Q7ZL3XW9TR2MV5KD")),
         (
             "AWS_SECRET_ACCESS_KEY",
-            format!("{}{}", "wJ8rXq2Lk9Vz4Tn7Hb3Md6Pf1Yc5", "Gs0Ua8Ei3OqRn2"),
+            format!("{}{}", "wJ8rXq2Lk9Vz4Tn7Hb3Md6Pf1Yc5", "Gs0Ua8Ei3OqR"),
         ),
     ]
 }
@@ -400,6 +400,7 @@ fn k8s_selectors_are_spires_for_a_pod_of_the_kubelet_stand_in() {
         ],
         &[],
     );
+    assert!(run.status.success(), "host failed: {}", run.stderr);
     assert_eq!(
         strings(&run.report["attest"][0]["selectors"]),
         Vec::<String>::new()

@@ -279,7 +279,7 @@ func main() {
 		}
 		resp, err := wa.Attest(ctx, &workloadattestorv1.AttestRequest{Pid: int32(pid)})
 		r := attestResult{Pid: int32(pid), Error: toCallError(err), Selectors: []string{}}
-		if err == nil {
+		if err == nil && resp.SelectorValues != nil {
 			r.Selectors = resp.SelectorValues
 		}
 		rep.Attest = append(rep.Attest, r)
@@ -288,7 +288,7 @@ func main() {
 	attestRef := func(ref *anypb.Any, pid int32) {
 		resp, err := wa.AttestReference(ctx, &workloadattestorv1.AttestReferenceRequest{Reference: ref})
 		r := referenceResult{TypeURL: ref.TypeUrl, Pid: pid, Error: toCallError(err), Selectors: []string{}}
-		if err == nil {
+		if err == nil && resp.SelectorValues != nil {
 			r.Selectors = resp.SelectorValues
 		}
 		rep.AttestReference = append(rep.AttestReference, r)
