@@ -146,6 +146,7 @@ async fn identity_of(
         .unwrap_or_else(|| Creds::from_record(p));
     let users = NameDb::load("/etc/passwd");
     let groups = NameDb::load("/etc/group");
+    let hygiene = svc.handles.hygiene.of(p, svc.hash_wait).await;
     selectors::identity(
         p,
         &Context {
@@ -153,6 +154,7 @@ async fn identity_of(
             users: &users,
             groups: &groups,
             parent: parent.as_deref(),
+            hygiene: &hygiene,
         },
     )
 }

@@ -23,6 +23,7 @@ use crate::{event::Event, identity::process_table::ProcessTable};
 pub mod attest;
 pub mod client;
 pub mod events;
+pub mod hygiene;
 pub mod inventory;
 pub mod peer;
 pub mod selectors;
@@ -148,6 +149,9 @@ pub struct ApiHandles {
     pub events: broadcast::Sender<Arc<Event>>,
     /// The inventory database (`secrets::inventory::default_path(&cfg.state_dir)`).
     pub inventory_path: PathBuf,
+    /// Package and exec-time environment evidence (`binary-package`,
+    /// `env-static-secrets` selectors).
+    pub hygiene: Arc<hygiene::Evidence>,
 }
 
 /// Largest pid Linux hands out (`PID_MAX_LIMIT` on 64-bit).

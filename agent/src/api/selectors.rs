@@ -10,13 +10,19 @@
 //! - `k8s` (as SPIRE's k8s attestor), when the pod is known: `pod-uid:`
 //!   (from a cgroup the kubelet made, confirmed by the pod list when one
 //!   is available: `identity::container`), and once pod metadata names them `ns:`,
-//!   `sa:`, `pod-name:`, `pod-label:KEY:VALUE` (one per label),
-//!   `container-name:`, `container-image:` (the image as the pod spec names
-//!   it, and again its `imageID` digest reference when the runtime reports one).
+//!   `sa:`, `pod-name:`, `node-name:`, `pod-label:KEY:VALUE` (one per label),
+//!   `pod-owner:KIND:NAME` and `pod-owner-uid:KIND:UID` (one per owner
+//!   reference), `pod-image:` / `pod-init-image:` (each image and imageID of
+//!   the pod's container / init container statuses), `pod-image-count:N`,
+//!   `pod-init-image-count:N`, `container-name:`, `container-image:` (the
+//!   container status's image, and again its `imageID` digest reference
+//!   when the runtime reports one).
 //! - `proctor`: `attestation:kernel-exec|procfs-scan`, `exec-sha256:HEX`,
-//!   `binary-unmodified:true|false`, `fileless:`, `deleted:`,
-//!   `script-path:`, `script-sha256:HEX`, `parent-sha256:HEX`, `cgroup:PATH`,
-//!   `container-id:ID`, `container-runtime:NAME`.
+//!   `binary-unmodified:true|false`, `binary-package:NAME` (an installed
+//!   dpkg package's unmodified program), `env-static-secrets:none` (the
+//!   environment was scanned at exec and held no credential), `fileless:`,
+//!   `deleted:`, `script-path:`, `script-sha256:HEX`, `parent-sha256:HEX`,
+//!   `cgroup:PATH`, `container-id:ID`, `container-runtime:NAME`.
 
 use crate::{
     api::pb::{Identity, Integrity, Selector},
@@ -69,7 +75,14 @@ pub const SELECTOR_KINDS: &[(&str, &[&str])] = &[
             "ns",
             "sa",
             "pod-name",
+            "node-name",
             "pod-label",
+            "pod-owner",
+            "pod-owner-uid",
+            "pod-image",
+            "pod-image-count",
+            "pod-init-image",
+            "pod-init-image-count",
             "container-name",
             "container-image",
         ],
@@ -80,6 +93,8 @@ pub const SELECTOR_KINDS: &[(&str, &[&str])] = &[
             "attestation",
             "exec-sha256",
             "binary-unmodified",
+            "binary-package",
+            "env-static-secrets",
             "fileless",
             "deleted",
             "script-path",
@@ -128,6 +143,20 @@ pub struct Context<'a> {
     pub groups: &'a NameDb,
     /// The parent's record (hashes resolved as far as they are), when known.
     pub parent: Option<&'a Process>,
+    /// Hygiene evidence about this very exec, positive findings only.
+    pub hygiene: &'a Hygiene,
+}
+
+/// What an identity server may require beyond who the workload is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hygiene {
+    /// The installed dpkg package whose unmodified program this exec ran
+    /// (`identity::packages`).
+    pub package: Option<String>,
+    /// The environment was read and scanned at exec and held no static
+    /// credential. False when it held one, or was not scanned (scanning
+    /// off, environment gone, a process found at start-up).
+    pub env_clean: bool,
 }
 
 /// The selectors of `p`, in a stable order.
@@ -163,6 +192,7 @@ pub fn selectors(p: &Process, cx: &Context<'_>) -> Vec<Selector> {
         ("namespace", "ns"),
         ("service_account", "sa"),
         ("name", "pod-name"),
+        ("node_name", "node-name"),
     ] {
         if let Some(v) = json_str(pod, key) {
             sel(&mut out, "k8s", format!("{form}:{v}"));
@@ -173,6 +203,31 @@ pub fn selectors(p: &Process, cx: &Context<'_>) -> Vec<Selector> {
             if let Some(v) = v.as_str() {
                 sel(&mut out, "k8s", format!("pod-label:{k}:{v}"));
             }
+        }
+    }
+    let list = |key: &str| {
+        pod.and_then(|p| p.get(key)?.as_array())
+            .into_iter()
+            .flatten()
+    };
+    for owner in list("owners") {
+        let field = |k| json_str(Some(owner), k);
+        if let (Some(kind), Some(name)) = (field("kind"), field("name")) {
+            sel(&mut out, "k8s", format!("pod-owner:{kind}:{name}"));
+        }
+        if let (Some(kind), Some(uid)) = (field("kind"), field("uid")) {
+            sel(&mut out, "k8s", format!("pod-owner-uid:{kind}:{uid}"));
+        }
+    }
+    for (images, count, form) in [
+        ("images", "image_count", "pod-image"),
+        ("init_images", "init_image_count", "pod-init-image"),
+    ] {
+        for i in list(images).filter_map(|i| i.as_str()) {
+            sel(&mut out, "k8s", format!("{form}:{i}"));
+        }
+        if let Some(n) = pod.and_then(|p| p.get(count)?.as_u64()) {
+            sel(&mut out, "k8s", format!("{form}-count:{n}"));
         }
     }
     // Container names and images are Kubernetes facts only inside a pod.
@@ -200,6 +255,13 @@ pub fn selectors(p: &Process, cx: &Context<'_>) -> Vec<Selector> {
         "proctor",
         format!("binary-unmodified:{}", sha.is_some()),
     );
+    // A package verdict is about the exec'd file version the hash vouches for.
+    if let Some(pkg) = cx.hygiene.package.as_deref().filter(|_| sha.is_some()) {
+        sel(&mut out, "proctor", format!("binary-package:{pkg}"));
+    }
+    if cx.hygiene.env_clean {
+        sel(&mut out, "proctor", "env-static-secrets:none".to_string());
+    }
     sel(&mut out, "proctor", format!("fileless:{}", exe.fileless));
     sel(&mut out, "proctor", format!("deleted:{}", exe.deleted));
     if let Some(i) = &p.interpreter {
@@ -449,6 +511,10 @@ mod tests {
             users: &users,
             groups: &groups,
             parent: Some(&parent),
+            hygiene: &Hygiene {
+                package: Some("app-pkg".into()),
+                env_clean: true,
+            },
         };
         let p = process();
         let v = values(&selectors(&p, &cx));
@@ -466,6 +532,8 @@ mod tests {
             "proctor:attestation:kernel-exec".into(),
             format!("proctor:exec-sha256:{h}"),
             "proctor:binary-unmodified:true".into(),
+            "proctor:binary-package:app-pkg".into(),
+            "proctor:env-static-secrets:none".into(),
             "proctor:fileless:false".into(),
             "proctor:deleted:false".into(),
             format!("proctor:parent-sha256:{}", "cd".repeat(32)),
@@ -501,11 +569,15 @@ mod tests {
             users: &none,
             groups: &none,
             parent: None,
+            hygiene: &Hygiene::default(),
         };
         let mut p = process();
         p.pod = Some(serde_json::json!({
             "uid": "u-1", "namespace": "shop", "name": "web-0", "service_account": "web",
-            "labels": {"app": "web", "tier": "front"},
+            "labels": {"app": "web", "tier": "front"}, "node_name": "n1",
+            "owners": [{"kind": "StatefulSet", "name": "web", "uid": "o-1"}],
+            "images": ["reg/app:1", "reg/app@sha256:ab"], "image_count": 1,
+            "init_images": [], "init_image_count": 0,
         }));
         p.container = Some(serde_json::json!({
             "id": "c0ffee", "runtime": "containerd", "name": "app",
@@ -522,6 +594,13 @@ mod tests {
             "k8s:container-name:app",
             "k8s:container-image:reg/app:1",
             "k8s:container-image:reg/app@sha256:ab",
+            "k8s:node-name:n1",
+            "k8s:pod-owner:StatefulSet:web",
+            "k8s:pod-owner-uid:StatefulSet:o-1",
+            "k8s:pod-image:reg/app:1",
+            "k8s:pod-image:reg/app@sha256:ab",
+            "k8s:pod-image-count:1",
+            "k8s:pod-init-image-count:0",
             "proctor:container-id:c0ffee",
         ] {
             assert!(v.contains(&want.to_string()), "{want} missing from {v:?}");
@@ -547,6 +626,7 @@ mod tests {
             users: &none,
             groups: &none,
             parent: None,
+            hygiene: &Hygiene::default(),
         };
         let mut p = process();
         p.exe.modified_after_exec = true;
@@ -554,6 +634,20 @@ mod tests {
         let v = values(&selectors(&p, &cx));
         assert!(!v.iter().any(|s| s.contains("sha256:")), "{v:?}");
         assert!(v.contains(&"proctor:binary-unmodified:false".to_string()));
+        // A package verdict says nothing about a file changed since the exec.
+        let hygiene = Hygiene {
+            package: Some("app-pkg".into()),
+            env_clean: false,
+        };
+        let v = values(&selectors(
+            &p,
+            &Context {
+                hygiene: &hygiene,
+                ..cx
+            },
+        ));
+        assert!(!v.iter().any(|s| s.contains("binary-package:")), "{v:?}");
+        assert!(!v.iter().any(|s| s.contains("env-static-secrets")), "{v:?}");
         let mut p = process();
         p.exe.fileless = true;
         p.exe.path = "memfd:x".into();

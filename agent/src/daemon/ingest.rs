@@ -63,6 +63,8 @@ pub(super) struct Ingest {
     pub secrets: Option<SecretMonitor>,
     /// Installed packages' programs, for expected secret clients.
     pub packages: Arc<Packages>,
+    /// Exec-time evidence the API's attestation answers use.
+    pub hygiene: Arc<crate::api::hygiene::Evidence>,
     pub tx: mpsc::Sender<Pending>,
     pub gaps: Gaps,
     /// Progress marks for /healthz.
@@ -240,6 +242,9 @@ impl Ingest {
             return;
         };
         let env = m.scan_env(snapshot.process.pid);
+        if let Some(clean) = env.clean() {
+            self.hygiene.record_env(&snapshot.process.exec_id, clean);
+        }
         let searching = m.on_exec_search_tool(&snapshot.process);
         if env.is_empty() && searching.is_none() {
             return;

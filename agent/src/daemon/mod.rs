@@ -81,6 +81,7 @@ pub fn run(cfg: Config, source: ConfigSource) -> Result<()> {
                 table: agent.ingest.table.clone(),
                 events: agent.subscribers.clone(),
                 inventory_path,
+                hygiene: agent.ingest.hygiene.clone(),
             };
             tasks::ApiTask::spawn(server, handles, agent.metrics.clone())
         });

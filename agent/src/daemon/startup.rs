@@ -107,6 +107,7 @@ impl Agent {
                 hashes,
                 pods: pods.cache.clone(),
                 secrets,
+                hygiene: Arc::new(crate::api::hygiene::Evidence::new(Some(packages.clone()))),
                 packages,
                 tx,
                 gaps: Gaps::default(),

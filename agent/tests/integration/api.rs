@@ -78,6 +78,7 @@ impl Agent {
             table: table.clone(),
             events: events.clone(),
             inventory_path: dir.path().join("state/inventory.db"),
+            hygiene: Default::default(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let server = api::ApiServer::bind(cfg).expect("bind the api socket");

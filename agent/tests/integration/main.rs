@@ -28,4 +28,5 @@ mod reload;
 mod secret_intel;
 mod secrets;
 mod sinks;
+mod spire_attestation;
 mod spire_plugin;

@@ -25,7 +25,7 @@ use proctor::{
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-const WAIT: Duration = Duration::from_secs(60);
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
 
 /// The proto files the host needs stubs for, and the Go package of each.
 const HOST_PROTOS: &[(&str, &str)] = &[
@@ -35,6 +35,7 @@ const HOST_PROTOS: &[(&str, &str)] = &[
     ),
     ("spire/service/common/config/v1/config.proto", "configv1"),
     ("spire/service/private/init/v1/init.proto", "initv1"),
+    ("proctor/v1/attestation.proto", "proctorv1"),
 ];
 
 /// Builds the go-plugin host once per test run; reuses an earlier build when
@@ -104,13 +105,13 @@ fn host() -> &'static Path {
     })
 }
 
-struct HostRun {
-    status: std::process::ExitStatus,
-    report: Value,
-    stderr: String,
+pub(crate) struct HostRun {
+    pub status: std::process::ExitStatus,
+    pub report: Value,
+    pub stderr: String,
 }
 
-fn run_host(args: &[&str], env: &[(&str, &str)]) -> HostRun {
+pub(crate) fn run_host(args: &[&str], env: &[(&str, &str)]) -> HostRun {
     let out = Command::new(host())
         .args(args)
         .envs(env.iter().copied())
@@ -147,7 +148,7 @@ fn proctor_checksum() -> &'static str {
 }
 
 /// A SPIRE agent config with the plugin block pointing at this build.
-fn agent_conf(dir: &Path, plugin_data: &str) -> PathBuf {
+pub(crate) fn agent_conf(dir: &Path, plugin_data: &str) -> PathBuf {
     let conf = format!(
         "agent {{\n  trust_domain = \"example.org\"\n}}\n\
          plugins {{\n  WorkloadAttestor \"proctor\" {{\n    plugin_cmd = \"{}\"\n    \
@@ -162,7 +163,7 @@ fn agent_conf(dir: &Path, plugin_data: &str) -> PathBuf {
 }
 
 /// One agent for this test binary, serving its API on a private socket.
-fn agent() -> &'static (AgentProc, PathBuf, tempfile::TempDir) {
+pub(crate) fn agent() -> &'static (AgentProc, PathBuf, tempfile::TempDir) {
     static AGENT: OnceLock<(AgentProc, PathBuf, tempfile::TempDir)> = OnceLock::new();
     AGENT.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
@@ -180,7 +181,7 @@ fn agent() -> &'static (AgentProc, PathBuf, tempfile::TempDir) {
 
 /// Waits until the agent vouches for the hash of `pid`'s binary (hashing
 /// runs after the exec event).
-fn wait_for_hash(socket: &Path, pid: u32) -> String {
+pub(crate) fn wait_for_hash(socket: &Path, pid: u32) -> String {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -206,7 +207,7 @@ fn wait_for_hash(socket: &Path, pid: u32) -> String {
     }
 }
 
-fn strings(v: &Value) -> Vec<String> {
+pub(crate) fn strings(v: &Value) -> Vec<String> {
     v.as_array()
         .unwrap_or_else(|| panic!("not an array: {v}"))
         .iter()
@@ -278,7 +279,14 @@ fn go_plugin_host_gets_kernel_selectors_for_a_live_process() {
     );
     assert!(r["configure_error"].is_null(), "{r}");
     assert_eq!(r["validate_valid"], true, "{r}");
-    assert_eq!(r["attest_reference_code"], "Unimplemented", "{r}");
+    // A reference type no plugin can know: INVALID_ARGUMENT naming it (the
+    // plugin SDK's rule for an implemented AttestReference).
+    assert_eq!(r["attest_reference_code"], "InvalidArgument", "{r}");
+    let msg = r["attest_reference_message"].as_str().unwrap();
+    assert!(
+        msg.contains("google.protobuf.Int32Value") && msg.contains("proctor.v1.ProcessReference"),
+        "{msg}"
+    );
 
     let attest = r["attest"].as_array().unwrap();
     assert!(attest[0]["error"].is_null(), "{r}");

@@ -22,7 +22,89 @@ use super::{
         },
     },
 };
-use crate::api::{client, pb::Identity};
+use crate::api::{
+    client,
+    pb::{AttestRequest as AgentRequest, Identity, ProcessReference},
+};
+
+/// The `type_url` of [`ProcessReference`] in a `google.protobuf.Any`.
+pub const PROCESS_REFERENCE_TYPE: &str = "type.googleapis.com/proctor.v1.ProcessReference";
+
+/// The SPIFFE Broker API's pid reference, under the package names SPIRE
+/// (`spiffe.reference`, go-spiffe) and the Broker API draft
+/// (`spiffe.broker`) give it.
+pub const PID_REFERENCE_TYPES: [&str; 2] = [
+    "type.googleapis.com/spiffe.reference.WorkloadPIDReference",
+    "type.googleapis.com/spiffe.broker.WorkloadPIDReference",
+];
+
+/// `WorkloadPIDReference { int32 pid = 1; }`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct WorkloadPidReference {
+    #[prost(int32, tag = "1")]
+    pid: i32,
+}
+
+/// What the agent is asked for a reference, or INVALID_ARGUMENT naming the
+/// type that is not supported or the value that does not decode.
+pub fn agent_request(reference: Option<&prost_types::Any>) -> Result<AgentRequest, Status> {
+    use prost::Message;
+    let Some(any) = reference else {
+        return Err(Status::invalid_argument(
+            "AttestReference without a reference; send a proctor.v1.ProcessReference or a \
+             WorkloadPIDReference packed in google.protobuf.Any",
+        ));
+    };
+    let bad = |e: prost::DecodeError| {
+        Status::invalid_argument(format!("reference {} does not decode: {e}", any.type_url))
+    };
+    if any.type_url == PROCESS_REFERENCE_TYPE {
+        let r = ProcessReference::decode(any.value.as_slice()).map_err(bad)?;
+        return Ok(AgentRequest {
+            pid: r.pid,
+            start_time_ns: r.start_time_ns,
+            exec_id: r.exec_id.filter(|e| !e.is_empty()),
+        });
+    }
+    if PID_REFERENCE_TYPES.contains(&any.type_url.as_str()) {
+        let r = WorkloadPidReference::decode(any.value.as_slice()).map_err(bad)?;
+        return Ok(AgentRequest {
+            pid: r.pid,
+            ..Default::default()
+        });
+    }
+    Err(Status::invalid_argument(format!(
+        "reference type {:?} is not supported; proctor attests {PROCESS_REFERENCE_TYPE} \
+         (pid, start_time_ns, exec_id) and {}",
+        any.type_url,
+        PID_REFERENCE_TYPES.join(", ")
+    )))
+}
+
+/// Asks the agent, retrying while it has not processed a re-exec yet.
+async fn ask_agent(cfg: &PluginConfig, req: AgentRequest) -> Result<Identity, Status> {
+    let pid = req.pid;
+    let mut tries = 0;
+    loop {
+        match client::attest_request(&cfg.agent_socket, req.clone()).await {
+            Ok(id) => return Ok(id),
+            Err(e) => {
+                let code = client::code_of(&e);
+                if code == Some(Code::Unavailable) && tries < UNAVAILABLE_RETRIES {
+                    tries += 1;
+                    tokio::time::sleep(UNAVAILABLE_BACKOFF).await;
+                    continue;
+                }
+                // No code: the agent could not be reached at all.
+                let code = code.unwrap_or(Code::Unavailable);
+                return Err(Status::new(
+                    code,
+                    format!("proctor could not attest pid {pid}: {e:#}"),
+                ));
+            }
+        }
+    }
+}
 
 /// The agent answers UNAVAILABLE while it has not yet processed a re-exec it
 /// can already see in /proc; such answers are retried this often, this long
@@ -142,39 +224,29 @@ impl WorkloadAttestor for AttestorService {
         request: Request<AttestRequest>,
     ) -> Result<Response<AttestResponse>, Status> {
         let cfg = self.configured.get()?;
-        let pid = request.get_ref().pid;
-        let mut tries = 0;
-        let id = loop {
-            match client::attest(&cfg.agent_socket, pid).await {
-                Ok(id) => break id,
-                Err(e) => {
-                    let code = client::code_of(&e);
-                    if code == Some(Code::Unavailable) && tries < UNAVAILABLE_RETRIES {
-                        tries += 1;
-                        tokio::time::sleep(UNAVAILABLE_BACKOFF).await;
-                        continue;
-                    }
-                    // No code: the agent could not be reached at all.
-                    let code = code.unwrap_or(Code::Unavailable);
-                    return Err(Status::new(
-                        code,
-                        format!("proctor could not attest pid {pid}: {e:#}"),
-                    ));
-                }
-            }
+        let req = AgentRequest {
+            pid: request.get_ref().pid,
+            ..Default::default()
         };
+        let id = ask_agent(&cfg, req).await?;
         Ok(Response::new(AttestResponse {
             selector_values: selector_values(&id, &cfg),
         }))
     }
 
+    /// A stale reference (the pid now runs another exec, or belongs to a
+    /// process that reused it) is NOT_FOUND saying so: SPIRE then fails the
+    /// attestation instead of handing the successor this identity.
     async fn attest_reference(
         &self,
-        _: Request<AttestReferenceRequest>,
+        request: Request<AttestReferenceRequest>,
     ) -> Result<Response<AttestReferenceResponse>, Status> {
-        Err(Status::unimplemented(
-            "proctor attests by pid only (Attest); reference-based attestation is not implemented",
-        ))
+        let req = agent_request(request.get_ref().reference.as_ref())?;
+        let cfg = self.configured.get()?;
+        let id = ask_agent(&cfg, req).await?;
+        Ok(Response::new(AttestReferenceResponse {
+            selector_values: selector_values(&id, &cfg),
+        }))
     }
 }
 
@@ -207,5 +279,43 @@ mod tests {
             ..PluginConfig::default()
         };
         assert_eq!(selector_values(&id, &some), ["exec-sha256:ab"]);
+    }
+
+    #[test]
+    fn references_decode_to_agent_requests_and_unknown_types_are_invalid() {
+        use prost::Message;
+        let any = |type_url: &str, value: Vec<u8>| prost_types::Any {
+            type_url: type_url.into(),
+            value,
+        };
+        let r = ProcessReference {
+            pid: 42,
+            start_time_ns: Some(7),
+            exec_id: Some("e1".into()),
+        };
+        let req = agent_request(Some(&any(PROCESS_REFERENCE_TYPE, r.encode_to_vec()))).unwrap();
+        assert_eq!(
+            (req.pid, req.start_time_ns, req.exec_id.as_deref()),
+            (42, Some(7), Some("e1"))
+        );
+        for t in PID_REFERENCE_TYPES {
+            let v = WorkloadPidReference { pid: 9 }.encode_to_vec();
+            let req = agent_request(Some(&any(t, v))).unwrap();
+            assert_eq!((req.pid, req.start_time_ns, req.exec_id), (9, None, None));
+        }
+        let e = agent_request(Some(&any(
+            "type.googleapis.com/google.protobuf.Int32Value",
+            vec![],
+        )))
+        .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().contains("Int32Value"), "{}", e.message());
+        let e = agent_request(Some(&any(PROCESS_REFERENCE_TYPE, vec![0xff]))).unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().contains("does not decode"), "{}", e.message());
+        assert_eq!(
+            agent_request(None).unwrap_err().code(),
+            Code::InvalidArgument
+        );
     }
 }

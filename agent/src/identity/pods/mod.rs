@@ -22,7 +22,9 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 pub use config::KubernetesConfig;
-pub use podlist::{ContainerMeta, PodMeta, SecretEnvRef, SecretVolume, VolumeSource};
+pub use podlist::{
+    ContainerMeta, OwnerRef, PodAttestFacts, PodMeta, SecretEnvRef, SecretVolume, VolumeSource,
+};
 
 use crate::{event::Process, identity::container::Workload};
 
@@ -130,6 +132,14 @@ impl Found {
             "name": pod.name,
             "service_account": pod.service_account,
             "labels": pod.labels,
+            "node_name": pod.attest.node_name,
+            "owners": pod.attest.owners.iter().map(|o| json!({
+                "kind": o.kind, "name": o.name, "uid": o.uid,
+            })).collect::<Vec<_>>(),
+            "images": pod.attest.images,
+            "image_count": pod.attest.image_count,
+            "init_images": pod.attest.init_images,
+            "init_image_count": pod.attest.init_image_count,
         }));
         if let (Some(c), Some(Value::Object(obj))) = (self.container(), p.container.as_mut()) {
             obj.insert("name".into(), json!(c.name));
@@ -317,6 +327,7 @@ mod tests {
             }],
             secret_volumes: Vec::new(),
             secret_env: Vec::new(),
+            attest: PodAttestFacts::default(),
         }
     }
 

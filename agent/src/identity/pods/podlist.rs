@@ -23,6 +23,35 @@ pub struct PodMeta {
     pub secret_volumes: Vec<SecretVolume>,
     /// Environment variables set from a Secret (`valueFrom.secretKeyRef`).
     pub secret_env: Vec<SecretEnvRef>,
+    /// The pod facts SPIRE's k8s workload attestor makes selectors of.
+    pub attest: PodAttestFacts,
+}
+
+/// What SPIRE's k8s attestor reads from a pod besides its name, namespace,
+/// service account and labels: node, owners and the images its container
+/// statuses report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodAttestFacts {
+    /// `spec.nodeName`.
+    pub node_name: Option<String>,
+    /// `metadata.ownerReferences`.
+    pub owners: Vec<OwnerRef>,
+    /// Every non-empty `image` and `imageID` of `status.containerStatuses`,
+    /// sorted, without duplicates (SPIRE matches a tag or a digest).
+    pub images: Vec<String>,
+    /// How many `status.containerStatuses` there are.
+    pub image_count: usize,
+    /// As `images`, of `status.initContainerStatuses`.
+    pub init_images: Vec<String>,
+    pub init_image_count: usize,
+}
+
+/// One `metadata.ownerReferences` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerRef {
+    pub kind: String,
+    pub name: String,
+    pub uid: String,
 }
 
 /// A volume of a pod that holds Secret data: the kubelet's directory
@@ -108,12 +137,23 @@ struct RawMeta {
     name: Option<String>,
     namespace: Option<String>,
     labels: Option<BTreeMap<String, String>>,
+    #[serde(rename = "ownerReferences")]
+    owner_references: Option<Vec<RawOwner>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawOwner {
+    kind: String,
+    name: String,
+    uid: String,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
 struct RawSpec {
     service_account_name: Option<String>,
+    node_name: Option<String>,
     volumes: Option<Vec<RawVolume>>,
     containers: Option<Vec<RawContainer>>,
     init_containers: Option<Vec<RawContainer>>,
@@ -272,6 +312,17 @@ pub fn parse(body: &[u8]) -> Result<PodList, ParseError> {
             continue;
         };
         let s = pod.status;
+        let images = |statuses: &Option<Vec<RawContainerStatus>>| -> (Vec<String>, usize) {
+            let list = statuses.as_deref().unwrap_or_default();
+            let set: std::collections::BTreeSet<String> = list
+                .iter()
+                .flat_map(|c| [&c.image, &c.image_id])
+                .filter_map(|i| i.clone().filter(|i| !i.is_empty()))
+                .collect();
+            (set.into_iter().collect(), list.len())
+        };
+        let (pod_images, image_count) = images(&s.container_statuses);
+        let (init_images, init_image_count) = images(&s.init_container_statuses);
         let containers = [
             s.container_statuses,
             s.init_container_statuses,
@@ -291,6 +342,24 @@ pub fn parse(body: &[u8]) -> Result<PodList, ParseError> {
         })
         .collect();
         let spec = pod.spec;
+        let attest = PodAttestFacts {
+            node_name: non_empty(spec.node_name),
+            owners: pod
+                .metadata
+                .owner_references
+                .unwrap_or_default()
+                .into_iter()
+                .map(|o| OwnerRef {
+                    kind: o.kind,
+                    name: o.name,
+                    uid: o.uid,
+                })
+                .collect(),
+            images: pod_images,
+            image_count,
+            init_images,
+            init_image_count,
+        };
         let all_containers: Vec<RawContainer> = [spec.containers, spec.init_containers]
             .into_iter()
             .flatten()
@@ -305,6 +374,7 @@ pub fn parse(body: &[u8]) -> Result<PodList, ParseError> {
             containers,
             secret_volumes: secret_volumes(spec.volumes.unwrap_or_default(), &all_containers),
             secret_env: secret_env(&all_containers),
+            attest,
         });
     }
     Ok(out)
@@ -413,7 +483,8 @@ mod tests {
     fn a_pod_with_its_containers() {
         let body = format!(
             r#"{{"kind":"PodList","apiVersion":"v1","metadata":{{}},"items":[
-              {{"metadata":{{"name":"web-0","namespace":"shop","uid":"u-1","labels":{{"app":"web"}}}},
+              {{"metadata":{{"name":"web-0","namespace":"shop","uid":"u-1","labels":{{"app":"web"}},
+                "ownerReferences":[{{"apiVersion":"apps/v1","kind":"StatefulSet","name":"web","uid":"o-1","controller":true}}]}},
                 "spec":{{"serviceAccountName":"web","nodeName":"n1","containers":[{{"name":"app","image":"x"}}]}},
                 "status":{{"phase":"Running",
                   "initContainerStatuses":[{{"name":"init","image":"busybox:1","imageID":"","containerID":"cri-o://{ID}"}}],
@@ -437,6 +508,21 @@ mod tests {
             Some("reg/app@sha256:ab")
         );
         assert_eq!(p.containers[1].image_id, None, "empty imageID is unknown");
+        let a = &p.attest;
+        assert_eq!(a.node_name.as_deref(), Some("n1"));
+        assert_eq!(
+            a.owners,
+            [OwnerRef {
+                kind: "StatefulSet".into(),
+                name: "web".into(),
+                uid: "o-1".into()
+            }]
+        );
+        // Tags and digests of every status, the waiting container's too.
+        assert_eq!(a.images, ["reg/app:1", "reg/app@sha256:ab", "reg/w:1"]);
+        assert_eq!(a.image_count, 2);
+        assert_eq!(a.init_images, ["busybox:1"]);
+        assert_eq!(a.init_image_count, 1);
     }
 
     #[test]

@@ -227,6 +227,7 @@ mod tests {
                 secret: "db-creds".into(),
                 key: "password".into(),
             }],
+            attest: Default::default(),
         }
     }
 

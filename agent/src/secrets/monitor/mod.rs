@@ -862,6 +862,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
         EnvFound {
             secrets: env::scan(&vars),
             key_ref_candidates: self.key_ref_candidates(vars),
+            scanned: true,
         }
     }
 
@@ -870,6 +871,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
         let EnvFound {
             mut secrets,
             key_ref_candidates,
+            ..
         } = found;
         // Which pod and container `p` is in is known once it is resolved.
         self.kube_env(p, &key_ref_candidates, &mut secrets);
@@ -977,11 +979,19 @@ pub struct EnvFound {
     secrets: Vec<env::EnvSecret>,
     /// Variables named like some pod's `secretKeyRef` variable.
     key_ref_candidates: Vec<(String, String)>,
+    /// The environment was read (scanning on, process still there).
+    scanned: bool,
 }
 
 impl EnvFound {
     pub fn is_empty(&self) -> bool {
         self.secrets.is_empty() && self.key_ref_candidates.is_empty()
+    }
+
+    /// Whether the environment was read and held nothing credential-like;
+    /// `None` when it was not read.
+    pub fn clean(&self) -> Option<bool> {
+        self.scanned.then(|| self.is_empty())
     }
 }
 

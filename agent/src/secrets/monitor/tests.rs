@@ -513,6 +513,7 @@ fn kube_pod(uid: &str, name: &str) -> crate::identity::pods::PodMeta {
             mounts: vec![("app".into(), "/etc/db".into())],
         }],
         secret_env: Vec::new(),
+        attest: Default::default(),
     }
 }
 

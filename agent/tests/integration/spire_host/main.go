@@ -8,7 +8,10 @@
 // plugin_args through a go-plugin client (handshake config, checksum, gRPC
 // only, broker id 1 accepted as SPIRE's catalog does), and then calls the
 // plugin's services in SPIRE's order: health check, Init, Configure, Validate,
-// Attest for each -pid, AttestReference, Deinit, and finally shuts it down.
+// Attest for each -pid, AttestReference for each -refs entry (a
+// proctor.v1.ProcessReference) and -pidrefs pid (a SPIFFE
+// WorkloadPIDReference), AttestReference with a type no plugin knows, Deinit,
+// and finally shuts it down.
 // What happened is printed as one JSON object on stdout.
 //
 // With -dump it only prints the plugin block of the config as JSON.
@@ -41,10 +44,31 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"google.golang.org/protobuf/proto"
+
 	configv1 "proctor.test/spire/configv1"
 	initv1 "proctor.test/spire/initv1"
+	proctorv1 "proctor.test/spire/proctorv1"
 	workloadattestorv1 "proctor.test/spire/workloadattestorv1"
 )
+
+// pidReferenceTypeURL is the type SPIRE packs a pid in for AttestReference.
+// WorkloadPIDReference is `int32 pid = 1`, the wire form of Int32Value.
+const pidReferenceTypeURL = "type.googleapis.com/spiffe.reference.WorkloadPIDReference"
+
+// processRef is one -refs entry.
+type processRef struct {
+	Pid         int32   `json:"pid"`
+	StartTimeNs *uint64 `json:"start_time_ns"`
+	ExecID      *string `json:"exec_id"`
+}
+
+type referenceResult struct {
+	TypeURL   string     `json:"type_url"`
+	Pid       int32      `json:"pid"`
+	Selectors []string   `json:"selectors"`
+	Error     *callError `json:"error"`
+}
 
 const pluginType = "WorkloadAttestor"
 
@@ -70,17 +94,19 @@ type attestResult struct {
 }
 
 type report struct {
-	PluginData          string         `json:"plugin_data"`
-	SocketAddr          string         `json:"socket_addr"`
-	SocketMode          string         `json:"socket_mode"`
-	SocketGid           int            `json:"socket_gid"`
-	PluginServiceNames  []string       `json:"plugin_service_names"`
-	ConfigureError      *callError     `json:"configure_error"`
-	ValidateValid       bool           `json:"validate_valid"`
-	ValidateNotes       []string       `json:"validate_notes"`
-	Attest              []attestResult `json:"attest"`
-	AttestReferenceCode string         `json:"attest_reference_code"`
-	SocketGoneAfterKill bool           `json:"socket_gone_after_kill"`
+	PluginData          string            `json:"plugin_data"`
+	SocketAddr          string            `json:"socket_addr"`
+	SocketMode          string            `json:"socket_mode"`
+	SocketGid           int               `json:"socket_gid"`
+	PluginServiceNames  []string          `json:"plugin_service_names"`
+	ConfigureError      *callError        `json:"configure_error"`
+	ValidateValid       bool              `json:"validate_valid"`
+	ValidateNotes       []string          `json:"validate_notes"`
+	Attest              []attestResult    `json:"attest"`
+	AttestReference     []referenceResult `json:"attest_reference"`
+	AttestReferenceCode string            `json:"attest_reference_code"`
+	AttestReferenceMsg  string            `json:"attest_reference_message"`
+	SocketGoneAfterKill bool              `json:"socket_gone_after_kill"`
 }
 
 func toCallError(err error) *callError {
@@ -149,6 +175,8 @@ func main() {
 	dump := flag.Bool("dump", false, "print the plugin block as JSON and exit")
 	cookie := flag.String("cookie", pluginType, "magic cookie value to hand the plugin")
 	pidList := flag.String("pids", "", "comma-separated pids to attest")
+	refList := flag.String("refs", "", "JSON array of proctor.v1.ProcessReference to attest by reference")
+	pidRefList := flag.String("pidrefs", "", "comma-separated pids to attest as WorkloadPIDReference")
 	pluginStderr := flag.String("plugin-stderr", "", "also write the plugin's raw stderr lines to this file")
 	flag.Parse()
 
@@ -251,14 +279,51 @@ func main() {
 		}
 		resp, err := wa.Attest(ctx, &workloadattestorv1.AttestRequest{Pid: int32(pid)})
 		r := attestResult{Pid: int32(pid), Error: toCallError(err), Selectors: []string{}}
-		if err == nil {
+		if err == nil && resp.SelectorValues != nil {
 			r.Selectors = resp.SelectorValues
 		}
 		rep.Attest = append(rep.Attest, r)
 	}
+	rep.AttestReference = []referenceResult{}
+	attestRef := func(ref *anypb.Any, pid int32) {
+		resp, err := wa.AttestReference(ctx, &workloadattestorv1.AttestReferenceRequest{Reference: ref})
+		r := referenceResult{TypeURL: ref.TypeUrl, Pid: pid, Error: toCallError(err), Selectors: []string{}}
+		if err == nil && resp.SelectorValues != nil {
+			r.Selectors = resp.SelectorValues
+		}
+		rep.AttestReference = append(rep.AttestReference, r)
+	}
+	if *refList != "" {
+		var refs []processRef
+		if err := json.Unmarshal([]byte(*refList), &refs); err != nil {
+			fail("-refs: %v", err)
+		}
+		for _, r := range refs {
+			ref, err := anypb.New(&proctorv1.ProcessReference{Pid: r.Pid, StartTimeNs: r.StartTimeNs, ExecId: r.ExecID})
+			if err != nil {
+				fail("pack %+v: %v", r, err)
+			}
+			attestRef(ref, r.Pid)
+		}
+	}
+	for _, p := range strings.Split(*pidRefList, ",") {
+		if p == "" {
+			continue
+		}
+		pid, err := strconv.Atoi(p)
+		if err != nil {
+			fail("bad pid %q", p)
+		}
+		value, _ := proto.Marshal(wrapperspb.Int32(int32(pid)))
+		attestRef(&anypb.Any{TypeUrl: pidReferenceTypeURL, Value: value}, int32(pid))
+	}
+	// A reference type the plugin cannot know.
 	ref, _ := anypb.New(wrapperspb.Int32(1))
 	_, err = wa.AttestReference(ctx, &workloadattestorv1.AttestReferenceRequest{Reference: ref})
 	rep.AttestReferenceCode = status.Code(err).String()
+	if s, ok := status.FromError(err); ok {
+		rep.AttestReferenceMsg = s.Message()
+	}
 
 	if _, err := initv1.NewInitClient(conn).Deinit(ctx, &initv1.DeinitRequest{}); err != nil {
 		fail("Deinit: %v", err)
