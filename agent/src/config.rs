@@ -169,14 +169,15 @@ impl Default for ProcessTableConfig {
 /// the position stay, which is what fixing the file needs.
 fn without_values(msg: &str) -> String {
     static QUOTED: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    let re = QUOTED
-        .get_or_init(|| regex::Regex::new(r#""(?:[^"\\]|\\.)*"|unknown variant `[^`]*`"#).unwrap());
-    re.replace_all(msg, |c: &regex::Captures| {
-        if c[0].starts_with("unknown variant") {
-            "unknown variant (value not shown)".to_string()
-        } else {
-            "(value not shown)".to_string()
-        }
+    let re = QUOTED.get_or_init(|| {
+        regex::Regex::new(
+            r#"(invalid (?:type|value): string) "(?:[^"\\]|\\.)*"|unknown variant `[^`]*`"#,
+        )
+        .unwrap()
+    });
+    re.replace_all(msg, |c: &regex::Captures| match c.get(1) {
+        Some(kind) => format!("{} (value not shown)", kind.as_str()),
+        None => "unknown variant (value not shown)".to_string(),
     })
     .into_owned()
 }
@@ -515,7 +516,11 @@ mod tests {
         .unwrap_err();
         assert!(format!("{err:#}").contains("token"), "{err:#}");
         let err = Config::parse("sinks:\n  - type: stdout\n    format: yaml\n", "x").unwrap_err();
-        assert!(format!("{err:#}").contains("yaml"), "{err:#}");
+        assert!(
+            format!("{err:#}")
+                .contains("sinks[0].format: unknown variant (value not shown), expected"),
+            "{err:#}"
+        );
     }
 
     #[test]
