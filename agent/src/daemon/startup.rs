@@ -110,6 +110,7 @@ impl Agent {
                 packages: packages::Packages::start(packages::DPKG_INFO),
                 tx,
                 gaps: Gaps::default(),
+                env_scans: Default::default(),
                 metrics: metrics.clone(),
             },
             emit_counters: Arc::default(),
