@@ -23,7 +23,7 @@ pub const CONNECT_DEDUP_SLOT: u32 = 7;
 /// An io_uring request of an opcode this process had not submitted before.
 pub const KIND_IO_URING: u32 = 8;
 /// Number of slots in the per-CPU counter arrays (indexed by kind).
-pub const KIND_SLOTS: u32 = 9;
+pub const KIND_SLOTS: u32 = 10;
 
 /// Path components kept by the in-kernel dentry walk, and bytes per component.
 pub const PATH_COMPONENTS: usize = 24;
@@ -345,6 +345,9 @@ pub struct Offsets {
     pub sock_err: u32,
     pub sock_state: u32,
     pub mm_exe_file: u32,
+    /// `mm_struct.env_start` / `env_end`: the new image's environment block.
+    pub mm_env_start: u32,
+    pub mm_env_end: u32,
 }
 
 pub const OFFSET_MISSING: u32 = u32::MAX;
@@ -410,6 +413,8 @@ impl Offsets {
         sock_err: OFFSET_MISSING,
         sock_state: OFFSET_MISSING,
         mm_exe_file: OFFSET_MISSING,
+        mm_env_start: OFFSET_MISSING,
+        mm_env_end: OFFSET_MISSING,
     };
 }
 
@@ -482,3 +487,38 @@ unsafe impl aya::Pod for AllowKey {}
 #[cfg(feature = "user")]
 // SAFETY: plain-old-data, repr(C), every bit pattern valid.
 unsafe impl aya::Pod for QuarantineEntry {}
+
+/// The environment block of a new image, sent by `tp_btf/sched_process_exec`
+/// right after its exec record (variable length: the header, then
+/// `captured` bytes of the NUL-separated `NAME=value` block).
+pub const KIND_EXEC_ENV: u32 = 9;
+/// Bytes of the environment block kept. Power of two: the eBPF side masks with it.
+pub const ENV_LEN: usize = 16384;
+/// The block was longer than [`ENV_LEN`]: variables past the cut were not sent.
+pub const ENV_FLAG_TRUNCATED: u32 = 1 << 0;
+/// Reading the block from the new image failed: nothing was captured.
+pub const ENV_FLAG_UNREADABLE: u32 = 1 << 1;
+
+/// Fixed part of a [`KIND_EXEC_ENV`] record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecEnvHeader {
+    pub hdr: EventHeader,
+    pub tgid: u32,
+    pub flags: u32,
+    /// `task->start_boottime`: with `tgid`, names the exec record it follows.
+    pub start_boottime_ns: u64,
+    /// Length of the whole block in the image (may exceed [`ENV_LEN`]).
+    pub env_len: u32,
+    /// Bytes that follow this header.
+    pub captured: u32,
+}
+
+/// A [`KIND_EXEC_ENV`] record at its largest: the eBPF side builds it in a
+/// per-CPU scratch slot and sends only `header + captured` bytes.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEnvEvent {
+    pub head: ExecEnvHeader,
+    pub env: [u8; ENV_LEN],
+}

@@ -8,13 +8,15 @@ use aya_ebpf::{
         bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel_str_bytes,
         generated,
     },
-    macros::btf_tracepoint,
+    macros::{btf_tracepoint, map},
+    maps::PerCpuArray,
     programs::BtfTracePointContext,
 };
 use proctor_common::{
-    EventHeader, ExecEvent, ExitEvent, ForkEvent, QuarantineEntry, ARGS_LEN,
-    EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_FILENAME_TRUNCATED,
-    EXEC_FLAG_SCRIPT, KIND_EXEC, KIND_EXIT, KIND_FORK, PATH_LEN,
+    EventHeader, ExecEnvEvent, ExecEnvHeader, ExecEvent, ExitEvent, ForkEvent, QuarantineEntry,
+    ARGS_LEN, ENV_FLAG_TRUNCATED, ENV_FLAG_UNREADABLE, ENV_LEN, EXEC_FLAG_ARGS_TRUNCATED,
+    EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_FILENAME_TRUNCATED, EXEC_FLAG_SCRIPT, KIND_EXEC,
+    KIND_EXEC_ENV, KIND_EXIT, KIND_FORK, PATH_LEN,
 };
 
 use crate::{
@@ -46,9 +48,75 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     unsafe { fill_exec(&ctx, ev) };
+    let (tgid, start) = (ev.tgid, ev.start_boottime_ns);
     entry.submit(submit_flags());
     bump(&SENT, KIND_EXEC);
+    // After the exec record, so user space has the process when the
+    // environment arrives; before the exit record, which the task cannot
+    // reach while this program runs.
+    let task: *const u8 = ctx.arg(0);
+    unsafe { send_env(read_ptr(task, off!(task_mm)), tgid, start) };
     0
+}
+
+/// Scratch for the environment record: too big for the stack, and a
+/// fixed-size reservation would take `ENV_LEN` of ring for every exec.
+#[map]
+static ENV_SCRATCH: PerCpuArray<ExecEnvEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Copies the new image's environment block (at most `ENV_LEN` bytes) to
+/// the ring buffer. Read here, while the process certainly exists: a
+/// process that lives a millisecond is gone before user space could open
+/// `/proc/<pid>/environ`.
+#[inline(always)]
+unsafe fn send_env(mm: *const u8, tgid: u32, start_boottime_ns: u64) {
+    let Some(slot) = ENV_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    let ev = unsafe { &mut *slot };
+    let (start, end) = unsafe {
+        (
+            read::<u64>(mm, off!(mm_env_start)),
+            read::<u64>(mm, off!(mm_env_end)),
+        )
+    };
+    let total = end.saturating_sub(start);
+    let mut flags = 0;
+    let mut len = if total >= ENV_LEN as u64 {
+        flags |= ENV_FLAG_TRUNCATED;
+        ENV_LEN as u32
+    } else {
+        // The mask proves the bound to the verifier.
+        (total as u32) & (ENV_LEN as u32 - 1)
+    };
+    let rc = unsafe {
+        generated::bpf_probe_read_user(
+            ev.env.as_mut_ptr() as *mut c_void,
+            len,
+            start as *const c_void,
+        )
+    };
+    if rc != 0 {
+        flags |= ENV_FLAG_UNREADABLE;
+        len = 0;
+    }
+    ev.head = ExecEnvHeader {
+        hdr: header(KIND_EXEC_ENV),
+        tgid,
+        flags,
+        start_boottime_ns,
+        env_len: total.min(u32::MAX as u64) as u32,
+        captured: len,
+    };
+    let size = core::mem::size_of::<ExecEnvHeader>() + len as usize;
+    // SAFETY: `size` is at most the scratch slot's size (len <= ENV_LEN).
+    let bytes = unsafe { core::slice::from_raw_parts(slot as *const u8, size) };
+    let rc = EVENTS.output::<[u8]>(bytes, submit_flags());
+    if rc.is_err() {
+        bump(&DROPS, KIND_EXEC_ENV);
+    } else {
+        bump(&SENT, KIND_EXEC_ENV);
+    }
 }
 
 #[inline(always)]

@@ -2,6 +2,7 @@
 //! detector calls, and counts the records it could not attribute.
 
 use std::{
+    collections::VecDeque,
     sync::{Arc, Mutex},
     time::Instant,
 };
@@ -9,7 +10,10 @@ use std::{
 use aya::maps::{MapData, RingBuf};
 use proctor_common::{ExitEvent, ForkEvent};
 use serde::Serialize;
-use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::{
+    sync::mpsc::{self, error::TrySendError},
+    task::JoinHandle,
+};
 
 use crate::{
     clock::boot_ns,
@@ -26,16 +30,30 @@ use crate::{
     identity::snapshot::Snapshot,
     identity::{liveness, procfs_seed::scan_pid},
     kernel::decode::{
-        decode, io_uring_op_name, ConnectRecord, ExecRecord, IoUringRecord, KernelEvent, OpenRecord,
+        decode, io_uring_op_name, ConnectRecord, EnvRecord, ExecRecord, IoUringRecord, KernelEvent,
+        OpenRecord,
     },
     pipeline::emitter::Pending,
-    secrets::monitor::SecretMonitor,
+    secrets::{env, monitor::SecretMonitor},
     sync::lock,
 };
 
 /// Records handled per drain call: bounded so status and signals are served
 /// during a storm.
 const DRAIN_BATCH: usize = 4096;
+
+/// Environment scans in flight on the blocking pool; past this the loop
+/// waits for the oldest (backpressure into the ring buffer, where losses
+/// are counted) instead of queueing without bound.
+const ENV_SCANS_IN_FLIGHT: usize = 256;
+
+/// An environment captured at exec, being scanned off the event loop.
+pub(super) struct EnvScan {
+    snapshot: Snapshot,
+    ktime_ns: u64,
+    truncated: bool,
+    scan: JoinHandle<env::BlockScan>,
+}
 
 /// Counters of things userspace could not attribute (`agent_status.userspace`;
 /// the field names are the contract).
@@ -46,6 +64,8 @@ pub(super) struct Gaps {
     pub forks_without_parent: u64,
     pub reconciled_without_exit: u64,
     pub opens_without_process: u64,
+    /// Environment records whose exec record was not in the table (lost).
+    pub envs_without_process: u64,
     pub connects_without_process: u64,
     pub io_uring_without_process: u64,
     /// secret-stale findings dropped: the agent's own process record, which
@@ -67,6 +87,8 @@ pub(super) struct Ingest {
     pub hygiene: Arc<crate::api::hygiene::Evidence>,
     pub tx: mpsc::Sender<Pending>,
     pub gaps: Gaps,
+    /// Environment scans in flight, oldest first; judged in that order.
+    pub env_scans: VecDeque<EnvScan>,
     /// Progress marks for /healthz.
     pub metrics: Arc<Metrics>,
 }
@@ -86,10 +108,97 @@ impl Ingest {
                 }
             }
         }
+        self.judge_env_scans(false).await;
         if let Some(m) = self.secrets.as_mut() {
             m.flush_reads_if_due();
         }
         self.metrics.health.drained(boot_ns());
+    }
+
+    /// Starts scanning an environment the exec probe captured. The process
+    /// may be gone already: the block came from the kernel, not /proc.
+    async fn exec_env(&mut self, rec: EnvRecord) {
+        let Some(m) = self.secrets.as_mut().filter(|m| m.scans_environment()) else {
+            return;
+        };
+        if rec.unreadable {
+            m.env_not_captured();
+            return;
+        }
+        let snapshot = lock(&self.table)
+            .get_started(rec.tgid, rec.start_boottime_ns)
+            .map(|r| r.snapshot.clone());
+        let Some(snapshot) = snapshot else {
+            self.gaps.envs_without_process += 1;
+            return;
+        };
+        if self.env_scans.len() >= ENV_SCANS_IN_FLIGHT {
+            self.judge_env_scans(true).await;
+        }
+        let truncated = rec.truncated;
+        let scan = tokio::task::spawn_blocking(move || env::scan_block(&rec.block, rec.truncated));
+        self.env_scans.push_back(EnvScan {
+            snapshot,
+            ktime_ns: rec.ktime_ns,
+            truncated,
+            scan,
+        });
+    }
+
+    /// Judges finished environment scans in the order their execs came;
+    /// with `one`, waits for the oldest even if it is still running.
+    async fn judge_env_scans(&mut self, one: bool) {
+        let mut wait = one;
+        while let Some(front) = self.env_scans.front() {
+            if !wait && !front.scan.is_finished() {
+                return;
+            }
+            wait = false;
+            let Some(job) = self.env_scans.pop_front() else {
+                return;
+            };
+            let scan = match job.scan.await {
+                Ok(scan) => scan,
+                Err(e) => {
+                    tracing::error!(
+                        "environment scan of pid {} failed: {e}",
+                        job.snapshot.process.pid
+                    );
+                    continue;
+                }
+            };
+            let Some(m) = self.secrets.as_mut() else {
+                return;
+            };
+            let found = m.env_captured(scan, job.truncated);
+            // Hygiene evidence for attestation: clean only when the whole
+            // environment was read and held nothing credential-like.
+            self.hygiene.record_env(
+                &job.snapshot.process.exec_id,
+                !job.truncated && found.is_empty(),
+            );
+            if found.is_empty() {
+                continue;
+            }
+            let resolved = job.snapshot.resolve().await;
+            let found = match self.secrets.as_mut() {
+                Some(m) => m.env_findings(&resolved, found),
+                None => Vec::new(),
+            };
+            for mut f in found {
+                if job.truncated {
+                    f.evidence.reason = Some(format!(
+                        "environment larger than the {} bytes captured at exec: variables past them were not scanned",
+                        proctor_common::ENV_LEN
+                    ));
+                }
+                self.send(Pending {
+                    finding: Some(f),
+                    ..Pending::new(Kind::Finding, job.ktime_ns, job.snapshot.clone())
+                })
+                .await;
+            }
+        }
     }
 
     /// Checks a batch of live records against /proc: those whose exit was
@@ -148,6 +257,7 @@ impl Ingest {
     async fn handle(&mut self, ev: KernelEvent) {
         match ev {
             KernelEvent::Exec(rec) => self.exec(*rec).await,
+            KernelEvent::ExecEnv(rec) => self.exec_env(*rec).await,
             KernelEvent::Fork(f) => self.fork(f),
             KernelEvent::Exit(e) => self.exit(e).await,
             KernelEvent::FileOpen(o) => self.file_open(*o).await,
@@ -236,32 +346,20 @@ impl Ingest {
         }
     }
 
-    /// Secret checks at exec: environment, and search tools hunting for secrets.
+    /// Search tools hunting for secrets, judged at exec (the environment
+    /// is judged when its own record comes, see [`Self::exec_env`]).
     async fn exec_checks(&mut self, snapshot: &Snapshot, boot_ns: u64) {
         let Some(m) = self.secrets.as_mut() else {
             return;
         };
-        let env = m.scan_env(snapshot.process.pid);
-        if let Some(clean) = env.clean() {
-            self.hygiene.record_env(&snapshot.process.exec_id, clean);
-        }
-        let searching = m.on_exec_search_tool(&snapshot.process);
-        if env.is_empty() && searching.is_none() {
+        let Some(f) = m.on_exec_search_tool(&snapshot.process) else {
             return;
-        }
-        let resolved = snapshot.resolve().await;
-        let mut found = match self.secrets.as_mut() {
-            Some(m) => m.env_findings(&resolved, env),
-            None => Vec::new(),
         };
-        found.extend(searching);
-        for f in found {
-            self.send(Pending {
-                finding: Some(f),
-                ..Pending::new(Kind::Finding, boot_ns, snapshot.clone())
-            })
-            .await;
-        }
+        self.send(Pending {
+            finding: Some(f),
+            ..Pending::new(Kind::Finding, boot_ns, snapshot.clone())
+        })
+        .await;
     }
 
     async fn exec(&mut self, rec: ExecRecord) {

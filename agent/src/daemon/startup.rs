@@ -111,6 +111,7 @@ impl Agent {
                 packages,
                 tx,
                 gaps: Gaps::default(),
+                env_scans: Default::default(),
                 metrics: metrics.clone(),
             },
             emit_counters: Arc::default(),

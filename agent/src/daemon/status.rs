@@ -3,8 +3,8 @@
 //! written from it.
 
 use proctor_common::{
-    CONNECT_DEDUP_SLOT, EGRESS_DENIED_SLOT, KIND_CONNECT, KIND_EXEC, KIND_EXIT, KIND_FILE_OPEN,
-    KIND_FORK, KIND_IO_URING, LSM_DENIED_SLOT,
+    CONNECT_DEDUP_SLOT, EGRESS_DENIED_SLOT, KIND_CONNECT, KIND_EXEC, KIND_EXEC_ENV, KIND_EXIT,
+    KIND_FILE_OPEN, KIND_FORK, KIND_IO_URING, LSM_DENIED_SLOT,
 };
 use serde::Serialize;
 
@@ -90,6 +90,8 @@ struct PerKind {
     connect: u64,
     /// First io_uring request of an opcode by a process.
     io_uring: u64,
+    /// Environment blocks captured at exec.
+    exec_env: u64,
 }
 
 impl PerKind {
@@ -102,11 +104,12 @@ impl PerKind {
             file_open: n(KIND_FILE_OPEN),
             connect: n(KIND_CONNECT),
             io_uring: n(KIND_IO_URING),
+            exec_env: n(KIND_EXEC_ENV),
         }
     }
 
     /// (metrics `kind` label, count).
-    fn labelled(&self) -> [(&'static str, u64); 6] {
+    fn labelled(&self) -> [(&'static str, u64); 7] {
         [
             ("exec", self.exec),
             ("fork", self.fork),
@@ -114,6 +117,7 @@ impl PerKind {
             ("file_open", self.file_open),
             ("connect", self.connect),
             ("io_uring", self.io_uring),
+            ("exec_env", self.exec_env),
         ]
     }
 
@@ -240,6 +244,7 @@ mod tests {
             file_open: base + 4,
             connect: base + 5,
             io_uring: base + 6,
+            exec_env: base + 7,
         }
     }
 
@@ -276,6 +281,7 @@ mod tests {
                 connects_without_process: 36,
                 io_uring_without_process: 37,
                 findings_without_process: 38,
+                envs_without_process: 39,
             },
             secrets: Some(json!({"bound_secrets": 2})),
             pod_metadata,
@@ -322,9 +328,9 @@ mod tests {
             "mounted": ["/sys/fs/bpf"],
             "kernel": {
                 "ring_buffer_bytes": 1u32 << 20,
-                "dropped": {"exec": 1, "fork": 2, "exit": 3, "file_open": 4, "connect": 5, "io_uring": 6, "total": 21},
+                "dropped": {"exec": 1, "fork": 2, "exit": 3, "file_open": 4, "connect": 5, "io_uring": 6, "exec_env": 7, "total": 28},
                 "sent": {
-                    "exec": 11, "fork": 12, "exit": 13, "file_open": 14, "connect": 15, "io_uring": 16,
+                    "exec": 11, "fork": 12, "exit": 13, "file_open": 14, "connect": 15, "io_uring": 16, "exec_env": 17,
                     "connect_deduplicated": 21, "egress_denied": 22, "opens_denied": 23,
                 },
             },
@@ -334,6 +340,7 @@ mod tests {
                 "forks_without_parent": 33,
                 "reconciled_without_exit": 34,
                 "opens_without_process": 35,
+                "envs_without_process": 39,
                 "connects_without_process": 36,
                 "io_uring_without_process": 37,
                 "findings_without_process": 38,

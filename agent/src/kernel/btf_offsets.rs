@@ -221,6 +221,8 @@ pub fn resolve(btf: &Btf) -> Result<Offsets> {
         sock_err: r.required("sock", "sk_err")?,
         sock_state: r.required("sock", "__sk_common.skc_state")?,
         mm_exe_file: r.required("mm_struct", "exe_file")?,
+        mm_env_start: r.required("mm_struct", "env_start")?,
+        mm_env_end: r.required("mm_struct", "env_end")?,
     })
 }
 

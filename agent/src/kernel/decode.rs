@@ -4,20 +4,49 @@
 //! the kernel can reuse the space at once.
 
 use proctor_common::{
-    ConnectEvent, EventHeader, ExecEvent, ExitEvent, FileOpenEvent, ForkEvent, IoUringEvent,
-    ARGS_LEN, EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_SCRIPT, FMODE_READ,
-    FMODE_WRITE, KIND_CONNECT, KIND_EXEC, KIND_EXIT, KIND_FILE_OPEN, KIND_FORK, KIND_IO_URING,
+    ConnectEvent, EventHeader, ExecEnvHeader, ExecEvent, ExitEvent, FileOpenEvent, ForkEvent,
+    IoUringEvent, ARGS_LEN, ENV_FLAG_TRUNCATED, ENV_FLAG_UNREADABLE, ENV_LEN,
+    EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_SCRIPT, FMODE_READ, FMODE_WRITE,
+    KIND_CONNECT, KIND_EXEC, KIND_EXEC_ENV, KIND_EXIT, KIND_FILE_OPEN, KIND_FORK, KIND_IO_URING,
     OPEN_FLAG_DENIED, OPEN_FLAG_KILLED, OPEN_FLAG_PATH_TRUNCATED, PATH_COMPONENTS,
 };
 
 #[derive(Debug)]
 pub enum KernelEvent {
     Exec(Box<ExecRecord>),
+    ExecEnv(Box<EnvRecord>),
     Fork(ForkEvent),
     Exit(ExitEvent),
     FileOpen(Box<OpenRecord>),
     Connect(Box<ConnectRecord>),
     IoUring(IoUringRecord),
+}
+
+/// The environment block of a new image, captured by the exec probe.
+#[derive(Clone)]
+pub struct EnvRecord {
+    pub ktime_ns: u64,
+    pub tgid: u32,
+    pub start_boottime_ns: u64,
+    /// The NUL-separated `NAME=value` block, at most `ENV_LEN` bytes. May
+    /// hold credentials: never log or emit it.
+    pub block: Vec<u8>,
+    /// The block in the image was longer than what was captured.
+    pub truncated: bool,
+    /// The kernel could not read the block at all (`block` is empty).
+    pub unreadable: bool,
+}
+
+impl std::fmt::Debug for EnvRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvRecord")
+            .field("tgid", &self.tgid)
+            .field("start_boottime_ns", &self.start_boottime_ns)
+            .field("block_bytes", &self.block.len())
+            .field("truncated", &self.truncated)
+            .field("unreadable", &self.unreadable)
+            .finish()
+    }
 }
 
 /// The first io_uring request of one opcode by one process.
@@ -213,18 +242,46 @@ fn read_struct<T: Copy>(buf: &[u8], what: &'static str) -> Result<T, DecodeError
     Ok(unsafe { std::ptr::read_unaligned(buf.as_ptr() as *const T) })
 }
 
+/// Calls `f` on the record in `buf` in place when it is aligned (ring-buffer
+/// records are 8-aligned), else on a copy: exec and file-open records are
+/// kilobytes, and copying each one showed in the profile at the drop onset.
+fn with_struct<T: Copy, R>(
+    buf: &[u8],
+    what: &'static str,
+    f: impl FnOnce(&T) -> R,
+) -> Result<R, DecodeError> {
+    if buf.len() < size_of::<T>() {
+        return Err(DecodeError::Short {
+            got: buf.len(),
+            want: size_of::<T>(),
+            what,
+        });
+    }
+    let ptr = buf.as_ptr() as *const T;
+    if ptr.is_aligned() {
+        // SAFETY: length and alignment checked; T is a repr(C) plain-old-data
+        // type from proctor-common for which every bit pattern is valid.
+        Ok(f(unsafe { &*ptr }))
+    } else {
+        read_struct::<T>(buf, what).map(|v| f(&v))
+    }
+}
+
 pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
     let hdr: EventHeader = read_struct(buf, "header")?;
     match hdr.kind {
         KIND_EXEC => {
-            let ev: ExecEvent = read_struct(buf, "exec record")?;
-            Ok(KernelEvent::Exec(Box::new(exec_record(&ev))))
+            let rec = with_struct(buf, "exec record", |ev: &ExecEvent| exec_record(ev))?;
+            Ok(KernelEvent::Exec(Box::new(rec)))
         }
+        KIND_EXEC_ENV => Ok(KernelEvent::ExecEnv(Box::new(env_record(buf)?))),
         KIND_FORK => Ok(KernelEvent::Fork(read_struct(buf, "fork record")?)),
         KIND_EXIT => Ok(KernelEvent::Exit(read_struct(buf, "exit record")?)),
         KIND_CONNECT => {
-            let ev: ConnectEvent = read_struct(buf, "connect record")?;
-            Ok(KernelEvent::Connect(Box::new(connect_record(&ev))))
+            let rec = with_struct(buf, "connect record", |ev: &ConnectEvent| {
+                connect_record(ev)
+            })?;
+            Ok(KernelEvent::Connect(Box::new(rec)))
         }
         KIND_IO_URING => {
             let ev: IoUringEvent = read_struct(buf, "io_uring record")?;
@@ -240,8 +297,10 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
             }))
         }
         KIND_FILE_OPEN => {
-            let ev: FileOpenEvent = read_struct(buf, "file-open record")?;
-            Ok(KernelEvent::FileOpen(Box::new(open_record(&ev))))
+            let rec = with_struct(buf, "file-open record", |ev: &FileOpenEvent| {
+                open_record(ev)
+            })?;
+            Ok(KernelEvent::FileOpen(Box::new(rec)))
         }
         k => Err(DecodeError::UnknownKind(k)),
     }
@@ -301,6 +360,28 @@ fn exec_record(ev: &ExecEvent) -> ExecRecord {
     }
 }
 
+/// A variable-length environment record: its header, then `captured` bytes.
+fn env_record(buf: &[u8]) -> Result<EnvRecord, DecodeError> {
+    let head: ExecEnvHeader = read_struct(buf, "environment record")?;
+    let captured = (head.captured as usize).min(ENV_LEN);
+    let body = &buf[size_of::<ExecEnvHeader>()..];
+    if body.len() < captured {
+        return Err(DecodeError::Short {
+            got: buf.len(),
+            want: size_of::<ExecEnvHeader>() + captured,
+            what: "environment record",
+        });
+    }
+    Ok(EnvRecord {
+        ktime_ns: head.hdr.ktime_ns,
+        tgid: head.tgid,
+        start_boottime_ns: head.start_boottime_ns,
+        block: body[..captured].to_vec(),
+        truncated: head.flags & ENV_FLAG_TRUNCATED != 0,
+        unreadable: head.flags & ENV_FLAG_UNREADABLE != 0,
+    })
+}
+
 fn connect_record(ev: &ConnectEvent) -> ConnectRecord {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
     let ip = match ev.family {
@@ -339,10 +420,11 @@ fn connect_record(ev: &ConnectEvent) -> ConnectRecord {
 fn open_record(ev: &FileOpenEvent) -> OpenRecord {
     let depth = (ev.depth as usize).min(PATH_COMPONENTS);
     let path = (ev.flags & OPEN_FLAG_PATH_TRUNCATED == 0).then(|| {
-        let mut p = String::new();
+        let mut p = String::with_capacity(depth * 16 + 1);
         for c in ev.components[..depth].iter().rev() {
+            let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
             p.push('/');
-            p.push_str(&cstr(c));
+            p.push_str(&String::from_utf8_lossy(&c[..end]));
         }
         if p.is_empty() {
             p.push('/');
@@ -417,6 +499,49 @@ mod tests {
         let mut exec = vec![0u8; 64];
         exec[0] = KIND_EXEC as u8;
         assert!(matches!(decode(&exec), Err(DecodeError::Short { .. })));
+    }
+
+    fn env_bytes(flags: u32, captured: u32, body: &[u8]) -> Vec<u8> {
+        let head = ExecEnvHeader {
+            hdr: EventHeader {
+                kind: KIND_EXEC_ENV,
+                cpu: 0,
+                ktime_ns: 7,
+            },
+            tgid: 42,
+            flags,
+            start_boottime_ns: 9,
+            env_len: body.len() as u32,
+            captured,
+        };
+        // SAFETY: ExecEnvHeader is repr(C) plain old data.
+        let mut buf = unsafe {
+            std::slice::from_raw_parts(
+                &head as *const ExecEnvHeader as *const u8,
+                size_of::<ExecEnvHeader>(),
+            )
+        }
+        .to_vec();
+        buf.extend_from_slice(body);
+        buf
+    }
+
+    #[test]
+    fn env_records_carry_their_block_and_flags() {
+        let buf = env_bytes(ENV_FLAG_TRUNCATED, 8, b"A=1\0B=22\0");
+        let KernelEvent::ExecEnv(rec) = decode(&buf).unwrap() else {
+            panic!("not an environment record");
+        };
+        assert_eq!((rec.tgid, rec.start_boottime_ns), (42, 9));
+        assert_eq!(rec.block, b"A=1\0B=22");
+        assert!(rec.truncated && !rec.unreadable);
+        // The block's bytes never show in a debug print.
+        assert!(!format!("{rec:?}").contains("B=22"));
+        // A record shorter than its own `captured` is an error, not a short block.
+        assert!(matches!(
+            decode(&env_bytes(0, 64, b"A=1\0")),
+            Err(DecodeError::Short { .. })
+        ));
     }
 
     #[test]

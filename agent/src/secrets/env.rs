@@ -1,7 +1,8 @@
 //! Static credentials in process environments.
 //!
-//! [`scan`] looks at a process's environment (from `/proc/<pid>/environ`, see
-//! [`parse_environ`]) and reports the variables that hold a static
+//! [`scan`] looks at a process's environment (the block the exec probe
+//! captured in the kernel, see [`scan_block`], or `/proc/<pid>/environ` for
+//! processes older than the agent, see [`parse_environ`]) and reports the variables that hold a static
 //! credential. Each variable is reported at most once, by the first detector
 //! that fires, in this order:
 //!
@@ -124,6 +125,31 @@ pub fn scan_report(vars: &[(String, String)]) -> EnvScan {
         }
     }
     out
+}
+
+/// An environment block scanned: its variables and what they hold.
+#[derive(Debug, Default)]
+pub struct BlockScan {
+    pub vars: Vec<(String, String)>,
+    pub secrets: Vec<EnvSecret>,
+}
+
+/// Scans an environment block captured at exec. When the capture was cut
+/// (`truncated`), the last entry is a piece of a variable: it is left out,
+/// because a cut value would give a wrong fingerprint and a cut name a wrong
+/// detector.
+pub fn scan_block(block: &[u8], truncated: bool) -> BlockScan {
+    let whole = if truncated {
+        block
+            .iter()
+            .rposition(|&b| b == 0)
+            .map_or(&block[..0], |end| &block[..end])
+    } else {
+        block
+    };
+    let vars = parse_environ(whole);
+    let secrets = scan(&vars);
+    BlockScan { vars, secrets }
 }
 
 /// Splits the contents of `/proc/<pid>/environ` into (name, value) pairs.
@@ -895,6 +921,20 @@ mod tests {
             ]
         );
         assert!(parse_environ(b"").is_empty());
+    }
+
+    #[test]
+    fn a_cut_block_drops_its_partial_last_variable() {
+        let gh = token(&["gh", "p_"], 36);
+        let block = format!("GITHUB_TOKEN={gh}\0LANG=C\0NPM_TOKEN=np");
+        let cut = scan_block(block.as_bytes(), true);
+        assert_eq!(cut.vars.len(), 2, "{:?}", cut.vars);
+        assert_eq!(cut.secrets.len(), 1);
+        assert_eq!(cut.secrets[0].var, "GITHUB_TOKEN");
+        // The same bytes, whole, keep the last variable.
+        assert_eq!(scan_block(block.as_bytes(), false).vars.len(), 3);
+        // A block cut inside its first variable holds nothing whole.
+        assert!(scan_block(b"GITHUB_TOKEN=ghp_abc", true).vars.is_empty());
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod api;
 mod clean_day;
 mod deploy;
 mod docs;
+mod env_capture;
 mod evasion;
 mod exec_storm;
 mod exposure;

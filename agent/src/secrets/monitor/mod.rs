@@ -86,8 +86,12 @@ pub struct MonitorStats {
     /// file): `info`, never bound to a workload.
     pub expected_client_reads: u64,
     pub env_secrets: u64,
-    /// New processes whose environment was gone before it could be read.
+    /// New processes whose environment could not be read (the kernel's
+    /// copy failed, or for processes older than the agent, /proc had it no more).
     pub env_unreadable: u64,
+    /// New processes whose environment was larger than the kernel captures
+    /// (`ENV_LEN`, 16 KiB): variables past the cut were not scanned.
+    pub env_truncated: u64,
     /// Secret files not read for a fingerprint or content check because the
     /// open found no regular file (a FIFO or device named like a secret) or
     /// another inode than the kernel reported.
@@ -848,22 +852,26 @@ impl<K: KernelWatch> SecretMonitor<K> {
         search::search_tool_hunt(p, &self.catalog)
     }
 
-    /// Static credentials in a new process's environment, read at once
-    /// (the process may be gone a moment later). Cheap when there are none.
-    pub fn scan_env(&mut self, pid: u32) -> EnvFound {
-        if !self.policy.scan_environment {
-            return EnvFound::default();
+    /// Whether environments are scanned at all (`scan_environment`).
+    pub fn scans_environment(&self) -> bool {
+        self.policy.scan_environment
+    }
+
+    /// What an environment captured at exec holds, from its scan (done off
+    /// the event loop, see [`env::scan_block`]).
+    pub fn env_captured(&mut self, scan: env::BlockScan, truncated: bool) -> EnvFound {
+        if truncated {
+            self.stats.env_truncated += 1;
         }
-        let Ok(raw) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            self.stats.env_unreadable += 1;
-            return EnvFound::default();
-        };
-        let vars = env::parse_environ(&raw);
         EnvFound {
-            secrets: env::scan(&vars),
-            key_ref_candidates: self.key_ref_candidates(vars),
-            scanned: true,
+            secrets: scan.secrets,
+            key_ref_candidates: self.key_ref_candidates(scan.vars),
         }
+    }
+
+    /// Counts an environment the kernel could not copy.
+    pub fn env_not_captured(&mut self) {
+        self.stats.env_unreadable += 1;
     }
 
     /// secret-env findings for `p`, once per (workload, variable, secret).
@@ -979,19 +987,11 @@ pub struct EnvFound {
     secrets: Vec<env::EnvSecret>,
     /// Variables named like some pod's `secretKeyRef` variable.
     key_ref_candidates: Vec<(String, String)>,
-    /// The environment was read (scanning on, process still there).
-    scanned: bool,
 }
 
 impl EnvFound {
     pub fn is_empty(&self) -> bool {
         self.secrets.is_empty() && self.key_ref_candidates.is_empty()
-    }
-
-    /// Whether the environment was read and held nothing credential-like;
-    /// `None` when it was not read.
-    pub fn clean(&self) -> Option<bool> {
-        self.scanned.then(|| self.is_empty())
     }
 }
 
