@@ -18,6 +18,7 @@ mod hostile_paths;
 mod kernel_layouts;
 mod kube_secrets;
 mod liveness;
+mod memory_bounds;
 mod network;
 mod observability;
 mod owners;
