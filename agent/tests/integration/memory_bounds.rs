@@ -18,7 +18,9 @@ fn table(status: &Value) -> (u64, u64) {
     let t = &status["status"]["process_table"];
     (
         t["exited"].as_u64().expect("process_table.exited"),
-        t["evicted_early"].as_u64().expect("process_table.evicted_early"),
+        t["evicted_early"]
+            .as_u64()
+            .expect("process_table.evicted_early"),
     )
 }
 
@@ -54,10 +56,16 @@ fn exited_records_stop_at_max_exited_and_the_evictions_are_counted_in_status_and
     let b = bounded.status_after(bounded.last_seq());
     let (exited, evicted) = table(&b);
     assert!(exited <= 8, "bound not kept: {b}");
-    assert!(evicted >= 32, "40 exits through an 8-record table must evict 32: {b}");
+    assert!(
+        evicted >= 32,
+        "40 exits through an 8-record table must evict 32: {b}"
+    );
     let c = control.status_after(control.last_seq());
     let (c_exited, c_evicted) = table(&c);
-    assert!(c_exited >= 40, "the control agent must hold all 40 exits: {c}");
+    assert!(
+        c_exited >= 40,
+        "the control agent must hold all 40 exits: {c}"
+    );
     assert_eq!(c_evicted, 0, "the control agent evicted: {c}");
 
     // The status counter reaches /metrics (mirrored every 2 s).
