@@ -158,7 +158,7 @@ impl Default for ProcessTableConfig {
     fn default() -> Self {
         Self {
             exit_grace: Duration::from_secs(30),
-            max_exited: 65536,
+            max_exited: 4096,
         }
     }
 }

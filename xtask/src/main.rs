@@ -85,7 +85,11 @@ fn cargo() -> Command {
 
 pub fn build_release() -> Result<PathBuf> {
     run(cargo().args(["build", "--release", "-p", "proctor"]))?;
-    Ok(root().join("target/release/proctor"))
+    // Where cargo put it: CARGO_TARGET_DIR when set (worktrees share none).
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map_or_else(|| root().join("target"), |d| root().join(d));
+    Ok(target.join("release/proctor"))
 }
 
 /// The eBPF crate is built apart from the workspace (nightly, BPF target), so

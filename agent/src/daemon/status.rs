@@ -154,7 +154,11 @@ impl Figures {
         for ((kind, sent), (_, dropped)) in sent.into_iter().zip(dropped) {
             m.kernel(kind, sent, dropped);
         }
-        m.process_table(self.process_table.live, self.process_table.exited);
+        m.process_table(
+            self.process_table.live,
+            self.process_table.exited,
+            self.process_table.evicted_early,
+        );
         m.hash_totals(self.hash_cache.hits, self.hash_cache.misses);
         if let PodMetadataStatus::Source(s) = &self.pod_metadata {
             m.pod_metadata(s.fetches_ok, s.fetches_failed, s.pods);

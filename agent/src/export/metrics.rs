@@ -116,6 +116,7 @@ pub struct Metrics {
     kernel_dropped: Family<KindLabel, Counter>,
     mirrors: Mutex<std::collections::HashMap<String, Arc<Mirror>>>,
     processes: Family<StateLabel, Gauge>,
+    processes_evicted: Counter,
     pub hash_hits: Counter,
     pub hash_misses: Counter,
     pub sink: Family<SinkLabels, Counter>,
@@ -150,6 +151,7 @@ impl Metrics {
             kernel_dropped: Family::default(),
             mirrors: Mutex::default(),
             processes: Family::default(),
+            processes_evicted: Counter::default(),
             hash_hits: Counter::default(),
             hash_misses: Counter::default(),
             sink: Family::default(),
@@ -187,6 +189,11 @@ impl Metrics {
             "processes",
             "Processes in the process table",
             m.processes.clone(),
+        );
+        r.register(
+            "processes_evicted_early",
+            "Exited-process records forgotten before their grace period (process_table.max_exited reached)",
+            m.processes_evicted.clone(),
         );
         r.register(
             "hash_cache_hits",
@@ -312,8 +319,11 @@ impl Metrics {
         self.sink_up.get_or_create(&label).set(i64::from(!s.down));
     }
 
-    /// Sets the process table's live and exited record counts.
-    pub fn process_table(&self, live: usize, exited: usize) {
+    /// Sets the process table's live and exited record counts, and its
+    /// running total of exited records evicted before their grace.
+    pub fn process_table(&self, live: usize, exited: usize, evicted_early: u64) {
+        self.mirror("processes/evicted_early".into())
+            .feed(&self.processes_evicted, evicted_early);
         for (state, n) in [("live", live), ("exited", exited)] {
             let label = StateLabel {
                 state: state.into(),

@@ -19,6 +19,7 @@ mod hostile_paths;
 mod kernel_layouts;
 mod kube_secrets;
 mod liveness;
+mod memory_bounds;
 mod network;
 mod observability;
 mod owners;

@@ -131,13 +131,26 @@ impl Running {
         }
     }
 
+    /// Records the monitor lost since it started (proctor: kernel + sink
+    /// drops; auditd: `lost`; bpftrace: its `Lost N events` lines so far).
+    pub fn lost_so_far(&self) -> Result<u64> {
+        match self {
+            Running::None => Ok(0),
+            Running::Agent(a) => Ok(agent::lost(&a.fresh_status()?)),
+            Running::Auditd(a) => Ok(audit_lost()?.saturating_sub(a.lost_at_start)),
+            Running::Bpftrace(b) => Ok(bpftrace_lost(
+                &std::fs::read_to_string(&b.out).unwrap_or_default(),
+            )),
+        }
+    }
+
     /// (records lost by the monitor since it started, events it wrote).
     pub fn finish(self) -> Result<(u64, u64)> {
         match self {
             Running::None => Ok((0, 0)),
             Running::Agent(a) => {
                 let s = a.fresh_status()?;
-                let r = (agent::drops(&s), agent::emitted(&s));
+                let r = (agent::lost(&s), agent::emitted(&s));
                 a.stop();
                 Ok(r)
             }
@@ -376,12 +389,7 @@ impl Bpftrace {
         }
         let _ = self.child.wait();
         let text = std::fs::read_to_string(&self.out).unwrap_or_default();
-        // bpftrace reports perf-buffer overflows as "Lost N events".
-        let lost = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("Lost "))
-            .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
-            .sum();
+        let lost = bpftrace_lost(&text);
         let events = text
             .lines()
             .filter(|l| {
@@ -392,6 +400,14 @@ impl Bpftrace {
             .count() as u64;
         Ok((lost, events))
     }
+}
+
+/// bpftrace reports perf-buffer overflows as "Lost N events".
+fn bpftrace_lost(text: &str) -> u64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("Lost "))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 impl Drop for Bpftrace {

@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum Workload {
     UnwatchedOpens,
+    CachedReads,
     SecretReads,
     ExecStorm,
     ConnectStorm,
@@ -23,8 +24,9 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 5] = [
+    pub const ALL: [Workload; 6] = [
         Workload::UnwatchedOpens,
+        Workload::CachedReads,
         Workload::SecretReads,
         Workload::ExecStorm,
         Workload::ConnectStorm,
@@ -34,6 +36,7 @@ impl Workload {
     pub fn name(self) -> &'static str {
         match self {
             Workload::UnwatchedOpens => "unwatched open/close",
+            Workload::CachedReads => "unwatched cached 4 KiB reads",
             Workload::SecretReads => "watched secret reads",
             Workload::ExecStorm => "fork+exec storm",
             Workload::ConnectStorm => "loopback connects",
@@ -44,6 +47,7 @@ impl Workload {
     pub fn unit(self) -> &'static str {
         match self {
             Workload::UnwatchedOpens => "opens/s",
+            Workload::CachedReads => "preads/s",
             Workload::SecretReads => "reads/s",
             Workload::ExecStorm => "execs/s",
             Workload::ConnectStorm => "connects/s",
@@ -54,6 +58,7 @@ impl Workload {
 
 pub struct Sizes {
     pub opens: usize,
+    pub preads: usize,
     pub reads: usize,
     pub execs: usize,
     pub exec_threads: usize,
@@ -66,6 +71,7 @@ impl Sizes {
         if smoke {
             Sizes {
                 opens: 5_000,
+                preads: 10_000,
                 reads: 1_000,
                 execs: 40,
                 exec_threads: 2,
@@ -77,6 +83,7 @@ impl Sizes {
                 // Each workload runs for a few seconds: shorter ones put the
                 // machine's own noise (±10% between runs) in the ratios.
                 opens: 1_000_000,
+                preads: 1_000_000,
                 reads: 100_000,
                 execs: 6_000,
                 exec_threads: 4,
@@ -91,6 +98,11 @@ impl Sizes {
             Workload::UnwatchedOpens => format!(
                 "{} open+close of one unwatched file, one thread",
                 self.opens
+            ),
+            Workload::CachedReads => format!(
+                "{} `pread` of 4 KiB from a page-cached, unwatched {} KiB file (offsets cycling), one thread, file opened once",
+                self.preads,
+                CACHED_FILE_BYTES / 1024
             ),
             Workload::SecretReads => format!(
                 "{} open+read+close cycling over 5 watched secret files, one thread",
@@ -113,8 +125,13 @@ impl Sizes {
 }
 
 /// What the workloads act on, made once per bench run.
+/// Size of the file the cached-read workload reads from: 16 pages.
+const CACHED_FILE_BYTES: usize = 64 * 1024;
+
 pub struct Env {
     pub plain: PathBuf,
+    /// Read by the cached-read workload; warmed into the page cache at creation.
+    pub cached: PathBuf,
     pub secrets: Vec<PathBuf>,
     pub marker: String,
     pub listener: SocketAddr,
@@ -126,6 +143,8 @@ impl Env {
     pub fn new(dir: &Path, secrets: &[PathBuf], marker: &str, c_files: usize) -> Result<Env> {
         let plain = dir.join("plain.txt");
         std::fs::write(&plain, "not a secret\n")?;
+        let cached = dir.join("cached.bin");
+        std::fs::write(&cached, vec![0x5a; CACHED_FILE_BYTES])?;
         let listener = TcpListener::bind("127.0.0.1:0")?;
         widen_backlog(&listener);
         let addr = listener.local_addr()?;
@@ -138,6 +157,7 @@ impl Env {
         write_c_project(&c_project, c_files)?;
         Ok(Env {
             plain,
+            cached,
             secrets: secrets.to_vec(),
             marker: marker.to_string(),
             listener: addr,
@@ -155,6 +175,18 @@ impl Env {
                     drop(std::fs::File::open(&self.plain)?);
                 }
                 Ok((sizes.opens as u64, t.elapsed().as_secs_f64()))
+            }
+            Workload::CachedReads => {
+                use std::os::unix::fs::FileExt;
+                let f = std::fs::File::open(&self.cached)?;
+                let mut buf = [0u8; 4096];
+                let page = buf.len() as u64;
+                let pages = CACHED_FILE_BYTES as u64 / page;
+                let t = Instant::now();
+                for i in 0..sizes.preads as u64 {
+                    f.read_exact_at(&mut buf, (i % pages) * page)?;
+                }
+                Ok((sizes.preads as u64, t.elapsed().as_secs_f64()))
             }
             Workload::SecretReads => {
                 let mut buf = [0u8; 256];
