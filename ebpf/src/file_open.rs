@@ -11,7 +11,7 @@
 use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_task_btf, bpf_get_current_uid_gid, bpf_probe_read_kernel_str_bytes,
+        bpf_get_current_task, bpf_get_current_uid_gid, bpf_probe_read_kernel_str_bytes,
         bpf_probe_read_user_str_bytes, generated,
     },
     macros::{map, tracepoint},
@@ -120,7 +120,7 @@ pub(crate) fn on_opened(ret: i64, syscall: u32) {
     if current_is_agent() {
         return;
     }
-    let task = unsafe { bpf_get_current_task_btf() } as *const u8;
+    let task = unsafe { bpf_get_current_task() } as *const u8;
     let file = unsafe { file_of_fd(task, ret as u64) };
     if file.is_null() {
         return;
@@ -325,9 +325,15 @@ unsafe fn anchored(dir: *const u8) -> bool {
     }
 }
 
-/// dfd and filename from the syscall's saved user registers.
+/// dfd and filename from the syscall's saved user registers. Kernels
+/// without `bpf_task_pt_regs` leave them unknown (the agent says so at start).
 #[inline(always)]
 unsafe fn fill_args(ev: &mut FileOpenEvent, task: *const u8, syscall: u32) {
+    if unsafe { core::ptr::read_volatile(core::ptr::addr_of!(crate::HAS_TASK_PT_REGS)) } == 0 {
+        ev.dfd = -100;
+        ev.filename[0] = 0;
+        return;
+    }
     let regs = unsafe { generated::bpf_task_pt_regs(task as *mut _) } as *const u8;
     let (dfd, name_ptr) = unsafe {
         match syscall {
@@ -474,7 +480,7 @@ pub fn deny_file_open(ctx: aya_ebpf::programs::LsmContext) -> i32 {
     if current_is_agent() || !unsafe { opened.is_regular() } {
         return 0;
     }
-    let task = unsafe { bpf_get_current_task_btf() } as *const u8;
+    let task = unsafe { bpf_get_current_task() } as *const u8;
     if unsafe { reader_allowed(task, rule) } {
         0
     } else {
