@@ -122,8 +122,12 @@ pub fn all() -> Result<()> {
 /// (`cargo xtask setup`; `vm-test` fetches what is missing itself).
 pub fn kernels() -> Result<()> {
     let mut arches = Vec::new();
-    for spec in crate::vm_test::DEFAULT_MATRIX {
-        let series = spec.split(':').next().unwrap_or(spec);
+    let mut series: Vec<&str> = crate::vm_test::DEFAULT_MATRIX
+        .iter()
+        .map(|spec| spec.split(':').next().unwrap_or(spec))
+        .collect();
+    series.dedup();
+    for series in series {
         let k = crate::vm_kernels::fetch(series)?;
         eprintln!("xtask: kernel {} cached", k.package);
         if k.arch != crate::vm_kernels::Arch::native() && !arches.contains(&k.arch) {
