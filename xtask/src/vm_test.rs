@@ -166,10 +166,13 @@ pub fn run_matrix(which: &[String], proctor: &Path, all: bool) -> Result<()> {
 }
 
 /// The struct-offset test against each guest kernel's BTF, run on this host
-/// (the guests then prove the resolved offsets give right events).
+/// (the guests then prove the resolved offsets give right events). Kernels
+/// of another arch are left to their guests: the resolver is built for this
+/// host's arch (its `pt_regs` registers).
 fn check_layouts(boots: &[Boot]) -> Result<()> {
     let mut spec: Vec<String> = boots
         .iter()
+        .filter(|b| b.kernel.arch == Arch::native())
         .map(|b| format!("{}={}", b.kernel.series, b.kernel.btf.display()))
         .collect();
     spec.sort_unstable();
