@@ -10,7 +10,7 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task_btf,
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task,
         bpf_get_current_uid_gid, bpf_probe_read_user, bpf_probe_read_user_buf,
     },
     macros::{btf_tracepoint, map, tracepoint},
@@ -112,7 +112,7 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     args.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     args.result = ret as i32;
     let sk = unsafe {
-        let task = bpf_get_current_task_btf() as *const u8;
+        let task = bpf_get_current_task() as *const u8;
         let file = crate::file_open::file_of_fd(task, args.fd as u64);
         let socket = read_ptr(file, off!(file_private_data));
         args.sock_type = read::<u16>(socket, off!(socket_type));

@@ -11,8 +11,8 @@
 use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_task_btf, bpf_get_current_uid_gid, bpf_probe_read_kernel_str_bytes,
-        bpf_probe_read_user_str_bytes, generated,
+        bpf_get_current_task, bpf_get_current_task_btf, bpf_get_current_uid_gid,
+        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes, generated,
     },
     macros::{map, tracepoint},
     maps::{Array, HashMap},
@@ -120,7 +120,7 @@ pub(crate) fn on_opened(ret: i64, syscall: u32) {
     if current_is_agent() {
         return;
     }
-    let task = unsafe { bpf_get_current_task_btf() } as *const u8;
+    let task = unsafe { bpf_get_current_task() } as *const u8;
     let file = unsafe { file_of_fd(task, ret as u64) };
     if file.is_null() {
         return;
@@ -151,7 +151,7 @@ pub(crate) fn on_opened(ret: i64, syscall: u32) {
     opened.f_mode = unsafe { read::<u32>(file, off!(file_f_mode)) };
     let killed = opened.f_mode & FMODE_READ != 0 && unsafe { enforce_kill(task, dev, ino) };
     let flags = if killed { OPEN_FLAG_KILLED } else { 0 };
-    unsafe { emit_open(&opened, task, matched, slot, flags, ret as i32, syscall) };
+    unsafe { emit_open(&opened, matched, slot, flags, ret as i32, syscall) };
 }
 
 /// The file an open produced (or, in the LSM hook, is about to produce).
@@ -202,15 +202,7 @@ pub(crate) fn current_is_agent() -> bool {
 /// One file-open record for userspace. `syscall` 0: no syscall arguments to
 /// read (the LSM hook), the path comes from the dentry walk alone.
 #[inline(always)]
-unsafe fn emit_open(
-    o: &Opened,
-    task: *const u8,
-    matched: u32,
-    slot: u32,
-    flags: u32,
-    fd: i32,
-    syscall: u32,
-) {
+unsafe fn emit_open(o: &Opened, matched: u32, slot: u32, flags: u32, fd: i32, syscall: u32) {
     let Some(mut entry) = EVENTS.reserve::<FileOpenEvent>(0) else {
         bump(&DROPS, KIND_FILE_OPEN);
         return;
@@ -236,7 +228,7 @@ unsafe fn emit_open(
     unsafe {
         ev.f_flags = read::<u32>(o.file, off!(file_f_flags));
         if syscall != 0 && syscall != OPEN_SYSCALL_IO_URING {
-            fill_args(ev, task, syscall);
+            fill_args(ev, syscall);
         } else {
             ev.dfd = -100;
             ev.filename[0] = 0;
@@ -325,9 +317,18 @@ unsafe fn anchored(dir: *const u8) -> bool {
     }
 }
 
-/// dfd and filename from the syscall's saved user registers.
+/// dfd and filename from the syscall's saved user registers. Kernels
+/// without `bpf_task_pt_regs` leave them unknown (the agent says so at start).
+/// The helper wants a BTF task pointer, so the task is taken with
+/// `bpf_get_current_task_btf` here (5.11+: behind the same flag).
 #[inline(always)]
-unsafe fn fill_args(ev: &mut FileOpenEvent, task: *const u8, syscall: u32) {
+unsafe fn fill_args(ev: &mut FileOpenEvent, syscall: u32) {
+    if unsafe { core::ptr::read_volatile(core::ptr::addr_of!(crate::HAS_TASK_PT_REGS)) } == 0 {
+        ev.dfd = -100;
+        ev.filename[0] = 0;
+        return;
+    }
+    let task = unsafe { bpf_get_current_task_btf() };
     let regs = unsafe { generated::bpf_task_pt_regs(task as *mut _) } as *const u8;
     let (dfd, name_ptr) = unsafe {
         match syscall {
@@ -474,14 +475,14 @@ pub fn deny_file_open(ctx: aya_ebpf::programs::LsmContext) -> i32 {
     if current_is_agent() || !unsafe { opened.is_regular() } {
         return 0;
     }
-    let task = unsafe { bpf_get_current_task_btf() } as *const u8;
+    let task = unsafe { bpf_get_current_task() } as *const u8;
     if unsafe { reader_allowed(task, rule) } {
         0
     } else {
         bump(&SENT, LSM_DENIED_SLOT);
         // Denied secrets are watched ones: the agent knows them by slot.
         if let Some(slot) = unsafe { WATCHED_INODES.get(key(dev, ino)) }.copied() {
-            unsafe { emit_open(&opened, task, MATCH_INODE, slot, OPEN_FLAG_DENIED, -1, 0) };
+            unsafe { emit_open(&opened, MATCH_INODE, slot, OPEN_FLAG_DENIED, -1, 0) };
         }
         -1 // -EPERM
     }

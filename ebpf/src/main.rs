@@ -44,6 +44,12 @@ pub static WAKEUP_BYTES: u64 = 0;
 #[unsafe(no_mangle)]
 pub static AGENT_TGID: u32 = 0;
 
+/// Non-zero where the kernel has `bpf_task_pt_regs` (5.15+), set by the
+/// agent at load. Read-only data: the verifier knows the value and never
+/// visits the call on older kernels (5.10), which would reject it.
+#[unsafe(no_mangle)]
+pub static HAS_TASK_PT_REGS: u8 = 0;
+
 const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_AVAIL_DATA: u64 = 0;
 

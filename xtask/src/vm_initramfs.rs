@@ -1,6 +1,7 @@
 //! The guests' initramfs: busybox (static), the proctor binary, the
-//! `vm-guest` scenario driver, the shared libraries they need, and an init
-//! that mounts what the agent needs and runs the driver.
+//! `vm-guest` scenario driver, the shared libraries they need (the host's,
+//! or the Debian cross libraries for another arch), and an init that mounts
+//! what the agent needs and runs the driver.
 
 use std::{
     os::unix::fs::PermissionsExt,
@@ -9,6 +10,8 @@ use std::{
 };
 
 use anyhow::{ensure, Context, Result};
+
+use crate::vm_kernels::Arch;
 
 const INIT: &str = r#"#!/bin/sh
 /bin/busybox --install -s /bin
@@ -30,8 +33,9 @@ echo "PROCTOR-VM-EXIT $?"
 poweroff -f
 "#;
 
-/// Builds `out` (cpio newc) from a fresh staging tree next to it.
-pub fn build(proctor: &Path, guest: &Path, out: &Path) -> Result<()> {
+/// Builds `out` (cpio newc) from a fresh staging tree next to it, for
+/// guests of `arch` (the binaries must be built for it).
+pub fn build(arch: Arch, proctor: &Path, guest: &Path, busybox: &Path, out: &Path) -> Result<()> {
     let root = out.with_extension("root");
     let _ = std::fs::remove_dir_all(&root);
     for d in [
@@ -39,7 +43,6 @@ pub fn build(proctor: &Path, guest: &Path, out: &Path) -> Result<()> {
     ] {
         std::fs::create_dir_all(root.join(d))?;
     }
-    let busybox = Path::new("/bin/busybox");
     ensure!(
         busybox.exists(),
         "{} is missing: install busybox-static (`cargo xtask setup` does)",
@@ -56,8 +59,16 @@ pub fn build(proctor: &Path, guest: &Path, out: &Path) -> Result<()> {
                 .arg(src)
                 .arg(&dst),
         )?;
-        for lib in shared_libraries(src)? {
-            let at = root.join(lib.strip_prefix("/").unwrap_or(&lib));
+        let libs = if arch == Arch::native() {
+            shared_libraries(src)?
+                .into_iter()
+                .map(|l| (l.clone(), l))
+                .collect()
+        } else {
+            cross_libraries(arch, src)?
+        };
+        for (lib, guest_path) in libs {
+            let at = root.join(guest_path.strip_prefix("/").unwrap_or(&guest_path));
             std::fs::create_dir_all(at.parent().unwrap())?;
             if !at.exists() {
                 std::fs::copy(&lib, &at).with_context(|| format!("copy {}", lib.display()))?;
@@ -92,6 +103,54 @@ fn shared_libraries(bin: &Path) -> Result<Vec<PathBuf>> {
     Ok(parse_ldd(&String::from_utf8_lossy(&out.stdout)))
 }
 
+/// A foreign binary's libraries (host path, path in the guest): ldd cannot
+/// run it, so its NEEDED entries and interpreter come from `readelf` and are
+/// found among the Debian cross libraries (`/usr/<gnu>/lib`). They go where
+/// that arch's own Debian puts them (`/lib/<gnu>/`), the loader at the path
+/// the binary names.
+fn cross_libraries(arch: Arch, bin: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let out = Command::new("readelf")
+        .args(["-d", "-l", "-W"])
+        .arg(bin)
+        .output()
+        .context("cannot run readelf (binutils)")?;
+    ensure!(out.status.success(), "readelf {} failed", bin.display());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let cross = PathBuf::from("/usr").join(arch.gnu()).join("lib");
+    let mut libs = Vec::new();
+    for (name, interp) in parse_readelf(&text) {
+        let file = Path::new(&name).file_name().unwrap_or_default().to_owned();
+        let host = cross.join(&file);
+        ensure!(
+            host.exists(),
+            "{} needs {name}, not in {} (install libc6-dev-{}-cross: `cargo xtask setup` does)",
+            bin.display(),
+            cross.display(),
+            arch.debian()
+        );
+        let guest = if interp {
+            PathBuf::from(&name)
+        } else {
+            Path::new("/lib").join(arch.gnu()).join(&file)
+        };
+        libs.push((host, guest));
+    }
+    Ok(libs)
+}
+
+/// `(name, is_interpreter)` from `readelf -d -l -W` output.
+fn parse_readelf(text: &str) -> Vec<(String, bool)> {
+    text.lines()
+        .filter_map(|l| {
+            if let Some(rest) = l.split("Requesting program interpreter: ").nth(1) {
+                return Some((rest.trim_end_matches(']').to_string(), true));
+            }
+            let rest = l.split("Shared library: [").nth(1)?;
+            Some((rest.trim_end_matches(']').to_string(), false))
+        })
+        .collect()
+}
+
 fn parse_ldd(text: &str) -> Vec<PathBuf> {
     text.lines()
         .filter_map(|l| {
@@ -108,6 +167,22 @@ fn parse_ldd(text: &str) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readelf_output_gives_needed_libraries_and_interpreter() {
+        let text = "      [Requesting program interpreter: /lib/ld-linux-aarch64.so.1]\n\
+                    \x20 LOAD 0x000000 0x0000000000000000\n\
+                    \x200x0000000000000001 (NEEDED) Shared library: [libgcc_s.so.1]\n\
+                    \x200x0000000000000001 (NEEDED) Shared library: [libc.so.6]\n";
+        assert_eq!(
+            parse_readelf(text),
+            vec![
+                ("/lib/ld-linux-aarch64.so.1".to_string(), true),
+                ("libgcc_s.so.1".to_string(), false),
+                ("libc.so.6".to_string(), false),
+            ]
+        );
+    }
 
     #[test]
     fn ldd_output_gives_libraries_and_loader() {

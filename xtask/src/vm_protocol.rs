@@ -24,6 +24,35 @@ pub const SCENARIOS: &[&str] = &[
     "no-secret-leak",
 ];
 
+/// What guests of another architecture run by default (emulating a whole
+/// arm64 machine is slow): the agent loads, picks its hooks, each hook kind
+/// fires (an exec event, a secret read), and attestation answers.
+/// `cargo xtask vm-test --all` runs every scenario there too.
+pub const LOAD_AND_ATTEST: &[&str] = &[
+    "doctor",
+    "agent-start",
+    "hook-selection",
+    "exec-sha256",
+    "secret-read",
+    "net-connect",
+    "attest",
+];
+
+/// The scenarios the kernel command line asks for (`proctor.scenarios=a,b`),
+/// every one when it names none. Unknown names are kept: the host then
+/// reports them missing rather than the guest silently running less.
+/// Only the guest driver calls it.
+#[allow(dead_code)]
+pub fn selected(cmdline: &str) -> Vec<String> {
+    match cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("proctor.scenarios="))
+    {
+        Some(list) => list.split(',').map(str::to_string).collect(),
+        None => SCENARIOS.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub scenario: String,
@@ -86,5 +115,15 @@ mod tests {
         assert_eq!(back.detail, "want abc got def");
         assert_eq!(Outcome::parse("PROCTOR-VM-RESULT x MAYBE y"), None);
         assert_eq!(Outcome::parse("unrelated"), None);
+    }
+
+    #[test]
+    fn the_command_line_selects_scenarios() {
+        assert_eq!(selected("quiet proctor.hooks=lsm").len(), SCENARIOS.len());
+        assert_eq!(
+            selected("quiet proctor.scenarios=doctor,attest panic=-1"),
+            vec!["doctor", "attest"]
+        );
+        assert!(LOAD_AND_ATTEST.iter().all(|s| SCENARIOS.contains(s)));
     }
 }

@@ -190,12 +190,21 @@ pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64, hooks: EnforcementHooks) 
     let offsets = btf_offsets::resolve(&kernel_btf)?;
     let io_uring_offsets = resolve_io_uring(&kernel_btf);
     let btf = Btf::from_sys_fs().context("cannot read kernel BTF for program loading")?;
+    let has_task_pt_regs = u8::from(has_task_pt_regs());
+    if has_task_pt_regs == 0 {
+        tracing::warn!(
+            "this kernel predates bpf_task_pt_regs (Linux 5.15): file-open events carry no \
+             requested_path (the path as the program passed it); the opened file's own path, \
+             inode and every finding are unaffected"
+        );
+    }
 
     let mut ebpf = EbpfLoader::new()
         .btf(Some(&btf))
         .override_global("OFFSETS", &offsets, true)
         .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
         .override_global("AGENT_TGID", &std::process::id(), true)
+        .override_global("HAS_TASK_PT_REGS", &has_task_pt_regs, true)
         .override_global(
             "IO_URING_OFFSETS",
             io_uring_offsets.as_ref().unwrap_or(&IoUringOffsets::UNSET),
@@ -326,6 +335,12 @@ pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64, hooks: EnforcementHooks) 
         enforcement: Some(enforcement),
         lsm_deny,
     })
+}
+
+/// Whether the kernel has the `bpf_task_pt_regs` helper (added in 5.15;
+/// distribution kernels do not backport BPF helpers).
+fn has_task_pt_regs() -> bool {
+    aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(5, 15, 0))
 }
 
 /// Where aya finds syscall tracepoints: tracefs, or tracefs under debugfs.

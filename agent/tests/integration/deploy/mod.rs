@@ -7,6 +7,7 @@
 
 mod image;
 mod kubernetes;
+mod multiarch;
 mod systemd;
 
 use std::{
@@ -130,10 +131,22 @@ impl Rendering {
     }
 }
 
+/// The kubectl `cargo xtask setup` installs (Debian's is too old for
+/// components): `<tools>/bin/kubectl`, the tools dir as setup resolves it.
+fn kubectl() -> PathBuf {
+    let tools = std::env::var_os("PROCTOR_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+            PathBuf::from(home).join(".cache/proctor/tools")
+        });
+    tools.join("bin/kubectl")
+}
+
 fn kustomize(dir: &Path) -> String {
     let o = run_ok(
-        Command::new("kubectl").arg("kustomize").arg(dir),
-        "kubectl, which has kustomize built in",
+        Command::new(kubectl()).arg("kustomize").arg(dir),
+        "kubectl (v1.33, kustomize built in): run `cargo xtask setup`, which installs it",
     );
     String::from_utf8(o.stdout).unwrap()
 }
