@@ -13,6 +13,7 @@ mod docs;
 mod evasion;
 mod exec_storm;
 mod exposure;
+mod file_hooks;
 mod forgery;
 mod hostile_paths;
 mod kernel_layouts;

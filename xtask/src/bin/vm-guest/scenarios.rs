@@ -54,10 +54,12 @@ impl Hooks {
         }
     }
 
+    /// `hook_set.file_open`: the LSM set reports from `lsm/file_open`;
+    /// without BPF LSM the guest kernels have the page-cache tracepoints.
     fn file_open(self) -> &'static str {
         match self {
-            Hooks::Lsm => "tracepoint+lsm",
-            Hooks::Tracepoint => "tracepoint",
+            Hooks::Lsm => "lsm",
+            Hooks::Tracepoint => "tp_btf",
         }
     }
 
