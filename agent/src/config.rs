@@ -351,6 +351,8 @@ mod tests {
         assert_eq!(cfg.kernel.ring_buffer_bytes, code.kernel.ring_buffer_bytes);
         assert_eq!(cfg.kernel.wakeup_bytes, code.kernel.wakeup_bytes);
         assert_eq!(cfg.kernel.poll_interval, code.kernel.poll_interval);
+        assert_eq!(cfg.kernel.file_hooks, code.kernel.file_hooks);
+        assert_eq!(cfg.kernel.repeat_window, code.kernel.repeat_window);
         assert_eq!(cfg.hash.max_file_bytes, code.hash.max_file_bytes);
         assert_eq!(cfg.hash.cache_entries, code.hash.cache_entries);
         assert_eq!(cfg.hash.workers, code.hash.workers);
@@ -373,6 +375,25 @@ mod tests {
         assert_eq!(a.scan_environment, b.scan_environment);
         assert_eq!(a.search.distinct_secrets, b.search.distinct_secrets);
         assert_eq!(a.search.window, b.search.window);
+    }
+
+    #[test]
+    fn file_hooks_and_repeat_window_are_validated() {
+        let cfg = Config::parse(
+            "kernel:\n  file_hooks: page-cache\n  repeat_window: 0s\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(cfg.kernel.file_hooks, FileHooks::PageCache);
+        assert_eq!(cfg.kernel.repeat_window, Duration::ZERO);
+        let err = Config::parse("kernel:\n  file_hooks: fast\n", "x").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("page-cache") && msg.contains("fast"), "{msg}");
+        let err = Config::parse("kernel:\n  repeat_window: 2m\n", "x").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("kernel.repeat_window"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -35,29 +35,62 @@ pub static READ_PREFILTER: Array<u64> = Array::with_max_entries(READ_PREFILTER_W
 
 #[btf_tracepoint(function = "mm_filemap_get_pages")]
 pub fn mm_filemap_get_pages(ctx: BtfTracePointContext) -> i32 {
-    on_page_cache(&ctx);
+    on_page_cache::<true>(&ctx);
     0
 }
 
 #[btf_tracepoint(function = "mm_filemap_fault")]
 pub fn mm_filemap_fault(ctx: BtfTracePointContext) -> i32 {
-    on_page_cache(&ctx);
+    on_page_cache::<true>(&ctx);
     0
 }
 
 #[btf_tracepoint(function = "mm_filemap_map_pages")]
 pub fn mm_filemap_map_pages(ctx: BtfTracePointContext) -> i32 {
-    on_page_cache(&ctx);
+    on_page_cache::<true>(&ctx);
     0
+}
+
+// The same three with helper reads, for a verifier that refuses the direct
+// loads (offsets it cannot see as constants).
+#[btf_tracepoint(function = "mm_filemap_get_pages")]
+pub fn mm_filemap_get_pages_probe(ctx: BtfTracePointContext) -> i32 {
+    on_page_cache::<false>(&ctx);
+    0
+}
+
+#[btf_tracepoint(function = "mm_filemap_fault")]
+pub fn mm_filemap_fault_probe(ctx: BtfTracePointContext) -> i32 {
+    on_page_cache::<false>(&ctx);
+    0
+}
+
+#[btf_tracepoint(function = "mm_filemap_map_pages")]
+pub fn mm_filemap_map_pages_probe(ctx: BtfTracePointContext) -> i32 {
+    on_page_cache::<false>(&ctx);
+    0
+}
+
+/// `base + offset` as a `T`: a direct load the verifier checks against the
+/// kernel's BTF (the offsets are constants to it: they live in the frozen
+/// read-only globals), far cheaper than a helper call; with `DIRECT` false,
+/// the helper read.
+#[inline(always)]
+unsafe fn load<const DIRECT: bool, T: Copy + Default>(base: *const u8, offset: usize) -> T {
+    if DIRECT {
+        unsafe { core::ptr::read_volatile(base.add(offset) as *const T) }
+    } else {
+        unsafe { read::<T>(base, offset) }
+    }
 }
 
 /// `mapping` (argument 0 of all three tracepoints) was read by the current
 /// task: reported when its inode is watched, killed when a kill rule forbids it.
 #[inline(always)]
-fn on_page_cache(ctx: &BtfTracePointContext) {
+fn on_page_cache<const DIRECT: bool>(ctx: &BtfTracePointContext) {
     let mapping: *const u8 = ctx.arg(0);
-    let inode = unsafe { read_ptr(mapping, off!(mapping_host)) };
-    let ino = unsafe { read::<u64>(inode, off!(inode_ino)) };
+    let inode = unsafe { load::<DIRECT, u64>(mapping, off!(mapping_host)) } as *const u8;
+    let ino = unsafe { load::<DIRECT, u64>(inode, off!(inode_ino)) };
     let bit = read_prefilter_bit(ino);
     let Some(word) = READ_PREFILTER.get(bit >> 6) else {
         return;

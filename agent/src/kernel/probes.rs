@@ -50,6 +50,14 @@ pub const PAGE_CACHE_HOOKS: &[(&str, &str)] = &[
     ("mm_filemap_map_pages", "mm_filemap_map_pages"),
 ];
 
+/// The same with helper reads instead of direct BTF loads, for a verifier
+/// that refuses those.
+pub const PAGE_CACHE_PROBE_HOOKS: &[(&str, &str)] = &[
+    ("mm_filemap_get_pages_probe", "mm_filemap_get_pages"),
+    ("mm_filemap_fault_probe", "mm_filemap_fault"),
+    ("mm_filemap_map_pages_probe", "mm_filemap_map_pages"),
+];
+
 /// How file access is watched (see `kernel.file_hooks`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FileAccess {
@@ -446,7 +454,13 @@ fn attach_file_hooks(
         }
     }
     if matches!(want, FileHooks::Auto | FileHooks::PageCache) {
-        match attach_btf_hooks(ebpf, btf, PAGE_CACHE_HOOKS) {
+        let direct = attach_btf_hooks(ebpf, btf, PAGE_CACHE_HOOKS).or_else(|e| {
+            tracing::info!(
+                "page-cache hooks with direct loads refused ({e:#}); using helper reads"
+            );
+            attach_btf_hooks(ebpf, btf, PAGE_CACHE_PROBE_HOOKS)
+        });
+        match direct {
             Ok(mine) => {
                 attached.extend(mine);
                 return Ok(FileHooks::PageCache);

@@ -28,16 +28,20 @@ fn fixture() -> &'static Fixture {
         .unwrap();
         std::fs::write(home.path().join(".pgpass"), "db:5432:app:app:pgsecret\n").unwrap();
         std::fs::write(home.path().join("notes.txt"), "nothing secret here\n").unwrap();
+        // A kill rule's owner must exist; nothing in these tests runs it.
+        let owner = home.path().join("pg-owner");
+        std::fs::copy("/bin/cat", &owner).unwrap();
         let config = format!(
             "status_interval: 1s\n{TEST_METRICS}\
              state_dir: {state}\n\
              kernel:\n  file_hooks: page-cache\n  repeat_window: 1s\n\
              secrets:\n  extra_homes: [{h}]\n  search_dirs: []\n  rules:\n\
              \x20   - secret: {{id: pgpass}}\n\
-             \x20     owners: [{{exe_path: /nonexistent/owner}}]\n\
+             \x20     owners: [{{exe_path: {o}}}]\n\
              \x20     enforce: [kill]\n",
             state = state.path().display(),
             h = home.path().display(),
+            o = owner.display(),
         );
         Fixture {
             agent: AgentProc::start(&config),
