@@ -340,7 +340,8 @@ fn secret_created_after_start_is_picked_up() {
 /// The projected service-account token layout kubelet writes, in its real place.
 #[test]
 fn kubernetes_token_swapped_by_symlink_rename() {
-    let f = fixture();
+    // Files created after start under a watched name: an open hook's case.
+    let f = syscall_fixture();
     let base = Path::new("/run/secrets/kubernetes.io/serviceaccount");
     let created_root = !Path::new("/run/secrets").exists();
     std::fs::create_dir_all(base).unwrap();
