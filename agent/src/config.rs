@@ -68,6 +68,28 @@ pub struct KernelConfig {
     /// How often the reader drains the ring buffer without being woken.
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub poll_interval: Duration,
+    /// Which hooks see file access (see [`FileHooks`]).
+    pub file_hooks: FileHooks,
+    /// Accesses of one file by one process image within this window after
+    /// the reported one are counted in the kernel, not reported (0: off).
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub repeat_window: Duration,
+}
+
+/// The hook set for file access: `auto` picks the cheapest the kernel
+/// allows (lsm, else page-cache, else syscall); the others force one and
+/// make start-up fail when the kernel refuses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileHooks {
+    #[default]
+    Auto,
+    /// `lsm/file_open`: every open of a watched file, no syscall tracing.
+    Lsm,
+    /// `mm_filemap_*` tracepoints: reads and mmap faults of watched inodes.
+    PageCache,
+    /// The open syscalls' exit tracepoints (slow path for every syscall).
+    Syscall,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -139,6 +161,8 @@ impl Default for KernelConfig {
             ring_buffer_bytes: 8 << 20,
             wakeup_bytes: 64 << 10,
             poll_interval: Duration::from_millis(50),
+            file_hooks: FileHooks::Auto,
+            repeat_window: Duration::from_secs(1),
         }
     }
 }
@@ -235,6 +259,13 @@ impl Config {
             || self.kernel.poll_interval > Duration::from_secs(1)
         {
             bail!("kernel.poll_interval must be between 1ms and 1s");
+        }
+        if self.kernel.repeat_window > Duration::from_secs(60) {
+            bail!(
+                "kernel.repeat_window is {:?}; it must be at most 60s (0 reports every access), \
+                 or a process re-reading a secret would go unreported for too long",
+                self.kernel.repeat_window
+            );
         }
         if self.hash.workers == 0 || self.hash.workers > 64 {
             bail!(
@@ -465,6 +496,8 @@ mod tests {
         assert_eq!(cfg.kernel.ring_buffer_bytes, code.kernel.ring_buffer_bytes);
         assert_eq!(cfg.kernel.wakeup_bytes, code.kernel.wakeup_bytes);
         assert_eq!(cfg.kernel.poll_interval, code.kernel.poll_interval);
+        assert_eq!(cfg.kernel.file_hooks, code.kernel.file_hooks);
+        assert_eq!(cfg.kernel.repeat_window, code.kernel.repeat_window);
         assert_eq!(cfg.hash.max_file_bytes, code.hash.max_file_bytes);
         assert_eq!(cfg.hash.cache_entries, code.hash.cache_entries);
         assert_eq!(cfg.hash.workers, code.hash.workers);
@@ -487,6 +520,25 @@ mod tests {
         assert_eq!(a.scan_environment, b.scan_environment);
         assert_eq!(a.search.distinct_secrets, b.search.distinct_secrets);
         assert_eq!(a.search.window, b.search.window);
+    }
+
+    #[test]
+    fn file_hooks_and_repeat_window_are_validated() {
+        let cfg = Config::parse(
+            "kernel:\n  file_hooks: page-cache\n  repeat_window: 0s\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(cfg.kernel.file_hooks, FileHooks::PageCache);
+        assert_eq!(cfg.kernel.repeat_window, Duration::ZERO);
+        let err = Config::parse("kernel:\n  file_hooks: fast\n", "x").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("page-cache") && msg.contains("fast"), "{msg}");
+        let err = Config::parse("kernel:\n  repeat_window: 2m\n", "x").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("kernel.repeat_window"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -157,8 +157,10 @@ pub struct FileInfo {
     /// the LSM hook refused: that record comes from the hook, not the syscall.
     pub requested_path: String,
     /// `io_uring` when the file was opened by an io_uring request
-    /// (`IORING_OP_OPENAT[2]`; `requested_path` is then empty); absent for
-    /// the open syscalls.
+    /// (`IORING_OP_OPENAT[2]`; `requested_path` is then empty), `page_cache`
+    /// when a read or mmap fault of a watched file was seen by the page-cache
+    /// hooks (no open: `requested_path` empty, `path` the catalogued one);
+    /// absent for the open syscalls.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub via: Option<&'static str>,
     /// For a file of a pod's Secret or projected volume: the Kubernetes
@@ -166,6 +168,11 @@ pub struct FileInfo {
     /// open names the Secret even where no finding follows (a write).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_id: Option<String>,
+    /// Accesses of this file by this process image the kernel counted but did
+    /// not report since the previous `file_open` of the pair (repeat
+    /// suppression, `kernel.repeat_window`); absent when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeats: Option<u32>,
 }
 
 /// Finding rule ids (a contract, see DESIGN.md). They live with the event

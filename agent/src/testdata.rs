@@ -152,6 +152,7 @@ pub fn file(path: &str) -> FileInfo {
         requested_path: "../.aws/credentials".into(),
         via: None,
         secret_id: None,
+        repeats: None,
     }
 }
 

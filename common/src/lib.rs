@@ -187,6 +187,10 @@ pub struct FileOpenEvent {
     pub filename: [u8; PATH_LEN],
     /// Names from the opened dentry up to the root, leaf first.
     pub components: [[u8; COMPONENT_LEN]; PATH_COMPONENTS],
+    /// Accesses of the same file by the same process suppressed in the kernel
+    /// since this process's previous record of it (see [`ReadKey`]).
+    pub repeats: u32,
+    pub _pad: u32,
 }
 
 /// argv did not fit in [`ARGS_LEN`] bytes.
@@ -348,6 +352,8 @@ pub struct Offsets {
     /// `mm_struct.env_start` / `env_end`: the new image's environment block.
     pub mm_env_start: u32,
     pub mm_env_end: u32,
+    /// `address_space.host`: the inode whose pages the page-cache hooks see.
+    pub mapping_host: u32,
 }
 
 pub const OFFSET_MISSING: u32 = u32::MAX;
@@ -415,6 +421,7 @@ impl Offsets {
         mm_exe_file: OFFSET_MISSING,
         mm_env_start: OFFSET_MISSING,
         mm_env_end: OFFSET_MISSING,
+        mapping_host: OFFSET_MISSING,
     };
 }
 
@@ -522,3 +529,52 @@ pub struct ExecEnvEvent {
     pub head: ExecEnvHeader,
     pub env: [u8; ENV_LEN],
 }
+
+/// `syscall` of a file-access record from the page-cache hooks
+/// (`mm_filemap_get_pages`, `mm_filemap_fault`, `mm_filemap_map_pages`): a
+/// read or mmap fault of a watched inode. No fd, no path argument: the agent
+/// names the file by its watch-table path.
+pub const OPEN_SYSCALL_PAGE_CACHE: u32 = 6;
+
+/// Words (u64) in the read prefilter bitmap: 2^18 bits, 32 KiB.
+pub const READ_PREFILTER_WORDS: u32 = 4096;
+
+/// Bit of the read prefilter for inode number `ino`. The dev is left out on
+/// purpose: it costs the hot path one more kernel read per cached read, and a
+/// collision only costs one hash lookup.
+#[inline(always)]
+pub fn read_prefilter_bit(ino: u64) -> u32 {
+    (ino.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 46) as u32
+}
+
+/// Key of the in-kernel repeat suppression of file accesses: one process
+/// image (tgid, start time, executable inode) and one file (dev, ino).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ReadKey {
+    pub tgid: u32,
+    pub dev: u32,
+    pub ino: u64,
+    pub start_ns: u64,
+    pub exe_ino: u64,
+    /// `FMODE_READ | FMODE_WRITE` bits of the access: a write is not a repeat of a read.
+    pub mode: u32,
+    pub _pad: u32,
+}
+
+/// Value of the repeat-suppression map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadSeen {
+    /// When the current window began (boot ns).
+    pub window_start_ns: u64,
+    /// Accesses suppressed in the current window.
+    pub suppressed: u64,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain-old-data, repr(C), every bit pattern valid.
+unsafe impl aya::Pod for ReadKey {}
+#[cfg(feature = "user")]
+// SAFETY: plain-old-data, repr(C), every bit pattern valid.
+unsafe impl aya::Pod for ReadSeen {}

@@ -12,17 +12,19 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_get_current_task, bpf_get_current_task_btf, bpf_get_current_uid_gid,
-        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes, generated,
+        bpf_probe_read_kernel_str_bytes,
+        bpf_probe_read_user_str_bytes, generated,
     },
     macros::{map, tracepoint},
-    maps::{Array, HashMap},
+    maps::{Array, HashMap, LruHashMap},
     programs::TracePointContext,
 };
 use proctor_common::{
-    AllowKey, FileOpenEvent, InodeKey, COMPONENT_LEN, FMODE_READ, KIND_FILE_OPEN, LSM_DENIED_SLOT,
-    MATCH_DIR, MATCH_INODE, MATCH_NAME, NAME_KEY_LEN, NAME_NEEDS_ANCHOR, OPEN_FLAG_DENIED,
-    OPEN_FLAG_KILLED, OPEN_FLAG_PATH_TRUNCATED, OPEN_SYSCALL_CREAT, OPEN_SYSCALL_IO_URING,
-    OPEN_SYSCALL_OPEN, OPEN_SYSCALL_OPENAT, OPEN_SYSCALL_OPENAT2, S_IFMT, S_IFREG,
+    AllowKey, FileOpenEvent, InodeKey, ReadKey, ReadSeen, COMPONENT_LEN, FMODE_READ, FMODE_WRITE,
+    KIND_FILE_OPEN, LSM_DENIED_SLOT, MATCH_DIR, MATCH_INODE, MATCH_NAME, NAME_KEY_LEN,
+    NAME_NEEDS_ANCHOR, OPEN_FLAG_DENIED, OPEN_FLAG_KILLED, OPEN_FLAG_PATH_TRUNCATED,
+    OPEN_SYSCALL_CREAT, OPEN_SYSCALL_IO_URING, OPEN_SYSCALL_OPEN, OPEN_SYSCALL_OPENAT,
+    OPEN_SYSCALL_OPENAT2, S_IFMT, S_IFREG,
 };
 
 use crate::{bump, off, read, read_ptr, submit_flags, DROPS, EVENTS, SENT};
@@ -53,6 +55,12 @@ pub static DENY_INODES: HashMap<InodeKey, u32> = HashMap::with_max_entries(16384
 /// Executables a kill rule allows, by (rule, executable inode).
 #[map]
 pub static ALLOWED_READERS: HashMap<AllowKey, u32> = HashMap::with_max_entries(16384, 0);
+
+/// Accesses already reported per (process image, file, mode), with the
+/// repeats suppressed since: a process re-reading a secret costs a lookup,
+/// not a record. LRU: an evicted entry only means one more record.
+#[map]
+pub static ACCESS_SEEN: LruHashMap<ReadKey, ReadSeen> = LruHashMap::with_max_entries(65536, 0);
 
 /// Bit n set: some watched basename is n bytes long. Lets the common open
 /// skip reading its name at all.
@@ -99,7 +107,7 @@ pub(crate) unsafe fn file_of_fd(task: *const u8, fd: u64) -> *const u8 {
 }
 
 #[inline(always)]
-fn key(dev: u32, ino: u64) -> InodeKey {
+pub(crate) fn key(dev: u32, ino: u64) -> InodeKey {
     InodeKey { dev, _pad: 0, ino }
 }
 
@@ -126,9 +134,34 @@ pub(crate) fn on_opened(ret: i64, syscall: u32) {
         return;
     }
     let mut opened = unsafe { Opened::of(file) };
-    let (dev, ino, dentry) = (opened.dev, opened.ino, opened.dentry);
+    let Some((matched, slot)) = (unsafe { watched(&opened) }) else {
+        return;
+    };
+    let (dev, ino) = (opened.dev, opened.ino);
+    opened.f_mode = unsafe { read::<u32>(file, off!(file_f_mode)) };
+    let killed = opened.f_mode & FMODE_READ != 0 && unsafe { enforce_kill(task, dev, ino) };
+    // A kill is reported every time; only harmless repeats are folded.
+    let (flags, repeats) = if killed {
+        (OPEN_FLAG_KILLED, 0)
+    } else {
+        match unsafe { first_in_window(task, dev, ino, opened.f_mode) } {
+            Some(n) => (0, n),
+            None => return,
+        }
+    };
+    unsafe {
+        emit_open(
+            &opened, task, matched, slot, flags, ret as i32, syscall, repeats,
+        )
+    };
+}
 
-    let (matched, slot) = if let Some(s) = unsafe { WATCHED_INODES.get(key(dev, ino)) } {
+/// Whether `o` passes the kernel filter: watched by inode, by basename, or
+/// by its directory's inode, and a regular file. `(MATCH_*, slot)`.
+#[inline(always)]
+unsafe fn watched(o: &Opened) -> Option<(u32, u32)> {
+    let (dev, ino, dentry) = (o.dev, o.ino, o.dentry);
+    let found = if let Some(s) = unsafe { WATCHED_INODES.get(key(dev, ino)) } {
         (MATCH_INODE, *s)
     } else if let Some(s) = unsafe { name_match(dentry) } {
         (MATCH_NAME, s)
@@ -138,30 +171,84 @@ pub(crate) fn on_opened(ret: i64, syscall: u32) {
             let pinode = read_ptr(parent, off!(dentry_inode));
             read::<u64>(pinode, off!(inode_ino))
         };
-        match unsafe { WATCHED_DIRS.get(key(dev, parent_ino)) } {
-            Some(s) => (MATCH_DIR, *s),
-            None => return,
-        }
+        (MATCH_DIR, *unsafe {
+            WATCHED_DIRS.get(key(dev, parent_ino))
+        }?)
     };
     // Checked on a match only: the common unwatched open pays nothing for it.
-    if !unsafe { opened.is_regular() } {
-        return;
+    if !unsafe { o.is_regular() } {
+        return None;
     }
+    Some(found)
+}
 
-    opened.f_mode = unsafe { read::<u32>(file, off!(file_f_mode)) };
-    let killed = opened.f_mode & FMODE_READ != 0 && unsafe { enforce_kill(task, dev, ino) };
-    let flags = if killed { OPEN_FLAG_KILLED } else { 0 };
-    unsafe { emit_open(&opened, matched, slot, flags, ret as i32, syscall) };
+/// Repeat suppression: `Some(repeats folded since the last record)` when
+/// this access of (`dev`, `ino`) by the current process image opens a new
+/// window and must be reported; `None` when it is a repeat inside the
+/// window (counted, not reported).
+#[inline(always)]
+pub(crate) unsafe fn first_in_window(
+    task: *const u8,
+    dev: u32,
+    ino: u64,
+    mode: u32,
+) -> Option<u32> {
+    let window =
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!(crate::READ_REPEAT_WINDOW_NS)) };
+    if window == 0 {
+        return Some(0);
+    }
+    let exe_ino = unsafe {
+        let mm = read_ptr(task, off!(task_mm));
+        let exe_file = read_ptr(mm, off!(mm_exe_file));
+        let inode = read_ptr(exe_file, off!(file_inode));
+        read::<u64>(inode, off!(inode_ino))
+    };
+    let k = ReadKey {
+        tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        dev,
+        ino,
+        start_ns: unsafe { read::<u64>(task, off!(task_start_boottime)) },
+        exe_ino,
+        mode: mode & (FMODE_READ | FMODE_WRITE),
+        _pad: 0,
+    };
+    let now = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns() };
+    match ACCESS_SEEN.get_ptr_mut(k) {
+        Some(seen) => {
+            let seen = unsafe { &mut *seen };
+            if now.wrapping_sub(seen.window_start_ns) < window {
+                // Threads of one process reading at once may lose an
+                // increment here (the BPF target has no atomics in core):
+                // the count is a lower bound, never a false report.
+                seen.suppressed += 1;
+                return None;
+            }
+            seen.window_start_ns = now;
+            let n = core::mem::take(&mut seen.suppressed);
+            Some(n.min(u32::MAX as u64) as u32)
+        }
+        None => {
+            let seen = ReadSeen {
+                window_start_ns: now,
+                suppressed: 0,
+            };
+            let _ = ACCESS_SEEN.insert(k, seen, 0);
+            Some(0)
+        }
+    }
 }
 
 /// The file an open produced (or, in the LSM hook, is about to produce).
-struct Opened {
-    file: *const u8,
-    inode: *const u8,
-    dentry: *const u8,
-    dev: u32,
-    ino: u64,
-    f_mode: u32,
+/// From the page-cache hooks there is an inode but no file: `file` and
+/// `dentry` are null.
+pub(crate) struct Opened {
+    pub(crate) file: *const u8,
+    pub(crate) inode: *const u8,
+    pub(crate) dentry: *const u8,
+    pub(crate) dev: u32,
+    pub(crate) ino: u64,
+    pub(crate) f_mode: u32,
 }
 
 impl Opened {
@@ -185,7 +272,7 @@ impl Opened {
 
     /// Whether the inode is a regular file (not a FIFO, socket, device or directory).
     #[inline(always)]
-    unsafe fn is_regular(&self) -> bool {
+    pub(crate) unsafe fn is_regular(&self) -> bool {
         let mode = unsafe { read::<u16>(self.inode, off!(inode_mode)) };
         mode & S_IFMT == S_IFREG
     }
@@ -200,9 +287,21 @@ pub(crate) fn current_is_agent() -> bool {
 }
 
 /// One file-open record for userspace. `syscall` 0: no syscall arguments to
-/// read (the LSM hook), the path comes from the dentry walk alone.
+/// read (the LSM hook), the path comes from the dentry walk alone. Without
+/// a file (the page-cache hooks) there is no path at all: the record says
+/// truncated and the agent names the file from its watch table.
 #[inline(always)]
-unsafe fn emit_open(o: &Opened, matched: u32, slot: u32, flags: u32, fd: i32, syscall: u32) {
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn emit_open(
+    o: &Opened,
+    task: *const u8,
+    matched: u32,
+    slot: u32,
+    flags: u32,
+    fd: i32,
+    syscall: u32,
+    repeats: u32,
+) {
     let Some(mut entry) = EVENTS.reserve::<FileOpenEvent>(0) else {
         bump(&DROPS, KIND_FILE_OPEN);
         return;
@@ -225,6 +324,17 @@ unsafe fn emit_open(o: &Opened, matched: u32, slot: u32, flags: u32, fd: i32, sy
     ev.slot = slot;
     ev.flags = flags;
     ev.f_mode = o.f_mode;
+    ev.repeats = repeats;
+    if o.file.is_null() {
+        ev.f_flags = 0;
+        ev.dfd = -100;
+        ev.filename[0] = 0;
+        ev.depth = 0;
+        ev.flags |= OPEN_FLAG_PATH_TRUNCATED;
+        entry.submit(submit_flags());
+        bump(&SENT, KIND_FILE_OPEN);
+        return;
+    }
     unsafe {
         ev.f_flags = read::<u32>(o.file, off!(file_f_flags));
         if syscall != 0 && syscall != OPEN_SYSCALL_IO_URING {
@@ -243,7 +353,7 @@ unsafe fn emit_open(o: &Opened, matched: u32, slot: u32, flags: u32, fd: i32, sy
 /// opener's executable is not one the rule allows. The signal is delivered
 /// before the open returns to user space: no read() of the secret happens.
 #[inline(always)]
-unsafe fn enforce_kill(task: *const u8, dev: u32, ino: u64) -> bool {
+pub(crate) unsafe fn enforce_kill(task: *const u8, dev: u32, ino: u64) -> bool {
     let Some(rule) = (unsafe { DENY_INODES.get(key(dev, ino)) }).copied() else {
         return false;
     };
@@ -317,18 +427,19 @@ unsafe fn anchored(dir: *const u8) -> bool {
     }
 }
 
-/// dfd and filename from the syscall's saved user registers. Kernels
-/// without `bpf_task_pt_regs` leave them unknown (the agent says so at start).
-/// The helper wants a BTF task pointer, so the task is taken with
-/// `bpf_get_current_task_btf` here (5.11+: behind the same flag).
+/// dfd and filename from the syscall's saved user registers.
 #[inline(always)]
 unsafe fn fill_args(ev: &mut FileOpenEvent, syscall: u32) {
+    // Kernels without `bpf_task_pt_regs` (before 5.15) leave dfd and the
+    // path as typed unknown (the agent says so at start). The helper wants a
+    // BTF task pointer (`bpf_get_current_task_btf`, 5.11+: behind the same
+    // read-only flag, which the verifier prunes on).
     if unsafe { core::ptr::read_volatile(core::ptr::addr_of!(crate::HAS_TASK_PT_REGS)) } == 0 {
         ev.dfd = -100;
         ev.filename[0] = 0;
         return;
     }
-    let task = unsafe { bpf_get_current_task_btf() };
+    let task = unsafe { bpf_get_current_task_btf() } as *const u8;
     let regs = unsafe { generated::bpf_task_pt_regs(task as *mut _) } as *const u8;
     let (dfd, name_ptr) = unsafe {
         match syscall {
@@ -452,38 +563,61 @@ unsafe fn walk_path(ev: &mut FileOpenEvent, file: *const u8, dentry: *const u8) 
     }
 }
 
-/// Where the kernel allows BPF LSM programs: refuse the open itself (EPERM)
-/// for a forbidden reader, instead of killing it after the fact. Probed and
-/// attached at start-up only when the kernel accepts it; the tracepoint kill
-/// stays as the fallback (and sees no successful open when this one denied,
-/// so the denial is reported from here).
+/// Where the kernel allows BPF LSM programs and kill rules exist, but
+/// another hook set reports opens: refuse the open itself (EPERM) for a
+/// forbidden reader, instead of killing it after the fact. Probed and
+/// attached at start-up only when the kernel accepts it; the kill from the
+/// other set's hooks stays as the fallback (and sees no successful open or
+/// read when this one denied, so the denial is reported from here).
 #[aya_ebpf::macros::lsm(hook = "file_open")]
 pub fn deny_file_open(ctx: aya_ebpf::programs::LsmContext) -> i32 {
+    on_lsm_file_open::<false>(&ctx)
+}
+
+/// The LSM hook set: every open of a watched file reported from
+/// `security_file_open` (no syscall tracing at all), forbidden ones refused.
+#[aya_ebpf::macros::lsm(hook = "file_open")]
+pub fn file_open_lsm(ctx: aya_ebpf::programs::LsmContext) -> i32 {
+    on_lsm_file_open::<true>(&ctx)
+}
+
+/// `REPORT`: also report the watched opens that are allowed.
+#[inline(always)]
+fn on_lsm_file_open<const REPORT: bool>(ctx: &aya_ebpf::programs::LsmContext) -> i32 {
+    if current_is_agent() {
+        return 0;
+    }
     let file: *const u8 = ctx.arg(0);
     let f_mode = unsafe { read::<u32>(file, off!(file_f_mode)) };
-    if f_mode & FMODE_READ == 0 {
+    if !REPORT && f_mode & FMODE_READ == 0 {
         return 0;
     }
     let mut opened = unsafe { Opened::of(file) };
     opened.f_mode = f_mode;
     let (dev, ino) = (opened.dev, opened.ino);
-    let Some(rule) = (unsafe { DENY_INODES.get(key(dev, ino)) }).copied() else {
-        return 0;
-    };
-    // As in the tracepoint: only regular files are secrets; a denied inode
-    // number reused by a FIFO is not refused.
-    if current_is_agent() || !unsafe { opened.is_regular() } {
-        return 0;
-    }
     let task = unsafe { bpf_get_current_task() } as *const u8;
-    if unsafe { reader_allowed(task, rule) } {
-        0
-    } else {
-        bump(&SENT, LSM_DENIED_SLOT);
-        // Denied secrets are watched ones: the agent knows them by slot.
-        if let Some(slot) = unsafe { WATCHED_INODES.get(key(dev, ino)) }.copied() {
-            unsafe { emit_open(&opened, MATCH_INODE, slot, OPEN_FLAG_DENIED, -1, 0) };
+    if f_mode & FMODE_READ != 0 {
+        if let Some(rule) = (unsafe { DENY_INODES.get(key(dev, ino)) }).copied() {
+            // As in the tracepoint: only regular files are secrets; a denied
+            // inode number reused by a FIFO is not refused.
+            if unsafe { opened.is_regular() } && !unsafe { reader_allowed(task, rule) } {
+                bump(&SENT, LSM_DENIED_SLOT);
+                // Denied secrets are watched ones: the agent knows them by slot.
+                if let Some(slot) = unsafe { WATCHED_INODES.get(key(dev, ino)) }.copied() {
+                    unsafe {
+                        emit_open(&opened, task, MATCH_INODE, slot, OPEN_FLAG_DENIED, -1, 0, 0)
+                    };
+                }
+                return -1; // -EPERM
+            }
         }
-        -1 // -EPERM
     }
+    if REPORT {
+        if let Some((matched, slot)) = unsafe { watched(&opened) } {
+            if let Some(repeats) = unsafe { first_in_window(task, dev, ino, f_mode) } {
+                unsafe { emit_open(&opened, task, matched, slot, 0, -1, 0, repeats) };
+            }
+        }
+    }
+    0
 }

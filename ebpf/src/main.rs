@@ -9,6 +9,7 @@ mod egress;
 mod feature_probes;
 mod file_open;
 mod io_uring;
+mod page_cache;
 mod process;
 
 use aya_ebpf::{
@@ -49,6 +50,11 @@ pub static AGENT_TGID: u32 = 0;
 /// visits the call on older kernels (5.10), which would reject it.
 #[unsafe(no_mangle)]
 pub static HAS_TASK_PT_REGS: u8 = 0;
+/// Accesses of one file by one process image within this many ns of the
+/// one reported are counted, not reported (0: report every access).
+/// Patched by the agent.
+#[unsafe(no_mangle)]
+pub static READ_REPEAT_WINDOW_NS: u64 = 0;
 
 const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_AVAIL_DATA: u64 = 0;

@@ -47,6 +47,10 @@ impl Agent {
                 block_egress: wants(Enforcement::BlockEgress),
                 lsm_deny: wants(Enforcement::Kill),
             },
+            probes::FileAccess {
+                hooks: cfg.kernel.file_hooks,
+                repeat_window_ns: cfg.kernel.repeat_window.as_nanos() as u64,
+            },
         )?;
         let not_ready = check_hooks(&cfg, &probes)?;
         let metrics = Metrics::new();

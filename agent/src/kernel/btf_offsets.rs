@@ -223,6 +223,7 @@ pub fn resolve(btf: &Btf) -> Result<Offsets> {
         mm_exe_file: r.required("mm_struct", "exe_file")?,
         mm_env_start: r.required("mm_struct", "env_start")?,
         mm_env_end: r.required("mm_struct", "env_end")?,
+        mapping_host: r.required("address_space", "host")?,
     })
 }
 

@@ -184,6 +184,8 @@ pub struct OpenRecord {
     /// The path the kernel resolved (from the dentry walk), absolute within the
     /// caller's mount namespace; `None` when the walk was truncated.
     pub path: Option<String>,
+    /// Accesses folded in the kernel since this process's previous record of the file.
+    pub repeats: u32,
 }
 
 /// An exec as the probe saw it, with strings decoded.
@@ -454,6 +456,7 @@ fn open_record(ev: &FileOpenEvent) -> OpenRecord {
         comm: cstr(&ev.comm),
         filename: cstr(&ev.filename),
         path,
+        repeats: ev.repeats,
     }
 }
 

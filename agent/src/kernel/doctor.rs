@@ -150,6 +150,8 @@ pub fn run() -> Vec<Check> {
                 block_egress: false,
                 lsm_deny: true,
             },
+            // The set `proctor run` picks by default.
+            probes::FileAccess::default(),
         );
         match loaded {
             Ok(p) => {
@@ -166,15 +168,26 @@ pub fn run() -> Vec<Check> {
                     ),
                 ));
                 let set = p.hook_set();
+                let blind = format!(
+                    "; file hook set {} cannot see: {}",
+                    set.file_access,
+                    probes::file_blind_spots(&set.file_access)
+                );
                 let note = match p.kill_enforcement() {
                     "lsm-deny" => "; `enforce: kill` rules refuse the open (LSM)",
-                    "tracepoint-sigkill" => "; `enforce: kill` rules kill from the open tracepoint",
+                    "tracepoint-sigkill" => {
+                        "; `enforce: kill` rules kill from the open or page-cache read tracepoint"
+                    }
                     _ => {
                         "; `enforce: kill` rules have no enforcement path (kill_enforcement: none)"
                     }
                 };
                 out.push(if p.unattached.is_empty() {
-                    check("hook_set", Verdict::Ok, format!("{}{note}", set.summary()))
+                    check(
+                        "hook_set",
+                        Verdict::Ok,
+                        format!("{}{note}{blind}", set.summary()),
+                    )
                 } else {
                     let causes: Vec<String> = p
                         .unattached
@@ -187,7 +200,7 @@ pub fn run() -> Vec<Check> {
                         "hook_set",
                         Verdict::Missing,
                         format!(
-                            "{}{note}; not attached: {}",
+                            "{}{note}{blind}; not attached: {}",
                             set.summary(),
                             causes.join("; ")
                         ),

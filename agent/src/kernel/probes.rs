@@ -12,7 +12,7 @@ use aya::{
 use proctor_common::{AllowKey, InodeKey, IoUringOffsets, QuarantineEntry, NAME_KEY_LEN};
 use serde::Serialize;
 
-use crate::kernel::btf_offsets;
+use crate::{config::FileHooks, kernel::btf_offsets};
 
 /// The eBPF object built by agent/build.rs.
 pub static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("PROCTOR_BPF_OBJECT"));
@@ -25,16 +25,46 @@ pub const PROCESS_HOOKS: &[(&str, &str)] = &[
     ("inet_sock_set_state", "inet_sock_set_state"),
 ];
 
-/// (program name in the object, syscalls tracepoint). A syscall the
-/// architecture lacks (open, creat on arm64) has no tracepoint and is skipped.
+/// (program name in the object, syscalls tracepoint) of the `syscall` file
+/// hook set, the last fallback. A syscall the architecture lacks (open,
+/// creat on arm64) has no tracepoint and is skipped.
 pub const OPEN_HOOKS: &[(&str, &str)] = &[
     ("sys_exit_openat", "sys_exit_openat"),
     ("sys_exit_openat2", "sys_exit_openat2"),
     ("sys_exit_open", "sys_exit_open"),
     ("sys_exit_creat", "sys_exit_creat"),
+];
+
+/// connect(2)'s tracepoints.
+pub const CONNECT_HOOKS: &[(&str, &str)] = &[
     ("sys_enter_connect", "sys_enter_connect"),
     ("sys_exit_connect", "sys_exit_connect"),
 ];
+
+/// (program name in the object, tp_btf tracepoint) of the `page-cache` file
+/// hook set: buffered reads, and mmap faults (a page already cached is
+/// mapped by `map_pages` without a fault).
+pub const PAGE_CACHE_HOOKS: &[(&str, &str)] = &[
+    ("mm_filemap_get_pages", "mm_filemap_get_pages"),
+    ("mm_filemap_fault", "mm_filemap_fault"),
+    ("mm_filemap_map_pages", "mm_filemap_map_pages"),
+];
+
+/// The same with helper reads instead of direct BTF loads, for a verifier
+/// that refuses those.
+pub const PAGE_CACHE_PROBE_HOOKS: &[(&str, &str)] = &[
+    ("mm_filemap_get_pages_probe", "mm_filemap_get_pages"),
+    ("mm_filemap_fault_probe", "mm_filemap_fault"),
+    ("mm_filemap_map_pages_probe", "mm_filemap_map_pages"),
+];
+
+/// How file access is watched (see `kernel.file_hooks`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FileAccess {
+    pub hooks: FileHooks,
+    /// `kernel.repeat_window` in ns (0: report every access).
+    pub repeat_window_ns: u64,
+}
 
 /// Enforcement maps, filled by the agent.
 pub struct EnforcementMaps {
@@ -50,6 +80,8 @@ pub struct OpenFilter {
     pub names: HashMap<MapData, [u8; NAME_KEY_LEN], u32>,
     pub parents: HashMap<MapData, [u8; NAME_KEY_LEN], u32>,
     pub name_lengths: Array<MapData, u64>,
+    /// Bitmap the page-cache read hook tests before any hash lookup.
+    pub read_prefilter: Array<MapData, u64>,
 }
 
 /// A hook that should have attached and did not.
@@ -84,12 +116,30 @@ pub struct Probes {
     pub lsm_deny: bool,
 }
 
+/// What each file hook set cannot see, for `proctor doctor` and the docs.
+pub fn file_blind_spots(set: &str) -> &'static str {
+    match set {
+        "lsm" => "nothing the open path shows; reads through an fd opened before the agent started are not opens",
+        "page-cache" => {
+            "an open without a read (no data: not a credential read), O_DIRECT and DAX reads \
+             (they bypass the page cache), files created after start in watched directories or \
+             with watched names until the next secrets rescan (secrets.rescan_interval); paths \
+             are the catalogued ones (a hard link reads as its catalogued name)"
+        }
+        "syscall" => "nothing the open syscalls show; costs every syscall of every task the traced slow path",
+        _ => "every file access: no file hook attached",
+    }
+}
+
 /// Which kind of hook carries each kind of evidence on this kernel: decided
 /// at load from what actually attached (`agent_status.hook_set`, `proctor doctor`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HookSet {
     /// exec, fork and exit.
     pub exec: String,
+    /// The file hook set in use: `lsm`, `page-cache`, `syscall` or `none`
+    /// (`kernel.file_hooks`).
+    pub file_access: String,
     /// `tracepoint`, or `tracepoint+lsm` where the LSM hook also refuses
     /// forbidden opens (`enforce: kill`).
     pub file_open: String,
@@ -125,9 +175,25 @@ impl HookSet {
                 found.join("+")
             }
         };
+        let has = |p: &str| attached.iter().any(|a| a.hook.starts_with(p));
+        // The deny-only LSM program rides along another set; alone it is the LSM set.
+        let file_access = if has("tp_btf/mm_filemap_get_pages") {
+            "page-cache"
+        } else if has("tracepoint/syscalls/sys_exit_open") {
+            "syscall"
+        } else if has("lsm/file_open") {
+            "lsm"
+        } else {
+            "none"
+        };
         HookSet {
             exec: kinds(&["tp_btf/sched_process_exec"]),
-            file_open: kinds(&["tracepoint/syscalls/sys_exit_open", "lsm/file_open"]),
+            file_access: file_access.into(),
+            file_open: kinds(&[
+                "tracepoint/syscalls/sys_exit_open",
+                "tp_btf/mm_filemap",
+                "lsm/file_open",
+            ]),
             connect: kinds(&["tracepoint/syscalls/sys_enter_connect", "cgroup/connect"]),
             egress: kinds(&["cgroup/connect"]),
             datagram: kinds(&["cgroup/sendmsg"]),
@@ -138,8 +204,14 @@ impl HookSet {
     /// One line for humans: `exec: tp_btf, file_open: tracepoint+lsm, ...`.
     pub fn summary(&self) -> String {
         format!(
-            "exec: {}, file_open: {}, connect: {}, egress: {}, datagram: {}, io_uring: {}",
-            self.exec, self.file_open, self.connect, self.egress, self.datagram, self.io_uring
+            "exec: {}, file_access: {}, file_open: {}, connect: {}, egress: {}, datagram: {}, io_uring: {}",
+            self.exec,
+            self.file_access,
+            self.file_open,
+            self.connect,
+            self.egress,
+            self.datagram,
+            self.io_uring
         )
     }
 }
@@ -178,14 +250,20 @@ impl Probes {
 pub fn kill_enforcement(lsm_deny: bool, set: &HookSet) -> &'static str {
     if lsm_deny {
         "lsm-deny"
-    } else if set.file_open.contains("tracepoint") {
+    } else if set.file_open.contains("tracepoint") || set.file_open.contains("tp_btf") {
+        // From the open syscalls' exit or the page-cache read hook.
         "tracepoint-sigkill"
     } else {
         "none"
     }
 }
 
-pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64, hooks: EnforcementHooks) -> Result<Probes> {
+pub fn load(
+    ring_buffer_bytes: u32,
+    wakeup_bytes: u64,
+    hooks: EnforcementHooks,
+    files: FileAccess,
+) -> Result<Probes> {
     let kernel_btf = btf_offsets::load_kernel_btf(Path::new(btf_offsets::VMLINUX_BTF))?;
     let offsets = btf_offsets::resolve(&kernel_btf)?;
     let io_uring_offsets = resolve_io_uring(&kernel_btf);
@@ -205,6 +283,7 @@ pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64, hooks: EnforcementHooks) 
         .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
         .override_global("AGENT_TGID", &std::process::id(), true)
         .override_global("HAS_TASK_PT_REGS", &has_task_pt_regs, true)
+        .override_global("READ_REPEAT_WINDOW_NS", &files.repeat_window_ns, true)
         .override_global(
             "IO_URING_OFFSETS",
             io_uring_offsets.as_ref().unwrap_or(&IoUringOffsets::UNSET),
@@ -245,24 +324,8 @@ pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64, hooks: EnforcementHooks) 
     }
 
     let mut unattached = Vec::new();
-    for (name, tp) in OPEN_HOOKS {
-        let hook = format!("tracepoint/syscalls/{tp}");
-        match attach_syscall_hook(&mut ebpf, name, tp, &hook) {
-            Ok(Some(id)) => attached.push(AttachedProgram { hook, id }),
-            Ok(None) => {
-                tracing::info!("{hook} does not exist on this kernel/architecture; skipped")
-            }
-            // Not fatal here: start-up decides whether the config can do
-            // without it, and /readyz and agent_status report it.
-            Err(e) => {
-                tracing::warn!("{hook} not attached: {e:#}");
-                unattached.push(Unattached {
-                    hook,
-                    cause: format!("{e:#}"),
-                });
-            }
-        }
-    }
+    let file_set = attach_file_hooks(&mut ebpf, &btf, files.hooks, &mut attached, &mut unattached)?;
+    attach_syscall_hooks(&mut ebpf, CONNECT_HOOKS, &mut attached, &mut unattached);
 
     match attach_socket_hooks(&mut ebpf, &mut attached) {
         Ok(()) => {}
@@ -287,9 +350,10 @@ pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64, hooks: EnforcementHooks) 
         },
         Err(e) => tracing::info!("io_uring hooks skipped: {e:#}"),
     }
-    let mut lsm_deny = false;
-    if hooks.lsm_deny {
-        match attach_lsm_deny(&mut ebpf, &btf) {
+    // The LSM set refuses forbidden opens itself.
+    let mut lsm_deny = file_set == FileHooks::Lsm;
+    if hooks.lsm_deny && !lsm_deny {
+        match attach_lsm(&mut ebpf, &btf, "deny_file_open") {
             Ok(id) => {
                 attached.push(AttachedProgram {
                     hook: "lsm/file_open".into(),
@@ -314,6 +378,7 @@ pub fn load(ring_buffer_bytes: u32, wakeup_bytes: u64, hooks: EnforcementHooks) 
         names: HashMap::try_from(take(&mut ebpf, "WATCHED_NAMES")?)?,
         parents: HashMap::try_from(take(&mut ebpf, "WATCHED_PARENTS")?)?,
         name_lengths: Array::try_from(take(&mut ebpf, "NAME_LENGTHS")?)?,
+        read_prefilter: Array::try_from(take(&mut ebpf, "READ_PREFILTER")?)?,
     };
     let enforcement = EnforcementMaps {
         deny_inodes: HashMap::try_from(take(&mut ebpf, "DENY_INODES")?)?,
@@ -374,17 +439,135 @@ fn attach_syscall_hook(ebpf: &mut Ebpf, name: &str, tp: &str, hook: &str) -> Res
     Ok(Some(prog.info().map(|i| i.id()).unwrap_or(0)))
 }
 
-/// lsm/file_open refusing forbidden reads. Needs a kernel with BPF LSM active
-/// (`lsm=...,bpf`): the program must attach *and* the bpf LSM must be listed,
-/// or it would attach and never run.
-fn attach_lsm_deny(ebpf: &mut Ebpf, btf: &Btf) -> Result<u32> {
+/// Attaches the file hook set `want` asks for (`auto`: the cheapest the
+/// kernel allows) and says which one is in use. A forced set the kernel
+/// refuses is an error naming the cause and the fix.
+fn attach_file_hooks(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    want: FileHooks,
+    attached: &mut Vec<AttachedProgram>,
+    unattached: &mut Vec<Unattached>,
+) -> Result<FileHooks> {
+    let forced = |set: &str, e: anyhow::Error| {
+        e.context(format!(
+            "kernel.file_hooks is {set}, which this kernel refuses; set it to auto (proctor \
+             picks the cheapest set the kernel allows) or fix the cause above"
+        ))
+    };
+    if matches!(want, FileHooks::Auto | FileHooks::Lsm) {
+        match attach_lsm(ebpf, btf, "file_open_lsm") {
+            Ok(id) => {
+                attached.push(AttachedProgram {
+                    hook: "lsm/file_open".into(),
+                    id,
+                });
+                return Ok(FileHooks::Lsm);
+            }
+            Err(e) if want == FileHooks::Lsm => return Err(forced("lsm", e)),
+            Err(e) => tracing::info!("file hook set lsm unavailable ({e:#}); trying page-cache"),
+        }
+    }
+    if matches!(want, FileHooks::Auto | FileHooks::PageCache) {
+        let direct = attach_btf_hooks(ebpf, btf, PAGE_CACHE_HOOKS).or_else(|e| {
+            tracing::info!(
+                "page-cache hooks with direct loads refused ({e:#}); using helper reads"
+            );
+            attach_btf_hooks(ebpf, btf, PAGE_CACHE_PROBE_HOOKS)
+        });
+        match direct {
+            Ok(mine) => {
+                attached.extend(mine);
+                return Ok(FileHooks::PageCache);
+            }
+            Err(e) if want == FileHooks::PageCache => return Err(forced("page-cache", e)),
+            Err(e) => {
+                tracing::info!("file hook set page-cache unavailable ({e:#}); using syscall")
+            }
+        }
+    }
+    attach_syscall_hooks(ebpf, OPEN_HOOKS, attached, unattached);
+    Ok(FileHooks::Syscall)
+}
+
+/// Syscall tracepoints, each optional here: start-up decides whether the
+/// config can do without a missing one, and /readyz and agent_status report it.
+fn attach_syscall_hooks(
+    ebpf: &mut Ebpf,
+    hooks: &[(&str, &str)],
+    attached: &mut Vec<AttachedProgram>,
+    unattached: &mut Vec<Unattached>,
+) {
+    for (name, tp) in hooks {
+        let hook = format!("tracepoint/syscalls/{tp}");
+        match attach_syscall_hook(ebpf, name, tp, &hook) {
+            Ok(Some(id)) => attached.push(AttachedProgram { hook, id }),
+            Ok(None) => {
+                tracing::info!("{hook} does not exist on this kernel/architecture; skipped")
+            }
+            Err(e) => {
+                tracing::warn!("{hook} not attached: {e:#}");
+                unattached.push(Unattached {
+                    hook,
+                    cause: format!("{e:#}"),
+                });
+            }
+        }
+    }
+}
+
+/// A group of tp_btf hooks: all or none (what attached of a group that
+/// failed is unloaded again, so no half set reports beside the fallback).
+fn attach_btf_hooks(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    hooks: &[(&str, &str)],
+) -> Result<Vec<AttachedProgram>> {
+    let mut mine = Vec::new();
+    for (name, tp) in hooks {
+        match attach_btf_hook(ebpf, btf, name, tp) {
+            Ok(a) => mine.push(a),
+            Err(e) => {
+                for (done, _) in &hooks[..mine.len()] {
+                    let prog: Option<&mut BtfTracePoint> =
+                        ebpf.program_mut(done).and_then(|p| p.try_into().ok());
+                    if let Some(prog) = prog {
+                        let _ = prog.unload();
+                    }
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(mine)
+}
+
+fn attach_btf_hook(ebpf: &mut Ebpf, btf: &Btf, name: &str, tp: &str) -> Result<AttachedProgram> {
+    let hook = format!("tp_btf/{tp}");
+    let prog: &mut BtfTracePoint = ebpf
+        .program_mut(name)
+        .with_context(|| format!("eBPF object has no program {name}"))?
+        .try_into()?;
+    prog.load(tp, btf)
+        .with_context(|| format!("cannot load {hook}"))?;
+    prog.attach()
+        .with_context(|| format!("cannot attach {hook}"))?;
+    let id = prog.info().map(|i| i.id()).unwrap_or(0);
+    Ok(AttachedProgram { hook, id })
+}
+
+/// An lsm/file_open program (`deny_file_open` refuses forbidden reads;
+/// `file_open_lsm` also reports every watched open). Needs a kernel with
+/// BPF LSM active (`lsm=...,bpf`): the program must attach *and* the bpf
+/// LSM must be listed, or it would attach and never run.
+fn attach_lsm(ebpf: &mut Ebpf, btf: &Btf, name: &str) -> Result<u32> {
     let lsms = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
     if !lsms.trim().split(',').any(|l| l == "bpf") {
         anyhow::bail!("bpf is not an active LSM ({})", lsms.trim());
     }
     let prog: &mut aya::programs::Lsm = ebpf
-        .program_mut("deny_file_open")
-        .context("eBPF object has no program deny_file_open")?
+        .program_mut(name)
+        .with_context(|| format!("eBPF object has no program {name}"))?
         .try_into()?;
     prog.load("file_open", btf)
         .context("the kernel refused lsm/file_open")?;
@@ -416,21 +599,7 @@ pub const IO_URING_HOOKS: &[(&str, &str)] = &[
 /// io_uring's tracepoints: optional (kernels without io_uring, or with it
 /// compiled out, load everything else). Both or neither.
 fn attach_io_uring(ebpf: &mut Ebpf, btf: &Btf, attached: &mut Vec<AttachedProgram>) -> Result<()> {
-    let mut mine = Vec::new();
-    for (name, tp) in IO_URING_HOOKS {
-        let hook = format!("tp_btf/{tp}");
-        let prog: &mut BtfTracePoint = ebpf
-            .program_mut(name)
-            .with_context(|| format!("eBPF object has no program {name}"))?
-            .try_into()?;
-        prog.load(tp, btf)
-            .with_context(|| format!("cannot load {hook}"))?;
-        prog.attach()
-            .with_context(|| format!("cannot attach {hook}"))?;
-        let id = prog.info().map(|i| i.id()).unwrap_or(0);
-        mine.push(AttachedProgram { hook, id });
-    }
-    attached.extend(mine);
+    attached.extend(attach_btf_hooks(ebpf, btf, IO_URING_HOOKS)?);
     Ok(())
 }
 
@@ -515,7 +684,29 @@ mod tests {
         assert!(lsm.summary().contains("file_open: tracepoint+lsm"));
         assert_eq!(kill_enforcement(true, &lsm), "lsm-deny");
         assert_eq!(kill_enforcement(false, &tp), "tracepoint-sigkill");
+        assert_eq!(tp.file_access, "syscall");
+        assert_eq!(
+            lsm.file_access, "syscall",
+            "deny-only LSM beside the syscall set"
+        );
+        let lsm_set = HookSet::of(&attached(&["tp_btf/sched_process_exec", "lsm/file_open"]));
+        assert_eq!(
+            (lsm_set.file_access.as_str(), lsm_set.file_open.as_str()),
+            ("lsm", "lsm")
+        );
+        let pc = HookSet::of(&attached(&[
+            "tp_btf/sched_process_exec",
+            "tp_btf/mm_filemap_get_pages",
+            "tp_btf/mm_filemap_fault",
+        ]));
+        assert_eq!(
+            (pc.file_access.as_str(), pc.file_open.as_str()),
+            ("page-cache", "tp_btf")
+        );
+        assert_eq!(kill_enforcement(false, &pc), "tracepoint-sigkill");
+        assert!(file_blind_spots("page-cache").contains("O_DIRECT"));
         let blind = HookSet::of(&attached(&["tp_btf/sched_process_exec"]));
+        assert_eq!(blind.file_access, "none");
         assert_eq!(blind.file_open, "none");
         assert_eq!(kill_enforcement(false, &blind), "none");
     }

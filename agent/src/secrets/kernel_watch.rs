@@ -5,7 +5,9 @@
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result};
-use proctor_common::{AllowKey, InodeKey, QuarantineEntry, NAME_KEY_LEN, NAME_NEEDS_ANCHOR};
+use proctor_common::{
+    read_prefilter_bit, AllowKey, InodeKey, QuarantineEntry, NAME_KEY_LEN, NAME_NEEDS_ANCHOR,
+};
 
 use crate::{
     event::{Attestation, Process},
@@ -131,6 +133,14 @@ impl KernelWatch for KernelMaps {
     }
 
     fn watch_inode(&mut self, key: InodeKey, slot: u32) -> Result<()> {
+        // The prefilter bit first: a read between the two writes is then
+        // at worst a lookup that misses, never a watched read skipped.
+        let bit = read_prefilter_bit(key.ino);
+        let word = self.filter.read_prefilter.get(&(bit >> 6), 0).unwrap_or(0);
+        self.filter
+            .read_prefilter
+            .set(bit >> 6, word | 1u64 << (bit & 63), 0)
+            .context("kernel read prefilter: cannot set a bit")?;
         Ok(self.filter.inodes.insert(key, slot, 0)?)
     }
 

@@ -24,9 +24,10 @@ pub struct ReadBatch {
 }
 
 impl ReadBatch {
-    /// Adds one read of `path` by `reader` at `at_ns` (epoch ns), merged into
-    /// the pending record of the same identity.
-    pub fn record(&mut self, path: &str, reader: &Process, at_ns: u64) {
+    /// Adds `reads` reads of `path` by `reader` at `at_ns` (epoch ns; more
+    /// than one when the kernel folded repeats into this record), merged
+    /// into the pending record of the same identity.
+    pub fn record(&mut self, path: &str, reader: &Process, at_ns: u64, reads: u64) {
         let key = (path.to_string(), identity_key(reader));
         let r = self
             .pending
@@ -42,7 +43,7 @@ impl ReadBatch {
                 first_read_ns: at_ns,
                 last_read_ns: at_ns,
             });
-        r.count += 1;
+        r.count += reads;
         r.first_read_ns = r.first_read_ns.min(at_ns);
         r.last_read_ns = r.last_read_ns.max(at_ns);
         r.uid = Some(reader.uid);
@@ -119,12 +120,13 @@ mod tests {
     fn reads_by_one_identity_merge_into_one_record() {
         let p = crate::testdata::process();
         let mut batch = ReadBatch::default();
-        batch.record(PATH, &p, 300);
-        batch.record(PATH, &p, 100);
-        batch.record(PATH, &p, 200);
+        batch.record(PATH, &p, 300, 1);
+        batch.record(PATH, &p, 100, 1);
+        batch.record(PATH, &p, 200, 1);
+        batch.record(PATH, &p, 150, 41);
         assert_eq!(batch.len(), 1);
         let r = batch.get(PATH, &identity_key(&p)).expect("pending record");
-        assert_eq!(r.count, 3, "{r:?}");
+        assert_eq!(r.count, 44, "kernel-folded repeats count as reads: {r:?}");
         assert_eq!((r.first_read_ns, r.last_read_ns), (100, 300), "{r:?}");
         assert_eq!(r.exe_path, "/usr/bin/curl");
         assert_eq!(r.exe_sha256.as_deref(), Some(crate::testdata::SHA256));
@@ -137,9 +139,9 @@ mod tests {
         other.exe.path = "/usr/bin/aws".into();
         other.exe.sha256 = Some("ab".repeat(32));
         let mut batch = ReadBatch::default();
-        batch.record(PATH, &p, 1);
-        batch.record(PATH, &other, 2);
-        batch.record("/root/.netrc", &p, 3);
+        batch.record(PATH, &p, 1, 1);
+        batch.record(PATH, &other, 2, 1);
+        batch.record("/root/.netrc", &p, 3, 1);
         assert_eq!(batch.len(), 3);
         assert_eq!(batch.get(PATH, &identity_key(&other)).unwrap().count, 1);
     }
@@ -151,8 +153,8 @@ mod tests {
         moved.exe.path = "/opt/curl/bin/curl".into();
         assert_eq!(identity_key(&moved), identity_key(&p), "the hash names it");
         let mut batch = ReadBatch::default();
-        batch.record(PATH, &p, 1);
-        batch.record(PATH, &moved, 2);
+        batch.record(PATH, &p, 1, 1);
+        batch.record(PATH, &moved, 2, 1);
         let r = batch.get(PATH, &identity_key(&p)).unwrap();
         assert_eq!((r.count, r.exe_path.as_str()), (2, "/opt/curl/bin/curl"));
     }
@@ -161,7 +163,7 @@ mod tests {
     fn a_batch_is_due_only_after_the_flush_delay() {
         let mut batch = ReadBatch::default();
         assert!(!batch.is_due(Instant::now() + READ_FLUSH * 4), "empty");
-        batch.record(PATH, &crate::testdata::process(), 1);
+        batch.record(PATH, &crate::testdata::process(), 1, 1);
         let now = Instant::now();
         assert!(!batch.is_due(now));
         assert!(batch.is_due(now + READ_FLUSH));
@@ -174,9 +176,9 @@ mod tests {
         store.upsert_secret(&secret(PATH)).unwrap();
         let p = crate::testdata::process();
         let mut batch = ReadBatch::default();
-        batch.record(PATH, &p, 10);
-        batch.record(PATH, &p, 20);
-        batch.record("/never/upserted", &p, 30);
+        batch.record(PATH, &p, 10, 1);
+        batch.record(PATH, &p, 20, 1);
+        batch.record("/never/upserted", &p, 30, 1);
         assert_eq!(batch.flush(&store), 1, "the unknown secret is skipped");
         assert!(batch.is_empty());
         assert!(!batch.is_due(Instant::now() + READ_FLUSH * 4));

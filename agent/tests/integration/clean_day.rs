@@ -92,8 +92,13 @@ fn day() -> &'static Day {
         let state = tempfile::tempdir().unwrap();
         let rpmdb = base.join("rpmdb");
         let config = format!(
+            // The syscall file hook set: useradd rewrites /etc/shadow under a
+            // new inode (write and rename), and userdel reads that one; the
+            // page-cache set watches inodes and sees the new one only from
+            // the next rescan (docs/security-model.md).
             "status_interval: 1s\n{TEST_METRICS}\
              state_dir: {state}\n\
+             kernel:\n  file_hooks: syscall\n\
              fingerprint:\n  key: {KEY_HEX}\n\
              process_table:\n  exit_grace: 5s\n\
              secrets:\n  extra_homes: [{home}]\n  search_dirs: []\n\

@@ -81,9 +81,15 @@ impl Drop for ThrowawayUser {
 /// The agent these tests share: hashes capped at [`MAX_HASH_BYTES`].
 fn agent() -> &'static AgentProc {
     static AGENT: OnceLock<AgentProc> = OnceLock::new();
+    // The syscall file hook set: these tests hand the agent files created
+    // after start and named like secrets (FIFOs, symlinks, a throwaway
+    // user's new credentials), which only an open hook matches by name at
+    // once; the page-cache set finds them at the next rescan and never sees
+    // a FIFO read at all (docs/security-model.md).
     AGENT.get_or_init(|| {
         AgentProc::start(&format!(
             "status_interval: 1s\n{TEST_METRICS}  max_file_bytes: {MAX_HASH_BYTES}\n\
+             kernel:\n  file_hooks: syscall\n\
              secrets:\n  search_dirs: []\n"
         ))
     })

@@ -14,6 +14,7 @@ mod env_capture;
 mod evasion;
 mod exec_storm;
 mod exposure;
+mod file_hooks;
 mod forgery;
 mod hostile_paths;
 mod kernel_layouts;

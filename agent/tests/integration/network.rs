@@ -29,8 +29,12 @@ fn fixture() -> &'static Fixture {
         let owner_cat = home.path().join("owner-cat");
         std::fs::copy("/bin/cat", &owner_cat).unwrap();
         let config = format!(
+            // The syscall file hook set: these tests write secrets after the
+            // agent started and read them at once; the page-cache set sees a
+            // new file only from the next rescan (docs/security-model.md).
             "status_interval: 1s\n{TEST_METRICS}\
              state_dir: {state}\n\
+             kernel:\n  file_hooks: syscall\n\
              secrets:\n  extra_homes: [{h1}, {h2}]\n  search_dirs: []\n  rules:\n\
              \x20   - secret: {{id: netrc}}\n\
              \x20     allowed_destinations: [\"198.18.77.2/32:8080\"]\n\

@@ -48,7 +48,21 @@ fn aws_credentials() -> String {
 
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
-    F.get_or_init(|| {
+    F.get_or_init(|| start_fixture(""))
+}
+
+/// The same agent on the `syscall` file hook set, for what only an open
+/// shows: the path argument as passed (`requested_path`), the name of a
+/// hard link that is not the catalogued one, write-only opens, and files
+/// created after start before the next rescan. The default set on this
+/// kernel (page-cache) sees reads, not opens (docs/security-model.md).
+fn syscall_fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| start_fixture("kernel:\n  file_hooks: syscall\n"))
+}
+
+fn start_fixture(kernel: &str) -> Fixture {
+    {
         let home = tempfile::tempdir().unwrap();
         let state = tempfile::tempdir().unwrap();
         let aws = home.path().join(".aws");
@@ -68,7 +82,7 @@ fn fixture() -> &'static Fixture {
         let owner_cat = bin.join("owner-cat");
         std::fs::copy("/bin/cat", &owner_cat).unwrap();
         let config = format!(
-            "status_interval: 1s\n{TEST_METRICS}\
+            "status_interval: 1s\n{TEST_METRICS}{kernel}\
              state_dir: {state}\n\
              fingerprint:\n  key: {KEY_HEX}\n\
              process_table:\n  exit_grace: 5s\n\
@@ -86,7 +100,7 @@ fn fixture() -> &'static Fixture {
             state,
             owner_cat,
         }
-    })
+    }
 }
 
 fn fingerprint_of(content: &[u8]) -> String {
@@ -195,7 +209,7 @@ fn owner_read_is_info() {
 
 #[test]
 fn traversal_relative_paths_and_dirfd_resolve_to_the_real_path() {
-    let f = fixture();
+    let f = syscall_fixture();
     let creds = f.home.path().join(".aws/credentials");
     let want = creds.to_str().unwrap();
 
@@ -236,7 +250,7 @@ fn traversal_relative_paths_and_dirfd_resolve_to_the_real_path() {
 
 #[test]
 fn hard_link_cp_and_dd_reads_are_caught() {
-    let f = fixture();
+    let f = syscall_fixture();
     let creds = f.home.path().join(".aws/credentials");
     let link_dir = tempfile::tempdir_in(f.home.path()).unwrap();
     let link = link_dir.path().join("innocent.txt");
@@ -262,7 +276,7 @@ fn hard_link_cp_and_dd_reads_are_caught() {
 
 #[test]
 fn write_only_open_is_not_a_read() {
-    let f = fixture();
+    let f = syscall_fixture();
     let target = f.home.path().join(".vault-token");
     let mut file = std::fs::OpenOptions::new()
         .append(true)
@@ -291,7 +305,7 @@ fn write_only_open_is_not_a_read() {
 
 #[test]
 fn secret_created_after_start_is_picked_up() {
-    let f = fixture();
+    let f = syscall_fixture();
     let kube = f.home.path().join(".kube");
     std::fs::create_dir_all(&kube).unwrap();
     let cfg = kube.join("config");
@@ -326,7 +340,8 @@ fn secret_created_after_start_is_picked_up() {
 /// The projected service-account token layout kubelet writes, in its real place.
 #[test]
 fn kubernetes_token_swapped_by_symlink_rename() {
-    let f = fixture();
+    // Files created after start under a watched name: an open hook's case.
+    let f = syscall_fixture();
     let base = Path::new("/run/secrets/kubernetes.io/serviceaccount");
     let created_root = !Path::new("/run/secrets").exists();
     std::fs::create_dir_all(base).unwrap();

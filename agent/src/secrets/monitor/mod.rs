@@ -573,10 +573,17 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 }
             }
         };
+        // The page-cache hooks see an inode, not a path: the watch table names it.
+        let page_cache = rec.syscall == proctor_common::OPEN_SYSCALL_PAGE_CACHE;
+        let kernel_path = if page_cache {
+            secret_path.clone()
+        } else {
+            kernel_path
+        };
         let Some(entry) = self.entry_of(&catalog_id).cloned() else {
             return Vec::new();
         };
-        let open_fd = Some((rec.tgid, rec.fd));
+        let open_fd = (rec.fd >= 0).then_some((rec.tgid, rec.fd));
         if !trusted_inode && !self.content_ok(&entry, &secret_path, open_fd) {
             tracing::debug!("{secret_path} fails the content check of {catalog_id}");
             self.stats.opens_not_secret += 1;
@@ -619,8 +626,13 @@ impl<K: KernelWatch> SecretMonitor<K> {
             flags: rec.flags,
             access,
             requested_path: rec.filename.clone(),
-            via: (rec.syscall == proctor_common::OPEN_SYSCALL_IO_URING).then_some("io_uring"),
+            via: match rec.syscall {
+                proctor_common::OPEN_SYSCALL_IO_URING => Some("io_uring"),
+                proctor_common::OPEN_SYSCALL_PAGE_CACHE => Some("page_cache"),
+                _ => None,
+            },
             secret_id: kube.as_ref().map(|k| k.id()),
+            repeats: (rec.repeats > 0).then_some(rec.repeats),
         };
         let mut out = vec![Pending {
             file: Some(file.clone()),
@@ -633,7 +645,8 @@ impl<K: KernelWatch> SecretMonitor<K> {
         // A refused open got no byte: an attempt, not a use of the secret
         // (no inventory use, no binding, no exfiltration window).
         if !rec.denied {
-            self.record_read(&secret_path, reader_now, to_epoch_ns(rec.ktime_ns));
+            let reads = 1 + u64::from(rec.repeats);
+            self.record_read(&secret_path, reader_now, to_epoch_ns(rec.ktime_ns), reads);
         }
         // A decoy has no owner and no expected client: every read is one.
         if catalog_id.starts_with(crate::secrets::decoys::ID_PREFIX) {
@@ -828,8 +841,8 @@ impl<K: KernelWatch> SecretMonitor<K> {
         self.stats.quarantined = self.quarantined.len();
     }
 
-    fn record_read(&mut self, path: &str, reader: &Process, at_ns: u64) {
-        self.reads.record(path, reader, at_ns);
+    fn record_read(&mut self, path: &str, reader: &Process, at_ns: u64, reads: u64) {
+        self.reads.record(path, reader, at_ns, reads);
     }
 
     /// Writes the reads gathered in memory once the oldest has waited
@@ -914,7 +927,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             if self.store.upsert_secret(&rec).is_err() {
                 self.stats.store_errors += 1;
             }
-            self.record_read(&path, p, now_ns());
+            self.record_read(&path, p, now_ns(), 1);
             let secret = SecretInfo {
                 id: s.k8s.as_ref().map_or_else(
                     || format!("env:{}", s.detector),

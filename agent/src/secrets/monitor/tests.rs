@@ -119,6 +119,7 @@ impl Node {
             comm: "curl".into(),
             filename: path.clone(),
             path: Some(path),
+            repeats: 0,
         }
     }
 }

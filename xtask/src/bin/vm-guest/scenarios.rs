@@ -54,9 +54,13 @@ impl Hooks {
         }
     }
 
+    /// `hook_set.file_open`: the LSM set reports from `lsm/file_open`;
+    /// without BPF LSM, the page-cache tracepoints where the kernel has
+    /// them (6.12), else the open syscalls' tracepoints.
     fn file_open(self) -> &'static str {
         match self {
-            Hooks::Lsm => "tracepoint+lsm",
+            Hooks::Lsm => "lsm",
+            Hooks::Tracepoint if has_page_cache_tracepoints() => "tp_btf",
             Hooks::Tracepoint => "tracepoint",
         }
     }
@@ -67,6 +71,13 @@ impl Hooks {
             Hooks::Tracepoint => "tracepoint-sigkill",
         }
     }
+}
+
+/// Whether the guest kernel's BTF describes `mm_filemap_get_pages`.
+fn has_page_cache_tracepoints() -> bool {
+    let btf = std::fs::read("/sys/kernel/btf/vmlinux").unwrap_or_default();
+    let name = b"btf_trace_mm_filemap_get_pages";
+    btf.windows(name.len()).any(|w| w == name)
 }
 
 /// Values that must never appear in anything the agent prints.

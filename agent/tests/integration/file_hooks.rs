@@ -1,0 +1,202 @@
+//! The page-cache file hook set (the default on a kernel without BPF LSM):
+//! reads of watched secrets through read, pread, mmap and sendfile are seen
+//! with the catalogued path, unwatched reads are not, repeats are folded in
+//! the kernel with a count, and a kill rule still kills on the first read.
+
+use std::{
+    os::unix::process::CommandExt, path::PathBuf, process::Command, sync::OnceLock, time::Duration,
+};
+
+use crate::harness::*;
+use serde_json::Value;
+
+struct Fixture {
+    agent: AgentProc,
+    home: tempfile::TempDir,
+    _state: tempfile::TempDir,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let home = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        std::fs::write(
+            home.path().join(".netrc"),
+            "machine a.test login u password nrc\n",
+        )
+        .unwrap();
+        std::fs::write(home.path().join(".pgpass"), "db:5432:app:app:pgsecret\n").unwrap();
+        std::fs::write(home.path().join("notes.txt"), "nothing secret here\n").unwrap();
+        // A kill rule's owner must exist; nothing in these tests runs it.
+        let owner = home.path().join("pg-owner");
+        std::fs::copy("/bin/cat", &owner).unwrap();
+        let config = format!(
+            "status_interval: 1s\n{TEST_METRICS}\
+             state_dir: {state}\n\
+             kernel:\n  file_hooks: page-cache\n  repeat_window: 1s\n\
+             secrets:\n  extra_homes: [{h}]\n  search_dirs: []\n  rules:\n\
+             \x20   - secret: {{id: pgpass}}\n\
+             \x20     owners: [{{exe_path: {o}}}]\n\
+             \x20     enforce: [kill]\n",
+            state = state.path().display(),
+            h = home.path().display(),
+            o = owner.display(),
+        );
+        Fixture {
+            agent: AgentProc::start(&config),
+            home,
+            _state: state,
+        }
+    })
+}
+
+fn netrc() -> PathBuf {
+    fixture().home.path().join(".netrc")
+}
+
+/// Runs a python3 snippet with `sys.argv[1]` the file and argv[2] the marker.
+fn python(m: &str, file: &std::path::Path, code: &str) -> std::process::Output {
+    Command::new("python3")
+        .arg("-c")
+        .arg(code)
+        .arg(file)
+        .arg(m)
+        .output()
+        .unwrap()
+}
+
+fn open_of(agent: &AgentProc, m: &str) -> Value {
+    agent.wait_for(|e| e["kind"] == "file_open" && has_arg(e, m))
+}
+
+fn opens_of(agent: &AgentProc, m: &str) -> Vec<Value> {
+    agent
+        .events()
+        .into_iter()
+        .filter(|e| e["kind"] == "file_open" && has_arg(e, m))
+        .collect()
+}
+
+#[test]
+fn the_default_set_on_this_kernel_is_page_cache_and_status_says_so() {
+    let f = fixture();
+    let st = f.agent.status_after(0);
+    assert_eq!(
+        st["status"]["hook_set"]["file_access"], "page-cache",
+        "{st}"
+    );
+    assert_eq!(
+        st["status"]["kill_enforcement"], "tracepoint-sigkill",
+        "{st}"
+    );
+}
+
+#[test]
+fn read_pread_mmap_and_sendfile_of_a_watched_secret_are_seen_with_its_path() {
+    let f = fixture();
+    let want = netrc().display().to_string();
+    for (how, code) in [
+        ("read", "import sys\nopen(sys.argv[1],'rb').read()"),
+        ("pread", "import os,sys\nfd=os.open(sys.argv[1],os.O_RDONLY)\nos.pread(fd,4096,0)"),
+        (
+            "mmap",
+            "import mmap,sys\nf=open(sys.argv[1],'rb')\nm=mmap.mmap(f.fileno(),0,prot=mmap.PROT_READ)\nm[0]",
+        ),
+        (
+            "sendfile",
+            "import os,sys\nfd=os.open(sys.argv[1],os.O_RDONLY)\nout=os.open('/dev/null',os.O_WRONLY)\nos.sendfile(out,fd,0,4096)",
+        ),
+    ] {
+        let m = marker(how);
+        let out = python(&m, &netrc(), code);
+        assert!(out.status.success(), "{how}: {out:?}");
+        let ev = open_of(&f.agent, &m);
+        assert_eq!(ev["file"]["path"], want.as_str(), "{how}: {ev}");
+        assert_eq!(ev["file"]["via"], "page_cache", "{how}: {ev}");
+        assert_eq!(ev["file"]["access"], "read", "{how}: {ev}");
+    }
+}
+
+#[test]
+fn an_unwatched_read_produces_nothing_while_a_watched_one_beside_it_does() {
+    let f = fixture();
+    let m = marker("unwatched");
+    let code = "import sys\nopen(sys.argv[1],'rb').read()\nopen(sys.argv[1].replace('notes.txt','.netrc'),'rb').read()";
+    let out = python(&m, &f.home.path().join("notes.txt"), code);
+    assert!(out.status.success(), "{out:?}");
+    // Positive control: the same process's watched read is reported...
+    let ev = open_of(&f.agent, &m);
+    assert_eq!(ev["file"]["path"], netrc().display().to_string(), "{ev}");
+    // ...and the unwatched file never is.
+    let notes: Vec<Value> = opens_of(&f.agent, &m)
+        .into_iter()
+        .filter(|e| {
+            e["file"]["path"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with("notes.txt")
+        })
+        .collect();
+    assert!(notes.is_empty(), "unwatched read reported: {notes:?}");
+}
+
+#[test]
+fn ten_thousand_rereads_are_one_record_and_the_next_window_carries_their_count() {
+    let f = fixture();
+    let m = marker("reread");
+    let code = "import os,sys,time\nfd=os.open(sys.argv[1],os.O_RDONLY)\n\
+                for _ in range(10000): os.pread(fd,64,0)\n\
+                time.sleep(2.5)\nos.pread(fd,64,0)";
+    let out = python(&m, &netrc(), code);
+    assert!(out.status.success(), "{out:?}");
+    let second = f.agent.wait_for(|e| {
+        e["kind"] == "file_open" && has_arg(e, &m) && !e["file"]["repeats"].is_null()
+    });
+    let all = opens_of(&f.agent, &m);
+    assert_eq!(all.len(), 2, "one record per window: {all:?}");
+    assert!(
+        all[0]["file"]["repeats"].is_null(),
+        "first record: {}",
+        all[0]
+    );
+    let n = second["file"]["repeats"].as_u64().unwrap();
+    assert!((9_990..=10_000).contains(&n), "repeats {n}: {second}");
+    // Another process reading the same secret gets its own record at once.
+    let other = marker("reread-other");
+    let out = python(
+        &other,
+        &netrc(),
+        "import sys\nopen(sys.argv[1],'rb').read()",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let ev = open_of(&f.agent, &other);
+    assert!(ev["file"]["repeats"].is_null(), "{ev}");
+}
+
+#[test]
+fn a_kill_rule_kills_on_the_first_read_every_time() {
+    let f = fixture();
+    let pgpass = f.home.path().join(".pgpass");
+    for round in 0..2 {
+        let m = marker("killed-reader");
+        let out = Command::new("/bin/cat")
+            .arg0(&m)
+            .arg(&pgpass)
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(9), "round {round}: {out:?}");
+        assert!(
+            out.stdout.is_empty(),
+            "round {round}: a byte reached user space"
+        );
+        let ev = f.agent.wait_for_timeout(Duration::from_secs(20), |e| {
+            e["kind"] == "finding" && e["finding"]["rule"] == "secret-read" && has_arg(e, &m)
+        });
+        assert!(ev.to_string().contains("kill"), "round {round}: {ev}");
+    }
+    // Negative beside it: an allowed read of another secret is not killed.
+    let out = Command::new("/bin/cat").arg(netrc()).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+}

@@ -1,0 +1,151 @@
+//! File-access probes without syscall tracing: page-cache reads and mmap faults of watched inodes.
+//!
+//! `mm_filemap_get_pages` fires for every buffered read that goes through the
+//! page cache (read, pread, readv, splice, sendfile, io_uring reads);
+//! `mm_filemap_fault` and `mm_filemap_map_pages` for mmap'd pages. None of
+//! them puts tasks on the syscall slow path, but the read hook fires on
+//! every cached read of every file, so an unwatched read must cost almost
+//! nothing: two kernel reads (mapping->host->i_ino) and one bit of an array
+//! map the verifier inlines, before any hash lookup. The file is known by
+//! inode only; the agent names it from its watch table.
+
+use aya_ebpf::{
+    helpers::bpf_get_current_task_btf,
+    macros::{btf_tracepoint, map},
+    maps::Array,
+    programs::BtfTracePointContext,
+};
+use proctor_common::{
+    read_prefilter_bit, FMODE_READ, MATCH_INODE, OPEN_FLAG_KILLED, OPEN_SYSCALL_PAGE_CACHE,
+    READ_PREFILTER_WORDS,
+};
+
+use crate::{
+    file_open::{
+        current_is_agent, emit_open, enforce_kill, first_in_window, key, Opened, WATCHED_INODES,
+    },
+    off, read, read_ptr,
+};
+
+/// Bit `read_prefilter_bit(ino)` set: some watched inode may have this
+/// number. Filled by the agent with WATCHED_INODES; never cleared (a stale
+/// bit only costs a hash lookup).
+#[map]
+pub static READ_PREFILTER: Array<u64> = Array::with_max_entries(READ_PREFILTER_WORDS, 0);
+
+#[btf_tracepoint(function = "mm_filemap_get_pages")]
+pub fn mm_filemap_get_pages(ctx: BtfTracePointContext) -> i32 {
+    on_page_cache::<true>(&ctx);
+    0
+}
+
+#[btf_tracepoint(function = "mm_filemap_fault")]
+pub fn mm_filemap_fault(ctx: BtfTracePointContext) -> i32 {
+    on_page_cache::<true>(&ctx);
+    0
+}
+
+#[btf_tracepoint(function = "mm_filemap_map_pages")]
+pub fn mm_filemap_map_pages(ctx: BtfTracePointContext) -> i32 {
+    on_page_cache::<true>(&ctx);
+    0
+}
+
+// The same three with helper reads, for a verifier that refuses the direct
+// loads (offsets it cannot see as constants).
+#[btf_tracepoint(function = "mm_filemap_get_pages")]
+pub fn mm_filemap_get_pages_probe(ctx: BtfTracePointContext) -> i32 {
+    on_page_cache::<false>(&ctx);
+    0
+}
+
+#[btf_tracepoint(function = "mm_filemap_fault")]
+pub fn mm_filemap_fault_probe(ctx: BtfTracePointContext) -> i32 {
+    on_page_cache::<false>(&ctx);
+    0
+}
+
+#[btf_tracepoint(function = "mm_filemap_map_pages")]
+pub fn mm_filemap_map_pages_probe(ctx: BtfTracePointContext) -> i32 {
+    on_page_cache::<false>(&ctx);
+    0
+}
+
+/// `base + offset` as a `T`: a direct load the verifier checks against the
+/// kernel's BTF (the offsets are constants to it: they live in the frozen
+/// read-only globals), far cheaper than a helper call; with `DIRECT` false,
+/// the helper read.
+#[inline(always)]
+unsafe fn load<const DIRECT: bool, T: Copy + Default>(base: *const u8, offset: usize) -> T {
+    if DIRECT {
+        unsafe { core::ptr::read_volatile(base.add(offset) as *const T) }
+    } else {
+        unsafe { read::<T>(base, offset) }
+    }
+}
+
+/// `mapping` (argument 0 of all three tracepoints) was read by the current
+/// task: reported when its inode is watched, killed when a kill rule forbids it.
+#[inline(always)]
+fn on_page_cache<const DIRECT: bool>(ctx: &BtfTracePointContext) {
+    let mapping: *const u8 = ctx.arg(0);
+    let inode = unsafe { load::<DIRECT, u64>(mapping, off!(mapping_host)) } as *const u8;
+    let ino = unsafe { load::<DIRECT, u64>(inode, off!(inode_ino)) };
+    let bit = read_prefilter_bit(ino);
+    let Some(word) = READ_PREFILTER.get(bit >> 6) else {
+        return;
+    };
+    if *word & (1u64 << (bit & 63)) == 0 || current_is_agent() {
+        return;
+    }
+    let dev = unsafe {
+        let sb = read_ptr(inode, off!(inode_sb));
+        read::<u32>(sb, off!(sb_dev))
+    };
+    let Some(slot) = (unsafe { WATCHED_INODES.get(key(dev, ino)) }).copied() else {
+        return;
+    };
+    let opened = Opened {
+        file: core::ptr::null(),
+        inode,
+        dentry: core::ptr::null(),
+        dev,
+        ino,
+        f_mode: FMODE_READ,
+    };
+    if !unsafe { opened.is_regular() } {
+        return;
+    }
+    let task = unsafe { bpf_get_current_task_btf() } as *const u8;
+    // Every forbidden read is killed, repeat or not: the signal is pending
+    // before this read returns, so the process never runs again.
+    if unsafe { enforce_kill(task, dev, ino) } {
+        unsafe {
+            emit_open(
+                &opened,
+                task,
+                MATCH_INODE,
+                slot,
+                OPEN_FLAG_KILLED,
+                -1,
+                OPEN_SYSCALL_PAGE_CACHE,
+                0,
+            )
+        };
+        return;
+    }
+    if let Some(repeats) = unsafe { first_in_window(task, dev, ino, FMODE_READ) } {
+        unsafe {
+            emit_open(
+                &opened,
+                task,
+                MATCH_INODE,
+                slot,
+                0,
+                -1,
+                OPEN_SYSCALL_PAGE_CACHE,
+                repeats,
+            )
+        };
+    }
+}
