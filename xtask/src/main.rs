@@ -104,8 +104,7 @@ fn cargo() -> Command {
 const MULTIARCH_TOPIC: &str = "deploy::multiarch";
 
 pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root().join("target"), |d| root().join(d))
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), |d| root().join(d))
 }
 
 pub fn build_release() -> Result<PathBuf> {

@@ -208,6 +208,7 @@ impl Ingest {
         self.gaps.reconciled_without_exit += gone as u64;
         if let Some(m) = self.secrets.as_mut() {
             m.poll_kube(self.pods.as_deref());
+            m.poll_dirs();
         }
     }
 

@@ -92,6 +92,13 @@ impl Agent {
             }
             _ => None,
         };
+        // The page-cache set sees no file creation: poll the secrets' directories.
+        if let Some(m) = secrets
+            .as_mut()
+            .filter(|_| probes.hook_set().file_access == "page-cache")
+        {
+            m.poll_new_files();
+        }
         // Pods' Secret volumes are named from the pod list: watched only with one.
         if let (Some(m), Some(_)) = (secrets.as_mut(), pods.cache.as_ref()) {
             m.watch_kubelet(cfg.kubernetes.kubelet_root.clone());

@@ -200,3 +200,53 @@ fn a_kill_rule_kills_on_the_first_read_every_time() {
     let out = Command::new("/bin/cat").arg(netrc()).output().unwrap();
     assert!(out.status.success(), "{out:?}");
 }
+
+/// Reads `file` with a fresh marker every half second until the agent
+/// reports the read (the page-cache set learns of new files by polling the
+/// secrets' directories), or panics after `tries`.
+fn read_until_seen(file: &std::path::Path, what: &str, tries: usize) -> Value {
+    for i in 0..tries {
+        let m = marker(&format!("{what}-{i}"));
+        let out = python(&m, file, "import sys; open(sys.argv[1]).read()");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        if let Some(e) = opens_of(&fixture().agent, &m).into_iter().next() {
+            return e;
+        }
+    }
+    panic!("no file_open for {} after {tries} reads", file.display());
+}
+
+#[test]
+fn a_secret_created_or_renamed_over_after_start_is_seen_within_seconds() {
+    let f = fixture();
+    let created = f.home.path().join(".git-credentials");
+    std::fs::write(&created, "https://u:created-later@git.example.invalid\n").unwrap();
+    let e = read_until_seen(&created, "created", 20);
+    assert_eq!(e["file"]["path"], created.to_str().unwrap(), "{e}");
+
+    // Rotation by rename: a new inode under the watched name (this test's
+    // own file: the others read .netrc at the same time).
+    let tmp = f.home.path().join(".git-credentials.tmp");
+    std::fs::write(&tmp, "https://u:rotated@git.example.invalid\n").unwrap();
+    std::fs::rename(&tmp, &created).unwrap();
+    let e = read_until_seen(&created, "renamed", 20);
+    assert_eq!(e["file"]["path"], created.to_str().unwrap(), "{e}");
+    let status = f.agent.wait_for(|e| {
+        e["kind"] == "agent_status"
+            && e["status"]["secrets"]["new_file_rescans"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 1
+    });
+    assert!(
+        status["status"]["secrets"]["watched_inodes"]
+            .as_u64()
+            .unwrap()
+            >= 3
+    );
+}

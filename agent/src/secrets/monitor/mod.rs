@@ -113,6 +113,9 @@ pub struct MonitorStats {
     pub owner_files_changed: u64,
     pub last_scan_visited: usize,
     pub last_scan_truncated: bool,
+    /// Rescans started because a directory holding secrets changed (the
+    /// page-cache hook set, which sees no file creation).
+    pub new_file_rescans: u64,
     /// Kubelet Secret and projected volume files watched, named from the pod list.
     pub kube_secret_files: usize,
     /// Volume files the pod list does not explain (pod not listed yet,
@@ -156,6 +159,9 @@ pub struct SecretMonitor<K: KernelWatch = KernelMaps> {
     env_reported: LruCache<(String, String, String), ()>,
     discover: DiscoverRoots,
     last_scan: Instant,
+    /// Directories holding watched secrets (and their parents) with their
+    /// last seen mtime, polled when the kernel does not report new files.
+    new_file_dirs: Option<HashMap<PathBuf, Option<std::time::SystemTime>>>,
     /// The policy's literal executables, by (dev, inode), and when they were
     /// last looked at.
     owner_files: OwnerFiles,
@@ -200,6 +206,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             env_reported: LruCache::new(NonZeroUsize::new(16384).unwrap()),
             discover,
             last_scan: Instant::now(),
+            new_file_dirs: None,
             owner_files: OwnerFiles::default(),
             owner_files_checked: Instant::now(),
             reads: ReadBatch::default(),
@@ -356,6 +363,60 @@ impl<K: KernelWatch> SecretMonitor<K> {
         }
     }
 
+    /// The page-cache hook set sees reads of watched inodes only: a secret
+    /// created (or renamed over one) after the last scan would go unseen
+    /// until the next. With this on, the directories that hold watched
+    /// secrets, and their parents, are polled (one stat each, every call)
+    /// and a change in any of them rescans at once.
+    pub fn poll_new_files(&mut self) {
+        self.new_file_dirs.get_or_insert_with(HashMap::new);
+        self.note_dirs(
+            &self
+                .watched
+                .iter()
+                .map(|w| w.path.clone())
+                .collect::<Vec<_>>(),
+        );
+    }
+
+    fn note_dirs(&mut self, secret_paths: &[String]) {
+        let Some(dirs) = self.new_file_dirs.as_mut() else {
+            return;
+        };
+        for p in secret_paths {
+            let Some(dir) = Path::new(p).parent() else {
+                continue;
+            };
+            for d in [Some(dir), dir.parent()].into_iter().flatten() {
+                if !dirs.contains_key(d) {
+                    let mtime = std::fs::metadata(d).and_then(|m| m.modified()).ok();
+                    dirs.insert(d.to_path_buf(), mtime);
+                }
+            }
+        }
+    }
+
+    /// Called every second (see [`Self::poll_new_files`]): rescans when a
+    /// polled directory changed. Returns whether it did.
+    pub fn poll_dirs(&mut self) -> bool {
+        let Some(dirs) = self.new_file_dirs.as_mut() else {
+            return false;
+        };
+        let mut changed = false;
+        for (d, seen) in dirs.iter_mut() {
+            let now = std::fs::metadata(d).and_then(|m| m.modified()).ok();
+            if now != *seen {
+                *seen = now;
+                changed = true;
+            }
+        }
+        if changed {
+            self.scan();
+            self.stats.new_file_rescans += 1;
+        }
+        changed
+    }
+
     pub fn rescan_due(&self) -> bool {
         self.last_scan.elapsed() >= self.policy.rescan_interval
     }
@@ -372,6 +433,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
         let key = inode_key(meta);
         let fp = self.fingerprint(path, meta, open_fd);
         if !self.by_inode.contains_key(&key) {
+            self.note_dirs(&[path.to_string()]);
             let slot = self.watched.len() as u32;
             self.watched.push(Watched {
                 path: path.to_string(),
