@@ -6,56 +6,17 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_task_btf},
-    macros::{cgroup_sock_addr, map},
-    maps::HashMap,
+    macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
-use proctor_common::{
-    QuarantineEntry, CONNECT_ORIGIN_SENDMSG, CONNECT_ORIGIN_SOCKET_HOOK, EGRESS_DENIED_SLOT,
+use proctor_common::{CONNECT_ORIGIN_SENDMSG, CONNECT_ORIGIN_SOCKET_HOOK, EGRESS_DENIED_SLOT};
+
+use crate::{
+    bump,
+    connect::on_socket_hook,
+    quarantine::{process_start, quarantined, QUARANTINE},
+    SENT,
 };
-
-use crate::{bump, connect::on_socket_hook, off, read, read_ptr, SENT};
-
-/// Quarantined processes by tgid, with the start time of the process that
-/// held the tgid when it was quarantined (a reused pid matches nothing).
-/// Children forked later inherit the entry in the fork hook, before they run;
-/// the exit hook removes it.
-#[map]
-pub static QUARANTINE: HashMap<u32, QuarantineEntry> = HashMap::with_max_entries(16384, 0);
-
-/// Start time of `task`'s process (its group leader), ns since boot.
-#[inline(always)]
-pub(crate) unsafe fn process_start(task: *const u8) -> u64 {
-    unsafe {
-        let leader = read_ptr(task, off!(task_group_leader));
-        read::<u64>(leader, off!(task_start_boottime))
-    }
-}
-
-/// Whether `entry` was made for the process that started at `start`.
-#[inline(always)]
-pub(crate) fn same_process(entry: &QuarantineEntry, start: u64) -> bool {
-    let g = if entry.granularity_ns == 0 {
-        1
-    } else {
-        entry.granularity_ns
-    };
-    start / g == entry.start_boottime_ns / g
-}
-
-/// Whether the process `tgid`, started at `start`, is quarantined. An entry
-/// left by an earlier holder of the pid is removed on sight.
-#[inline(always)]
-pub(crate) fn quarantined(tgid: u32, start: u64) -> bool {
-    let Some(entry) = (unsafe { QUARANTINE.get(tgid) }) else {
-        return false;
-    };
-    if same_process(entry, start) {
-        return true;
-    }
-    let _ = QUARANTINE.remove(tgid);
-    false
-}
 
 /// Reports the operation, then 1 (allow) or 0 (EPERM for the caller).
 #[inline(always)]

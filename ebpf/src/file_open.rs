@@ -12,8 +12,7 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_get_current_task, bpf_get_current_task_btf, bpf_get_current_uid_gid,
-        bpf_probe_read_kernel_str_bytes,
-        bpf_probe_read_user_str_bytes, generated,
+        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes, generated,
     },
     macros::{map, tracepoint},
     maps::{Array, HashMap, LruHashMap},
@@ -149,11 +148,7 @@ pub(crate) fn on_opened(ret: i64, syscall: u32) {
             None => return,
         }
     };
-    unsafe {
-        emit_open(
-            &opened, task, matched, slot, flags, ret as i32, syscall, repeats,
-        )
-    };
+    unsafe { emit_open(&opened, matched, slot, flags, ret as i32, syscall, repeats) };
 }
 
 /// Whether `o` passes the kernel filter: watched by inode, by basename, or
@@ -294,7 +289,6 @@ pub(crate) fn current_is_agent() -> bool {
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn emit_open(
     o: &Opened,
-    task: *const u8,
     matched: u32,
     slot: u32,
     flags: u32,
@@ -604,9 +598,7 @@ fn on_lsm_file_open<const REPORT: bool>(ctx: &aya_ebpf::programs::LsmContext) ->
                 bump(&SENT, LSM_DENIED_SLOT);
                 // Denied secrets are watched ones: the agent knows them by slot.
                 if let Some(slot) = unsafe { WATCHED_INODES.get(key(dev, ino)) }.copied() {
-                    unsafe {
-                        emit_open(&opened, task, MATCH_INODE, slot, OPEN_FLAG_DENIED, -1, 0, 0)
-                    };
+                    unsafe { emit_open(&opened, MATCH_INODE, slot, OPEN_FLAG_DENIED, -1, 0, 0) };
                 }
                 return -1; // -EPERM
             }
@@ -615,7 +607,7 @@ fn on_lsm_file_open<const REPORT: bool>(ctx: &aya_ebpf::programs::LsmContext) ->
     if REPORT {
         if let Some((matched, slot)) = unsafe { watched(&opened) } {
             if let Some(repeats) = unsafe { first_in_window(task, dev, ino, f_mode) } {
-                unsafe { emit_open(&opened, task, matched, slot, 0, -1, 0, repeats) };
+                unsafe { emit_open(&opened, matched, slot, 0, -1, 0, repeats) };
             }
         }
     }

@@ -11,6 +11,7 @@ mod file_open;
 mod io_uring;
 mod page_cache;
 mod process;
+mod quarantine;
 
 use aya_ebpf::{
     macros::map,

@@ -123,7 +123,6 @@ fn on_page_cache<const DIRECT: bool>(ctx: &BtfTracePointContext) {
         unsafe {
             emit_open(
                 &opened,
-                task,
                 MATCH_INODE,
                 slot,
                 OPEN_FLAG_KILLED,
@@ -138,7 +137,6 @@ fn on_page_cache<const DIRECT: bool>(ctx: &BtfTracePointContext) {
         unsafe {
             emit_open(
                 &opened,
-                task,
                 MATCH_INODE,
                 slot,
                 0,

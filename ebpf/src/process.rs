@@ -20,9 +20,9 @@ use proctor_common::{
 };
 
 use crate::{
-    bump,
-    egress::{process_start, quarantined, QUARANTINE},
-    off, read, read_ptr, submit_flags, DROPS, EVENTS, SENT,
+    bump, off,
+    quarantine::{process_start, quarantined, QUARANTINE},
+    read, read_ptr, submit_flags, DROPS, EVENTS, SENT,
 };
 
 #[inline(always)]

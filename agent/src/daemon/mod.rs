@@ -9,6 +9,7 @@
 //! - `shutdown`: stop signals, and flushing and detaching in order.
 //! - `reload`: SIGHUP and config-file changes applied live, state kept.
 
+mod hook_check;
 mod ingest;
 mod pod_source;
 mod reload;

@@ -17,7 +17,7 @@ use tokio::{
     time::Instant,
 };
 
-use super::{startup::check_hooks, Agent};
+use super::{hook_check::check_hooks, Agent};
 use crate::{
     config::{self, Config, DEFAULT_CONFIG},
     secrets::setup,

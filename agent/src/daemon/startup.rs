@@ -10,6 +10,7 @@ use anyhow::Result;
 use tokio::sync::{broadcast, mpsc};
 
 use super::{
+    hook_check::check_hooks,
     ingest::{Gaps, Ingest},
     pod_source::PodSource,
     Agent,
@@ -21,10 +22,7 @@ use crate::{
         cgroups::CgroupResolver, hash_cache::HashCache, packages, process_table::ProcessTable,
         procfs_seed,
     },
-    kernel::{
-        preflight,
-        probes::{self, Probes},
-    },
+    kernel::{preflight, probes},
     pipeline::seq_store::SeqStore,
     secrets::{policy::Enforcement, setup},
 };
@@ -138,67 +136,4 @@ impl Agent {
             cfg,
         })
     }
-}
-
-/// Checks what the config needs against the hooks that attached. A
-/// configured detection that cannot work is a start-up error (naming the
-/// hook, why it is missing, and the fix); evidence the agent always reports
-/// (connects) missing makes `/readyz` fail instead: the returned lines.
-pub(super) fn check_hooks(cfg: &Config, probes: &Probes) -> Result<Vec<String>> {
-    let set = probes.hook_set();
-    let why = |hook: &str| {
-        probes
-            .why_missing(hook)
-            .unwrap_or("the kernel has no such tracepoint")
-            .to_string()
-    };
-    // Prefix of sys_exit_open, sys_exit_openat and sys_exit_openat2.
-    let open_hook = "tracepoint/syscalls/sys_exit_open";
-    if cfg.secrets.enabled && set.file_open == "none" {
-        let kill = cfg
-            .secrets
-            .rules
-            .iter()
-            .any(|r| r.enforce.contains(&Enforcement::Kill));
-        anyhow::bail!(
-            "secret detection (secrets.enabled) needs the file-open hooks ({open_hook}at and the like), which are \
-             not attached: {}. Secret reads would go unseen{}. Fix: mount tracefs at \
-             /sys/kernel/tracing (`mount -t tracefs tracefs /sys/kernel/tracing`) or give the \
-             agent CAP_SYS_ADMIN so that it mounts tracefs itself; or set `secrets.enabled: false`",
-            why(open_hook),
-            if kill {
-                ", and `enforce: kill` rules would have no enforcement path"
-            } else {
-                ""
-            }
-        );
-    }
-    let egress_rules = cfg
-        .secrets
-        .rules
-        .iter()
-        .any(|r| r.enforce.contains(&Enforcement::BlockEgress));
-    if cfg.secrets.enabled && egress_rules && set.egress == "none" {
-        anyhow::bail!(
-            "`enforce: block-egress` rules need the cgroup connect hooks, which are not attached; \
-             fix: mount cgroup v2, or remove block-egress from secrets.rules[].enforce"
-        );
-    }
-    let mut missing = Vec::new();
-    let connect_hook = "tracepoint/syscalls/sys_enter_connect";
-    // The cgroup hooks alone see inet connects, but neither their outcome
-    // nor Unix-socket connects: still not what the agent promises.
-    if !set.connect.contains("tracepoint") {
-        let partial = if set.connect == "none" {
-            ""
-        } else {
-            " (inet connects are still reported by the cgroup socket hooks, without their \
-             outcome; Unix-socket connects are not)"
-        };
-        missing.push(format!(
-            "{connect_hook} (net_connect events): {}{partial}",
-            why(connect_hook)
-        ));
-    }
-    Ok(missing)
 }
