@@ -81,7 +81,9 @@ fn metrics_addr(status: &Value) -> String {
 #[test]
 fn secrets_without_the_file_open_hook_refuse_to_start_naming_the_hook_and_the_fix() {
     let state = tempfile::tempdir().unwrap();
-    let cfg_text = config(state.path(), "");
+    // The syscall set is the one that needs tracefs (the page-cache and LSM
+    // sets attach without it).
+    let cfg_text = config(state.path(), "kernel:\n  file_hooks: syscall\n");
     let mut cfg = tempfile::NamedTempFile::new().unwrap();
     std::io::Write::write_all(&mut cfg, cfg_text.as_bytes()).unwrap();
 
@@ -158,7 +160,7 @@ fn without_tracefs_and_secrets_off_the_agent_starts_and_says_what_it_cannot_see(
     // The start-up scan queues hashes: wait for them, as TEST_CONFIG does.
     let cfg_text = config(
         state.path(),
-        "secrets:\n  enabled: false\nhash:\n  emit_wait: 5s\n",
+        "kernel:\n  file_hooks: syscall\nsecrets:\n  enabled: false\nhash:\n  emit_wait: 5s\n",
     );
     let agent = AgentProc::start_with(&cfg_text, |c| without_sys_admin(c, true));
     let st = started_status(&agent);

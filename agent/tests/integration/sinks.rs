@@ -955,7 +955,11 @@ fn policy_check_rejects_bad_sinks() {
             "sinks:\n  - type: syslog\n    transport: tcp\n    address: siem.example\n",
             "host:port",
         ),
-        ("sinks:\n  - type: stdout\n    format: xml\n", "xml"),
+        // The unknown value itself is not repeated (it could be a misplaced token).
+        (
+            "sinks:\n  - type: stdout\n    format: xml\n",
+            "sinks[0].format: unknown variant (value not shown), expected one of",
+        ),
         (
             "sinks:\n  - type: syslog\n    transport: udp\n    address: 'h:514'\n    format: ocsf\n",
             "format \"ocsf\"",
