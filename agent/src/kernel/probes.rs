@@ -439,8 +439,8 @@ fn attach_syscall_hook(ebpf: &mut Ebpf, name: &str, tp: &str, hook: &str) -> Res
     Ok(Some(prog.info().map(|i| i.id()).unwrap_or(0)))
 }
 
-/// Attaches the file hook set `want` asks for (`auto`: the cheapest the
-/// kernel allows) and says which one is in use. A forced set the kernel
+/// Attaches the file hook set `want` asks for (`auto`: lsm where the kernel
+/// allows it, else syscall) and says which one is in use. A forced set the kernel
 /// refuses is an error naming the cause and the fix.
 fn attach_file_hooks(
     ebpf: &mut Ebpf,
@@ -465,10 +465,14 @@ fn attach_file_hooks(
                 return Ok(FileHooks::Lsm);
             }
             Err(e) if want == FileHooks::Lsm => return Err(forced("lsm", e)),
-            Err(e) => tracing::info!("file hook set lsm unavailable ({e:#}); trying page-cache"),
+            Err(e) => tracing::info!("file hook set lsm unavailable ({e:#}); using syscall"),
         }
     }
-    if matches!(want, FileHooks::Auto | FileHooks::PageCache) {
+    // Not part of `auto`: the page-cache hooks do not see files on tmpfs
+    // (shmem has its own read path: Kubernetes Secret volumes, /run,
+    // /dev/shm), nor secrets created after start until a rescan, so they
+    // are an operator's choice of cost over coverage, never a silent default.
+    if want == FileHooks::PageCache {
         let direct = attach_btf_hooks(ebpf, btf, PAGE_CACHE_HOOKS).or_else(|e| {
             tracing::info!(
                 "page-cache hooks with direct loads refused ({e:#}); using helper reads"
@@ -480,10 +484,7 @@ fn attach_file_hooks(
                 attached.extend(mine);
                 return Ok(FileHooks::PageCache);
             }
-            Err(e) if want == FileHooks::PageCache => return Err(forced("page-cache", e)),
-            Err(e) => {
-                tracing::info!("file hook set page-cache unavailable ({e:#}); using syscall")
-            }
+            Err(e) => return Err(forced("page-cache", e)),
         }
     }
     attach_syscall_hooks(ebpf, OPEN_HOOKS, attached, unattached);

@@ -1,4 +1,4 @@
-//! The page-cache file hook set (the default on a kernel without BPF LSM):
+//! The page-cache file hook set (`kernel.file_hooks: page-cache`, never chosen by `auto`):
 //! reads of watched secrets through read, pread, mmap and sendfile are seen
 //! with the catalogued path, unwatched reads are not, repeats are folded in
 //! the kernel with a count, and a kill rule still kills on the first read.
@@ -79,7 +79,7 @@ fn opens_of(agent: &AgentProc, m: &str) -> Vec<Value> {
 }
 
 #[test]
-fn the_default_set_on_this_kernel_is_page_cache_and_status_says_so() {
+fn the_forced_page_cache_set_is_reported_in_status() {
     let f = fixture();
     let st = f.agent.status_after(0);
     assert_eq!(
