@@ -121,10 +121,12 @@ pub fn file_blind_spots(set: &str) -> &'static str {
     match set {
         "lsm" => "nothing the open path shows; reads through an fd opened before the agent started are not opens",
         "page-cache" => {
-            "an open without a read (no data: not a credential read), O_DIRECT and DAX reads \
-             (they bypass the page cache), files created after start in watched directories or \
-             with watched names until the next secrets rescan (secrets.rescan_interval); paths \
-             are the catalogued ones (a hard link reads as its catalogued name)"
+            "files on tmpfs (Kubernetes Secret volumes, /run, /dev/shm: shmem reads bypass \
+             these tracepoints), an open without a read (no data: not a credential read), \
+             O_DIRECT and DAX reads (they bypass the page cache), for about a second secrets \
+             created or renamed into a directory that holds one, elsewhere until the next \
+             secrets rescan (secrets.rescan_interval); paths are the catalogued ones (a hard \
+             link reads as its catalogued name)"
         }
         "syscall" => "nothing the open syscalls show; costs every syscall of every task the traced slow path",
         _ => "every file access: no file hook attached",
