@@ -54,13 +54,13 @@ impl Hooks {
         }
     }
 
-    /// `hook_set.file_open`: the LSM set reports from `lsm/file_open`;
-    /// without BPF LSM, the page-cache tracepoints where the kernel has
-    /// them (6.12), else the open syscalls' tracepoints.
+    /// `hook_set.file_open` as `auto` chooses it: the LSM set reports from
+    /// `lsm/file_open`; without BPF LSM, the open syscalls' tracepoints (the
+    /// page-cache set is opt-in: it cannot see files on tmpfs, where this
+    /// guest's secrets live).
     fn file_open(self) -> &'static str {
         match self {
             Hooks::Lsm => "lsm",
-            Hooks::Tracepoint if has_page_cache_tracepoints() => "tp_btf",
             Hooks::Tracepoint => "tracepoint",
         }
     }
@@ -71,13 +71,6 @@ impl Hooks {
             Hooks::Tracepoint => "tracepoint-sigkill",
         }
     }
-}
-
-/// Whether the guest kernel's BTF describes `mm_filemap_get_pages`.
-fn has_page_cache_tracepoints() -> bool {
-    let btf = std::fs::read("/sys/kernel/btf/vmlinux").unwrap_or_default();
-    let name = b"btf_trace_mm_filemap_get_pages";
-    btf.windows(name.len()).any(|w| w == name)
 }
 
 /// Values that must never appear in anything the agent prints.
