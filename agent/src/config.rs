@@ -76,21 +76,7 @@ pub struct KernelConfig {
     pub repeat_window: Duration,
 }
 
-/// The hook set for file access: `auto` picks the cheapest the kernel
-/// allows (lsm, else page-cache, else syscall); the others force one and
-/// make start-up fail when the kernel refuses it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FileHooks {
-    #[default]
-    Auto,
-    /// `lsm/file_open`: every open of a watched file, no syscall tracing.
-    Lsm,
-    /// `mm_filemap_*` tracepoints: reads and mmap faults of watched inodes.
-    PageCache,
-    /// The open syscalls' exit tracepoints (slow path for every syscall).
-    Syscall,
-}
+pub use crate::kernel::probes::FileHooks;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -10,9 +10,25 @@ use aya::{
     Btf, Ebpf, EbpfLoader,
 };
 use proctor_common::{AllowKey, InodeKey, IoUringOffsets, QuarantineEntry, NAME_KEY_LEN};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::{config::FileHooks, kernel::btf_offsets};
+use crate::kernel::btf_offsets;
+
+/// The hook set for file access: `auto` picks the cheapest complete set the kernel
+/// allows (lsm, else syscall; page-cache only when forced); the others force one and
+/// make start-up fail when the kernel refuses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileHooks {
+    #[default]
+    Auto,
+    /// `lsm/file_open`: every open of a watched file, no syscall tracing.
+    Lsm,
+    /// `mm_filemap_*` tracepoints: reads and mmap faults of watched inodes.
+    PageCache,
+    /// The open syscalls' exit tracepoints (slow path for every syscall).
+    Syscall,
+}
 
 /// The eBPF object built by agent/build.rs.
 pub static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("PROCTOR_BPF_OBJECT"));
