@@ -52,17 +52,22 @@ impl TestNet {
         }
     }
 
+    /// Runs `script` with python3 inside the namespace until the net is dropped.
+    fn spawn_python(&mut self, script: &str) {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns, PYTHON3, "-c", script])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.listeners.push(child);
+    }
+
     /// A TCP listener at 198.18.77.2:`port` inside the namespace.
     pub fn listen(&mut self, port: u16) {
         let script = format!(
             "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('198.18.77.2',{port}))\ns.listen(16)\nwhile True:\n    c,_=s.accept()\n    c.close()\n"
         );
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, PYTHON3, "-c", &script])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.listeners.push(child);
+        self.spawn_python(&script);
         // Wait until it accepts (probing from inside: this process must not
         // be the one talking to the namespace in the tests' evidence).
         for _ in 0..100 {
@@ -93,12 +98,7 @@ impl TestNet {
             ready = ready.to_str().unwrap(),
             log = log.to_str().unwrap(),
         );
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, PYTHON3, "-c", &script])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.listeners.push(child);
+        self.spawn_python(&script);
         for _ in 0..100 {
             if ready.exists() {
                 return log;
