@@ -51,10 +51,17 @@ pub fn build(arch: Arch, proctor: &Path, guest: &Path, busybox: &Path, out: &Pat
     std::fs::copy(busybox, root.join("bin/busybox"))?;
     std::os::unix::fs::symlink("busybox", root.join("bin/sh"))?;
     // Debug info is most of the agent's size; the guest needs none of it.
+    // The host's objcopy reads only its own arch: another arch's binaries
+    // take the cross binutils (gcc-<arch>-linux-gnu pulls them in).
+    let objcopy = if arch == Arch::native() {
+        "objcopy".to_string()
+    } else {
+        format!("{}-objcopy", arch.gnu())
+    };
     for (src, name) in [(proctor, "proctor"), (guest, "vm-guest")] {
         let dst = root.join("bin").join(name);
         crate::run(
-            Command::new("objcopy")
+            Command::new(&objcopy)
                 .arg("--strip-debug")
                 .arg(src)
                 .arg(&dst),
