@@ -317,9 +317,16 @@ fn boot(b: &Boot, initrd: &Path) -> Result<Vec<Option<Outcome>>> {
 
 fn print_table(results: &[(&Boot, Vec<Option<Outcome>>, Duration)]) {
     let width = SCENARIOS.iter().map(|s| s.len()).max().unwrap_or(8) + 2;
+    // Wide enough for the longest label (`6.12-arm64:tracepoint`).
+    let col = results
+        .iter()
+        .map(|(b, _, _)| b.label.len() + 2)
+        .max()
+        .unwrap_or(0)
+        .max(10);
     let mut head = format!("{:<width$}", "scenario");
     for (b, _, _) in results {
-        head.push_str(&format!("{:<18}", b.label));
+        head.push_str(&format!("{:<col$}", b.label));
     }
     eprintln!("\nvm-test: Debian kernels under QEMU (TCG)\n{head}");
     for (i, s) in SCENARIOS.iter().enumerate() {
@@ -331,7 +338,7 @@ fn print_table(results: &[(&Boot, Vec<Option<Outcome>>, Duration)]) {
                 None if !b.scenarios.contains(s) => "-",
                 None => "missing",
             };
-            row.push_str(&format!("{cell:<18}"));
+            row.push_str(&format!("{cell:<col$}"));
         }
         eprintln!("{row}");
     }
