@@ -1,6 +1,7 @@
 //! Turns an exec record from the kernel into a process identity: the path
 //! and hash of the binary the kernel ran, the script for `#!` files, and the
-//! integrity flags (fileless, deleted).
+//! integrity flags (fileless, deleted); whether the path is the host's name
+//! for that file is checked off the event loop (`identity::host_path`).
 //!
 //! The names in an exec record are the exec'ing process's, and may be
 //! hostile: a script path can be retargeted to a FIFO or a device right after
