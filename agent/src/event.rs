@@ -333,6 +333,11 @@ pub struct Exe {
     pub fileless: bool,
     pub deleted: bool,
     pub modified_after_exec: bool,
+    /// `host` when `path` leads to this very file (dev, inode) in the
+    /// agent's mount namespace, `process` when it is only the process's own
+    /// name for it (another mount namespace, replaced, deleted, fileless),
+    /// `pending` while the check runs (`identity::host_path`).
+    pub path_namespace: &'static str,
 }
 
 /// For `#!` scripts: `exe` is the interpreter binary the kernel ran; the

@@ -52,6 +52,7 @@ pub fn process() -> Process {
             fileless: false,
             deleted: false,
             modified_after_exec: false,
+            path_namespace: "host",
         },
         interpreter: None,
         cgroup: Cgroup {

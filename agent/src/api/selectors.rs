@@ -4,8 +4,9 @@
 //! Selector forms:
 //! - `unix` (as SPIRE's unix workload attestor): `uid:N`, `user:NAME`,
 //!   `gid:N`, `group:NAME`, `supplementary_gid:N`, `supplementary_group:NAME`
-//!   (effective ids, read at answer time), `path:/exe` (not for fileless or
-//!   deleted binaries), `sha256:HEX` (only when the hash of the exec'd file
+//!   (effective ids, read at answer time), `path:/exe` (as the process's own
+//!   mount namespace names it, as SPIRE's attestor reads it; not for
+//!   fileless or deleted binaries), `sha256:HEX` (only when the hash of the exec'd file
 //!   version is known and the file was not modified since).
 //! - `k8s` (as SPIRE's k8s attestor), when the pod is known: `pod-uid:`
 //!   (from a cgroup the kubelet made, confirmed by the pod list when one
@@ -18,6 +19,8 @@
 //!   container status's image, and again its `imageID` digest reference
 //!   when the runtime reports one).
 //! - `proctor`: `attestation:kernel-exec|procfs-scan`, `exec-sha256:HEX`,
+//!   `exe-host-path:/exe` (only when that path leads to the exec'd file,
+//!   by (dev, inode), in the agent's own mount namespace),
 //!   `binary-unmodified:true|false`, `binary-package:NAME` (an installed
 //!   dpkg package's unmodified program), `env-static-secrets:none` (the
 //!   environment was scanned at exec and held no credential), `fileless:`,
@@ -27,6 +30,7 @@
 use crate::{
     api::pb::{Identity, Integrity, Selector},
     event::{Attestation, Process},
+    identity::host_path::PathNamespace,
 };
 
 /// The credentials a process has now (effective ids, as SPIRE uses).
@@ -92,6 +96,7 @@ pub const SELECTOR_KINDS: &[(&str, &[&str])] = &[
         &[
             "attestation",
             "exec-sha256",
+            "exe-host-path",
             "binary-unmodified",
             "binary-package",
             "env-static-secrets",
@@ -134,6 +139,15 @@ pub fn vouched_sha256(p: &Process) -> Option<&str> {
     (p.exe.hash_status == "ok" && !p.exe.modified_after_exec)
         .then_some(p.exe.sha256.as_deref())
         .flatten()
+}
+
+/// The exe's path, if the agent's own mount namespace confirmed it leads
+/// to the exec'd file (`unix:path` is the process's own name for it, which a
+/// container or private mount namespace chooses).
+pub fn host_path(p: &Process) -> Option<&str> {
+    let e = &p.exe;
+    (e.path_namespace == PathNamespace::Host.as_str() && !e.fileless && !e.deleted)
+        .then_some(e.path.as_str())
 }
 
 /// Everything an answer needs besides the process record itself.
@@ -249,6 +263,9 @@ pub fn selectors(p: &Process, cx: &Context<'_>) -> Vec<Selector> {
     sel(&mut out, "proctor", format!("attestation:{attestation}"));
     if let Some(h) = sha {
         sel(&mut out, "proctor", format!("exec-sha256:{h}"));
+    }
+    if let Some(path) = host_path(p) {
+        sel(&mut out, "proctor", format!("exe-host-path:{path}"));
     }
     sel(
         &mut out,
@@ -467,6 +484,7 @@ mod tests {
                 fileless: false,
                 deleted: false,
                 modified_after_exec: false,
+                path_namespace: "host",
             },
             interpreter: None,
             cgroup: Cgroup {
@@ -531,6 +549,7 @@ mod tests {
             "k8s:pod-uid:u-1".into(),
             "proctor:attestation:kernel-exec".into(),
             format!("proctor:exec-sha256:{h}"),
+            "proctor:exe-host-path:/usr/bin/app".into(),
             "proctor:binary-unmodified:true".into(),
             "proctor:binary-package:app-pkg".into(),
             "proctor:env-static-secrets:none".into(),
@@ -615,6 +634,36 @@ mod tests {
         p.pod = None;
         let v = values(&selectors(&p, &cx));
         assert!(!v.iter().any(|s| s.starts_with("k8s:")), "{v:?}");
+    }
+
+    #[test]
+    fn only_a_path_the_host_namespace_confirms_is_an_exe_host_path() {
+        let creds = Creds::from_record(&process());
+        let none = NameDb::default();
+        let cx = Context {
+            creds: &creds,
+            users: &none,
+            groups: &none,
+            parent: None,
+            hygiene: &Hygiene::default(),
+        };
+        let mut p = process();
+        let v = values(&selectors(&p, &cx));
+        assert!(
+            v.contains(&"proctor:exe-host-path:/usr/bin/app".to_string()),
+            "{v:?}"
+        );
+        for ns in ["process", "pending"] {
+            p.exe.path_namespace = ns;
+            let v = values(&selectors(&p, &cx));
+            // SPIRE's unix:path stays: it is the process's own name.
+            assert!(v.contains(&"unix:path:/usr/bin/app".to_string()), "{v:?}");
+            assert!(!v.iter().any(|s| s.contains("exe-host-path")), "{v:?}");
+        }
+        p.exe.path_namespace = "host";
+        p.exe.deleted = true;
+        let v = values(&selectors(&p, &cx));
+        assert!(!v.iter().any(|s| s.contains("exe-host-path")), "{v:?}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Turns an exec record from the kernel into a process identity: the path
 //! and hash of the binary the kernel ran, the script for `#!` files, and the
-//! integrity flags (fileless, deleted).
+//! integrity flags (fileless, deleted); whether the path is the host's name
+//! for that file is checked off the event loop (`identity::host_path`).
 //!
 //! The names in an exec record are the exec'ing process's, and may be
 //! hostile: a script path can be retargeted to a FIFO or a device right after
@@ -19,6 +20,7 @@ use crate::{
     event::{Attestation, Cgroup, Exe, Interpreter, Process, ScriptIdentity},
     identity::exec_id::{exec_id, Origin},
     identity::hash_cache::{FileKey, HashCache, HashFuture, HashOutcome, Source},
+    identity::host_path::{self, PathNamespace},
     identity::snapshot::Snapshot,
     kernel::decode::ExecRecord,
     paths::normalize,
@@ -132,6 +134,12 @@ pub fn from_exec(
     let mut sources: Vec<Source> = opened.map(|(f, _)| Source::Open(f)).into_iter().collect();
     sources.extend(candidates.into_iter().map(Source::Path));
     let exe_hash = hashes.request(key, sources);
+    // A memfd or deleted file has no path that leads to it anywhere.
+    let place = (!fileless && !deleted).then(|| host_path::check(key, &path));
+    let path_namespace = match place {
+        Some(_) => host_path::PENDING,
+        None => PathNamespace::Process.as_str(),
+    };
 
     let (interpreter, script_hash) = match &rec.interp {
         None => (None, None),
@@ -173,6 +181,7 @@ pub fn from_exec(
             fileless,
             deleted,
             modified_after_exec: false,
+            path_namespace,
         },
         interpreter,
         cgroup: Cgroup {
@@ -184,7 +193,7 @@ pub fn from_exec(
         pod: None,
         attestation: Attestation::KernelExec,
     };
-    Snapshot::new(Arc::new(process), Some(exe_hash), script_hash)
+    Snapshot::new(Arc::new(process), Some(exe_hash), script_hash).with_exe_place(place)
 }
 
 /// The script's identity from the file its path leads to now, and its hash

@@ -11,6 +11,7 @@ use crate::{
     identity::cgroups::CgroupResolver,
     identity::exec_id::{exec_id, Origin},
     identity::hash_cache::{FileKey, HashCache, Source},
+    identity::host_path::{self, PathNamespace},
     identity::snapshot::Snapshot,
     redact::redact_args,
 };
@@ -59,6 +60,7 @@ pub fn scan_pid(pid: u32, cgroups: &mut CgroupResolver, hashes: &HashCache) -> O
     let cgroup_id = cgroups.id_of_pid(pid).unwrap_or(0);
     let key = FileKey::of(&meta);
     let exe_hash = hashes.request(key, vec![Source::Path(proc_exe)]);
+    let place = (!deleted).then(|| host_path::check(key, &path));
     let cgroup_path = cgroups.path(cgroup_id, pid);
     let workload = cgroups.workload(cgroup_id, cgroup_path.as_deref());
     let process = Process {
@@ -89,6 +91,11 @@ pub fn scan_pid(pid: u32, cgroups: &mut CgroupResolver, hashes: &HashCache) -> O
             fileless,
             deleted: deleted && !fileless,
             modified_after_exec: false,
+            path_namespace: if deleted {
+                PathNamespace::Process.as_str()
+            } else {
+                host_path::PENDING
+            },
         },
         interpreter: None,
         cgroup: Cgroup {
@@ -100,7 +107,9 @@ pub fn scan_pid(pid: u32, cgroups: &mut CgroupResolver, hashes: &HashCache) -> O
         attestation: Attestation::ProcfsScan,
     };
     Some(Scanned {
-        snapshot: Snapshot::new(Arc::new(process), Some(exe_hash), None).with_workload(workload),
+        snapshot: Snapshot::new(Arc::new(process), Some(exe_hash), None)
+            .with_exe_place(place)
+            .with_workload(workload),
         start_boottime_ns,
     })
 }

@@ -9,6 +9,7 @@ use crate::{
     event::Process,
     identity::container::{Refusal, Workload, WorkloadFuture},
     identity::hash_cache::{HashFuture, HashOutcome},
+    identity::host_path::{PathNamespace, PlaceFuture},
     identity::pods::{PodAnswer, PodCache},
     sync::lock,
 };
@@ -20,6 +21,9 @@ pub struct Snapshot {
     pub process: Arc<Process>,
     pub exe_hash: Option<HashFuture>,
     pub script_hash: Option<HashFuture>,
+    /// Whether `exe.path` is that file in the agent's mount namespace
+    /// (`identity::host_path`); `exe.path_namespace` says `pending` until known.
+    pub exe_place: Option<PlaceFuture>,
     /// The container and pod the cgroup was vouched to be (the ownership
     /// walk runs on the blocking pool); `process.container`/`pod` stay
     /// empty until it is known.
@@ -38,6 +42,7 @@ struct Filled {
     base: Arc<Process>,
     exe: Option<HashOutcome>,
     script: Option<HashOutcome>,
+    place: Option<PathNamespace>,
     workload: Option<Arc<Workload>>,
     pod: PodAnswer,
     view: Arc<Process>,
@@ -49,6 +54,7 @@ impl Filled {
         base: &Arc<Process>,
         exe: &Option<HashOutcome>,
         script: &Option<HashOutcome>,
+        place: &Option<PathNamespace>,
         workload: &Option<Arc<Workload>>,
         pod: &PodAnswer,
     ) -> bool {
@@ -62,6 +68,7 @@ impl Filled {
             && self.pod.same_as(pod)
             && self.exe == *exe
             && self.script == *script
+            && self.place == *place
     }
 }
 
@@ -79,10 +86,17 @@ impl Snapshot {
             process,
             exe_hash,
             script_hash,
+            exe_place: None,
             workload: None,
             pods: None,
             filled: Arc::default(),
         }
+    }
+
+    /// The same snapshot, `exe.path_namespace` from `place` once it is known.
+    pub fn with_exe_place(mut self, place: Option<PlaceFuture>) -> Self {
+        self.exe_place = place;
+        self
     }
 
     /// The same snapshot, its container and pod from the cgroup's verdict.
@@ -101,6 +115,7 @@ impl Snapshot {
             self.exe_hash.clone(),
             self.script_hash.clone(),
         )
+        .with_exe_place(self.exe_place.clone())
         .with_workload(self.workload.clone().filter(|_| same_cgroup))
         .with_pods(self.pods.as_ref())
     }
@@ -143,7 +158,11 @@ impl Snapshot {
             Some(f) => Some(f.clone().await),
             None => None,
         };
-        self.fill(exe, script, workload)
+        let place = match &self.exe_place {
+            Some(f) => Some(f.clone().await),
+            None => None,
+        };
+        self.fill(exe, script, place, workload)
     }
 
     /// The view with every hash filled in if they all arrive within `wait`;
@@ -168,26 +187,33 @@ impl Snapshot {
     pub fn current(&self) -> Arc<Process> {
         let peek = |f: &Option<HashFuture>| f.as_ref().and_then(|f| f.peek().cloned());
         let workload = self.workload.as_ref().and_then(|f| f.peek().cloned());
-        self.fill(peek(&self.exe_hash), peek(&self.script_hash), workload)
+        let place = self.exe_place.as_ref().and_then(|f| f.peek().copied());
+        self.fill(
+            peek(&self.exe_hash),
+            peek(&self.script_hash),
+            place,
+            workload,
+        )
     }
 
     fn fill(
         &self,
         exe: Option<HashOutcome>,
         script: Option<HashOutcome>,
+        place: Option<PathNamespace>,
         workload: Option<Arc<Workload>>,
     ) -> Arc<Process> {
         let pod = match (&self.pods, &workload) {
             (Some(c), Some(w)) => c.judge(w),
             _ => PodAnswer::Unchanged,
         };
-        if exe.is_none() && script.is_none() && workload.is_none() {
+        if exe.is_none() && script.is_none() && place.is_none() && workload.is_none() {
             return self.process.clone();
         }
         let mut memo = lock(&self.filled);
         if let Some(m) = memo
             .as_ref()
-            .filter(|m| m.is_for(&self.process, &exe, &script, &workload, &pod))
+            .filter(|m| m.is_for(&self.process, &exe, &script, &place, &workload, &pod))
         {
             return m.view.clone();
         }
@@ -207,6 +233,9 @@ impl Snapshot {
                 p.exe.modified_after_exec = true;
             }
         }
+        if let Some(pl) = place {
+            p.exe.path_namespace = pl.as_str();
+        }
         if let (Some(o), Some(interp)) = (&script, p.interpreter.as_mut()) {
             interp.script.sha256 = o.sha256_hex();
             interp.script.hash_status = o.status();
@@ -216,6 +245,7 @@ impl Snapshot {
             base: self.process.clone(),
             exe,
             script,
+            place,
             workload,
             pod,
             view: view.clone(),
@@ -241,6 +271,7 @@ mod tests {
             .snapshot;
         let a = s.resolve().await;
         assert_eq!(a.exe.hash_status, "ok");
+        assert_eq!(a.exe.path_namespace, "host", "{:?}", a.exe);
         assert!(Arc::ptr_eq(&a, &s.clone().resolve().await));
         assert!(Arc::ptr_eq(&a, &s.current()));
         // A snapshot of another process (here a copy) fills its own view.

@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::{
     event::{Process, Severity},
+    identity::host_path::PathNamespace,
     identity::packages::PackagedExe,
     secrets::catalog::{CatalogEntry, ClientName},
     secrets::owner_files::{is_literal, OwnerFiles},
@@ -67,10 +68,12 @@ impl<'de> Deserialize<'de> for Sha256Hex {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Selector {
-    /// The executable: a literal path matches only the very file at that
-    /// path in the agent's mount namespace, by (dev, inode); a glob
-    /// (`/opt/app/bin/*`) matches the path as the process's own mount
-    /// namespace spells it, which that namespace controls.
+    /// The executable, always as the agent's (host) mount namespace sees
+    /// it: a literal path matches only the very file at that path, by
+    /// (dev, inode); a glob (`/opt/app/bin/*`) matches the exe's path only
+    /// when that path leads to the exec'd file in the agent's namespace
+    /// (`exe.path_namespace: host`), so a container or an `unshare -Urm`
+    /// user presenting `/opt/app/bin/x` from its own mounts matches neither.
     pub exe_path: Option<PathGlob>,
     /// The kernel-observed SHA-256 of the executable.
     pub exe_sha256: Option<Sha256Hex>,
@@ -97,7 +100,7 @@ impl Selector {
             if is_literal(&g.pattern) {
                 !p.exe.fileless && files.is(&g.pattern, (p.exe.dev, p.exe.inode))
             } else {
-                g.is_match(&p.exe.path)
+                p.exe.path_namespace == PathNamespace::Host.as_str() && g.is_match(&p.exe.path)
             }
         }) && self
             .exe_sha256
@@ -696,6 +699,62 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("line 4"), "{e}");
+    }
+
+    fn owner_rule(owner: &str) -> SecretsConfig {
+        let yaml =
+            format!("secrets:\n  rules:\n    - secret: {{id: pgpass}}\n      owners: [{owner}]\n");
+        crate::config::Config::parse(&yaml, "test").unwrap().secrets
+    }
+
+    #[test]
+    fn an_exe_path_glob_owns_only_a_path_that_is_true_in_the_host_namespace() {
+        let cfg = owner_rule("{exe_path: \"/opt/app/bin/*\"}");
+        let entries = crate::secrets::catalog::builtin_entries();
+        let pgpass = entries.iter().find(|e| e.id == "pgpass").unwrap();
+        let files = OwnerFiles::default();
+        let mut reader = crate::testdata::process();
+        reader.exe.path = "/opt/app/bin/worker".into();
+        let judge = |p: &Process| cfg.judge(pgpass, "/root/.pgpass", p, None, &files);
+        reader.exe.path_namespace = "host";
+        assert_eq!(judge(&reader), Verdict::Owner, "{:?}", reader.exe);
+        // The same path spelled by another mount namespace, a check not yet
+        // done, and a host-true path the glob does not name: not owners.
+        for (ns, path) in [
+            ("process", "/opt/app/bin/worker"),
+            ("pending", "/opt/app/bin/worker"),
+            ("host", "/opt/other/bin/worker"),
+        ] {
+            reader.exe.path_namespace = ns;
+            reader.exe.path = path.into();
+            assert!(
+                matches!(judge(&reader), Verdict::Foreign(_)),
+                "{:?}",
+                reader.exe
+            );
+        }
+    }
+
+    #[test]
+    fn a_literal_exe_path_owns_by_inode_whatever_namespace_spells_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("owner");
+        std::fs::write(&bin, b"x").unwrap();
+        let literal = bin.display().to_string();
+        let cfg = owner_rule(&format!("{{exe_path: {literal}}}"));
+        let files = OwnerFiles::resolve(cfg.literal_exe_paths());
+        let (dev, ino) = files.id(&literal).unwrap();
+        let mut reader = crate::testdata::process();
+        reader.exe.path = "/somewhere/else/in/a/container".into();
+        reader.exe.path_namespace = "process";
+        reader.exe.dev = dev;
+        reader.exe.inode = ino;
+        let yes = cfg.rules[0].owners[0].matches(&reader, &files);
+        reader.exe.path = literal.clone();
+        reader.exe.path_namespace = "host";
+        reader.exe.inode = ino + 1;
+        let other_file = cfg.rules[0].owners[0].matches(&reader, &files);
+        assert!(yes && !other_file, "{:?}", reader.exe);
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod exec_storm;
 mod exposure;
 mod file_hooks;
 mod forgery;
+mod host_path;
 mod hostile_paths;
 mod kernel_layouts;
 mod kube_secrets;

@@ -4,7 +4,7 @@
 use std::{
     fmt::Write as _,
     io::Read,
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::atomic::{AtomicU64, Ordering},
@@ -17,6 +17,8 @@ use anyhow::{bail, Context, Result};
 pub enum Workload {
     UnwatchedOpens,
     CachedReads,
+    UdpSends,
+    IoUringOpens,
     SecretReads,
     ExecStorm,
     ConnectStorm,
@@ -24,9 +26,14 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 6] = [
+    /// The UDP and io_uring rows run before the secret reads: the bench
+    /// process holds no secret then, so they measure the hooks' cost on an
+    /// unwatched process.
+    pub const ALL: [Workload; 8] = [
         Workload::UnwatchedOpens,
         Workload::CachedReads,
+        Workload::UdpSends,
+        Workload::IoUringOpens,
         Workload::SecretReads,
         Workload::ExecStorm,
         Workload::ConnectStorm,
@@ -37,6 +44,8 @@ impl Workload {
         match self {
             Workload::UnwatchedOpens => "unwatched open/close",
             Workload::CachedReads => "unwatched cached 4 KiB reads",
+            Workload::UdpSends => "loopback UDP sendto",
+            Workload::IoUringOpens => "io_uring open/close",
             Workload::SecretReads => "watched secret reads",
             Workload::ExecStorm => "fork+exec storm",
             Workload::ConnectStorm => "loopback connects",
@@ -48,6 +57,8 @@ impl Workload {
         match self {
             Workload::UnwatchedOpens => "opens/s",
             Workload::CachedReads => "preads/s",
+            Workload::UdpSends => "datagrams/s",
+            Workload::IoUringOpens => "opens/s",
             Workload::SecretReads => "reads/s",
             Workload::ExecStorm => "execs/s",
             Workload::ConnectStorm => "connects/s",
@@ -63,6 +74,8 @@ pub struct Sizes {
     pub execs: usize,
     pub exec_threads: usize,
     pub connects: usize,
+    pub datagrams: usize,
+    pub uring_opens: usize,
     pub c_files: usize,
 }
 
@@ -76,6 +89,8 @@ impl Sizes {
                 execs: 40,
                 exec_threads: 2,
                 connects: 200,
+                datagrams: 2_000,
+                uring_opens: 2_000,
                 c_files: 2,
             }
         } else {
@@ -88,6 +103,8 @@ impl Sizes {
                 execs: 6_000,
                 exec_threads: 4,
                 connects: 30_000,
+                datagrams: 500_000,
+                uring_opens: 300_000,
                 c_files: 36,
             }
         }
@@ -116,6 +133,14 @@ impl Sizes {
                 "{} TCP connects to a loopback listener, one thread",
                 self.connects
             ),
+            Workload::UdpSends => format!(
+                "{} `sendto` of a 64-byte datagram to a loopback UDP socket (explicit address on an unconnected socket, so the cgroup sendmsg hook runs on each; the sink does not read: the send path is what is measured), one thread",
+                self.datagrams
+            ),
+            Workload::IoUringOpens => format!(
+                "{} IORING_OP_OPENAT + IORING_OP_CLOSE of one unwatched file through one io_uring, each waited for, one thread",
+                self.uring_opens
+            ),
             Workload::CBuild => format!(
                 "`make -j2` of a generated C project ({} files, gcc -O2), after `make clean`",
                 self.c_files
@@ -136,6 +161,8 @@ pub struct Env {
     pub marker: String,
     pub listener: SocketAddr,
     pub connect_failures: AtomicU64,
+    /// Bound for as long as the bench runs: the UDP row's destination.
+    udp_sink: UdpSocket,
     pub c_project: PathBuf,
 }
 
@@ -153,6 +180,7 @@ impl Env {
                 drop(c);
             }
         });
+        let udp_sink = UdpSocket::bind("127.0.0.1:0")?;
         let c_project = dir.join("cproject");
         write_c_project(&c_project, c_files)?;
         Ok(Env {
@@ -162,6 +190,7 @@ impl Env {
             marker: marker.to_string(),
             listener: addr,
             connect_failures: AtomicU64::new(0),
+            udp_sink,
             c_project,
         })
     }
@@ -215,6 +244,22 @@ impl Env {
                 }
                 Ok((sizes.connects as u64, t.elapsed().as_secs_f64()))
             }
+            Workload::UdpSends => {
+                let to = self.udp_sink.local_addr()?;
+                let s = UdpSocket::bind("127.0.0.1:0")?;
+                let payload = [0x42u8; 64];
+                let t = Instant::now();
+                for _ in 0..sizes.datagrams {
+                    s.send_to(&payload, to)
+                        .context("sendto the loopback UDP sink")?;
+                }
+                Ok((sizes.datagrams as u64, t.elapsed().as_secs_f64()))
+            }
+            Workload::IoUringOpens => {
+                let t = Instant::now();
+                uring_open_close(&self.plain, sizes.uring_opens)?;
+                Ok((sizes.uring_opens as u64, t.elapsed().as_secs_f64()))
+            }
             Workload::CBuild => {
                 make(&self.c_project, &["clean"])?;
                 let t = Instant::now();
@@ -223,6 +268,42 @@ impl Env {
             }
         }
     }
+}
+
+/// `n` opens and closes of `path` issued through io_uring, one at a time.
+fn uring_open_close(path: &Path, n: usize) -> Result<()> {
+    use io_uring::{opcode, squeue, types, IoUring};
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let mut ring =
+        IoUring::new(8).context("io_uring_setup (is the sysctl kernel.io_uring_disabled set?)")?;
+    let mut run = |sqe: squeue::Entry, what: &str| -> Result<i32> {
+        // SAFETY: what the entry points at (the path) outlives its
+        // completion, which is waited for before returning.
+        unsafe { ring.submission().push(&sqe) }.context("io_uring submission queue full")?;
+        ring.submit_and_wait(1)
+            .with_context(|| format!("io_uring_enter ({what})"))?;
+        let cqe = ring
+            .completion()
+            .next()
+            .with_context(|| format!("no io_uring completion for {what}"))?;
+        if cqe.result() < 0 {
+            bail!(
+                "{what} of {} through io_uring: {}",
+                path.display(),
+                std::io::Error::from_raw_os_error(-cqe.result())
+            );
+        }
+        Ok(cqe.result())
+    };
+    for _ in 0..n {
+        let open = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), c_path.as_ptr())
+            .flags(libc::O_RDONLY | libc::O_CLOEXEC)
+            .build();
+        let fd = run(open, "IORING_OP_OPENAT")?;
+        run(opcode::Close::new(types::Fd(fd)).build(), "IORING_OP_CLOSE")?;
+    }
+    Ok(())
 }
 
 /// `n` execs of /bin/true (with `marker` as argument) from `threads` threads.
