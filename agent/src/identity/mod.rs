@@ -7,6 +7,7 @@ pub mod container;
 pub mod exec_id;
 pub mod exec_identity;
 pub mod hash_cache;
+pub mod image_layers;
 pub mod liveness;
 pub mod packages;
 pub mod per_process;
