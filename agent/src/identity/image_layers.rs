@@ -48,7 +48,10 @@ const MAX_MOUNTINFO_BYTES: u64 = 16 << 20;
 const CACHED_LAYER_DBS: usize = 256;
 /// Where an image keeps its package databases, relative to a layer.
 const LAYER_DPKG_INFO: &str = "var/lib/dpkg/info";
-const LAYER_RPM_DBS: [&str; 2] = ["var/lib/rpm/rpmdb.sqlite", "usr/lib/sysimage/rpm/rpmdb.sqlite"];
+const LAYER_RPM_DBS: [&str; 2] = [
+    "var/lib/rpm/rpmdb.sqlite",
+    "usr/lib/sysimage/rpm/rpmdb.sqlite",
+];
 
 /// The overlayfs mount an exec'd file lives on, as its mountinfo line says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -346,18 +349,17 @@ fn find_overlay(mountinfo: &str, dev: u64, path: &str) -> Option<Overlay> {
         for opt in opts.split(',') {
             if let Some(v) = opt.strip_prefix("lowerdir=") {
                 // `::` separates data-only layers, which hold no visible path.
-                lowers.extend(
-                    v.split(':')
-                        .filter(|l| !l.is_empty())
-                        .map(unescape),
-                );
+                lowers.extend(v.split(':').filter(|l| !l.is_empty()).map(unescape));
             } else if let Some(v) = opt.strip_prefix("lowerdir+=") {
                 lowers.push(unescape(v));
             } else if let Some(v) = opt.strip_prefix("upperdir=") {
                 upper = Some(unescape(v));
             }
         }
-        if best.as_ref().is_none_or(|(len, _)| mount_point.len() > *len) {
+        if best
+            .as_ref()
+            .is_none_or(|(len, _)| mount_point.len() > *len)
+        {
             best = Some((mount_point.len(), Overlay { rel, lowers, upper }));
         }
     }
@@ -429,8 +431,14 @@ mod tests {
             "usr/bin/git"
         );
         // Another device, or an ext4 file: no overlay.
-        assert_eq!(find_overlay(LINE, libc::makedev(0, 79), "/usr/bin/git"), None);
-        assert_eq!(find_overlay(LINE, libc::makedev(8, 1), "/usr/bin/git"), None);
+        assert_eq!(
+            find_overlay(LINE, libc::makedev(0, 79), "/usr/bin/git"),
+            None
+        );
+        assert_eq!(
+            find_overlay(LINE, libc::makedev(8, 1), "/usr/bin/git"),
+            None
+        );
         // A path outside the mount point is not on that mount.
         assert_eq!(find_overlay(LINE, dev, "/usr/bin/git"), None);
     }
@@ -451,7 +459,10 @@ mod tests {
         let dir = tempfile::tempdir_in("/var/tmp").unwrap();
         let inner = dir.path().join("layer");
         std::fs::create_dir(&inner).unwrap();
-        assert!(trusted_path(&inner), "root-owned 0700 below sticky /var/tmp");
+        assert!(
+            trusted_path(&inner),
+            "root-owned 0700 below sticky /var/tmp"
+        );
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(!trusted_path(&inner), "world-writable, not sticky");
@@ -476,8 +487,7 @@ mod tests {
                 let info = layer.join(LAYER_DPKG_INFO);
                 std::fs::create_dir_all(&info).unwrap();
                 let md5 = hex::encode(<md5::Md5 as md5::Digest>::digest(content));
-                std::fs::write(info.join("git.md5sums"), format!("{md5}  usr/bin/git\n"))
-                    .unwrap();
+                std::fs::write(info.join("git.md5sums"), format!("{md5}  usr/bin/git\n")).unwrap();
             }
             std::fs::create_dir_all(base.path().join(top).join("2/fs")).unwrap();
         }
@@ -495,7 +505,13 @@ mod tests {
     }
 
     fn overlay(base: &Path, top: &str) -> Overlay {
-        let dir = |l: &str| base.join(top).join(l).join("fs").to_string_lossy().into_owned();
+        let dir = |l: &str| {
+            base.join(top)
+                .join(l)
+                .join("fs")
+                .to_string_lossy()
+                .into_owned()
+        };
         Overlay {
             rel: "usr/bin/git".into(),
             lowers: vec![dir("1")],
@@ -520,7 +536,11 @@ mod tests {
         // Copied up (anything at the path in the upper directory): the container's.
         let upper = base.path().join("snapshots/2/fs/usr/bin");
         std::fs::create_dir_all(&upper).unwrap();
-        std::fs::copy(base.path().join("snapshots/1/fs/usr/bin/git"), upper.join("git")).unwrap();
+        std::fs::copy(
+            base.path().join("snapshots/1/fs/usr/bin/git"),
+            upper.join("git"),
+        )
+        .unwrap();
         assert_eq!(layers.vouch(&claim, &o), None);
     }
 
@@ -535,7 +555,11 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let bin = base.path().join("snapshots/1/fs/usr/bin");
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o777)).unwrap();
-        assert_eq!(layers.vouch(&claim, &o), None, "a world-writable layer directory");
+        assert_eq!(
+            layers.vouch(&claim, &o),
+            None,
+            "a world-writable layer directory"
+        );
     }
 
     #[test]
@@ -550,7 +574,9 @@ mod tests {
         );
         let mut o = overlay(base.path(), "snapshots");
         o.lowers.push(db_layer.to_string_lossy().into_owned());
-        let found = layers.vouch(&claim, &o).expect("listed by the base layer's rpm");
+        let found = layers
+            .vouch(&claim, &o)
+            .expect("listed by the base layer's rpm");
         assert_eq!(found.evidence(), "image-layer:0:git-core:/usr/bin/git");
     }
 }

@@ -78,7 +78,9 @@ impl Default for PackagesConfig {
                 PathBuf::from("/usr/lib/sysimage/rpm/rpmdb.sqlite"),
             ],
             image_roots: vec![
-                PathBuf::from("/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots"),
+                PathBuf::from(
+                    "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots",
+                ),
                 PathBuf::from("/var/lib/containers/storage/overlay"),
                 PathBuf::from("/var/lib/docker/overlay2"),
             ],
@@ -92,7 +94,11 @@ impl PackagesConfig {
     pub fn validate(&self) -> Result<(), String> {
         let named = std::iter::once(("packages.root", &self.root))
             .chain(std::iter::once(("packages.dpkg_info", &self.dpkg_info)))
-            .chain(self.rpm_databases.iter().map(|p| ("packages.rpm_databases", p)))
+            .chain(
+                self.rpm_databases
+                    .iter()
+                    .map(|p| ("packages.rpm_databases", p)),
+            )
             .chain(self.image_roots.iter().map(|p| ("packages.image_roots", p)));
         for (key, p) in named {
             let plain = p.components().all(|c| {

@@ -17,6 +17,7 @@ mod exposure;
 mod file_hooks;
 mod forgery;
 mod hostile_paths;
+mod image_layers;
 mod kernel_layouts;
 mod kube_secrets;
 mod liveness;
