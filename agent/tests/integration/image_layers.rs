@@ -153,14 +153,28 @@ fn an_image_s_packaged_program_is_an_expected_client_while_copied_up_tmp_and_unr
         ok["finding"]["evidence"]["expected_client"], "image-layer:1:git:/usr/bin/git",
         "{ok}"
     );
-    // Side by side, the same program where the image does not vouch for it.
-    for (what, exe) in [
-        ("modified in the container", git(1)),
-        ("copied up unmodified", git(2)),
-        ("copied to the container's /tmp", merged[3].join("tmp/git")),
-        ("from a layer outside image_roots", git(4)),
+    let image_sha = ok["process"]["exe"]["sha256"].clone();
+    assert!(image_sha.is_string(), "{ok}");
+    // Side by side, the same program where the image does not vouch for it;
+    // each hashed (the verdict is about evidence, not a missing hash), and
+    // where `same` the very bytes of the image's file.
+    for (what, exe, same) in [
+        ("modified in the container", git(1), false),
+        ("copied up unmodified", git(2), true),
+        (
+            "copied to the container's /tmp",
+            merged[3].join("tmp/git"),
+            true,
+        ),
+        ("from a layer outside image_roots", git(4), true),
     ] {
         let e = read_by(&agent, c, &exe);
+        assert_eq!(e["process"]["exe"]["hash_status"], "ok", "{what}: {e}");
+        assert_eq!(
+            e["process"]["exe"]["sha256"] == image_sha,
+            same,
+            "{what}: {e}"
+        );
         assert!(
             matches!(severity(&e), "high" | "critical"),
             "{what}: no expected client, so high: {e}"
