@@ -158,12 +158,20 @@ impl ImageLayers {
 
     fn vouch(&self, claim: &FileClaim, o: &Overlay) -> Option<PackagedExe> {
         if let Some(upper) = &o.upper {
-            for u in self.lower_candidates(upper) {
-                // Anything at the path in the upper directory (a copy-up, a
-                // file the container wrote, a whiteout) is not image content.
-                if std::fs::symlink_metadata(u.join(&o.rel)).is_ok() {
-                    return None;
-                }
+            let uppers: Vec<PathBuf> = self
+                .lower_candidates(upper)
+                .into_iter()
+                .filter(|u| u.is_dir())
+                .collect();
+            // Anything at the path in the upper directory (a copy-up, a file
+            // the container wrote, a whiteout) is not image content; an
+            // upper directory the agent cannot see proves nothing either way.
+            if uppers.is_empty()
+                || uppers
+                    .iter()
+                    .any(|u| std::fs::symlink_metadata(u.join(&o.rel)).is_ok())
+            {
+                return None;
             }
         }
         let layers: Vec<PathBuf> = o
@@ -533,6 +541,12 @@ mod tests {
         assert_eq!(layers.vouch(&other, &o), None);
         // The same layer beyond the configured roots: no evidence.
         assert_eq!(layers.vouch(&claim, &overlay(base.path(), "outside")), None);
+        // An upper directory out of the agent's sight: no evidence.
+        let hidden = Overlay {
+            upper: Some("/nonexistent/upper".into()),
+            ..o.clone()
+        };
+        assert_eq!(layers.vouch(&claim, &hidden), None);
         // Copied up (anything at the path in the upper directory): the container's.
         let upper = base.path().join("snapshots/2/fs/usr/bin");
         std::fs::create_dir_all(&upper).unwrap();
