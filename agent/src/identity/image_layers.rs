@@ -541,6 +541,19 @@ mod tests {
         assert_eq!(layers.vouch(&other, &o), None);
         // The same layer beyond the configured roots: no evidence.
         assert_eq!(layers.vouch(&claim, &overlay(base.path(), "outside")), None);
+        // containerd's compact form for long stacks: layers relative to its
+        // snapshots directory, looked up below the configured roots only.
+        let relative = Overlay {
+            lowers: vec!["1/fs".into()],
+            upper: Some("2/fs".into()),
+            ..o.clone()
+        };
+        assert!(layers.vouch(&claim, &relative).is_some(), "{relative:?}");
+        let escaping = Overlay {
+            lowers: vec!["../outside/1/fs".into()],
+            ..relative
+        };
+        assert_eq!(layers.vouch(&claim, &escaping), None);
         // An upper directory out of the agent's sight: no evidence.
         let hidden = Overlay {
             upper: Some("/nonexistent/upper".into()),
