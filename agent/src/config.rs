@@ -287,6 +287,7 @@ impl Config {
         self.catalog()?;
         self.secrets.validate().map_err(anyhow::Error::msg)?;
         self.kubernetes.validate().map_err(anyhow::Error::msg)?;
+        self.packages.validate().map_err(anyhow::Error::msg)?;
         if self.sinks.is_empty() {
             bail!("sinks is empty: events would go nowhere; add `- type: stdout`");
         }

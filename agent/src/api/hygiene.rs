@@ -60,7 +60,11 @@ impl Evidence {
             None => None,
         };
         Hygiene {
-            package: package.map(|x| x.package.to_string()),
+            // Only the host's packages: an image's own database is written
+            // by whoever built the image, no ground for a workload identity.
+            package: package
+                .filter(|x| x.layer.is_none())
+                .map(|x| x.package.to_string()),
             env_clean: self.env_clean(&p.exec_id),
         }
     }

@@ -133,6 +133,14 @@ pub fn from_exec(
     };
     let mut sources: Vec<Source> = opened.map(|(f, _)| Source::Open(f)).into_iter().collect();
     sources.extend(candidates.into_iter().map(Source::Path));
+    // A tool that exits at once in a mount namespace of its own (a
+    // container's) leaves no /proc/<pid>/exe and a path the agent cannot
+    // resolve; its parent usually shares that namespace and root.
+    if let Ok(rel) = Path::new(&path).strip_prefix("/") {
+        sources.push(Source::Path(
+            Path::new(&format!("/proc/{}/root", rec.ppid)).join(rel),
+        ));
+    }
     let exe_hash = hashes.request(key, sources);
     // A memfd or deleted file has no path that leads to it anywhere.
     let place = (!fileless && !deleted).then(|| host_path::check(key, &path));

@@ -8,6 +8,7 @@ pub mod exec_id;
 pub mod exec_identity;
 pub mod hash_cache;
 pub mod host_path;
+pub mod image_layers;
 pub mod liveness;
 pub mod packages;
 pub mod per_process;

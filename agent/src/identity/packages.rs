@@ -11,6 +11,10 @@
 //! digest is about the very content the kernel ran). A copy in /tmp, a
 //! modified binary or a binary replaced after exec is not.
 //!
+//! A program run from a container's root file system is vouched for by the
+//! package database inside its image instead (see
+//! [`crate::identity::image_layers`]).
+//!
 //! All file I/O runs on the blocking pool: the index is built at start-up
 //! and rebuilt when a database changes (dpkg rewrites its info directory on
 //! every install or removal, rpm its SQLite file and its write-ahead log);
@@ -36,7 +40,10 @@ use serde::Deserialize;
 
 use crate::{
     event::Process,
-    identity::rpmdb::{self, FileDigest},
+    identity::{
+        image_layers::{ImageLayers, LayerVerdict},
+        rpmdb::{self, FileDigest},
+    },
 };
 
 /// Where dpkg keeps its per-package file lists and checksums.
@@ -55,6 +62,10 @@ pub struct PackagesConfig {
     pub dpkg_info: PathBuf,
     /// rpm SQLite databases (host paths); those that do not exist are skipped.
     pub rpm_databases: Vec<PathBuf>,
+    /// Container runtimes' overlayfs snapshot directories (host paths): a
+    /// program from an image layer below one of them is vouched for by the
+    /// image's own package database.
+    pub image_roots: Vec<PathBuf>,
 }
 
 impl Default for PackagesConfig {
@@ -66,13 +77,49 @@ impl Default for PackagesConfig {
                 PathBuf::from("/var/lib/rpm/rpmdb.sqlite"),
                 PathBuf::from("/usr/lib/sysimage/rpm/rpmdb.sqlite"),
             ],
+            image_roots: vec![
+                PathBuf::from(
+                    "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots",
+                ),
+                PathBuf::from("/var/lib/containers/storage/overlay"),
+                PathBuf::from("/var/lib/docker/overlay2"),
+            ],
         }
     }
 }
 
 impl PackagesConfig {
+    /// Every path must be absolute and plain: a relative root or one with
+    /// `..` would make the trust checks about some other directory.
+    pub fn validate(&self) -> Result<(), String> {
+        let named = std::iter::once(("packages.root", &self.root))
+            .chain(std::iter::once(("packages.dpkg_info", &self.dpkg_info)))
+            .chain(
+                self.rpm_databases
+                    .iter()
+                    .map(|p| ("packages.rpm_databases", p)),
+            )
+            .chain(self.image_roots.iter().map(|p| ("packages.image_roots", p)));
+        for (key, p) in named {
+            let plain = p.components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::RootDir | std::path::Component::Normal(_)
+                )
+            });
+            if !p.is_absolute() || !plain {
+                return Err(format!(
+                    "{key}: {} is not an absolute path without `.` or `..`; \
+                     give the host path from /, e.g. /var/lib/docker/overlay2",
+                    p.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// `host_path` as the agent reaches it.
-    fn local(&self, host_path: &Path) -> PathBuf {
+    pub(super) fn local(&self, host_path: &Path) -> PathBuf {
         self.root
             .join(host_path.strip_prefix("/").unwrap_or(host_path))
     }
@@ -92,17 +139,38 @@ impl PackagesConfig {
     }
 }
 /// Packaged files larger than this are not verified (no client is this big).
-const MAX_VERIFY_BYTES: u64 = 512 << 20;
+pub(super) const MAX_VERIFY_BYTES: u64 = 512 << 20;
 
 /// An executable proven to be an installed package's unmodified file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackagedExe {
     pub package: Arc<str>,
-    /// The path dpkg installed it at (absolute).
+    /// The path dpkg installed it at (absolute; in a container, inside
+    /// its root file system).
     pub path: String,
+    /// The image layer (snapshot id) whose package database vouched for
+    /// it; `None` for the host's packages.
+    pub layer: Option<Arc<str>>,
 }
 
 impl PackagedExe {
+    /// The `expected_client` evidence: `<package>:<path>` for the host's
+    /// packages, `image-layer:<snapshot id>:<package>:<path>` for an image's.
+    pub fn evidence(&self) -> String {
+        match &self.layer {
+            Some(id) => format!("image-layer:{id}:{}:{}", self.package, self.path),
+            None => format!("{}:{}", self.package, self.path),
+        }
+    }
+
+    /// Where the program comes from, for summaries.
+    pub fn origin(&self) -> String {
+        match &self.layer {
+            Some(id) => format!("package {} in image layer {id}", self.package),
+            None => format!("package {}", self.package),
+        }
+    }
+
     /// The program's name: the file name the package gave it.
     pub fn name(&self) -> &str {
         self.path.rsplit('/').next().unwrap_or(&self.path)
@@ -168,10 +236,15 @@ impl PackageIndex {
         (index, problems)
     }
 
+    /// Records one packaged file.
+    pub(super) fn insert(&mut self, path: String, package: Arc<str>, digest: FileDigest) {
+        self.files.insert(path, (package, digest));
+    }
+
     /// Adds every `*.md5sums` in `dir`, keeping the files in program
     /// directories (a bin, sbin or libexec directory, and dot-less names under
     /// lib such as `git-core/git` or `openssh/sshd-session`).
-    fn add_dpkg(&mut self, dir: &Path) -> std::io::Result<()> {
+    pub(super) fn add_dpkg(&mut self, dir: &Path) -> std::io::Result<()> {
         let files = &mut self.files;
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
@@ -211,7 +284,7 @@ impl PackageIndex {
 
     /// The package's record for `path`, trying the merged-/usr alias too
     /// (dpkg may list `bin/su` where the kernel reports `/usr/bin/su`).
-    fn lookup(&self, path: &str) -> Vec<(String, Arc<str>, FileDigest)> {
+    pub(super) fn lookup(&self, path: &str) -> Vec<(String, Arc<str>, FileDigest)> {
         let mut out = Vec::new();
         for candidate in [Some(path.to_string()), usr_alias(path)]
             .into_iter()
@@ -238,7 +311,7 @@ fn read_capped(path: &Path, cap: u64) -> std::io::Result<String> {
     Ok(s)
 }
 
-fn is_program_path(rel: &str) -> bool {
+pub(super) fn is_program_path(rel: &str) -> bool {
     let rel = rel.strip_prefix("usr/").unwrap_or(rel);
     let base = rel.rsplit('/').next().unwrap_or(rel);
     ["bin/", "sbin/", "libexec/", "games/"]
@@ -265,11 +338,11 @@ fn usr_alias(path: &str) -> Option<String> {
 
 /// The file a process's identity names: the exec'd binary or a script.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct FileClaim {
-    path: String,
-    dev: u64,
-    ino: u64,
-    sha256: String,
+pub struct FileClaim {
+    pub(super) path: String,
+    pub(super) dev: u64,
+    pub(super) ino: u64,
+    pub(super) sha256: String,
 }
 
 /// Checks `claim` against the index: the package's file at its path is the
@@ -310,13 +383,17 @@ fn verify_file(index: &PackageIndex, claim: &FileClaim) -> Option<PackagedExe> {
             FileDigest::Sha256(sha) => got_sha == sha,
         };
         if unchanged && packaged && hex::encode(got_sha) == claim.sha256 {
-            return Some(PackagedExe { package, path });
+            return Some(PackagedExe {
+                package,
+                path,
+                layer: None,
+            });
         }
     }
     None
 }
 
-fn digests(mut f: &File) -> std::io::Result<([u8; 16], [u8; 32])> {
+pub(super) fn digests(mut f: &File) -> std::io::Result<([u8; 16], [u8; 32])> {
     let mut md5 = Md5::new();
     let mut sha = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
@@ -373,6 +450,7 @@ struct Loaded {
 /// The package index and the verdicts per file version.
 pub struct Packages {
     cfg: PackagesConfig,
+    layers: ImageLayers,
     loaded: Mutex<Loaded>,
     verdicts: Mutex<LruCache<(u64, FileClaim), PackagedFuture>>,
 }
@@ -382,6 +460,7 @@ impl Packages {
     /// a tokio runtime.
     pub fn start(cfg: PackagesConfig) -> Arc<Packages> {
         let p = Arc::new(Packages {
+            layers: ImageLayers::new(&cfg),
             cfg,
             loaded: Mutex::default(),
             verdicts: Mutex::new(LruCache::new(NonZeroUsize::new(4096).unwrap())),
@@ -443,13 +522,32 @@ impl Packages {
             return Some(f.clone());
         }
         let me = self.clone();
+        let (pid, ppid) = (p.pid, p.ppid);
+        let cache_key = key.clone();
         let fut = tokio::task::spawn_blocking(move || {
             let (index, _) = me.current();
-            let binary = verify_file(&index, &exe)?;
-            match script {
-                Some(s) => verify_file(&index, &s),
+            let mut unknown = false;
+            let mut check = |claim: &FileClaim| {
+                verify_file(&index, claim).or_else(|| match me.layers.verify(claim, pid, ppid) {
+                    LayerVerdict::Packaged(found) => Some(found),
+                    LayerVerdict::No => None,
+                    LayerVerdict::Unknown => {
+                        unknown = true;
+                        None
+                    }
+                })
+            };
+            let verdict = check(&exe).and_then(|binary| match &script {
+                Some(s) => check(s),
                 None => Some(binary),
+            });
+            if unknown {
+                // Its container's mounts were gone: the next process of the
+                // same file may still show them. (The verdict was put in the
+                // cache before this task could take the lock.)
+                me.verdicts.lock().unwrap().pop(&cache_key);
             }
+            verdict
         })
         .map(|r| r.ok().flatten())
         .boxed()
@@ -462,6 +560,20 @@ impl Packages {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relative_or_dotted_image_root_is_refused_naming_the_key() {
+        assert_eq!(PackagesConfig::default().validate(), Ok(()));
+        for bad in ["var/lib/docker/overlay2", "/var/lib/../tmp"] {
+            let cfg = PackagesConfig {
+                image_roots: vec![PathBuf::from(bad)],
+                ..PackagesConfig::default()
+            };
+            let err = cfg.validate().unwrap_err();
+            assert!(err.starts_with("packages.image_roots: "), "{err}");
+            assert!(err.contains(bad), "{err}");
+        }
+    }
 
     #[test]
     fn program_paths_are_kept_and_data_files_are_not() {

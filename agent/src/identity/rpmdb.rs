@@ -55,6 +55,27 @@ pub fn read_files(db: &Path, keep: impl Fn(&str) -> bool) -> Result<(Vec<RpmFile
         .and_then(|c| blobs(&c))
         .or_else(|first| open(db, true).and_then(|c| blobs(&c)).map_err(|_| first))
         .with_context(|| format!("cannot read the rpm database {}", db.display()))?;
+    Ok(parse_blobs(blobs, keep))
+}
+
+/// [`read_files`] for a database opened already (an image layer's, opened
+/// without following links and type-checked): SQLite reads it through the
+/// fd's `/proc/self/fd` link as an immutable file, since a layer never
+/// changes; `shown` names it in errors.
+pub fn read_files_of(
+    file: &std::fs::File,
+    shown: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Result<(Vec<RpmFile>, usize)> {
+    use std::os::fd::AsRawFd;
+    let by_fd = std::path::PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    let blobs = open(&by_fd, true)
+        .and_then(|c| blobs(&c))
+        .with_context(|| format!("cannot read the rpm database {}", shown.display()))?;
+    Ok(parse_blobs(blobs, keep))
+}
+
+fn parse_blobs(blobs: Vec<Vec<u8>>, keep: impl Fn(&str) -> bool) -> (Vec<RpmFile>, usize) {
     let mut files = Vec::new();
     let mut bad = 0;
     for blob in blobs {
@@ -63,7 +84,7 @@ pub fn read_files(db: &Path, keep: impl Fn(&str) -> bool) -> Result<(Vec<RpmFile
             None => bad += 1,
         }
     }
-    Ok((files, bad))
+    (files, bad)
 }
 
 fn open(db: &Path, immutable: bool) -> rusqlite::Result<rusqlite::Connection> {

@@ -657,6 +657,7 @@ mod tests {
         let client = |pkg: &str, path: &str| PackagedExe {
             package: pkg.into(),
             path: path.into(),
+            layer: None,
         };
         let shadow = entry("shadow");
         let passwd = client("passwd", "/usr/bin/passwd");

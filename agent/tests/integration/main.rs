@@ -18,6 +18,7 @@ mod file_hooks;
 mod forgery;
 mod host_path;
 mod hostile_paths;
+mod image_layers;
 mod kernel_layouts;
 mod kube_secrets;
 mod liveness;

@@ -37,15 +37,15 @@ pub(super) fn carries_taint(role: Role, destinations_declared: bool) -> bool {
 pub(super) fn mark_expected_client(f: &mut Finding, reader: &Process, client: &PackagedExe) {
     let secret = f.secret.as_ref();
     f.summary = format!(
-        "{} (expected client {} from package {}, pid {}) read {} secret {}",
+        "{} (expected client {} from {}, pid {}) read {} secret {}",
         reader.comm,
         client.path,
-        client.package,
+        client.origin(),
         reader.pid,
         secret.map_or("?", |s| s.kind.as_str()),
         secret.map_or("?", |s| s.id.as_str()),
     );
-    f.evidence.expected_client = Some(format!("{}:{}", client.package, client.path));
+    f.evidence.expected_client = Some(client.evidence());
 }
 
 #[cfg(test)]
