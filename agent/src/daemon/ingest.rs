@@ -338,8 +338,23 @@ impl Ingest {
             Some(f) => f.await,
             None => None,
         };
+        let Some((matched, job)) = self.secrets.as_mut().and_then(|m| m.prepare_open(&rec)) else {
+            return;
+        };
+        // File I/O (a new version's stat and fingerprint read) waits on the
+        // blocking pool, not on this task.
+        let facts = match job {
+            Some(job) => match tokio::task::spawn_blocking(move || job.run()).await {
+                Ok(facts) => Some(facts),
+                Err(e) => {
+                    tracing::error!("secret file check of pid {} failed: {e}", rec.tgid);
+                    None
+                }
+            },
+            None => None,
+        };
         let out = match self.secrets.as_mut() {
-            Some(m) => m.on_open(&rec, &reader, &resolved, client.as_ref()),
+            Some(m) => m.finish_open(&rec, matched, facts, &reader, &resolved, client.as_ref()),
             None => Vec::new(),
         };
         for p in out {

@@ -2,9 +2,14 @@
 //! watched, which reads become which findings, what enforcement installs.
 
 use super::*;
-use crate::event::Severity;
+use crate::event::{Kind, Severity};
+use crate::identity::snapshot::Snapshot;
+use crate::kernel::decode::OpenRecord;
+use crate::pipeline::emitter::Pending;
+use crate::secrets::catalog::CatalogEntry;
 use crate::secrets::catalog::SecretKind;
 use crate::secrets::kernel_watch::RecordedWatch;
+use proctor_common::MATCH_INODE;
 use std::{fs, net::IpAddr, time::Instant};
 
 /// A node in a temporary directory: four secret files of three catalog
@@ -120,6 +125,9 @@ impl Node {
             filename: path.clone(),
             path: Some(path),
             repeats: 0,
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec() as u32),
+            ctime: (meta.ctime(), meta.ctime_nsec() as u32),
         }
     }
 }
