@@ -207,8 +207,9 @@ impl Ingest {
         let gone = sweep.step(&self.table, liveness::holds_pid, Instant::now());
         self.gaps.reconciled_without_exit += gone as u64;
         if let Some(m) = self.secrets.as_mut() {
-            m.poll_kube(self.pods.as_deref());
-            m.poll_dirs();
+            // Directory polls, rescans and the kubelet volume walk run on the
+            // blocking pool; this applies the last one and starts the next.
+            m.survey(self.pods.as_deref());
         }
     }
 

@@ -112,7 +112,8 @@ pub struct MonitorStats {
     pub last_scan_visited: usize,
     pub last_scan_truncated: bool,
     /// Rescans started because a directory holding secrets changed (the
-    /// page-cache hook set, which sees no file creation).
+    /// page-cache hook set, which sees no file creation). Directory polls,
+    /// rescans and the kubelet volume walk run on the blocking pool.
     pub new_file_rescans: u64,
     /// Kubelet Secret and projected volume files watched, named from the pod list.
     pub kube_secret_files: usize,
@@ -140,7 +141,8 @@ pub struct MonitorParts<K> {
 }
 
 pub struct SecretMonitor<K: KernelWatch = KernelMaps> {
-    catalog: Catalog,
+    /// Shared with the rescans on the blocking pool.
+    catalog: Arc<Catalog>,
     policy: SecretsConfig,
     fingerprinter: Fingerprinter,
     store: InventoryStore,
@@ -169,6 +171,8 @@ pub struct SecretMonitor<K: KernelWatch = KernelMaps> {
     /// The kubelet's Secret volumes, when a pod list names them.
     kube: Option<kube::KubeState>,
     destinations: DestinationBatch,
+    /// The look at the node's files running on the blocking pool.
+    survey_in_flight: Option<tokio::task::JoinHandle<survey::Surveyed>>,
     pub stats: MonitorStats,
 }
 
@@ -190,7 +194,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             policy.exfil.metadata_endpoints.clone(),
         );
         let mut m = Self {
-            catalog,
+            catalog: Arc::new(catalog),
             policy,
             fingerprinter,
             store,
@@ -211,6 +215,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             destinations: DestinationBatch::default(),
             usage,
             kube: None,
+            survey_in_flight: None,
             stats: MonitorStats::default(),
         };
         m.install_names()?;
@@ -328,44 +333,11 @@ impl<K: KernelWatch> SecretMonitor<K> {
         Ok(())
     }
 
-    /// Finds the catalogued files on the node and watches them (start-up, and
-    /// every `rescan_interval` for files no kernel filter can name).
-    pub fn scan(&mut self) {
-        self.last_scan = Instant::now();
-        let report = self.catalog.discover_report(&self.discover);
-        self.stats.last_scan_visited = report.visited;
-        self.stats.last_scan_truncated = report.truncated;
-        let mut present = HashSet::new();
-        for (path, id) in report.found {
-            let p = path.to_string_lossy().into_owned();
-            present.insert(p.clone());
-            // Discovery reports real paths: a symlink or FIFO there now is a
-            // swap since the walk, not the secret it judged.
-            match std::fs::symlink_metadata(&path) {
-                Ok(meta) if meta.is_file() => {
-                    self.track(&p, &id, &meta, None);
-                }
-                _ => {}
-            }
-        }
-        // Secrets the store knows that are gone now.
-        if let Ok(known) = self.store.secrets() {
-            for s in known
-                .iter()
-                .filter(|s| s.present && !s.path.starts_with("env:"))
-            {
-                if !present.contains(&s.path) && !Path::new(&s.path).exists() {
-                    let _ = self.store.mark_absent(&s.path);
-                }
-            }
-        }
-    }
-
     /// The page-cache hook set sees reads of watched inodes only: a secret
     /// created (or renamed over one) after the last scan would go unseen
     /// until the next. With this on, the directories that hold watched
     /// secrets, and their parents, are polled (one stat each, every call)
-    /// and a change in any of them rescans at once.
+    /// and a change in any of them rescans at once (see [`Self::survey`]).
     pub fn poll_new_files(&mut self) {
         self.new_file_dirs.get_or_insert_with(HashMap::new);
         self.note_dirs(
@@ -394,28 +366,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
         }
     }
 
-    /// Called every second (see [`Self::poll_new_files`]): rescans when a
-    /// polled directory changed. Returns whether it did.
-    pub fn poll_dirs(&mut self) -> bool {
-        let Some(dirs) = self.new_file_dirs.as_mut() else {
-            return false;
-        };
-        let mut changed = false;
-        for (d, seen) in dirs.iter_mut() {
-            let now = std::fs::metadata(d).and_then(|m| m.modified()).ok();
-            if now != *seen {
-                *seen = now;
-                changed = true;
-            }
-        }
-        if changed {
-            self.scan();
-            self.stats.new_file_rescans += 1;
-        }
-        changed
-    }
-
-    pub fn rescan_due(&self) -> bool {
+    fn rescan_due(&self) -> bool {
         self.last_scan.elapsed() >= self.policy.rescan_interval
     }
 
@@ -737,9 +688,6 @@ impl<K: KernelWatch> SecretMonitor<K> {
         self.flush_reads();
         self.follow_owner_files();
         self.searches.prune(self.policy.search.window);
-        if self.rescan_due() {
-            self.scan();
-        }
     }
 
     /// secret-stale findings due now (see [`crate::secrets::rotation`]).
@@ -842,6 +790,7 @@ mod file_probe;
 mod kube;
 mod open;
 mod reload;
+mod survey;
 #[cfg(test)]
 mod tests;
 mod verdict;
