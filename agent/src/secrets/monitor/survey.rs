@@ -166,21 +166,26 @@ impl<K: KernelWatch> SecretMonitor<K> {
         if dirs.is_empty() && !rescan && kube.is_none() {
             return None;
         }
-        let present = self
-            .store
-            .secrets()
-            .map(|known| {
-                known
-                    .into_iter()
-                    .filter(|s| s.present && !s.path.starts_with("env:"))
-                    .map(|s| s.path)
-                    .collect()
-            })
-            .unwrap_or_else(|e| {
-                tracing::warn!("inventory not read for the rescan: {e:#}");
-                self.stats.store_errors += 1;
-                Vec::new()
-            });
+        // The inventory is asked for a rescan that is due; a directory poll
+        // (every second) checks the watched files instead: no query per poll.
+        let present = if rescan {
+            self.store
+                .secrets()
+                .map(|known| {
+                    known
+                        .into_iter()
+                        .filter(|s| s.present && !s.path.starts_with("env:"))
+                        .map(|s| s.path)
+                        .collect()
+                })
+                .unwrap_or_else(|e| {
+                    tracing::warn!("inventory not read for the rescan: {e:#}");
+                    self.stats.store_errors += 1;
+                    Vec::new()
+                })
+        } else {
+            self.watched.iter().map(|w| w.path.clone()).collect()
+        };
         Some(SurveyJob {
             dirs,
             rescan,
