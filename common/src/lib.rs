@@ -191,6 +191,13 @@ pub struct FileOpenEvent {
     /// since this process's previous record of it (see [`ReadKey`]).
     pub repeats: u32,
     pub _pad: u32,
+    /// The inode's version as the kernel holds it (`i_size`, `i_mtime`,
+    /// `i_ctime`): the agent re-reads a secret only when these changed.
+    pub size: i64,
+    pub mtime_sec: i64,
+    pub ctime_sec: i64,
+    pub mtime_nsec: u32,
+    pub ctime_nsec: u32,
 }
 
 /// argv did not fit in [`ARGS_LEN`] bytes.

@@ -319,6 +319,15 @@ pub(crate) unsafe fn emit_open(
     ev.flags = flags;
     ev.f_mode = o.f_mode;
     ev.repeats = repeats;
+    // The version the agent's fingerprint cache keys on: no stat per event.
+    unsafe {
+        ev.size = read::<i64>(o.inode, off!(inode_size));
+        ev.mtime_sec = read::<i64>(o.inode, off!(inode_mtime_sec));
+        ev.ctime_sec = read::<i64>(o.inode, off!(inode_ctime_sec));
+        // tv_nsec (a long) or the split u32 field: the low half either way.
+        ev.mtime_nsec = read::<u32>(o.inode, off!(inode_mtime_nsec));
+        ev.ctime_nsec = read::<u32>(o.inode, off!(inode_ctime_nsec));
+    }
     if o.file.is_null() {
         ev.f_flags = 0;
         ev.dfd = -100;

@@ -119,6 +119,23 @@ fn add_section(md: &mut String, strict: bool, name: &str, section: Result<String
     Ok(())
 }
 
+/// The drop-onset section alone, printed with its profile (`bench --only drops`).
+pub fn run_drops(bin: &Path, smoke: bool) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("proctor-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let ctx = Ctx {
+        bin: bin.to_path_buf(),
+        smoke,
+        secrets: secrets::SecretSet::create(&dir, if smoke { 10 } else { 100 })?,
+        dir,
+        marker: format!("proctor-bench-{}", std::process::id()),
+        must_run_external: false,
+    };
+    let d = drops::section(&ctx, &mut Vec::new())?;
+    println!("{}\n{}", d.markdown, d.profile.unwrap_or_default());
+    Ok(())
+}
+
 pub fn run(bin: &Path, smoke: bool) -> Result<()> {
     let started = Instant::now();
     let dir = std::env::temp_dir().join(format!("proctor-bench-{}", std::process::id()));

@@ -70,6 +70,10 @@ enum Cmd {
         /// Each workload once and small: proves the harness works (part of the test suite).
         #[arg(long)]
         smoke: bool,
+        /// Only the drop-onset section, printed (BENCHMARKS.md untouched):
+        /// `--only drops`, to measure a pipeline change in a minute.
+        #[arg(long, value_parser = ["drops"])]
+        only: Option<String>,
     },
 }
 
@@ -307,7 +311,16 @@ fn main() -> Result<()> {
             }
             vm_test::run_matrix(&kernels, &bin, all)
         }
-        Cmd::Bench { smoke } => {
+        Cmd::Bench {
+            only: Some(_),
+            smoke,
+        } => {
+            // PROCTOR_BIN: measure a saved build (a baseline) without rebuilding.
+            let bin =
+                std::env::var_os("PROCTOR_BIN").map_or_else(build_release, |b| Ok(b.into()))?;
+            bench::run_drops(&bin, smoke)
+        }
+        Cmd::Bench { smoke, only: None } => {
             setup::all()?;
             let bin = build_release()?;
             bench::run(&bin, smoke).and_then(|()| bench_sinks::run(&bin, smoke))

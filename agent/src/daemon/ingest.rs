@@ -207,8 +207,9 @@ impl Ingest {
         let gone = sweep.step(&self.table, liveness::holds_pid, Instant::now());
         self.gaps.reconciled_without_exit += gone as u64;
         if let Some(m) = self.secrets.as_mut() {
-            m.poll_kube(self.pods.as_deref());
-            m.poll_dirs();
+            // Directory polls, rescans and the kubelet volume walk run on the
+            // blocking pool; this applies the last one and starts the next.
+            m.survey(self.pods.as_deref());
         }
     }
 
@@ -338,8 +339,23 @@ impl Ingest {
             Some(f) => f.await,
             None => None,
         };
+        let Some((matched, job)) = self.secrets.as_mut().and_then(|m| m.prepare_open(&rec)) else {
+            return;
+        };
+        // File I/O (a new version's stat and fingerprint read) waits on the
+        // blocking pool, not on this task.
+        let facts = match job {
+            Some(job) => match tokio::task::spawn_blocking(move || job.run()).await {
+                Ok(facts) => Some(facts),
+                Err(e) => {
+                    tracing::error!("secret file check of pid {} failed: {e}", rec.tgid);
+                    None
+                }
+            },
+            None => None,
+        };
         let out = match self.secrets.as_mut() {
-            Some(m) => m.on_open(&rec, &reader, &resolved, client.as_ref()),
+            Some(m) => m.finish_open(&rec, matched, facts, &reader, &resolved, client.as_ref()),
             None => Vec::new(),
         };
         for p in out {

@@ -65,6 +65,7 @@ impl Agent {
             limiter: RateLimiter::following(self.rate_limit.subscribe()),
             shutdown_grace: self.cfg.shutdown_grace,
             hash_wait: self.cfg.hash.emit_wait,
+            series: Default::default(),
         };
         let rx = self.rx.take().expect("run once");
         let m = &self.metrics;

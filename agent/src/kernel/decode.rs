@@ -186,6 +186,11 @@ pub struct OpenRecord {
     pub path: Option<String>,
     /// Accesses folded in the kernel since this process's previous record of the file.
     pub repeats: u32,
+    /// The inode's version when the probe ran: size, mtime and ctime as
+    /// (seconds, nanoseconds), the same values `stat` reports.
+    pub size: u64,
+    pub mtime: (i64, u32),
+    pub ctime: (i64, u32),
 }
 
 /// An exec as the probe saw it, with strings decoded.
@@ -457,6 +462,9 @@ fn open_record(ev: &FileOpenEvent) -> OpenRecord {
         filename: cstr(&ev.filename),
         path,
         repeats: ev.repeats,
+        size: ev.size.max(0) as u64,
+        mtime: (ev.mtime_sec, ev.mtime_nsec & NSEC_MASK),
+        ctime: (ev.ctime_sec, ev.ctime_nsec & NSEC_MASK),
     }
 }
 

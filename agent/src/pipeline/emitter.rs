@@ -9,6 +9,7 @@
 //! behind it goes out at once, its deadlines already past.
 
 use std::{
+    collections::HashMap,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -17,6 +18,7 @@ use std::{
 };
 
 use futures::{future::BoxFuture, stream::FuturesUnordered, FutureExt, StreamExt};
+use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
 
@@ -134,6 +136,14 @@ pub struct Emitter {
     pub shutdown_grace: Duration,
     /// How long after the kernel saw it an event may wait for its hashes.
     pub hash_wait: Duration,
+    pub series: Series,
+}
+
+/// The metric counters events feed, by label values, once looked up.
+#[derive(Default)]
+pub struct Series {
+    kinds: HashMap<Kind, Counter>,
+    findings: HashMap<(&'static str, &'static str), Counter>,
 }
 
 /// Past this, a hash that never finishes is reported `unavailable` in its
@@ -303,18 +313,33 @@ impl Emitter {
         let seq = self.seq.take();
         Arc::make_mut(&mut ev).seq = seq;
         self.counters.count(ev.kind);
-        self.metrics
-            .events
-            .get_or_create(&KindLabel {
-                kind: ev.kind.as_str().into(),
+        // A label set costs allocations and a locked lookup: each series'
+        // counter is looked up once and kept.
+        let metrics = &self.metrics;
+        self.series
+            .kinds
+            .entry(ev.kind)
+            .or_insert_with(|| {
+                metrics
+                    .events
+                    .get_or_create(&KindLabel {
+                        kind: ev.kind.as_str().into(),
+                    })
+                    .clone()
             })
             .inc();
         if let Some(f) = &ev.finding {
-            self.metrics
+            self.series
                 .findings
-                .get_or_create(&FindingLabels {
-                    rule: f.rule.into(),
-                    severity: f.severity.as_str().into(),
+                .entry((f.rule, f.severity.as_str()))
+                .or_insert_with(|| {
+                    metrics
+                        .findings
+                        .get_or_create(&FindingLabels {
+                            rule: f.rule.into(),
+                            severity: f.severity.as_str().into(),
+                        })
+                        .clone()
                 })
                 .inc();
         }

@@ -31,6 +31,7 @@ mod process_events;
 mod quarantine;
 mod reload;
 mod secret_intel;
+mod secret_versions;
 mod secrets;
 mod sinks;
 mod spire_attestation;

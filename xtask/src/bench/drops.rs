@@ -91,7 +91,10 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<DropsResult> {
         &ctx.bin,
         &ctx.dir,
         "drops",
-        &ctx.secrets.proctor_default(&ctx.dir, "drops", ""),
+        // No repeat suppression: every open is a record, so the curve
+        // measures the pipeline, not the kernel's folding of re-reads.
+        &ctx.secrets
+            .proctor_default(&ctx.dir, "drops", "kernel:\n  repeat_window: 0s\n"),
         Watch {
             open_count_marker: Some(ctx.secrets.homes[0].display().to_string()),
             ..Watch::default()
@@ -151,7 +154,7 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<DropsResult> {
     let mut md = String::from("## Sustained event rate and the drop onset\n\n");
     let _ = writeln!(
         md,
-        "proctor default config; watched-secret opens (5 files, round robin) at a steady pace for {secs} s per rate, the rate doubled until the kernel reports drops, then bisected. Each open is one kernel record, and the agent emits a `file_open` event and a `secret-read` finding for it (plus `secret-search` findings). The event stream is read from the agent's stdout by the bench, as a log shipper would. Delivered: the bench's own `file_open` events read back; emitted: all events the agent wrote (the machine's other activity included); drops: the agent's kernel drop counters (all record kinds).\n\n\
+        "proctor default config with `kernel.repeat_window: 0s` (every open a record); watched-secret opens (5 files, round robin) at a steady pace for {secs} s per rate, the rate doubled until the kernel reports drops, then bisected. Each open is one kernel record, and the agent emits a `file_open` event and a `secret-read` finding for it (plus `secret-search` findings). The event stream is read from the agent's stdout by the bench, as a log shipper would. Delivered: the bench's own `file_open` events read back; emitted: all events the agent wrote (the machine's other activity included); drops: the agent's kernel drop counters (all record kinds).\n\n\
          | target opens/s | achieved | delivered `file_open`/s | events emitted/s | kernel drops | agent CPU (one core = 100%) |\n| --- | --- | --- | --- | --- | --- |"
     );
     for s in &steps {

@@ -15,7 +15,7 @@ use crate::{
     secrets::catalog::{CatalogEntry, SecretKind},
     secrets::env::EnvSecret,
     secrets::kernel_watch::KernelWatch,
-    secrets::kube::{self, layout, KubeSecret, Layout},
+    secrets::kube::{self, KubeSecret, Layout},
 };
 
 /// How often the kubelet's volume directories are looked at again: new
@@ -74,32 +74,63 @@ impl<K: KernelWatch> SecretMonitor<K> {
         })
     }
 
-    /// Looks at the kubelet's volumes again (at most every [`KUBE_POLL`]):
-    /// new volumes and swapped `..data` directories are watched, files
-    /// gone are forgotten, and files are named again when the pod list changed.
+    /// Whether the kubelet's volumes are due for another look (every [`KUBE_POLL`]).
+    pub(super) fn kube_due(&self) -> bool {
+        self.kube
+            .as_ref()
+            .is_some_and(|st| st.last_poll.is_none_or(|t| t.elapsed() >= KUBE_POLL))
+    }
+
+    /// The kubelet root and the layout last seen, for a look elsewhere
+    /// (the walk keeps the scans of volumes whose `..data` did not move).
+    pub(super) fn take_kube_layout(&mut self) -> Option<(PathBuf, Layout)> {
+        let st = self.kube.as_mut()?;
+        st.last_poll = Some(Instant::now());
+        Some((st.root.clone(), std::mem::take(&mut st.layout)))
+    }
+
+    /// Puts back a layout taken for a look that did not happen.
+    pub(super) fn put_kube_layout(&mut self, old: Layout) {
+        if let Some(st) = self.kube.as_mut() {
+            st.layout = old;
+            st.last_poll = None;
+        }
+    }
+
+    /// Looks at the kubelet's volumes here and now (the daemon has the
+    /// walk done on the blocking pool, see [`Self::survey`]).
+    #[cfg(test)]
     pub fn poll_kube(&mut self, pods: Option<&PodCache>) {
+        if !self.kube_due() {
+            return;
+        }
+        let Some((root, old)) = self.take_kube_layout() else {
+            return;
+        };
+        let fresh = kube::layout::scan(&root, &old);
+        self.apply_kube(fresh, old, pods);
+    }
+
+    /// Applies a walk of the kubelet's volumes (`fresh`, after `old`): new
+    /// volumes and swapped `..data` directories are watched, files gone are
+    /// forgotten, and files are named again when the pod list changed.
+    pub(super) fn apply_kube(&mut self, fresh: Layout, old: Layout, pods: Option<&PodCache>) {
         let Some(st) = self.kube.as_mut() else {
             return;
         };
-        if st.last_poll.is_some_and(|t| t.elapsed() < KUBE_POLL) {
-            return;
-        }
-        st.last_poll = Some(Instant::now());
-        let fresh = layout::scan(&st.root, &st.layout);
         let generation = pods.map(|p| p.generation());
         let unchanged = st.pod_generation.is_some()
             && generation == st.pod_generation
-            && fresh.volumes.len() == st.layout.volumes.len()
+            && fresh.volumes.len() == old.volumes.len()
             && fresh.volumes.iter().all(|(dir, v)| {
-                st.layout
-                    .volumes
+                old.volumes
                     .get(dir)
                     .is_some_and(|o| o.data_dir == v.data_dir)
             });
+        st.layout = fresh;
         if unchanged {
             return;
         }
-        let old = std::mem::replace(&mut st.layout, fresh);
         st.pod_generation = Some(generation.unwrap_or(0));
         if let Some(p) = pods {
             st.pods = p.all().into_iter().map(|m| (m.uid.clone(), m)).collect();

@@ -14,21 +14,16 @@ use std::{
 
 use anyhow::{Context, Result};
 use lru::LruCache;
-use proctor_common::{InodeKey, QuarantineEntry, MATCH_INODE};
+use proctor_common::{InodeKey, QuarantineEntry};
 use serde::Serialize;
 
 use crate::{
-    clock::{now_ns, to_epoch_ns},
-    detect::findings::{self, ReadContext},
-    event::{FileInfo, Kind, Process, SecretInfo, Severity},
+    clock::now_ns,
+    detect::findings,
+    event::{Process, SecretInfo},
     identity::hash_cache::FileKey,
-    identity::packages::PackagedExe,
     identity::per_process::{PerProcess, ProcessKey},
-    identity::snapshot::Snapshot,
-    kernel::decode::OpenRecord,
-    pipeline::emitter::Pending,
-    safe_open::{self, Links, SafeOpenError},
-    secrets::catalog::{Catalog, CatalogEntry, DiscoverRoots, CONTENT_PEEK_BYTES},
+    secrets::catalog::{Catalog, DiscoverRoots},
     secrets::env,
     secrets::fingerprint::Fingerprinter,
     secrets::inventory::{DestinationBatch, InventoryStore, SecretRecord},
@@ -39,7 +34,7 @@ use crate::{
     secrets::policy::{Enforcement, SecretsConfig},
     secrets::read_batch::ReadBatch,
     secrets::search::{self, SearchWatch},
-    secrets::usage::{identity_key, SecretUsage, Taint},
+    secrets::usage::{identity_key, SecretUsage},
 };
 
 /// Content beyond this is not read: the fingerprint covers the first MiB.
@@ -96,6 +91,9 @@ pub struct MonitorStats {
     /// open found no regular file (a FIFO or device named like a secret) or
     /// another inode than the kernel reported.
     pub reads_refused: u64,
+    /// Secret files read for a fingerprint: once per file version (the
+    /// kernel's size, mtime and ctime), never per read.
+    pub fingerprint_reads: u64,
     pub store_errors: u64,
     /// Connections of secret carriers not kept for the blast radius: too
     /// many distinct destinations waited for a write.
@@ -114,7 +112,8 @@ pub struct MonitorStats {
     pub last_scan_visited: usize,
     pub last_scan_truncated: bool,
     /// Rescans started because a directory holding secrets changed (the
-    /// page-cache hook set, which sees no file creation).
+    /// page-cache hook set, which sees no file creation). Directory polls,
+    /// rescans and the kubelet volume walk run on the blocking pool.
     pub new_file_rescans: u64,
     /// Kubelet Secret and projected volume files watched, named from the pod list.
     pub kube_secret_files: usize,
@@ -142,7 +141,8 @@ pub struct MonitorParts<K> {
 }
 
 pub struct SecretMonitor<K: KernelWatch = KernelMaps> {
-    catalog: Catalog,
+    /// Shared with the rescans on the blocking pool.
+    catalog: Arc<Catalog>,
     policy: SecretsConfig,
     fingerprinter: Fingerprinter,
     store: InventoryStore,
@@ -171,6 +171,8 @@ pub struct SecretMonitor<K: KernelWatch = KernelMaps> {
     /// The kubelet's Secret volumes, when a pod list names them.
     kube: Option<kube::KubeState>,
     destinations: DestinationBatch,
+    /// The look at the node's files running on the blocking pool.
+    survey_in_flight: Option<tokio::task::JoinHandle<survey::Surveyed>>,
     pub stats: MonitorStats,
 }
 
@@ -192,7 +194,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             policy.exfil.metadata_endpoints.clone(),
         );
         let mut m = Self {
-            catalog,
+            catalog: Arc::new(catalog),
             policy,
             fingerprinter,
             store,
@@ -213,6 +215,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             destinations: DestinationBatch::default(),
             usage,
             kube: None,
+            survey_in_flight: None,
             stats: MonitorStats::default(),
         };
         m.install_names()?;
@@ -330,44 +333,11 @@ impl<K: KernelWatch> SecretMonitor<K> {
         Ok(())
     }
 
-    /// Finds the catalogued files on the node and watches them (start-up, and
-    /// every `rescan_interval` for files no kernel filter can name).
-    pub fn scan(&mut self) {
-        self.last_scan = Instant::now();
-        let report = self.catalog.discover_report(&self.discover);
-        self.stats.last_scan_visited = report.visited;
-        self.stats.last_scan_truncated = report.truncated;
-        let mut present = HashSet::new();
-        for (path, id) in report.found {
-            let p = path.to_string_lossy().into_owned();
-            present.insert(p.clone());
-            // Discovery reports real paths: a symlink or FIFO there now is a
-            // swap since the walk, not the secret it judged.
-            match std::fs::symlink_metadata(&path) {
-                Ok(meta) if meta.is_file() => {
-                    self.track(&p, &id, &meta, None);
-                }
-                _ => {}
-            }
-        }
-        // Secrets the store knows that are gone now.
-        if let Ok(known) = self.store.secrets() {
-            for s in known
-                .iter()
-                .filter(|s| s.present && !s.path.starts_with("env:"))
-            {
-                if !present.contains(&s.path) && !Path::new(&s.path).exists() {
-                    let _ = self.store.mark_absent(&s.path);
-                }
-            }
-        }
-    }
-
     /// The page-cache hook set sees reads of watched inodes only: a secret
     /// created (or renamed over one) after the last scan would go unseen
     /// until the next. With this on, the directories that hold watched
     /// secrets, and their parents, are polled (one stat each, every call)
-    /// and a change in any of them rescans at once.
+    /// and a change in any of them rescans at once (see [`Self::survey`]).
     pub fn poll_new_files(&mut self) {
         self.new_file_dirs.get_or_insert_with(HashMap::new);
         self.note_dirs(
@@ -396,28 +366,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
         }
     }
 
-    /// Called every second (see [`Self::poll_new_files`]): rescans when a
-    /// polled directory changed. Returns whether it did.
-    pub fn poll_dirs(&mut self) -> bool {
-        let Some(dirs) = self.new_file_dirs.as_mut() else {
-            return false;
-        };
-        let mut changed = false;
-        for (d, seen) in dirs.iter_mut() {
-            let now = std::fs::metadata(d).and_then(|m| m.modified()).ok();
-            if now != *seen {
-                *seen = now;
-                changed = true;
-            }
-        }
-        if changed {
-            self.scan();
-            self.stats.new_file_rescans += 1;
-        }
-        changed
-    }
-
-    pub fn rescan_due(&self) -> bool {
+    fn rescan_due(&self) -> bool {
         self.last_scan.elapsed() >= self.policy.rescan_interval
     }
 
@@ -430,8 +379,36 @@ impl<K: KernelWatch> SecretMonitor<K> {
         meta: &std::fs::Metadata,
         open_fd: Option<(u32, i32)>,
     ) -> Option<String> {
-        let key = inode_key(meta);
         let fp = self.fingerprint(path, meta, open_fd);
+        let parent = Path::new(path)
+            .parent()
+            .filter(|_| self.watches_new_files(catalog_id))
+            .and_then(|d| std::fs::metadata(d).ok());
+        self.track_version(path, catalog_id, meta, fp.clone(), parent.as_ref());
+        fp
+    }
+
+    /// Whether new files of `catalog_id` may appear under names no kernel
+    /// filter knows, so the directory of each one found is watched.
+    fn watches_new_files(&self, catalog_id: &str) -> bool {
+        self.catalog
+            .entry(catalog_id)
+            .is_some_and(|e| new_files_need_dir_watch(&e.paths))
+    }
+
+    /// Watches a file version already fingerprinted (inode, directory, kill
+    /// rule) and records it in the inventory; `parent` is its directory's
+    /// metadata, when the entry watches directories.
+    fn track_version(
+        &mut self,
+        path: &str,
+        catalog_id: &str,
+        meta: &std::fs::Metadata,
+        fp: Option<String>,
+        parent: Option<&std::fs::Metadata>,
+    ) {
+        self.fingerprints.put(FileKey::of(meta), fp.clone());
+        let key = inode_key(meta);
         if !self.by_inode.contains_key(&key) {
             self.note_dirs(&[path.to_string()]);
             let slot = self.watched.len() as u32;
@@ -451,22 +428,16 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 self.stats.map_errors += 1;
             }
         }
-        let watch_dir = self
-            .catalog
-            .entry(catalog_id)
-            .is_some_and(|e| new_files_need_dir_watch(&e.paths));
         let kind = self
             .entry_of(catalog_id)
             .map(|e| e.kind.as_str())
             .unwrap_or("generic_credentials");
-        if let Some(parent) = Path::new(path).parent().filter(|_| watch_dir) {
-            if let Ok(pm) = std::fs::metadata(parent) {
-                let dk = inode_key(&pm);
-                if self.dirs.insert(dk) && self.kernel.watch_dir(dk).is_err() {
-                    self.stats.map_errors += 1;
-                }
-                self.stats.watched_dirs = self.dirs.len();
+        if let Some(pm) = parent.filter(|_| self.watches_new_files(catalog_id)) {
+            let dk = inode_key(pm);
+            if self.dirs.insert(dk) && self.kernel.watch_dir(dk).is_err() {
+                self.stats.map_errors += 1;
             }
+            self.stats.watched_dirs = self.dirs.len();
         }
         let rec = SecretRecord {
             path: path.to_string(),
@@ -483,7 +454,6 @@ impl<K: KernelWatch> SecretMonitor<K> {
         if self.store.upsert_secret(&rec).is_err() {
             self.stats.store_errors += 1;
         }
-        fp
     }
 
     /// Stops watching an inode whose secret is gone.
@@ -513,330 +483,20 @@ impl<K: KernelWatch> SecretMonitor<K> {
             return fp.clone();
         }
         let expect = Some((meta.dev(), meta.ino()));
-        let fp = self
-            .read_secret(path, open_fd, expect, MAX_SECRET_BYTES)
-            .ok()
-            .map(|mut buf| {
+        self.stats.fingerprint_reads += 1;
+        let fp = match file_probe::read_secret(path, open_fd, expect, MAX_SECRET_BYTES) {
+            Ok(mut buf) => {
                 let fp = self.fingerprinter.fingerprint(&buf);
                 buf.fill(0);
-                fp
-            });
+                Some(fp)
+            }
+            Err(refused) => {
+                self.stats.reads_refused += u64::from(refused);
+                None
+            }
+        };
         self.fingerprints.put(key, fp.clone());
         fp
-    }
-
-    /// At most `cap` bytes from the top of the secret at `path`: through
-    /// `/proc/<pid>/fd/<fd>` (a magic link, followed) when the opener still
-    /// holds it, else through `path` (already the real path: a link there now
-    /// is a swap, not followed). Only a regular file, and only inode
-    /// `expect` when given, is read; refusals are counted, and the error
-    /// says whether there was one (`true`) or nothing could be opened.
-    fn read_secret(
-        &mut self,
-        path: &str,
-        open_fd: Option<(u32, i32)>,
-        expect: Option<safe_open::Inode>,
-        cap: u64,
-    ) -> Result<Vec<u8>, bool> {
-        let mut candidates = Vec::new();
-        if let Some((pid, fd)) = open_fd {
-            candidates.push((PathBuf::from(format!("/proc/{pid}/fd/{fd}")), Links::Follow));
-        }
-        candidates.push((PathBuf::from(path), Links::NoFollow));
-        let mut refused = false;
-        for (c, links) in candidates {
-            match safe_open::open_regular(&c, links, expect) {
-                Ok((mut f, _)) => {
-                    if let Ok(buf) = safe_open::read_prefix(&c, &mut f, cap) {
-                        return Ok(buf);
-                    }
-                }
-                Err(
-                    e @ (SafeOpenError::NotRegular { .. } | SafeOpenError::InodeChanged { .. }),
-                ) => {
-                    tracing::debug!("secret not read: {e}");
-                    refused = true;
-                }
-                Err(_) => {}
-            }
-        }
-        if refused {
-            self.stats.reads_refused += 1;
-        }
-        Err(refused)
-    }
-
-    /// Whether the file passes its catalog entry's content check.
-    fn content_ok(
-        &mut self,
-        entry: &CatalogEntry,
-        path: &str,
-        open_fd: Option<(u32, i32)>,
-    ) -> bool {
-        if entry.content.is_none() {
-            return true;
-        }
-        match self.read_secret(path, open_fd, None, CONTENT_PEEK_BYTES as u64) {
-            Ok(mut buf) => {
-                let ok = self.catalog.content_matches(entry, &buf);
-                buf.fill(0);
-                ok
-            }
-            // A FIFO or device named like a secret is no secret file.
-            Err(true) => false,
-            // Unreadable: err on the side of reporting.
-            Err(false) => true,
-        }
-    }
-
-    /// A matched open: the events and findings it yields. `client` is the
-    /// installed program the reader's exec'd file was proven to be, if any.
-    pub fn on_open(
-        &mut self,
-        rec: &OpenRecord,
-        reader: &Snapshot,
-        reader_now: &Arc<Process>,
-        client: Option<&PackagedExe>,
-    ) -> Vec<Pending> {
-        self.stats.opens_matched += 1;
-        let kernel_path = rec.path.clone().unwrap_or_else(|| rec.filename.clone());
-        // An inode match names its secret; other matches must pass the catalog.
-        // An inode match names its secret, unless the secret was deleted and
-        // its inode number reused by an unrelated file: then the watched path
-        // no longer leads to this inode and the slot is stale.
-        let inode_match = if rec.matched == MATCH_INODE {
-            let Some(w) = self.watched.get(rec.slot as usize) else {
-                return Vec::new();
-            };
-            match meta_at(&w.path, rec.ino, rec.dev) {
-                Some(meta) => Some((w.catalog_id.clone(), w.path.clone(), meta, w.kube.clone())),
-                None => {
-                    self.unwatch(rec.kdev, rec.ino);
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        let trusted_inode = inode_match.is_some();
-        let mut known_meta = None;
-        let mut kube = None;
-        let (catalog_id, secret_path) = if let Some((id, path, meta, k)) = inode_match {
-            known_meta = Some(meta);
-            kube = k;
-            (id, path)
-        } else {
-            match self.catalog.match_path(Path::new(&kernel_path)) {
-                Some(e) => (e.id.clone(), kernel_path.clone()),
-                None => {
-                    tracing::debug!("open of {kernel_path} passed the kernel filter but is not a catalogued secret");
-                    self.stats.opens_not_secret += 1;
-                    return Vec::new();
-                }
-            }
-        };
-        // The page-cache hooks see an inode, not a path: the watch table names it.
-        let page_cache = rec.syscall == proctor_common::OPEN_SYSCALL_PAGE_CACHE;
-        let kernel_path = if page_cache {
-            secret_path.clone()
-        } else {
-            kernel_path
-        };
-        let Some(entry) = self.entry_of(&catalog_id).cloned() else {
-            return Vec::new();
-        };
-        let open_fd = (rec.fd >= 0).then_some((rec.tgid, rec.fd));
-        if !trusted_inode && !self.content_ok(&entry, &secret_path, open_fd) {
-            tracing::debug!("{secret_path} fails the content check of {catalog_id}");
-            self.stats.opens_not_secret += 1;
-            return Vec::new();
-        }
-        // The file as it is now (for an inode match, the stat that proved
-        // the path still leads to it; /proc/PID/fd lookups cost a dentry
-        // each); a file already gone again keeps the kernel's identity.
-        let meta = known_meta
-            .or_else(|| {
-                meta_at(
-                    &format!("/proc/{}/fd/{}", rec.tgid, rec.fd),
-                    rec.ino,
-                    rec.dev,
-                )
-            })
-            .or_else(|| meta_at(&secret_path, rec.ino, rec.dev));
-        // The kernel filter passes regular files only; one that changed type
-        // since (or an older probe) is not a secret file to track.
-        if meta.as_ref().is_some_and(|m| !m.is_file()) {
-            self.stats.opens_not_secret += 1;
-            return Vec::new();
-        }
-        let fp = match meta {
-            Some(meta) => self.track(&secret_path, &catalog_id, &meta, open_fd),
-            None => None,
-        };
-
-        let access = match (rec.readable, rec.writable) {
-            (true, true) => "read_write",
-            (true, false) => "read",
-            (false, true) => "write",
-            // O_PATH: a handle, no data.
-            (false, false) => "path",
-        };
-        let file = FileInfo {
-            path: kernel_path.clone(),
-            inode: rec.ino,
-            dev: rec.dev,
-            flags: rec.flags,
-            access,
-            requested_path: rec.filename.clone(),
-            via: match rec.syscall {
-                proctor_common::OPEN_SYSCALL_IO_URING => Some("io_uring"),
-                proctor_common::OPEN_SYSCALL_PAGE_CACHE => Some("page_cache"),
-                _ => None,
-            },
-            secret_id: kube.as_ref().map(|k| k.id()),
-            repeats: (rec.repeats > 0).then_some(rec.repeats),
-        };
-        let mut out = vec![Pending {
-            file: Some(file.clone()),
-            ..Pending::new(Kind::FileOpen, rec.ktime_ns, reader.clone())
-        }];
-        if !rec.readable {
-            return out;
-        }
-        self.stats.reads_reported += 1;
-        // A refused open got no byte: an attempt, not a use of the secret
-        // (no inventory use, no binding, no exfiltration window).
-        if !rec.denied {
-            let reads = 1 + u64::from(rec.repeats);
-            self.record_read(&secret_path, reader_now, to_epoch_ns(rec.ktime_ns), reads);
-        }
-        // A decoy has no owner and no expected client: every read is one.
-        if catalog_id.starts_with(crate::secrets::decoys::ID_PREFIX) {
-            let secret = SecretInfo {
-                id: catalog_id.clone(),
-                kind: entry.kind.as_str().to_string(),
-                fingerprint: fp,
-                path: Some(secret_path.clone()),
-                variable: None,
-                k8s: None,
-            };
-            out.push(Pending {
-                file: Some(file),
-                finding: Some(findings::secret_decoy(
-                    reader_now,
-                    secret,
-                    entry.mitre.clone(),
-                )),
-                refers_to_previous: true,
-                ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
-            });
-            return out;
-        }
-        let verdict =
-            self.policy
-                .judge(&entry, &secret_path, reader_now, client, &self.owner_files);
-        let Some((mut severity, mut role)) = verdict::read_role(verdict) else {
-            return out;
-        };
-        // A pod reading a Secret its own volumes hold is that Secret's owner.
-        if kube.is_some() && self.kube_reader_is_mounted(fp.as_deref(), reader_now) {
-            (severity, role) = (Severity::Info, Role::Owner);
-        }
-        let secret = SecretInfo {
-            id: kube.as_ref().map_or_else(|| catalog_id.clone(), |k| k.id()),
-            kind: entry.kind.as_str().to_string(),
-            fingerprint: fp,
-            path: Some(secret_path.clone()),
-            variable: None,
-            k8s: kube.as_ref().map(|k| k.secret.clone()),
-        };
-        let follow_ups = if rec.denied {
-            None
-        } else {
-            self.track_use(&secret, &catalog_id, &secret_path, reader_now, role)
-        };
-        let mut finding = findings::secret_read(ReadContext {
-            reader: reader_now,
-            secret,
-            mitre: entry.mitre.clone(),
-            severity,
-            owner: role == Role::Owner,
-        });
-        if let (Role::ExpectedClient, Some(client)) = (role, client) {
-            verdict::mark_expected_client(&mut finding, reader_now, client);
-            self.stats.expected_client_reads += 1;
-        }
-        if rec.killed {
-            finding.action = Some("killed");
-            self.stats.killed += 1;
-        } else if rec.denied {
-            finding.action = Some("denied");
-            self.stats.denied += 1;
-        }
-        out.push(Pending {
-            file: Some(file),
-            finding: Some(finding),
-            refers_to_previous: true,
-            ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
-        });
-        let search = self.searches.on_open(
-            &self.policy.search,
-            reader_now,
-            &secret_path,
-            Instant::now(),
-        );
-        for f in follow_ups.into_iter().chain(search) {
-            out.push(Pending {
-                finding: Some(f),
-                ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
-            });
-        }
-        out
-    }
-
-    /// Replay check and exfiltration taint for one use of a secret.
-    fn track_use(
-        &mut self,
-        secret: &SecretInfo,
-        catalog_id: &str,
-        path: &str,
-        p: &Process,
-        role: Role,
-    ) -> Option<crate::event::Finding> {
-        let (allowed, declared) = self.policy.allowed_destinations(catalog_id, path);
-        if self.policy.exfil.enabled
-            && secret.fingerprint.is_some()
-            && verdict::carries_taint(role, declared)
-        {
-            self.usage.taint(
-                p,
-                Taint {
-                    at: Instant::now(),
-                    secret: secret.clone(),
-                    allowed,
-                    declared,
-                    reader_exec_id: p.exec_id.clone(),
-                },
-            );
-        }
-        if role == Role::ExpectedClient {
-            return None;
-        }
-        // A Kubernetes Secret is bound to the pods whose volumes hold it,
-        // by the pod list, from the first read on: no learning.
-        if secret.k8s.is_some() && secret.variable.is_none() {
-            if role != Role::Foreign {
-                return None;
-            }
-            let mounted = self.kube_mounted_in(secret.fingerprint.as_deref());
-            return self.usage.kube_replay(secret, p, &mounted);
-        }
-        let owners_declared = self
-            .policy
-            .rules_for(catalog_id, path)
-            .any(|r| !r.owners.is_empty());
-        self.usage
-            .on_use(secret, p, owners_declared, role == Role::Owner)
     }
 
     /// A connection by `p`: secret-exfil findings, if it carries secrets;
@@ -1028,9 +688,6 @@ impl<K: KernelWatch> SecretMonitor<K> {
         self.flush_reads();
         self.follow_owner_files();
         self.searches.prune(self.policy.search.window);
-        if self.rescan_due() {
-            self.scan();
-        }
     }
 
     /// secret-stale findings due now (see [`crate::secrets::rotation`]).
@@ -1068,13 +725,6 @@ impl EnvFound {
     pub fn is_empty(&self) -> bool {
         self.secrets.is_empty() && self.key_ref_candidates.is_empty()
     }
-}
-
-/// `path`'s metadata if it still is the file (`ino`, `dev` in st_dev encoding).
-fn meta_at(path: &str, ino: u64, dev: u64) -> Option<std::fs::Metadata> {
-    std::fs::metadata(path)
-        .ok()
-        .filter(|m| m.ino() == ino && m.dev() == dev)
 }
 
 /// Whether new files of an entry can appear under names no kernel name filter
@@ -1136,11 +786,16 @@ impl<K: KernelWatch> Drop for SecretMonitor<K> {
     }
 }
 
+mod file_probe;
 mod kube;
+mod open;
 mod reload;
+mod survey;
 #[cfg(test)]
 mod tests;
 mod verdict;
 
+pub use file_probe::{FileFacts, FileJob};
+pub use open::OpenMatch;
 pub use reload::PreparedPolicy;
 use verdict::Role;

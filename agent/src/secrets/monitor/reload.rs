@@ -6,7 +6,10 @@
 //! then are stale entries removed, so a kill rule present before and after
 //! the reload never has a moment without its deny entry.
 
-use std::collections::{BTreeSet, HashSet};
+use std::{
+    collections::{BTreeSet, HashSet},
+    sync::Arc,
+};
 
 use anyhow::Result;
 use proctor_common::InodeKey;
@@ -120,7 +123,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             }
         }
         let (old_names, old_parents) = name_sets(&self.catalog);
-        self.catalog = catalog;
+        self.catalog = Arc::new(catalog);
         self.discover = discover;
         self.owner_files = owner_files;
         self.usage.reconfigure(

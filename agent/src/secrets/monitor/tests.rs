@@ -2,9 +2,14 @@
 //! watched, which reads become which findings, what enforcement installs.
 
 use super::*;
-use crate::event::Severity;
+use crate::event::{Kind, Severity};
+use crate::identity::snapshot::Snapshot;
+use crate::kernel::decode::OpenRecord;
+use crate::pipeline::emitter::Pending;
+use crate::secrets::catalog::CatalogEntry;
 use crate::secrets::catalog::SecretKind;
 use crate::secrets::kernel_watch::RecordedWatch;
+use proctor_common::MATCH_INODE;
 use std::{fs, net::IpAddr, time::Instant};
 
 /// A node in a temporary directory: four secret files of three catalog
@@ -120,6 +125,9 @@ impl Node {
             filename: path.clone(),
             path: Some(path),
             repeats: 0,
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec() as u32),
+            ctime: (meta.ctime(), meta.ctime_nsec() as u32),
         }
     }
 }
@@ -333,13 +341,47 @@ fn a_stale_inode_slot_is_unwatched_and_its_deny_entry_dropped() {
                 "rules: [{secret: {id: app-key}, owners: [{exe_path: '{root}/bin/owner'}], enforce: [kill]}]",
             )
             .unwrap();
-    let rec = node.open(&m, "keys/a.key");
+    let mut rec = node.open(&m, "keys/a.key");
     let key = node.key("keys/a.key");
     fs::remove_file(node.path("keys/a.key")).unwrap();
+    // The inode number reused by another file: the kernel reports that
+    // file's version, whose ctime is its creation, not the secret's.
+    rec.ctime.0 += 1;
     read(&mut m, &rec, &reader("/usr/bin/curl"));
     assert!(!m.kernel.inodes.contains_key(&key));
     assert!(!m.kernel.deny_inodes.contains_key(&key));
     assert_eq!(m.stats.watched_inodes, 3);
+}
+
+#[test]
+fn a_read_of_a_version_already_fingerprinted_touches_no_file() {
+    let node = Node::new();
+    let mut m = node.monitor("{}").unwrap();
+    let rec = node.open(&m, "keys/a.key");
+    let reads = m.stats.fingerprint_reads;
+    // Moved away after the open: a stat or read now would miss it, the
+    // kernel's version of the inode is all the judgement needs.
+    fs::rename(node.path("keys/a.key"), node.path("a.key.moved")).unwrap();
+    let out = read(&mut m, &rec, &reader("/usr/bin/curl"));
+    let found = findings_of(&out, "secret-read");
+    assert_eq!(
+        found.len(),
+        1,
+        "{:?}",
+        out.iter().map(|p| p.kind).collect::<Vec<_>>()
+    );
+    assert!(
+        found[0].secret.as_ref().unwrap().fingerprint.is_some(),
+        "{:?}",
+        found[0]
+    );
+    assert_eq!(m.stats.fingerprint_reads, reads, "the file was read again");
+    // Control: a new version (content rewritten) is read.
+    fs::rename(node.path("a.key.moved"), node.path("keys/a.key")).unwrap();
+    let mut changed = rec.clone();
+    changed.size += 1;
+    read(&mut m, &changed, &reader("/usr/bin/curl"));
+    assert_eq!(m.stats.fingerprint_reads, reads + 1);
 }
 
 #[test]

@@ -1,0 +1,395 @@
+//! A matched open of a secret: named from the watch table or the catalog, its file version judged once (file I/O only when the kernel's size, mtime or ctime changed), then turned into `file_open` events and `secret-read` findings.
+
+use std::{path::Path, sync::Arc, time::Instant};
+
+use proctor_common::MATCH_INODE;
+
+use crate::{
+    clock::to_epoch_ns,
+    detect::findings::{self, ReadContext},
+    event::{FileInfo, Kind, Process, SecretInfo, Severity},
+    identity::hash_cache::FileKey,
+    identity::packages::PackagedExe,
+    identity::snapshot::Snapshot,
+    kernel::decode::OpenRecord,
+    pipeline::emitter::Pending,
+    secrets::kernel_watch::KernelWatch,
+    secrets::kube::KubeSecret,
+    secrets::usage::Taint,
+};
+
+use super::{
+    file_probe::{FileFacts, FileJob},
+    verdict, Role, SecretMonitor,
+};
+
+/// Which secret a matched open read, before its file version is judged.
+pub struct OpenMatch {
+    catalog_id: String,
+    secret_path: String,
+    kube: Option<Arc<KubeSecret>>,
+    /// The fingerprint of the version the kernel reported, when that version
+    /// was judged already: no file I/O for this open.
+    known: Option<Option<String>>,
+}
+
+/// The version of the file the kernel reported, as the fingerprint cache keys it.
+fn version(rec: &OpenRecord) -> FileKey {
+    FileKey {
+        dev: rec.dev,
+        ino: rec.ino,
+        size: rec.size,
+        mtime: rec.mtime,
+        ctime: rec.ctime,
+    }
+}
+
+impl<K: KernelWatch> SecretMonitor<K> {
+    /// First half of a matched open: names the secret and, unless the
+    /// kernel's version of the inode was fingerprinted already, the file
+    /// I/O still needed (for the blocking pool). `None`: no secret.
+    pub fn prepare_open(&mut self, rec: &OpenRecord) -> Option<(OpenMatch, Option<FileJob>)> {
+        self.stats.opens_matched += 1;
+        let kernel_path = || rec.path.clone().unwrap_or_else(|| rec.filename.clone());
+        let job = |watched_path: Option<String>, kernel_path: String, peek: bool| FileJob {
+            watched_path,
+            kernel_path,
+            peek,
+            open_fd: (rec.fd >= 0).then_some((rec.tgid, rec.fd)),
+            dev: rec.dev,
+            ino: rec.ino,
+            fingerprinter: self.fingerprinter.clone(),
+        };
+        if rec.matched == MATCH_INODE {
+            let w = self.watched.get(rec.slot as usize)?;
+            // A version judged through the watched path is still that file:
+            // an inode number freed and reused comes with a new ctime.
+            let known = self.fingerprints.get(&version(rec)).cloned();
+            let m = OpenMatch {
+                catalog_id: w.catalog_id.clone(),
+                secret_path: w.path.clone(),
+                kube: w.kube.clone(),
+                known,
+            };
+            if m.known.is_some() {
+                return Some((m, None));
+            }
+            // Should the watched path lead elsewhere now (the secret deleted,
+            // its inode number reused), the kernel's path is judged instead.
+            let path = kernel_path();
+            let peek = self
+                .catalog
+                .match_path(Path::new(&path))
+                .is_some_and(|e| e.content.is_some());
+            let job = job(Some(m.secret_path.clone()), path, peek);
+            return Some((m, Some(job)));
+        }
+        let path = kernel_path();
+        let Some(e) = self.catalog.match_path(Path::new(&path)) else {
+            tracing::debug!(
+                "open of {path} passed the kernel filter but is not a catalogued secret"
+            );
+            self.stats.opens_not_secret += 1;
+            return None;
+        };
+        let m = OpenMatch {
+            catalog_id: e.id.clone(),
+            secret_path: path.clone(),
+            kube: None,
+            known: None,
+        };
+        let peek = e.content.is_some();
+        Some((m, Some(job(None, path, peek))))
+    }
+
+    /// Both halves of a matched open, the file I/O inline: for tests (the
+    /// daemon runs the [`FileJob`] on the blocking pool).
+    #[cfg(test)]
+    pub fn on_open(
+        &mut self,
+        rec: &OpenRecord,
+        reader: &Snapshot,
+        reader_now: &Arc<Process>,
+        client: Option<&PackagedExe>,
+    ) -> Vec<Pending> {
+        let Some((m, job)) = self.prepare_open(rec) else {
+            return Vec::new();
+        };
+        let facts = job.map(FileJob::run);
+        self.finish_open(rec, m, facts, reader, reader_now, client)
+    }
+
+    /// Applies what a [`FileJob`] found: a stale inode slot is dropped, a
+    /// name match must pass the content check, a new version is tracked.
+    /// `None`: the open is no secret's, nothing to report.
+    fn apply_facts(
+        &mut self,
+        rec: &OpenRecord,
+        m: &mut OpenMatch,
+        mut facts: FileFacts,
+    ) -> Option<Option<String>> {
+        self.stats.reads_refused += facts.refused;
+        self.stats.fingerprint_reads += facts.fingerprint_reads;
+        if facts.stale {
+            self.unwatch(rec.kdev, rec.ino);
+        }
+        if rec.matched != MATCH_INODE || facts.stale {
+            let path = rec.path.clone().unwrap_or_else(|| rec.filename.clone());
+            let Some(e) = self.catalog.match_path(Path::new(&path)) else {
+                tracing::debug!(
+                    "open of {path} passed the kernel filter but is not a catalogued secret"
+                );
+                self.stats.opens_not_secret += 1;
+                return None;
+            };
+            let content_ok = match facts.peek.take() {
+                Some(Ok(mut buf)) => {
+                    let ok = self.catalog.content_matches(e, &buf);
+                    buf.fill(0);
+                    ok
+                }
+                // A FIFO or device named like a secret is no secret file.
+                Some(Err(true)) => false,
+                // Unreadable (or no check): err on the side of reporting.
+                Some(Err(false)) | None => true,
+            };
+            if !content_ok {
+                tracing::debug!("{path} fails the content check of {}", e.id);
+                self.stats.opens_not_secret += 1;
+                return None;
+            }
+            *m = OpenMatch {
+                catalog_id: e.id.clone(),
+                secret_path: path,
+                kube: None,
+                known: None,
+            };
+        }
+        // The kernel filter passes regular files only; one that changed type
+        // since (or an older probe) is not a secret file to track.
+        let meta = facts.meta.take();
+        if meta.as_ref().is_some_and(|m| !m.is_file()) {
+            self.stats.opens_not_secret += 1;
+            return None;
+        }
+        // A file already gone again keeps the kernel's identity, untracked.
+        let Some(meta) = meta else {
+            return Some(None);
+        };
+        let fp = facts.fingerprint.take();
+        self.track_version(
+            &m.secret_path,
+            &m.catalog_id,
+            &meta,
+            fp.clone(),
+            facts.parent.as_ref(),
+        );
+        Some(fp)
+    }
+
+    /// Second half of a matched open: the events and findings it yields.
+    /// `facts` is what its [`FileJob`] found (`None` when the version was
+    /// known, or the job failed). `client` is the installed program the
+    /// reader's exec'd file was proven to be, if any.
+    pub fn finish_open(
+        &mut self,
+        rec: &OpenRecord,
+        mut m: OpenMatch,
+        facts: Option<FileFacts>,
+        reader: &Snapshot,
+        reader_now: &Arc<Process>,
+        client: Option<&PackagedExe>,
+    ) -> Vec<Pending> {
+        let fp = match (m.known.take(), facts) {
+            (Some(fp), _) => fp,
+            (None, Some(facts)) => match self.apply_facts(rec, &mut m, facts) {
+                Some(fp) => fp,
+                None => return Vec::new(),
+            },
+            (None, None) => return Vec::new(),
+        };
+        let OpenMatch {
+            catalog_id,
+            secret_path,
+            kube,
+            ..
+        } = m;
+        let kernel_path = rec.path.clone().unwrap_or_else(|| rec.filename.clone());
+        // The page-cache hooks see an inode, not a path: the watch table names it.
+        let page_cache = rec.syscall == proctor_common::OPEN_SYSCALL_PAGE_CACHE;
+        let kernel_path = if page_cache {
+            secret_path.clone()
+        } else {
+            kernel_path
+        };
+        let decoy = catalog_id.starts_with(crate::secrets::decoys::ID_PREFIX);
+        // What the reads below need of the entry, taken while it is borrowed
+        // (a clone of the whole entry per event was measurable).
+        let (kind, mitre, verdict) = {
+            let Some(entry) = self.entry_of(&catalog_id) else {
+                return Vec::new();
+            };
+            let verdict = (rec.readable && !decoy).then(|| {
+                self.policy
+                    .judge(entry, &secret_path, reader_now, client, &self.owner_files)
+            });
+            (entry.kind.as_str(), entry.mitre.clone(), verdict)
+        };
+        let access = match (rec.readable, rec.writable) {
+            (true, true) => "read_write",
+            (true, false) => "read",
+            (false, true) => "write",
+            // O_PATH: a handle, no data.
+            (false, false) => "path",
+        };
+        let file = FileInfo {
+            path: kernel_path.clone(),
+            inode: rec.ino,
+            dev: rec.dev,
+            flags: rec.flags,
+            access,
+            requested_path: rec.filename.clone(),
+            via: match rec.syscall {
+                proctor_common::OPEN_SYSCALL_IO_URING => Some("io_uring"),
+                proctor_common::OPEN_SYSCALL_PAGE_CACHE => Some("page_cache"),
+                _ => None,
+            },
+            secret_id: kube.as_ref().map(|k| k.id()),
+            repeats: (rec.repeats > 0).then_some(rec.repeats),
+        };
+        let mut out = vec![Pending {
+            file: Some(file.clone()),
+            ..Pending::new(Kind::FileOpen, rec.ktime_ns, reader.clone())
+        }];
+        if !rec.readable {
+            return out;
+        }
+        self.stats.reads_reported += 1;
+        // A refused open got no byte: an attempt, not a use of the secret
+        // (no inventory use, no binding, no exfiltration window).
+        if !rec.denied {
+            let reads = 1 + u64::from(rec.repeats);
+            self.record_read(&secret_path, reader_now, to_epoch_ns(rec.ktime_ns), reads);
+        }
+        // A decoy has no owner and no expected client: every read is one.
+        if decoy {
+            let secret = SecretInfo {
+                id: catalog_id.clone(),
+                kind: kind.to_string(),
+                fingerprint: fp,
+                path: Some(secret_path.clone()),
+                variable: None,
+                k8s: None,
+            };
+            out.push(Pending {
+                file: Some(file),
+                finding: Some(findings::secret_decoy(reader_now, secret, mitre)),
+                refers_to_previous: true,
+                ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
+            });
+            return out;
+        }
+        let Some((mut severity, mut role)) = verdict.and_then(verdict::read_role) else {
+            return out;
+        };
+        // A pod reading a Secret its own volumes hold is that Secret's owner.
+        if kube.is_some() && self.kube_reader_is_mounted(fp.as_deref(), reader_now) {
+            (severity, role) = (Severity::Info, Role::Owner);
+        }
+        let secret = SecretInfo {
+            id: kube.as_ref().map_or_else(|| catalog_id.clone(), |k| k.id()),
+            kind: kind.to_string(),
+            fingerprint: fp,
+            path: Some(secret_path.clone()),
+            variable: None,
+            k8s: kube.as_ref().map(|k| k.secret.clone()),
+        };
+        let follow_ups = if rec.denied {
+            None
+        } else {
+            self.track_use(&secret, &catalog_id, &secret_path, reader_now, role)
+        };
+        let mut finding = findings::secret_read(ReadContext {
+            reader: reader_now,
+            secret,
+            mitre,
+            severity,
+            owner: role == Role::Owner,
+        });
+        if let (Role::ExpectedClient, Some(client)) = (role, client) {
+            verdict::mark_expected_client(&mut finding, reader_now, client);
+            self.stats.expected_client_reads += 1;
+        }
+        if rec.killed {
+            finding.action = Some("killed");
+            self.stats.killed += 1;
+        } else if rec.denied {
+            finding.action = Some("denied");
+            self.stats.denied += 1;
+        }
+        out.push(Pending {
+            file: Some(file),
+            finding: Some(finding),
+            refers_to_previous: true,
+            ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
+        });
+        let search = self.searches.on_open(
+            &self.policy.search,
+            reader_now,
+            &secret_path,
+            Instant::now(),
+        );
+        for f in follow_ups.into_iter().chain(search) {
+            out.push(Pending {
+                finding: Some(f),
+                ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
+            });
+        }
+        out
+    }
+
+    /// Replay check and exfiltration taint for one use of a secret.
+    pub(super) fn track_use(
+        &mut self,
+        secret: &SecretInfo,
+        catalog_id: &str,
+        path: &str,
+        p: &Process,
+        role: Role,
+    ) -> Option<crate::event::Finding> {
+        let (allowed, declared) = self.policy.allowed_destinations(catalog_id, path);
+        if self.policy.exfil.enabled
+            && secret.fingerprint.is_some()
+            && verdict::carries_taint(role, declared)
+        {
+            self.usage.taint(
+                p,
+                Taint {
+                    at: Instant::now(),
+                    secret: secret.clone(),
+                    allowed,
+                    declared,
+                    reader_exec_id: p.exec_id.clone(),
+                },
+            );
+        }
+        if role == Role::ExpectedClient {
+            return None;
+        }
+        // A Kubernetes Secret is bound to the pods whose volumes hold it,
+        // by the pod list, from the first read on: no learning.
+        if secret.k8s.is_some() && secret.variable.is_none() {
+            if role != Role::Foreign {
+                return None;
+            }
+            let mounted = self.kube_mounted_in(secret.fingerprint.as_deref());
+            return self.usage.kube_replay(secret, p, &mounted);
+        }
+        let owners_declared = self
+            .policy
+            .rules_for(catalog_id, path)
+            .any(|r| !r.owners.is_empty());
+        self.usage
+            .on_use(secret, p, owners_declared, role == Role::Owner)
+    }
+}
