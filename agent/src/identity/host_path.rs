@@ -90,8 +90,16 @@ pub fn check(key: FileKey, path: &str) -> PlaceFuture {
             .await
             .unwrap_or(PathNamespace::Process)
     });
+    // A check that never ran (its runtime shut down) is no answer: this
+    // caller gets the safe one and the next asks again.
+    let failed = k.clone();
     let fut = task
-        .map(|r| r.unwrap_or(PathNamespace::Process))
+        .map(move |r| {
+            r.unwrap_or_else(|_| {
+                crate::sync::lock(&CACHE.answers).pop(&failed);
+                PathNamespace::Process
+            })
+        })
         .boxed()
         .shared();
     answers.put(k, fut.clone());
