@@ -364,6 +364,8 @@ pub struct Offsets {
     pub unix_sock_addr: u32,
     pub unix_address_len: u32,
     pub unix_address_name: u32,
+    /// `sock.sk_type` (u16): `lsm/unix_stream_connect` gets socks, not sockets.
+    pub sock_sk_type: u32,
 }
 
 pub const OFFSET_MISSING: u32 = u32::MAX;
@@ -435,6 +437,7 @@ impl Offsets {
         unix_sock_addr: OFFSET_MISSING,
         unix_address_len: OFFSET_MISSING,
         unix_address_name: OFFSET_MISSING,
+        sock_sk_type: OFFSET_MISSING,
     };
 }
 

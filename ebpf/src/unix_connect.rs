@@ -26,12 +26,13 @@ const SUN_PATH: usize = 2;
 #[map]
 static UNIX_SEEN: LruHashMap<UnixSeenKey, u64> = LruHashMap::with_max_entries(16384, 0);
 
-// unix_stream_connect(struct socket *sock, struct socket *other, struct sock *newsk)
+// unix_stream_connect(struct sock *sock, struct sock *other, struct sock *newsk)
 #[lsm(hook = "unix_stream_connect")]
 pub fn unix_stream_connect(ctx: LsmContext) -> i32 {
     let sock: *const u8 = ctx.arg(0);
     let other: *const u8 = ctx.arg(1);
-    on_unix(sock, other, CONNECT_ORIGIN_LSM);
+    let sock_type = unsafe { read::<u16>(sock, off!(sock_sk_type)) };
+    on_unix(sock_type, other, CONNECT_ORIGIN_LSM);
     0
 }
 
@@ -41,23 +42,28 @@ pub fn unix_stream_connect(ctx: LsmContext) -> i32 {
 pub fn unix_may_send(ctx: LsmContext) -> i32 {
     let sock: *const u8 = ctx.arg(0);
     let other: *const u8 = ctx.arg(1);
-    on_unix(sock, other, CONNECT_ORIGIN_LSM_SEND);
+    let (sock_type, peer) = unsafe {
+        (
+            read::<u16>(sock, off!(socket_type)),
+            read_ptr(other, off!(socket_sk)),
+        )
+    };
+    on_unix(sock_type, peer, CONNECT_ORIGIN_LSM_SEND);
     0
 }
 
-/// Reports the first use of `other`'s bound path by this process. An
-/// unbound peer (a socketpair, an autobound socket before its name) has no
-/// path to report and costs nothing.
+/// Reports the first use of `peer`'s (a `struct sock *`) bound path by this
+/// process. An unbound peer (a socketpair, an autobound socket before its
+/// name) has no path to report and costs nothing.
 #[inline(always)]
-fn on_unix(sock: *const u8, other: *const u8, origin: u32) {
+fn on_unix(sock_type: u16, peer: *const u8, origin: u32) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let mut key = UnixSeenKey {
         tgid: (pid_tgid >> 32) as u32,
-        sock_type: unsafe { read::<u16>(sock, off!(socket_type)) } as u32,
+        sock_type: sock_type as u32,
         path: [0; UNIX_PATH_LEN],
     };
     unsafe {
-        let peer = read_ptr(other, off!(socket_sk));
         let addr = read_ptr(peer, off!(unix_sock_addr));
         if addr.is_null() {
             return;

@@ -235,6 +235,7 @@ pub fn resolve(btf: &Btf) -> Result<Offsets> {
         unix_sock_addr: optional("unix_sock", "addr"),
         unix_address_len: optional("unix_address", "len"),
         unix_address_name: optional("unix_address", "name"),
+        sock_sk_type: optional("sock", "sk_type"),
     })
 }
 

@@ -403,6 +403,7 @@ pub fn load(
             offsets.unix_sock_addr,
             offsets.unix_address_len,
             offsets.unix_address_name,
+            offsets.sock_sk_type,
         ]
         .contains(&proctor_common::OFFSET_MISSING)
         {
