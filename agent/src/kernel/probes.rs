@@ -239,8 +239,15 @@ impl HookSet {
                 "tp_btf/mm_filemap",
                 "lsm/file_open",
             ]),
-            connect: if has("tracepoint/syscalls/sys_enter_connect") || !has("cgroup/connect") {
-                kinds(&["tracepoint/syscalls/sys_enter_connect", "cgroup/connect"])
+            // Named in this order whatever order the hooks attached in.
+            connect: if has("tracepoint/syscalls/sys_enter_connect") {
+                if has("cgroup/connect") {
+                    "tracepoint+cgroup".into()
+                } else {
+                    "tracepoint".into()
+                }
+            } else if !has("cgroup/connect") {
+                "none".into()
             } else if has("lsm/unix_stream_connect") {
                 "cgroup+tp_btf+lsm".into()
             } else {
@@ -799,8 +806,9 @@ mod tests {
         assert_eq!(tp.file_open, "tracepoint");
         assert_eq!(tp.connect, "tracepoint");
         assert_eq!(tp.egress, "none");
-        let mut with_lsm = base.to_vec();
-        with_lsm.extend(["lsm/file_open", "cgroup/connect4", "cgroup/connect6"]);
+        let mut with_lsm = vec!["cgroup/connect4", "cgroup/connect6"];
+        with_lsm.extend(base);
+        with_lsm.push("lsm/file_open");
         let lsm = HookSet::of(&attached(&with_lsm));
         assert_eq!(lsm.file_open, "tracepoint+lsm");
         assert_eq!(lsm.egress, "cgroup");
