@@ -125,7 +125,10 @@ pub struct NetInfo {
     /// Unix socket path (`@name` for abstract sockets).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dst_path: Option<String>,
-    /// success | in_progress | refused | timed_out | unreachable | denied | error
+    /// success | in_progress | refused | timed_out | unreachable | denied |
+    /// error | failed_before_handshake (a TCP connect that never started its
+    /// handshake, found by the agent's sweep where no syscall tracepoint
+    /// reports connects: errno unknown)
     pub result: &'static str,
     /// The errno when it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -136,8 +139,11 @@ pub struct NetInfo {
     /// `sendto`; its `result` says whether it was let out, not delivered).
     pub operation: &'static str,
     /// syscall (the connect(2) tracepoints) | socket_hook (the cgroup socket
-    /// hooks: datagrams, and connects made without connect(2) such as
-    /// io_uring's, whose result is success (attempted) or denied).
+    /// hooks: datagrams, connects made without connect(2) such as io_uring's,
+    /// and every inet connect on the hook sets without syscall tracepoints;
+    /// a TCP connect's result comes from its handshake, a UDP one's is
+    /// success (attempted) or denied) | lsm (unix-socket connects and
+    /// datagrams from the BPF LSM hooks).
     pub observed_by: &'static str,
 }
 

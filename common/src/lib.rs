@@ -23,7 +23,7 @@ pub const CONNECT_DEDUP_SLOT: u32 = 7;
 /// An io_uring request of an opcode this process had not submitted before.
 pub const KIND_IO_URING: u32 = 8;
 /// Number of slots in the per-CPU counter arrays (indexed by kind).
-pub const KIND_SLOTS: u32 = 10;
+pub const KIND_SLOTS: u32 = 11;
 
 /// Path components kept by the in-kernel dentry walk, and bytes per component.
 pub const PATH_COMPONENTS: usize = 24;
@@ -103,6 +103,10 @@ pub const CONNECT_ORIGIN_SOCKET_HOOK: u32 = 1;
 /// A datagram sent to an explicit address (`sendto`/`sendmsg` on an
 /// unconnected UDP socket, io_uring included), from the cgroup sendmsg4/6 hook.
 pub const CONNECT_ORIGIN_SENDMSG: u32 = 2;
+/// A unix-socket stream (or seqpacket) connect, from `lsm/unix_stream_connect`.
+pub const CONNECT_ORIGIN_LSM: u32 = 3;
+/// A unix datagram connect or send to a bound peer, from `lsm/unix_may_send`.
+pub const CONNECT_ORIGIN_LSM_SEND: u32 = 4;
 
 /// Key of the per-process connect de-duplication map.
 #[repr(C)]
@@ -361,6 +365,14 @@ pub struct Offsets {
     pub mm_env_end: u32,
     /// `address_space.host`: the inode whose pages the page-cache hooks see.
     pub mapping_host: u32,
+    /// `unix_sock.addr` (the bound `struct unix_address *`), and in it `len`
+    /// (bytes of `name`, the `sockaddr_un`) and `name`: the peer path the
+    /// unix-socket LSM hooks report.
+    pub unix_sock_addr: u32,
+    pub unix_address_len: u32,
+    pub unix_address_name: u32,
+    /// `sock.sk_type` (u16): `lsm/unix_stream_connect` gets socks, not sockets.
+    pub sock_sk_type: u32,
 }
 
 pub const OFFSET_MISSING: u32 = u32::MAX;
@@ -429,6 +441,10 @@ impl Offsets {
         mm_env_start: OFFSET_MISSING,
         mm_env_end: OFFSET_MISSING,
         mapping_host: OFFSET_MISSING,
+        unix_sock_addr: OFFSET_MISSING,
+        unix_address_len: OFFSET_MISSING,
+        unix_address_name: OFFSET_MISSING,
+        sock_sk_type: OFFSET_MISSING,
     };
 }
 
@@ -585,3 +601,49 @@ unsafe impl aya::Pod for ReadKey {}
 #[cfg(feature = "user")]
 // SAFETY: plain-old-data, repr(C), every bit pattern valid.
 unsafe impl aya::Pod for ReadSeen {}
+
+/// A TCP connect the cgroup connect4/6 hook (or connect(2)'s exit, on
+/// EINPROGRESS) parked until the TCP state machine decides it, keyed by
+/// its `struct sock *`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PendingConnect {
+    pub ev: ConnectEvent,
+    /// `bpf_ktime_get_boot_ns()` when it was parked.
+    pub parked_ns: u64,
+    /// `PENDING_*` bits.
+    pub flags: u32,
+    pub _pad: u32,
+    /// `task->start_boottime` of the connecting process's group leader: the
+    /// sweep names the process after it may have exited.
+    pub start_boottime_ns: u64,
+}
+
+/// Parked by the cgroup hook: not yet counted in the de-duplication map
+/// (the outcome is part of the key, so it is counted when known).
+pub const PENDING_FROM_HOOK: u32 = 1 << 0;
+/// The socket went CLOSE -> SYN_SENT: the handshake started and its end
+/// reports the record. A hook-parked record never marked failed before the
+/// handshake (no route, refused by another program): user space reports it.
+pub const PENDING_SYN_SENT: u32 = 1 << 1;
+/// `ConnectEvent.deferred` of a TCP connect that never started its
+/// handshake: found when its socket (or a new one at the same address)
+/// was parked again, or by the agent's sweep.
+pub const DEFERRED_NO_HANDSHAKE: u32 = 2;
+/// Slot of the SENT counters that counts the connects the kernel reported
+/// as never having started their handshake (the sweep counts its own).
+pub const CONNECT_UNSTARTED_SLOT: u32 = 10;
+
+#[cfg(feature = "user")]
+// SAFETY: plain-old-data, repr(C), every bit pattern valid.
+unsafe impl aya::Pod for PendingConnect {}
+
+/// Key of the per-process de-duplication of unix-socket connects and
+/// datagrams seen by the LSM hooks: one peer path per process and socket type.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct UnixSeenKey {
+    pub tgid: u32,
+    pub sock_type: u32,
+    pub path: [u8; UNIX_PATH_LEN],
+}

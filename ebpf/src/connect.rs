@@ -1,25 +1,31 @@
-//! Connection probes: connect(2) enter/exit tracepoints, plus the TCP state
-//! machine (`tp_btf/inet_sock_set_state`) so that a non-blocking connect is
-//! reported with its real outcome, not "in progress".
+//! Connection probes: connect(2) enter/exit tracepoints (the `syscall` file
+//! hook set only), the cgroup sock_addr hooks' reports, and the TCP state
+//! machine (`tp_btf/inet_sock_set_state`) that gives a parked TCP connect its
+//! real outcome.
 //!
 //! Repeated connects by one process to one destination are counted in the
-//! kernel and reported once. The cgroup sock_addr hooks (see `egress.rs`)
-//! report through [`on_socket_hook`] what the syscall tracepoints cannot see:
-//! datagrams sent to an explicit address and connects issued without
-//! connect(2) (io_uring), with the same de-duplication.
+//! kernel and reported once. Where the syscall tracepoints are attached they
+//! report connect(2) and the cgroup hooks (see `egress.rs`) report through
+//! [`on_socket_hook`] what they cannot see (datagrams, io_uring connects).
+//! Where they are not (the `lsm` and `page-cache` sets: no syscall tracing
+//! at all), the cgroup hook reports every connect: a TCP one is parked by
+//! its `struct sock *` until the handshake ends; one that fails before it
+//! starts is found and reported by the agent's sweep of `CONNECT_PENDING`.
 
 use aya_ebpf::{
+    helpers::bpf_ktime_get_boot_ns,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task,
         bpf_get_current_uid_gid, bpf_probe_read_user, bpf_probe_read_user_buf,
     },
     macros::{btf_tracepoint, map, tracepoint},
-    maps::{HashMap, LruHashMap},
+    maps::{HashMap, LruHashMap, PerCpuArray},
     programs::{BtfTracePointContext, SockAddrContext, TracePointContext},
 };
 use proctor_common::{
-    ConnectEvent, ConnectKey, CONNECT_DEDUP_SLOT, CONNECT_ORIGIN_SOCKET_HOOK, KIND_CONNECT,
-    UNIX_PATH_LEN,
+    ConnectEvent, ConnectKey, PendingConnect, CONNECT_DEDUP_SLOT, CONNECT_ORIGIN_SOCKET_HOOK,
+    CONNECT_UNSTARTED_SLOT, DEFERRED_NO_HANDSHAKE, KIND_CONNECT, PENDING_FROM_HOOK,
+    PENDING_SYN_SENT, UNIX_PATH_LEN,
 };
 
 use crate::{bump, off, read, read_ptr, submit_flags, DROPS, EVENTS, SENT};
@@ -30,6 +36,8 @@ const AF_INET6: u16 = 10;
 const EINPROGRESS: i64 = 115;
 const TCP_ESTABLISHED: i32 = 1;
 const TCP_SYN_SENT: i32 = 2;
+const TCP_CLOSE: i32 = 7;
+const IPPROTO_TCP: u32 = 6;
 const ECONNREFUSED: i32 = 111;
 const EPERM: i32 = 1;
 
@@ -39,9 +47,12 @@ const EPERM: i32 = 1;
 #[map]
 static CONNECT_ARGS: HashMap<u64, ConnectEvent> = HashMap::with_max_entries(16384, 0);
 
-/// Non-blocking TCP connects waiting for the handshake, by `struct sock *`.
+/// TCP connects waiting for the handshake, by `struct sock *`: non-blocking
+/// ones from connect(2)'s exit, every one from the cgroup hook where the
+/// syscall tracepoints are not attached. The agent sweeps those never
+/// marked SYN_SENT.
 #[map]
-static CONNECT_PENDING: LruHashMap<u64, ConnectEvent> = LruHashMap::with_max_entries(16384, 0);
+static CONNECT_PENDING: LruHashMap<u64, PendingConnect> = LruHashMap::with_max_entries(16384, 0);
 
 /// Destinations each process already reported, with how often it connected since.
 #[map]
@@ -138,7 +149,14 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
         // it may already have decided inside connect(): park the record first,
         // then look; whoever removes it from the map reports it.
         args.deferred = 1;
-        let _ = CONNECT_PENDING.insert(sk as u64, *args, 0);
+        let parked = PendingConnect {
+            ev: *args,
+            parked_ns: unsafe { bpf_ktime_get_boot_ns() },
+            flags: PENDING_SYN_SENT,
+            _pad: 0,
+            start_boottime_ns: 0,
+        };
+        let _ = CONNECT_PENDING.insert(sk as u64, parked, 0);
         let state = unsafe { read::<u8>(sk, off!(sock_state)) } as i32;
         if state != TCP_SYN_SENT && CONNECT_PENDING.remove(sk as u64).is_ok() {
             args.result = outcome(sk, state);
@@ -170,7 +188,10 @@ fn first_time(seen: &ConnectKey) -> bool {
 /// which; `refused` that block-egress returned EPERM; `V6` which hook family
 /// runs (the verifier lets a v4 hook read only `user_ip4`, a v6 hook only
 /// `user_ip6`, even on a branch never taken). A connect made through
-/// connect(2) is left to the tracepoints, which also know its outcome.
+/// connect(2) is left to the tracepoints where they are attached, which also
+/// know its outcome; any other TCP connect let through is parked for
+/// [`inet_sock_set_state`], which knows it too. UDP connects and datagrams
+/// have no handshake: reported at once.
 #[inline(always)]
 pub(crate) fn on_socket_hook<const V6: bool>(ctx: &SockAddrContext, origin: u32, refused: bool) {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -209,6 +230,13 @@ pub(crate) fn on_socket_hook<const V6: bool>(ctx: &SockAddrContext, origin: u32,
     let addr: [u8; 16] = unsafe { core::mem::transmute(words) };
     // user_port holds the network-order port in its low 16 bits.
     let port = u16::from_be(port as u16);
+    if origin == CONNECT_ORIGIN_SOCKET_HOOK && protocol == IPPROTO_TCP && !refused {
+        let sk = unsafe { core::ptr::read_volatile(&raw const (*sa).__bindgen_anon_1.sk) };
+        if let Some(key) = sock_key(sk as *const u8) {
+            park(pid_tgid, family, port, sock_type, addr, key);
+            return;
+        }
+    }
     let seen = ConnectKey {
         tgid: (pid_tgid >> 32) as u32,
         family,
@@ -245,6 +273,71 @@ pub(crate) fn on_socket_hook<const V6: bool>(ctx: &SockAddrContext, origin: u32,
     bump(&SENT, KIND_CONNECT);
 }
 
+/// One slot to turn the hook's socket pointer into a number.
+#[map]
+static SK_SCRATCH: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// The `struct sock *` inet_sock_set_state will be given, as a map key. The
+/// verifier types the hook's `ctx->sk` as a socket pointer, which 5.10 does
+/// not let a helper read off the stack as a key; written to a map value and
+/// read back (privileged programs may), it is a plain number on every kernel.
+#[inline(always)]
+fn sock_key(sk: *const u8) -> Option<u64> {
+    let slot = SK_SCRATCH.get_ptr_mut(0)?;
+    unsafe {
+        core::ptr::write_volatile(slot as *mut *const u8, sk);
+        Some(core::ptr::read_volatile(slot))
+    }
+}
+
+/// Parks a TCP connect the cgroup hook let through, under its socket. A
+/// record already there that never started its handshake belongs to a
+/// connect that failed before it (the socket retried, or was freed and
+/// its memory reused): it is reported now, before the new one replaces it.
+#[inline(always)]
+fn park(pid_tgid: u64, family: u16, port: u16, sock_type: u32, addr: [u8; 16], sk: u64) {
+    if let Some(old) = unsafe { CONNECT_PENDING.get(sk) } {
+        if old.flags & PENDING_FROM_HOOK != 0 && old.flags & PENDING_SYN_SENT == 0 {
+            let mut ev = old.ev;
+            if CONNECT_PENDING.remove(sk).is_ok() {
+                ev.deferred = DEFERRED_NO_HANDSHAKE;
+                bump(&SENT, CONNECT_UNSTARTED_SLOT);
+                report_outcome(&ev);
+            }
+        }
+    }
+    let template: PendingConnect = unsafe { core::mem::zeroed() };
+    if CONNECT_PENDING.insert(sk, template, 0).is_err() {
+        bump(&DROPS, KIND_CONNECT);
+        return;
+    }
+    let Some(p) = CONNECT_PENDING.get_ptr_mut(sk) else {
+        return;
+    };
+    let p = unsafe { &mut *p };
+    p.parked_ns = unsafe { bpf_ktime_get_boot_ns() };
+    p.flags = PENDING_FROM_HOOK;
+    // The helper egress.rs uses in this program type: 5.10 offers cgroup
+    // socket programs bpf_get_current_task_btf but not bpf_get_current_task.
+    p.start_boottime_ns = unsafe {
+        crate::quarantine::process_start(aya_ebpf::helpers::bpf_get_current_task_btf() as *const u8)
+    };
+    let ev = &mut p.ev;
+    ev.hdr = crate::process::header(KIND_CONNECT);
+    ev.pid = pid_tgid as u32;
+    ev.tgid = (pid_tgid >> 32) as u32;
+    ev.uid = bpf_get_current_uid_gid() as u32;
+    ev.fd = -1;
+    ev.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    ev.family = family;
+    ev.port = port;
+    ev.protocol = IPPROTO_TCP as u16;
+    ev.sock_type = sock_type as u16;
+    ev.deferred = 1;
+    ev.addr = addr;
+    ev.origin = CONNECT_ORIGIN_SOCKET_HOOK;
+}
+
 #[inline(always)]
 fn emit(ev: &ConnectEvent) {
     let Some(mut entry) = EVENTS.reserve::<ConnectEvent>(0) else {
@@ -264,22 +357,56 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
     let sk: *const u8 = ctx.arg(0);
     let old: i32 = ctx.arg(1);
     let new: i32 = ctx.arg(2);
+    let key = sk as u64;
+    if old == TCP_CLOSE && new == TCP_SYN_SENT {
+        // The handshake started: its end reports the record, not the sweep.
+        if let Some(pending) = CONNECT_PENDING.get_ptr_mut(key) {
+            unsafe { (*pending).flags |= PENDING_SYN_SENT };
+        }
+        return 0;
+    }
     if old != TCP_SYN_SENT {
         return 0;
     }
-    let key = sk as u64;
     let Some(pending) = CONNECT_PENDING.get_ptr_mut(key) else {
         return 0;
     };
     let pending = unsafe { &mut *pending };
-    pending.result = outcome(sk, new);
+    pending.ev.result = outcome(sk, new);
     // Only the one who removes the record reports it (see sys_exit_connect);
-    // emit first, then remove: the map value dies with the removal.
-    let ev = *pending;
-    if CONNECT_PENDING.remove(key).is_ok() {
+    // copy first, then remove: the map value dies with the removal.
+    let ev = pending.ev;
+    let from_hook = pending.flags & PENDING_FROM_HOOK != 0;
+    if CONNECT_PENDING.remove(key).is_err() {
+        return 0;
+    }
+    // connect(2)'s exit counted it already; the hook's record is counted
+    // now that the outcome (part of the key) is known.
+    if from_hook {
+        report_outcome(&ev);
+    } else {
         emit(&ev);
     }
     0
+}
+
+/// Reports a hook-parked connect whose outcome is known, unless its process
+/// already reported that destination with that outcome.
+#[inline(always)]
+fn report_outcome(ev: &ConnectEvent) {
+    let seen = ConnectKey {
+        tgid: ev.tgid,
+        family: ev.family,
+        port: ev.port,
+        ok: (ev.result == 0 && ev.deferred != DEFERRED_NO_HANDSHAKE) as u32,
+        protocol: ev.protocol as u32,
+        addr: ev.addr,
+    };
+    if first_time(&seen) {
+        emit(ev);
+    } else {
+        bump(&SENT, CONNECT_DEDUP_SLOT);
+    }
 }
 
 /// 0 when the handshake completed, else -errno from the socket.

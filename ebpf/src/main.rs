@@ -12,6 +12,7 @@ mod io_uring;
 mod page_cache;
 mod process;
 mod quarantine;
+mod unix_connect;
 
 use aya_ebpf::{
     macros::map,

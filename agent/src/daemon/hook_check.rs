@@ -51,19 +51,30 @@ pub(super) fn check_hooks(cfg: &Config, probes: &Probes) -> Result<Vec<String>> 
     }
     let mut missing = Vec::new();
     let connect_hook = "tracepoint/syscalls/sys_enter_connect";
-    // The cgroup hooks alone see inet connects, but neither their outcome
-    // nor Unix-socket connects: still not what the agent promises.
-    if !set.connect.contains("tracepoint") {
-        let partial = if set.connect == "none" {
-            ""
-        } else {
-            " (inet connects are still reported by the cgroup socket hooks, without their \
-             outcome; Unix-socket connects are not)"
-        };
+    let unix_hook = "lsm/unix_stream_connect";
+    // The cgroup hooks and the TCP state machine see every inet connect and
+    // its outcome; Unix-socket connects need connect(2)'s tracepoints (the
+    // syscall set) or the unix LSM hooks (the lsm set). The page-cache set
+    // without BPF LSM is blind to them by the operator's choice, which
+    // `hook_set` and `proctor doctor` state: not a failure here.
+    if set.connect == "none" {
         missing.push(format!(
-            "{connect_hook} (net_connect events): {}{partial}",
+            "{connect_hook} (net_connect events): {}",
             why(connect_hook)
         ));
+    } else if !set.connect.contains("tracepoint") && !set.connect.contains("lsm") {
+        let expected = match set.file_access.as_str() {
+            "lsm" => Some(unix_hook),
+            "page-cache" => None,
+            _ => Some(connect_hook),
+        };
+        if let Some(hook) = expected {
+            missing.push(format!(
+                "{hook} (net_connect events of Unix sockets): {}; inet connects and their \
+                 outcomes are still reported by the cgroup socket hooks",
+                why(hook)
+            ));
+        }
     }
     Ok(missing)
 }

@@ -293,6 +293,22 @@ impl Ingest {
             self.gaps.connects_without_process += 1;
             return;
         };
+        self.report_connect(rec, reader).await;
+    }
+
+    /// A connect the sweep of parked connects found, seconds after it was
+    /// made: its process (started at `start_ns`) may have exited since.
+    pub(super) async fn swept_connect(&mut self, rec: ConnectRecord, start_ns: u64) {
+        let found = lock(&self.table)
+            .get_started_or_exited(rec.tgid, start_ns)
+            .map(|r| r.snapshot.clone());
+        match found {
+            Some(reader) => self.report_connect(rec, reader).await,
+            None => self.connect(rec).await,
+        }
+    }
+
+    async fn report_connect(&mut self, rec: ConnectRecord, reader: Snapshot) {
         self.send(Pending {
             net: Some(crate::detect::connect::net_info(&rec)),
             ..Pending::new(Kind::NetConnect, rec.ktime_ns, reader.clone())

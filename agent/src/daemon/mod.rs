@@ -55,6 +55,9 @@ const SWEEP_BATCH: usize = 1024;
 /// How often the figures kept elsewhere (kernel maps, caches, sinks) are
 /// copied into the metrics between status events.
 const METRICS_REFRESH: Duration = Duration::from_secs(2);
+/// How often the parked TCP connects are swept for those that never
+/// started a handshake (`kernel::connect_sweep`).
+const CONNECT_SWEEP: Duration = Duration::from_secs(2);
 
 /// Runs the agent on `cfg` (parsed from `source`) until SIGINT or SIGTERM,
 /// then detaches everything. SIGHUP and changes of the file reload it.
@@ -157,6 +160,9 @@ impl Agent {
         let mut sweep = Sweep::new(self.cfg.status_interval, SWEEP_BATCH);
         let mut sweep_tick = tokio::time::interval(Duration::from_secs(1));
         sweep_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // TCP connects parked in the kernel that never started a handshake.
+        let mut connect_sweep_tick = tokio::time::interval(CONNECT_SWEEP);
+        connect_sweep_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         tokio::pin!(stop);
         let reason = loop {
             tokio::select! {
@@ -168,6 +174,11 @@ impl Agent {
                 _ = drain_tick.tick() => self.ingest.drain(events.get_mut()).await,
                 _ = metrics_tick.tick() => self.refresh_metrics(),
                 _ = sweep_tick.tick() => self.ingest.sweep(&mut sweep),
+                _ = connect_sweep_tick.tick() => {
+                    for (rec, start_ns) in self.probes.connect_sweeper.sweep(crate::clock::boot_ns()) {
+                        self.ingest.swept_connect(rec, start_ns).await;
+                    }
+                }
                 _ = status_tick.tick() => {
                     self.ingest.housekeeping().await;
                     self.emit_status("running").await;

@@ -3,8 +3,8 @@
 //! written from it.
 
 use proctor_common::{
-    CONNECT_DEDUP_SLOT, EGRESS_DENIED_SLOT, KIND_CONNECT, KIND_EXEC, KIND_EXEC_ENV, KIND_EXIT,
-    KIND_FILE_OPEN, KIND_FORK, KIND_IO_URING, LSM_DENIED_SLOT,
+    CONNECT_DEDUP_SLOT, CONNECT_UNSTARTED_SLOT, EGRESS_DENIED_SLOT, KIND_CONNECT, KIND_EXEC,
+    KIND_EXEC_ENV, KIND_EXIT, KIND_FILE_OPEN, KIND_FORK, KIND_IO_URING, LSM_DENIED_SLOT,
 };
 use serde::Serialize;
 
@@ -74,6 +74,9 @@ struct Sent {
     kinds: PerKind,
     /// Repeated connects to a destination a process already reported.
     connect_deduplicated: u64,
+    /// TCP connects the cgroup hook let through that never started a
+    /// handshake, reported by the agent's sweep (`failed_before_handshake`).
+    connect_failed_before_handshake: u64,
     /// Connects refused by block-egress.
     egress_denied: u64,
     /// Opens refused by the LSM deny path.
@@ -138,7 +141,10 @@ impl KernelFigures {
             },
             sent: Sent {
                 kinds: PerKind::read(&probes.sent),
-                connect_deduplicated: sent(CONNECT_DEDUP_SLOT),
+                connect_deduplicated: sent(CONNECT_DEDUP_SLOT)
+                    + probes.connect_sweeper.deduplicated,
+                connect_failed_before_handshake: sent(CONNECT_UNSTARTED_SLOT)
+                    + probes.connect_sweeper.failed_before_handshake,
                 egress_denied: sent(EGRESS_DENIED_SLOT),
                 opens_denied: sent(LSM_DENIED_SLOT),
             },
@@ -272,6 +278,7 @@ mod tests {
                 sent: Sent {
                     kinds: per_kind(10),
                     connect_deduplicated: 21,
+                    connect_failed_before_handshake: 24,
                     egress_denied: 22,
                     opens_denied: 23,
                 },
@@ -335,7 +342,8 @@ mod tests {
                 "dropped": {"exec": 1, "fork": 2, "exit": 3, "file_open": 4, "connect": 5, "io_uring": 6, "exec_env": 7, "total": 28},
                 "sent": {
                     "exec": 11, "fork": 12, "exit": 13, "file_open": 14, "connect": 15, "io_uring": 16, "exec_env": 17,
-                    "connect_deduplicated": 21, "egress_denied": 22, "opens_denied": 23,
+                    "connect_deduplicated": 21, "connect_failed_before_handshake": 24,
+                    "egress_denied": 22, "opens_denied": 23,
                 },
             },
             "userspace": {

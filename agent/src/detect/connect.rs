@@ -3,7 +3,10 @@
 
 use std::net::IpAddr;
 
-use proctor_common::{CONNECT_ORIGIN_SENDMSG, CONNECT_ORIGIN_SYSCALL};
+use proctor_common::{
+    CONNECT_ORIGIN_LSM, CONNECT_ORIGIN_LSM_SEND, CONNECT_ORIGIN_SENDMSG,
+    CONNECT_ORIGIN_SOCKET_HOOK, CONNECT_ORIGIN_SYSCALL,
+};
 
 use crate::{event::NetInfo, kernel::decode::ConnectRecord};
 
@@ -50,6 +53,9 @@ fn result_name(result: i32) -> &'static str {
     }
 }
 
+/// `result` of a connect the agent's sweep found parked without a handshake.
+pub const FAILED_BEFORE_HANDSHAKE: &str = "failed_before_handshake";
+
 pub fn net_info(r: &ConnectRecord) -> NetInfo {
     NetInfo {
         family: match r.family as i32 {
@@ -61,18 +67,22 @@ pub fn net_info(r: &ConnectRecord) -> NetInfo {
         dst_ip: r.ip.map(|ip| ip.to_string()),
         dst_port: r.ip.map(|_| r.port),
         dst_path: r.unix_path.clone(),
-        result: result_name(r.result),
+        result: if r.before_handshake {
+            FAILED_BEFORE_HANDSHAKE
+        } else {
+            result_name(r.result)
+        },
         errno: (r.result < 0).then_some(-r.result),
         async_result: r.deferred,
-        operation: if r.origin == CONNECT_ORIGIN_SENDMSG {
-            "sendmsg"
-        } else {
-            "connect"
+        operation: match r.origin {
+            CONNECT_ORIGIN_SENDMSG | CONNECT_ORIGIN_LSM_SEND => "sendmsg",
+            _ => "connect",
         },
-        observed_by: if r.origin == CONNECT_ORIGIN_SYSCALL {
-            "syscall"
-        } else {
-            "socket_hook"
+        observed_by: match r.origin {
+            CONNECT_ORIGIN_SYSCALL => "syscall",
+            CONNECT_ORIGIN_LSM | CONNECT_ORIGIN_LSM_SEND => "lsm",
+            CONNECT_ORIGIN_SOCKET_HOOK | CONNECT_ORIGIN_SENDMSG => "socket_hook",
+            _ => "other",
         },
     }
 }
@@ -97,6 +107,7 @@ mod tests {
             ip: Some(std::net::Ipv4Addr::new(198, 18, 0, 1).into()),
             unix_path: None,
             origin,
+            before_handshake: false,
         }
     }
 
@@ -117,6 +128,27 @@ mod tests {
         );
         let sys = net_info(&record(CONNECT_ORIGIN_SYSCALL, libc::IPPROTO_TCP));
         assert_eq!((sys.operation, sys.observed_by), ("connect", "syscall"));
+    }
+
+    #[test]
+    fn swept_and_unix_lsm_connects_say_so() {
+        let mut swept = record(CONNECT_ORIGIN_SOCKET_HOOK, libc::IPPROTO_TCP);
+        swept.before_handshake = true;
+        let info = net_info(&swept);
+        assert_eq!(
+            (info.result, info.errno, info.observed_by),
+            (FAILED_BEFORE_HANDSHAKE, None, "socket_hook")
+        );
+        let mut unix = record(CONNECT_ORIGIN_LSM_SEND, 0);
+        unix.family = libc::AF_UNIX as u16;
+        unix.unix_path = Some("/run/x.sock".into());
+        let info = net_info(&unix);
+        assert_eq!(
+            (info.family, info.protocol, info.operation, info.observed_by),
+            ("unix", "dgram", "sendmsg", "lsm")
+        );
+        let stream = net_info(&record(CONNECT_ORIGIN_LSM, 0));
+        assert_eq!((stream.operation, stream.observed_by), ("connect", "lsm"));
     }
 
     #[test]

@@ -82,6 +82,16 @@ impl ProcessTable {
         self.live.get(&pid).filter(|r| r.started_at(start_ns))
     }
 
+    /// The record of `pid` that started at `start_ns`, live or exited
+    /// within its grace period (a report that arrives after the exit).
+    pub fn get_started_or_exited(&self, pid: u32, start_ns: u64) -> Option<&Record> {
+        self.get_started(pid, start_ns).or_else(|| {
+            self.exited
+                .values()
+                .find(|r| r.snapshot.process.pid == pid && r.started_at(start_ns))
+        })
+    }
+
     pub fn by_exec_id(&self, exec_id: &str) -> Option<&Record> {
         self.exited
             .get(exec_id)

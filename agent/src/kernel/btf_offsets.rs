@@ -138,6 +138,12 @@ impl<'a> OffsetResolver<'a> {
 /// Every offset the programs need, resolved for the running kernel.
 pub fn resolve(btf: &Btf) -> Result<Offsets> {
     let r = OffsetResolver::new(btf);
+    let optional = |root: &str, path: &str| {
+        r.offset(root, path)
+            .ok()
+            .flatten()
+            .unwrap_or(proctor_common::OFFSET_MISSING)
+    };
     let (mtime_sec, time_layout) = r.first_of(
         "inode",
         &["i_mtime_sec", "i_mtime.tv_sec", "__i_mtime.tv_sec"],
@@ -224,6 +230,12 @@ pub fn resolve(btf: &Btf) -> Result<Offsets> {
         mm_env_start: r.required("mm_struct", "env_start")?,
         mm_env_end: r.required("mm_struct", "env_end")?,
         mapping_host: r.required("address_space", "host")?,
+        // Only the unix-socket LSM hooks read these; a kernel without them
+        // (CONFIG_UNIX=m) loads everything else.
+        unix_sock_addr: optional("unix_sock", "addr"),
+        unix_address_len: optional("unix_address", "len"),
+        unix_address_name: optional("unix_address", "name"),
+        sock_sk_type: optional("sock", "sk_type"),
     })
 }
 

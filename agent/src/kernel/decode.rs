@@ -148,6 +148,10 @@ pub struct ConnectRecord {
     pub unix_path: Option<String>,
     /// Which hook saw it (`CONNECT_ORIGIN_*`).
     pub origin: u32,
+    /// A TCP connect the cgroup hook let through that never reached
+    /// SYN_SENT (no route, refused by another program): found by the
+    /// agent's sweep of the parked connects, its errno unknown.
+    pub before_handshake: bool,
 }
 
 /// A watched file opened, as the probe saw it.
@@ -389,7 +393,7 @@ fn env_record(buf: &[u8]) -> Result<EnvRecord, DecodeError> {
     })
 }
 
-fn connect_record(ev: &ConnectEvent) -> ConnectRecord {
+pub(crate) fn connect_record(ev: &ConnectEvent) -> ConnectRecord {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
     let ip = match ev.family {
         2 => Some(IpAddr::V4(Ipv4Addr::new(
@@ -421,6 +425,7 @@ fn connect_record(ev: &ConnectEvent) -> ConnectRecord {
         ip,
         unix_path,
         origin: ev.origin,
+        before_handshake: ev.deferred == proctor_common::DEFERRED_NO_HANDSHAKE,
     }
 }
 

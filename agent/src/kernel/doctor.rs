@@ -169,9 +169,11 @@ pub fn run() -> Vec<Check> {
                 ));
                 let set = p.hook_set();
                 let blind = format!(
-                    "; file hook set {} cannot see: {}",
+                    "; file hook set {} cannot see: {}; connect path {} cannot see: {}",
                     set.file_access,
-                    probes::file_blind_spots(&set.file_access)
+                    probes::file_blind_spots(&set.file_access),
+                    set.connect,
+                    probes::connect_blind_spots(&set.connect)
                 );
                 let note = match p.kill_enforcement() {
                     "lsm-deny" => "; `enforce: kill` rules refuse the open (LSM)",

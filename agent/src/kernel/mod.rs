@@ -3,6 +3,7 @@
 //! and decoding the records they send.
 
 pub mod btf_offsets;
+pub mod connect_sweep;
 pub mod decode;
 pub mod doctor;
 pub mod mounts;

@@ -12,7 +12,7 @@ use aya::{
 use proctor_common::{AllowKey, InodeKey, IoUringOffsets, QuarantineEntry, NAME_KEY_LEN};
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::btf_offsets;
+use crate::kernel::{btf_offsets, connect_sweep::ConnectSweeper};
 
 /// The hook set for file access: `auto` picks the cheapest complete set the kernel
 /// allows (lsm, else syscall; page-cache only when forced); the others force one and
@@ -51,7 +51,9 @@ pub const OPEN_HOOKS: &[(&str, &str)] = &[
     ("sys_exit_creat", "sys_exit_creat"),
 ];
 
-/// connect(2)'s tracepoints.
+/// connect(2)'s tracepoints: attached with the `syscall` file set (its
+/// syscalls are traced anyway; they give the fd and the synchronous
+/// result), or where the cgroup socket hooks are missing.
 pub const CONNECT_HOOKS: &[(&str, &str)] = &[
     ("sys_enter_connect", "sys_enter_connect"),
     ("sys_exit_connect", "sys_exit_connect"),
@@ -130,6 +132,8 @@ pub struct Probes {
     pub enforcement: Option<EnforcementMaps>,
     /// Whether forbidden opens are refused by the LSM hook (else killed).
     pub lsm_deny: bool,
+    /// Reports the parked TCP connects that never started a handshake.
+    pub connect_sweeper: ConnectSweeper,
 }
 
 /// What each file hook set cannot see, for `proctor doctor` and the docs.
@@ -142,10 +146,29 @@ pub fn file_blind_spots(set: &str) -> &'static str {
              O_DIRECT and DAX reads (they bypass the page cache), for about a second secrets \
              created or renamed into a directory that holds one, elsewhere until the next \
              secrets rescan (secrets.rescan_interval); paths are the catalogued ones (a hard \
-             link reads as its catalogued name)"
+             link reads as its catalogued name); unix-socket connects where BPF LSM is not \
+             active (no connect syscall tracepoint on this set: see the connect path)"
         }
         "syscall" => "nothing the open syscalls show; costs every syscall of every task the traced slow path",
         _ => "every file access: no file hook attached",
+    }
+}
+
+/// What each connect path cannot see, for `proctor doctor` and the docs
+/// (`connect` of [`HookSet`]).
+pub fn connect_blind_spots(connect: &str) -> &'static str {
+    match connect {
+        "tracepoint+cgroup" | "tracepoint" => "nothing connect(2) and the cgroup hooks show",
+        "cgroup+tp_btf+lsm" => {
+            "the errno of a TCP connect that fails before its handshake (no route, refused by \
+             another program: reported about 2 s later as failed_before_handshake); the fd"
+        }
+        "cgroup+tp_btf" => {
+            "unix-socket connects and datagrams (no BPF LSM active: boot with lsm=...,bpf to see \
+             them); the errno of a TCP connect that fails before its handshake (reported about \
+             2 s later as failed_before_handshake); the fd"
+        }
+        _ => "every connect: no connect hook attached",
     }
 }
 
@@ -161,8 +184,12 @@ pub struct HookSet {
     /// `tracepoint`, or `tracepoint+lsm` where the LSM hook also refuses
     /// forbidden opens (`enforce: kill`).
     pub file_open: String,
-    /// `tracepoint` (connect(2)), `+cgroup` when the cgroup connect hooks
-    /// also report connects made without connect(2) (io_uring).
+    /// `tracepoint+cgroup` (connect(2)'s tracepoints, the cgroup hooks for
+    /// connects made without it: the `syscall` file set), `cgroup+tp_btf`
+    /// (the cgroup hooks report every inet connect, `inet_sock_set_state`
+    /// its TCP outcome: no syscall tracing; unix-socket connects unseen), or
+    /// `cgroup+tp_btf+lsm` (the same, unix-socket connects and datagrams
+    /// from the BPF LSM hooks); `tracepoint` alone without cgroup v2.
     pub connect: String,
     /// `cgroup` when the cgroup connect hooks are attached (block-egress can
     /// refuse connects and datagrams), else `none`.
@@ -212,7 +239,20 @@ impl HookSet {
                 "tp_btf/mm_filemap",
                 "lsm/file_open",
             ]),
-            connect: kinds(&["tracepoint/syscalls/sys_enter_connect", "cgroup/connect"]),
+            // Named in this order whatever order the hooks attached in.
+            connect: if has("tracepoint/syscalls/sys_enter_connect") {
+                if has("cgroup/connect") {
+                    "tracepoint+cgroup".into()
+                } else {
+                    "tracepoint".into()
+                }
+            } else if !has("cgroup/connect") {
+                "none".into()
+            } else if has("lsm/unix_stream_connect") {
+                "cgroup+tp_btf+lsm".into()
+            } else {
+                "cgroup+tp_btf".into()
+            },
             egress: kinds(&["cgroup/connect"]),
             datagram: kinds(&["cgroup/sendmsg"]),
             io_uring: kinds(&["tp_btf/io_uring_complete"]),
@@ -343,10 +383,9 @@ pub fn load(
 
     let mut unattached = Vec::new();
     let file_set = attach_file_hooks(&mut ebpf, &btf, files.hooks, &mut attached, &mut unattached)?;
-    attach_syscall_hooks(&mut ebpf, CONNECT_HOOKS, &mut attached, &mut unattached);
 
-    match attach_socket_hooks(&mut ebpf, &mut attached) {
-        Ok(()) => {}
+    let socket_hooks = match attach_socket_hooks(&mut ebpf, &mut attached) {
+        Ok(()) => true,
         Err(e) if hooks.block_egress => {
             return Err(e.context(
                 "block-egress rules need the cgroup socket hooks; fix the cause above, or remove \
@@ -354,10 +393,47 @@ pub fn load(
             ));
         }
         // Monitoring keeps the connect tracepoints; what is lost is said once.
-        Err(e) => tracing::warn!(
-            "cgroup socket hooks unavailable ({e:#}): UDP datagrams sent with sendto and \
-             io_uring connects are not reported"
-        ),
+        Err(e) => {
+            tracing::warn!(
+                "cgroup socket hooks unavailable ({e:#}): UDP datagrams sent with sendto and \
+                 io_uring connects are not reported; connects come from the connect(2) \
+                 tracepoints (every syscall on the traced slow path)"
+            );
+            false
+        }
+    };
+    // Any syscall tracepoint puts every syscall of every task on the traced
+    // slow path: the sets built to avoid it report connects from the cgroup
+    // hooks and the TCP state machine instead.
+    if socket_hooks && matches!(file_set, FileHooks::Lsm | FileHooks::PageCache) {
+        if [
+            offsets.unix_sock_addr,
+            offsets.unix_address_len,
+            offsets.unix_address_name,
+            offsets.sock_sk_type,
+        ]
+        .contains(&proctor_common::OFFSET_MISSING)
+        {
+            tracing::warn!(
+                "kernel BTF has no unix_sock.addr / unix_address (unix sockets built as a \
+                 module?): unix-socket connects are not reported on this hook set"
+            );
+        } else if let Err(e) = attach_unix_lsm(&mut ebpf, &btf, &mut attached) {
+            // The lsm set has BPF LSM by definition: a refusal there is a
+            // fault to show; on the page-cache set it is the documented blind spot.
+            if file_set == FileHooks::Lsm {
+                unattached.push(Unattached {
+                    hook: "lsm/unix_stream_connect".into(),
+                    cause: format!("{e:#}"),
+                });
+            }
+            tracing::warn!(
+                "unix-socket LSM hooks unavailable ({e:#}): unix-socket connects and datagrams \
+                 are not reported on this hook set (no syscall tracepoint is attached for them)"
+            );
+        }
+    } else {
+        attach_syscall_hooks(&mut ebpf, CONNECT_HOOKS, &mut attached, &mut unattached);
     }
     match io_uring_offsets {
         Ok(_) => match attach_io_uring(&mut ebpf, &btf, &mut attached) {
@@ -403,6 +479,7 @@ pub fn load(
         allowed_readers: HashMap::try_from(take(&mut ebpf, "ALLOWED_READERS")?)?,
         quarantine: HashMap::try_from(take(&mut ebpf, "QUARANTINE")?)?,
     };
+    let connect_sweeper = ConnectSweeper::take(&mut ebpf)?;
     let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("no EVENTS map")?)?;
     let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("no DROPS map")?)?;
     let sent = PerCpuArray::try_from(ebpf.take_map("SENT").context("no SENT map")?)?;
@@ -417,6 +494,7 @@ pub fn load(
         open_filter: Some(open_filter),
         enforcement: Some(enforcement),
         lsm_deny,
+        connect_sweeper,
     })
 }
 
@@ -575,11 +653,50 @@ fn attach_btf_hook(ebpf: &mut Ebpf, btf: &Btf, name: &str, tp: &str) -> Result<A
     Ok(AttachedProgram { hook, id })
 }
 
+/// (program name in the object, LSM hook) for unix-socket connects and datagrams.
+pub const UNIX_LSM_HOOKS: &[(&str, &str)] = &[
+    ("unix_stream_connect", "unix_stream_connect"),
+    ("unix_may_send", "unix_may_send"),
+];
+
+/// The unix-socket LSM hooks where BPF LSM is active; without them unix
+/// connects are not seen on this set, which `hook_set.connect` (no `+lsm`)
+/// and `proctor doctor` say.
+fn attach_unix_lsm(ebpf: &mut Ebpf, btf: &Btf, attached: &mut Vec<AttachedProgram>) -> Result<()> {
+    let mut mine = Vec::new();
+    for (name, hook) in UNIX_LSM_HOOKS {
+        match attach_lsm_hook(ebpf, btf, name, hook) {
+            Ok(id) => mine.push(AttachedProgram {
+                hook: format!("lsm/{hook}"),
+                id,
+            }),
+            Err(e) => {
+                // Half a pair would report stream connects and not datagrams: neither.
+                for (done, _) in &UNIX_LSM_HOOKS[..mine.len()] {
+                    let prog: Option<&mut aya::programs::Lsm> =
+                        ebpf.program_mut(done).and_then(|p| p.try_into().ok());
+                    if let Some(prog) = prog {
+                        let _ = prog.unload();
+                    }
+                }
+                return Err(e);
+            }
+        }
+    }
+    attached.extend(mine);
+    Ok(())
+}
+
 /// An lsm/file_open program (`deny_file_open` refuses forbidden reads;
 /// `file_open_lsm` also reports every watched open). Needs a kernel with
 /// BPF LSM active (`lsm=...,bpf`): the program must attach *and* the bpf
 /// LSM must be listed, or it would attach and never run.
 fn attach_lsm(ebpf: &mut Ebpf, btf: &Btf, name: &str) -> Result<u32> {
+    attach_lsm_hook(ebpf, btf, name, "file_open")
+}
+
+/// Program `name` on LSM hook `hook`, where the bpf LSM is active.
+fn attach_lsm_hook(ebpf: &mut Ebpf, btf: &Btf, name: &str, hook: &str) -> Result<u32> {
     let lsms = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
     if !lsms.trim().split(',').any(|l| l == "bpf") {
         anyhow::bail!("bpf is not an active LSM ({})", lsms.trim());
@@ -588,9 +705,10 @@ fn attach_lsm(ebpf: &mut Ebpf, btf: &Btf, name: &str) -> Result<u32> {
         .program_mut(name)
         .with_context(|| format!("eBPF object has no program {name}"))?
         .try_into()?;
-    prog.load("file_open", btf)
-        .context("the kernel refused lsm/file_open")?;
-    prog.attach().context("cannot attach lsm/file_open")?;
+    prog.load(hook, btf)
+        .with_context(|| format!("the kernel refused lsm/{hook}"))?;
+    prog.attach()
+        .with_context(|| format!("cannot attach lsm/{hook}"))?;
     Ok(prog.info().map(|i| i.id()).unwrap_or(0))
 }
 
@@ -625,7 +743,8 @@ fn attach_io_uring(ebpf: &mut Ebpf, btf: &Btf, attached: &mut Vec<AttachedProgra
 /// cgroup/connect4|6 and sendmsg4|6 on the cgroup2 root: every connect and
 /// every datagram to an explicit address on the node passes one map lookup;
 /// they report what the syscall tracepoints miss (UDP sendto, io_uring
-/// connects) and give quarantined processes EPERM.
+/// connects), every inet connect where those are not attached, and give
+/// quarantined processes EPERM.
 fn attach_socket_hooks(ebpf: &mut Ebpf, attached: &mut Vec<AttachedProgram>) -> Result<()> {
     let root = crate::kernel::mounts::cgroup2_mount().context(
         "the socket hooks (and block-egress) need cgroup v2: no cgroup2 mount found; mount it or \
@@ -687,8 +806,9 @@ mod tests {
         assert_eq!(tp.file_open, "tracepoint");
         assert_eq!(tp.connect, "tracepoint");
         assert_eq!(tp.egress, "none");
-        let mut with_lsm = base.to_vec();
-        with_lsm.extend(["lsm/file_open", "cgroup/connect4", "cgroup/connect6"]);
+        let mut with_lsm = vec!["cgroup/connect4", "cgroup/connect6"];
+        with_lsm.extend(base);
+        with_lsm.push("lsm/file_open");
         let lsm = HookSet::of(&attached(&with_lsm));
         assert_eq!(lsm.file_open, "tracepoint+lsm");
         assert_eq!(lsm.egress, "cgroup");
@@ -724,6 +844,32 @@ mod tests {
         );
         assert_eq!(kill_enforcement(false, &pc), "tracepoint-sigkill");
         assert!(file_blind_spots("page-cache").contains("O_DIRECT"));
+        let mut no_syscall = vec![
+            "tp_btf/sched_process_exec",
+            "tp_btf/inet_sock_set_state",
+            "tp_btf/mm_filemap_get_pages",
+            "cgroup/connect4",
+            "cgroup/connect6",
+            "cgroup/sendmsg4",
+        ];
+        let cg = HookSet::of(&attached(&no_syscall));
+        assert_eq!(
+            (
+                cg.connect.as_str(),
+                cg.egress.as_str(),
+                cg.datagram.as_str()
+            ),
+            ("cgroup+tp_btf", "cgroup", "cgroup")
+        );
+        assert!(connect_blind_spots(&cg.connect).contains("unix-socket connects"));
+        no_syscall.extend(["lsm/unix_stream_connect", "lsm/unix_may_send"]);
+        let cg_lsm = HookSet::of(&attached(&no_syscall));
+        assert_eq!(cg_lsm.connect, "cgroup+tp_btf+lsm");
+        assert!(!connect_blind_spots(&cg_lsm.connect).contains("unix"));
+        assert_eq!(
+            cg_lsm.file_access, "page-cache",
+            "the unix LSM hooks are no file set"
+        );
         let blind = HookSet::of(&attached(&["tp_btf/sched_process_exec"]));
         assert_eq!(blind.file_access, "none");
         assert_eq!(blind.file_open, "none");

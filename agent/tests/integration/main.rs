@@ -8,6 +8,7 @@ mod harness;
 
 mod api;
 mod clean_day;
+mod connect_hooks;
 mod deploy;
 mod docs;
 mod env_capture;

@@ -117,7 +117,7 @@ pub fn run_all(wanted: &[String], report: &mut impl FnMut(&str, Result<String>))
     report("memfd", &mut || memfd(&agent));
     report("secret-read", &mut || secret_read(&agent, hooks));
     report("secret-replay", &mut || secret_replay(&agent));
-    report("net-connect", &mut || net_connect(&agent));
+    report("net-connect", &mut || net_connect(&agent, hooks));
     report("attest", &mut attest);
     report("enforce-kill", &mut || match hooks {
         Hooks::Lsm => lsm_deny(&agent, &secrets),
@@ -469,7 +469,7 @@ fn secret_replay(agent: &Agent) -> Result<String> {
     Ok(format!("{} identities", ids.len()))
 }
 
-fn net_connect(agent: &Agent) -> Result<String> {
+fn net_connect(agent: &Agent, hooks: Hooks) -> Result<String> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     let stream = TcpStream::connect(("127.0.0.1", port))?;
@@ -483,7 +483,66 @@ fn net_connect(agent: &Agent) -> Result<String> {
     same("net.family", &n["family"], "inet")?;
     same("net.dst_ip", &n["dst_ip"], "127.0.0.1")?;
     same("net.result", &n["result"], "success")?;
-    Ok(format!("127.0.0.1:{port} from pid {me}"))
+    // The lsm set attaches no syscall tracepoint: the TCP outcome above came
+    // from inet_sock_set_state, and Unix sockets from the unix LSM hooks.
+    let (path, observed_by) = match hooks {
+        Hooks::Lsm => ("cgroup+tp_btf+lsm", "lsm"),
+        Hooks::Tracepoint => ("tracepoint+cgroup", "syscall"),
+    };
+    same(
+        "net.observed_by (tcp)",
+        &n["observed_by"],
+        match hooks {
+            Hooks::Lsm => "socket_hook",
+            Hooks::Tracepoint => "syscall",
+        },
+    )?;
+    let dir = std::env::temp_dir().join(format!("proctor-vm-unix-{me}"));
+    std::fs::create_dir_all(&dir)?;
+    let stream_path = dir.join("stream.sock");
+    let unix_listener = std::os::unix::net::UnixListener::bind(&stream_path)?;
+    let _unix = std::os::unix::net::UnixStream::connect(&stream_path)?;
+    let unix = agent.wait("unix net_connect", |e| {
+        e["kind"] == "net_connect"
+            && e["process"]["pid"] == me
+            && e["net"]["dst_path"] == stream_path.to_str().unwrap_or_default()
+    })?;
+    same("unix family", &unix["net"]["family"], "unix")?;
+    same("unix protocol", &unix["net"]["protocol"], "stream")?;
+    same("unix result", &unix["net"]["result"], "success")?;
+    same("unix observed_by", &unix["net"]["observed_by"], observed_by)?;
+    drop(unix_listener);
+    let mut detail = format!(
+        "127.0.0.1:{port} and {} from pid {me}",
+        stream_path.display()
+    );
+    if hooks == Hooks::Lsm {
+        // A datagram to a bound path: lsm/unix_may_send, once per path.
+        let dgram_path = dir.join("dgram.sock");
+        let sink = std::os::unix::net::UnixDatagram::bind(&dgram_path)?;
+        let sender = std::os::unix::net::UnixDatagram::unbound()?;
+        for _ in 0..3 {
+            sender.send_to(b"x", &dgram_path)?;
+        }
+        let mut buf = [0u8; 4];
+        sink.recv(&mut buf)?;
+        let sent = agent.wait("unix datagram net_connect", |e| {
+            e["kind"] == "net_connect"
+                && e["process"]["pid"] == me
+                && e["net"]["dst_path"] == dgram_path.to_str().unwrap_or_default()
+        })?;
+        same("unix dgram protocol", &sent["net"]["protocol"], "dgram")?;
+        same("unix dgram operation", &sent["net"]["operation"], "sendmsg")?;
+        detail.push_str(&format!(", {} (dgram)", dgram_path.display()));
+    }
+    let st = agent.wait("agent_status", |e| e["kind"] == "agent_status")?;
+    same(
+        "hook_set.connect",
+        &st["status"]["hook_set"]["connect"],
+        path,
+    )?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(format!("{detail}; connect {path}"))
 }
 
 fn attest() -> Result<String> {
