@@ -317,11 +317,9 @@ fn park(pid_tgid: u64, family: u16, port: u16, sock_type: u32, addr: [u8; 16], s
     let p = unsafe { &mut *p };
     p.parked_ns = unsafe { bpf_ktime_get_boot_ns() };
     p.flags = PENDING_FROM_HOOK;
-    // The helper egress.rs uses in this program type: 5.10 offers cgroup
-    // socket programs bpf_get_current_task_btf but not bpf_get_current_task.
-    p.start_boottime_ns = unsafe {
-        crate::quarantine::process_start(aya_ebpf::helpers::bpf_get_current_task_btf() as *const u8)
-    };
+    // 0 where the program cannot reach the task (5.10): the sweep then finds
+    // the process by pid alone.
+    p.start_boottime_ns = crate::quarantine::current_process_start();
     let ev = &mut p.ev;
     ev.hdr = crate::process::header(KIND_CONNECT);
     ev.pid = pid_tgid as u32;

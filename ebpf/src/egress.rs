@@ -5,16 +5,14 @@
 //! `block-egress`: processes the agent quarantined get EPERM.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task_btf},
-    macros::cgroup_sock_addr,
-    programs::SockAddrContext,
+    helpers::bpf_get_current_pid_tgid, macros::cgroup_sock_addr, programs::SockAddrContext,
 };
 use proctor_common::{CONNECT_ORIGIN_SENDMSG, CONNECT_ORIGIN_SOCKET_HOOK, EGRESS_DENIED_SLOT};
 
 use crate::{
     bump,
     connect::on_socket_hook,
-    quarantine::{process_start, quarantined, QUARANTINE},
+    quarantine::{current_process_start, quarantined, QUARANTINE},
     SENT,
 };
 
@@ -22,10 +20,8 @@ use crate::{
 #[inline(always)]
 fn verdict<const V6: bool>(ctx: &SockAddrContext, origin: u32) -> i32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let refused = unsafe { QUARANTINE.get(tgid) }.is_some() && {
-        let task = unsafe { bpf_get_current_task_btf() } as *const u8;
-        quarantined(tgid, unsafe { process_start(task) })
-    };
+    let refused =
+        unsafe { QUARANTINE.get(tgid) }.is_some() && quarantined(tgid, current_process_start());
     on_socket_hook::<V6>(ctx, origin, refused);
     if refused {
         bump(&SENT, EGRESS_DENIED_SLOT);

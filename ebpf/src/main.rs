@@ -52,6 +52,12 @@ pub static AGENT_TGID: u32 = 0;
 /// visits the call on older kernels (5.10), which would reject it.
 #[unsafe(no_mangle)]
 pub static HAS_TASK_PT_REGS: u8 = 0;
+/// Non-zero where the kernel has `bpf_get_current_task_btf` (5.11+), set by
+/// the agent at load; read-only like `HAS_TASK_PT_REGS`, so a 5.10 verifier
+/// never sees the call. The cgroup socket programs, which have no other way
+/// to the task there, then go without the process's start time.
+#[unsafe(no_mangle)]
+pub static HAS_TASK_BTF: u8 = 0;
 /// Accesses of one file by one process image within this many ns of the
 /// one reported are counted, not reported (0: report every access).
 /// Patched by the agent.

@@ -23,6 +23,16 @@ pub(crate) unsafe fn process_start(task: *const u8) -> u64 {
     }
 }
 
+/// Start time of the current process where the kernel lets a cgroup socket
+/// program reach the task (`HAS_TASK_BTF`), else 0: unknown.
+#[inline(always)]
+pub(crate) fn current_process_start() -> u64 {
+    if unsafe { core::ptr::read_volatile(core::ptr::addr_of!(crate::HAS_TASK_BTF)) } == 0 {
+        return 0;
+    }
+    unsafe { process_start(aya_ebpf::helpers::bpf_get_current_task_btf() as *const u8) }
+}
+
 /// Whether `entry` was made for the process that started at `start`.
 #[inline(always)]
 fn same_process(entry: &QuarantineEntry, start: u64) -> bool {
@@ -41,7 +51,9 @@ pub(crate) fn quarantined(tgid: u32, start: u64) -> bool {
     let Some(entry) = (unsafe { QUARANTINE.get(tgid) }) else {
         return false;
     };
-    if same_process(entry, start) {
+    // Without the start time (5.10) the tgid decides; the exit hook still
+    // removes the entry when the process ends.
+    if start == 0 || same_process(entry, start) {
         return true;
     }
     let _ = QUARANTINE.remove(tgid);

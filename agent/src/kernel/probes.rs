@@ -327,6 +327,14 @@ pub fn load(
     let io_uring_offsets = resolve_io_uring(&kernel_btf);
     let btf = Btf::from_sys_fs().context("cannot read kernel BTF for program loading")?;
     let has_task_pt_regs = u8::from(has_task_pt_regs());
+    let has_task_btf = u8::from(kernel_at_least(5, 11));
+    if has_task_btf == 0 {
+        tracing::warn!(
+            "this kernel predates bpf_get_current_task_btf (Linux 5.11): block-egress \
+             quarantine matches by tgid alone (the kernel's exit hook still removes each entry), \
+             and connects that fail before the handshake are named by pid alone"
+        );
+    }
     if has_task_pt_regs == 0 {
         tracing::warn!(
             "this kernel predates bpf_task_pt_regs (Linux 5.15): file-open events carry no \
@@ -341,6 +349,7 @@ pub fn load(
         .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
         .override_global("AGENT_TGID", &std::process::id(), true)
         .override_global("HAS_TASK_PT_REGS", &has_task_pt_regs, true)
+        .override_global("HAS_TASK_BTF", &has_task_btf, true)
         .override_global("READ_REPEAT_WINDOW_NS", &files.repeat_window_ns, true)
         .override_global(
             "IO_URING_OFFSETS",
@@ -501,7 +510,12 @@ pub fn load(
 /// Whether the kernel has the `bpf_task_pt_regs` helper (added in 5.15;
 /// distribution kernels do not backport BPF helpers).
 fn has_task_pt_regs() -> bool {
-    aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(5, 15, 0))
+    kernel_at_least(5, 15)
+}
+
+fn kernel_at_least(major: u8, minor: u8) -> bool {
+    aya::util::KernelVersion::current()
+        .is_ok_and(|v| v >= aya::util::KernelVersion::new(major, minor, 0))
 }
 
 /// Where aya finds syscall tracepoints: tracefs, or tracefs under debugfs.
