@@ -254,12 +254,7 @@ pub(crate) fn on_socket_hook<const V6: bool>(ctx: &SockAddrContext, origin: u32,
         return;
     };
     let out = unsafe { &mut *entry.as_mut_ptr() };
-    out.hdr = crate::process::header(KIND_CONNECT);
-    out.pid = pid_tgid as u32;
-    out.tgid = seen.tgid;
-    out.uid = bpf_get_current_uid_gid() as u32;
-    out.fd = -1;
-    out.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    fill_caller(out, pid_tgid);
     out.result = if refused { -EPERM } else { 0 };
     out.family = family;
     out.port = port;
@@ -321,12 +316,7 @@ fn park(pid_tgid: u64, family: u16, port: u16, sock_type: u32, addr: [u8; 16], s
     // the process by pid alone.
     p.start_boottime_ns = crate::quarantine::current_process_start();
     let ev = &mut p.ev;
-    ev.hdr = crate::process::header(KIND_CONNECT);
-    ev.pid = pid_tgid as u32;
-    ev.tgid = (pid_tgid >> 32) as u32;
-    ev.uid = bpf_get_current_uid_gid() as u32;
-    ev.fd = -1;
-    ev.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    fill_caller(ev, pid_tgid);
     ev.family = family;
     ev.port = port;
     ev.protocol = IPPROTO_TCP as u16;
@@ -334,6 +324,18 @@ fn park(pid_tgid: u64, family: u16, port: u16, sock_type: u32, addr: [u8; 16], s
     ev.deferred = 1;
     ev.addr = addr;
     ev.origin = CONNECT_ORIGIN_SOCKET_HOOK;
+}
+
+/// Who reports a connect from its own context (no fd: the hooks see an
+/// address, not a descriptor).
+#[inline(always)]
+pub(crate) fn fill_caller(ev: &mut ConnectEvent, pid_tgid: u64) {
+    ev.hdr = crate::process::header(KIND_CONNECT);
+    ev.pid = pid_tgid as u32;
+    ev.tgid = (pid_tgid >> 32) as u32;
+    ev.uid = bpf_get_current_uid_gid() as u32;
+    ev.fd = -1;
+    ev.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
 }
 
 #[inline(always)]

@@ -4,9 +4,7 @@
 //! socket itself, and each (process, socket type, path) is reported once.
 
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, generated,
-    },
+    helpers::{bpf_get_current_pid_tgid, generated},
     macros::{lsm, map},
     maps::LruHashMap,
     programs::LsmContext,
@@ -97,12 +95,7 @@ fn on_unix(sock_type: u16, peer: *const u8, origin: u32) {
         return;
     };
     let out = unsafe { &mut *entry.as_mut_ptr() };
-    out.hdr = crate::process::header(KIND_CONNECT);
-    out.pid = pid_tgid as u32;
-    out.tgid = key.tgid;
-    out.uid = bpf_get_current_uid_gid() as u32;
-    out.fd = -1;
-    out.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    crate::connect::fill_caller(out, pid_tgid);
     out.result = 0;
     out.family = AF_UNIX;
     out.port = 0;

@@ -49,6 +49,22 @@ pub struct Ctx {
     pub must_run_external: bool,
 }
 
+impl Ctx {
+    /// A fresh scratch directory with the run's secret set in it.
+    fn new(bin: &Path, smoke: bool, must_run_external: bool) -> Result<Ctx> {
+        let dir = std::env::temp_dir().join(format!("proctor-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Ctx {
+            bin: bin.to_path_buf(),
+            smoke,
+            secrets: secrets::SecretSet::create(&dir, if smoke { 10 } else { 100 })?,
+            dir,
+            marker: format!("proctor-bench-{}", std::process::id()),
+            must_run_external,
+        })
+    }
+}
+
 impl Drop for Ctx {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -121,16 +137,7 @@ fn add_section(md: &mut String, strict: bool, name: &str, section: Result<String
 
 /// The drop-onset section alone, printed with its profile (`bench --only drops`).
 pub fn run_drops(bin: &Path, smoke: bool) -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("proctor-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let ctx = Ctx {
-        bin: bin.to_path_buf(),
-        smoke,
-        secrets: secrets::SecretSet::create(&dir, if smoke { 10 } else { 100 })?,
-        dir,
-        marker: format!("proctor-bench-{}", std::process::id()),
-        must_run_external: false,
-    };
+    let ctx = Ctx::new(bin, smoke, false)?;
     let d = drops::section(&ctx, &mut Vec::new())?;
     println!("{}\n{}", d.markdown, d.profile.unwrap_or_default());
     Ok(())
@@ -138,16 +145,11 @@ pub fn run_drops(bin: &Path, smoke: bool) -> Result<()> {
 
 pub fn run(bin: &Path, smoke: bool) -> Result<()> {
     let started = Instant::now();
-    let dir = std::env::temp_dir().join(format!("proctor-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let ctx = Ctx {
-        bin: bin.to_path_buf(),
+    let ctx = Ctx::new(
+        bin,
         smoke,
-        secrets: secrets::SecretSet::create(&dir, if smoke { 10 } else { 100 })?,
-        dir,
-        marker: format!("proctor-bench-{}", std::process::id()),
-        must_run_external: std::env::var_os("CI").is_some_and(|v| !v.is_empty()),
-    };
+        std::env::var_os("CI").is_some_and(|v| !v.is_empty()),
+    )?;
     let date = Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()

@@ -579,17 +579,37 @@ mod tests {
         assert!(text.contains("  unix:uid:1000"), "{text}");
     }
 
+    /// What a context without name databases, parent or hygiene borrows.
+    struct Bare {
+        creds: Creds,
+        names: NameDb,
+        hygiene: Hygiene,
+    }
+
+    impl Bare {
+        fn new() -> Self {
+            Bare {
+                creds: Creds::from_record(&process()),
+                names: NameDb::default(),
+                hygiene: Hygiene::default(),
+            }
+        }
+
+        fn context(&self) -> Context<'_> {
+            Context {
+                creds: &self.creds,
+                users: &self.names,
+                groups: &self.names,
+                parent: None,
+                hygiene: &self.hygiene,
+            }
+        }
+    }
+
     #[test]
     fn pod_metadata_gives_k8s_selectors() {
-        let creds = Creds::from_record(&process());
-        let none = NameDb::default();
-        let cx = Context {
-            creds: &creds,
-            users: &none,
-            groups: &none,
-            parent: None,
-            hygiene: &Hygiene::default(),
-        };
+        let bare = Bare::new();
+        let cx = bare.context();
         let mut p = process();
         p.pod = Some(serde_json::json!({
             "uid": "u-1", "namespace": "shop", "name": "web-0", "service_account": "web",
@@ -638,15 +658,8 @@ mod tests {
 
     #[test]
     fn only_a_path_the_host_namespace_confirms_is_an_exe_host_path() {
-        let creds = Creds::from_record(&process());
-        let none = NameDb::default();
-        let cx = Context {
-            creds: &creds,
-            users: &none,
-            groups: &none,
-            parent: None,
-            hygiene: &Hygiene::default(),
-        };
+        let bare = Bare::new();
+        let cx = bare.context();
         let mut p = process();
         let v = values(&selectors(&p, &cx));
         assert!(
@@ -668,15 +681,8 @@ mod tests {
 
     #[test]
     fn untrustworthy_binaries_get_no_hash_or_path() {
-        let creds = Creds::from_record(&process());
-        let none = NameDb::default();
-        let cx = Context {
-            creds: &creds,
-            users: &none,
-            groups: &none,
-            parent: None,
-            hygiene: &Hygiene::default(),
-        };
+        let bare = Bare::new();
+        let cx = bare.context();
         let mut p = process();
         p.exe.modified_after_exec = true;
         p.exe.hash_status = "modified";

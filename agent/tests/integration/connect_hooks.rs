@@ -12,38 +12,26 @@ use std::{
 use crate::harness::*;
 use serde_json::Value;
 
-struct Fixture {
-    agent: AgentProc,
-    home: tempfile::TempDir,
-    _state: tempfile::TempDir,
-}
-
-fn fixture() -> &'static Fixture {
-    static F: OnceLock<Fixture> = OnceLock::new();
+fn fixture() -> &'static HomeAgent {
+    static F: OnceLock<HomeAgent> = OnceLock::new();
     F.get_or_init(|| {
-        let home = tempfile::tempdir().unwrap();
-        let state = tempfile::tempdir().unwrap();
         // Catalogued at start: the page-cache set sees reads of it at once.
-        std::fs::write(
-            home.path().join(".netrc"),
+        let files = [(
+            ".netrc",
             "machine egress.test login u password conn-hooks\n",
-        )
-        .unwrap();
-        let config = format!(
-            "status_interval: 1s\n{TEST_METRICS}\
-             state_dir: {state}\n\
-             kernel:\n  file_hooks: page-cache\n\
-             secrets:\n  extra_homes: [{h}]\n  search_dirs: []\n  rules:\n\
-             \x20   - secret: {{id: netrc}}\n\
-             \x20     enforce: [block-egress]\n",
-            state = state.path().display(),
-            h = home.path().display(),
-        );
-        Fixture {
-            agent: AgentProc::start(&config),
-            home,
-            _state: state,
-        }
+        )];
+        HomeAgent::start(&files, |home, state| {
+            format!(
+                "status_interval: 1s\n{TEST_METRICS}\
+                 state_dir: {state}\n\
+                 kernel:\n  file_hooks: page-cache\n\
+                 secrets:\n  extra_homes: [{h}]\n  search_dirs: []\n  rules:\n\
+                 \x20   - secret: {{id: netrc}}\n\
+                 \x20     enforce: [block-egress]\n",
+                state = state.display(),
+                h = home.display(),
+            )
+        })
     })
 }
 

@@ -14,35 +14,22 @@ use std::{
 use crate::harness::*;
 use serde_json::Value;
 
-struct Fixture {
-    agent: AgentProc,
-    home: tempfile::TempDir,
-    _state: tempfile::TempDir,
-}
-
-fn fixture() -> &'static Fixture {
-    static F: OnceLock<Fixture> = OnceLock::new();
+fn fixture() -> &'static HomeAgent {
+    static F: OnceLock<HomeAgent> = OnceLock::new();
     F.get_or_init(|| {
-        let home = tempfile::tempdir().unwrap();
-        let state = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(home.path().join(".aws")).unwrap();
-        std::fs::write(
-            home.path().join(".aws/credentials"),
+        let files = [(
+            ".aws/credentials",
             "[default]\naws_access_key_id = AKIAQURINGTEST0001\naws_secret_access_key = uringk\n",
-        )
-        .unwrap();
-        let config = format!(
-            "status_interval: 1s\n{TEST_METRICS}\
-             state_dir: {state}\n\
-             secrets:\n  extra_homes: [{home}]\n  search_dirs: []\n",
-            state = state.path().display(),
-            home = home.path().display(),
-        );
-        Fixture {
-            agent: AgentProc::start(&config),
-            home,
-            _state: state,
-        }
+        )];
+        HomeAgent::start(&files, |home, state| {
+            format!(
+                "status_interval: 1s\n{TEST_METRICS}\
+                 state_dir: {state}\n\
+                 secrets:\n  extra_homes: [{home}]\n  search_dirs: []\n",
+                state = state.display(),
+                home = home.display(),
+            )
+        })
     })
 }
 

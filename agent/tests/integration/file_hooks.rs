@@ -10,44 +10,31 @@ use std::{
 use crate::harness::*;
 use serde_json::Value;
 
-struct Fixture {
-    agent: AgentProc,
-    home: tempfile::TempDir,
-    _state: tempfile::TempDir,
-}
-
-fn fixture() -> &'static Fixture {
-    static F: OnceLock<Fixture> = OnceLock::new();
+fn fixture() -> &'static HomeAgent {
+    static F: OnceLock<HomeAgent> = OnceLock::new();
     F.get_or_init(|| {
-        let home = tempfile::tempdir().unwrap();
-        let state = tempfile::tempdir().unwrap();
-        std::fs::write(
-            home.path().join(".netrc"),
-            "machine a.test login u password nrc\n",
-        )
-        .unwrap();
-        std::fs::write(home.path().join(".pgpass"), "db:5432:app:app:pgsecret\n").unwrap();
-        std::fs::write(home.path().join("notes.txt"), "nothing secret here\n").unwrap();
-        // A kill rule's owner must exist; nothing in these tests runs it.
-        let owner = home.path().join("pg-owner");
-        std::fs::copy("/bin/cat", &owner).unwrap();
-        let config = format!(
-            "status_interval: 1s\n{TEST_METRICS}\
-             state_dir: {state}\n\
-             kernel:\n  file_hooks: page-cache\n  repeat_window: 1s\n\
-             secrets:\n  extra_homes: [{h}]\n  search_dirs: []\n  rules:\n\
-             \x20   - secret: {{id: pgpass}}\n\
-             \x20     owners: [{{exe_path: {o}}}]\n\
-             \x20     enforce: [kill]\n",
-            state = state.path().display(),
-            h = home.path().display(),
-            o = owner.display(),
-        );
-        Fixture {
-            agent: AgentProc::start(&config),
-            home,
-            _state: state,
-        }
+        let files = [
+            (".netrc", "machine a.test login u password nrc\n"),
+            (".pgpass", "db:5432:app:app:pgsecret\n"),
+            ("notes.txt", "nothing secret here\n"),
+        ];
+        HomeAgent::start(&files, |home, state| {
+            // A kill rule's owner must exist; nothing in these tests runs it.
+            let owner = home.join("pg-owner");
+            std::fs::copy("/bin/cat", &owner).unwrap();
+            format!(
+                "status_interval: 1s\n{TEST_METRICS}\
+                 state_dir: {state}\n\
+                 kernel:\n  file_hooks: page-cache\n  repeat_window: 1s\n\
+                 secrets:\n  extra_homes: [{h}]\n  search_dirs: []\n  rules:\n\
+                 \x20   - secret: {{id: pgpass}}\n\
+                 \x20     owners: [{{exe_path: {o}}}]\n\
+                 \x20     enforce: [kill]\n",
+                state = state.display(),
+                h = home.display(),
+                o = owner.display(),
+            )
+        })
     })
 }
 

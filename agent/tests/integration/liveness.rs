@@ -166,8 +166,9 @@ fn without_tracefs_and_secrets_off_the_agent_starts_and_says_what_it_cannot_see(
     let st = started_status(&agent);
     let s = &st["status"];
     assert_eq!(s["hook_set"]["file_open"], "none", "{st}");
-    // The cgroup socket hooks need no tracefs: inet connects stay visible.
-    assert_eq!(s["hook_set"]["connect"], "cgroup", "{st}");
+    // The cgroup socket hooks need no tracefs: inet connects stay visible,
+    // TCP outcomes from the handshake tracepoint.
+    assert_eq!(s["hook_set"]["connect"], "cgroup+tp_btf", "{st}");
     assert_eq!(s["hook_set"]["exec"], "tp_btf", "{st}");
     assert_eq!(s["kill_enforcement"], "none", "{st}");
     let addr = metrics_addr(&st);

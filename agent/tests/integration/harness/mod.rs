@@ -6,6 +6,7 @@
 mod agent;
 mod cgroups;
 mod files;
+mod home_agent;
 mod https;
 mod metrics;
 mod netns;
@@ -16,6 +17,7 @@ mod tools;
 pub use agent::*;
 pub use cgroups::*;
 pub use files::*;
+pub use home_agent::*;
 pub use https::*;
 pub use metrics::*;
 pub use netns::*;

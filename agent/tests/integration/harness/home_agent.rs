@@ -1,0 +1,35 @@
+//! An agent started on a throw-away home and state directory, the set-up most secret-watching topics share.
+
+use std::path::Path;
+
+use super::AgentProc;
+
+/// The agent and the home it watches (`secrets.extra_homes`); the state dir
+/// lives as long as they do.
+pub struct HomeAgent {
+    pub agent: AgentProc,
+    pub home: tempfile::TempDir,
+    _state: tempfile::TempDir,
+}
+
+impl HomeAgent {
+    /// Writes `files` (path below the home, content; parents created), then
+    /// starts the agent on the YAML `config(home, state)` returns.
+    pub fn start(files: &[(&str, &str)], config: impl FnOnce(&Path, &Path) -> String) -> Self {
+        let home = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        for (rel, content) in files {
+            let path = home.path().join(rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).unwrap();
+            }
+            std::fs::write(&path, content).unwrap();
+        }
+        let agent = AgentProc::start(&config(home.path(), state.path()));
+        HomeAgent {
+            agent,
+            home,
+            _state: state,
+        }
+    }
+}
