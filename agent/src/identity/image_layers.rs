@@ -34,7 +34,7 @@ use lru::LruCache;
 
 use crate::{
     identity::{
-        packages::{
+        package_index::{
             digests, FileClaim, PackageIndex, PackagedExe, PackagesConfig, MAX_VERIFY_BYTES,
         },
         rpmdb::{self, FileDigest},
@@ -250,7 +250,7 @@ impl ImageLayers {
             };
             return self.cached(&m, || {
                 match rpmdb::read_files_of(&f, &db, |p| {
-                    super::packages::is_program_path(p.trim_start_matches('/'))
+                    super::package_index::is_program_path(p.trim_start_matches('/'))
                 }) {
                     Ok((files, bad)) => {
                         if bad > 0 {

@@ -10,6 +10,7 @@ pub mod hash_cache;
 pub mod host_path;
 pub mod image_layers;
 pub mod liveness;
+pub mod package_index;
 pub mod packages;
 pub mod per_process;
 pub mod pods;
