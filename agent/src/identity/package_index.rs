@@ -10,6 +10,7 @@ use std::{
     io::Read,
     os::unix::fs::{MetadataExt, OpenOptionsExt},
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use md5::{Digest, Md5};
@@ -98,7 +99,7 @@ impl PackagesConfig {
 
     /// What to stat to notice a database change: dpkg's directory, each rpm
     /// database and its write-ahead log.
-    fn watched(&self) -> Vec<PathBuf> {
+    pub(super) fn watched(&self) -> Vec<PathBuf> {
         let mut out = vec![self.local(&self.dpkg_info)];
         for db in &self.rpm_databases {
             let local = self.local(db);
