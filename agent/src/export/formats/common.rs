@@ -235,6 +235,7 @@ pub(crate) fn kernel_facts(p: &Process) -> Map<String, Value> {
             "fileless": p.exe.fileless,
             "deleted": p.exe.deleted,
             "modified_after_exec": p.exe.modified_after_exec,
+            "path_namespace": p.exe.path_namespace,
         }),
     );
     if let Some(i) = &p.interpreter {

@@ -737,6 +737,7 @@ mod tests {
         assert_eq!(s(&v, "/actor/process/uid"), PARENT_EXEC_ID);
         assert_eq!(s(&v, "/unmapped/attestation"), "kernel-exec");
         assert_eq!(u(&v, "/unmapped/exe/inode"), 1_234_567);
+        assert_eq!(s(&v, "/unmapped/exe/path_namespace"), "host");
         assert_eq!(s(&v, "/unmapped/pod/service_account"), "api");
 
         // Bare host, no hash: no hashes array, no container, no parent uid.
