@@ -86,6 +86,36 @@ fn reload_after(agent: &AgentProc, seq: u64) -> Value {
     })
 }
 
+/// A config read through a symlink into another directory. The agent watches
+/// the directory holding the path it was given, so rewriting the file behind
+/// the link makes no file event there and only SIGHUP reloads it (a config
+/// in busy /tmp would race the signal with a `file` reload).
+struct SighupConfig {
+    links: tempfile::TempDir,
+    files: tempfile::TempDir,
+}
+
+impl SighupConfig {
+    fn new(text: &str) -> Self {
+        let c = SighupConfig {
+            links: tempfile::tempdir().unwrap(),
+            files: tempfile::tempdir().unwrap(),
+        };
+        c.write(text);
+        std::os::unix::fs::symlink(c.files.path().join("proctor.yaml"), c.path()).unwrap();
+        c
+    }
+
+    /// What the agent is started with and names in its messages.
+    fn path(&self) -> std::path::PathBuf {
+        self.links.path().join("proctor.yaml")
+    }
+
+    fn write(&self, text: &str) {
+        std::fs::write(self.files.path().join("proctor.yaml"), text).unwrap();
+    }
+}
+
 fn hup(agent: &AgentProc) {
     unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) };
 }
@@ -105,9 +135,8 @@ fn a_kill_rule_added_by_sighup_kills_the_next_reader_and_a_broken_config_leaves_
         "\n    - secret: {{id: pgpass}}\n      owners: [{{exe_path: {}}}]\n",
         owner.display()
     );
-    let cfg = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(cfg.path(), node.config(&rule, STDOUT)).unwrap();
-    let agent = AgentProc::start_at(cfg.path());
+    let cfg = SighupConfig::new(&node.config(&rule, STDOUT));
+    let agent = AgentProc::start_at(&cfg.path());
 
     // Before: the rule only reports; the intruder reads and lives.
     let m = marker("before-kill-rule");
@@ -122,11 +151,7 @@ fn a_kill_rule_added_by_sighup_kills_the_next_reader_and_a_broken_config_leaves_
     assert_ne!(ev["finding"]["severity"], "info", "{ev}");
 
     let seq = agent.last_seq();
-    std::fs::write(
-        cfg.path(),
-        node.config(&format!("{rule}      enforce: [kill]\n"), STDOUT),
-    )
-    .unwrap();
+    cfg.write(&node.config(&format!("{rule}      enforce: [kill]\n"), STDOUT));
     hup(&agent);
     let r = reload_after(&agent, seq);
     let reload = &r["status"]["reload"];
@@ -139,7 +164,7 @@ fn a_kill_rule_added_by_sighup_kills_the_next_reader_and_a_broken_config_leaves_
     );
     assert_eq!(
         reload["config_sha256"],
-        sha256_file(cfg.path()),
+        sha256_file(&cfg.path()),
         "the hash of the file as applied: {r}"
     );
 
@@ -165,14 +190,10 @@ fn a_kill_rule_added_by_sighup_kills_the_next_reader_and_a_broken_config_leaves_
 
     // A broken config (a misspelt key) is refused, loudly, and changes nothing.
     let seq = agent.last_seq();
-    std::fs::write(
-        cfg.path(),
-        node.config(
-            &format!("{rule}      enforce: [kill]\n      ownres: []\n"),
-            STDOUT,
-        ),
-    )
-    .unwrap();
+    cfg.write(&node.config(
+        &format!("{rule}      enforce: [kill]\n      ownres: []\n"),
+        STDOUT,
+    ));
     hup(&agent);
     let r = reload_after(&agent, seq);
     let reload = &r["status"]["reload"];
