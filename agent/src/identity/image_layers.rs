@@ -39,6 +39,7 @@ use crate::{
         },
         rpmdb::{self, FileDigest},
     },
+    kernel::mounts::{parse_mountinfo, unescape},
     safe_open::{self, Links},
 };
 
@@ -333,28 +334,18 @@ fn read_proc(path: &Path) -> Option<String> {
 fn find_overlay(mountinfo: &str, dev: u64, path: &str) -> Option<Overlay> {
     let majmin = format!("{}:{}", libc::major(dev), libc::minor(dev));
     let mut best: Option<(usize, Overlay)> = None;
-    for line in mountinfo.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(dash) = fields.iter().position(|f| *f == "-") else {
-            continue;
-        };
-        if fields.get(2) != Some(&majmin.as_str()) || fields.get(dash + 1) != Some(&"overlay") {
+    for m in parse_mountinfo(mountinfo) {
+        if m.majmin != majmin || m.fstype != "overlay" {
             continue;
         }
-        let (Some(root), Some(mount_point), Some(opts)) =
-            (fields.get(3), fields.get(4), fields.get(dash + 3))
-        else {
+        let Some(inside) = below(path, &m.mount_point) else {
             continue;
         };
-        let mount_point = unescape(mount_point);
-        let Some(inside) = below(path, &mount_point) else {
-            continue;
-        };
-        let rel = Path::new(&unescape(root)).join(inside);
+        let rel = Path::new(&m.root).join(inside);
         let rel = rel.to_string_lossy().trim_start_matches('/').to_string();
         let mut lowers = Vec::new();
         let mut upper = None;
-        for opt in opts.split(',') {
+        for opt in m.super_options.split(',') {
             if let Some(v) = opt.strip_prefix("lowerdir=") {
                 // `::` separates data-only layers, which hold no visible path.
                 lowers.extend(v.split(':').filter(|l| !l.is_empty()).map(unescape));
@@ -366,9 +357,9 @@ fn find_overlay(mountinfo: &str, dev: u64, path: &str) -> Option<Overlay> {
         }
         if best
             .as_ref()
-            .is_none_or(|(len, _)| mount_point.len() > *len)
+            .is_none_or(|(len, _)| m.mount_point.len() > *len)
         {
-            best = Some((mount_point.len(), Overlay { rel, lowers, upper }));
+            best = Some((m.mount_point.len(), Overlay { rel, lowers, upper }));
         }
     }
     best.map(|(_, o)| o)
@@ -380,30 +371,6 @@ fn below<'a>(path: &'a str, mount_point: &str) -> Option<&'a str> {
         return path.strip_prefix('/');
     }
     path.strip_prefix(mount_point)?.strip_prefix('/')
-}
-
-/// mountinfo's octal escapes (`\040` for a space, `\054` for a comma).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let code = (b[i] == b'\\')
-            .then(|| s.get(i + 1..i + 4))
-            .flatten()
-            .and_then(|d| u8::from_str_radix(d, 8).ok());
-        match code {
-            Some(v) => {
-                out.push(v);
-                i += 4;
-            }
-            None => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -449,16 +416,6 @@ mod tests {
         );
         // A path outside the mount point is not on that mount.
         assert_eq!(find_overlay(LINE, dev, "/usr/bin/git"), None);
-    }
-
-    #[test]
-    fn escapes_in_mountinfo_are_undone() {
-        assert_eq!(unescape("/a\\040b\\054c"), "/a b,c");
-        assert_eq!(unescape("/plain"), "/plain");
-        assert_eq!(unescape("/trailing\\"), "/trailing\\");
-        assert_eq!(below("/m/usr/bin/x", "/m"), Some("usr/bin/x"));
-        assert_eq!(below("/mx/usr/bin/x", "/m"), None);
-        assert_eq!(below("/usr/bin/x", "/"), Some("usr/bin/x"));
     }
 
     #[test]

@@ -43,14 +43,11 @@ pub fn check_privileges() -> Result<()> {
 
 /// Filesystem type mounted at `target`, from /proc/self/mountinfo.
 pub fn mounted_fstype(target: &str) -> Option<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().rev().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        if left.split_whitespace().nth(4)? != target {
-            return None;
-        }
-        right.split_whitespace().next().map(str::to_string)
-    })
+    crate::kernel::mounts::own_mounts()
+        .into_iter()
+        .rev()
+        .find(|m| m.mount_point == target)
+        .map(|m| m.fstype)
 }
 
 /// Mounts `fstype` at `target` unless it is already there. Returns whether it mounted.
