@@ -7,11 +7,7 @@
 //! vanish. Its errno never reaches a hook, so it is reported as
 //! `failed_before_handshake`, de-duplicated like the kernel's reports, and counted.
 
-use anyhow::{Context, Result};
-use aya::{
-    maps::{HashMap, MapData},
-    Ebpf,
-};
+use aya::maps::{HashMap, MapData};
 use proctor_common::{ConnectKey, PendingConnect, PENDING_FROM_HOOK, PENDING_SYN_SENT};
 
 use crate::kernel::decode::{connect_record, ConnectRecord};
@@ -30,18 +26,18 @@ pub struct ConnectSweeper {
 }
 
 impl ConnectSweeper {
-    /// Takes the parked-connect and de-duplication maps from the loaded object.
-    pub fn take(ebpf: &mut Ebpf) -> Result<Self> {
-        let mut take = |name: &str| {
-            ebpf.take_map(name)
-                .with_context(|| format!("eBPF object has no map {name}"))
-        };
-        Ok(ConnectSweeper {
-            pending: HashMap::try_from(take("CONNECT_PENDING")?)?,
-            seen: HashMap::try_from(take("CONNECT_SEEN")?)?,
+    /// Over the kernel's parked connects (`CONNECT_PENDING`) and its
+    /// de-duplication map (`CONNECT_SEEN`).
+    pub fn new(
+        pending: HashMap<MapData, u64, PendingConnect>,
+        seen: HashMap<MapData, ConnectKey, u64>,
+    ) -> Self {
+        ConnectSweeper {
+            pending,
+            seen,
             failed_before_handshake: 0,
             deduplicated: 0,
-        })
+        }
     }
 
     /// Removes the parked connects older than [`UNSTARTED_AFTER_NS`] at

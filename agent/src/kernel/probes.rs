@@ -488,7 +488,10 @@ pub fn load(
         allowed_readers: HashMap::try_from(take(&mut ebpf, "ALLOWED_READERS")?)?,
         quarantine: HashMap::try_from(take(&mut ebpf, "QUARANTINE")?)?,
     };
-    let connect_sweeper = ConnectSweeper::take(&mut ebpf)?;
+    let connect_sweeper = ConnectSweeper::new(
+        HashMap::try_from(take(&mut ebpf, "CONNECT_PENDING")?)?,
+        HashMap::try_from(take(&mut ebpf, "CONNECT_SEEN")?)?,
+    );
     let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("no EVENTS map")?)?;
     let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("no DROPS map")?)?;
     let sent = PerCpuArray::try_from(ebpf.take_map("SENT").context("no SENT map")?)?;
