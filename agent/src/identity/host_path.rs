@@ -82,28 +82,38 @@ pub fn check(key: FileKey, path: &str) -> PlaceFuture {
     if let Some(f) = answers.get(&k) {
         return f.clone();
     }
-    let workers = CACHE.workers.clone();
-    let owned = path.to_string();
-    let task = tokio::spawn(async move {
-        let _permit = workers.acquire_owned().await;
-        tokio::task::spawn_blocking(move || namespace_of(&owned, key.dev, key.ino))
-            .await
-            .unwrap_or(PathNamespace::Process)
-    });
-    // A check that never ran (its runtime shut down) is no answer: this
-    // caller gets the safe one and the next asks again.
+    let first = spawn_lookup(key, path.to_string());
     let failed = k.clone();
-    let fut = task
-        .map(move |r| {
-            r.unwrap_or_else(|_| {
+    let fut = async move {
+        match first.await {
+            Ok(answer) => answer,
+            // The runtime that ran the check shut down before it finished
+            // (each test has its own runtime; the cache outlives them). Ask
+            // again from the runtime polling now, and forget the dead entry.
+            Err(_) => {
                 crate::sync::lock(&CACHE.answers).pop(&failed);
-                PathNamespace::Process
-            })
-        })
-        .boxed()
-        .shared();
+                spawn_lookup(key, failed.1)
+                    .await
+                    .unwrap_or(PathNamespace::Process)
+            }
+        }
+    }
+    .boxed()
+    .shared();
     answers.put(k, fut.clone());
     fut
+}
+
+/// One lookup on the blocking pool, at most `WORKERS` at a time, started now
+/// so the answer is on its way before anyone waits for it.
+fn spawn_lookup(key: FileKey, path: String) -> tokio::task::JoinHandle<PathNamespace> {
+    let workers = CACHE.workers.clone();
+    tokio::spawn(async move {
+        let _permit = workers.acquire_owned().await;
+        tokio::task::spawn_blocking(move || namespace_of(&path, key.dev, key.ino))
+            .await
+            .unwrap_or(PathNamespace::Process)
+    })
 }
 
 /// The check itself: `path` looked up in the agent's mount namespace without
@@ -163,5 +173,25 @@ mod tests {
             "the old inode is no longer at the path"
         );
         assert_eq!(check(v1, "memfd:x").await, PathNamespace::Process);
+    }
+
+    #[tokio::test]
+    async fn a_check_whose_runtime_died_is_asked_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::write(&bin, b"x").unwrap();
+        let (key, path) = (key_of(&bin), bin.to_str().unwrap().to_string());
+        let p = path.clone();
+        // Spawned on a runtime that is dropped before the lookup runs: the
+        // cached future's task is cancelled, as when a test's runtime ends.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            drop(rt.block_on(async { check(key, &p) }));
+        })
+        .join()
+        .unwrap();
+        assert_eq!(check(key, &path).await, PathNamespace::Host);
     }
 }
