@@ -188,7 +188,7 @@ mod tests {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .build()
                 .unwrap();
-            drop(rt.block_on(async { check(key, &p) }));
+            rt.block_on(async { drop(check(key, &p)) });
         })
         .join()
         .unwrap();
