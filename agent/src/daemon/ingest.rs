@@ -91,13 +91,19 @@ pub(super) struct Ingest {
     pub env_scans: VecDeque<EnvScan>,
     /// Progress marks for /healthz.
     pub metrics: Arc<Metrics>,
+    /// How often a drain found the ring buffer empty: the process-table
+    /// sweep retires a process it found gone only after the next time.
+    pub ring_emptied: u64,
 }
 
 impl Ingest {
     /// Decodes and handles the records waiting in the ring buffer.
     pub async fn drain(&mut self, rb: &mut RingBuf<MapData>) {
         for _ in 0..DRAIN_BATCH {
-            let Some(item) = rb.next() else { break };
+            let Some(item) = rb.next() else {
+                self.ring_emptied += 1;
+                break;
+            };
             let decoded = decode(&item);
             drop(item);
             match decoded {
@@ -204,7 +210,12 @@ impl Ingest {
     /// Checks a batch of live records against /proc: those whose exit was
     /// never seen are retired.
     pub fn sweep(&mut self, sweep: &mut Sweep) {
-        let gone = sweep.step(&self.table, liveness::holds_pid, Instant::now());
+        let gone = sweep.step(
+            &self.table,
+            liveness::holds_pid,
+            Instant::now(),
+            self.ring_emptied,
+        );
         self.gaps.reconciled_without_exit += gone as u64;
         if let Some(m) = self.secrets.as_mut() {
             // Directory polls, rescans and the kubelet volume walk run on the

@@ -122,6 +122,7 @@ impl Agent {
                 gaps: Gaps::default(),
                 env_scans: Default::default(),
                 metrics: metrics.clone(),
+                ring_emptied: 0,
             },
             emit_counters: Arc::default(),
             subscribers,

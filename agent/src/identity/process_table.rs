@@ -157,8 +157,16 @@ impl ProcessTable {
 /// takes a copy of the table's keys, checks `batch` of them per call without
 /// holding the table lock, and starts again no sooner than `every` after the
 /// previous sweep began.
+///
+/// A process found gone is retired only once the ring buffer has since been
+/// read to its end: the kernel writes a process's exit record before the pid
+/// leaves /proc, so by then that record, if there was one, has been handled
+/// and its `process_exit` event sent. Retiring it at once would race the
+/// reader (the record still queued) and lose the event.
 pub struct Sweep {
     pending: Vec<(u32, u64)>,
+    /// Found gone: (pid, start, how often the ring had been read empty then).
+    suspects: Vec<(u32, u64, u64)>,
     started: Option<Instant>,
     every: Duration,
     batch: usize,
@@ -168,6 +176,7 @@ impl Sweep {
     pub fn new(every: Duration, batch: usize) -> Self {
         Self {
             pending: Vec::new(),
+            suspects: Vec::new(),
             started: None,
             every,
             batch: batch.max(1),
@@ -175,17 +184,33 @@ impl Sweep {
     }
 
     /// Checks the next batch; `alive(pid, start_ns)` says whether that
-    /// process still runs. Returns how many records were moved to the
-    /// exited set.
+    /// process still runs; `emptied` counts the times the reader found the
+    /// ring buffer empty. Returns how many records were moved to the exited
+    /// set (those found gone in an earlier step, the ring read empty since).
     pub fn step(
         &mut self,
         table: &std::sync::Mutex<ProcessTable>,
         alive: impl Fn(u32, u64) -> bool,
         now: Instant,
+        emptied: u64,
     ) -> usize {
+        let (ripe, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.suspects)
+            .into_iter()
+            .partition(|&(_, _, seen)| seen < emptied);
+        self.suspects = waiting;
+        // `exit` checks the start time: a pid reused since keeps its new
+        // record, and one whose exit event came meanwhile is not live.
+        let retired = if ripe.is_empty() {
+            0
+        } else {
+            let mut table = table.lock().unwrap();
+            ripe.iter()
+                .filter(|(pid, start, _)| table.exit(*pid, *start, now).is_some())
+                .count()
+        };
         if self.pending.is_empty() {
             if self.started.is_some_and(|t| now < t + self.every) {
-                return 0;
+                return retired;
             }
             self.pending = table.lock().unwrap().live_keys();
             self.started = Some(now);
@@ -197,19 +222,13 @@ impl Sweep {
             let table = table.lock().unwrap();
             batch.retain(|(pid, start)| table.get_started(*pid, *start).is_some());
         }
-        let gone: Vec<(u32, u64)> = batch
-            .into_iter()
-            .filter(|(pid, start)| !alive(*pid, *start))
-            .collect();
-        if gone.is_empty() {
-            return 0;
-        }
-        let mut table = table.lock().unwrap();
-        // `exit` checks the start time: a pid reused since the copy was
-        // taken keeps its new record.
-        gone.iter()
-            .filter(|(pid, start)| table.exit(*pid, *start, now).is_some())
-            .count()
+        self.suspects.extend(
+            batch
+                .into_iter()
+                .filter(|(pid, start)| !alive(*pid, *start))
+                .map(|(pid, start)| (pid, start, emptied)),
+        );
+        retired
     }
 }
 
@@ -248,21 +267,54 @@ mod tests {
         }
         let t0 = Instant::now();
         let mut sweep = Sweep::new(Duration::from_secs(600), 2);
-        // Three records, two per step: the sweep needs two steps.
-        let first = sweep.step(&table, holds_pid, t0);
-        assert!(first <= 2, "{first}");
-        assert_eq!(first + sweep.step(&table, holds_pid, t0), 2);
+        // Three records, two per step: the sweep needs two steps to find
+        // the two gone, and retires them only once the ring buffer has been
+        // read empty since (epoch 0 -> 1).
+        assert_eq!(sweep.step(&table, holds_pid, t0, 0), 0);
+        assert_eq!(sweep.step(&table, holds_pid, t0, 0), 0);
+        assert_eq!(
+            table.lock().unwrap().stats().live,
+            3,
+            "nothing before the ring is read"
+        );
+        assert_eq!(sweep.step(&table, holds_pid, t0, 1), 2);
         assert_eq!(table.lock().unwrap().stats().live, 1);
         assert_eq!(table.lock().unwrap().stats().exited, 2);
 
         kids[2].kill().unwrap();
         kids[2].wait().unwrap();
         // The last sweep began less than `every` ago: nothing is checked.
-        assert_eq!(sweep.step(&table, holds_pid, t0), 0);
+        assert_eq!(sweep.step(&table, holds_pid, t0, 1), 0);
         assert_eq!(table.lock().unwrap().stats().live, 1);
         let later = t0 + Duration::from_secs(601);
-        assert_eq!(sweep.step(&table, holds_pid, later), 1);
+        assert_eq!(sweep.step(&table, holds_pid, later, 1), 0);
+        assert_eq!(sweep.step(&table, holds_pid, later, 2), 1);
         assert_eq!(table.lock().unwrap().stats().live, 0);
+    }
+
+    #[tokio::test]
+    async fn an_exit_still_in_the_ring_buffer_is_not_swept_before_its_event() {
+        let mut cgroups = CgroupResolver::new();
+        let hashes = HashCache::new(16, 1, 1 << 20);
+        let table = Mutex::new(ProcessTable::new(Duration::from_secs(60), 1000));
+        let mut kid = sleeper();
+        let (pid, s) = (kid.id(), scan_pid(kid.id(), &mut cgroups, &hashes).unwrap());
+        let start = s.start_boottime_ns;
+        table.lock().unwrap().insert(pid, s.into_record(true));
+        kid.kill().unwrap();
+        kid.wait().unwrap();
+        let mut sweep = Sweep::new(Duration::from_secs(600), 16);
+        assert_eq!(sweep.step(&table, holds_pid, Instant::now(), 0), 0);
+        // The reader then handles the exit record that was queued: the exit
+        // finds its live record, so its `process_exit` event goes out.
+        assert!(table
+            .lock()
+            .unwrap()
+            .exit(pid, start, Instant::now())
+            .is_some());
+        // And the sweep, once the ring was read empty, has nothing to retire.
+        assert_eq!(sweep.step(&table, holds_pid, Instant::now(), 1), 0);
+        assert_eq!(table.lock().unwrap().stats().exited, 1);
     }
 
     // The hash cache hashes on the runtime's blocking pool.
@@ -291,8 +343,10 @@ mod tests {
                 false
             },
             Instant::now(),
+            0,
         );
         assert_eq!(gone, 0);
+        assert_eq!(sweep.step(&table, holds_pid, Instant::now(), 1), 0);
         assert!(table.lock().unwrap().get(pid).is_some());
         kid.kill().unwrap();
         kid.wait().unwrap();
