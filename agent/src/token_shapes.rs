@@ -5,7 +5,7 @@
 
 use std::{ops::Range, sync::OnceLock};
 
-use regex::Regex;
+use regex::{Regex, RegexSet, SetMatches};
 
 /// Who issues a shape; the environment scanner turns this into a secret kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +33,8 @@ pub struct TokenShape {
     pub family: Family,
     /// Capture group 1 is the credential itself.
     regex: Regex,
+    /// Its place in [`shapes`] and in [`candidates`]' answer.
+    index: usize,
 }
 
 impl TokenShape {
@@ -42,6 +44,20 @@ impl TokenShape {
             .captures(text)
             .and_then(|c| c.get(1))
             .map(|m| m.range())
+    }
+
+    /// Its place in the answer of [`candidates`].
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// [`TokenShape::find`], skipped where `candidates` (of the same text)
+    /// already rules this shape out.
+    pub fn find_among(&self, text: &str, candidates: &SetMatches) -> Option<Range<usize>> {
+        candidates
+            .matched(self.index)
+            .then(|| self.find(text))
+            .flatten()
     }
 
     /// Where every credential of this shape sits in `text`.
@@ -56,11 +72,23 @@ impl TokenShape {
 
 /// Every shape, in the order the environment scanner tries them.
 pub fn shapes() -> &'static [TokenShape] {
-    static SHAPES: OnceLock<Vec<TokenShape>> = OnceLock::new();
-    SHAPES.get_or_init(|| {
+    &table().0
+}
+
+/// Which shapes occur in `text`, found in one pass for all of them. A capture
+/// per shape allocates its match slots and walks the text again: on every
+/// variable of every exec and every argument, that was most of an exec's cost
+/// in user space. Most texts match none, and then no capture runs at all.
+pub fn candidates(text: &str) -> SetMatches {
+    table().1.matches(text)
+}
+
+fn table() -> &'static (Vec<TokenShape>, RegexSet) {
+    static TABLE: OnceLock<(Vec<TokenShape>, RegexSet)> = OnceLock::new();
+    TABLE.get_or_init(|| {
         // A token must not continue a longer word on its left (`desk-...` is not `sk-`).
         let b = r"(?:^|[^A-Za-z0-9_])";
-        [
+        let shapes = [
             (
                 "private-key",
                 Family::PrivateKey,
@@ -114,7 +142,8 @@ pub fn shapes() -> &'static [TokenShape] {
             ),
         ]
         .into_iter()
-        .map(|(name, family, re)| {
+        .enumerate()
+        .map(|(index, (name, family, re))| {
             let re = if family == Family::PrivateKey {
                 re.to_string()
             } else {
@@ -124,9 +153,12 @@ pub fn shapes() -> &'static [TokenShape] {
                 name,
                 family,
                 regex: Regex::new(&re).unwrap(),
+                index,
             }
         })
-        .collect()
+        .collect::<Vec<_>>();
+        let set = RegexSet::new(shapes.iter().map(|s| s.regex.as_str())).unwrap();
+        (shapes, set)
     })
 }
 
@@ -136,11 +168,6 @@ pub fn shape(name: &str) -> &'static TokenShape {
         .iter()
         .find(|s| s.name == name)
         .unwrap_or_else(|| panic!("no token shape {name}"))
-}
-
-/// Whether the whole of `text` is one credential of shape `name`.
-pub fn is_whole(name: &str, text: &str) -> bool {
-    shape(name).find(text) == Some(0..text.len())
 }
 
 macro_rules! lazy_regex {
@@ -202,5 +229,43 @@ mod tests {
         assert_eq!(&text[r.end..], " y");
         let cut = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA";
         assert_eq!(shape("private-key").find(cut), Some(0..cut.len()));
+    }
+
+    #[test]
+    fn the_one_pass_prefilter_agrees_with_every_shape() {
+        let a = |n: usize| "a1B2".repeat(n);
+        let texts = [
+            "-----BEGIN EC PRIVATE KEY-----\nAAAA".to_string(),
+            format!("AKIA{}", "ABCD".repeat(4)),
+            format!("AKIA{}x", "ABCD".repeat(4)),
+            format!("hvs.{}", a(6)),
+            format!("token ghp_{}", a(9)),
+            format!("github_pat_{}", a(6)),
+            format!("glpat-{}", a(5)),
+            format!("xoxb-{}", a(3)),
+            format!("rk_live_{}", a(4)),
+            format!("sk-ant-{}", a(8)),
+            format!("sk-proj-{}", a(10)),
+            format!("desk-{}", a(10)),
+            format!("AIza{}", "b".repeat(35)),
+            format!("npm_{}", a(9)),
+            format!("pypi-{}", a(13)),
+            format!("dckr_pat_{}", a(5)),
+            format!("eyJ{}.{}.{}", a(3), a(3), a(3)),
+            "C.UTF-8".to_string(),
+            "/usr/local/bin:/usr/bin".to_string(),
+        ];
+        let mut found = 0;
+        for t in &texts {
+            let c = candidates(t);
+            for s in shapes() {
+                assert_eq!(s.find(t), s.find_among(t, &c), "{} in {t:?}", s.name);
+                found += usize::from(s.find(t).is_some());
+            }
+        }
+        assert!(
+            found >= shapes().len(),
+            "every shape has an example: {found}"
+        );
     }
 }

@@ -480,9 +480,18 @@ fn redact_positionals(args: &mut [String], name: &str, pos: &[usize], clusters: 
 /// The secrets anywhere inside one argument (rule 4 of the module documentation).
 fn redact_text(text: &str) -> String {
     let mut out = text.to_string();
+    let mut candidates = token_shapes::candidates(&out);
     for shape in token_shapes::shapes() {
-        for r in shape.find_all(&out).into_iter().rev() {
-            out.replace_range(r, REDACTED);
+        if !candidates.matched(shape.index()) {
+            continue;
+        }
+        let found = shape.find_all(&out);
+        for r in found.iter().rev() {
+            out.replace_range(r.clone(), REDACTED);
+        }
+        // A redaction can end a word and so put a later token at a boundary.
+        if !found.is_empty() {
+            candidates = token_shapes::candidates(&out);
         }
     }
     out = token_shapes::url_userinfo()

@@ -47,7 +47,7 @@
 
 use std::{fmt, sync::OnceLock};
 
-use regex::Regex;
+use regex::{Regex, SetMatches};
 
 use crate::{
     secrets::catalog::{contains_private_key_block, SecretKind},
@@ -103,13 +103,20 @@ pub fn scan(vars: &[(String, String)]) -> Vec<EnvSecret> {
 
 /// The static credentials in `vars` and the secret files they reference.
 pub fn scan_report(vars: &[(String, String)]) -> EnvScan {
-    let has_aws_key_id = vars
+    // A shape found in a value is also found in it untrimmed.
+    let candidates: Vec<_> = vars
         .iter()
-        .any(|(_, v)| token_shapes::is_whole("aws-access-key-id", v.trim()));
+        .map(|(_, v)| token_shapes::candidates(v))
+        .collect();
+    let aws_key_id = token_shapes::shape("aws-access-key-id");
+    let has_aws_key_id = vars.iter().zip(&candidates).any(|((_, v), c)| {
+        let v = v.trim();
+        aws_key_id.find_among(v, c) == Some(0..v.len())
+    });
     let mut out = EnvScan::default();
-    for (name, value) in vars {
+    for ((name, value), candidates) in vars.iter().zip(&candidates) {
         let upper = name.to_ascii_uppercase();
-        if let Some((detector, kind, secret)) = detect(&upper, value, has_aws_key_id) {
+        if let Some((detector, kind, secret)) = detect(&upper, value, has_aws_key_id, candidates) {
             out.secrets.push(EnvSecret {
                 var: name.clone(),
                 detector,
@@ -173,7 +180,12 @@ const GENERIC_MIN_LEN: usize = 8;
 
 type Detection = (&'static str, SecretKind, String);
 
-fn detect(upper: &str, value: &str, has_aws_key_id: bool) -> Option<Detection> {
+fn detect(
+    upper: &str,
+    value: &str,
+    has_aws_key_id: bool,
+    candidates: &SetMatches,
+) -> Option<Detection> {
     if contains_private_key_block(value.as_bytes()) {
         return Some(("private-key", SecretKind::PrivateKey, value.to_string()));
     }
@@ -199,7 +211,7 @@ fn detect(upper: &str, value: &str, has_aws_key_id: bool) -> Option<Detection> {
             trimmed.to_string(),
         ));
     }
-    if let Some(token) = capture(token_shapes::shape("vault-token"), value)
+    if let Some(token) = capture(token_shapes::shape("vault-token"), value, candidates)
         .or_else(|| {
             upper
                 .ends_with("VAULT_TOKEN")
@@ -218,13 +230,17 @@ fn detect(upper: &str, value: &str, has_aws_key_id: bool) -> Option<Detection> {
         let Some(kind) = format_kind(shape.family) else {
             continue;
         };
-        if let Some(token) = capture(shape, value) {
+        if let Some(token) = capture(shape, value, candidates) {
             if looks_real(token, SECRET_ENTROPY) {
                 return Some((shape.name, kind, token.to_string()));
             }
         }
     }
-    if let Some(caps) = token_shapes::url_userinfo().captures(value) {
+    if let Some(caps) = value
+        .contains("://")
+        .then(|| token_shapes::url_userinfo().captures(value))
+        .flatten()
+    {
         let password = &caps[3];
         if !is_placeholder(password) {
             let scheme = caps[1].to_ascii_lowercase();
@@ -432,8 +448,12 @@ fn shannon_entropy(value: &str) -> f64 {
         .sum()
 }
 
-fn capture<'v>(shape: &token_shapes::TokenShape, value: &'v str) -> Option<&'v str> {
-    shape.find(value).map(|r| &value[r])
+fn capture<'v>(
+    shape: &token_shapes::TokenShape,
+    value: &'v str,
+    candidates: &SetMatches,
+) -> Option<&'v str> {
+    shape.find_among(value, candidates).map(|r| &value[r])
 }
 
 macro_rules! lazy_regex {
