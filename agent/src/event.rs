@@ -86,6 +86,74 @@ impl Kind {
     }
 }
 
+/// The JSON of the process view events last carried, reused while the next
+/// events carry the same view.
+///
+/// Every event of a process holds the same `Arc<Process>` until something
+/// about the process changes (see `identity::snapshot`), and the process is
+/// most of an event's JSON: a secret read is a `file_open` and a finding
+/// about one view, and a process re-reading files makes a run of them. Only
+/// JSON writers that ask for it ([`process_json::reusing`]) get the cached
+/// text; every other serializer sees the plain struct.
+pub mod process_json {
+    use std::{cell::RefCell, sync::Arc};
+
+    use serde::{Serialize, Serializer};
+    use serde_json::value::RawValue;
+
+    use super::Process;
+
+    thread_local! {
+        static LAST: RefCell<Option<Last>> = const { RefCell::new(None) };
+    }
+
+    /// Kept with its `Arc`, so the view cannot be freed and another process
+    /// land at the same address while its text is cached.
+    struct Last {
+        enabled: bool,
+        view: Option<(Arc<Process>, Box<RawValue>)>,
+    }
+
+    /// Runs `write` (a serde_json writer of events) with the cache on for
+    /// this thread.
+    pub fn reusing<T>(write: impl FnOnce() -> T) -> T {
+        set_enabled(true);
+        let out = write();
+        set_enabled(false);
+        out
+    }
+
+    fn set_enabled(on: bool) {
+        LAST.with(|l| {
+            l.borrow_mut()
+                .get_or_insert(Last {
+                    enabled: false,
+                    view: None,
+                })
+                .enabled = on;
+        });
+    }
+
+    pub fn serialize<S: Serializer>(p: &Arc<Process>, s: S) -> Result<S::Ok, S::Error> {
+        LAST.with(|l| {
+            let mut l = l.borrow_mut();
+            let Some(last) = l.as_mut().filter(|l| l.enabled) else {
+                drop(l);
+                return p.serialize(s);
+            };
+            let raw = match &last.view {
+                Some((q, raw)) if Arc::ptr_eq(q, p) => raw,
+                _ => {
+                    let raw =
+                        serde_json::value::to_raw_value(&**p).map_err(serde::ser::Error::custom)?;
+                    &last.view.insert((p.clone(), raw)).1
+                }
+            };
+            raw.serialize(s)
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
     pub schema: &'static str,
@@ -96,6 +164,7 @@ pub struct Event {
     /// Per-node sequence number: strictly increasing, never reused on a node
     /// (it continues across restarts, see `seq_store`).
     pub seq: u64,
+    #[serde(serialize_with = "process_json::serialize")]
     pub process: Arc<Process>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit: Option<ExitInfo>,
@@ -397,5 +466,29 @@ mod tests {
             rfc3339_ns(1_000_000_000_123),
             "1970-01-01T00:16:40.000000123Z"
         );
+    }
+
+    #[test]
+    fn a_reused_process_text_is_the_text_of_that_very_view() {
+        let a = crate::testdata::event(Kind::FileOpen);
+        let plain = |e: &Event| serde_json::to_string(e).unwrap();
+        let reused = |e: &Event| process_json::reusing(|| serde_json::to_string(e).unwrap());
+        assert_eq!(reused(&a), plain(&a));
+        // The same view again: the cached text, the same bytes.
+        let mut b = a.clone();
+        b.kind = Kind::Finding;
+        assert_eq!(reused(&b), plain(&b));
+        // Another view with another pid: never the cached text.
+        let mut p = (*a.process).clone();
+        p.pid += 1;
+        let c = Event {
+            process: Arc::new(p),
+            ..a.clone()
+        };
+        assert_eq!(reused(&c), plain(&c));
+        assert_ne!(reused(&c), reused(&a));
+        // Outside `reusing`, other serializers see the struct itself.
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["process"]["pid"], c.process.pid);
     }
 }

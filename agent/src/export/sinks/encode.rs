@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::config::{facility_code, SinkConfig, SinkFormat, SinkType};
 use crate::{
     event::Severity,
-    event::{Event, Kind},
+    event::{process_json, Event, Kind},
     export::formats::{self, cef, Format},
 };
 
@@ -152,7 +152,7 @@ impl Encoder {
                 // Sized for a typical event (and the newline a line adds),
                 // so the buffer is not grown and copied several times.
                 let mut b = Vec::with_capacity(2048);
-                serde_json::to_writer(&mut b, ev).ok()?;
+                process_json::reusing(|| serde_json::to_writer(&mut b, ev)).ok()?;
                 String::from_utf8(b).ok()
             }
             _ => self.json(ev).map(|v| v.to_string()),
