@@ -126,7 +126,12 @@ pub fn perf_agent(pid: u32, secs: f64, during: impl FnOnce()) -> Result<String> 
         ])
         .arg(&data)
         .output()?;
-    let _ = std::fs::remove_file(&data);
+    // BENCH_KEEP_PERF=1 keeps the samples for a closer look (`perf report -i`).
+    if std::env::var_os("BENCH_KEEP_PERF").is_some() {
+        eprintln!("bench: perf samples kept in {}", data.display());
+    } else {
+        let _ = std::fs::remove_file(&data);
+    }
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text
         .lines()
