@@ -135,11 +135,17 @@ fn add_section(md: &mut String, strict: bool, name: &str, section: Result<String
     Ok(())
 }
 
-/// The drop-onset section alone, printed with its profile (`bench --only drops`).
-pub fn run_drops(bin: &Path, smoke: bool) -> Result<()> {
+/// One section alone, printed (`bench --only drops|profile`): the drop
+/// onset with its profile, or the profile of unwatched opens and execs.
+pub fn run_only(section: &str, bin: &Path, smoke: bool) -> Result<()> {
     let ctx = Ctx::new(bin, smoke, false)?;
-    let d = drops::section(&ctx, &mut Vec::new())?;
-    println!("{}\n{}", d.markdown, d.profile.unwrap_or_default());
+    match section {
+        "profile" => println!("{}", profile::section(&ctx, None)?),
+        _ => {
+            let d = drops::section(&ctx, &mut Vec::new())?;
+            println!("{}\n{}", d.markdown, d.profile.unwrap_or_default());
+        }
+    }
     Ok(())
 }
 

@@ -70,9 +70,10 @@ enum Cmd {
         /// Each workload once and small: proves the harness works (part of the test suite).
         #[arg(long)]
         smoke: bool,
-        /// Only the drop-onset section, printed (BENCHMARKS.md untouched):
-        /// `--only drops`, to measure a pipeline change in a minute.
-        #[arg(long, value_parser = ["drops"])]
+        /// Only one section, printed (BENCHMARKS.md untouched): `--only
+        /// drops` (the drop onset) or `--only profile` (unwatched opens and
+        /// execs), to measure a change in a minute or two.
+        #[arg(long, value_parser = ["drops", "profile"])]
         only: Option<String>,
     },
 }
@@ -312,13 +313,13 @@ fn main() -> Result<()> {
             vm_test::run_matrix(&kernels, &bin, all)
         }
         Cmd::Bench {
-            only: Some(_),
+            only: Some(only),
             smoke,
         } => {
             // PROCTOR_BIN: measure a saved build (a baseline) without rebuilding.
             let bin =
                 std::env::var_os("PROCTOR_BIN").map_or_else(build_release, |b| Ok(b.into()))?;
-            bench::run_drops(&bin, smoke)
+            bench::run_only(&only, &bin, smoke)
         }
         Cmd::Bench { smoke, only: None } => {
             setup::all()?;

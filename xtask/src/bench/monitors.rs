@@ -335,15 +335,23 @@ pub struct Bpftrace {
 
 impl Bpftrace {
     pub fn start(dir: &Path, script: &str) -> Result<Bpftrace> {
+        Self::start_with(dir, script, "full")
+    }
+
+    /// `buffering` is bpftrace's `-B`: "full" for the measured monitors (as
+    /// an operator would run them), "none" for a program that prints
+    /// nothing after BEGIN (a full buffer would never flush "ready").
+    pub fn start_with(dir: &Path, script: &str, buffering: &str) -> Result<Bpftrace> {
         let script_path = dir.join("bench.bt");
         std::fs::write(&script_path, script)?;
         let out = dir.join("bpftrace.out");
         let err = dir.join("bpftrace.stderr");
+        // Standard output into the file rather than `-o`: bpftrace 0.17
+        // applies `-B` to standard output only.
         let mut child = Command::new("bpftrace")
-            .arg("-o")
-            .arg(&out)
+            .args(["-B", buffering])
             .arg(&script_path)
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(&out)?)
             .stderr(std::fs::File::create(&err)?)
             .spawn()
             .context("start bpftrace (Debian package bpftrace)")?;

@@ -163,9 +163,10 @@ pub fn section(ctx: &Ctx, onset_profile: Option<String>) -> Result<String> {
 
     // The floor: an empty program on the same tracepoint.
     let none_ns = open_storm_ns(&plain, n_open);
-    let bt = Bpftrace::start(
+    let bt = Bpftrace::start_with(
         &ctx.dir,
         "BEGIN { printf(\"ready\\n\"); }\ntracepoint:syscalls:sys_exit_openat { }\n",
+        "none",
     )?;
     let floor_ns = open_storm_ns(&plain, n_open);
     drop(bt);

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::{
     agent::{self, Agent, Watch},
-    stats::mib,
+    stats::{self, mib},
     svg, Ctx, Target,
 };
 
@@ -29,6 +29,8 @@ const TARGET_MIB: f64 = 64.0;
 pub struct Sample {
     pub secs: f64,
     pub rss_kib: u64,
+    pub anon_kib: u64,
+    pub bpf_maps_kib: u64,
     pub live: u64,
     pub exited: u64,
     pub evicted: u64,
@@ -105,6 +107,8 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<SoakResult> {
         Ok(Sample {
             secs,
             rss_kib: agent.rss_kib(),
+            anon_kib: stats::rss_anon_kib(agent.pid()),
+            bpf_maps_kib: agent.ring_mapping_kib(),
             live: figure(&s, "live"),
             exited: figure(&s, "exited"),
             evicted: figure(&s, "evicted_early"),
@@ -140,9 +144,9 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<SoakResult> {
     let mut md = String::from("## RSS soak under sustained mixed load\n\n");
     let _ = writeln!(
         md,
-        "proctor default config; two threads each loop: exec `/bin/true`, `cat` of a watched secret (`{}`), a refused TCP connect to a closed loopback port. {:.0} s, sampled every {} s; {} rounds ({rounds_s:.0} rounds/s, 3 processes and 2 execs each). Columns from the agent's `agent_status`: processes in the table (live, exited and kept for `process_table.exit_grace`), exited records evicted early (`process_table.max_exited` reached), records lost (kernel drops + sink drops).\n\n\
+        "proctor default config; two threads each loop: exec `/bin/true`, `cat` of a watched secret (`{}`), a refused TCP connect to a closed loopback port. {:.0} s, sampled every {} s; {} rounds ({rounds_s:.0} rounds/s, 3 processes and 2 execs each). RSS, and two parts of it: anonymous memory (heap and thread stacks) and the resident pages of the BPF map mappings (the 8 MiB ring buffer's data area is mapped twice in a row for wrap-around reads, so it counts 16 MiB of RSS for 8 MiB of memory). The rest is the binary's and libraries' resident pages. Columns from the agent's `agent_status`: processes in the table (live, exited and kept for `process_table.exit_grace`), exited records evicted early (`process_table.max_exited` reached), records lost (kernel drops + sink drops).\n\n\
          ![RSS over the soak](docs/bench/soak-rss.svg)\n\n\
-         | s | RSS | live | exited | evicted early | lost |\n| --- | --- | --- | --- | --- | --- |",
+         | s | RSS | heap and stacks | BPF maps | live | exited | evicted early | lost |\n| --- | --- | --- | --- | --- | --- | --- | --- |",
         secret.file_name().unwrap_or_default().to_string_lossy(),
         total.as_secs_f64(),
         every.as_secs(),
@@ -151,9 +155,11 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<SoakResult> {
     for s in &samples {
         let _ = writeln!(
             md,
-            "| {:.0} | {:.1} MiB | {} | {} | {} | {} |",
+            "| {:.0} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {} | {} | {} | {} |",
             s.secs,
             mib(s.rss_kib),
+            mib(s.anon_kib),
+            mib(s.bpf_maps_kib),
             s.live,
             s.exited,
             s.evicted,
