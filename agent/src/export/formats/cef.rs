@@ -27,6 +27,7 @@
 //! | `cs3` `secretId`, `cs4` `secretFingerprint` | the secret of a finding |
 //! | `cs5` `containerId`, `cs6` `k8sPod` | container id, `namespace/name` |
 //! | `flexString1` `mitreTechniques` | ATT&CK ids, comma-separated |
+//! | `flexString2` `exePathNamespace` | `host`, `process` or `pending`: whether the executable's path is true in the host's mount namespace |
 //! | `filePath`, `fname`, `fileId`, `fileHash`, `fsize` | the file (for exec: the executable) |
 //! | `dst`, `dpt`, `proto`, `outcome`, `reason` | connection attempt |
 
@@ -131,6 +132,7 @@ impl Ext {
             "cn2" => "cn2Label",
             "cn3" => "cn3Label",
             "flexString1" => "flexString1Label",
+            "flexString2" => "flexString2Label",
             _ => return,
         };
         self.add(label_key, label);
@@ -155,6 +157,8 @@ pub fn to_cef(ev: &Event) -> String {
     if let Some(h) = &p.exe.sha256 {
         x.labelled("cs2", "exeSha256", h);
     }
+    // A path a process's own mount namespace made up is not evidence.
+    x.labelled("flexString2", "exePathNamespace", p.exe.path_namespace);
     if let Some(id) = container_id(p) {
         x.labelled("cs5", "containerId", id);
     }
@@ -508,6 +512,8 @@ mod tests {
         assert_eq!(m["cs1Label"], "execId");
         assert_eq!(m["cs2"], SHA256);
         assert_eq!(m["cs2Label"], "exeSha256");
+        assert_eq!(m["flexString2"], "host");
+        assert_eq!(m["flexString2Label"], "exePathNamespace");
         assert_eq!(m["cs5"], CONTAINER_ID);
         assert_eq!(m["cs6"], "payments/api-7d9f");
         assert_eq!(m["filePath"], "/usr/bin/curl");
