@@ -135,12 +135,14 @@ fn add_section(md: &mut String, strict: bool, name: &str, section: Result<String
     Ok(())
 }
 
-/// One section alone, printed (`bench --only drops|profile`): the drop
-/// onset with its profile, or the profile of unwatched opens and execs.
+/// One section alone, printed (`bench --only drops|profile|soak`): the
+/// drop onset with its profile, the profile of unwatched opens and execs,
+/// or the RSS soak.
 pub fn run_only(section: &str, bin: &Path, smoke: bool) -> Result<()> {
     let ctx = Ctx::new(bin, smoke, false)?;
     match section {
         "profile" => println!("{}", profile::section(&ctx, None)?),
+        "soak" => println!("{}", soak::section(&ctx, &mut Vec::new())?.markdown),
         _ => {
             let d = drops::section(&ctx, &mut Vec::new())?;
             println!("{}\n{}", d.markdown, d.profile.unwrap_or_default());

@@ -71,9 +71,10 @@ enum Cmd {
         #[arg(long)]
         smoke: bool,
         /// Only one section, printed (BENCHMARKS.md untouched): `--only
-        /// drops` (the drop onset) or `--only profile` (unwatched opens and
-        /// execs), to measure a change in a minute or two.
-        #[arg(long, value_parser = ["drops", "profile"])]
+        /// drops` (the drop onset), `--only profile` (unwatched opens and
+        /// execs) or `--only soak` (5 minutes of mixed load), to measure a
+        /// change without the whole run.
+        #[arg(long, value_parser = ["drops", "profile", "soak"])]
         only: Option<String>,
     },
 }

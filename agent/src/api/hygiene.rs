@@ -6,8 +6,10 @@ use lru::LruCache;
 
 use crate::{api::selectors::Hygiene, event::Process, identity::packages::Packages};
 
-/// Exec-time environment verdicts kept; older execs lose theirs (and with it
-/// the `env-static-secrets:none` selector), never gain one.
+/// Exec-time environment verdicts kept, one per live process (a process's
+/// verdict goes when it exits); past this many live processes the least
+/// recently asked lose theirs (and with it the `env-static-secrets:none`
+/// selector), never gain one.
 const ENV_VERDICTS: usize = 64 * 1024;
 
 /// What the agent learnt about each exec that an identity server may require.
@@ -39,6 +41,16 @@ impl Evidence {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .put(exec_id.to_string(), clean);
+    }
+
+    /// Drops `exec_id`'s verdict: its process exited. Kept only for live
+    /// processes, the verdicts of a long-running workload are not pushed out
+    /// by a churn of short ones (which had also held ~10 MiB of them).
+    pub fn forget_env(&self, exec_id: &str) {
+        self.env
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop(exec_id);
     }
 
     /// Whether `exec_id`'s environment was scanned at exec and was clean.
@@ -82,5 +94,12 @@ mod tests {
         assert!(e.env_clean("a"));
         assert!(!e.env_clean("b"));
         assert!(!e.env_clean("never-scanned"));
+        // An exited process's verdict is dropped; the others stay.
+        e.forget_env("a");
+        assert!(!e.env_clean("a"));
+        assert!(!e.env_clean("b"));
+        e.record_env("c", true);
+        assert!(e.env_clean("c"));
+        assert_eq!(e.env.lock().unwrap().len(), 2);
     }
 }

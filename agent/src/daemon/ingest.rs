@@ -178,11 +178,17 @@ impl Ingest {
             };
             let found = m.env_captured(scan, job.truncated);
             // Hygiene evidence for attestation: clean only when the whole
-            // environment was read and held nothing credential-like.
-            self.hygiene.record_env(
-                &job.snapshot.process.exec_id,
-                !job.truncated && found.is_empty(),
-            );
+            // environment was read and held nothing credential-like. Kept
+            // for live processes only: a scan judged after its process's
+            // exit would never be forgotten.
+            let exec_id = &job.snapshot.process.exec_id;
+            let live = lock(&self.table)
+                .get(job.snapshot.process.pid)
+                .is_some_and(|r| r.exec_id() == exec_id.as_str());
+            if live {
+                self.hygiene
+                    .record_env(exec_id, !job.truncated && found.is_empty());
+            }
             if found.is_empty() {
                 continue;
             }
@@ -496,7 +502,11 @@ impl Ingest {
     async fn exit(&mut self, e: ExitEvent) {
         let pending = {
             let mut table = lock(&self.table);
-            match table.exit(e.tgid, e.start_boottime_ns, Instant::now()) {
+            let rec = table.exit(e.tgid, e.start_boottime_ns, Instant::now());
+            if let Some(r) = rec {
+                self.hygiene.forget_env(r.exec_id());
+            }
+            match rec {
                 Some(rec) if rec.announced => Some(Pending {
                     exit: Some(exit_info(
                         e.exit_code,
