@@ -165,8 +165,11 @@ impl ProcessTable {
 /// reader (the record still queued) and lose the event.
 pub struct Sweep {
     pending: Vec<(u32, u64)>,
-    /// Found gone: (pid, start, how often the ring had been read empty then).
-    suspects: Vec<(u32, u64, u64)>,
+    /// Found gone: (pid, start) -> how often the ring had been read empty
+    /// when first found. A map, so that a reader that never catches up (the
+    /// ring never read empty) does not collect the same record sweep after
+    /// sweep.
+    suspects: HashMap<(u32, u64), u64>,
     started: Option<Instant>,
     every: Duration,
     batch: usize,
@@ -176,7 +179,7 @@ impl Sweep {
     pub fn new(every: Duration, batch: usize) -> Self {
         Self {
             pending: Vec::new(),
-            suspects: Vec::new(),
+            suspects: HashMap::new(),
             started: None,
             every,
             batch: batch.max(1),
@@ -194,9 +197,9 @@ impl Sweep {
         now: Instant,
         emptied: u64,
     ) -> usize {
-        let (ripe, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.suspects)
+        let (ripe, waiting): (HashMap<_, _>, HashMap<_, _>) = std::mem::take(&mut self.suspects)
             .into_iter()
-            .partition(|&(_, _, seen)| seen < emptied);
+            .partition(|&(_, seen)| seen < emptied);
         self.suspects = waiting;
         // `exit` checks the start time: a pid reused since keeps its new
         // record, and one whose exit event came meanwhile is not live.
@@ -204,8 +207,8 @@ impl Sweep {
             0
         } else {
             let mut table = table.lock().unwrap();
-            ripe.iter()
-                .filter(|(pid, start, _)| table.exit(*pid, *start, now).is_some())
+            ripe.keys()
+                .filter(|(pid, start)| table.exit(*pid, *start, now).is_some())
                 .count()
         };
         if self.pending.is_empty() {
@@ -222,12 +225,12 @@ impl Sweep {
             let table = table.lock().unwrap();
             batch.retain(|(pid, start)| table.get_started(*pid, *start).is_some());
         }
-        self.suspects.extend(
-            batch
-                .into_iter()
-                .filter(|(pid, start)| !alive(*pid, *start))
-                .map(|(pid, start)| (pid, start, emptied)),
-        );
+        for key in batch
+            .into_iter()
+            .filter(|(pid, start)| !alive(*pid, *start))
+        {
+            self.suspects.entry(key).or_insert(emptied);
+        }
         retired
     }
 }
@@ -288,7 +291,12 @@ mod tests {
         assert_eq!(table.lock().unwrap().stats().live, 1);
         let later = t0 + Duration::from_secs(601);
         assert_eq!(sweep.step(&table, holds_pid, later, 1), 0);
-        assert_eq!(sweep.step(&table, holds_pid, later, 2), 1);
+        // A reader that has not caught up: the next sweep finds it again,
+        // and it is held once, not once per sweep.
+        let much_later = later + Duration::from_secs(601);
+        assert_eq!(sweep.step(&table, holds_pid, much_later, 1), 0);
+        assert_eq!(sweep.suspects.len(), 1);
+        assert_eq!(sweep.step(&table, holds_pid, much_later, 2), 1);
         assert_eq!(table.lock().unwrap().stats().live, 0);
     }
 
