@@ -7,7 +7,7 @@
 
 use std::{
     os::unix::process::CommandExt,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Command, Stdio},
     sync::OnceLock,
     time::{Duration, Instant},
@@ -71,26 +71,6 @@ fn fixture() -> &'static Fixture {
 
 /// `script` run by bash in a mount namespace of its own, where mounts do not
 /// reach the agent's (host) namespace.
-fn in_private_mount_ns(script: &str) -> Command {
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--propagation", "private", "bash", "-c", script]);
-    cmd
-}
-
-fn bind_then_exec(impostor: &Path, over: &Path, argv0: &str, args: &str) -> String {
-    format!(
-        "mount --bind {imp} {over} && exec -a {argv0} {over} {args}",
-        imp = impostor.display(),
-        over = over.display(),
-    )
-}
-
-fn read_finding(agent: &AgentProc, m: &str) -> Value {
-    agent.wait_for(|e| {
-        e["kind"] == "finding" && e["finding"]["rule"] == "secret-read" && has_arg(e, m)
-    })
-}
-
 #[test]
 fn a_glob_owner_is_the_file_at_its_path_on_the_host_not_a_binary_bind_mounted_there_in_a_private_mount_namespace(
 ) {
@@ -112,14 +92,9 @@ fn a_glob_owner_is_the_file_at_its_path_on_the_host_not_a_binary_bind_mounted_th
     let impostor = f.dir.path().join("impostor-tac");
     std::fs::copy("/usr/bin/tac", &impostor).unwrap();
     let m = marker("glob-impostor");
-    let out = in_private_mount_ns(&bind_then_exec(
-        &impostor,
-        &owner,
-        &m,
-        &netrc.display().to_string(),
-    ))
-    .output()
-    .unwrap();
+    let out = exec_bind_mounted(&impostor, &owner, &m, &[netrc.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "unshare: {}",
@@ -181,8 +156,7 @@ fn attest_names_the_host_path_of_a_host_process_and_none_for_a_process_in_a_priv
     ));
     let ns_m = marker("attest-private");
     let private = Kid(spawn(
-        in_private_mount_ns(&bind_then_exec(&impostor, &sleeper, &ns_m, "60"))
-            .stdout(Stdio::null()),
+        exec_bind_mounted(&impostor, &sleeper, &ns_m, &["60"]).stdout(Stdio::null()),
     ));
     // Both execs judged: the check runs off the event loop, before the
     // exec event goes out (within hash.emit_wait).

@@ -11,7 +11,6 @@ use std::{
 };
 
 use crate::harness::*;
-use serde_json::Value;
 
 struct Fixture {
     agent: AgentProc,
@@ -65,12 +64,6 @@ fn fixture() -> &'static Fixture {
 /// Runs `exe FILE` with argv[0] `m`.
 fn read_as(exe: &Path, m: &str, file: &Path) -> std::process::Output {
     Command::new(exe).arg0(m).arg(file).output().unwrap()
-}
-
-fn read_finding(agent: &AgentProc, m: &str) -> Value {
-    agent.wait_for(|e| {
-        e["kind"] == "finding" && e["finding"]["rule"] == "secret-read" && has_arg(e, m)
-    })
 }
 
 /// What dpkg does on upgrade: write the new file beside the old, rename it over.
@@ -149,14 +142,7 @@ fn the_owners_path_shown_from_a_private_mount_namespace_is_not_the_owner() {
     let impostor = f.home.path().join("impostor");
     std::fs::copy("/usr/bin/tac", &impostor).unwrap();
     let m = marker("impostor");
-    let script = format!(
-        "mount --bind {imp} {owner} && exec -a {m} {owner} {netrc}",
-        imp = impostor.display(),
-        owner = f.reader_owner.display(),
-        netrc = netrc.display(),
-    );
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "bash", "-c", &script])
+    let out = exec_bind_mounted(&impostor, &f.reader_owner, &m, &[netrc.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(

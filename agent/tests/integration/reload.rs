@@ -71,12 +71,6 @@ fn read_as(exe: &Path, m: &str, file: &Path) -> Output {
     Command::new(exe).arg0(m).arg(file).output().unwrap()
 }
 
-fn read_finding(agent: &AgentProc, m: &str) -> Value {
-    agent.wait_for(|e| {
-        e["kind"] == "finding" && e["finding"]["rule"] == "secret-read" && has_arg(e, m)
-    })
-}
-
 /// The reload status event after `seq`.
 fn reload_after(agent: &AgentProc, seq: u64) -> Value {
     agent.wait_for(|e| {

@@ -109,12 +109,6 @@ fn fingerprint_of(content: &[u8]) -> String {
         .fingerprint(content)
 }
 
-fn read_finding_for(agent: &AgentProc, m: &str) -> Value {
-    agent.wait_for(|e| {
-        e["kind"] == "finding" && e["finding"]["rule"] == "secret-read" && has_arg(e, m)
-    })
-}
-
 /// No raw secret value anywhere in what the agent printed or stored.
 fn assert_no_leak(agent: &AgentProc, state: &Path, values: &[String]) {
     let out: String = agent
@@ -165,7 +159,7 @@ fn cat_of_aws_credentials_is_a_secret_read_with_kernel_identity() {
     let creds = f.home.path().join(".aws/credentials");
     let m = marker("cat");
     run(Command::new("/bin/cat").arg(&creds).arg0(&m));
-    let ev = read_finding_for(&f.agent, &m);
+    let ev = read_finding(&f.agent, &m);
     let finding = &ev["finding"];
     assert_eq!(finding["secret"]["id"], "aws-cli-credentials");
     assert_eq!(finding["secret"]["kind"], "cloud_credentials");
@@ -202,7 +196,7 @@ fn owner_read_is_info() {
     run(Command::new(&f.owner_cat)
         .arg(f.home.path().join(".aws/credentials"))
         .arg0(&m));
-    let ev = read_finding_for(&f.agent, &m);
+    let ev = read_finding(&f.agent, &m);
     assert_eq!(ev["finding"]["severity"], "info", "{ev}");
     assert!(ev["finding"]["summary"].as_str().unwrap().contains("owner"));
 }
@@ -216,7 +210,7 @@ fn traversal_relative_paths_and_dirfd_resolve_to_the_real_path() {
     let m1 = marker("traversal");
     let dotted = f.home.path().join(".aws/../.aws/./credentials");
     run(Command::new("/bin/cat").arg(&dotted).arg0(&m1));
-    let e1 = read_finding_for(&f.agent, &m1);
+    let e1 = read_finding(&f.agent, &m1);
     assert_eq!(e1["file"]["path"], want);
     assert_eq!(e1["file"]["requested_path"], dotted.to_str().unwrap());
 
@@ -225,7 +219,7 @@ fn traversal_relative_paths_and_dirfd_resolve_to_the_real_path() {
         .arg("./credentials")
         .current_dir(f.home.path().join(".aws"))
         .arg0(&m2));
-    let e2 = read_finding_for(&f.agent, &m2);
+    let e2 = read_finding(&f.agent, &m2);
     assert_eq!(e2["file"]["path"], want);
     assert_eq!(e2["file"]["requested_path"], "./credentials");
 
@@ -257,7 +251,7 @@ fn hard_link_cp_and_dd_reads_are_caught() {
     std::fs::hard_link(&creds, &link).unwrap();
     let m = marker("link");
     run(Command::new("/bin/cat").arg(&link).arg0(&m));
-    let ev = read_finding_for(&f.agent, &m);
+    let ev = read_finding(&f.agent, &m);
     assert_eq!(ev["finding"]["secret"]["id"], "aws-cli-credentials");
     assert_eq!(ev["file"]["path"], link.to_str().unwrap());
     assert_eq!(ev["finding"]["secret"]["path"], creds.to_str().unwrap());
@@ -265,13 +259,13 @@ fn hard_link_cp_and_dd_reads_are_caught() {
     let copy = link_dir.path().join("copy");
     let mc = marker("cp");
     run(Command::new("/bin/cp").arg(&creds).arg(&copy).arg0(&mc));
-    read_finding_for(&f.agent, &mc);
+    read_finding(&f.agent, &mc);
     let md = marker("dd");
     run(Command::new("/bin/dd")
         .arg(format!("if={}", creds.display()))
         .arg("of=/dev/null")
         .arg0(&md));
-    read_finding_for(&f.agent, &md);
+    read_finding(&f.agent, &md);
 }
 
 #[test]
@@ -316,7 +310,7 @@ fn secret_created_after_start_is_picked_up() {
     .unwrap();
     let m = marker("newkube");
     run(Command::new("/bin/cat").arg(&cfg).arg0(&m));
-    let ev = read_finding_for(&f.agent, &m);
+    let ev = read_finding(&f.agent, &m);
     assert_eq!(ev["finding"]["secret"]["id"], "kubeconfig-user");
 
     // Rewritten with a new inode (as `aws configure` and editors do).
@@ -327,7 +321,7 @@ fn secret_created_after_start_is_picked_up() {
     std::fs::rename(&tmp, &creds).unwrap();
     let m2 = marker("rotated");
     run(Command::new("/bin/cat").arg(&creds).arg0(&m2));
-    let ev = read_finding_for(&f.agent, &m2);
+    let ev = read_finding(&f.agent, &m2);
     assert_eq!(
         ev["finding"]["secret"]["fingerprint"],
         fingerprint_of(rotated.as_bytes())
@@ -363,7 +357,7 @@ fn kubernetes_token_swapped_by_symlink_rename() {
 
     let m1 = marker("sa1");
     run(Command::new("/bin/cat").arg(base.join("token")).arg0(&m1));
-    let e1 = read_finding_for(&f.agent, &m1);
+    let e1 = read_finding(&f.agent, &m1);
     assert_eq!(e1["finding"]["secret"]["id"], "k8s-service-account-token");
     assert_eq!(
         e1["finding"]["secret"]["fingerprint"],
@@ -379,7 +373,7 @@ fn kubernetes_token_swapped_by_symlink_rename() {
     std::fs::remove_dir_all(&gen1).unwrap();
     let m2 = marker("sa2");
     run(Command::new("/bin/cat").arg(base.join("token")).arg0(&m2));
-    let e2 = read_finding_for(&f.agent, &m2);
+    let e2 = read_finding(&f.agent, &m2);
     assert_eq!(
         e2["finding"]["secret"]["fingerprint"],
         fingerprint_of(b"eyJ.test-token-two.sig")
@@ -395,7 +389,7 @@ fn etc_shadow_through_dot_dot() {
     let f = fixture();
     let m = marker("shadow");
     run(Command::new("/bin/cat").arg("/etc/../etc/shadow").arg0(&m));
-    let ev = read_finding_for(&f.agent, &m);
+    let ev = read_finding(&f.agent, &m);
     assert_eq!(ev["file"]["path"], "/etc/shadow");
     assert_eq!(ev["finding"]["secret"]["id"], "shadow");
     assert!(ev["finding"]["mitre"]
@@ -422,7 +416,7 @@ fn many_unwatched_opens_produce_no_events() {
     run(Command::new("/bin/cat")
         .arg(f.home.path().join(".pgpass"))
         .arg0(&m));
-    let control = read_finding_for(&f.agent, &m);
+    let control = read_finding(&f.agent, &m);
     assert_eq!(control["finding"]["secret"]["id"], "pgpass", "{control}");
     // Let the agent drain, then look.
     f.agent.status_after(f.agent.last_seq());
@@ -523,7 +517,7 @@ fn read_by_a_deleted_binary_is_escalated() {
         .arg(f.home.path().join(".aws/credentials"))
         .arg0(&m));
     unsafe { libc::close(fd) };
-    let ev = read_finding_for(&f.agent, &m);
+    let ev = read_finding(&f.agent, &m);
     assert_eq!(ev["finding"]["severity"], "critical", "{ev}");
     assert!(ev["finding"]["evidence"]["escalation"]
         .as_str()
@@ -580,7 +574,7 @@ fn inventory_survives_a_restart() {
     {
         let agent = AgentProc::start(&config);
         run(Command::new("/bin/cat").arg(&creds).arg0(&m));
-        read_finding_for(&agent, &m);
+        read_finding(&agent, &m);
         // Reads are batched in memory: a running agent writes them within
         // a fraction of a second, and a stopping one writes what is left.
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -593,7 +587,7 @@ fn inventory_survives_a_restart() {
         }
         let m2 = marker("inv-last");
         run(Command::new("/bin/cat").arg(&creds).arg0(&m2));
-        read_finding_for(&agent, &m2);
+        read_finding(&agent, &m2);
         assert!(agent.stop().success());
         assert_no_leak(&agent, state.path(), &[fake_aws_secret(), fake_aws_id()]);
     }

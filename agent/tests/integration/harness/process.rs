@@ -93,3 +93,31 @@ pub fn podman_run_base() -> Command {
     ]);
     c
 }
+
+/// `over`, run as `argv0` with `args`, in a private mount namespace where
+/// `impostor` is bind-mounted over it: from inside, the path reads the same
+/// and the file is another. `argv0` sits inside the script, not in
+/// unshare's own argv, so a test's marker matches the impostor's exec only.
+pub fn exec_bind_mounted(
+    impostor: &std::path::Path,
+    over: &std::path::Path,
+    argv0: &str,
+    args: &[&str],
+) -> Command {
+    let script = format!(
+        "mount --bind {imp} {over} && exec -a {argv0} {over} {args}",
+        imp = impostor.display(),
+        over = over.display(),
+        args = args.join(" "),
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "bash", "-c", &script]);
+    cmd
+}
+
+/// The `secret-read` finding of the process whose argv holds `m`.
+pub fn read_finding(agent: &crate::harness::AgentProc, m: &str) -> Value {
+    agent.wait_for(|e| {
+        e["kind"] == "finding" && e["finding"]["rule"] == "secret-read" && has_arg(e, m)
+    })
+}
