@@ -39,6 +39,12 @@ pub struct FileKey {
 }
 
 impl FileKey {
+    /// The key of the file at `p` as it is now (tests).
+    #[cfg(test)]
+    pub fn of_path(p: &std::path::Path) -> FileKey {
+        FileKey::of(&std::fs::metadata(p).unwrap())
+    }
+
     pub fn of(meta: &std::fs::Metadata) -> Self {
         Self {
             dev: meta.dev(),
@@ -323,10 +329,6 @@ mod tests {
 
     use super::*;
 
-    fn key_of(p: &std::path::Path) -> FileKey {
-        FileKey::of(&std::fs::metadata(p).unwrap())
-    }
-
     #[test]
     fn hashes_only_the_version_asked_for() {
         let dir = tempfile::tempdir().unwrap();
@@ -334,7 +336,7 @@ mod tests {
         let b = dir.path().join("b");
         std::fs::write(&a, b"hello").unwrap();
         std::fs::write(&b, b"other").unwrap();
-        let ka = key_of(&a);
+        let ka = FileKey::of_path(&a);
         let want: [u8; 32] = Sha256::digest(b"hello").into();
         // The wrong file first, then the right one.
         let p = |p: &std::path::Path| Source::Path(p.to_path_buf());
@@ -369,7 +371,7 @@ mod tests {
         );
         std::fs::write(&a, b"hello").unwrap();
         // Same inode, new content: never the old hash, never the new one under the old key.
-        let ka = key_of(&a);
+        let ka = FileKey::of_path(&a);
         let mut f = std::fs::OpenOptions::new().append(true).open(&a).unwrap();
         f.write_all(b" more").unwrap();
         drop(f);
@@ -394,17 +396,17 @@ mod tests {
             .unwrap();
         let p = |p: &std::path::Path| Source::Path(p.to_path_buf());
         assert_eq!(
-            hash_version(key_of(&fifo), vec![p(&fifo)], 1 << 20),
+            hash_version(FileKey::of_path(&fifo), vec![p(&fifo)], 1 << 20),
             HashOutcome::NotRegular
         );
         let zero = std::path::Path::new("/dev/zero");
         assert_eq!(
-            hash_version(key_of(zero), vec![p(zero)], 1 << 20),
+            hash_version(FileKey::of_path(zero), vec![p(zero)], 1 << 20),
             HashOutcome::NotRegular
         );
         // st_size 0, kilobytes of content: cut off at the cap, not hashed.
         let maps = std::path::Path::new("/proc/self/maps");
-        let km = key_of(maps);
+        let km = FileKey::of_path(maps);
         assert_eq!(km.size, 0);
         assert_eq!(hash_version(km, vec![p(maps)], 64), HashOutcome::TooLarge);
         assert_eq!(HashOutcome::NotRegular.status(), "not_regular");
@@ -415,7 +417,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a");
         std::fs::write(&a, b"x".repeat(10_000)).unwrap();
-        let k = key_of(&a);
+        let k = FileKey::of_path(&a);
         let cache = HashCache::new(16, 1, 1 << 20);
         let f1 = cache.request(k, vec![Source::Path(a.clone())]);
         let f2 = cache.request(k, vec![Source::Path(a.clone())]);

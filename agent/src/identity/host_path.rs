@@ -129,10 +129,6 @@ pub fn namespace_of(path: &str, dev: u64, ino: u64) -> PathNamespace {
 mod tests {
     use super::*;
 
-    fn key_of(p: &std::path::Path) -> FileKey {
-        FileKey::of(&std::fs::metadata(p).unwrap())
-    }
-
     #[test]
     fn only_the_very_file_at_the_path_is_host_true() {
         let dir = tempfile::tempdir().unwrap();
@@ -158,7 +154,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("bin");
         std::fs::write(&bin, b"v1").unwrap();
-        let v1 = key_of(&bin);
+        let v1 = FileKey::of_path(&bin);
         let path = bin.to_str().unwrap();
         assert_eq!(check(v1, path).await, PathNamespace::Host);
         // Replaced as a package manager does: the old inode's link count
@@ -166,7 +162,10 @@ mod tests {
         let staged = dir.path().join("bin.new");
         std::fs::write(&staged, b"v2").unwrap();
         std::fs::rename(&staged, &bin).unwrap();
-        assert_eq!(check(key_of(&bin), path).await, PathNamespace::Host);
+        assert_eq!(
+            check(FileKey::of_path(&bin), path).await,
+            PathNamespace::Host
+        );
         assert_eq!(
             namespace_of(path, v1.dev, v1.ino),
             PathNamespace::Process,
@@ -180,7 +179,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("bin");
         std::fs::write(&bin, b"x").unwrap();
-        let (key, path) = (key_of(&bin), bin.to_str().unwrap().to_string());
+        let (key, path) = (FileKey::of_path(&bin), bin.to_str().unwrap().to_string());
         let p = path.clone();
         // Spawned on a runtime that is dropped before the lookup runs: the
         // cached future's task is cancelled, as when a test's runtime ends.
