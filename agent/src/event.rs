@@ -234,8 +234,9 @@ pub struct FileInfo {
     /// `io_uring` when the file was opened by an io_uring request
     /// (`IORING_OP_OPENAT[2]`; `requested_path` is then empty), `page_cache`
     /// when a read or mmap fault of a watched file was seen by the page-cache
-    /// hooks (no open: `requested_path` empty, `path` the catalogued one);
-    /// absent for the open syscalls.
+    /// hooks (no open: `requested_path` empty, `path` the catalogued one),
+    /// `fanotify` when a read(2) of a watched file on tmpfs was seen by that
+    /// set's fanotify mark (the same); absent for the open syscalls.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub via: Option<&'static str>,
     /// For a file of a pod's Secret or projected volume: the Kubernetes

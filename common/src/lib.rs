@@ -559,6 +559,11 @@ pub struct ExecEnvEvent {
 /// names the file by its watch-table path.
 pub const OPEN_SYSCALL_PAGE_CACHE: u32 = 6;
 
+/// `syscall` of a file-access record the agent makes itself from a fanotify
+/// read event on a watched tmpfs inode (shmem reads bypass the page-cache
+/// hooks). Never sent by a kernel program; numbered here with the others.
+pub const OPEN_SYSCALL_FANOTIFY: u32 = 7;
+
 /// Words (u64) in the read prefilter bitmap: 2^18 bits, 32 KiB.
 pub const READ_PREFILTER_WORDS: u32 = 4096;
 

@@ -151,6 +151,21 @@ pub fn run_only(section: &str, bin: &Path, smoke: bool) -> Result<()> {
     Ok(())
 }
 
+/// The hook-set summary line of `proctor doctor` (without its blind spots).
+fn hook_set(bin: &Path) -> String {
+    let out = Command::new(bin).args(["doctor", "--json"]).output();
+    let checks: Vec<serde_json::Value> = out
+        .ok()
+        .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+        .unwrap_or_default();
+    checks
+        .iter()
+        .find(|c| c["item"] == "hook_set")
+        .and_then(|c| c["detail"].as_str())
+        .map(|d| d.split(';').next().unwrap_or(d).to_string())
+        .unwrap_or_else(|| "unknown (proctor doctor gave no hook_set)".into())
+}
+
 pub fn run(bin: &Path, smoke: bool) -> Result<()> {
     let started = Instant::now();
     let ctx = Ctx::new(
@@ -174,6 +189,12 @@ pub fn run(bin: &Path, smoke: bool) -> Result<()> {
     let _ = writeln!(
         md,
         "CPU idle in the 3 s before the start: {idle_before}. Load average (1 min) at the start: {load_before}, after the side-by-side runs: @LOAD_END@ (the 100k-process section that follows them sends it into the hundreds while those processes exit)\n"
+    );
+    // `auto` picks the hook set per kernel: say which one was measured.
+    let _ = writeln!(
+        md,
+        "Hook set proctor chose here (`kernel.file_hooks: auto`, from `proctor doctor`): {}\n",
+        hook_set(bin)
     );
     if smoke {
         md.push_str("**Smoke run: tiny sizes, one repetition. These figures mean nothing.**\n\n");

@@ -33,6 +33,7 @@ use crate::{
         decode, io_uring_op_name, ConnectRecord, EnvRecord, ExecRecord, IoUringRecord, KernelEvent,
         OpenRecord,
     },
+    kernel::tmpfs_watch::TmpfsRead,
     pipeline::emitter::Pending,
     secrets::{env, monitor::SecretMonitor},
     sync::lock,
@@ -365,6 +366,33 @@ impl Ingest {
             self.gaps.opens_without_process += 1;
             return;
         };
+        self.open_by(rec, reader).await;
+    }
+
+    /// A read the tmpfs fanotify marks saw: its reader may have exited
+    /// since, so it is looked up by its start, live or exited.
+    pub(super) async fn tmpfs_read(&mut self, read: TmpfsRead) {
+        if self.secrets.is_none() {
+            return;
+        }
+        let found = {
+            let table = lock(&self.table);
+            match read.start_ns {
+                Some(start) => table.get_started_tick_or_exited(read.rec.tgid, start),
+                // Gone before its event was read: the newest record of the
+                // pid that started before the read.
+                None => table.newest_started_before(read.rec.tgid, read.rec.ktime_ns),
+            }
+            .map(|r| r.snapshot.clone())
+        };
+        match found {
+            Some(reader) => self.open_by(read.rec, reader).await,
+            None if read.start_ns.is_some() => self.file_open(read.rec).await,
+            None => self.gaps.opens_without_process += 1,
+        }
+    }
+
+    async fn open_by(&mut self, rec: OpenRecord, reader: Snapshot) {
         // Owner selectors may name the binary's hash: judge the finished identity.
         let resolved = reader.resolve().await;
         // Verified on the blocking pool, once per file version.

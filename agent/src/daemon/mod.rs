@@ -59,6 +59,10 @@ const METRICS_REFRESH: Duration = Duration::from_secs(2);
 /// started a handshake (`kernel::connect_sweep`).
 const CONNECT_SWEEP: Duration = Duration::from_secs(2);
 
+/// tmpfs read records waiting for the ingest loop; beyond it they are
+/// counted as dropped (`kernel.tmpfs.dropped`).
+const TMPFS_QUEUE: usize = 4096;
+
 /// Runs the agent on `cfg` (parsed from `source`) until SIGINT or SIGTERM,
 /// then detaches everything. SIGHUP and changes of the file reload it.
 pub fn run(cfg: Config, source: ConfigSource) -> Result<()> {
@@ -141,7 +145,7 @@ impl Agent {
         self.metrics_addr = metrics::serve(&self.cfg.metrics, self.metrics.clone()).await?;
         let tasks = self.spawn_tasks();
         let events = self.probes.events.take().expect("run once");
-        let mut events = tasks::watch_fd(events).context("watch the ring buffer fd")?;
+        let mut events = crate::kernel::watch_fd(events).context("watch the ring buffer fd")?;
         let mut status_tick = tokio::time::interval(self.cfg.status_interval);
         status_tick.tick().await;
         // Records below the wakeup threshold are found by this periodic drain.
@@ -163,6 +167,11 @@ impl Agent {
         // TCP connects parked in the kernel that never started a handshake.
         let mut connect_sweep_tick = tokio::time::interval(CONNECT_SWEEP);
         connect_sweep_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Reads of secrets on tmpfs, from the page-cache set's fanotify marks.
+        let (tmpfs_tx, mut tmpfs_reads) = mpsc::channel(TMPFS_QUEUE);
+        if let Some(t) = self.probes.tmpfs.clone() {
+            tokio::spawn(t.run(tmpfs_tx.clone(), self.cfg.kernel.repeat_window));
+        }
         tokio::pin!(stop);
         let reason = loop {
             tokio::select! {
@@ -172,6 +181,12 @@ impl Agent {
                     guard.clear_ready();
                 }
                 _ = drain_tick.tick() => self.ingest.drain(events.get_mut()).await,
+                Some(read) = tmpfs_reads.recv() => {
+                    // The reader's exec (and maybe exit) record came through the
+                    // ring buffer before its read: take it in first.
+                    self.ingest.drain(events.get_mut()).await;
+                    self.ingest.tmpfs_read(read).await;
+                }
                 _ = metrics_tick.tick() => self.refresh_metrics(),
                 _ = sweep_tick.tick() => self.ingest.sweep(&mut sweep),
                 _ = connect_sweep_tick.tick() => {
@@ -196,6 +211,7 @@ impl Agent {
                 reason = &mut stop => break reason,
             }
         };
+        drop(tmpfs_tx);
         tracing::info!("{reason} received: detaching probes and flushing events");
         self.shutdown(events, tasks).await;
         Ok(())

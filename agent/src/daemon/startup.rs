@@ -86,7 +86,12 @@ impl Agent {
                     fingerprinter: cfg.fingerprinter()?,
                     state_dir: &cfg.state_dir,
                 };
-                Some(setup::build(inputs, filter, enforcement)?)
+                Some(setup::build(
+                    inputs,
+                    filter,
+                    enforcement,
+                    probes.tmpfs.clone(),
+                )?)
             }
             _ => None,
         };

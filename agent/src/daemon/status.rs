@@ -14,7 +14,10 @@ use crate::{
     event::Kind,
     export::{metrics::Metrics, sinks::SinkStats},
     identity::{hash_cache::HashStatsSnapshot, process_table::TableStats},
-    kernel::probes::{per_cpu_total, AttachedProgram, HookSet, Probes},
+    kernel::{
+        probes::{per_cpu_total, AttachedProgram, HookSet, Probes},
+        tmpfs_watch::TmpfsFigures,
+    },
     pipeline::emitter::{EmitStats, Pending},
     sync::lock,
 };
@@ -57,6 +60,10 @@ struct KernelFigures {
     ring_buffer_bytes: u32,
     dropped: Dropped,
     sent: Sent,
+    /// Reads of secrets on tmpfs (fanotify marks of the page-cache set);
+    /// the records it lost are in `dropped.file_open` too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tmpfs: Option<TmpfsFigures>,
 }
 
 /// Records the kernel could not reserve in the ring buffer.
@@ -131,9 +138,12 @@ impl PerKind {
 
 impl KernelFigures {
     fn read(probes: &Probes, ring_buffer_bytes: u32) -> Self {
-        let dropped = PerKind::read(&probes.drops);
+        let mut dropped = PerKind::read(&probes.drops);
+        let tmpfs = probes.tmpfs.as_ref().map(|t| t.figures());
+        dropped.file_open += tmpfs.as_ref().map_or(0, |t| t.dropped);
         let sent = |slot| per_cpu_total(&probes.sent, slot);
         KernelFigures {
+            tmpfs,
             ring_buffer_bytes,
             dropped: Dropped {
                 total: dropped.total(),
@@ -282,6 +292,7 @@ mod tests {
                     egress_denied: 22,
                     opens_denied: 23,
                 },
+                tmpfs: None,
             },
             userspace: Gaps {
                 decode_errors: 31,

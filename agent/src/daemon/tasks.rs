@@ -1,11 +1,11 @@
 //! The tasks that run beside the reader loop (emitter, probe log, pod
 //! poller, API server): starting them under one supervisor, and stopping them.
 
-use std::{future::Future, os::fd::AsRawFd, panic::AssertUnwindSafe, sync::Arc};
+use std::{future::Future, panic::AssertUnwindSafe, sync::Arc};
 
 use anyhow::Result;
 use futures::FutureExt;
-use tokio::{io::unix::AsyncFd, sync::oneshot, task::JoinHandle};
+use tokio::{sync::oneshot, task::JoinHandle};
 
 use super::Agent;
 use crate::{
@@ -127,7 +127,7 @@ impl ApiTask {
 
 /// Copies the probes' log records to the agent's log until the fd fails.
 async fn read_probe_log(logger: aya_log::EbpfLogger<&'static dyn log::Log>) {
-    let Ok(mut fd) = watch_fd(logger) else {
+    let Ok(mut fd) = crate::kernel::watch_fd(logger) else {
         return;
     };
     loop {
@@ -137,13 +137,6 @@ async fn read_probe_log(logger: aya_log::EbpfLogger<&'static dyn log::Log>) {
         guard.get_inner_mut().flush();
         guard.clear_ready();
     }
-}
-
-/// Registers a map fd with the tokio reactor.
-pub(super) fn watch_fd<T: AsRawFd>(inner: T) -> std::io::Result<AsyncFd<T>> {
-    // SAFETY: `inner` (an aya map) owns its fd and keeps it open, unchanged,
-    // for as long as it lives, and the AsyncFd owns `inner`.
-    Ok(unsafe { AsyncFd::register(inner) }?)
 }
 
 #[cfg(test)]

@@ -92,6 +92,34 @@ impl ProcessTable {
         })
     }
 
+    /// The record of `pid`, live or exited within its grace period, whose
+    /// start falls in the same clock tick as `start_ns`: for reports that
+    /// know the process only by `/proc/<pid>/stat` (fanotify reads).
+    pub fn get_started_tick_or_exited(&self, pid: u32, start_ns: u64) -> Option<&Record> {
+        let same = |r: &&Record| same_start_tick(r.start_boottime_ns, start_ns);
+        self.live.get(&pid).filter(same).or_else(|| {
+            self.exited
+                .values()
+                .filter(|r| r.snapshot.process.pid == pid)
+                .find(same)
+        })
+    }
+
+    /// The newest record of `pid`, live or exited within its grace period,
+    /// that started before `before_ns`: for a report that names only a pid
+    /// and arrives after its process is gone (a fanotify read whose reader
+    /// exited before the agent read the event).
+    pub fn newest_started_before(&self, pid: u32, before_ns: u64) -> Option<&Record> {
+        let before = |r: &&Record| r.start_boottime_ns <= before_ns;
+        self.live.get(&pid).filter(before).or_else(|| {
+            self.exited
+                .values()
+                .filter(|r| r.snapshot.process.pid == pid)
+                .filter(before)
+                .max_by_key(|r| r.start_boottime_ns)
+        })
+    }
+
     pub fn by_exec_id(&self, exec_id: &str) -> Option<&Record> {
         self.exited
             .get(exec_id)

@@ -322,6 +322,11 @@ pub fn kernel_dev_to_user(kdev: u32) -> u64 {
     libc::makedev(kdev >> 20, kdev & 0xfffff)
 }
 
+/// st_dev (userspace encoding) -> the kernel's internal dev_t the maps use.
+pub fn user_dev_to_kernel(dev: u64) -> u32 {
+    (libc::major(dev) << 20) | (libc::minor(dev) & 0xfffff)
+}
+
 /// Nanoseconds fit in 30 bits; since 6.13 the kernel keeps a flag
 /// (I_CTIME_QUERIED, bit 31) in the top bits of `i_ctime_nsec`.
 const NSEC_MASK: u32 = (1 << 30) - 1;

@@ -168,8 +168,14 @@ pub fn run() -> Vec<Check> {
                     ),
                 ));
                 let set = p.hook_set();
+                // Without its fanotify group the page-cache set is blind to tmpfs.
+                let tmpfs = if set.file_access == "page-cache" && set.tmpfs_reads == "none" {
+                    ", and any read of a secret on tmpfs (no fanotify group)"
+                } else {
+                    ""
+                };
                 let blind = format!(
-                    "; file hook set {} cannot see: {}; connect path {} cannot see: {}",
+                    "; file hook set {} cannot see: {}{tmpfs}; connect path {} cannot see: {}",
                     set.file_access,
                     probes::file_blind_spots(&set.file_access),
                     set.connect,
@@ -178,7 +184,8 @@ pub fn run() -> Vec<Check> {
                 let note = match p.kill_enforcement() {
                     "lsm-deny" => "; `enforce: kill` rules refuse the open (LSM)",
                     "tracepoint-sigkill" => {
-                        "; `enforce: kill` rules kill from the open or page-cache read tracepoint"
+                        "; `enforce: kill` rules kill from the open or page-cache read tracepoint (on \
+                         tmpfs: a fanotify permission event refuses the read)"
                     }
                     _ => {
                         "; `enforce: kill` rules have no enforcement path (kill_enforcement: none)"

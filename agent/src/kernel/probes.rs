@@ -1,7 +1,7 @@
 //! Loads the eBPF object, patches in the kernel's struct offsets, attaches the
 //! programs, and hands out the maps userspace reads.
 
-use std::path::Path;
+use std::{path::Path, sync::Arc};
 
 use anyhow::{Context, Result};
 use aya::{
@@ -12,11 +12,11 @@ use aya::{
 use proctor_common::{AllowKey, InodeKey, IoUringOffsets, QuarantineEntry, NAME_KEY_LEN};
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::{btf_offsets, connect_sweep::ConnectSweeper};
+use crate::kernel::{btf_offsets, connect_sweep::ConnectSweeper, tmpfs_watch::TmpfsWatch};
 
-/// The hook set for file access: `auto` picks the cheapest complete set the kernel
-/// allows (lsm, else syscall; page-cache only when forced); the others force one and
-/// make start-up fail when the kernel refuses it.
+/// The hook set for file access: `auto` picks the cheapest set the kernel
+/// allows (lsm, else page-cache with its fanotify group, else syscall); the
+/// others force one and make start-up fail when the kernel refuses it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FileHooks {
@@ -134,6 +134,8 @@ pub struct Probes {
     pub lsm_deny: bool,
     /// Reports the parked TCP connects that never started a handshake.
     pub connect_sweeper: ConnectSweeper,
+    /// fanotify marks on watched secrets on tmpfs, beside the page-cache set.
+    pub tmpfs: Option<Arc<TmpfsWatch>>,
 }
 
 /// What each file hook set cannot see, for `proctor doctor` and the docs.
@@ -141,8 +143,8 @@ pub fn file_blind_spots(set: &str) -> &'static str {
     match set {
         "lsm" => "nothing the open path shows; reads through an fd opened before the agent started are not opens",
         "page-cache" => {
-            "files on tmpfs (Kubernetes Secret volumes, /run, /dev/shm: shmem reads bypass \
-             these tracepoints), an open without a read (no data: not a credential read), \
+            "mmap of a secret on tmpfs (shmem faults bypass these tracepoints; its read(2)s \
+             are seen through fanotify inode marks, see hook_set.tmpfs_reads), an open without a read (no data: not a credential read), \
              O_DIRECT and DAX reads (they bypass the page cache), for about a second secrets \
              created or renamed into a directory that holds one, elsewhere until the next \
              secrets rescan (secrets.rescan_interval); paths are the catalogued ones (a hard \
@@ -200,6 +202,9 @@ pub struct HookSet {
     /// io_uring requests (opcode use, `IORING_OP_OPENAT[2]` of watched
     /// files): `tp_btf` when its tracepoints are attached, else `none`.
     pub io_uring: String,
+    /// Reads of watched secrets on tmpfs on the page-cache set: `fanotify`
+    /// (inode marks), else `none`.
+    pub tmpfs_reads: String,
 }
 
 impl HookSet {
@@ -256,20 +261,23 @@ impl HookSet {
             egress: kinds(&["cgroup/connect"]),
             datagram: kinds(&["cgroup/sendmsg"]),
             io_uring: kinds(&["tp_btf/io_uring_complete"]),
+            // No kernel program: [`Probes::hook_set`] says whether the group is open.
+            tmpfs_reads: "none".into(),
         }
     }
 
     /// One line for humans: `exec: tp_btf, file_open: tracepoint+lsm, ...`.
     pub fn summary(&self) -> String {
         format!(
-            "exec: {}, file_access: {}, file_open: {}, connect: {}, egress: {}, datagram: {}, io_uring: {}",
+            "exec: {}, file_access: {}, file_open: {}, connect: {}, egress: {}, datagram: {}, io_uring: {}, tmpfs_reads: {}",
             self.exec,
             self.file_access,
             self.file_open,
             self.connect,
             self.egress,
             self.datagram,
-            self.io_uring
+            self.io_uring,
+            self.tmpfs_reads
         )
     }
 }
@@ -286,7 +294,11 @@ pub struct EnforcementHooks {
 
 impl Probes {
     pub fn hook_set(&self) -> HookSet {
-        HookSet::of(&self.attached)
+        let mut set = HookSet::of(&self.attached);
+        if self.tmpfs.is_some() {
+            set.tmpfs_reads = "fanotify".into();
+        }
+        set
     }
 
     /// How `enforce: kill` is carried out: `lsm-deny`, `tracepoint-sigkill`
@@ -391,7 +403,8 @@ pub fn load(
     }
 
     let mut unattached = Vec::new();
-    let file_set = attach_file_hooks(&mut ebpf, &btf, files.hooks, &mut attached, &mut unattached)?;
+    let (file_set, tmpfs) =
+        attach_file_hooks(&mut ebpf, &btf, files.hooks, &mut attached, &mut unattached)?;
 
     let socket_hooks = match attach_socket_hooks(&mut ebpf, &mut attached) {
         Ok(()) => true,
@@ -507,6 +520,7 @@ pub fn load(
         enforcement: Some(enforcement),
         lsm_deny,
         connect_sweeper,
+        tmpfs,
     })
 }
 
@@ -553,15 +567,16 @@ fn attach_syscall_hook(ebpf: &mut Ebpf, name: &str, tp: &str, hook: &str) -> Res
 }
 
 /// Attaches the file hook set `want` asks for (`auto`: lsm where the kernel
-/// allows it, else syscall) and says which one is in use. A forced set the kernel
-/// refuses is an error naming the cause and the fix.
+/// allows it, else page-cache with fanotify marks for tmpfs, else syscall)
+/// and says which one is in use. A forced set the kernel refuses is an
+/// error naming the cause and the fix.
 fn attach_file_hooks(
     ebpf: &mut Ebpf,
     btf: &Btf,
     want: FileHooks,
     attached: &mut Vec<AttachedProgram>,
     unattached: &mut Vec<Unattached>,
-) -> Result<FileHooks> {
+) -> Result<(FileHooks, Option<Arc<TmpfsWatch>>)> {
     let forced = |set: &str, e: anyhow::Error| {
         e.context(format!(
             "kernel.file_hooks is {set}, which this kernel refuses; set it to auto (proctor \
@@ -575,17 +590,29 @@ fn attach_file_hooks(
                     hook: "lsm/file_open".into(),
                     id,
                 });
-                return Ok(FileHooks::Lsm);
+                return Ok((FileHooks::Lsm, None));
             }
             Err(e) if want == FileHooks::Lsm => return Err(forced("lsm", e)),
-            Err(e) => tracing::info!("file hook set lsm unavailable ({e:#}); using syscall"),
+            Err(e) => tracing::info!("file hook set lsm unavailable ({e:#}); trying page-cache"),
         }
     }
-    // Not part of `auto`: the page-cache hooks do not see files on tmpfs
-    // (shmem has its own read path: Kubernetes Secret volumes, /run,
-    // /dev/shm), nor secrets created after start until a rescan, so they
-    // are an operator's choice of cost over coverage, never a silent default.
-    if want == FileHooks::PageCache {
+    // shmem has its own read path, which the page-cache tracepoints do not
+    // see (Kubernetes Secret volumes, /run, /dev/shm): `auto` takes this set
+    // only with the fanotify group that marks the watched files on tmpfs.
+    if matches!(want, FileHooks::Auto | FileHooks::PageCache) {
+        let tmpfs = match TmpfsWatch::open() {
+            Ok(t) => Some(t),
+            Err(e) if want == FileHooks::PageCache => {
+                tracing::warn!(
+                    "{e:#}: reads of secrets on tmpfs are not seen on the page-cache set"
+                );
+                None
+            }
+            Err(e) => {
+                tracing::info!("file hook set page-cache unavailable ({e:#}); using syscall");
+                return attach_syscall_set(ebpf, attached, unattached);
+            }
+        };
         let direct = attach_btf_hooks(ebpf, btf, PAGE_CACHE_HOOKS).or_else(|e| {
             tracing::info!(
                 "page-cache hooks with direct loads refused ({e:#}); using helper reads"
@@ -595,13 +622,25 @@ fn attach_file_hooks(
         match direct {
             Ok(mine) => {
                 attached.extend(mine);
-                return Ok(FileHooks::PageCache);
+                return Ok((FileHooks::PageCache, tmpfs));
             }
-            Err(e) => return Err(forced("page-cache", e)),
+            Err(e) if want == FileHooks::PageCache => return Err(forced("page-cache", e)),
+            Err(e) => {
+                tracing::info!("file hook set page-cache unavailable ({e:#}); using syscall")
+            }
         }
     }
+    attach_syscall_set(ebpf, attached, unattached)
+}
+
+/// The last fallback: the open syscalls' exit tracepoints.
+fn attach_syscall_set(
+    ebpf: &mut Ebpf,
+    attached: &mut Vec<AttachedProgram>,
+    unattached: &mut Vec<Unattached>,
+) -> Result<(FileHooks, Option<Arc<TmpfsWatch>>)> {
     attach_syscall_hooks(ebpf, OPEN_HOOKS, attached, unattached);
-    Ok(FileHooks::Syscall)
+    Ok((FileHooks::Syscall, None))
 }
 
 /// Syscall tracepoints, each optional here: start-up decides whether the

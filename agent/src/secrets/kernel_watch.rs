@@ -9,10 +9,15 @@ use proctor_common::{
     read_prefilter_bit, AllowKey, InodeKey, QuarantineEntry, NAME_KEY_LEN, NAME_NEEDS_ANCHOR,
 };
 
+use std::{path::Path, sync::Arc};
+
 use crate::{
     event::{Attestation, Process},
     identity::per_process::ProcessKey,
-    kernel::probes::{EnforcementMaps, OpenFilter},
+    kernel::{
+        probes::{EnforcementMaps, OpenFilter},
+        tmpfs_watch::TmpfsWatch,
+    },
 };
 
 /// What the secret monitor asks of the kernel. [`KernelMaps`] writes the
@@ -29,8 +34,9 @@ pub trait KernelWatch {
     fn unwatch_parent_name(&mut self, name: &str);
     /// Bit `n` set: some watched name is `n` bytes long.
     fn set_name_lengths(&mut self, bitmap: u64) -> Result<()>;
-    /// Opens of this inode pass the filter and carry `slot`.
-    fn watch_inode(&mut self, key: InodeKey, slot: u32) -> Result<()>;
+    /// Opens of this inode (the watched file at `path`) pass the filter
+    /// and carry `slot`.
+    fn watch_inode(&mut self, key: InodeKey, slot: u32, path: &str) -> Result<()>;
     /// Opens of new files in this directory pass the filter.
     fn watch_dir(&mut self, key: InodeKey) -> Result<()>;
     /// Forgets an inode (its watch and any deny entry): its secret is gone.
@@ -77,17 +83,24 @@ pub fn name_key(name: &str) -> Option<[u8; NAME_KEY_LEN]> {
     Some(key)
 }
 
-/// The real maps, taken from the loaded probes.
+/// The real maps, taken from the loaded probes, and the fanotify marks
+/// for secrets on tmpfs where the page-cache hooks watch file access.
 pub struct KernelMaps {
     filter: OpenFilter,
     enforcement: EnforcementMaps,
+    tmpfs: Option<Arc<TmpfsWatch>>,
 }
 
 impl KernelMaps {
-    pub fn new(filter: OpenFilter, enforcement: EnforcementMaps) -> Self {
+    pub fn new(
+        filter: OpenFilter,
+        enforcement: EnforcementMaps,
+        tmpfs: Option<Arc<TmpfsWatch>>,
+    ) -> Self {
         Self {
             filter,
             enforcement,
+            tmpfs,
         }
     }
 }
@@ -132,7 +145,7 @@ impl KernelWatch for KernelMaps {
             .context("kernel name filter: cannot set the length bitmap")
     }
 
-    fn watch_inode(&mut self, key: InodeKey, slot: u32) -> Result<()> {
+    fn watch_inode(&mut self, key: InodeKey, slot: u32, path: &str) -> Result<()> {
         // The prefilter bit first: a read between the two writes is then
         // at worst a lookup that misses, never a watched read skipped.
         let bit = read_prefilter_bit(key.ino);
@@ -141,7 +154,11 @@ impl KernelWatch for KernelMaps {
             .read_prefilter
             .set(bit >> 6, word | 1u64 << (bit & 63), 0)
             .context("kernel read prefilter: cannot set a bit")?;
-        Ok(self.filter.inodes.insert(key, slot, 0)?)
+        self.filter.inodes.insert(key, slot, 0)?;
+        match &self.tmpfs {
+            Some(t) => t.watch(key, slot, Path::new(path)),
+            None => Ok(()),
+        }
     }
 
     fn watch_dir(&mut self, key: InodeKey) -> Result<()> {
@@ -149,15 +166,26 @@ impl KernelWatch for KernelMaps {
     }
 
     fn unwatch_inode(&mut self, key: InodeKey) {
+        if let Some(t) = &self.tmpfs {
+            t.unwatch(key);
+        }
         let _ = self.filter.inodes.remove(&key);
         let _ = self.enforcement.deny_inodes.remove(&key);
     }
 
     fn undeny_inode(&mut self, key: InodeKey) {
+        if let Some(t) = &self.tmpfs {
+            if let Err(e) = t.set_deny(key, None) {
+                tracing::warn!("tmpfs kill rule not lifted: {e:#}");
+            }
+        }
         let _ = self.enforcement.deny_inodes.remove(&key);
     }
 
     fn allow_reader(&mut self, rule: u32, exe: InodeKey) -> Result<()> {
+        if let Some(t) = &self.tmpfs {
+            t.allow_reader(rule, exe, true);
+        }
         let key = AllowKey { rule, _pad: 0, exe };
         self.enforcement
             .allowed_readers
@@ -166,6 +194,9 @@ impl KernelWatch for KernelMaps {
     }
 
     fn disallow_reader(&mut self, rule: u32, exe: InodeKey) {
+        if let Some(t) = &self.tmpfs {
+            t.allow_reader(rule, exe, false);
+        }
         let _ = self
             .enforcement
             .allowed_readers
@@ -173,7 +204,11 @@ impl KernelWatch for KernelMaps {
     }
 
     fn deny_inode(&mut self, key: InodeKey, rule: u32) -> Result<()> {
-        Ok(self.enforcement.deny_inodes.insert(key, rule, 0)?)
+        self.enforcement.deny_inodes.insert(key, rule, 0)?;
+        match &self.tmpfs {
+            Some(t) => t.set_deny(key, Some(rule)),
+            None => Ok(()),
+        }
     }
 
     fn quarantine(&mut self, pid: u32, start: QuarantineEntry) -> Result<()> {
@@ -234,7 +269,7 @@ impl KernelWatch for RecordedWatch {
         Ok(())
     }
 
-    fn watch_inode(&mut self, key: InodeKey, slot: u32) -> Result<()> {
+    fn watch_inode(&mut self, key: InodeKey, slot: u32, _path: &str) -> Result<()> {
         self.inodes.insert(key, slot);
         Ok(())
     }

@@ -2,12 +2,15 @@
 //! store, discovery roots, kernel watch lists) from the `secrets:` section and
 //! the few values it needs from elsewhere.
 
-use std::path::Path;
+use std::{path::Path, sync::Arc};
 
 use anyhow::{Context, Result};
 
 use crate::{
-    kernel::probes::{EnforcementMaps, OpenFilter},
+    kernel::{
+        probes::{EnforcementMaps, OpenFilter},
+        tmpfs_watch::TmpfsWatch,
+    },
     secrets::catalog::{passwd_homes, Catalog, DiscoverRoots},
     secrets::decoys,
     secrets::fingerprint::Fingerprinter,
@@ -35,6 +38,7 @@ pub fn build(
     inputs: Inputs<'_>,
     filter: OpenFilter,
     enforcement: EnforcementMaps,
+    tmpfs: Option<Arc<TmpfsWatch>>,
 ) -> Result<SecretMonitor> {
     let Inputs {
         secrets,
@@ -50,7 +54,7 @@ pub fn build(
             catalog,
             fingerprinter,
             store,
-            kernel: KernelMaps::new(filter, enforcement),
+            kernel: KernelMaps::new(filter, enforcement, tmpfs),
             discover: discover_roots(secrets),
         },
     )

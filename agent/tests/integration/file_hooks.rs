@@ -1,4 +1,4 @@
-//! The page-cache file hook set (`kernel.file_hooks: page-cache`, never chosen by `auto`):
+//! The page-cache file hook set (`kernel.file_hooks: page-cache`; `auto` where BPF LSM is not active):
 //! reads of watched secrets through read, pread, mmap and sendfile are seen
 //! with the catalogued path, unwatched reads are not, repeats are folded in
 //! the kernel with a count, and a kill rule still kills on the first read.

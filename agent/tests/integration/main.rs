@@ -37,3 +37,4 @@ mod secrets;
 mod sinks;
 mod spire_attestation;
 mod spire_plugin;
+mod tmpfs_reads;

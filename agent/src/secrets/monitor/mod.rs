@@ -40,10 +40,7 @@ use crate::{
 /// Content beyond this is not read: the fingerprint covers the first MiB.
 pub const MAX_SECRET_BYTES: u64 = 1 << 20;
 
-/// st_dev (userspace encoding) -> the kernel's internal dev_t the maps use.
-pub fn user_dev_to_kernel(dev: u64) -> u32 {
-    (libc::major(dev) << 20) | (libc::minor(dev) & 0xfffff)
-}
+pub use crate::kernel::decode::user_dev_to_kernel;
 
 fn inode_key(meta: &std::fs::Metadata) -> InodeKey {
     file_key((meta.dev(), meta.ino()))
@@ -417,7 +414,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 catalog_id: catalog_id.to_string(),
                 kube: None,
             });
-            if self.kernel.watch_inode(key, slot).is_err() {
+            if self.kernel.watch_inode(key, slot, path).is_err() {
                 self.stats.map_errors += 1;
             }
             self.by_inode.insert(key, slot);

@@ -215,8 +215,12 @@ impl<K: KernelWatch> SecretMonitor<K> {
             ..
         } = m;
         let kernel_path = rec.path.clone().unwrap_or_else(|| rec.filename.clone());
-        // The page-cache hooks see an inode, not a path: the watch table names it.
-        let page_cache = rec.syscall == proctor_common::OPEN_SYSCALL_PAGE_CACHE;
+        // The page-cache hooks and fanotify marks see an inode, not a path:
+        // the watch table names it.
+        let page_cache = matches!(
+            rec.syscall,
+            proctor_common::OPEN_SYSCALL_PAGE_CACHE | proctor_common::OPEN_SYSCALL_FANOTIFY
+        );
         let kernel_path = if page_cache {
             secret_path.clone()
         } else {
@@ -252,6 +256,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             via: match rec.syscall {
                 proctor_common::OPEN_SYSCALL_IO_URING => Some("io_uring"),
                 proctor_common::OPEN_SYSCALL_PAGE_CACHE => Some("page_cache"),
+                proctor_common::OPEN_SYSCALL_FANOTIFY => Some("fanotify"),
                 _ => None,
             },
             secret_id: kube.as_ref().map(|k| k.id()),

@@ -16,7 +16,16 @@ impl HomeAgent {
     /// Writes `files` (path below the home, content; parents created), then
     /// starts the agent on the YAML `config(home, state)` returns.
     pub fn start(files: &[(&str, &str)], config: impl FnOnce(&Path, &Path) -> String) -> Self {
-        let home = tempfile::tempdir().unwrap();
+        Self::start_in(&std::env::temp_dir(), files, config)
+    }
+
+    /// [`Self::start`] with the home made below `parent` (a tmpfs, say).
+    pub fn start_in(
+        parent: &Path,
+        files: &[(&str, &str)],
+        config: impl FnOnce(&Path, &Path) -> String,
+    ) -> Self {
+        let home = tempfile::tempdir_in(parent).unwrap();
         let state = tempfile::tempdir().unwrap();
         for (rel, content) in files {
             let path = home.path().join(rel);

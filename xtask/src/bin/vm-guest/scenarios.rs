@@ -54,10 +54,18 @@ impl Hooks {
         }
     }
 
-    /// `hook_set.file_open` as `auto` chooses it: the LSM set reports from
-    /// `lsm/file_open`; without BPF LSM, the open syscalls' tracepoints (the
-    /// page-cache set is opt-in: it cannot see files on tmpfs, where this
-    /// guest's secrets live).
+    /// `kernel.file_hooks`: `auto` on the LSM boot; the boot without BPF
+    /// LSM forces the last fallback, the open syscalls' tracepoints, so that
+    /// the matrix runs it (`auto` there is the page-cache set, which the
+    /// host's integration suite runs).
+    fn file_hooks(self) -> &'static str {
+        match self {
+            Hooks::Lsm => "auto",
+            Hooks::Tracepoint => "syscall",
+        }
+    }
+
+    /// `hook_set.file_open` of that set.
     fn file_open(self) -> &'static str {
         match self {
             Hooks::Lsm => "lsm",
@@ -86,7 +94,7 @@ pub fn run_all(wanted: &[String], report: &mut impl FnMut(&str, Result<String>))
             report(s, f());
         }
     };
-    let setup = Hooks::from_cmdline().and_then(|h| Ok((h, setup()?)));
+    let setup = Hooks::from_cmdline().and_then(|h| Ok((h, setup(h)?)));
     let (hooks, secrets) = match setup {
         Ok(s) => s,
         Err(e) => {
@@ -142,7 +150,7 @@ fn has_task_pt_regs() -> bool {
 }
 
 /// Fixture files and binaries, and the agent's config.
-fn setup() -> Result<Secrets> {
+fn setup(hooks: Hooks) -> Result<Secrets> {
     // Unique per boot, so a leak check cannot pass by accident.
     let tag = std::fs::read_to_string("/proc/sys/kernel/random/uuid")?
         .trim()
@@ -187,10 +195,12 @@ fn setup() -> Result<Secrets> {
              state_dir: /tmp/proctor-state\n\
              process_table:\n  exit_grace: 60s\n\
              metrics:\n  listen: 127.0.0.1:0\n\
+             kernel:\n  file_hooks: {}\n\
              secrets:\n  search_dirs: []\n  rules:\n\
              \x20   - secret: {{id: pgpass}}\n\
              \x20     owners: [{{exe_path: {OWNER}}}]\n\
-             \x20     enforce: [kill]\n"
+             \x20     enforce: [kill]\n",
+            hooks.file_hooks()
         ),
     )?;
     Ok(secrets)
