@@ -40,7 +40,7 @@ use crate::{
         sinks::{SinkSet, SinkStatsSource},
     },
     identity::process_table::Sweep,
-    kernel::probes::Probes,
+    kernel::{probes::Probes, tmpfs_watch::TmpfsRead},
     pipeline::{
         emitter::{EmitCounters, Pending},
         rate_limit::RateLimitConfig,
@@ -61,7 +61,7 @@ const CONNECT_SWEEP: Duration = Duration::from_secs(2);
 
 /// tmpfs read records waiting for the ingest loop; beyond it they are
 /// counted as dropped (`kernel.tmpfs.dropped`).
-const TMPFS_QUEUE: usize = 4096;
+pub(super) const TMPFS_QUEUE: usize = 4096;
 
 /// Runs the agent on `cfg` (parsed from `source`) until SIGINT or SIGTERM,
 /// then detaches everything. SIGHUP and changes of the file reload it.
@@ -122,6 +122,8 @@ struct Agent {
     /// The event broadcast (the API subscribes per client).
     subscribers: broadcast::Sender<Arc<Event>>,
     rx: Option<mpsc::Receiver<Pending>>,
+    /// Reads of secrets on tmpfs (page-cache set), taken by the reader loop.
+    tmpfs_reads: Option<mpsc::Receiver<TmpfsRead>>,
     mounted: Vec<String>,
     started: Instant,
     metrics: Arc<Metrics>,
@@ -168,10 +170,7 @@ impl Agent {
         let mut connect_sweep_tick = tokio::time::interval(CONNECT_SWEEP);
         connect_sweep_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // Reads of secrets on tmpfs, from the page-cache set's fanotify marks.
-        let (tmpfs_tx, mut tmpfs_reads) = mpsc::channel(TMPFS_QUEUE);
-        if let Some(t) = self.probes.tmpfs.clone() {
-            tokio::spawn(t.run(tmpfs_tx.clone(), self.cfg.kernel.repeat_window));
-        }
+        let mut tmpfs_reads = self.tmpfs_reads.take();
         tokio::pin!(stop);
         let reason = loop {
             tokio::select! {
@@ -181,7 +180,12 @@ impl Agent {
                     guard.clear_ready();
                 }
                 _ = drain_tick.tick() => self.ingest.drain(events.get_mut()).await,
-                Some(read) = tmpfs_reads.recv() => {
+                Some(read) = async {
+                    match tmpfs_reads.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
                     // The reader's exec (and maybe exit) record came through the
                     // ring buffer before its read: take it in first.
                     self.ingest.drain(events.get_mut()).await;
@@ -211,7 +215,6 @@ impl Agent {
                 reason = &mut stop => break reason,
             }
         };
-        drop(tmpfs_tx);
         tracing::info!("{reason} received: detaching probes and flushing events");
         self.shutdown(events, tasks).await;
         Ok(())

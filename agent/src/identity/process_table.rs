@@ -353,6 +353,32 @@ mod tests {
         assert_eq!(table.lock().unwrap().stats().exited, 1);
     }
 
+    #[tokio::test]
+    async fn a_reader_known_only_by_pid_and_proc_start_is_found_after_its_exit() {
+        let mut cgroups = CgroupResolver::new();
+        let hashes = HashCache::new(16, 1, 1 << 20);
+        let mut table = ProcessTable::new(Duration::from_secs(60), 1000);
+        let mut kid = sleeper();
+        let (pid, s) = (kid.id(), scan_pid(kid.id(), &mut cgroups, &hashes).unwrap());
+        let start = s.start_boottime_ns;
+        let exec_id = s.snapshot.process.exec_id.clone();
+        table.insert(pid, s.into_record(true));
+        kid.kill().unwrap();
+        kid.wait().unwrap();
+        table.exit(pid, start, Instant::now()).unwrap();
+        // By its /proc start tick, and by pid alone for a read made after it started.
+        let found = table.get_started_tick_or_exited(pid, start).unwrap();
+        assert_eq!(found.exec_id(), exec_id);
+        let found = table.newest_started_before(pid, start + 1).unwrap();
+        assert_eq!(found.exec_id(), exec_id);
+        // Not for another start, nor for a read before the process began.
+        let tick = crate::clock::tick_ns();
+        assert!(table
+            .get_started_tick_or_exited(pid, start + 2 * tick)
+            .is_none());
+        assert!(table.newest_started_before(pid, start - 1).is_none());
+    }
+
     // The hash cache hashes on the runtime's blocking pool.
     #[tokio::test]
     async fn a_reused_pid_keeps_its_new_record() {

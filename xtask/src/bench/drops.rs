@@ -15,8 +15,10 @@ use super::{
     profile, svg, Ctx, Target,
 };
 
-/// Opens (and closes) `files` round robin at `rate` per second for `secs`,
-/// from enough threads to reach the rate; returns the achieved rate.
+/// Opens `files` round robin, reads each one's first byte and closes it, at
+/// `rate` per second for `secs`, from enough threads to reach the rate;
+/// returns the achieved rate. The byte makes each open one record on every
+/// file hook set (the page-cache set sees reads, not opens).
 pub fn paced_opens(files: &[PathBuf], rate: u64, secs: f64) -> f64 {
     let threads = rate.div_ceil(60_000).max(1);
     let per = rate / threads;
@@ -29,7 +31,9 @@ pub fn paced_opens(files: &[PathBuf], rate: u64, secs: f64) -> f64 {
             std::thread::spawn(move || {
                 let start = Instant::now();
                 for i in 0..n {
-                    drop(std::fs::File::open(&files[(i + k) as usize % files.len()]));
+                    if let Ok(mut f) = std::fs::File::open(&files[(i + k) as usize % files.len()]) {
+                        let _ = std::io::Read::read(&mut f, &mut [0u8; 1]);
+                    }
                     if i % 16 == 15 {
                         let due = Duration::from_nanos(i * 1_000_000_000 / per);
                         if let Some(ahead) = due.checked_sub(start.elapsed()) {
@@ -154,7 +158,7 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<DropsResult> {
     let mut md = String::from("## Sustained event rate and the drop onset\n\n");
     let _ = writeln!(
         md,
-        "proctor default config with `kernel.repeat_window: 0s` (every open a record); watched-secret opens (5 files, round robin) at a steady pace for {secs} s per rate, the rate doubled until the kernel reports drops, then bisected. Each open is one kernel record, and the agent emits a `file_open` event and a `secret-read` finding for it (plus `secret-search` findings). The event stream is read from the agent's stdout by the bench, as a log shipper would. Delivered: the bench's own `file_open` events read back; emitted: all events the agent wrote (the machine's other activity included); drops: the agent's kernel drop counters (all record kinds).\n\n\
+        "proctor default config with `kernel.repeat_window: 0s` (every open a record); watched-secret opens, each with a one-byte read (5 files, round robin), at a steady pace for {secs} s per rate, the rate doubled until the kernel reports drops, then bisected. Each open is one kernel record, and the agent emits a `file_open` event and a `secret-read` finding for it (plus `secret-search` findings). The event stream is read from the agent's stdout by the bench, as a log shipper would. Delivered: the bench's own `file_open` events read back; emitted: all events the agent wrote (the machine's other activity included); drops: the agent's kernel drop counters (all record kinds).\n\n\
          | target opens/s | achieved | delivered `file_open`/s | events emitted/s | kernel drops | agent CPU (one core = 100%) |\n| --- | --- | --- | --- | --- | --- |"
     );
     for s in &steps {
