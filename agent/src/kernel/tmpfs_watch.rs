@@ -15,7 +15,7 @@ use std::{
     os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
     path::{Path, PathBuf},
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
     time::{Duration, Instant},
@@ -84,6 +84,8 @@ pub struct TmpfsWatch {
     folded: AtomicU64,
     killed: AtomicU64,
     dropped: AtomicU64,
+    /// The reader loop ended: no permission mark may be set any more.
+    stopped: AtomicBool,
 }
 
 impl AsRawFd for TmpfsWatch {
@@ -136,6 +138,7 @@ impl TmpfsWatch {
             folded: AtomicU64::new(0),
             killed: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
         }))
     }
 
@@ -217,6 +220,8 @@ impl TmpfsWatch {
     /// Sets or lifts the kill rule of a marked inode: its mark changes
     /// between a notification and a permission event.
     pub fn set_deny(&self, key: InodeKey, rule: Option<u32>) -> Result<()> {
+        // Nobody would answer a permission event: keep the plain mark.
+        let rule = rule.filter(|_| !self.stopped.load(Ordering::Relaxed));
         let (path, old) = {
             let mut marks = lock(&self.marks);
             let Some(m) = marks.by_inode.get_mut(&key) else {
@@ -254,6 +259,7 @@ impl TmpfsWatch {
                 tracing::error!(
                     "tmpfs secret reads are not watched: cannot poll the fanotify group: {e}"
                 );
+                self.stop_blocking();
                 return;
             }
         };
@@ -265,6 +271,7 @@ impl TmpfsWatch {
                 Ok(g) => g,
                 Err(e) => {
                     tracing::error!("tmpfs secret reads are not watched any more: {e}");
+                    self.stop_blocking();
                     return;
                 }
             };
@@ -288,6 +295,7 @@ impl TmpfsWatch {
                 tracing::error!(
                     "tmpfs secret reads are not watched any more: read of the fanotify group: {e}"
                 );
+                self.stop_blocking();
                 return;
             }
             // SAFETY: the kernel wrote n bytes of whole events into buf.
@@ -318,6 +326,7 @@ impl TmpfsWatch {
                     meta.vers,
                     libc::FANOTIFY_METADATA_VERSION
                 );
+                self.release_event(&meta);
                 continue;
             }
             if meta.mask & libc::FAN_Q_OVERFLOW != 0 {
@@ -423,6 +432,60 @@ impl TmpfsWatch {
             ctime: (st.st_ctime, st.st_ctime_nsec as u32),
         };
         Some(TmpfsRead { rec, start_ns })
+    }
+
+    /// Closes the fd of an event not handled, letting a permission event's
+    /// reader through.
+    fn release_event(&self, meta: &libc::fanotify_event_metadata) {
+        if meta.fd < 0 {
+            return;
+        }
+        // SAFETY: the kernel opened this fd for us with the event.
+        let file = unsafe { OwnedFd::from_raw_fd(meta.fd) };
+        if meta.mask & libc::FAN_ACCESS_PERM != 0 {
+            self.respond(&file, false);
+        }
+    }
+
+    /// The reader loop is ending: permission marks become plain ones and
+    /// every event still queued is let through, so that no reader of a
+    /// secret under a kill rule waits for an answer that will not come.
+    fn stop_blocking(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+        let denied: Vec<(InodeKey, PathBuf)> = lock(&self.marks)
+            .by_inode
+            .iter_mut()
+            .filter_map(|(k, m)| m.deny.take().map(|_| (*k, m.path.clone())))
+            .collect();
+        for (key, path) in denied {
+            let _ = self.mark_path(key, &path, libc::FAN_MARK_ADD, libc::FAN_ACCESS);
+            let _ = self.mark_path(key, &path, libc::FAN_MARK_REMOVE, libc::FAN_ACCESS_PERM);
+        }
+        let mut buf = vec![0u64; 4096 / 8];
+        loop {
+            // SAFETY: buf is writable for its whole length.
+            let n = unsafe {
+                libc::read(
+                    self.group.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len() * 8,
+                )
+            };
+            if n <= 0 {
+                return;
+            }
+            // SAFETY: the kernel wrote n bytes of whole events into buf.
+            let mut bytes =
+                unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
+            let size = std::mem::size_of::<libc::fanotify_event_metadata>();
+            while bytes.len() >= size {
+                // SAFETY: at least one metadata struct remains; read unaligned.
+                let meta: libc::fanotify_event_metadata =
+                    unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+                bytes = &bytes[(meta.event_len as usize).clamp(size, bytes.len())..];
+                self.release_event(&meta);
+            }
+        }
     }
 
     /// Answers a permission event; a reader must never stay blocked, so a
@@ -580,6 +643,18 @@ mod tests {
             assert_eq!(w.figures().marked, 1, "only the tmpfs file is marked");
             w.set_deny(k2, Some(3)).unwrap();
             w.set_deny(k2, None).unwrap();
+            // With no reader loop, a permission mark would hold every reader:
+            // once the loop is declared stopped, reads go through, even after
+            // a kill rule is set again.
+            w.set_deny(k2, Some(3)).unwrap();
+            w.stop_blocking();
+            w.set_deny(k2, Some(4)).unwrap();
+            let cat = std::process::Command::new("timeout")
+                .args(["10", "cat"])
+                .arg(&p)
+                .output()
+                .unwrap();
+            assert!(cat.status.success(), "a reader was held: {cat:?}");
             w.unwatch(k2);
             std::fs::remove_file(&p).unwrap();
         }

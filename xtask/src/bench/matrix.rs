@@ -263,7 +263,7 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<MatrixResult> {
             "unwatched-open overhead under 3% (proctor default)",
             format!("{:.1}%", 100.0 * (1.0 - r)),
             1.0 - r < 0.03,
-            "the open program's run time on every successful open (profile section: ns per run from bpf_stats, about the same as bpftrace's inode lookup); it walks task→files→fdt→file→inode→sb and the dentry by probe-read helpers, since this kernel refuses the fentry/LSM hooks that would get `struct file` directly",
+            "on the page-cache set (the hook-set line at the top) no proctor program runs on an open: what is left is this VM's noise (the profile section's ns per open; the heavy policy's figure in the same run shows the spread); on the syscall set, the open program and the syscall-tracepoint slow path every syscall takes while one is attached",
         ));
     }
     if let Some(r) = res.ratio(Config::Proctor, Workload::ExecStorm) {
@@ -291,21 +291,21 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<MatrixResult> {
         Workload::CachedReads,
         "unwatched cached 4 KiB read overhead under 3% (proctor default)",
         0.03,
-        "no proctor program runs on a read with this hook set (file access through the openat tracepoint); what is left is the syscall-tracepoint slow path every syscall of every task takes while one is attached (issue 17: an empty program on sys_exit_openat costs 19–20%)",
+        "on the page-cache set, `mm_filemap_get_pages` on every cached read (an inlined bitmap test before any map lookup; ns per run in the profile section) and this VM's noise (±10 points: bpftrace, which hooks no read, measures a negative overhead); on the syscall set, the syscall-tracepoint slow path every syscall takes while one is attached (an empty program on sys_exit_openat costs 19–20%)",
     );
     overhead_target(
         targets,
         Workload::ConnectStorm,
         "connect overhead under 3% (proctor default)",
         0.03,
-        "the connect tracepoint and cgroup sock_addr programs (profile section)",
+        "the cgroup sock_addr program and `inet_sock_set_state` on every connect (page-cache and lsm sets), or the connect tracepoints (syscall set); profile section",
     );
     overhead_target(
         targets,
         Workload::CBuild,
         "C build overhead under 2% (proctor default)",
         0.02,
-        "the open and exec programs on every compiler open and exec (profile section)",
+        "the exec, fork and exit programs and the agent's exec handling (hash, environment scan) on every compiler exec, and on the syscall set the open program on every open (profile section)",
     );
     if let (Some(p), Some(b)) = (
         res.ratio(Config::Proctor, Workload::SecretReads),
