@@ -374,13 +374,16 @@ impl TmpfsWatch {
         });
         // The agent's own fingerprint reads are allowed and not reported.
         let kill = meta.pid != own && !allowed;
-        if perm {
-            self.respond(file, kill);
-        }
         if kill {
-            // SAFETY: plain signal to the blocked reader; its read was refused.
+            // The signal first, while the reader is still held: answered
+            // first, it would run on with EPERM (and could exit on its own)
+            // before the kill lands.
+            // SAFETY: plain signal to the blocked reader.
             unsafe { libc::kill(meta.pid, libc::SIGKILL) };
             self.killed.fetch_add(1, Ordering::Relaxed);
+        }
+        if perm {
+            self.respond(file, kill);
         }
         if meta.pid == own {
             return None;
@@ -509,10 +512,12 @@ impl TmpfsWatch {
             )
         };
         if n < 0 {
-            tracing::error!(
-                "cannot answer a fanotify permission event: {}",
-                io::Error::last_os_error()
-            );
+            let e = io::Error::last_os_error();
+            // A reader killed while held takes its event with it.
+            if deny && e.raw_os_error() == Some(libc::ENOENT) {
+                return;
+            }
+            tracing::error!("cannot answer a fanotify permission event: {e}");
         }
     }
 }

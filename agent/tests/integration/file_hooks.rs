@@ -42,27 +42,8 @@ fn netrc() -> PathBuf {
     fixture().home.path().join(".netrc")
 }
 
-/// Runs a python3 snippet with `sys.argv[1]` the file and argv[2] the marker.
-fn python(m: &str, file: &std::path::Path, code: &str) -> std::process::Output {
-    Command::new("python3")
-        .arg("-c")
-        .arg(code)
-        .arg(file)
-        .arg(m)
-        .output()
-        .unwrap()
-}
-
 fn open_of(agent: &AgentProc, m: &str) -> Value {
     agent.wait_for(|e| e["kind"] == "file_open" && has_arg(e, m))
-}
-
-fn opens_of(agent: &AgentProc, m: &str) -> Vec<Value> {
-    agent
-        .events()
-        .into_iter()
-        .filter(|e| e["kind"] == "file_open" && has_arg(e, m))
-        .collect()
 }
 
 #[test]
@@ -96,7 +77,7 @@ fn read_pread_mmap_and_sendfile_of_a_watched_secret_are_seen_with_its_path() {
         ),
     ] {
         let m = marker(how);
-        let out = python(&m, &netrc(), code);
+        let out = python_on(&m, &netrc(), code);
         assert!(out.status.success(), "{how}: {out:?}");
         let ev = open_of(&f.agent, &m);
         assert_eq!(ev["file"]["path"], want.as_str(), "{how}: {ev}");
@@ -110,7 +91,7 @@ fn an_unwatched_read_produces_nothing_while_a_watched_one_beside_it_does() {
     let f = fixture();
     let m = marker("unwatched");
     let code = "import sys\nopen(sys.argv[1],'rb').read()\nopen(sys.argv[1].replace('notes.txt','.netrc'),'rb').read()";
-    let out = python(&m, &f.home.path().join("notes.txt"), code);
+    let out = python_on(&m, &f.home.path().join("notes.txt"), code);
     assert!(out.status.success(), "{out:?}");
     // Positive control: the same process's watched read is reported...
     let ev = open_of(&f.agent, &m);
@@ -135,7 +116,7 @@ fn ten_thousand_rereads_are_one_record_and_the_next_window_carries_their_count()
     let code = "import os,sys,time\nfd=os.open(sys.argv[1],os.O_RDONLY)\n\
                 for _ in range(10000): os.pread(fd,64,0)\n\
                 time.sleep(2.5)\nos.pread(fd,64,0)";
-    let out = python(&m, &netrc(), code);
+    let out = python_on(&m, &netrc(), code);
     assert!(out.status.success(), "{out:?}");
     let second = f.agent.wait_for(|e| {
         e["kind"] == "file_open" && has_arg(e, &m) && !e["file"]["repeats"].is_null()
@@ -151,7 +132,7 @@ fn ten_thousand_rereads_are_one_record_and_the_next_window_carries_their_count()
     assert!((9_990..=10_000).contains(&n), "repeats {n}: {second}");
     // Another process reading the same secret gets its own record at once.
     let other = marker("reread-other");
-    let out = python(
+    let out = python_on(
         &other,
         &netrc(),
         "import sys\nopen(sys.argv[1],'rb').read()",
@@ -194,7 +175,7 @@ fn a_kill_rule_kills_on_the_first_read_every_time() {
 fn read_until_seen(file: &std::path::Path, what: &str, tries: usize) -> Value {
     for i in 0..tries {
         let m = marker(&format!("{what}-{i}"));
-        let out = python(&m, file, "import sys; open(sys.argv[1]).read()");
+        let out = python_on(&m, file, "import sys; open(sys.argv[1]).read()");
         assert!(
             out.status.success(),
             "{}",

@@ -6,7 +6,7 @@
 
 use std::{
     os::unix::process::{CommandExt, ExitStatusExt},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::Command,
     sync::OnceLock,
     time::Duration,
@@ -56,26 +56,6 @@ fn home_file(name: &str) -> PathBuf {
     fixture().home.home.path().join(name)
 }
 
-/// Runs a python3 snippet with `sys.argv[1]` the file and argv[2] the
-/// marker (python3 may be a shim that execs again: argv[0] is not kept).
-fn python(m: &str, file: &Path, code: &str) -> std::process::Output {
-    Command::new("python3")
-        .arg("-c")
-        .arg(code)
-        .arg(file)
-        .arg(m)
-        .output()
-        .unwrap()
-}
-
-fn opens_of(agent: &AgentProc, m: &str) -> Vec<Value> {
-    agent
-        .events()
-        .into_iter()
-        .filter(|e| e["kind"] == "file_open" && has_arg(e, m))
-        .collect()
-}
-
 #[test]
 fn the_page_cache_set_reports_its_tmpfs_marks() {
     let f = fixture();
@@ -99,7 +79,7 @@ fn a_read_of_a_watched_tmpfs_secret_is_reported_and_an_unwatched_one_beside_it_i
     let m = marker("tmpfs-read");
     let code = "import sys\nopen(sys.argv[1],'rb').read()\n\
                 open(sys.argv[1].replace('notes.txt','.netrc'),'rb').read()";
-    let out = python(&m, &home_file("notes.txt"), code);
+    let out = python_on(&m, &home_file("notes.txt"), code);
     assert!(out.status.success(), "{out:?}");
     let want = home_file(".netrc").display().to_string();
     let ev = f
@@ -144,7 +124,7 @@ fn rereads_within_the_window_are_one_record_and_the_next_carries_their_count() {
     let code = "import os,sys,time\nfd=os.open(sys.argv[1],os.O_RDONLY)\n\
                 for _ in range(2000):\n  os.pread(fd,64,0)\n  time.sleep(0.0002)\n\
                 time.sleep(2.5)\nos.pread(fd,64,0)";
-    let out = python(&m, &home_file(".netrc"), code);
+    let out = python_on(&m, &home_file(".netrc"), code);
     assert!(out.status.success(), "{out:?}");
     let second = f.home.agent.wait_for(|e| {
         e["kind"] == "file_open" && has_arg(e, &m) && !e["file"]["repeats"].is_null()

@@ -121,3 +121,24 @@ pub fn read_finding(agent: &crate::harness::AgentProc, m: &str) -> Value {
         e["kind"] == "finding" && e["finding"]["rule"] == "secret-read" && has_arg(e, m)
     })
 }
+
+/// Runs a python3 snippet with `sys.argv[1]` the file and `sys.argv[2]` the
+/// marker `m` (python3 may be a shim that execs again: argv[0] is not kept).
+pub fn python_on(m: &str, file: &std::path::Path, code: &str) -> std::process::Output {
+    Command::new("python3")
+        .arg("-c")
+        .arg(code)
+        .arg(file)
+        .arg(m)
+        .output()
+        .unwrap()
+}
+
+/// The `file_open` events so far of processes whose argv holds `m`.
+pub fn opens_of(agent: &super::AgentProc, m: &str) -> Vec<Value> {
+    agent
+        .events()
+        .into_iter()
+        .filter(|e| e["kind"] == "file_open" && has_arg(e, m))
+        .collect()
+}

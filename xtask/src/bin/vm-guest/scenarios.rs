@@ -291,11 +291,22 @@ fn doctor(hooks: Hooks) -> Result<String> {
         .find(|c| c["item"] == "hook_set")
         .map(|c| c["detail"].as_str().unwrap_or_default().to_string())
         .unwrap_or_default();
-    let want = format!("file_open: {},", hooks.file_open());
+    // doctor reports what `auto` picks on this kernel, whatever the agent's
+    // config forces: without BPF LSM, the page-cache set and its fanotify group.
+    let want = match hooks {
+        Hooks::Lsm => "file_open: lsm,",
+        Hooks::Tracepoint => "file_open: tp_btf,",
+    };
     ensure!(
-        detail.contains(&want),
+        detail.contains(want),
         "doctor hook_set: {detail}, want {want}"
     );
+    if hooks == Hooks::Tracepoint {
+        ensure!(
+            detail.contains("file_access: page-cache,") && detail.contains("tmpfs_reads: fanotify"),
+            "doctor hook_set: {detail}, want the page-cache set with fanotify"
+        );
+    }
     ensure!(out.status.success(), "proctor doctor exited {}", out.status);
     Ok(detail)
 }
