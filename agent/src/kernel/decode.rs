@@ -5,7 +5,7 @@
 
 use proctor_common::{
     ConnectEvent, EventHeader, ExecEnvHeader, ExecEvent, ExitEvent, FileOpenEvent, ForkEvent,
-    IoUringEvent, ARGS_LEN, ENV_FLAG_TRUNCATED, ENV_FLAG_UNREADABLE, ENV_LEN,
+    InodeKey, IoUringEvent, ARGS_LEN, ENV_FLAG_TRUNCATED, ENV_FLAG_UNREADABLE, ENV_LEN,
     EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_SCRIPT, FMODE_READ, FMODE_WRITE,
     KIND_CONNECT, KIND_EXEC, KIND_EXEC_ENV, KIND_EXIT, KIND_FILE_OPEN, KIND_FORK, KIND_IO_URING,
     OPEN_FLAG_DENIED, OPEN_FLAG_KILLED, OPEN_FLAG_PATH_TRUNCATED, PATH_COMPONENTS,
@@ -325,6 +325,21 @@ pub fn kernel_dev_to_user(kdev: u32) -> u64 {
 /// st_dev (userspace encoding) -> the kernel's internal dev_t the maps use.
 pub fn user_dev_to_kernel(dev: u64) -> u32 {
     (libc::major(dev) << 20) | (libc::minor(dev) & 0xfffff)
+}
+
+/// A file's (st_dev, inode) as the kernel maps key it.
+pub fn file_key((dev, ino): (u64, u64)) -> InodeKey {
+    InodeKey {
+        dev: user_dev_to_kernel(dev),
+        _pad: 0,
+        ino,
+    }
+}
+
+/// [`file_key`] of a file's metadata.
+pub fn inode_key(meta: &std::fs::Metadata) -> InodeKey {
+    use std::os::unix::fs::MetadataExt;
+    file_key((meta.dev(), meta.ino()))
 }
 
 /// Nanoseconds fit in 30 bits; since 6.13 the kernel keeps a flag

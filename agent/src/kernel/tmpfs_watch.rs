@@ -11,8 +11,12 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    fs::File,
     io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+        unix::fs::MetadataExt,
+    },
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -28,7 +32,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     clock::{boot_ns, tick_ns},
-    kernel::decode::{kernel_dev_to_user, user_dev_to_kernel, OpenRecord},
+    kernel::decode::{inode_key, kernel_dev_to_user, OpenRecord},
     safe_open::{open_regular, Links},
     sync::lock,
 };
@@ -264,8 +268,7 @@ impl TmpfsWatch {
             }
         };
         let mut folds = Folds::new(repeat_window);
-        // Aligned for fanotify_event_metadata.
-        let mut buf = vec![0u64; 4096 / 8];
+        let mut buf = EventBuf::default();
         loop {
             let mut guard = match afd.readable().await {
                 Ok(g) => g,
@@ -275,32 +278,22 @@ impl TmpfsWatch {
                     return;
                 }
             };
-            // SAFETY: buf is writable for its whole length.
-            let n = unsafe {
-                libc::read(
-                    self.group.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len() * 8,
-                )
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::WouldBlock {
+            let bytes = match self.read_events(&mut buf) {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     guard.clear_ready();
                     continue;
                 }
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::error!(
+                        "tmpfs secret reads are not watched any more: read of the fanotify \
+                         group: {e}"
+                    );
+                    self.stop_blocking();
+                    return;
                 }
-                tracing::error!(
-                    "tmpfs secret reads are not watched any more: read of the fanotify group: {e}"
-                );
-                self.stop_blocking();
-                return;
-            }
-            // SAFETY: the kernel wrote n bytes of whole events into buf.
-            let bytes =
-                unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
+            };
             for rec in self.handle_events(bytes, &mut folds) {
                 if tx.try_send(rec).is_err() {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -309,17 +302,29 @@ impl TmpfsWatch {
         }
     }
 
+    /// One read of the group into `buf`: the bytes of the whole events the
+    /// kernel wrote (an error `WouldBlock` when none are queued).
+    fn read_events<'b>(&self, buf: &'b mut EventBuf) -> io::Result<&'b [u8]> {
+        // SAFETY: buf is writable for its whole length.
+        let n = unsafe {
+            libc::read(
+                self.group.as_raw_fd(),
+                buf.0.as_mut_ptr().cast(),
+                std::mem::size_of_val(&buf.0),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the kernel wrote n bytes of whole events into buf.
+        Ok(unsafe { std::slice::from_raw_parts(buf.0.as_ptr().cast::<u8>(), n as usize) })
+    }
+
     /// Answers permission events and turns reads of marked inodes into records.
-    fn handle_events(&self, mut bytes: &[u8], folds: &mut Folds) -> Vec<TmpfsRead> {
+    fn handle_events(&self, bytes: &[u8], folds: &mut Folds) -> Vec<TmpfsRead> {
         let mut out = Vec::new();
         let own = std::process::id() as i32;
-        let size = std::mem::size_of::<libc::fanotify_event_metadata>();
-        while bytes.len() >= size {
-            // SAFETY: at least one metadata struct remains; read unaligned.
-            let meta: libc::fanotify_event_metadata =
-                unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-            let len = (meta.event_len as usize).clamp(size, bytes.len());
-            bytes = &bytes[len..];
+        for meta in events(bytes) {
             if meta.vers != libc::FANOTIFY_METADATA_VERSION {
                 tracing::error!(
                     "fanotify metadata version {} (expected {}): event skipped",
@@ -338,7 +343,7 @@ impl TmpfsWatch {
                 continue;
             }
             // SAFETY: the kernel opened this fd for us with the event.
-            let file = unsafe { OwnedFd::from_raw_fd(meta.fd) };
+            let file = unsafe { File::from_raw_fd(meta.fd) };
             if let Some(rec) = self.one_event(&meta, &file, own, folds) {
                 out.push(rec);
             }
@@ -349,17 +354,13 @@ impl TmpfsWatch {
     fn one_event(
         &self,
         meta: &libc::fanotify_event_metadata,
-        file: &OwnedFd,
+        file: &File,
         own: i32,
         folds: &mut Folds,
     ) -> Option<TmpfsRead> {
         let perm = meta.mask & libc::FAN_ACCESS_PERM != 0;
-        let st = fstat(file);
-        let key = st.as_ref().map(|st| InodeKey {
-            dev: user_dev_to_kernel(st.st_dev),
-            _pad: 0,
-            ino: st.st_ino,
-        });
+        let st = file.metadata().ok();
+        let key = st.as_ref().map(inode_key);
         let found = key.as_ref().and_then(|k| {
             let marks = lock(&self.marks);
             let m = marks.by_inode.get(k)?;
@@ -413,8 +414,8 @@ impl TmpfsWatch {
             uid: 0,
             gid: 0,
             cgroup_id: 0,
-            ino: st.st_ino,
-            dev: st.st_dev,
+            ino: st.ino(),
+            dev: st.dev(),
             kdev: key.dev,
             readable: true,
             writable: false,
@@ -430,9 +431,9 @@ impl TmpfsWatch {
             filename: String::new(),
             path: Some(path.to_string_lossy().into_owned()),
             repeats,
-            size: st.st_size as u64,
-            mtime: (st.st_mtime, st.st_mtime_nsec as u32),
-            ctime: (st.st_ctime, st.st_ctime_nsec as u32),
+            size: st.size(),
+            mtime: (st.mtime(), st.mtime_nsec() as u32),
+            ctime: (st.ctime(), st.ctime_nsec() as u32),
         };
         Some(TmpfsRead { rec, start_ns })
     }
@@ -444,7 +445,7 @@ impl TmpfsWatch {
             return;
         }
         // SAFETY: the kernel opened this fd for us with the event.
-        let file = unsafe { OwnedFd::from_raw_fd(meta.fd) };
+        let file = unsafe { File::from_raw_fd(meta.fd) };
         if meta.mask & libc::FAN_ACCESS_PERM != 0 {
             self.respond(&file, false);
         }
@@ -464,28 +465,12 @@ impl TmpfsWatch {
             let _ = self.mark_path(key, &path, libc::FAN_MARK_ADD, libc::FAN_ACCESS);
             let _ = self.mark_path(key, &path, libc::FAN_MARK_REMOVE, libc::FAN_ACCESS_PERM);
         }
-        let mut buf = vec![0u64; 4096 / 8];
-        loop {
-            // SAFETY: buf is writable for its whole length.
-            let n = unsafe {
-                libc::read(
-                    self.group.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len() * 8,
-                )
-            };
-            if n <= 0 {
+        let mut buf = EventBuf::default();
+        while let Ok(bytes) = self.read_events(&mut buf) {
+            if bytes.is_empty() {
                 return;
             }
-            // SAFETY: the kernel wrote n bytes of whole events into buf.
-            let mut bytes =
-                unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
-            let size = std::mem::size_of::<libc::fanotify_event_metadata>();
-            while bytes.len() >= size {
-                // SAFETY: at least one metadata struct remains; read unaligned.
-                let meta: libc::fanotify_event_metadata =
-                    unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-                bytes = &bytes[(meta.event_len as usize).clamp(size, bytes.len())..];
+            for meta in events(bytes) {
                 self.release_event(&meta);
             }
         }
@@ -494,7 +479,7 @@ impl TmpfsWatch {
     /// Answers a permission event; a reader must never stay blocked, so a
     /// failed answer is logged loudly (the kernel lets the read through when
     /// the group closes).
-    fn respond(&self, file: &OwnedFd, deny: bool) {
+    fn respond(&self, file: &File, deny: bool) {
         let resp = libc::fanotify_response {
             fd: file.as_raw_fd(),
             response: if deny {
@@ -522,23 +507,36 @@ impl TmpfsWatch {
     }
 }
 
-fn fstat(fd: &OwnedFd) -> Option<libc::stat> {
-    // SAFETY: zeroed stat is a valid out-parameter.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: valid fd and out-pointer.
-    (unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } == 0).then_some(st)
+/// Room for a batch of events, aligned for `fanotify_event_metadata`.
+struct EventBuf([u64; 4096 / 8]);
+
+impl Default for EventBuf {
+    fn default() -> Self {
+        Self([0; 4096 / 8])
+    }
+}
+
+/// The events in `bytes` (whole ones, as a read of the group returns them).
+fn events(mut bytes: &[u8]) -> impl Iterator<Item = libc::fanotify_event_metadata> + '_ {
+    let size = std::mem::size_of::<libc::fanotify_event_metadata>();
+    std::iter::from_fn(move || {
+        if bytes.len() < size {
+            return None;
+        }
+        // SAFETY: at least one metadata struct remains; read unaligned.
+        let meta: libc::fanotify_event_metadata =
+            unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        bytes = &bytes[(meta.event_len as usize).clamp(size, bytes.len())..];
+        Some(meta)
+    })
 }
 
 /// The executable of `pid` as the kernel's allow list keys it. The reader
 /// is blocked in its read while this runs, so the pid is still its own.
 fn exe_key(pid: i32) -> Option<InodeKey> {
-    let meta = std::fs::metadata(format!("/proc/{pid}/exe")).ok()?;
-    use std::os::unix::fs::MetadataExt;
-    Some(InodeKey {
-        dev: user_dev_to_kernel(meta.dev()),
-        _pad: 0,
-        ino: meta.ino(),
-    })
+    std::fs::metadata(format!("/proc/{pid}/exe"))
+        .ok()
+        .map(|m| inode_key(&m))
 }
 
 /// Repeat folding per (process, inode): the first read in a window is
@@ -626,24 +624,13 @@ mod tests {
             return;
         };
         let on_disk = std::env::current_exe().unwrap();
-        use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::metadata(&on_disk).unwrap();
-        let k = InodeKey {
-            dev: user_dev_to_kernel(meta.dev()),
-            _pad: 0,
-            ino: meta.ino(),
-        };
+        let k = inode_key(&std::fs::metadata(&on_disk).unwrap());
         w.watch(k, 0, &on_disk).unwrap();
         let tmpfs = Path::new("/dev/shm");
         if tmpfs.is_dir() {
             let p = tmpfs.join(format!("proctor-tmpfs-watch-{}", std::process::id()));
             std::fs::write(&p, b"x").unwrap();
-            let m = std::fs::metadata(&p).unwrap();
-            let k2 = InodeKey {
-                dev: user_dev_to_kernel(m.dev()),
-                _pad: 0,
-                ino: m.ino(),
-            };
+            let k2 = inode_key(&std::fs::metadata(&p).unwrap());
             w.watch(k2, 1, &p).unwrap();
             assert_eq!(w.figures().marked, 1, "only the tmpfs file is marked");
             w.set_deny(k2, Some(3)).unwrap();

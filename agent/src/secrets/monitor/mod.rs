@@ -40,20 +40,7 @@ use crate::{
 /// Content beyond this is not read: the fingerprint covers the first MiB.
 pub const MAX_SECRET_BYTES: u64 = 1 << 20;
 
-pub use crate::kernel::decode::user_dev_to_kernel;
-
-fn inode_key(meta: &std::fs::Metadata) -> InodeKey {
-    file_key((meta.dev(), meta.ino()))
-}
-
-/// A file's (st_dev, inode) as the kernel maps key it.
-fn file_key((dev, ino): (u64, u64)) -> InodeKey {
-    InodeKey {
-        dev: user_dev_to_kernel(dev),
-        _pad: 0,
-        ino,
-    }
-}
+pub use crate::kernel::decode::{file_key, inode_key, user_dev_to_kernel};
 
 /// A secret file the kernel watches by inode.
 #[derive(Debug, Clone)]
