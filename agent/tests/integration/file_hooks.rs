@@ -22,18 +22,7 @@ fn fixture() -> &'static HomeAgent {
             // A kill rule's owner must exist; nothing in these tests runs it.
             let owner = home.join("pg-owner");
             std::fs::copy("/bin/cat", &owner).unwrap();
-            format!(
-                "status_interval: 1s\n{TEST_METRICS}\
-                 state_dir: {state}\n\
-                 kernel:\n  file_hooks: page-cache\n  repeat_window: 1s\n\
-                 secrets:\n  extra_homes: [{h}]\n  search_dirs: []\n  rules:\n\
-                 \x20   - secret: {{id: pgpass}}\n\
-                 \x20     owners: [{{exe_path: {o}}}]\n\
-                 \x20     enforce: [kill]\n",
-                state = state.display(),
-                h = home.display(),
-                o = owner.display(),
-            )
+            page_cache_kill_config(home, state, &owner)
         })
     })
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::AgentProc;
+use super::{AgentProc, TEST_METRICS};
 
 /// The agent and the home it watches (`secrets.extra_homes`); the state dir
 /// lives as long as they do.
@@ -41,4 +41,22 @@ impl HomeAgent {
             _state: state,
         }
     }
+}
+
+/// The config of the page-cache topics: status every second, the forced
+/// page-cache set with a 1 s repeat window, `home` watched, and a kill rule
+/// on `.pgpass` whose only owner is the executable `owner`.
+pub fn page_cache_kill_config(home: &Path, state: &Path, owner: &Path) -> String {
+    format!(
+        "status_interval: 1s\n{TEST_METRICS}\
+         state_dir: {state}\n\
+         kernel:\n  file_hooks: page-cache\n  repeat_window: 1s\n\
+         secrets:\n  extra_homes: [{h}]\n  search_dirs: []\n  rules:\n\
+         \x20   - secret: {{id: pgpass}}\n\
+         \x20     owners: [{{exe_path: {o}}}]\n\
+         \x20     enforce: [kill]\n",
+        state = state.display(),
+        h = home.display(),
+        o = owner.display(),
+    )
 }
