@@ -3,9 +3,7 @@
 //! with the catalogued path, unwatched reads are not, repeats are folded in
 //! the kernel with a count, and a kill rule still kills on the first read.
 
-use std::{
-    os::unix::process::CommandExt, path::PathBuf, process::Command, sync::OnceLock, time::Duration,
-};
+use std::{path::PathBuf, process::Command, sync::OnceLock, time::Duration};
 
 use crate::harness::*;
 use serde_json::Value;
@@ -136,21 +134,7 @@ fn a_kill_rule_kills_on_the_first_read_every_time() {
     let f = fixture();
     let pgpass = f.home.path().join(".pgpass");
     for round in 0..2 {
-        let m = marker("killed-reader");
-        let out = Command::new("/bin/cat")
-            .arg0(&m)
-            .arg(&pgpass)
-            .output()
-            .unwrap();
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(out.status.signal(), Some(9), "round {round}: {out:?}");
-        assert!(
-            out.stdout.is_empty(),
-            "round {round}: a byte reached user space"
-        );
-        let ev = f.agent.wait_for_timeout(Duration::from_secs(20), |e| {
-            e["kind"] == "finding" && e["finding"]["rule"] == "secret-read" && has_arg(e, &m)
-        });
+        let ev = cat_killed(&f.agent, &pgpass, &format!("killed-reader-{round}"));
         assert!(ev.to_string().contains("kill"), "round {round}: {ev}");
     }
     // Negative beside it: an allowed read of another secret is not killed.

@@ -4,13 +4,7 @@
 //! the same tmpfs is not, repeats fold, and a kill rule refuses the read
 //! and kills the reader before its first byte while the rule's owner reads.
 
-use std::{
-    os::unix::process::{CommandExt, ExitStatusExt},
-    path::PathBuf,
-    process::Command,
-    sync::OnceLock,
-    time::Duration,
-};
+use std::{path::PathBuf, process::Command, sync::OnceLock, time::Duration};
 
 use crate::harness::*;
 use serde_json::Value;
@@ -139,20 +133,7 @@ fn a_kill_rule_refuses_the_first_read_on_tmpfs_and_the_owner_still_reads() {
     let f = fixture();
     let pgpass = home_file(".pgpass");
     for round in 0..2 {
-        let m = marker("tmpfs-killed");
-        let out = Command::new("/bin/cat")
-            .arg0(&m)
-            .arg(&pgpass)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.signal(), Some(9), "round {round}: {out:?}");
-        assert!(
-            out.stdout.is_empty(),
-            "round {round}: a byte reached user space"
-        );
-        let ev = f.home.agent.wait_for_timeout(Duration::from_secs(20), |e| {
-            e["kind"] == "finding" && e["finding"]["rule"] == "secret-read" && has_arg(e, &m)
-        });
+        let ev = cat_killed(&f.home.agent, &pgpass, &format!("tmpfs-killed-{round}"));
         assert_eq!(ev["finding"]["action"], "killed", "round {round}: {ev}");
         assert_eq!(ev["file"]["via"], "fanotify", "round {round}: {ev}");
     }

@@ -142,3 +142,21 @@ pub fn opens_of(agent: &super::AgentProc, m: &str) -> Vec<Value> {
         .filter(|e| e["kind"] == "file_open" && has_arg(e, m))
         .collect()
 }
+
+/// Runs `cat` of `file` (argv[0] a fresh marker made from `what`), asserts
+/// that SIGKILL ended it before any byte reached it, and returns the
+/// `secret-read` finding the agent reported for it.
+pub fn cat_killed(agent: &super::AgentProc, file: &std::path::Path, what: &str) -> Value {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let m = marker(what);
+    let out = Command::new("/bin/cat")
+        .arg0(&m)
+        .arg(file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(9), "{what}: {out:?}");
+    assert!(out.stdout.is_empty(), "{what}: a byte reached user space");
+    agent.wait_for_timeout(Duration::from_secs(20), |e| {
+        e["kind"] == "finding" && e["finding"]["rule"] == "secret-read" && has_arg(e, &m)
+    })
+}
