@@ -168,7 +168,7 @@ impl Default for ProcessTableConfig {
     fn default() -> Self {
         Self {
             exit_grace: Duration::from_secs(30),
-            max_exited: 4096,
+            max_exited: 2048,
         }
     }
 }

@@ -53,7 +53,14 @@ pub(super) struct EnvScan {
     snapshot: Snapshot,
     ktime_ns: u64,
     truncated: bool,
-    scan: JoinHandle<env::BlockScan>,
+    digest: env::BlockDigest,
+    scan: Scanning,
+}
+
+enum Scanning {
+    /// A copy of a block already scanned clean: judged without a scan.
+    KnownClean(env::BlockScan),
+    Running(JoinHandle<env::BlockScan>),
 }
 
 /// Counters of things userspace could not attribute (`agent_status.userspace`;
@@ -143,11 +150,21 @@ impl Ingest {
             self.judge_env_scans(true).await;
         }
         let truncated = rec.truncated;
-        let scan = tokio::task::spawn_blocking(move || env::scan_block(&rec.block, rec.truncated));
+        let Some(m) = self.secrets.as_mut() else {
+            return;
+        };
+        let (digest, known) = m.env_known_clean(&rec.block, truncated);
+        let scan = match known {
+            Some(scan) => Scanning::KnownClean(scan),
+            None => Scanning::Running(tokio::task::spawn_blocking(move || {
+                env::scan_block(&rec.block, rec.truncated)
+            })),
+        };
         self.env_scans.push_back(EnvScan {
             snapshot,
             ktime_ns: rec.ktime_ns,
             truncated,
+            digest,
             scan,
         });
     }
@@ -157,14 +174,22 @@ impl Ingest {
     async fn judge_env_scans(&mut self, one: bool) {
         let mut wait = one;
         while let Some(front) = self.env_scans.front() {
-            if !wait && !front.scan.is_finished() {
+            let finished = match &front.scan {
+                Scanning::KnownClean(_) => true,
+                Scanning::Running(h) => h.is_finished(),
+            };
+            if !wait && !finished {
                 return;
             }
             wait = false;
             let Some(job) = self.env_scans.pop_front() else {
                 return;
             };
-            let scan = match job.scan.await {
+            let scan = match job.scan {
+                Scanning::KnownClean(scan) => Ok(scan),
+                Scanning::Running(h) => h.await,
+            };
+            let scan = match scan {
                 Ok(scan) => scan,
                 Err(e) => {
                     tracing::error!(
@@ -177,7 +202,7 @@ impl Ingest {
             let Some(m) = self.secrets.as_mut() else {
                 return;
             };
-            let found = m.env_captured(scan, job.truncated);
+            let found = m.env_captured(scan, job.truncated, job.digest);
             // Hygiene evidence for attestation: clean only when the whole
             // environment was read and held nothing credential-like. Kept
             // for live processes only: a scan judged after its process's

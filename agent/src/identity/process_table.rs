@@ -131,7 +131,10 @@ impl ProcessTable {
         if !self.live.get(&pid)?.started_at(start_ns) {
             return None;
         }
-        let rec = self.live.remove(&pid)?;
+        let mut rec = self.live.remove(&pid)?;
+        if let Some(settled) = rec.snapshot.settled() {
+            rec.snapshot = settled;
+        }
         let id = rec.exec_id().to_string();
         self.exit_order
             .push_back((now + self.exit_grace, id.clone()));

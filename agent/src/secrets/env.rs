@@ -146,6 +146,13 @@ pub struct BlockScan {
 /// because a cut value would give a wrong fingerprint and a cut name a wrong
 /// detector.
 pub fn scan_block(block: &[u8], truncated: bool) -> BlockScan {
+    let vars = block_vars(block, truncated);
+    let secrets = scan(&vars);
+    BlockScan { vars, secrets }
+}
+
+/// The whole variables of a captured block (see [`scan_block`]).
+pub fn block_vars(block: &[u8], truncated: bool) -> Vec<(String, String)> {
     let whole = if truncated {
         block
             .iter()
@@ -154,9 +161,58 @@ pub fn scan_block(block: &[u8], truncated: bool) -> BlockScan {
     } else {
         block
     };
-    let vars = parse_environ(whole);
-    let secrets = scan(&vars);
-    BlockScan { vars, secrets }
+    parse_environ(whole)
+}
+
+/// A keyed digest of a captured block (and whether it was cut).
+pub type BlockDigest = u128;
+
+/// Environment blocks already scanned and found clean. A fork+exec storm
+/// (a build, a shell loop, a CI job) hands the same environment to
+/// thousands of children: scanning each copy was a quarter of the agent's
+/// CPU in the exec bench. [`scan_block`] is a function of the block alone,
+/// so a clean verdict holds for every later copy.
+///
+/// Only clean blocks are remembered: one that held a credential is scanned
+/// again each time, so nothing derived from a credential stays here. The
+/// digest is SipHash-1-3 under two random keys of this agent (128 bits): it
+/// is never written anywhere, and without the keys nobody can compute or
+/// steer it, so a block cannot be made to pass for a clean one.
+pub struct CleanBlocks {
+    digests: lru::LruCache<BlockDigest, ()>,
+    keys: [std::hash::RandomState; 2],
+}
+
+impl CleanBlocks {
+    pub fn new(capacity: std::num::NonZeroUsize) -> Self {
+        Self {
+            digests: lru::LruCache::new(capacity),
+            keys: [std::hash::RandomState::new(), std::hash::RandomState::new()],
+        }
+    }
+
+    pub fn digest(&self, block: &[u8], truncated: bool) -> BlockDigest {
+        use std::hash::{BuildHasher, Hasher};
+        let half = |k: &std::hash::RandomState| {
+            let mut h = k.build_hasher();
+            h.write(block);
+            h.write_u8(truncated.into());
+            h.finish()
+        };
+        (BlockDigest::from(half(&self.keys[0])) << 64) | BlockDigest::from(half(&self.keys[1]))
+    }
+
+    /// Whether a block with `digest` was scanned clean before.
+    pub fn known(&mut self, digest: BlockDigest) -> bool {
+        self.digests.get(&digest).is_some()
+    }
+
+    /// Remembers `digest` when `scan` found nothing.
+    pub fn judged(&mut self, digest: BlockDigest, scan: &BlockScan) {
+        if scan.secrets.is_empty() {
+            self.digests.put(digest, ());
+        }
+    }
 }
 
 /// Splits the contents of `/proc/<pid>/environ` into (name, value) pairs.
@@ -498,6 +554,28 @@ mod tests {
 
     fn token(prefix: &[&str], len: usize) -> String {
         format!("{}{}", prefix.concat(), body(len))
+    }
+
+    #[test]
+    fn only_clean_blocks_are_remembered_and_only_under_the_same_cut() {
+        let mut clean = CleanBlocks::new(std::num::NonZeroUsize::new(4).unwrap());
+        let quiet = b"LANG=C.UTF-8\0HOME=/root\0".as_slice();
+        let secret = format!("GITHUB_TOKEN={}\0", token(&["gh", "p_"], 36));
+        let loud = secret.as_bytes();
+        for (block, truncated) in [(quiet, false), (loud, false)] {
+            let d = clean.digest(block, truncated);
+            assert!(!clean.known(d));
+            clean.judged(d, &scan_block(block, truncated));
+        }
+        assert!(clean.known(clean.digest(quiet, false)));
+        // A block that held a credential is scanned again every time.
+        assert!(!scan_block(loud, false).secrets.is_empty());
+        assert!(!clean.known(clean.digest(loud, false)));
+        // The same bytes cut by the kernel are another block (the last entry is dropped).
+        assert!(!clean.known(clean.digest(quiet, true)));
+        // Keyed: another agent's digest of the same block differs.
+        let other = CleanBlocks::new(std::num::NonZeroUsize::new(4).unwrap());
+        assert_ne!(other.digest(quiet, false), clean.digest(quiet, false));
     }
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

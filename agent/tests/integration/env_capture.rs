@@ -194,6 +194,21 @@ fn a_burst_of_2000_short_execs_misses_no_secret_and_flags_no_clean_env() {
         after["status"]["kernel"]
     );
     assert!(n(&after, "sent") - n(&before, "sent") >= N as u64);
+    // The 1000 clean environments are one block: after the first few
+    // scans (up to 256 run at once) the rest are judged as repeats of a
+    // clean one, and no secret above was missed for it.
+    let repeats = |s: &Value| {
+        s["status"]["secrets"]["env_clean_repeats"]
+            .as_u64()
+            .unwrap()
+    };
+    let clean_repeats = repeats(&after) - repeats(&before);
+    assert!(
+        (N as u64 / 4..=N as u64 / 2).contains(&clean_repeats),
+        "{clean_repeats} clean repeats of {} identical clean environments: {}",
+        N / 2,
+        after["status"]["secrets"]
+    );
     assert_no_value_leaves(
         &agent,
         &(0..N).step_by(2).map(fake_secret).collect::<Vec<_>>(),

@@ -40,6 +40,10 @@ use crate::{
 /// Content beyond this is not read: the fingerprint covers the first MiB.
 pub const MAX_SECRET_BYTES: u64 = 1 << 20;
 
+/// Distinct clean environments remembered (16 bytes each): a node runs a
+/// few hundred distinct ones at a time.
+const CLEAN_ENVS: usize = 1024;
+
 pub use crate::kernel::decode::{file_key, inode_key, user_dev_to_kernel};
 
 /// A secret file the kernel watches by inode.
@@ -71,6 +75,10 @@ pub struct MonitorStats {
     /// New processes whose environment was larger than the kernel captures
     /// (`ENV_LEN`, 16 KiB): variables past the cut were not scanned.
     pub env_truncated: u64,
+    /// New processes whose captured environment was a copy of one already
+    /// scanned clean (a build or shell loop handing its environment on):
+    /// judged without scanning it again.
+    pub env_clean_repeats: u64,
     /// Secret files not read for a fingerprint or content check because the
     /// open found no regular file (a FIFO or device named like a secret) or
     /// another inode than the kernel reported.
@@ -141,6 +149,8 @@ pub struct SecretMonitor<K: KernelWatch = KernelMaps> {
     searches: SearchWatch,
     /// (identity, variable, fingerprint) already reported by secret-env.
     env_reported: LruCache<(String, String, String), ()>,
+    /// Captured environments already scanned clean (see [`env::CleanBlocks`]).
+    clean_envs: env::CleanBlocks,
     discover: DiscoverRoots,
     last_scan: Instant,
     /// Directories holding watched secrets (and their parents) with their
@@ -190,6 +200,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             fingerprints: LruCache::new(NonZeroUsize::new(4096).unwrap()),
             searches: SearchWatch::default(),
             env_reported: LruCache::new(NonZeroUsize::new(16384).unwrap()),
+            clean_envs: env::CleanBlocks::new(NonZeroUsize::new(CLEAN_ENVS).unwrap()),
             discover,
             last_scan: Instant::now(),
             new_file_dirs: None,
@@ -576,12 +587,43 @@ impl<K: KernelWatch> SecretMonitor<K> {
         self.policy.scan_environment
     }
 
+    /// The captured block's digest (for [`Self::env_captured`]), and its
+    /// scan when a copy of it was already scanned clean.
+    pub fn env_known_clean(
+        &mut self,
+        block: &[u8],
+        truncated: bool,
+    ) -> (env::BlockDigest, Option<env::BlockScan>) {
+        let digest = self.clean_envs.digest(block, truncated);
+        if !self.clean_envs.known(digest) {
+            return (digest, None);
+        }
+        self.stats.env_clean_repeats += 1;
+        // A pod's secretKeyRef variables are found by name, not by shape.
+        let vars = if self.wants_key_refs() {
+            env::block_vars(block, truncated)
+        } else {
+            Vec::new()
+        };
+        let scan = env::BlockScan {
+            vars,
+            secrets: Vec::new(),
+        };
+        (digest, Some(scan))
+    }
+
     /// What an environment captured at exec holds, from its scan (done off
-    /// the event loop, see [`env::scan_block`]).
-    pub fn env_captured(&mut self, scan: env::BlockScan, truncated: bool) -> EnvFound {
+    /// the event loop, see [`env::scan_block`]) of the block with `digest`.
+    pub fn env_captured(
+        &mut self,
+        scan: env::BlockScan,
+        truncated: bool,
+        digest: env::BlockDigest,
+    ) -> EnvFound {
         if truncated {
             self.stats.env_truncated += 1;
         }
+        self.clean_envs.judged(digest, &scan);
         EnvFound {
             secrets: scan.secrets,
             key_ref_candidates: self.key_ref_candidates(scan.vars),
