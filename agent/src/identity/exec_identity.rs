@@ -82,8 +82,10 @@ fn exe_path(rec: &ExecRecord, proc_target: Option<&str>, candidates: &[PathBuf])
     (fallback, false)
 }
 
-/// Canonical paths by (candidate path, dev, inode), for [`canonical`].
-static CANONICAL: LazyLock<Mutex<LruCache<(PathBuf, u64, u64), String>>> =
+/// (candidate path, dev, inode) -> canonical path, for [`canonical`].
+type CanonicalPaths = LruCache<(PathBuf, u64, u64), String>;
+
+static CANONICAL: LazyLock<Mutex<CanonicalPaths>> =
     LazyLock::new(|| Mutex::new(LruCache::new(NonZeroUsize::new(1024).unwrap())));
 
 /// `c` with every symlink resolved, `c` itself if that fails. A short-lived
