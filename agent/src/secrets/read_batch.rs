@@ -9,40 +9,48 @@ use std::{
 use crate::{
     event::Process,
     secrets::inventory::{InventoryStore, ReaderRecord},
-    secrets::usage::identity_key,
 };
 
 /// How long a read may wait in memory before it is written to the inventory.
 pub const READ_FLUSH: Duration = Duration::from_millis(250);
 
-/// Reads not yet in the inventory, by (path, reader identity): one SQLite
-/// transaction per flush instead of one per read.
+/// Reads not yet in the inventory, by path and reader identity: one SQLite
+/// transaction per flush instead of one per read. Two levels, so that a
+/// read merged into a pending record allocates nothing (at the drop onset,
+/// building the key of every read was a fifth of the secret monitor's time).
 #[derive(Debug, Default)]
 pub struct ReadBatch {
-    pending: HashMap<(String, String), ReaderRecord>,
+    pending: HashMap<String, HashMap<String, ReaderRecord>>,
     since: Option<Instant>,
 }
 
 impl ReadBatch {
-    /// Adds `reads` reads of `path` by `reader` at `at_ns` (epoch ns; more
-    /// than one when the kernel folded repeats into this record), merged
-    /// into the pending record of the same identity.
-    pub fn record(&mut self, path: &str, reader: &Process, at_ns: u64, reads: u64) {
-        let key = (path.to_string(), identity_key(reader));
-        let r = self
-            .pending
-            .entry(key)
-            .or_insert_with_key(|k| ReaderRecord {
-                identity: k.1.clone(),
-                exe_path: String::new(),
-                exe_sha256: None,
-                container_id: None,
-                pod: None,
-                uid: None,
-                count: 0,
-                first_read_ns: at_ns,
-                last_read_ns: at_ns,
-            });
+    /// Adds `reads` reads of `path` by `reader` (whose `identity_key` is
+    /// `identity`) at `at_ns` (epoch ns; more than one when the kernel
+    /// folded repeats into this record), merged into the pending record of
+    /// the same identity.
+    pub fn record(&mut self, path: &str, identity: &str, reader: &Process, at_ns: u64, reads: u64) {
+        if !self.pending.contains_key(path) {
+            self.pending.insert(path.to_string(), HashMap::new());
+        }
+        let by_reader = self.pending.get_mut(path).expect("inserted above");
+        if !by_reader.contains_key(identity) {
+            by_reader.insert(
+                identity.to_string(),
+                ReaderRecord {
+                    identity: identity.to_string(),
+                    exe_path: String::new(),
+                    exe_sha256: None,
+                    container_id: None,
+                    pod: None,
+                    uid: None,
+                    count: 0,
+                    first_read_ns: at_ns,
+                    last_read_ns: at_ns,
+                },
+            );
+        }
+        let r = by_reader.get_mut(identity).expect("inserted above");
         r.count += reads;
         r.first_read_ns = r.first_read_ns.min(at_ns);
         r.last_read_ns = r.last_read_ns.max(at_ns);
@@ -62,8 +70,9 @@ impl ReadBatch {
             .is_some_and(|t| now.saturating_duration_since(t) >= READ_FLUSH)
     }
 
+    /// Pending (path, reader identity) records.
     pub fn len(&self) -> usize {
-        self.pending.len()
+        self.pending.values().map(HashMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -72,7 +81,7 @@ impl ReadBatch {
 
     /// The pending record of (`path`, `identity`), if any.
     pub fn get(&self, path: &str, identity: &str) -> Option<&ReaderRecord> {
-        self.pending.get(&(path.to_string(), identity.to_string()))
+        self.pending.get(path)?.get(identity)
     }
 
     /// Writes every pending read in one transaction and empties the batch;
@@ -82,9 +91,12 @@ impl ReadBatch {
         if self.pending.is_empty() {
             return 0;
         }
+        let n = self.len() as u64;
         let reads = std::mem::take(&mut self.pending);
-        let n = reads.len() as u64;
-        match store.record_reads(reads.iter().map(|((path, _), r)| (path.as_str(), r))) {
+        let records = reads
+            .iter()
+            .flat_map(|(path, by_reader)| by_reader.values().map(|r| (path.as_str(), r)));
+        match store.record_reads(records) {
             Ok(skipped) => skipped as u64,
             Err(e) => {
                 tracing::warn!("inventory: {n} readers not recorded: {e}");
@@ -97,7 +109,10 @@ impl ReadBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secrets::inventory::{SecretRecord, DB_FILE_NAME};
+    use crate::secrets::{
+        inventory::{SecretRecord, DB_FILE_NAME},
+        usage::identity_key,
+    };
 
     const PATH: &str = "/root/.aws/credentials";
 
@@ -120,10 +135,10 @@ mod tests {
     fn reads_by_one_identity_merge_into_one_record() {
         let p = crate::testdata::process();
         let mut batch = ReadBatch::default();
-        batch.record(PATH, &p, 300, 1);
-        batch.record(PATH, &p, 100, 1);
-        batch.record(PATH, &p, 200, 1);
-        batch.record(PATH, &p, 150, 41);
+        batch.record(PATH, &identity_key(&p), &p, 300, 1);
+        batch.record(PATH, &identity_key(&p), &p, 100, 1);
+        batch.record(PATH, &identity_key(&p), &p, 200, 1);
+        batch.record(PATH, &identity_key(&p), &p, 150, 41);
         assert_eq!(batch.len(), 1);
         let r = batch.get(PATH, &identity_key(&p)).expect("pending record");
         assert_eq!(r.count, 44, "kernel-folded repeats count as reads: {r:?}");
@@ -139,9 +154,9 @@ mod tests {
         other.exe.path = "/usr/bin/aws".into();
         other.exe.sha256 = Some("ab".repeat(32));
         let mut batch = ReadBatch::default();
-        batch.record(PATH, &p, 1, 1);
-        batch.record(PATH, &other, 2, 1);
-        batch.record("/root/.netrc", &p, 3, 1);
+        batch.record(PATH, &identity_key(&p), &p, 1, 1);
+        batch.record(PATH, &identity_key(&other), &other, 2, 1);
+        batch.record("/root/.netrc", &identity_key(&p), &p, 3, 1);
         assert_eq!(batch.len(), 3);
         assert_eq!(batch.get(PATH, &identity_key(&other)).unwrap().count, 1);
     }
@@ -153,8 +168,8 @@ mod tests {
         moved.exe.path = "/opt/curl/bin/curl".into();
         assert_eq!(identity_key(&moved), identity_key(&p), "the hash names it");
         let mut batch = ReadBatch::default();
-        batch.record(PATH, &p, 1, 1);
-        batch.record(PATH, &moved, 2, 1);
+        batch.record(PATH, &identity_key(&p), &p, 1, 1);
+        batch.record(PATH, &identity_key(&moved), &moved, 2, 1);
         let r = batch.get(PATH, &identity_key(&p)).unwrap();
         assert_eq!((r.count, r.exe_path.as_str()), (2, "/opt/curl/bin/curl"));
     }
@@ -163,7 +178,8 @@ mod tests {
     fn a_batch_is_due_only_after_the_flush_delay() {
         let mut batch = ReadBatch::default();
         assert!(!batch.is_due(Instant::now() + READ_FLUSH * 4), "empty");
-        batch.record(PATH, &crate::testdata::process(), 1, 1);
+        let p = crate::testdata::process();
+        batch.record(PATH, &identity_key(&p), &p, 1, 1);
         let now = Instant::now();
         assert!(!batch.is_due(now));
         assert!(batch.is_due(now + READ_FLUSH));
@@ -176,9 +192,9 @@ mod tests {
         store.upsert_secret(&secret(PATH)).unwrap();
         let p = crate::testdata::process();
         let mut batch = ReadBatch::default();
-        batch.record(PATH, &p, 10, 1);
-        batch.record(PATH, &p, 20, 1);
-        batch.record("/never/upserted", &p, 30, 1);
+        batch.record(PATH, &identity_key(&p), &p, 10, 1);
+        batch.record(PATH, &identity_key(&p), &p, 20, 1);
+        batch.record("/never/upserted", &identity_key(&p), &p, 30, 1);
         assert_eq!(batch.flush(&store), 1, "the unknown secret is skipped");
         assert!(batch.is_empty());
         assert!(!batch.is_due(Instant::now() + READ_FLUSH * 4));

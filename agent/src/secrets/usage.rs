@@ -98,22 +98,20 @@ impl SecretUsage {
         self.metadata = metadata;
     }
 
-    /// A use of the secret `secret` (with a fingerprint) by `p`. `owners` is
-    /// whether policy declares owners for it and `is_owner` whether `p` is one.
-    /// Returns a secret-replay finding when `p` is not among its identities.
+    /// A use of the secret `secret` (with a fingerprint) by `p`, whose
+    /// [`identity_key`] is `who`. `owners` is whether policy declares owners
+    /// for it and `is_owner` whether `p` is one. Returns a secret-replay
+    /// finding when `p` is not among its identities. A use by a bound
+    /// identity (nearly every use) allocates nothing.
     pub fn on_use(
         &mut self,
         secret: &SecretInfo,
         p: &Process,
+        who: &str,
         owners_declared: bool,
         is_owner: bool,
     ) -> Option<Finding> {
-        let fp = secret.fingerprint.clone()?;
-        let me = BoundIdentity {
-            identity: identity_key(p),
-            exe_path: p.exe.path.clone(),
-            exec_id: p.exec_id.clone(),
-        };
+        let fp = secret.fingerprint.as_deref()?;
         let now = Instant::now();
         match self.mode {
             ReplayMode::Off => return None,
@@ -121,14 +119,23 @@ impl SecretUsage {
             ReplayMode::Learn if owners_declared && is_owner => return None,
             _ => {}
         }
-        let binding = self.bindings.entry(fp).or_insert_with(|| Binding {
-            bound: Vec::new(),
-            first_use: now,
-            reported: HashSet::new(),
-        });
-        if binding.bound.iter().any(|b| b.identity == me.identity) {
+        if !self.bindings.contains_key(fp) {
+            let binding = Binding {
+                bound: Vec::new(),
+                first_use: now,
+                reported: HashSet::new(),
+            };
+            self.bindings.insert(fp.to_string(), binding);
+        }
+        let binding = self.bindings.get_mut(fp).expect("inserted above");
+        if binding.bound.iter().any(|b| b.identity == who) {
             return None;
         }
+        let me = BoundIdentity {
+            identity: who.to_string(),
+            exe_path: p.exe.path.clone(),
+            exec_id: p.exec_id.clone(),
+        };
         let learning = self.mode == ReplayMode::Learn
             && !owners_declared
             && (binding.bound.is_empty()

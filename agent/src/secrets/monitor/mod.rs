@@ -558,8 +558,8 @@ impl<K: KernelWatch> SecretMonitor<K> {
         self.stats.quarantined = self.quarantined.len();
     }
 
-    fn record_read(&mut self, path: &str, reader: &Process, at_ns: u64, reads: u64) {
-        self.reads.record(path, reader, at_ns, reads);
+    fn record_read(&mut self, path: &str, who: &str, reader: &Process, at_ns: u64, reads: u64) {
+        self.reads.record(path, who, reader, at_ns, reads);
     }
 
     /// Writes the reads gathered in memory once the oldest has waited
@@ -675,7 +675,8 @@ impl<K: KernelWatch> SecretMonitor<K> {
             if self.store.upsert_secret(&rec).is_err() {
                 self.stats.store_errors += 1;
             }
-            self.record_read(&path, p, now_ns(), 1);
+            let who = identity_key(p);
+            self.record_read(&path, &who, p, now_ns(), 1);
             let secret = SecretInfo {
                 id: s.k8s.as_ref().map_or_else(
                     || format!("env:{}", s.detector),
@@ -692,7 +693,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             let replay = if s.k8s.is_some() {
                 None
             } else {
-                self.track_use(&secret, &secret.id.clone(), &path, p, Role::Foreign)
+                self.track_use(&secret, &secret.id.clone(), &path, p, &who, Role::Foreign)
             };
             out.push(findings::secret_env(p, secret));
             out.extend(replay);

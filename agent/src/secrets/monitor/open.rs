@@ -15,7 +15,7 @@ use crate::{
     pipeline::emitter::Pending,
     secrets::kernel_watch::KernelWatch,
     secrets::kube::KubeSecret,
-    secrets::usage::Taint,
+    secrets::usage::{identity_key, Taint},
 };
 
 use super::{
@@ -272,9 +272,11 @@ impl<K: KernelWatch> SecretMonitor<K> {
         self.stats.reads_reported += 1;
         // A refused open got no byte: an attempt, not a use of the secret
         // (no inventory use, no binding, no exfiltration window).
+        let who = identity_key(reader_now);
         if !rec.denied {
             let reads = 1 + u64::from(rec.repeats);
-            self.record_read(&secret_path, reader_now, to_epoch_ns(rec.ktime_ns), reads);
+            let at = to_epoch_ns(rec.ktime_ns);
+            self.record_read(&secret_path, &who, reader_now, at, reads);
         }
         // A decoy has no owner and no expected client: every read is one.
         if decoy {
@@ -312,7 +314,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
         let follow_ups = if rec.denied {
             None
         } else {
-            self.track_use(&secret, &catalog_id, &secret_path, reader_now, role)
+            self.track_use(&secret, &catalog_id, &secret_path, reader_now, &who, role)
         };
         let mut finding = findings::secret_read(ReadContext {
             reader: reader_now,
@@ -360,6 +362,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
         catalog_id: &str,
         path: &str,
         p: &Process,
+        who: &str,
         role: Role,
     ) -> Option<crate::event::Finding> {
         let (allowed, declared) = self.policy.allowed_destinations(catalog_id, path);
@@ -395,6 +398,6 @@ impl<K: KernelWatch> SecretMonitor<K> {
             .rules_for(catalog_id, path)
             .any(|r| !r.owners.is_empty());
         self.usage
-            .on_use(secret, p, owners_declared, role == Role::Owner)
+            .on_use(secret, p, who, owners_declared, role == Role::Owner)
     }
 }
