@@ -54,14 +54,15 @@ impl Agent {
         // The fanotify reader runs from here on: the agent's own reads of a
         // secret under a permission mark (fingerprints during the first
         // scan below) are answered, never left waiting on themselves.
-        let tmpfs_reads = probes.tmpfs.clone().map(|t| {
-            let (tx, rx) = mpsc::channel(super::TMPFS_QUEUE);
-            tokio::spawn(t.run(tx, cfg.kernel.repeat_window));
-            rx
-        });
         let metrics = Metrics::new();
         metrics.health.set_stall_after(cfg.health.stall_after);
         metrics.set_not_ready(not_ready);
+        let tmpfs_reads = probes.tmpfs.clone().map(|t| {
+            let (tx, rx) = mpsc::channel(super::TMPFS_QUEUE);
+            let reader = t.run(tx, cfg.kernel.repeat_window);
+            super::tasks::supervise("tmpfs reader", metrics.clone(), reader);
+            rx
+        });
         let hashes = HashCache::new(
             cfg.hash.cache_entries,
             cfg.hash.workers,

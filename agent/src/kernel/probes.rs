@@ -295,7 +295,8 @@ pub struct EnforcementHooks {
 impl Probes {
     pub fn hook_set(&self) -> HookSet {
         let mut set = HookSet::of(&self.attached);
-        if self.tmpfs.is_some() {
+        // A group whose reader loop ended sees nothing any more.
+        if self.tmpfs.as_ref().is_some_and(|t| !t.stopped()) {
             set.tmpfs_reads = "fanotify".into();
         }
         set

@@ -78,6 +78,19 @@ pub struct TmpfsFigures {
     /// Events lost: the kernel's queue overflowed, or the agent's channel
     /// to the pipeline was full.
     pub dropped: u64,
+    /// The reader loop ended (its error is in the log): reads of secrets on
+    /// tmpfs are not reported any more, and kill rules on them no longer
+    /// hold readers. `hook_set.tmpfs_reads` says `none` from then on.
+    pub stopped: bool,
+}
+
+/// Lets every held reader through when the reader loop ends, however.
+struct ReleaseOnExit<'a>(&'a TmpfsWatch);
+
+impl Drop for ReleaseOnExit<'_> {
+    fn drop(&mut self) {
+        self.0.stop_blocking();
+    }
 }
 
 /// The fanotify group and the marks the secret monitor asked for.
@@ -153,7 +166,13 @@ impl TmpfsWatch {
             folded: self.folded.load(Ordering::Relaxed),
             killed: self.killed.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
+            stopped: self.stopped(),
         }
+    }
+
+    /// Whether the reader loop ended.
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
     }
 
     /// Events lost on the way to the pipeline.
@@ -256,44 +275,35 @@ impl TmpfsWatch {
 
     /// Reads events until the group fails, sending one record per
     /// (process, inode) and repeat window, as the kernel hooks fold them.
-    pub async fn run(self: Arc<Self>, tx: mpsc::Sender<TmpfsRead>, repeat_window: Duration) {
-        let afd = match crate::kernel::watch_fd(Arc::clone(&self)) {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::error!(
-                    "tmpfs secret reads are not watched: cannot poll the fanotify group: {e}"
-                );
-                self.stop_blocking();
-                return;
-            }
-        };
+    /// Ends only on an error (the caller supervises it: an ERROR log and a
+    /// failing /healthz); however it ends, even by a panic or by being
+    /// dropped, no reader stays held by a permission mark.
+    pub async fn run(
+        self: Arc<Self>,
+        tx: mpsc::Sender<TmpfsRead>,
+        repeat_window: Duration,
+    ) -> Result<()> {
+        let _release = ReleaseOnExit(&self);
+        let afd = crate::kernel::watch_fd(Arc::clone(&self))
+            .context("tmpfs secret reads are not watched: cannot poll the fanotify group")?;
         let mut folds = Folds::new(repeat_window);
         let mut buf = EventBuf::default();
         loop {
-            let mut guard = match afd.readable().await {
-                Ok(g) => g,
-                Err(e) => {
-                    tracing::error!("tmpfs secret reads are not watched any more: {e}");
-                    self.stop_blocking();
-                    return;
-                }
-            };
-            let bytes = match self.read_events(&mut buf) {
-                Ok(b) => b,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    guard.clear_ready();
-                    continue;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    tracing::error!(
-                        "tmpfs secret reads are not watched any more: read of the fanotify \
-                         group: {e}"
-                    );
-                    self.stop_blocking();
-                    return;
-                }
-            };
+            let mut guard = afd.readable().await.context(
+                "tmpfs secret reads are not watched any more: poll of the fanotify group",
+            )?;
+            let bytes =
+                match self.read_events(&mut buf) {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        guard.clear_ready();
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e).context(
+                        "tmpfs secret reads are not watched any more: read of the fanotify group",
+                    ),
+                };
             for rec in self.handle_events(bytes, &mut folds) {
                 if tx.try_send(rec).is_err() {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -639,7 +649,9 @@ mod tests {
             // once the loop is declared stopped, reads go through, even after
             // a kill rule is set again.
             w.set_deny(k2, Some(3)).unwrap();
+            assert!(!w.figures().stopped);
             w.stop_blocking();
+            assert!(w.figures().stopped, "a stopped reader is reported");
             w.set_deny(k2, Some(4)).unwrap();
             let cat = std::process::Command::new("timeout")
                 .args(["10", "cat"])

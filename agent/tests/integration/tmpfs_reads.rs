@@ -54,6 +54,7 @@ fn the_page_cache_set_reports_its_tmpfs_marks() {
         "{st}"
     );
     assert_eq!(st["status"]["hook_set"]["tmpfs_reads"], "fanotify", "{st}");
+    assert_eq!(st["status"]["kernel"]["tmpfs"]["stopped"], false, "{st}");
 }
 
 #[test]
