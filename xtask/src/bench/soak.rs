@@ -175,7 +175,7 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<SoakResult> {
     );
     let _ = writeln!(
         md,
-        "Why the agent used to climb (2026-12-05, measured with this load and three agents side by side): the exited-process records (about 2.4 KiB each: the process, its filled view, hash and workload handles) were kept for the 30 s `exit_grace` up to `max_exited: 65536`; at ~650 exits/s that held ~20k records and RSS went from 55 to 105 MB, while an agent with `exit_grace: 2s` stayed at 53 MB on the same load. `max_exited` is now 4096 (plateau 62.7 MB), and the malloc arenas are capped at 2 (59.6 MB: glibc kept freed pages in per-thread arenas).\n"
+        "Why the agent used to climb (2026-12-05, measured with this load and three agents side by side): the exited-process records were kept for the 30 s `exit_grace` up to `max_exited: 65536`; at ~650 exits/s that held ~20k records and RSS went from 55 to 105 MB, while an agent with `exit_grace: 2s` stayed at 53 MB on the same load. Each record costs about 3.3 KiB of RSS (the process, its filled view, hash and workload handles, table entries; 2026-12-06: `max_exited` 4096 -> 1024 took 10 MiB off a 60 s run of this load). Since then the malloc arenas are capped at 2 (glibc kept freed pages in per-thread arenas), an exited record keeps one settled copy of its process instead of two (2 MiB less at 4096 records), and `max_exited` is 2048 (the same 60 s run: 64.6 -> 57.4 MiB).\n"
     );
     if !ctx.smoke {
         targets.push(Target::new(
