@@ -146,14 +146,13 @@ impl Ingest {
             self.gaps.envs_without_process += 1;
             return;
         };
+        let truncated = rec.truncated;
+        // Against the clean blocks known now: a copy of one still queued
+        // below is scanned once more, never judged unscanned.
+        let (digest, known) = m.env_known_clean(&rec.block, truncated);
         if self.env_scans.len() >= ENV_SCANS_IN_FLIGHT {
             self.judge_env_scans(true).await;
         }
-        let truncated = rec.truncated;
-        let Some(m) = self.secrets.as_mut() else {
-            return;
-        };
-        let (digest, known) = m.env_known_clean(&rec.block, truncated);
         let scan = match known {
             Some(scan) => Scanning::KnownClean(scan),
             None => Scanning::Running(tokio::task::spawn_blocking(move || {

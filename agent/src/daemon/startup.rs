@@ -51,12 +51,12 @@ impl Agent {
             },
         )?;
         let not_ready = check_hooks(&cfg, &probes)?;
-        // The fanotify reader runs from here on: the agent's own reads of a
-        // secret under a permission mark (fingerprints during the first
-        // scan below) are answered, never left waiting on themselves.
         let metrics = Metrics::new();
         metrics.health.set_stall_after(cfg.health.stall_after);
         metrics.set_not_ready(not_ready);
+        // The fanotify reader runs from here on: the agent's own reads of a
+        // secret under a permission mark (fingerprints during the first
+        // scan below) are answered, never left waiting on themselves.
         let tmpfs_reads = probes.tmpfs.clone().map(|t| {
             let (tx, rx) = mpsc::channel(super::TMPFS_QUEUE);
             let reader = t.run(tx, cfg.kernel.repeat_window);

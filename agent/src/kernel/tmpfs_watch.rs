@@ -244,7 +244,7 @@ impl TmpfsWatch {
     /// between a notification and a permission event.
     pub fn set_deny(&self, key: InodeKey, rule: Option<u32>) -> Result<()> {
         // Nobody would answer a permission event: keep the plain mark.
-        let rule = rule.filter(|_| !self.stopped.load(Ordering::Relaxed));
+        let rule = rule.filter(|_| !self.stopped());
         let (path, old) = {
             let mut marks = lock(&self.marks);
             let Some(m) = marks.by_inode.get_mut(&key) else {

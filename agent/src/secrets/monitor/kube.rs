@@ -215,13 +215,16 @@ impl<K: KernelWatch> SecretMonitor<K> {
     /// process's pod is known, the rest dropped at once.
     /// Whether some pod sets a variable from a Secret (`secretKeyRef`).
     pub(super) fn wants_key_refs(&self) -> bool {
-        self.kube
-            .as_ref()
-            .is_some_and(|k| !k.key_ref_vars.is_empty())
+        self.key_ref_state().is_some()
+    }
+
+    /// The kube state, when some pod sets a variable from a Secret.
+    fn key_ref_state(&self) -> Option<&KubeState> {
+        self.kube.as_ref().filter(|k| !k.key_ref_vars.is_empty())
     }
 
     pub(super) fn key_ref_candidates(&self, vars: Vec<(String, String)>) -> Vec<(String, String)> {
-        let Some(st) = self.kube.as_ref().filter(|_| self.wants_key_refs()) else {
+        let Some(st) = self.key_ref_state() else {
             return Vec::new();
         };
         vars.into_iter()
