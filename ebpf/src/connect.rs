@@ -28,7 +28,7 @@ use proctor_common::{
     PENDING_SYN_SENT, UNIX_PATH_LEN,
 };
 
-use crate::{bump, off, read, read_ptr, submit_flags, DROPS, EVENTS, SENT};
+use crate::{bump, off, read, read_ptr, DROPS, EVENTS, SENT};
 
 const AF_UNIX: u16 = 1;
 const AF_INET: u16 = 2;
@@ -264,7 +264,7 @@ pub(crate) fn on_socket_hook<const V6: bool>(ctx: &SockAddrContext, origin: u32,
     out.addr = addr;
     out.path[0] = 0;
     out.origin = origin;
-    entry.submit(submit_flags());
+    crate::submit(entry);
     bump(&SENT, KIND_CONNECT);
 }
 
@@ -347,7 +347,7 @@ fn emit(ev: &ConnectEvent) {
     let out = unsafe { &mut *entry.as_mut_ptr() };
     *out = *ev;
     out.hdr = crate::process::header(KIND_CONNECT);
-    entry.submit(submit_flags());
+    crate::submit(entry);
     bump(&SENT, KIND_CONNECT);
 }
 

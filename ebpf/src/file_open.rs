@@ -26,7 +26,7 @@ use proctor_common::{
     OPEN_SYSCALL_OPENAT2, S_IFMT, S_IFREG,
 };
 
-use crate::{bump, off, read, read_ptr, submit_flags, DROPS, EVENTS, SENT};
+use crate::{bump, off, read, read_ptr, DROPS, EVENTS, SENT};
 
 /// Watched files by (dev, inode): catalogued secrets found by the agent.
 #[map]
@@ -334,7 +334,7 @@ pub(crate) unsafe fn emit_open(
         ev.filename[0] = 0;
         ev.depth = 0;
         ev.flags |= OPEN_FLAG_PATH_TRUNCATED;
-        entry.submit(submit_flags());
+        crate::submit(entry);
         bump(&SENT, KIND_FILE_OPEN);
         return;
     }
@@ -348,7 +348,7 @@ pub(crate) unsafe fn emit_open(
         }
         walk_path(ev, o.file, o.dentry);
     }
-    entry.submit(submit_flags());
+    crate::submit(entry);
     bump(&SENT, KIND_FILE_OPEN);
 }
 

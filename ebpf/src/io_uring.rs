@@ -72,7 +72,7 @@ pub fn io_uring_submit_req(ctx: BtfTracePointContext) -> i32 {
         ev.ctx = read::<u64>(req, uoff!(req_ctx));
         ev.user_data = read::<u64>(req, uoff!(req_user_data));
     }
-    entry.submit(crate::submit_flags());
+    crate::submit(entry);
     bump(&SENT, KIND_IO_URING);
     0
 }

@@ -49,7 +49,7 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     unsafe { fill_exec(&ctx, ev) };
     let (tgid, start) = (ev.tgid, ev.start_boottime_ns);
-    entry.submit(submit_flags());
+    crate::submit(entry);
     bump(&SENT, KIND_EXEC);
     // After the exec record, so user space has the process when the
     // environment arrives; before the exit record, which the task cannot
@@ -111,7 +111,7 @@ unsafe fn send_env(mm: *const u8, tgid: u32, start_boottime_ns: u64) {
     let size = core::mem::size_of::<ExecEnvHeader>() + len as usize;
     // SAFETY: `size` is at most the scratch slot's size (len <= ENV_LEN).
     let bytes = unsafe { core::slice::from_raw_parts(slot as *const u8, size) };
-    let rc = EVENTS.output::<[u8]>(bytes, submit_flags());
+    let rc = EVENTS.output::<[u8]>(bytes, submit_flags(size as u64, false));
     if rc.is_err() {
         bump(&DROPS, KIND_EXEC_ENV);
     } else {
@@ -257,7 +257,7 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
         ev.child_start_boottime_ns = read::<u64>(child, off!(task_start_boottime));
         ev.cgroup_id = bpf_get_current_cgroup_id();
     }
-    entry.submit(submit_flags());
+    crate::submit(entry);
     bump(&SENT, KIND_FORK);
     0
 }
@@ -319,7 +319,7 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
         ev.exit_code = read::<u32>(task, off!(task_exit_code));
     }
     ev._pad = 0;
-    entry.submit(submit_flags());
+    crate::submit(entry);
     bump(&SENT, KIND_EXIT);
     0
 }

@@ -14,7 +14,7 @@ use proctor_common::{
     KIND_CONNECT, UNIX_PATH_LEN,
 };
 
-use crate::{bump, off, read, read_ptr, submit_flags, DROPS, EVENTS, SENT};
+use crate::{bump, off, read, read_ptr, DROPS, EVENTS, SENT};
 
 const AF_UNIX: u16 = 1;
 /// `offsetof(struct sockaddr_un, sun_path)`.
@@ -105,6 +105,6 @@ fn on_unix(sock_type: u16, peer: *const u8, origin: u32) {
     out.addr = [0; 16];
     out.path = key.path;
     out.origin = origin;
-    entry.submit(submit_flags());
+    crate::submit(entry);
     bump(&SENT, KIND_CONNECT);
 }

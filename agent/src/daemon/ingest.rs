@@ -105,11 +105,14 @@ pub(super) struct Ingest {
 }
 
 impl Ingest {
-    /// Decodes and handles the records waiting in the ring buffer.
-    pub async fn drain(&mut self, rb: &mut RingBuf<MapData>) {
+    /// Decodes and handles the records waiting in the ring buffer, at most
+    /// [`DRAIN_BATCH`]; whether it emptied the buffer.
+    pub async fn drain(&mut self, rb: &mut RingBuf<MapData>) -> bool {
+        let mut emptied = false;
         for _ in 0..DRAIN_BATCH {
             let Some(item) = rb.next() else {
                 self.ring_emptied += 1;
+                emptied = true;
                 break;
             };
             let decoded = decode(&item);
@@ -127,6 +130,7 @@ impl Ingest {
             m.flush_reads_if_due();
         }
         self.metrics.health.drained(boot_ns());
+        emptied
     }
 
     /// Starts scanning an environment the exec probe captured. The process

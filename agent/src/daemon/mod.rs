@@ -11,6 +11,7 @@
 
 mod hook_check;
 mod ingest;
+mod output_thread;
 mod pod_source;
 mod reload;
 pub use reload::ConfigSource;
@@ -69,17 +70,12 @@ pub fn run(cfg: Config, source: ConfigSource) -> Result<()> {
     // Owner-only for whatever is created without an explicit mode: the agent's
     // files hold every user's argv, paths and fingerprints. (umask cannot fail.)
     unsafe { libc::umask(0o077) };
-    // Two malloc arenas instead of glibc's 8 per core: the hashing and API
-    // threads each grew an arena that kept its freed pages; measured under
-    // the bench soak (exec + secret read + connect loop) it held the plateau
-    // 3 MiB lower. (mallopt only fails on an unknown parameter.)
-    #[cfg(target_env = "gnu")]
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2)
-    };
-    // One thread for the whole pipeline: reader, table and emitter hand
-    // events to each other without cross-thread wakeups (which cost more
-    // than the work itself). Hashing runs on the blocking pool.
+    // Two pipeline threads: this one reads the ring buffer and keeps the
+    // table and the detections; the output thread orders, encodes and
+    // delivers (see output_thread.rs for why the cut is there). Each is a
+    // single-threaded runtime, so events hop threads once, in batches.
+    // Hashing runs on the blocking pool.
+    let output = output_thread::OutputThread::start()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -91,7 +87,7 @@ pub fn run(cfg: Config, source: ConfigSource) -> Result<()> {
             None
         };
         let inventory_path = inventory::default_path(&cfg.state_dir);
-        let agent = Agent::start(cfg, source)?;
+        let agent = Agent::start(cfg, source, output.handle().clone())?;
         let api = api.map(|server| {
             let handles = ApiHandles {
                 table: agent.ingest.table.clone(),
@@ -136,6 +132,8 @@ struct Agent {
     source: reload::ConfigSource,
     /// The rate limiter's settings; the emitter takes a reload's at its next event.
     rate_limit: watch::Sender<RateLimitConfig>,
+    /// The output thread's runtime: the emitter and the sinks run there.
+    output: tokio::runtime::Handle,
 }
 
 impl Agent {
@@ -176,10 +174,16 @@ impl Agent {
             tokio::select! {
                 guard = events.readable_mut() => {
                     let mut guard = guard.context("ring buffer poll")?;
-                    self.ingest.drain(guard.get_inner_mut()).await;
-                    guard.clear_ready();
+                    // A batch that left records behind keeps the fd ready: the
+                    // kernel wakes the reader once per threshold crossing, not
+                    // again for a backlog it already announced.
+                    if self.ingest.drain(guard.get_inner_mut()).await {
+                        guard.clear_ready();
+                    }
                 }
-                _ = drain_tick.tick() => self.ingest.drain(events.get_mut()).await,
+                _ = drain_tick.tick() => {
+                    self.ingest.drain(events.get_mut()).await;
+                }
                 Some(read) = async {
                     match tmpfs_reads.as_mut() {
                         Some(rx) => rx.recv().await,

@@ -31,6 +31,7 @@ mod pod_metadata;
 mod process_events;
 mod quarantine;
 mod reload;
+mod ring_wakeup;
 mod secret_intel;
 mod secret_versions;
 mod secrets;
