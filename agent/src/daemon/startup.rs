@@ -29,22 +29,12 @@ use crate::{
 
 impl Agent {
     /// Checks, loads and attaches everything, and seeds the process table.
-    /// Must be called inside a tokio runtime; the sinks' workers start on
-    /// `output`.
-    pub(super) fn start(
-        cfg: Config,
-        source: super::reload::ConfigSource,
-        output: tokio::runtime::Handle,
-    ) -> Result<Self> {
+    /// Must be called inside a tokio runtime.
+    pub(super) fn start(cfg: Config, source: super::reload::ConfigSource) -> Result<Self> {
         // Sinks first: a bad CA file or a spool in use fails before any probe loads.
         let node: Arc<str> = cfg.node().into();
         let seq = SeqStore::open(&cfg.state_dir)?;
-        let sinks = Arc::new(SinkSet::start(
-            &cfg.sinks,
-            &cfg.state_dir,
-            &node,
-            output.clone(),
-        )?);
+        let sinks = Arc::new(SinkSet::start(&cfg.sinks, &cfg.state_dir, &node)?);
         let mounted = preflight::prepare()?;
         // Enforcement hooks only go in when some rule asks for them.
         let wants = |e| cfg.secrets.rules.iter().any(|r| r.enforce.contains(&e));
@@ -158,7 +148,6 @@ impl Agent {
             metrics_addr: None,
             pod_source: pods,
             rate_limit: tokio::sync::watch::channel(cfg.rate_limit.clone()).0,
-            output,
             source,
             cfg,
         })

@@ -69,12 +69,8 @@ impl Agent {
         };
         let rx = self.rx.take().expect("run once");
         let m = &self.metrics;
-        let emitter = {
-            let _on_output_thread = self.output.enter();
-            supervise("emitter", m.clone(), emitter.run(rx).map(Ok))
-        };
         Tasks {
-            emitter,
+            emitter: supervise("emitter", m.clone(), emitter.run(rx).map(Ok)),
             probe_log: self.probes.logger.take().map(|l| {
                 supervise("probe log reader", m.clone(), async move {
                     read_probe_log(l).await;

@@ -266,7 +266,7 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<DropsResult> {
             // Judged on kernel records: each access is one, whatever the
             // agent makes of it.
             sustained >= 200_000.0,
-            "at the onset the agent (two pipeline threads: the reader with the table and detections, and the output thread that orders, encodes and writes) and the bench (generator and stdout reader) use all of the machine's cores (CPU columns above); where the agent's time goes: the profile at the drop onset",
+            "the agent's one pipeline thread (ring buffer, table, detections, ordering, JSON, the write to stdout) is saturated at the onset (CPU column above), while the bench's generator and stdout reader take most of the other core; where the agent's time goes: the profile at the drop onset",
         ));
     }
     Ok(DropsResult {

@@ -29,7 +29,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use tokio::{runtime::Handle, sync::watch, task::JoinHandle, time::Instant};
+use tokio::{sync::watch, task::JoinHandle, time::Instant};
 
 pub use queue::SinkStats;
 
@@ -63,8 +63,6 @@ pub struct SinkSet {
     /// What sinks started with (`start`) and reloads need again.
     state_dir: PathBuf,
     node: String,
-    /// Where the workers run (the output thread's runtime).
-    rt: Handle,
 }
 
 /// The counters of every sink in use, for agent_status and /metrics.
@@ -102,18 +100,17 @@ const RELOAD_GRACE: Duration = Duration::from_secs(1);
 
 impl SinkSet {
     /// Opens every configured sink (spools, certificates, tokens) and starts
-    /// its worker on `rt`, as every sink a reload adds later.
-    pub fn start(sinks: &[SinkConfig], state_dir: &Path, node: &str, rt: Handle) -> Result<Self> {
+    /// its worker. Must run inside a tokio runtime.
+    pub fn start(sinks: &[SinkConfig], state_dir: &Path, node: &str) -> Result<Self> {
         let names = config::resolve_names(sinks).map_err(anyhow::Error::msg)?;
         let mut list = Vec::new();
         for (cfg, name) in sinks.iter().zip(names) {
-            list.push(open_sink(cfg, name, state_dir, node, &rt)?);
+            list.push(open_sink(cfg, name, state_dir, node)?);
         }
         Ok(Self {
             active: Arc::new(RwLock::new(Arc::new(list))),
             state_dir: state_dir.to_path_buf(),
             node: node.to_string(),
-            rt,
         })
     }
 
@@ -172,7 +169,7 @@ impl SinkSet {
                 list.push(s.clone());
                 continue;
             }
-            match open_sink(cfg, name.clone(), &self.state_dir, &self.node, &self.rt) {
+            match open_sink(cfg, name.clone(), &self.state_dir, &self.node) {
                 Ok(s) => list.push(s),
                 Err(e) => {
                     failed = Some(e);
@@ -193,13 +190,7 @@ impl SinkSet {
         stop_all(&fresh, Duration::ZERO).await;
         let mut back = keep;
         for s in &stopping {
-            match open_sink(
-                &s.cfg,
-                s.shared.name.clone(),
-                &self.state_dir,
-                &self.node,
-                &self.rt,
-            ) {
+            match open_sink(&s.cfg, s.shared.name.clone(), &self.state_dir, &self.node) {
                 Ok(s) => back.push(s),
                 Err(e) => tracing::error!(
                     "sink {:?} could not be restarted after a refused reload: {e:#}; its \
@@ -237,17 +228,8 @@ async fn stop_all(sinks: &[Arc<Sink>], grace: Duration) {
     }
 }
 
-/// Opens one sink (its spool, certificates, token) and starts its worker on
-/// `rt`. Its sockets are made inside `rt`, so they register with the
-/// reactor of the thread that uses them.
-fn open_sink(
-    cfg: &SinkConfig,
-    name: String,
-    state_dir: &Path,
-    node: &str,
-    rt: &Handle,
-) -> Result<Arc<Sink>> {
-    let _on_output_thread = rt.enter();
+/// Opens one sink (its spool, certificates, token) and starts its worker.
+fn open_sink(cfg: &SinkConfig, name: String, state_dir: &Path, node: &str) -> Result<Arc<Sink>> {
     let spool = match cfg.spool_bytes() {
         0 => None,
         cap => Some(
