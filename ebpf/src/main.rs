@@ -92,7 +92,8 @@ pub fn submit_flags(size: u64, reserved: bool) -> u64 {
     } else {
         (avail, avail + size)
     };
-    if after >= threshold && before / threshold != after / threshold {
+    // Below the first multiple both quotients are 0: no wakeup.
+    if before / threshold != after / threshold {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP

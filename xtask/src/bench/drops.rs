@@ -33,19 +33,21 @@ pub fn paced(gen: Gen, files: &[PathBuf], rate: u64, secs: f64) -> f64 {
     let threads = rate.div_ceil(per_thread).max(1);
     let per = rate / threads;
     let n = (per as f64 * secs) as u64;
+    // The bench's own files: one it cannot open is a broken bench, not a
+    // rate of zero records.
+    let held: Arc<Vec<std::fs::File>> = Arc::new(match gen {
+        Gen::Rereads => files
+            .iter()
+            .map(|f| std::fs::File::open(f).unwrap_or_else(|e| panic!("open {}: {e}", f.display())))
+            .collect(),
+        Gen::Opens => Vec::new(),
+    });
     let files = Arc::new(files.to_vec());
     let t = Instant::now();
     let hs: Vec<_> = (0..threads)
         .map(|k| {
-            let files = files.clone();
+            let (files, held) = (files.clone(), held.clone());
             std::thread::spawn(move || {
-                let held: Vec<std::fs::File> = match gen {
-                    Gen::Rereads => files
-                        .iter()
-                        .filter_map(|f| std::fs::File::open(f).ok())
-                        .collect(),
-                    Gen::Opens => Vec::new(),
-                };
                 let start = Instant::now();
                 for i in 0..n {
                     let which = (i + k) as usize % files.len();
@@ -56,9 +58,8 @@ pub fn paced(gen: Gen, files: &[PathBuf], rate: u64, secs: f64) -> f64 {
                             }
                         }
                         Gen::Rereads => {
-                            if let Some(f) = held.get(which % held.len().max(1)) {
-                                let _ = std::os::unix::fs::FileExt::read_at(f, &mut [0u8; 1], 0);
-                            }
+                            let _ =
+                                std::os::unix::fs::FileExt::read_at(&held[which], &mut [0u8; 1], 0);
                         }
                     }
                     if i % 16 == 15 {
@@ -100,7 +101,7 @@ fn step(agent: &Agent, gen: Gen, files: &[PathBuf], rate: u64, secs: f64) -> Res
     let wall = t.elapsed().as_secs_f64();
     let c1 = agent.cpu_seconds();
     let b1 = stats::cpu_seconds(std::process::id());
-    // The stream has caught up once a status emitted after the last open arrived.
+    // The stream has caught up once a status emitted after the last access arrived.
     let after = agent.fresh_status()?;
     let seen1 = agent.state.lock().unwrap().opens_with_marker;
     Ok(Step {
