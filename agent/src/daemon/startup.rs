@@ -23,6 +23,7 @@ use crate::{
         procfs_seed,
     },
     kernel::{preflight, probes},
+    pipeline::emitter::HANDOFF_BATCH,
     pipeline::seq_store::SeqStore,
     secrets::{policy::Enforcement, setup},
 };
@@ -40,7 +41,7 @@ impl Agent {
         let wants = |e| cfg.secrets.rules.iter().any(|r| r.enforce.contains(&e));
         let mut probes = probes::load(
             cfg.kernel.ring_buffer_bytes,
-            cfg.kernel.wakeup_bytes as u64,
+            cfg.kernel.wakeup_bytes() as u64,
             probes::EnforcementHooks {
                 block_egress: wants(Enforcement::BlockEgress),
                 lsm_deny: wants(Enforcement::Kill),
@@ -116,7 +117,8 @@ impl Agent {
             m.watch_kubelet(cfg.kubernetes.kubelet_root.clone());
         }
         let packages = packages::Packages::start(cfg.packages.clone());
-        let (tx, rx) = mpsc::channel(16 * 1024);
+        // 16k events in flight at most, as batches.
+        let (tx, rx) = mpsc::channel(16 * 1024 / HANDOFF_BATCH);
         let (subscribers, _) = broadcast::channel(64 * 1024);
         Ok(Self {
             node,
@@ -133,6 +135,7 @@ impl Agent {
                 hygiene: Arc::new(crate::api::hygiene::Evidence::new(Some(packages.clone()))),
                 packages,
                 tx,
+                outbox: Vec::new(),
                 gaps: Gaps::default(),
                 env_scans: Default::default(),
                 metrics: metrics.clone(),

@@ -246,6 +246,7 @@ impl Agent {
                 ..Pending::new(Kind::AgentStatus, boot_ns(), process)
             })
             .await;
+        self.ingest.flush().await;
     }
 }
 

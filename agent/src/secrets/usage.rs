@@ -390,16 +390,37 @@ impl SecretUsage {
 /// The identity of a workload for the inventory: the binary the kernel ran
 /// (by hash when known) and where it runs.
 pub fn identity_key(p: &Process) -> String {
-    let exe = match &p.exe.sha256 {
-        Some(h) => format!("sha256:{h}"),
-        None => format!("exe:{}", p.exe.path),
+    // Built in one allocation: it is made for every secret read.
+    let (tag, exe) = match &p.exe.sha256 {
+        Some(h) => ("sha256:", h.as_str()),
+        None => ("exe:", p.exe.path.as_str()),
     };
-    format!("{exe}|cgroup:{}", p.cgroup.path.as_deref().unwrap_or("?"))
+    let cgroup = p.cgroup.path.as_deref().unwrap_or("?");
+    let mut key = String::with_capacity(tag.len() + exe.len() + 8 + cgroup.len());
+    for part in [tag, exe, "|cgroup:", cgroup] {
+        key.push_str(part);
+    }
+    key
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_identity_key_names_the_binary_by_hash_else_by_path_and_the_cgroup() {
+        let mut p = crate::testdata::process();
+        p.exe.sha256 = Some("ab12".into());
+        p.cgroup.path = Some("/system.slice/x.service".into());
+        assert_eq!(
+            identity_key(&p),
+            "sha256:ab12|cgroup:/system.slice/x.service"
+        );
+        p.exe.sha256 = None;
+        p.exe.path = "/usr/bin/x".into();
+        p.cgroup.path = None;
+        assert_eq!(identity_key(&p), "exe:/usr/bin/x|cgroup:?");
+    }
 
     fn tainted(declared: &[&str]) -> (SecretUsage, Process) {
         let mut u = SecretUsage::new(

@@ -106,7 +106,7 @@ pub fn section(ctx: &Ctx) -> Result<String> {
         ctx,
         &files,
         "latency-default",
-        "default (`wakeup_bytes: 65536`, `poll_interval: 50ms`)",
+        "default (`wakeup_bytes` a 32nd of the ring: 262144, `poll_interval: 50ms`)",
         "",
     )?];
     // The second setting only in a full run: the same code path, one agent start less.
