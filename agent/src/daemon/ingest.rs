@@ -34,7 +34,7 @@ use crate::{
         OpenRecord,
     },
     kernel::tmpfs_watch::TmpfsRead,
-    pipeline::emitter::{Pending, HANDOFF_BATCH},
+    pipeline::emitter::Pending,
     secrets::{env, monitor::SecretMonitor},
     sync::lock,
 };
@@ -93,10 +93,7 @@ pub(super) struct Ingest {
     pub packages: Arc<Packages>,
     /// Exec-time evidence the API's attestation answers use.
     pub hygiene: Arc<crate::api::hygiene::Evidence>,
-    pub tx: mpsc::Sender<Vec<Pending>>,
-    /// Events handed off at the next [`Ingest::flush`]: after each round of
-    /// the reader loop, or once [`HANDOFF_BATCH`] wait.
-    pub outbox: Vec<Pending>,
+    pub tx: mpsc::Sender<Pending>,
     pub gaps: Gaps,
     /// Environment scans in flight, oldest first; judged in that order.
     pub env_scans: VecDeque<EnvScan>,
@@ -589,32 +586,20 @@ impl Ingest {
         }
     }
 
-    pub async fn send(&mut self, p: Pending) {
-        self.outbox.push(p);
-        if self.outbox.len() >= HANDOFF_BATCH {
-            self.flush().await;
-        }
-    }
-
-    /// Hands the waiting events to the emitter.
-    pub async fn flush(&mut self) {
-        if self.outbox.is_empty() {
-            return;
-        }
-        let batch = std::mem::replace(&mut self.outbox, Vec::with_capacity(HANDOFF_BATCH));
+    pub async fn send(&self, p: Pending) {
         // Backpressure, not loss: if the output stalls, the ring buffer fills
         // and the kernel counts what it could not reserve; /healthz says so.
-        let batch = match self.tx.try_send(batch) {
+        let p = match self.tx.try_send(p) {
             Ok(()) => return,
             Err(TrySendError::Closed(_)) => {
                 tracing::error!("event output stopped (see the emitter's error above)");
                 return;
             }
-            Err(TrySendError::Full(b)) => b,
+            Err(TrySendError::Full(p)) => p,
         };
         let health = &self.metrics.health;
-        health.handing_off(batch[0].boot_ns.max(1), boot_ns());
-        if self.tx.send(batch).await.is_err() {
+        health.handing_off(p.boot_ns.max(1), boot_ns());
+        if self.tx.send(p).await.is_err() {
             tracing::error!("event output stopped (see the emitter's error above)");
         }
         health.handing_off(0, boot_ns());

@@ -79,11 +79,14 @@ pub fn run(cfg: Config, source: ConfigSource) -> Result<()> {
     };
     // One thread for the whole pipeline: reader, table and emitter hand
     // events to each other without cross-thread wakeups. An output thread
-    // (emitter, sinks and the API's history) was tried three times; even
-    // with the hand-off batched it did no more work per second at the drop
-    // onset on two cores shared with the load (145% of a core where one
-    // thread did the same with 100%) and cost ~10% more CPU below it.
-    // Hashing runs on the blocking pool.
+    // (emitter and sinks) was tried twice: it raised the records/s at the
+    // drop onset by 10-25% but cost a wakeup per event below it (agent CPU
+    // at 40k records/s 62% -> 94%, soak plateau 57.9 -> 64.6 MiB); batched
+    // (a message per 256 events) it spent 145% of a core at the onset for
+    // what one thread did with 100%. Batching on this one thread read the
+    // ring faster but moved the loss from the kernel to the stdout sink's
+    // queue (the per-event channel is what holds the reader back when the
+    // output falls behind). Hashing runs on the blocking pool.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -125,7 +128,7 @@ struct Agent {
     emit_counters: Arc<EmitCounters>,
     /// The event broadcast (the API subscribes per client).
     subscribers: broadcast::Sender<Arc<Event>>,
-    rx: Option<mpsc::Receiver<Vec<Pending>>>,
+    rx: Option<mpsc::Receiver<Pending>>,
     /// Reads of secrets on tmpfs (page-cache set), taken by the reader loop.
     tmpfs_reads: Option<mpsc::Receiver<TmpfsRead>>,
     mounted: Vec<String>,
@@ -224,7 +227,6 @@ impl Agent {
                 }
                 reason = &mut stop => break reason,
             }
-            self.ingest.flush().await;
         };
         tracing::info!("{reason} received: detaching probes and flushing events");
         self.shutdown(events, tasks).await;

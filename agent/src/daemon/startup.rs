@@ -23,7 +23,6 @@ use crate::{
         procfs_seed,
     },
     kernel::{preflight, probes},
-    pipeline::emitter::HANDOFF_BATCH,
     pipeline::seq_store::SeqStore,
     secrets::{policy::Enforcement, setup},
 };
@@ -117,8 +116,7 @@ impl Agent {
             m.watch_kubelet(cfg.kubernetes.kubelet_root.clone());
         }
         let packages = packages::Packages::start(cfg.packages.clone());
-        // 16k events in flight at most, as batches.
-        let (tx, rx) = mpsc::channel(16 * 1024 / HANDOFF_BATCH);
+        let (tx, rx) = mpsc::channel(16 * 1024);
         let (subscribers, _) = broadcast::channel(64 * 1024);
         Ok(Self {
             node,
@@ -135,7 +133,6 @@ impl Agent {
                 hygiene: Arc::new(crate::api::hygiene::Evidence::new(Some(packages.clone()))),
                 packages,
                 tx,
-                outbox: Vec::new(),
                 gaps: Gaps::default(),
                 env_scans: Default::default(),
                 metrics: metrics.clone(),

@@ -246,7 +246,6 @@ impl Agent {
                 ..Pending::new(Kind::AgentStatus, boot_ns(), process)
             })
             .await;
-        self.ingest.flush().await;
     }
 }
 

@@ -33,13 +33,6 @@ use crate::{
     pipeline::seq_store::SeqStore,
 };
 
-/// What the reader hands the emitter at most at once. One message per
-/// batch, not per event: a message per event cost a task wakeup and a
-/// channel slot each (the channel's block reads were 2% of the pipeline
-/// thread at the drop onset); a bounded batch keeps the hand-off's memory
-/// bounded by the channel's capacity in batches.
-pub const HANDOFF_BATCH: usize = 256;
-
 /// An event waiting for its place in the output.
 pub struct Pending {
     pub kind: Kind,
@@ -161,14 +154,14 @@ const HASH_FOLLOW_UP_LIMIT: Duration = Duration::from_secs(600);
 type FollowUp = BoxFuture<'static, Arc<Process>>;
 
 impl Emitter {
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Vec<Pending>>) {
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
         let mut summary_tick = tokio::time::interval(self.limiter.summary_interval());
         summary_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut follow_ups: FuturesUnordered<FollowUp> = FuturesUnordered::new();
         loop {
-            let batch = tokio::select! {
-                b = rx.recv() => match b {
-                    Some(b) => b,
+            let p = tokio::select! {
+                p = rx.recv() => match p {
+                    Some(p) => p,
                     None => break,
                 },
                 Some(process) = follow_ups.next(), if !follow_ups.is_empty() => {
@@ -180,11 +173,9 @@ impl Emitter {
                     continue;
                 }
             };
-            for p in batch {
-                self.metrics.health.emitting(p.boot_ns.max(1), boot_ns());
-                if let Some(f) = self.handle(p).await {
-                    follow_ups.push(f);
-                }
+            self.metrics.health.emitting(p.boot_ns.max(1), boot_ns());
+            if let Some(f) = self.handle(p).await {
+                follow_ups.push(f);
             }
             self.metrics.health.emitting(0, boot_ns());
         }

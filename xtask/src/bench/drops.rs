@@ -84,7 +84,11 @@ struct Step {
     /// The bench's own `file_open` events read from the agent, per second.
     delivered_s: f64,
     events_s: f64,
+    /// Kernel records the ring buffer had no room for.
     dropped: u64,
+    /// Events the agent made but its stdout sink could not take (its queue
+    /// full): a loss as much as a kernel drop.
+    sink_dropped: u64,
     cpu: f64,
     /// The bench process's own CPU: the generator and the reader of the
     /// agent's stdout share the machine with the agent.
@@ -110,9 +114,17 @@ fn step(agent: &Agent, gen: Gen, files: &[PathBuf], rate: u64, secs: f64) -> Res
         delivered_s: (seen1 - seen0) as f64 / wall,
         events_s: (agent::emitted(&after) - agent::emitted(&before)) as f64 / wall,
         dropped: agent::drops(&after) - agent::drops(&before),
+        sink_dropped: (agent::lost(&after) - agent::drops(&after))
+            - (agent::lost(&before) - agent::drops(&before)),
         cpu: (c1 - c0) / wall,
         bench_cpu: (b1 - b0) / wall,
     })
+}
+
+impl Step {
+    fn lost(&self) -> bool {
+        self.dropped > 0 || self.sink_dropped > 0
+    }
 }
 
 pub struct DropsResult {
@@ -157,7 +169,7 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<DropsResult> {
     while rate <= max_rate {
         let s = step(&agent, gen, files, rate, secs)?;
         let generator_capped = s.achieved < 0.9 * rate as f64;
-        let dropped = s.dropped > 0;
+        let dropped = s.lost();
         steps.push(s);
         if dropped {
             bad = Some(rate);
@@ -174,7 +186,7 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<DropsResult> {
         for _ in 0..if ctx.smoke { 0 } else { 3 } {
             let mid = (lo + hi) / 2;
             let s = step(&agent, gen, files, mid, secs)?;
-            if s.dropped > 0 {
+            if s.lost() {
                 hi = mid;
             } else {
                 lo = mid;
@@ -205,24 +217,25 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<DropsResult> {
     };
     let _ = writeln!(
         md,
-        "proctor default config with `kernel.repeat_window: 0s` (every access a record, no folding of repeats in the kernel); {how}, round robin, at a steady pace for {secs} s per rate, the rate doubled until the kernel reports drops, then bisected. Each access is one kernel record, and the agent emits a `file_open` event and a `secret-read` finding for it. The event stream is read from the agent's stdout by the bench, as a log shipper would. Delivered: the bench's own `file_open` events read back; emitted: all events the agent wrote (the machine's other activity included); drops: the agent's kernel drop counters (all record kinds). Bench CPU: the bench process itself (the generator threads and the reader of the agent's stdout), on the same {} cores.\n\n\
-         | target records/s | achieved | delivered `file_open`/s | events emitted/s | kernel drops | agent CPU (one core = 100%) | bench CPU |\n| --- | --- | --- | --- | --- | --- | --- |",
+        "proctor default config with `kernel.repeat_window: 0s` (every access a record, no folding of repeats in the kernel); {how}, round robin, at a steady pace for {secs} s per rate, the rate doubled until the agent loses records, then bisected. Each access is one kernel record, and the agent emits a `file_open` event and a `secret-read` finding for it. The event stream is read from the agent's stdout by the bench, as a log shipper would. Delivered: the bench's own `file_open` events read back; emitted: all events the agent made (the machine's other activity included), delivered or not; kernel drops: the agent's kernel drop counters (all record kinds); sink drops: events the agent made but its stdout sink dropped (queue full). A rate counts as lossy if either is non-zero. Bench CPU: the bench process itself (the generator threads and the reader of the agent's stdout), on the same {} cores.\n\n\
+         | target records/s | achieved | delivered `file_open`/s | events emitted/s | kernel drops | sink drops | agent CPU (one core = 100%) | bench CPU |\n| --- | --- | --- | --- | --- | --- | --- | --- |",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     for s in &steps {
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.0} | {:.0} | {} | {:.0}% | {:.0}% |",
+            "| {} | {:.0} | {:.0} | {:.0} | {} | {} | {:.0}% | {:.0}% |",
             s.rate,
             s.achieved,
             s.delivered_s,
             s.events_s,
             s.dropped,
+            s.sink_dropped,
             100.0 * s.cpu,
             100.0 * s.bench_cpu
         );
     }
-    let clean = || steps.iter().filter(|s| s.dropped == 0);
+    let clean = || steps.iter().filter(|s| !s.lost());
     let sustained = clean().map(|s| s.delivered_s).fold(0.0, f64::max);
     let sustained_events = clean().map(|s| s.events_s).fold(0.0, f64::max);
     let _ = writeln!(
@@ -247,10 +260,10 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<DropsResult> {
                     .collect(),
             ),
             (
-                "lost (kernel drops)/s".into(),
+                "lost (kernel and sink drops)/s".into(),
                 steps
                     .iter()
-                    .map(|s| (s.rate as f64, s.dropped as f64 / secs))
+                    .map(|s| (s.rate as f64, (s.dropped + s.sink_dropped) as f64 / secs))
                     .collect(),
             ),
         ],
