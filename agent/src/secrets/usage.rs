@@ -395,9 +395,14 @@ pub fn identity_key(p: &Process) -> String {
         Some(h) => ("sha256:", h.as_str()),
         None => ("exe:", p.exe.path.as_str()),
     };
-    let cgroup = p.cgroup.path.as_deref().unwrap_or("?");
-    let mut key = String::with_capacity(tag.len() + exe.len() + 8 + cgroup.len());
-    for part in [tag, exe, "|cgroup:", cgroup] {
+    let parts = [
+        tag,
+        exe,
+        "|cgroup:",
+        p.cgroup.path.as_deref().unwrap_or("?"),
+    ];
+    let mut key = String::with_capacity(parts.iter().map(|s| s.len()).sum());
+    for part in parts {
         key.push_str(part);
     }
     key

@@ -264,13 +264,17 @@ pub fn drops(status: &Value) -> u64 {
         .unwrap_or(0)
 }
 
-/// Records the agent lost so far: kernel drops plus events its sinks dropped.
-pub fn lost(status: &Value) -> u64 {
-    let sinks: u64 = status["status"]["sinks"]
+/// Events the agent's sinks dropped so far (their queues full).
+pub fn sink_drops(status: &Value) -> u64 {
+    status["status"]["sinks"]
         .as_array()
         .map(|a| a.iter().filter_map(|s| s["dropped"].as_u64()).sum())
-        .unwrap_or(0);
-    drops(status) + sinks
+        .unwrap_or(0)
+}
+
+/// Records the agent lost so far: kernel drops plus events its sinks dropped.
+pub fn lost(status: &Value) -> u64 {
+    drops(status) + sink_drops(status)
 }
 
 /// Events the agent emitted so far, all kinds.

@@ -114,8 +114,7 @@ fn step(agent: &Agent, gen: Gen, files: &[PathBuf], rate: u64, secs: f64) -> Res
         delivered_s: (seen1 - seen0) as f64 / wall,
         events_s: (agent::emitted(&after) - agent::emitted(&before)) as f64 / wall,
         dropped: agent::drops(&after) - agent::drops(&before),
-        sink_dropped: (agent::lost(&after) - agent::drops(&after))
-            - (agent::lost(&before) - agent::drops(&before)),
+        sink_dropped: agent::sink_drops(&after) - agent::sink_drops(&before),
         cpu: (c1 - c0) / wall,
         bench_cpu: (b1 - b0) / wall,
     })
@@ -169,9 +168,9 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<DropsResult> {
     while rate <= max_rate {
         let s = step(&agent, gen, files, rate, secs)?;
         let generator_capped = s.achieved < 0.9 * rate as f64;
-        let dropped = s.lost();
+        let lossy = s.lost();
         steps.push(s);
-        if dropped {
+        if lossy {
             bad = Some(rate);
             break;
         }
