@@ -288,9 +288,11 @@ pub struct Finding {
     pub severity: Severity,
     pub summary: String,
     /// MITRE ATT&CK technique ids.
-    pub mitre: Vec<String>,
+    pub mitre: Arc<[String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub secret: Option<SecretInfo>,
+    /// Shared: a read's finding and the exfiltration taint it leaves hold
+    /// the same one.
+    pub secret: Option<Arc<SecretInfo>>,
     pub evidence: Evidence,
     /// What enforcement did about it: `killed` (the reader got SIGKILL before
     /// its open returned), `denied` (the LSM hook refused the open: EPERM) or
@@ -453,8 +455,19 @@ pub struct ExitInfo {
 
 /// RFC 3339 UTC with nanoseconds, e.g. `2026-11-23T15:04:05.123456789Z`.
 pub fn rfc3339_ns(epoch_ns: u64) -> String {
+    // Sized for the 30 characters up front: `to_string` grew it three times,
+    // and every event has one.
+    let mut s = String::with_capacity(30);
+    write_rfc3339_ns(&mut s, epoch_ns);
+    s
+}
+
+/// [`rfc3339_ns`] into `out`, replacing what it held (its buffer reused).
+pub fn write_rfc3339_ns(out: &mut String, epoch_ns: u64) {
+    use std::fmt::Write as _;
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(epoch_ns);
-    humantime::format_rfc3339_nanos(t).to_string()
+    out.clear();
+    let _ = write!(out, "{}", humantime::format_rfc3339_nanos(t));
 }
 
 #[cfg(test)]

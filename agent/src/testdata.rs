@@ -179,15 +179,15 @@ pub fn finding(rule: &'static str, severity: Severity) -> Finding {
         summary: "curl (non-owner, pid 4242) read cloud_credentials secret aws-credentials \
                   at /home/alice/.aws/credentials"
             .into(),
-        mitre: vec!["T1552.001".into(), "T1083".into()],
-        secret: Some(SecretInfo {
+        mitre: Arc::from(["T1552.001".into(), "T1083".into()]),
+        secret: Some(Arc::new(SecretInfo {
             id: "aws-credentials".into(),
             kind: "cloud_credentials".into(),
             fingerprint: Some(FINGERPRINT.into()),
             path: Some("/home/alice/.aws/credentials".into()),
             variable: None,
             k8s: None,
-        }),
+        })),
         evidence: Evidence {
             exec_ids: vec![EXEC_ID.into(), PARENT_EXEC_ID.into()],
             event_seqs: vec![41],
@@ -253,7 +253,7 @@ pub fn all_kinds() -> Vec<Event> {
     let mut bare = event(Kind::Finding);
     bare.file = None;
     bare.finding = Some(Finding {
-        mitre: vec![],
+        mitre: Arc::from([]),
         secret: None,
         evidence: Evidence::default(),
         ..finding("untrusted-binary", Severity::High)
@@ -262,14 +262,14 @@ pub fn all_kinds() -> Vec<Event> {
     let mut env = event(Kind::Finding);
     env.file = None;
     env.finding = Some(Finding {
-        secret: Some(SecretInfo {
+        secret: Some(Arc::new(SecretInfo {
             id: "env:aws-access-key".into(),
             kind: "cloud_credentials".into(),
             fingerprint: None,
             path: None,
             variable: Some("AWS_SECRET_ACCESS_KEY".into()),
             k8s: None,
-        }),
+        })),
         ..finding("secret-env", Severity::Medium)
     });
     v.push(env);

@@ -162,11 +162,30 @@ pub struct InodeKey {
     pub ino: u64,
 }
 
+/// A record kind: an access of a watched file known by its inode only (the
+/// page-cache hooks), a [`FileOpenHead`] without the path parts: 144 bytes
+/// where a [`FileOpenEvent`] takes about 2 KiB, so the ring buffer holds
+/// fourteen times as many reads before it drops one. Counted in the
+/// file-open slots of the counters (it is outside [`KIND_SLOTS`]).
+pub const KIND_FILE_ACCESS: u32 = 12;
+
 /// Emitted from the open syscalls' exit tracepoints when the opened file is
-/// watched (by inode, by its directory's inode, or by its basename).
+/// watched (by inode, by its directory's inode, or by its basename): the
+/// head, then the path as passed and as the kernel resolved it.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct FileOpenEvent {
+    pub head: FileOpenHead,
+    /// The path argument as the process passed it.
+    pub filename: [u8; PATH_LEN],
+    /// Names from the opened dentry up to the root, leaf first.
+    pub components: [[u8; COMPONENT_LEN]; PATH_COMPONENTS],
+}
+
+/// What every file-access record carries; alone, a [`KIND_FILE_ACCESS`] record.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FileOpenHead {
     pub hdr: EventHeader,
     pub pid: u32,
     pub tgid: u32,
@@ -187,10 +206,6 @@ pub struct FileOpenEvent {
     pub depth: u32,
     pub flags: u32,
     pub comm: [u8; COMM_LEN],
-    /// The path argument as the process passed it.
-    pub filename: [u8; PATH_LEN],
-    /// Names from the opened dentry up to the root, leaf first.
-    pub components: [[u8; COMPONENT_LEN]; PATH_COMPONENTS],
     /// Accesses of the same file by the same process suppressed in the kernel
     /// since this process's previous record of it (see [`ReadKey`]).
     pub repeats: u32,
@@ -203,6 +218,8 @@ pub struct FileOpenEvent {
     pub mtime_nsec: u32,
     pub ctime_nsec: u32,
 }
+
+const _: () = assert!(core::mem::size_of::<FileOpenHead>() == 144);
 
 /// argv did not fit in [`ARGS_LEN`] bytes.
 pub const EXEC_FLAG_ARGS_TRUNCATED: u32 = 1 << 0;

@@ -19,8 +19,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use proctor_common::{
-    AllowKey, FileOpenEvent, InodeKey, ReadKey, ReadSeen, COMPONENT_LEN, FMODE_READ, FMODE_WRITE,
-    KIND_FILE_OPEN, LSM_DENIED_SLOT, MATCH_DIR, MATCH_INODE, MATCH_NAME, NAME_KEY_LEN,
+    AllowKey, FileOpenEvent, FileOpenHead, InodeKey, ReadKey, ReadSeen, COMPONENT_LEN, FMODE_READ, FMODE_WRITE,
+    KIND_FILE_ACCESS, KIND_FILE_OPEN, LSM_DENIED_SLOT, MATCH_DIR, MATCH_INODE, MATCH_NAME, NAME_KEY_LEN,
     NAME_NEEDS_ANCHOR, OPEN_FLAG_DENIED, OPEN_FLAG_KILLED, OPEN_FLAG_PATH_TRUNCATED,
     OPEN_SYSCALL_CREAT, OPEN_SYSCALL_IO_URING, OPEN_SYSCALL_OPEN, OPEN_SYSCALL_OPENAT,
     OPEN_SYSCALL_OPENAT2, S_IFMT, S_IFREG,
@@ -296,12 +296,65 @@ pub(crate) unsafe fn emit_open(
     syscall: u32,
     repeats: u32,
 ) {
+    let head = OpenHead {
+        matched,
+        slot,
+        flags,
+        fd,
+        syscall,
+        repeats,
+    };
+    // Without a file there is no path: the head alone, a fourteenth of the
+    // ring buffer space (the page-cache hooks report every read this way).
+    if o.file.is_null() {
+        let Some(mut entry) = EVENTS.reserve::<FileOpenHead>(0) else {
+            bump(&DROPS, KIND_FILE_OPEN);
+            return;
+        };
+        let h = unsafe { &mut *entry.as_mut_ptr() };
+        unsafe { fill_head(h, KIND_FILE_ACCESS, o, &head) };
+        h.f_flags = 0;
+        h.dfd = -100;
+        h.depth = 0;
+        h.flags |= OPEN_FLAG_PATH_TRUNCATED;
+        crate::submit(entry);
+        bump(&SENT, KIND_FILE_OPEN);
+        return;
+    }
     let Some(mut entry) = EVENTS.reserve::<FileOpenEvent>(0) else {
         bump(&DROPS, KIND_FILE_OPEN);
         return;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    ev.hdr = crate::process::header(KIND_FILE_OPEN);
+    unsafe {
+        fill_head(&mut ev.head, KIND_FILE_OPEN, o, &head);
+        ev.head.f_flags = read::<u32>(o.file, off!(file_f_flags));
+        if syscall != 0 && syscall != OPEN_SYSCALL_IO_URING {
+            fill_args(ev, syscall);
+        } else {
+            ev.head.dfd = -100;
+            ev.filename[0] = 0;
+        }
+        walk_path(ev, o.file, o.dentry);
+    }
+    crate::submit(entry);
+    bump(&SENT, KIND_FILE_OPEN);
+}
+
+/// What [`emit_open`]'s caller says about the access.
+struct OpenHead {
+    matched: u32,
+    slot: u32,
+    flags: u32,
+    fd: i32,
+    syscall: u32,
+    repeats: u32,
+}
+
+/// The fields every file-access record has, from the current task and `o`.
+#[inline(always)]
+unsafe fn fill_head(ev: &mut FileOpenHead, kind: u32, o: &Opened, a: &OpenHead) {
+    ev.hdr = crate::process::header(kind);
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
     ev.pid = pid_tgid as u32;
@@ -312,13 +365,13 @@ pub(crate) unsafe fn emit_open(
     ev.comm = bpf_get_current_comm().unwrap_or_default();
     ev.ino = o.ino;
     ev.dev = o.dev;
-    ev.fd = fd;
-    ev.syscall = syscall;
-    ev.matched = matched;
-    ev.slot = slot;
-    ev.flags = flags;
+    ev.fd = a.fd;
+    ev.syscall = a.syscall;
+    ev.matched = a.matched;
+    ev.slot = a.slot;
+    ev.flags = a.flags;
     ev.f_mode = o.f_mode;
-    ev.repeats = repeats;
+    ev.repeats = a.repeats;
     // The version the agent's fingerprint cache keys on: no stat per event.
     unsafe {
         ev.size = read::<i64>(o.inode, off!(inode_size));
@@ -328,28 +381,6 @@ pub(crate) unsafe fn emit_open(
         ev.mtime_nsec = read::<u32>(o.inode, off!(inode_mtime_nsec));
         ev.ctime_nsec = read::<u32>(o.inode, off!(inode_ctime_nsec));
     }
-    if o.file.is_null() {
-        ev.f_flags = 0;
-        ev.dfd = -100;
-        ev.filename[0] = 0;
-        ev.depth = 0;
-        ev.flags |= OPEN_FLAG_PATH_TRUNCATED;
-        crate::submit(entry);
-        bump(&SENT, KIND_FILE_OPEN);
-        return;
-    }
-    unsafe {
-        ev.f_flags = read::<u32>(o.file, off!(file_f_flags));
-        if syscall != 0 && syscall != OPEN_SYSCALL_IO_URING {
-            fill_args(ev, syscall);
-        } else {
-            ev.dfd = -100;
-            ev.filename[0] = 0;
-        }
-        walk_path(ev, o.file, o.dentry);
-    }
-    crate::submit(entry);
-    bump(&SENT, KIND_FILE_OPEN);
 }
 
 /// SIGKILL for the opener when a kill rule covers this secret and the
@@ -438,7 +469,7 @@ unsafe fn fill_args(ev: &mut FileOpenEvent, syscall: u32) {
     // BTF task pointer (`bpf_get_current_task_btf`, 5.11+: behind the same
     // read-only flag, which the verifier prunes on).
     if unsafe { core::ptr::read_volatile(core::ptr::addr_of!(crate::HAS_TASK_PT_REGS)) } == 0 {
-        ev.dfd = -100;
+        ev.head.dfd = -100;
         ev.filename[0] = 0;
         return;
     }
@@ -454,7 +485,7 @@ unsafe fn fill_args(ev: &mut FileOpenEvent, syscall: u32) {
             _ => (-100, read::<u64>(regs, off!(regs_arg0))),
         }
     };
-    ev.dfd = dfd;
+    ev.head.dfd = dfd;
     if unsafe { bpf_probe_read_user_str_bytes(name_ptr as *const u8, &mut ev.filename) }.is_err() {
         ev.filename[0] = 0;
     }
@@ -514,7 +545,7 @@ macro_rules! walk_step {
                         $ev.components[$i][0] = 0;
                     }
                 }
-                $ev.depth = $i + 1;
+                $ev.head.depth = $i + 1;
                 $w.dentry = parent;
             }
         }
@@ -532,7 +563,7 @@ unsafe fn walk_path(ev: &mut FileOpenEvent, file: *const u8, dentry: *const u8) 
         mnt: unsafe { vfsmnt.sub(off!(mount_mnt)) },
         done: false,
     };
-    ev.depth = 0;
+    ev.head.depth = 0;
     walk_step!(ev, w, 0);
     walk_step!(ev, w, 1);
     walk_step!(ev, w, 2);
@@ -561,7 +592,7 @@ unsafe fn walk_path(ev: &mut FileOpenEvent, file: *const u8, dentry: *const u8) 
         // Is there anything left above? Only then is the path truncated.
         unsafe { w.settle() };
         if !w.done {
-            ev.flags |= OPEN_FLAG_PATH_TRUNCATED;
+            ev.head.flags |= OPEN_FLAG_PATH_TRUNCATED;
         }
     }
 }

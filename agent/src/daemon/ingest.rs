@@ -424,10 +424,7 @@ impl Ingest {
         // Owner selectors may name the binary's hash: judge the finished identity.
         let resolved = reader.resolve().await;
         // Verified on the blocking pool, once per file version.
-        let client = match self.packages.verify(&resolved) {
-            Some(f) => f.await,
-            None => None,
-        };
+        let client = self.packages.verdict(&resolved).await;
         let Some((matched, job)) = self.secrets.as_mut().and_then(|m| m.prepare_open(&rec)) else {
             return;
         };

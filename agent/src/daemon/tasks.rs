@@ -66,6 +66,7 @@ impl Agent {
             shutdown_grace: self.cfg.shutdown_grace,
             hash_wait: self.cfg.hash.emit_wait,
             series: Default::default(),
+            last_time: Default::default(),
         };
         let rx = self.rx.take().expect("run once");
         let m = &self.metrics;

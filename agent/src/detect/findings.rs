@@ -1,6 +1,8 @@
 //! Builders for findings; their rule ids are the contract's
 //! ([`crate::event::rule`], docs/event-contract.md).
 
+use std::sync::Arc;
+
 use crate::{
     event::rule::{
         IDENTITY_FORGERY, SECRET_DECOY, SECRET_ENV, SECRET_READ, SECRET_SEARCH, SECRET_STALE,
@@ -50,7 +52,7 @@ pub fn untrusted_binary(p: &Process) -> Option<Finding> {
             "{} (pid {}) runs a binary that cannot be attested: {reason}",
             p.comm, p.pid
         ),
-        mitre: vec![mitre.to_string()],
+        mitre: Arc::from([mitre.to_string()]),
         secret: None,
         evidence: Evidence {
             exec_ids: vec![p.exec_id.clone()],
@@ -88,7 +90,7 @@ pub fn identity_forgery(p: &Process, r: &Refusal) -> Finding {
             },
             r.reason
         ),
-        mitre: vec!["T1036".into()],
+        mitre: Arc::from(["T1036".into()]),
         secret: None,
         evidence: Evidence {
             exec_ids: vec![p.exec_id.clone()],
@@ -103,8 +105,8 @@ pub fn identity_forgery(p: &Process, r: &Refusal) -> Finding {
 
 pub struct ReadContext<'a> {
     pub reader: &'a Process,
-    pub secret: SecretInfo,
-    pub mitre: Vec<String>,
+    pub secret: Arc<SecretInfo>,
+    pub mitre: Arc<[String]>,
     pub severity: Severity,
     pub owner: bool,
 }
@@ -137,7 +139,7 @@ pub fn secret_read(ctx: ReadContext) -> Finding {
     }
 }
 
-pub fn secret_env(p: &Process, secret: SecretInfo) -> Finding {
+pub fn secret_env(p: &Process, secret: Arc<SecretInfo>) -> Finding {
     let var = secret.variable.clone().unwrap_or_default();
     Finding {
         rule: SECRET_ENV,
@@ -150,7 +152,7 @@ pub fn secret_env(p: &Process, secret: SecretInfo) -> Finding {
             "{} (pid {}) has a static {} in its environment variable {var}",
             p.comm, p.pid, secret.kind
         ),
-        mitre: vec!["T1552.001".into()],
+        mitre: Arc::from(["T1552.001".into()]),
         secret: Some(secret),
         evidence: Evidence {
             exec_ids: vec![p.exec_id.clone()],
@@ -172,7 +174,7 @@ pub fn secret_search(p: &Process, distinct: usize, window_s: u64, paths: Vec<Str
             "{} (pid {}) opened {distinct} different secret files within {window_s}s: credential discovery",
             p.comm, p.pid
         ),
-        mitre: vec!["T1552.001".into(), "T1083".into()],
+        mitre: Arc::from(["T1552.001".into(), "T1083".into()]),
         secret: None,
         evidence: Evidence {
             exec_ids: vec![p.exec_id.clone()],
@@ -185,7 +187,7 @@ pub fn secret_search(p: &Process, distinct: usize, window_s: u64, paths: Vec<Str
 
 /// A read of a decoy proctor planted: whoever it is, it is looking for
 /// credentials it has no business with.
-pub fn secret_decoy(reader: &Process, secret: SecretInfo, mitre: Vec<String>) -> Finding {
+pub fn secret_decoy(reader: &Process, secret: SecretInfo, mitre: Arc<[String]>) -> Finding {
     let path = secret.path.clone().unwrap_or_default();
     Finding {
         rule: SECRET_DECOY,
@@ -195,7 +197,7 @@ pub fn secret_decoy(reader: &Process, secret: SecretInfo, mitre: Vec<String>) ->
             reader.comm, reader.pid, reader.uid, secret.kind
         ),
         mitre,
-        secret: Some(secret),
+        secret: Some(Arc::new(secret)),
         evidence: Evidence {
             exec_ids: vec![reader.exec_id.clone()],
             paths: vec![path],
@@ -220,8 +222,8 @@ pub fn secret_stale(secret: SecretInfo, age_s: u64, max_age_s: u64, since: Strin
             humantime::format_duration(std::time::Duration::from_secs(age_s)),
             humantime::format_duration(std::time::Duration::from_secs(max_age_s)),
         ),
-        mitre: Vec::new(),
-        secret: Some(secret),
+        mitre: Arc::from([]),
+        secret: Some(Arc::new(secret)),
         evidence: Evidence {
             paths: vec![path],
             reason: Some(format!(

@@ -553,11 +553,16 @@ impl Health {
         self.last_drain.store(now, Ordering::Relaxed);
     }
 
-    /// The emitter took the event of kernel time `event` (0: it is idle again).
+    /// The emitter took the event of kernel time `event` at `now`.
     pub fn emitting(&self, event: u64, now: u64) {
         self.emitting_event.store(event, Ordering::Relaxed);
-        self.emitting_since
-            .store(if event == 0 { 0 } else { now }, Ordering::Relaxed);
+        self.emitting_since.store(now, Ordering::Relaxed);
+    }
+
+    /// The emitter is idle again (no clock read: it ran twice per event).
+    pub fn emitted(&self) {
+        self.emitting_event.store(0, Ordering::Relaxed);
+        self.emitting_since.store(0, Ordering::Relaxed);
     }
 
     /// The reader waits to hand over the event of kernel time `event` (0: done).
@@ -667,7 +672,7 @@ mod tests {
         let err = h.verdict(103 * S).unwrap_err();
         assert!(err.contains("emitter has not advanced for 3.0s"), "{err}");
         assert!(err.contains("4.0s behind"), "{err}");
-        h.emitting(0, 103 * S);
+        h.emitted();
         h.drained(103 * S);
         assert_eq!(h.verdict(104 * S), Ok(()));
         assert_eq!(h.oldest_pending_ns(104 * S), 0);

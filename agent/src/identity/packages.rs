@@ -83,6 +83,18 @@ pub struct Packages {
     layers: ImageLayers,
     loaded: Mutex<Loaded>,
     verdicts: Mutex<LruCache<(u64, FileClaim), PackagedFuture>>,
+    /// The process view [`Packages::verdict`] answered last, with the index
+    /// generation and the answer: a process reading files calls it with the
+    /// same view for every read, and the cache above needs its key built
+    /// (four string copies) to be asked.
+    last: Mutex<Option<LastVerdict>>,
+}
+
+struct LastVerdict {
+    /// Held, so that another view cannot land at its address.
+    view: Arc<Process>,
+    generation: u64,
+    verdict: Option<PackagedExe>,
 }
 
 impl Packages {
@@ -94,6 +106,7 @@ impl Packages {
             cfg,
             loaded: Mutex::default(),
             verdicts: Mutex::new(LruCache::new(NonZeroUsize::new(4096).unwrap())),
+            last: Mutex::default(),
         });
         let warm = p.clone();
         tokio::task::spawn_blocking(move || warm.current());
@@ -134,6 +147,27 @@ impl Packages {
             };
         }
         (loaded.index.clone(), loaded.generation)
+    }
+
+    /// [`Packages::verify`]'s answer for `p`, awaited; the last view's
+    /// answer again when `p` is that very view and the index is unchanged.
+    pub async fn verdict(self: &Arc<Self>, p: &Arc<Process>) -> Option<PackagedExe> {
+        let generation = self.loaded.lock().unwrap().generation;
+        if let Some(last) = self.last.lock().unwrap().as_ref() {
+            if Arc::ptr_eq(&last.view, p) && last.generation == generation {
+                return last.verdict.clone();
+            }
+        }
+        let verdict = match self.verify(p) {
+            Some(f) => f.await,
+            None => None,
+        };
+        *self.last.lock().unwrap() = Some(LastVerdict {
+            view: p.clone(),
+            generation,
+            verdict: verdict.clone(),
+        });
+        verdict
     }
 
     /// Whether `p` runs an installed package's unmodified program: the exec'd

@@ -4,11 +4,12 @@
 //! the kernel can reuse the space at once.
 
 use proctor_common::{
-    ConnectEvent, EventHeader, ExecEnvHeader, ExecEvent, ExitEvent, FileOpenEvent, ForkEvent,
-    InodeKey, IoUringEvent, ARGS_LEN, ENV_FLAG_TRUNCATED, ENV_FLAG_UNREADABLE, ENV_LEN,
-    EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_ARGS_UNREADABLE, EXEC_FLAG_SCRIPT, FMODE_READ, FMODE_WRITE,
-    KIND_CONNECT, KIND_EXEC, KIND_EXEC_ENV, KIND_EXIT, KIND_FILE_OPEN, KIND_FORK, KIND_IO_URING,
-    OPEN_FLAG_DENIED, OPEN_FLAG_KILLED, OPEN_FLAG_PATH_TRUNCATED, PATH_COMPONENTS,
+    ConnectEvent, EventHeader, ExecEnvHeader, ExecEvent, ExitEvent, FileOpenEvent, FileOpenHead,
+    ForkEvent, InodeKey, IoUringEvent, ARGS_LEN, COMPONENT_LEN, ENV_FLAG_TRUNCATED,
+    ENV_FLAG_UNREADABLE, ENV_LEN, EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_ARGS_UNREADABLE,
+    EXEC_FLAG_SCRIPT, FMODE_READ, FMODE_WRITE, KIND_CONNECT, KIND_EXEC, KIND_EXEC_ENV, KIND_EXIT,
+    KIND_FILE_ACCESS, KIND_FILE_OPEN, KIND_FORK, KIND_IO_URING, OPEN_FLAG_DENIED, OPEN_FLAG_KILLED,
+    OPEN_FLAG_PATH_TRUNCATED, PATH_COMPONENTS, PATH_LEN,
 };
 
 #[derive(Debug)]
@@ -309,7 +310,13 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
         }
         KIND_FILE_OPEN => {
             let rec = with_struct(buf, "file-open record", |ev: &FileOpenEvent| {
-                open_record(ev)
+                open_record(&ev.head, Some((&ev.filename, &ev.components)))
+            })?;
+            Ok(KernelEvent::FileOpen(Box::new(rec)))
+        }
+        KIND_FILE_ACCESS => {
+            let rec = with_struct(buf, "file-access record", |h: &FileOpenHead| {
+                open_record(h, None)
             })?;
             Ok(KernelEvent::FileOpen(Box::new(rec)))
         }
@@ -449,20 +456,31 @@ pub(crate) fn connect_record(ev: &ConnectEvent) -> ConnectRecord {
     }
 }
 
-fn open_record(ev: &FileOpenEvent) -> OpenRecord {
+/// The path parts of a file-open record: the name as passed and the dentry
+/// walk's components.
+type PathParts<'a> = (
+    &'a [u8; PATH_LEN],
+    &'a [[u8; COMPONENT_LEN]; PATH_COMPONENTS],
+);
+
+/// A file-open record from its head and, unless it was a file-access record
+/// (no path in the kernel), its path parts.
+fn open_record(ev: &FileOpenHead, parts: Option<PathParts>) -> OpenRecord {
     let depth = (ev.depth as usize).min(PATH_COMPONENTS);
-    let path = (ev.flags & OPEN_FLAG_PATH_TRUNCATED == 0).then(|| {
-        let mut p = String::with_capacity(depth * 16 + 1);
-        for c in ev.components[..depth].iter().rev() {
-            let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
-            p.push('/');
-            p.push_str(&String::from_utf8_lossy(&c[..end]));
-        }
-        if p.is_empty() {
-            p.push('/');
-        }
-        p
-    });
+    let path = parts
+        .filter(|_| ev.flags & OPEN_FLAG_PATH_TRUNCATED == 0)
+        .map(|(_, components)| {
+            let mut p = String::with_capacity(depth * 16 + 1);
+            for c in components[..depth].iter().rev() {
+                let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
+                p.push('/');
+                p.push_str(&String::from_utf8_lossy(&c[..end]));
+            }
+            if p.is_empty() {
+                p.push('/');
+            }
+            p
+        });
     OpenRecord {
         ktime_ns: ev.hdr.ktime_ns,
         pid: ev.pid,
@@ -484,7 +502,7 @@ fn open_record(ev: &FileOpenEvent) -> OpenRecord {
         killed: ev.flags & OPEN_FLAG_KILLED != 0,
         denied: ev.flags & OPEN_FLAG_DENIED != 0,
         comm: cstr(&ev.comm),
-        filename: cstr(&ev.filename),
+        filename: parts.map(|(name, _)| cstr(name)).unwrap_or_default(),
         path,
         repeats: ev.repeats,
         size: ev.size.max(0) as u64,
@@ -576,6 +594,45 @@ mod tests {
         // A record shorter than its own `captured` is an error, not a short block.
         assert!(matches!(
             decode(&env_bytes(0, 64, b"A=1\0")),
+            Err(DecodeError::Short { .. })
+        ));
+    }
+
+    #[test]
+    fn a_file_access_record_is_the_head_alone_and_has_no_path() {
+        // SAFETY: FileOpenHead is repr(C) plain old data; all zeroes is valid.
+        let mut head: FileOpenHead = unsafe { std::mem::zeroed() };
+        head.hdr.kind = KIND_FILE_ACCESS;
+        head.hdr.ktime_ns = 5;
+        (head.tgid, head.ino, head.dev) = (42, 611, (8 << 20) | 1);
+        head.f_mode = FMODE_READ;
+        head.repeats = 3;
+        head.flags = OPEN_FLAG_PATH_TRUNCATED;
+        head.comm[..3].copy_from_slice(b"cat");
+        // SAFETY: as above.
+        let buf = unsafe {
+            std::slice::from_raw_parts(
+                &head as *const FileOpenHead as *const u8,
+                size_of::<FileOpenHead>(),
+            )
+        }
+        .to_vec();
+        let KernelEvent::FileOpen(rec) = decode(&buf).unwrap() else {
+            panic!("not a file record");
+        };
+        assert_eq!(
+            (rec.tgid, rec.ino, rec.dev, rec.repeats),
+            (42, 611, 0x801, 3)
+        );
+        assert!(rec.readable && !rec.writable);
+        assert_eq!(rec.comm, "cat");
+        assert_eq!((rec.filename.as_str(), rec.path.as_deref()), ("", None));
+        // The same bytes under the file-open kind are a record cut short.
+        let mut open = buf.clone();
+        open[..4].copy_from_slice(&KIND_FILE_OPEN.to_ne_bytes());
+        assert!(matches!(decode(&open), Err(DecodeError::Short { .. })));
+        assert!(matches!(
+            decode(&buf[..buf.len() - 8]),
             Err(DecodeError::Short { .. })
         ));
     }

@@ -25,7 +25,10 @@ use tokio::sync::{broadcast, mpsc};
 use crate::{
     clock::{boot_ns, to_epoch_ns},
     detect::findings,
-    event::{rfc3339_ns, Event, ExitInfo, FileInfo, Finding, Kind, NetInfo, Process, SCHEMA},
+    event::{
+        rfc3339_ns, write_rfc3339_ns, Event, ExitInfo, FileInfo, Finding, Kind, NetInfo, Process,
+        SCHEMA,
+    },
     export::metrics::{FindingLabels, KindLabel, Metrics},
     export::sinks::SinkSet,
     identity::snapshot::Snapshot,
@@ -137,6 +140,9 @@ pub struct Emitter {
     /// How long after the kernel saw it an event may wait for its hashes.
     pub hash_wait: Duration,
     pub series: Series,
+    /// The `time` text of the last event's kernel time: a secret read is a
+    /// `file_open` and a finding of the same instant.
+    pub last_time: (u64, String),
 }
 
 /// The metric counters events feed, by label values, once looked up.
@@ -173,11 +179,12 @@ impl Emitter {
                     continue;
                 }
             };
-            self.metrics.health.emitting(p.boot_ns.max(1), boot_ns());
-            if let Some(f) = self.handle(p).await {
+            let now = boot_ns();
+            self.metrics.health.emitting(p.boot_ns.max(1), now);
+            if let Some(f) = self.handle(p, now).await {
                 follow_ups.push(f);
             }
-            self.metrics.health.emitting(0, boot_ns());
+            self.metrics.health.emitted();
         }
         // The input is closed: what is still hashing gets its bound's worth
         // of time, then goes out as it stands.
@@ -194,11 +201,11 @@ impl Emitter {
         self.seq.close();
     }
 
-    /// Emits `p`; for an exec that went out before its hash, the future of
-    /// its finished identity.
-    async fn handle(&mut self, mut p: Pending) -> Option<FollowUp> {
+    /// Emits `p`, taken at `now` (boot ns); for an exec that went out before
+    /// its hash, the future of its finished identity.
+    async fn handle(&mut self, mut p: Pending, now: u64) -> Option<FollowUp> {
         let deadline = p.boot_ns.saturating_add(duration_ns(self.hash_wait));
-        let wait = Duration::from_nanos(deadline.saturating_sub(boot_ns()));
+        let wait = Duration::from_nanos(deadline.saturating_sub(now));
         let (process, complete) = p.snapshot.resolve_within(wait).await;
         if !complete {
             self.counters.hash_pending.fetch_add(1, Ordering::Relaxed);
@@ -233,7 +240,7 @@ impl Emitter {
             }
             .boxed()
         });
-        let time = rfc3339_ns(to_epoch_ns(p.boot_ns));
+        let time = self.time_of(p.boot_ns);
         let exec_seq = self.emit(Event {
             schema: SCHEMA,
             time: time.clone(),
@@ -252,6 +259,15 @@ impl Emitter {
             self.untrusted(finding, exec_seq, time, process);
         }
         follow_up
+    }
+
+    fn time_of(&mut self, boot_ns: u64) -> String {
+        let (at, text) = &mut self.last_time;
+        if *at != boot_ns || text.is_empty() {
+            write_rfc3339_ns(text, to_epoch_ns(boot_ns));
+            *at = boot_ns;
+        }
+        text.clone()
     }
 
     /// The `process_hash` event of an exec that went out pending, and the

@@ -13,6 +13,7 @@ use std::{
     io::Write,
     os::unix::fs::{MetadataExt, OpenOptionsExt},
     path::{Component, Path, PathBuf},
+    sync::Arc,
 };
 
 use serde::Deserialize;
@@ -227,7 +228,7 @@ pub fn catalog_entries(decoys: &[DecoySpec]) -> Vec<CatalogEntry> {
                 &[&d.path.to_string_lossy()],
                 "decoy credential planted by proctor: no one has a reason to read it",
             );
-            e.mitre = vec!["T1552.001".to_string()];
+            e.mitre = Arc::from(["T1552.001".to_string()]);
             e
         })
         .collect()

@@ -43,7 +43,7 @@ struct Binding {
 #[derive(Debug, Clone)]
 pub struct Taint {
     pub at: Instant,
-    pub secret: SecretInfo,
+    pub secret: Arc<SecretInfo>,
     pub allowed: Vec<Destination>,
     /// Whether `allowed` comes from policy (else the defaults).
     pub declared: bool,
@@ -105,7 +105,7 @@ impl SecretUsage {
     /// identity (nearly every use) allocates nothing.
     pub fn on_use(
         &mut self,
-        secret: &SecretInfo,
+        secret: &Arc<SecretInfo>,
         p: &Process,
         who: &str,
         owners_declared: bool,
@@ -169,8 +169,8 @@ impl SecretUsage {
                 p.comm,
                 bound_desc.join(", ")
             ),
-            mitre: vec!["T1550".into(), "T1552.001".into()],
-            secret: Some(secret.clone()),
+            mitre: Arc::from(["T1550".into(), "T1552.001".into()]),
+            secret: Some(Arc::clone(secret)),
             evidence: Evidence {
                 exec_ids,
                 paths: secret.path.iter().cloned().collect(),
@@ -187,7 +187,7 @@ impl SecretUsage {
     /// first read (no learning). Once per (content, reader identity).
     pub fn kube_replay(
         &mut self,
-        secret: &SecretInfo,
+        secret: &Arc<SecretInfo>,
         p: &Process,
         mounted_in: &[String],
     ) -> Option<Finding> {
@@ -232,8 +232,8 @@ impl SecretUsage {
                 reader_pod,
                 bound
             ),
-            mitre: vec!["T1550".into(), "T1552.007".into()],
-            secret: Some(secret.clone()),
+            mitre: Arc::from(["T1550".into(), "T1552.007".into()]),
+            secret: Some(Arc::clone(secret)),
             evidence: Evidence {
                 exec_ids: vec![p.exec_id.clone()],
                 paths: secret.path.iter().cloned().collect(),
@@ -244,10 +244,44 @@ impl SecretUsage {
         })
     }
 
-    /// Remembers that `p` read a secret (for the exfiltration window).
-    pub fn taint(&mut self, p: &Process, t: Taint) {
+    /// Remembers that `p` read `secret` (for the exfiltration window),
+    /// replacing what an earlier read of the same content left. The entry
+    /// is reused, not rebuilt: a process re-reading a secret thousands of
+    /// times a second re-taints itself on every read.
+    pub fn taint(
+        &mut self,
+        p: &Process,
+        secret: &Arc<SecretInfo>,
+        allowed: Vec<Destination>,
+        declared: bool,
+    ) {
         let v = Arc::make_mut(self.taints.entry(ProcessKey::of(p)));
-        v.retain(|old| old.secret.fingerprint != t.secret.fingerprint);
+        let at = Instant::now();
+        let t = match v
+            .iter()
+            .position(|old| old.secret.fingerprint == secret.fingerprint)
+        {
+            Some(i) => {
+                let mut t = v.remove(i);
+                if t.reader_exec_id != p.exec_id {
+                    t.reader_exec_id = p.exec_id.clone();
+                }
+                Taint {
+                    at,
+                    secret: Arc::clone(secret),
+                    allowed,
+                    declared,
+                    ..t
+                }
+            }
+            None => Taint {
+                at,
+                secret: Arc::clone(secret),
+                allowed,
+                declared,
+                reader_exec_id: p.exec_id.clone(),
+            },
+        };
         v.push(t);
     }
 
@@ -300,7 +334,7 @@ impl SecretUsage {
                      what it does with the secret through io_uring bypasses syscall monitoring",
                     p.comm, p.pid, t.secret.kind, t.secret.id
                 ),
-                mitre: vec!["T1562.001".into(), "T1552.001".into()],
+                mitre: Arc::from(["T1562.001".into(), "T1552.001".into()]),
                 secret: Some(t.secret.clone()),
                 evidence: Evidence {
                     exec_ids: vec![t.reader_exec_id.clone(), p.exec_id.clone()],
@@ -357,7 +391,7 @@ impl SecretUsage {
                     "{} (pid {}) read {} secret {} and then connected to {dest}, {what}",
                     p.comm, p.pid, t.secret.kind, t.secret.id
                 ),
-                mitre: vec!["T1041".into(), "T1552.001".into()],
+                mitre: Arc::from(["T1041".into(), "T1552.001".into()]),
                 secret: Some(t.secret.clone()),
                 evidence: Evidence {
                     exec_ids: vec![t.reader_exec_id.clone(), p.exec_id.clone()],
@@ -372,7 +406,7 @@ impl SecretUsage {
     }
 
     /// The secrets `p` carries within the exfiltration window.
-    pub fn carried(&mut self, p: &Process) -> Vec<SecretInfo> {
+    pub fn carried(&mut self, p: &Process) -> Vec<Arc<SecretInfo>> {
         self.live_taints(ProcessKey::of(p))
             .map(|t| t.iter().map(|t| t.secret.clone()).collect())
             .unwrap_or_default()
@@ -439,19 +473,29 @@ mod tests {
             .iter()
             .map(|d| Destination::parse(d).unwrap())
             .collect();
-        u.taint(
-            &p,
-            Taint {
-                at: Instant::now(),
-                secret: crate::testdata::finding("secret-read", crate::event::Severity::High)
-                    .secret
-                    .unwrap(),
-                declared: !allowed.is_empty(),
-                allowed,
-                reader_exec_id: p.exec_id.clone(),
-            },
-        );
+        let secret = crate::testdata::finding("secret-read", crate::event::Severity::High)
+            .secret
+            .unwrap();
+        let declared = !allowed.is_empty();
+        u.taint(&p, &secret, allowed, declared);
         (u, p)
+    }
+
+    #[test]
+    fn a_re_read_replaces_the_taint_of_the_same_content_and_keeps_others() {
+        let (mut u, p) = tainted(&[]);
+        let first = u.carried(&p)[0].clone();
+        // The same content again: one taint, now the later read's.
+        let again = Arc::new((*first).clone());
+        u.taint(&p, &again, Vec::new(), false);
+        let carried = u.carried(&p);
+        assert_eq!(carried.len(), 1);
+        assert!(Arc::ptr_eq(&carried[0], &again));
+        // Another content: carried beside it.
+        let mut other = (*first).clone();
+        other.fingerprint = Some("hmac-sha256:other".into());
+        u.taint(&p, &Arc::new(other), Vec::new(), false);
+        assert_eq!(u.carried(&p).len(), 2);
     }
 
     #[test]

@@ -552,7 +552,7 @@ fn finding(severity: Severity) -> Finding {
         rule: "secret-read",
         severity,
         summary: format!("test finding {}", severity.as_str()),
-        mitre: vec![],
+        mitre: Arc::from([]),
         secret: None,
         evidence: Evidence::default(),
         action: None,

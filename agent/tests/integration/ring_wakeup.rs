@@ -24,8 +24,9 @@ fn a_sustained_stream_is_read_on_kernel_wakeups_not_on_the_poll_tick() {
         ),
     )
     .unwrap();
-    // A 256 KiB ring holds ~120 file records: 40 ms of this stream. With a
-    // 1 s poll and no wakeups, nearly all of it would be dropped.
+    // A 256 KiB ring holds ~120 file-open records (40 ms of this stream) or
+    // ~1,700 of the page-cache set's read records (0.6 s). With a 1 s poll
+    // and no wakeups, most or nearly half of it would be dropped.
     let agent = AgentProc::start(&format!(
         "status_interval: 500ms\n{TEST_METRICS}state_dir: {state}\n\
          kernel:\n  ring_buffer_bytes: 262144\n  wakeup_bytes: 16384\n  poll_interval: 1s\n  repeat_window: 0s\n\
@@ -58,8 +59,10 @@ fn a_sustained_stream_is_read_on_kernel_wakeups_not_on_the_poll_tick() {
             .filter(|e| e["kind"] == "file_open" && e["file"]["path"] == path)
             .count() as u64
     };
-    // Two statuses after the last access, the agent has read what the
-    // kernel kept for it.
+    // The tail below the wakeup threshold (up to 16 KiB: a hundred read
+    // records) waits for the periodic drain, a poll interval at most; two
+    // statuses after that, the agent has read what the kernel kept for it.
+    std::thread::sleep(Duration::from_millis(1100));
     agent.status_after(agent.last_seq());
     let after = agent.status_after(agent.last_seq());
     let lost = dropped(&after) - dropped(&before);

@@ -13,7 +13,7 @@ fn builtin_has_enough_unique_entries_with_mitre_ids() {
     for entry in catalog.entries() {
         assert!(ids.insert(entry.id.clone()), "duplicate id {}", entry.id);
         assert!(!entry.mitre.is_empty(), "{} has no MITRE id", entry.id);
-        for id in &entry.mitre {
+        for id in entry.mitre.iter() {
             assert!(technique.is_match(id), "{}: {id}", entry.id);
         }
         assert!(!entry.description.is_empty(), "{}", entry.id);

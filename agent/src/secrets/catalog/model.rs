@@ -1,6 +1,6 @@
 //! What a catalog entry is: its secret kind, its content check, and the errors of a bad entry.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
@@ -89,7 +89,7 @@ pub struct CatalogEntry {
     pub content: Option<ContentCheck>,
     /// MITRE ATT&CK technique ids.
     #[serde(default)]
-    pub mitre: Vec<String>,
+    pub mitre: Arc<[String]>,
     /// Severity of a read by a process that is not one of the secret's
     /// owners; `medium` when a policy entry does not say.
     #[serde(default)]
@@ -153,7 +153,7 @@ impl CatalogEntry {
             paths: paths.iter().map(|p| p.to_string()).collect(),
             exclude: Vec::new(),
             content: None,
-            mitre: Vec::new(),
+            mitre: Arc::from([]),
             severity,
             expected_clients: Vec::new(),
         }

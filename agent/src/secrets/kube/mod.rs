@@ -10,6 +10,8 @@
 
 pub mod layout;
 
+use std::sync::Arc;
+
 use crate::{
     event::{K8sSecretRef, Severity},
     identity::pods::{PodMeta, SecretVolume, VolumeSource},
@@ -46,7 +48,7 @@ pub fn entries(kubelet_root: &str) -> Vec<CatalogEntry> {
         "A key of a Kubernetes Secret in a pod's Secret or projected volume; \
          the pods it is mounted into and the kubelet read it, nobody else",
     );
-    secret.mitre = vec!["T1552.001".into(), "T1552.007".into()];
+    secret.mitre = Arc::from(["T1552.001".into(), "T1552.007".into()]);
     secret.expected_clients = clients.clone();
     let mut token = CatalogEntry::new(
         SA_TOKEN_ENTRY,
@@ -55,7 +57,7 @@ pub fn entries(kubelet_root: &str) -> Vec<CatalogEntry> {
         &[&format!("{root}/pods/*/volumes/kubernetes.io~projected/**")],
         "A pod's projected service-account token",
     );
-    token.mitre = vec!["T1528".into(), "T1552.007".into()];
+    token.mitre = Arc::from(["T1528".into(), "T1552.007".into()]);
     token.expected_clients = clients;
     vec![secret, token]
 }

@@ -43,6 +43,9 @@ pub const MAX_SECRET_BYTES: u64 = 1 << 20;
 /// Distinct clean environments remembered (16 bytes each): a node runs a
 /// few hundred distinct ones at a time.
 const CLEAN_ENVS: usize = 1024;
+/// Secrets whose read reports are kept for sharing (one per secret file
+/// content on the node, in practice far fewer).
+const SECRET_INFOS: usize = 4096;
 
 pub use crate::kernel::decode::{file_key, inode_key, user_dev_to_kernel};
 
@@ -146,6 +149,9 @@ pub struct SecretMonitor<K: KernelWatch = KernelMaps> {
     by_inode: HashMap<InodeKey, u32>,
     dirs: HashSet<InodeKey>,
     fingerprints: LruCache<FileKey, Option<String>>,
+    /// What reads report about a secret, by fingerprint (see
+    /// `read_secret_info`); cleared when it reaches [`SECRET_INFOS`].
+    secret_infos: HashMap<String, Arc<SecretInfo>>,
     searches: SearchWatch,
     /// (identity, variable, fingerprint) already reported by secret-env.
     env_reported: LruCache<(String, String, String), ()>,
@@ -198,6 +204,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             by_inode: HashMap::new(),
             dirs: HashSet::new(),
             fingerprints: LruCache::new(NonZeroUsize::new(4096).unwrap()),
+            secret_infos: HashMap::new(),
             searches: SearchWatch::default(),
             env_reported: LruCache::new(NonZeroUsize::new(16384).unwrap()),
             clean_envs: env::CleanBlocks::new(NonZeroUsize::new(CLEAN_ENVS).unwrap()),
@@ -677,7 +684,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             }
             let who = identity_key(p);
             self.record_read(&path, &who, p, now_ns(), 1);
-            let secret = SecretInfo {
+            let secret = Arc::new(SecretInfo {
                 id: s.k8s.as_ref().map_or_else(
                     || format!("env:{}", s.detector),
                     |k| crate::secrets::kube::secret_id(k, false),
@@ -687,7 +694,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 path: None,
                 variable: Some(s.var.clone()),
                 k8s: s.k8s.clone(),
-            };
+            });
             // The pod spec gives a secretKeyRef variable to this container:
             // its own, no replay.
             let replay = if s.k8s.is_some() {

@@ -15,7 +15,7 @@ use crate::{
     pipeline::emitter::Pending,
     secrets::kernel_watch::KernelWatch,
     secrets::kube::KubeSecret,
-    secrets::usage::{identity_key, Taint},
+    secrets::usage::identity_key,
 };
 
 use super::{
@@ -262,10 +262,13 @@ impl<K: KernelWatch> SecretMonitor<K> {
             secret_id: kube.as_ref().map(|k| k.id()),
             repeats: (rec.repeats > 0).then_some(rec.repeats),
         };
-        let mut out = vec![Pending {
+        // Room for the event and its finding: a Pending is several hundred
+        // bytes, and growing the vector copied the first one.
+        let mut out = Vec::with_capacity(2);
+        out.push(Pending {
             file: Some(file.clone()),
             ..Pending::new(Kind::FileOpen, rec.ktime_ns, reader.clone())
-        }];
+        });
         if !rec.readable {
             return out;
         }
@@ -303,14 +306,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
         if kube.is_some() && self.kube_reader_is_mounted(fp.as_deref(), reader_now) {
             (severity, role) = (Severity::Info, Role::Owner);
         }
-        let secret = SecretInfo {
-            id: kube.as_ref().map_or_else(|| catalog_id.clone(), |k| k.id()),
-            kind: kind.to_string(),
-            fingerprint: fp,
-            path: Some(secret_path.clone()),
-            variable: None,
-            k8s: kube.as_ref().map(|k| k.secret.clone()),
-        };
+        let secret = self.read_secret_info(&catalog_id, kind, fp, &secret_path, kube.as_deref());
         let follow_ups = if rec.denied {
             None
         } else {
@@ -355,10 +351,50 @@ impl<K: KernelWatch> SecretMonitor<K> {
         out
     }
 
+    /// What a read of the catalogued file `path` reports about its secret:
+    /// the one an earlier read of the same content there made, when there
+    /// is one, shared. A process re-reading a file then costs no copy of
+    /// it (its finding and its taint hold the same one).
+    fn read_secret_info(
+        &mut self,
+        catalog_id: &str,
+        kind: &str,
+        fp: Option<String>,
+        path: &str,
+        kube: Option<&KubeSecret>,
+    ) -> Arc<SecretInfo> {
+        let make = |fingerprint| {
+            Arc::new(SecretInfo {
+                id: kube.map_or_else(|| catalog_id.to_string(), |k| k.id()),
+                kind: kind.to_string(),
+                fingerprint,
+                path: Some(path.to_string()),
+                variable: None,
+                k8s: kube.map(|k| k.secret.clone()),
+            })
+        };
+        // A Kubernetes Secret's id is made from its reference: not kept.
+        let fp = match (fp, kube) {
+            (Some(fp), None) => fp,
+            (fp, _) => return make(fp),
+        };
+        if let Some(s) = self.secret_infos.get(&fp) {
+            if s.id == catalog_id && s.kind == kind && s.path.as_deref() == Some(path) {
+                return Arc::clone(s);
+            }
+        }
+        if self.secret_infos.len() >= super::SECRET_INFOS {
+            self.secret_infos.clear();
+        }
+        let s = make(Some(fp.clone()));
+        self.secret_infos.insert(fp, Arc::clone(&s));
+        s
+    }
+
     /// Replay check and exfiltration taint for one use of a secret.
     pub(super) fn track_use(
         &mut self,
-        secret: &SecretInfo,
+        secret: &Arc<SecretInfo>,
         catalog_id: &str,
         path: &str,
         p: &Process,
@@ -370,16 +406,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             && secret.fingerprint.is_some()
             && verdict::carries_taint(role, declared)
         {
-            self.usage.taint(
-                p,
-                Taint {
-                    at: Instant::now(),
-                    secret: secret.clone(),
-                    allowed,
-                    declared,
-                    reader_exec_id: p.exec_id.clone(),
-                },
-            );
+            self.usage.taint(p, secret, allowed, declared);
         }
         if role == Role::ExpectedClient {
             return None;

@@ -385,6 +385,33 @@ fn a_read_of_a_version_already_fingerprinted_touches_no_file() {
 }
 
 #[test]
+fn re_reads_of_one_secret_share_what_their_findings_say_about_it() {
+    let node = Node::new();
+    let mut m = node.monitor("{}").unwrap();
+    let rec = node.open(&m, "keys/a.key");
+    let curl = reader("/usr/bin/curl");
+    let secret_of = |out: &[Pending]| findings_of(out, "secret-read")[0].secret.clone().unwrap();
+    let first = secret_of(&read(&mut m, &rec, &curl));
+    let again = secret_of(&read(&mut m, &rec, &curl));
+    assert!(Arc::ptr_eq(&first, &again), "a re-read copied its secret");
+    // Another file: its own, never the cached one.
+    let other = node.open(&m, "keys/b.key");
+    let b = secret_of(&read(&mut m, &other, &curl));
+    assert!(!Arc::ptr_eq(&first, &b));
+    assert_eq!(b.path, Some(node.path("keys/b.key").display().to_string()));
+    // A new version of the first: a new fingerprint, a new one.
+    fs::write(node.path("keys/a.key"), "AKIAZZZZZZZZZZZZZZZZ rotated").unwrap();
+    let mut changed = rec.clone();
+    changed.size += 1;
+    let rotated = secret_of(&read(&mut m, &changed, &curl));
+    assert_ne!(rotated.fingerprint, first.fingerprint);
+    assert_eq!(
+        (rotated.id.as_str(), rotated.path.as_ref()),
+        (first.id.as_str(), first.path.as_ref())
+    );
+}
+
+#[test]
 fn opens_the_filter_passed_outside_the_catalog_are_not_secrets() {
     let node = Node::new();
     let mut m = node.monitor("{}").unwrap();
