@@ -165,7 +165,7 @@ pub struct InodeKey {
 /// A record kind: an access of a watched file known by its inode only (the
 /// page-cache hooks), a [`FileOpenHead`] without the path parts: 144 bytes
 /// where a [`FileOpenEvent`] takes about 2 KiB, so the ring buffer holds
-/// fourteen times as many reads before it drops one. Counted in the
+/// about thirteen times as many reads before it drops one. Counted in the
 /// file-open slots of the counters (it is outside [`KIND_SLOTS`]).
 pub const KIND_FILE_ACCESS: u32 = 12;
 

@@ -304,8 +304,8 @@ pub(crate) unsafe fn emit_open(
         syscall,
         repeats,
     };
-    // Without a file there is no path: the head alone, a fourteenth of the
-    // ring buffer space (the page-cache hooks report every read this way).
+    // Without a file there is no path: the head alone, about a thirteenth of
+    // the ring buffer space (the page-cache hooks report every read this way).
     if o.file.is_null() {
         let Some(mut entry) = EVENTS.reserve::<FileOpenHead>(0) else {
             bump(&DROPS, KIND_FILE_OPEN);

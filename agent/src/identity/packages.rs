@@ -22,7 +22,10 @@
 
 use std::{
     num::NonZeroUsize,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::SystemTime,
 };
 
@@ -88,6 +91,9 @@ pub struct Packages {
     /// same view for every read, and the cache above needs its key built
     /// (four string copies) to be asked.
     last: Mutex<Option<LastVerdict>>,
+    /// Checks that could not decide (a container's mounts gone) and were
+    /// dropped from `verdicts` so that the next read asks again.
+    undecided: AtomicU64,
 }
 
 struct LastVerdict {
@@ -107,6 +113,7 @@ impl Packages {
             loaded: Mutex::default(),
             verdicts: Mutex::new(LruCache::new(NonZeroUsize::new(4096).unwrap())),
             last: Mutex::default(),
+            undecided: AtomicU64::new(0),
         });
         let warm = p.clone();
         tokio::task::spawn_blocking(move || warm.current());
@@ -158,11 +165,14 @@ impl Packages {
                 return last.verdict.clone();
             }
         }
+        let undecided = self.undecided.load(Ordering::Relaxed);
         let verdict = match self.verify(p) {
             Some(f) => f.await,
             None => None,
         };
-        *self.last.lock().unwrap() = Some(LastVerdict {
+        // An undecided check is not kept here either: the next read asks again.
+        let decided = self.undecided.load(Ordering::Relaxed) == undecided;
+        *self.last.lock().unwrap() = decided.then(|| LastVerdict {
             view: p.clone(),
             generation,
             verdict: verdict.clone(),
@@ -210,6 +220,7 @@ impl Packages {
                 // same file may still show them. (The verdict was put in the
                 // cache before this task could take the lock.)
                 me.verdicts.lock().unwrap().pop(&cache_key);
+                me.undecided.fetch_add(1, Ordering::Relaxed);
             }
             verdict
         })

@@ -607,7 +607,8 @@ mod tests {
         (head.tgid, head.ino, head.dev) = (42, 611, (8 << 20) | 1);
         head.f_mode = FMODE_READ;
         head.repeats = 3;
-        head.flags = OPEN_FLAG_PATH_TRUNCATED;
+        // No truncation flag: the kind alone says there is no path.
+        head.flags = 0;
         head.comm[..3].copy_from_slice(b"cat");
         // SAFETY: as above.
         let buf = unsafe {

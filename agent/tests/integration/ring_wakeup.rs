@@ -25,8 +25,10 @@ fn a_sustained_stream_is_read_on_kernel_wakeups_not_on_the_poll_tick() {
     )
     .unwrap();
     // A 256 KiB ring holds ~120 file-open records (40 ms of this stream) or
-    // ~1,700 of the page-cache set's read records (0.6 s). With a 1 s poll
-    // and no wakeups, most or nearly half of it would be dropped.
+    // ~1,700 of the page-cache set's read records (0.6 s). The stream runs
+    // 2 s, so with a 1 s poll and no wakeups at least one full second of it
+    // (3,000 records) falls between two drains and overflows the ring on
+    // every hook set, whenever the polls land.
     let agent = AgentProc::start(&format!(
         "status_interval: 500ms\n{TEST_METRICS}state_dir: {state}\n\
          kernel:\n  ring_buffer_bytes: 262144\n  wakeup_bytes: 16384\n  poll_interval: 1s\n  repeat_window: 0s\n\
@@ -37,15 +39,16 @@ fn a_sustained_stream_is_read_on_kernel_wakeups_not_on_the_poll_tick() {
     let dropped =
         |s: &serde_json::Value| s["status"]["kernel"]["dropped"]["total"].as_u64().unwrap();
     let before = agent.status_after(agent.last_seq());
-    // 3000 accesses paced over ~1 s: open, one byte, close (a record on
+    // 6000 accesses paced over ~2 s: open, one byte, close (a record on
     // every file hook set).
-    const N: u64 = 3000;
+    const N: u64 = 6000;
+    const STREAM_US: u64 = 2_000_000;
     let start = Instant::now();
     for i in 0..N {
         let mut f = std::fs::File::open(&creds).unwrap();
         let _ = f.read(&mut [0u8; 1]).unwrap();
         if i % 30 == 29 {
-            let due = Duration::from_micros(i * 1_000_000 / N);
+            let due = Duration::from_micros(i * STREAM_US / N);
             if let Some(ahead) = due.checked_sub(start.elapsed()) {
                 std::thread::sleep(ahead);
             }

@@ -987,3 +987,25 @@ fn policy_check_rejects_bad_sinks() {
         );
     }
 }
+
+/// A container runtime's log pipe (here the harness's) is 64 KiB by default:
+/// a fraction of a second of events at a high rate. The stdout sink asks for
+/// 1 MiB, so a reader that stalls briefly does not fill the sink's queue.
+#[test]
+fn stdout_to_a_pipe_gets_a_one_mebibyte_buffer() {
+    use std::os::{fd::AsRawFd, unix::fs::OpenOptionsExt};
+    let state = tempfile::tempdir().unwrap();
+    let agent = AgentProc::start(&format!(
+        "{TEST_METRICS}state_dir: {}\nsecrets:\n  search_dirs: []\n",
+        state.path().display()
+    ));
+    // The agent's fd 1, opened anew: the same pipe, never read from here.
+    let pipe = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(format!("/proc/{}/fd/1", agent.pid()))
+        .unwrap();
+    // SAFETY: F_GETPIPE_SZ only reads the pipe's size.
+    let size = unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    assert_eq!(size, 1 << 20, "pipe buffer {size} bytes");
+}

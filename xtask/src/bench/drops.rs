@@ -1,5 +1,5 @@
 //! Sustained event rate: watched-secret accesses at a steady pace, the rate
-//! raised until the kernel reports drops, then narrowed down.
+//! raised until the agent loses records or falls behind, then narrowed down.
 
 use std::{
     fmt::Write as _,
@@ -26,9 +26,16 @@ pub enum Gen {
     Rereads,
 }
 
+/// What [`paced`] made.
+pub struct Paced {
+    pub records: u64,
+    /// Records per second, over the generator threads' own run.
+    pub rate: f64,
+}
+
 /// Makes records from `files` round robin at `rate` per second for `secs`,
-/// from enough threads to reach the rate; returns the achieved rate.
-pub fn paced(gen: Gen, files: &[PathBuf], rate: u64, secs: f64) -> f64 {
+/// from enough threads to reach the rate.
+pub fn paced(gen: Gen, files: &[PathBuf], rate: u64, secs: f64) -> Paced {
     let per_thread = if gen == Gen::Rereads { 150_000 } else { 60_000 };
     let threads = rate.div_ceil(per_thread).max(1);
     let per = rate / threads;
@@ -75,7 +82,10 @@ pub fn paced(gen: Gen, files: &[PathBuf], rate: u64, secs: f64) -> f64 {
     for h in hs {
         let _ = h.join();
     }
-    (n * threads) as f64 / t.elapsed().as_secs_f64()
+    Paced {
+        records: n * threads,
+        rate: (n * threads) as f64 / t.elapsed().as_secs_f64(),
+    }
 }
 
 struct Step {
@@ -89,12 +99,15 @@ struct Step {
     /// Events the agent made but its stdout sink could not take (its queue
     /// full): a loss as much as a kernel drop.
     sink_dropped: u64,
-    /// The step's records not yet out of the agent when the generator
-    /// stopped, in seconds of the rate. The ring buffer (some 55k read
-    /// records) and the sink's queue can hide a deficit for a step of a few
-    /// seconds: a rate the agent does not keep up with shows here before it
-    /// drops.
+    /// The step's records the bench had not read back from the agent's
+    /// stdout when the generator stopped, in seconds of the rate.
     behind_s: f64,
+    /// How much `behind_s` grew over the second half of the step. The ring
+    /// buffer (some 55k read records) and the sink's queue can hide a
+    /// deficit for a step of a few seconds; a backlog that stays put is
+    /// latency (queues filled once), one that grows is a rate the agent
+    /// does not keep up with, and shows here before it drops.
+    growth_s: f64,
     cpu: f64,
     /// The bench process's own CPU: the generator and the reader of the
     /// agent's stdout share the machine with the agent.
@@ -107,37 +120,48 @@ fn step(agent: &Agent, gen: Gen, files: &[PathBuf], rate: u64, secs: f64) -> Res
     let c0 = agent.cpu_seconds();
     let b0 = stats::cpu_seconds(std::process::id());
     let t = Instant::now();
-    let achieved = paced(gen, files, rate, secs);
+    let owned = files.to_vec();
+    let generator = std::thread::spawn(move || paced(gen, &owned, rate, secs));
+    // Halfway: how far behind the output is (the generator is paced, so it
+    // has made about `rate` per second so far).
+    std::thread::sleep(Duration::from_secs_f64(secs / 2.0));
+    let mid_s = t.elapsed().as_secs_f64();
+    let seen_mid = agent.state.lock().unwrap().opens_with_marker;
+    let made = generator
+        .join()
+        .expect("the generator threads do not panic");
     let wall = t.elapsed().as_secs_f64();
     let seen_at_end = agent.state.lock().unwrap().opens_with_marker;
+    let behind_mid = (mid_s * rate as f64 - (seen_mid - seen0) as f64).max(0.0) / rate as f64;
     let c1 = agent.cpu_seconds();
     let b1 = stats::cpu_seconds(std::process::id());
     // The stream has caught up once a status emitted after the last access arrived.
     let after = agent.fresh_status()?;
     let seen1 = agent.state.lock().unwrap().opens_with_marker;
+    let behind_s = made.records.saturating_sub(seen_at_end - seen0) as f64 / made.rate.max(1.0);
     Ok(Step {
         rate,
-        achieved,
+        achieved: made.rate,
         delivered_s: (seen1 - seen0) as f64 / wall,
         events_s: (agent::emitted(&after) - agent::emitted(&before)) as f64 / wall,
         dropped: agent::drops(&after) - agent::drops(&before),
         sink_dropped: agent::sink_drops(&after) - agent::sink_drops(&before),
-        behind_s: ((achieved * wall) - (seen_at_end - seen0) as f64).max(0.0) / achieved.max(1.0),
+        behind_s,
+        growth_s: behind_s - behind_mid,
         cpu: (c1 - c0) / wall,
         bench_cpu: (b1 - b0) / wall,
     })
 }
 
-/// A step with more than this much of its records (in seconds of its rate)
-/// still inside the agent when the generator stopped did not keep up, drops
-/// or not: two periodic drains (`kernel.poll_interval`, 50 ms), the most a
-/// record waits at a rate the agent sustains.
-const BEHIND_LIMIT_S: f64 = 0.1;
+/// A step whose backlog grew by more than this (in seconds of its rate)
+/// over its second half did not keep up, drops or not: over the 2 s half of
+/// a full-run step, a deficit of 5% of the rate.
+const GROWTH_LIMIT_S: f64 = 0.1;
 
 impl Step {
-    /// Lost records, or a backlog that would have become a loss in a longer step.
+    /// Lost records, or a growing backlog that a longer step would have lost.
     fn lost(&self) -> bool {
-        self.dropped > 0 || self.sink_dropped > 0 || self.behind_s > BEHIND_LIMIT_S
+        self.dropped > 0 || self.sink_dropped > 0 || self.growth_s > GROWTH_LIMIT_S
     }
 }
 
@@ -164,7 +188,8 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<DropsResult> {
             ..Watch::default()
         },
     )?;
-    let secs = if ctx.smoke { 0.3 } else { 2.0 };
+    // Long enough that a deficit of a few percent shows as a growing backlog.
+    let secs = if ctx.smoke { 0.4 } else { 4.0 };
     let file_access = agent.fresh_status()?["status"]["hook_set"]["file_access"]
         .as_str()
         .unwrap_or("")
@@ -177,7 +202,7 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<DropsResult> {
     let mut steps: Vec<Step> = Vec::new();
     let mut rate = if ctx.smoke { 1_000 } else { 5_000 };
     let max_rate = if ctx.smoke { 2_000 } else { 320_000 };
-    // Upward, doubling, until drops or the generator cannot keep up.
+    // Upward, doubling, until a loss (or a backlog) or the generator cannot keep up.
     let mut good: Option<u64> = None;
     let mut bad: Option<u64> = None;
     while rate <= max_rate {
@@ -225,20 +250,24 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<DropsResult> {
 
     steps.sort_by_key(|s| s.rate);
     let mut md = String::from("## Sustained event rate and the drop onset\n\n");
+    let ring_holds = match gen {
+        Gen::Rereads => "some 55k read records (152 bytes each)",
+        Gen::Opens => "some 4k file-open records (about 2 KiB each, with their paths)",
+    };
     let how = match gen {
         Gen::Rereads => "one-byte `pread`s at offset 0 of the 5 watched files, each held open (the hook set is `page-cache`, where each read of a watched file is a record; a re-read costs the generator about 1 µs where an open, read and close cost 6, so the agent, not the generator, meets the limit)",
         Gen::Opens => "watched-secret opens, each with a one-byte read, of the 5 watched files (the hook set sees opens)",
     };
     let _ = writeln!(
         md,
-        "proctor default config with `kernel.repeat_window: 0s` (every access a record, no folding of repeats in the kernel); {how}, round robin, at a steady pace for {secs} s per rate, the rate doubled until the agent loses records, then bisected. Each access is one kernel record, and the agent emits a `file_open` event and a `secret-read` finding for it. The event stream is read from the agent's stdout by the bench, as a log shipper would. Delivered: the bench's own `file_open` events read back; emitted: all events the agent made (the machine's other activity included), delivered or not; kernel drops: the agent's kernel drop counters (all record kinds); sink drops: events the agent made but its stdout sink dropped (queue full). Behind: the records still inside the agent (ring buffer, queues) when the generator stopped, in seconds of the rate; the ring alone holds some 55k read records, so a deficit can hide for a few seconds before it drops. A rate counts as lossy if either drop count is non-zero or the agent was more than {BEHIND_LIMIT_S} s behind (two periodic drains: it did not keep up). Bench CPU: the bench process itself (the generator threads and the reader of the agent's stdout), on the same {} cores.\n\n\
-         | target records/s | achieved | delivered `file_open`/s | events emitted/s | kernel drops | sink drops | behind (s) | agent CPU (one core = 100%) | bench CPU |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "proctor default config with `kernel.repeat_window: 0s` (every access a record, no folding of repeats in the kernel); {how}, round robin, at a steady pace for {secs} s per rate, the rate doubled until the agent loses records, then bisected. Each access is one kernel record, and the agent emits a `file_open` event and a `secret-read` finding for it. The event stream is read from the agent's stdout by the bench, as a log shipper would. Delivered: the bench's own `file_open` events read back; emitted: all events the agent made (the machine's other activity included), delivered or not; kernel drops: the agent's kernel drop counters (all record kinds); sink drops: events the agent made but its stdout sink dropped (queue full). Behind: the records the bench had not yet read back when the generator stopped (in the agent's ring buffer and queues, the pipe, the bench's reader), in seconds of the rate; growth: how much that backlog grew over the second half of the step. The ring alone holds {ring_holds}, so a deficit can hide for a few seconds before it drops: a backlog that stays put is latency (queues filled once), one that grows is a rate the agent does not keep up with. A rate counts as lossy if either drop count is non-zero or the backlog grew by more than {GROWTH_LIMIT_S} s (a deficit of 5% over the half-step). Bench CPU: the bench process itself (the generator threads and the reader of the agent's stdout), on the same {} cores.\n\n\
+         | target records/s | achieved | delivered `file_open`/s | events emitted/s | kernel drops | sink drops | behind (s) | growth (s) | agent CPU (one core = 100%) | bench CPU |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     for s in &steps {
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.0} | {:.0} | {} | {} | {:.2} | {:.0}% | {:.0}% |",
+            "| {} | {:.0} | {:.0} | {:.0} | {} | {} | {:.2} | {:+.2} | {:.0}% | {:.0}% |",
             s.rate,
             s.achieved,
             s.delivered_s,
@@ -246,6 +275,7 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<DropsResult> {
             s.dropped,
             s.sink_dropped,
             s.behind_s,
+            s.growth_s,
             100.0 * s.cpu,
             100.0 * s.bench_cpu
         );
@@ -255,7 +285,7 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<DropsResult> {
     let sustained_events = clean().map(|s| s.events_s).fold(0.0, f64::max);
     let _ = writeln!(
         md,
-        "\nHighest rate with zero drops that the agent kept up with: **{sustained:.0} watched-file records/s** (each one record, two events); losses (or a backlog past {BEHIND_LIMIT_S} s) begin at: **{}**.\n",
+        "\nHighest rate with zero drops that the agent kept up with: **{sustained:.0} watched-file records/s** (each one record, two events); losses (or a backlog growing past {GROWTH_LIMIT_S} s) begin at: **{}**.\n",
         match bad {
             Some(b) => format!("{b} records/s"),
             None => format!("not reached up to {:.0} records/s (the highest rate tried, or the generator's ceiling)", steps.last().map_or(0.0, |s| s.achieved)),

@@ -137,6 +137,6 @@ pub fn section(ctx: &Ctx) -> Result<String> {
             r.missing
         );
     }
-    md.push_str("\nWith the default settings the kernel wakes the agent only once 64 KiB are pending, so at a low event rate an event waits for the 50 ms periodic drain; that bounds the latency, and the eager row shows the pipeline's own cost.\n\n");
+    md.push_str("\nWith the default settings the kernel wakes the agent only once 256 KiB (a 32nd of the ring) are pending, so at a low event rate an event waits for the 50 ms periodic drain; that bounds the latency, and the eager row shows the pipeline's own cost.\n\n");
     Ok(md)
 }

@@ -11,10 +11,40 @@ pub struct Stdout {
     out: BufWriter<tokio::io::Stdout>,
 }
 
+/// The pipe buffer asked for when standard output is a pipe (a container
+/// runtime's log pipe, a shipper started with the agent): the default 64 KiB
+/// is a fraction of a second of events at a high rate, and a reader that
+/// falls behind for longer fills the sink's queue.
+const PIPE_BYTES: libc::c_int = 1 << 20;
+
 impl Stdout {
     pub fn new() -> Self {
+        grow_pipe(libc::STDOUT_FILENO);
         Self {
             out: BufWriter::with_capacity(256 * 1024, tokio::io::stdout()),
+        }
+    }
+}
+
+/// Asks for a [`PIPE_BYTES`] buffer if `fd` is a pipe; the kernel may give
+/// less (`fs.pipe-max-size`, the user's pipe quota), which only costs
+/// smoothing, so a refusal is logged and nothing more.
+fn grow_pipe(fd: libc::c_int) {
+    // SAFETY: fstat and fcntl on a descriptor number only read or set
+    // kernel state; `st` is plain data the call fills.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut st) != 0 || st.st_mode & libc::S_IFMT != libc::S_IFIFO {
+            return;
+        }
+        if libc::fcntl(fd, libc::F_GETPIPE_SZ) >= PIPE_BYTES {
+            return;
+        }
+        if libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_BYTES) < 0 {
+            tracing::debug!(
+                "stdout sink: the pipe buffer stays at its size ({}); a slow reader fills the sink's queue sooner",
+                std::io::Error::last_os_error()
+            );
         }
     }
 }
