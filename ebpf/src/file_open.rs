@@ -148,7 +148,15 @@ pub(crate) fn on_opened(ret: i64, syscall: u32) {
             None => return,
         }
     };
-    unsafe { emit_open(&opened, matched, slot, flags, ret as i32, syscall, repeats) };
+    let access = Access {
+        matched,
+        slot,
+        flags,
+        fd: ret as i32,
+        syscall,
+        repeats,
+    };
+    unsafe { emit_open(&opened, &access) };
 }
 
 /// Whether `o` passes the kernel filter: watched by inode, by basename, or
@@ -286,24 +294,8 @@ pub(crate) fn current_is_agent() -> bool {
 /// a file (the page-cache hooks) there is no path at all: the record says
 /// truncated and the agent names the file from its watch table.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn emit_open(
-    o: &Opened,
-    matched: u32,
-    slot: u32,
-    flags: u32,
-    fd: i32,
-    syscall: u32,
-    repeats: u32,
-) {
-    let head = OpenHead {
-        matched,
-        slot,
-        flags,
-        fd,
-        syscall,
-        repeats,
-    };
+pub(crate) unsafe fn emit_open(o: &Opened, head: &Access) {
+    let syscall = head.syscall;
     // Without a file there is no path: the head alone, about a thirteenth of
     // the ring buffer space (the page-cache hooks report every read this way).
     if o.file.is_null() {
@@ -312,7 +304,7 @@ pub(crate) unsafe fn emit_open(
             return;
         };
         let h = unsafe { &mut *entry.as_mut_ptr() };
-        unsafe { fill_head(h, KIND_FILE_ACCESS, o, &head) };
+        unsafe { fill_head(h, KIND_FILE_ACCESS, o, head) };
         h.f_flags = 0;
         h.dfd = -100;
         h.depth = 0;
@@ -327,7 +319,7 @@ pub(crate) unsafe fn emit_open(
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     unsafe {
-        fill_head(&mut ev.head, KIND_FILE_OPEN, o, &head);
+        fill_head(&mut ev.head, KIND_FILE_OPEN, o, head);
         ev.head.f_flags = read::<u32>(o.file, off!(file_f_flags));
         if syscall != 0 && syscall != OPEN_SYSCALL_IO_URING {
             fill_args(ev, syscall);
@@ -342,18 +334,18 @@ pub(crate) unsafe fn emit_open(
 }
 
 /// What [`emit_open`]'s caller says about the access.
-struct OpenHead {
-    matched: u32,
-    slot: u32,
-    flags: u32,
-    fd: i32,
-    syscall: u32,
-    repeats: u32,
+pub(crate) struct Access {
+    pub matched: u32,
+    pub slot: u32,
+    pub flags: u32,
+    pub fd: i32,
+    pub syscall: u32,
+    pub repeats: u32,
 }
 
 /// The fields every file-access record has, from the current task and `o`.
 #[inline(always)]
-unsafe fn fill_head(ev: &mut FileOpenHead, kind: u32, o: &Opened, a: &OpenHead) {
+unsafe fn fill_head(ev: &mut FileOpenHead, kind: u32, o: &Opened, a: &Access) {
     ev.hdr = crate::process::header(kind);
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
@@ -638,7 +630,19 @@ fn on_lsm_file_open<const REPORT: bool>(ctx: &aya_ebpf::programs::LsmContext) ->
                 bump(&SENT, LSM_DENIED_SLOT);
                 // Denied secrets are watched ones: the agent knows them by slot.
                 if let Some(slot) = unsafe { WATCHED_INODES.get(key(dev, ino)) }.copied() {
-                    unsafe { emit_open(&opened, MATCH_INODE, slot, OPEN_FLAG_DENIED, -1, 0, 0) };
+                    unsafe {
+                        emit_open(
+                            &opened,
+                            &Access {
+                                matched: MATCH_INODE,
+                                slot,
+                                flags: OPEN_FLAG_DENIED,
+                                fd: -1,
+                                syscall: 0,
+                                repeats: 0,
+                            },
+                        )
+                    };
                 }
                 return -1; // -EPERM
             }
@@ -647,7 +651,19 @@ fn on_lsm_file_open<const REPORT: bool>(ctx: &aya_ebpf::programs::LsmContext) ->
     if REPORT {
         if let Some((matched, slot)) = unsafe { watched(&opened) } {
             if let Some(repeats) = unsafe { first_in_window(task, dev, ino, f_mode) } {
-                unsafe { emit_open(&opened, matched, slot, 0, -1, 0, repeats) };
+                unsafe {
+                    emit_open(
+                        &opened,
+                        &Access {
+                            matched,
+                            slot,
+                            flags: 0,
+                            fd: -1,
+                            syscall: 0,
+                            repeats,
+                        },
+                    )
+                };
             }
         }
     }

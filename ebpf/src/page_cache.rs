@@ -22,7 +22,8 @@ use proctor_common::{
 
 use crate::{
     file_open::{
-        current_is_agent, emit_open, enforce_kill, first_in_window, key, Opened, WATCHED_INODES,
+        current_is_agent, emit_open, enforce_kill, first_in_window, key, Access, Opened,
+        WATCHED_INODES,
     },
     off, read, read_ptr,
 };
@@ -120,30 +121,24 @@ fn on_page_cache<const DIRECT: bool>(ctx: &BtfTracePointContext) {
     // Every forbidden read is killed, repeat or not: the signal is pending
     // before this read returns, so the process never runs again.
     if unsafe { enforce_kill(task, dev, ino) } {
-        unsafe {
-            emit_open(
-                &opened,
-                MATCH_INODE,
-                slot,
-                OPEN_FLAG_KILLED,
-                -1,
-                OPEN_SYSCALL_PAGE_CACHE,
-                0,
-            )
-        };
+        let access = read_access(slot, OPEN_FLAG_KILLED, 0);
+        unsafe { emit_open(&opened, &access) };
         return;
     }
     if let Some(repeats) = unsafe { first_in_window(task, dev, ino, FMODE_READ) } {
-        unsafe {
-            emit_open(
-                &opened,
-                MATCH_INODE,
-                slot,
-                0,
-                -1,
-                OPEN_SYSCALL_PAGE_CACHE,
-                repeats,
-            )
-        };
+        unsafe { emit_open(&opened, &read_access(slot, 0, repeats)) };
+    }
+}
+
+/// A read the page-cache hooks report: matched by inode, no fd, no syscall.
+#[inline(always)]
+fn read_access(slot: u32, flags: u32, repeats: u32) -> Access {
+    Access {
+        matched: MATCH_INODE,
+        slot,
+        flags,
+        fd: -1,
+        syscall: OPEN_SYSCALL_PAGE_CACHE,
+        repeats,
     }
 }
