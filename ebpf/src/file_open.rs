@@ -291,20 +291,20 @@ pub(crate) fn current_is_agent() -> bool {
 
 /// One file-open record for userspace. `syscall` 0: no syscall arguments to
 /// read (the LSM hook), the path comes from the dentry walk alone. Without
-/// a file (the page-cache hooks) there is no path at all: the record says
-/// truncated and the agent names the file from its watch table.
+/// a file (the page-cache hooks) there is no path at all: the record is the
+/// head alone (`KIND_FILE_ACCESS`), and the agent names the file from its
+/// watch table.
 #[inline(always)]
-pub(crate) unsafe fn emit_open(o: &Opened, head: &Access) {
-    let syscall = head.syscall;
-    // Without a file there is no path: the head alone, about a thirteenth of
-    // the ring buffer space (the page-cache hooks report every read this way).
+pub(crate) unsafe fn emit_open(o: &Opened, access: &Access) {
+    // The head alone is about a thirteenth of the ring buffer space of a
+    // full record (the page-cache hooks report every read this way).
     if o.file.is_null() {
         let Some(mut entry) = EVENTS.reserve::<FileOpenHead>(0) else {
             bump(&DROPS, KIND_FILE_OPEN);
             return;
         };
         let h = unsafe { &mut *entry.as_mut_ptr() };
-        unsafe { fill_head(h, KIND_FILE_ACCESS, o, head) };
+        unsafe { fill_head(h, KIND_FILE_ACCESS, o, access) };
         h.f_flags = 0;
         h.dfd = -100;
         h.depth = 0;
@@ -319,10 +319,10 @@ pub(crate) unsafe fn emit_open(o: &Opened, head: &Access) {
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     unsafe {
-        fill_head(&mut ev.head, KIND_FILE_OPEN, o, head);
+        fill_head(&mut ev.head, KIND_FILE_OPEN, o, access);
         ev.head.f_flags = read::<u32>(o.file, off!(file_f_flags));
-        if syscall != 0 && syscall != OPEN_SYSCALL_IO_URING {
-            fill_args(ev, syscall);
+        if access.syscall != 0 && access.syscall != OPEN_SYSCALL_IO_URING {
+            fill_args(ev, access.syscall);
         } else {
             ev.head.dfd = -100;
             ev.filename[0] = 0;

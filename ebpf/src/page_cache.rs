@@ -121,8 +121,7 @@ fn on_page_cache<const DIRECT: bool>(ctx: &BtfTracePointContext) {
     // Every forbidden read is killed, repeat or not: the signal is pending
     // before this read returns, so the process never runs again.
     if unsafe { enforce_kill(task, dev, ino) } {
-        let access = read_access(slot, OPEN_FLAG_KILLED, 0);
-        unsafe { emit_open(&opened, &access) };
+        unsafe { emit_open(&opened, &read_access(slot, OPEN_FLAG_KILLED, 0)) };
         return;
     }
     if let Some(repeats) = unsafe { first_in_window(task, dev, ino, FMODE_READ) } {

@@ -256,33 +256,22 @@ impl SecretUsage {
         declared: bool,
     ) {
         let v = Arc::make_mut(self.taints.entry(ProcessKey::of(p)));
-        let at = Instant::now();
-        let t = match v
+        // The earlier read's exec id is kept when it is this one's.
+        let reader_exec_id = match v
             .iter()
             .position(|old| old.secret.fingerprint == secret.fingerprint)
+            .map(|i| v.remove(i).reader_exec_id)
         {
-            Some(i) => {
-                let mut t = v.remove(i);
-                if t.reader_exec_id != p.exec_id {
-                    t.reader_exec_id = p.exec_id.clone();
-                }
-                Taint {
-                    at,
-                    secret: Arc::clone(secret),
-                    allowed,
-                    declared,
-                    ..t
-                }
-            }
-            None => Taint {
-                at,
-                secret: Arc::clone(secret),
-                allowed,
-                declared,
-                reader_exec_id: p.exec_id.clone(),
-            },
+            Some(id) if id == p.exec_id => id,
+            _ => p.exec_id.clone(),
         };
-        v.push(t);
+        v.push(Taint {
+            at: Instant::now(),
+            secret: Arc::clone(secret),
+            allowed,
+            declared,
+            reader_exec_id,
+        });
     }
 
     /// A child inherits what its parent read: descendants carry the secret
