@@ -137,6 +137,27 @@ pub fn open_regular(
     Ok((file, meta))
 }
 
+/// Opens `/proc/<pid>/exe` without the stat before the open: that link can
+/// only lead to a regular file (the kernel executes nothing else, and
+/// `PR_SET_MM_EXE_FILE` accepts nothing else), so there is no device or FIFO
+/// to keep from being opened, and the `fstat` check still has the last word.
+/// A stat costs a path walk through /proc, several microseconds per exec.
+pub fn open_exe_link(
+    path: &Path,
+    expect: Option<Inode>,
+) -> Result<(File, Metadata), SafeOpenError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|source| SafeOpenError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let meta = check_open(path, &file, expect)?;
+    Ok((file, meta))
+}
+
 /// Checks a file opened elsewhere (e.g. `/proc/<pid>/exe` opened the moment
 /// an exec arrived) the same way and returns its `fstat`.
 pub fn check_open(

@@ -137,6 +137,8 @@ impl Agent {
                 env_scans: Default::default(),
                 metrics: metrics.clone(),
                 ring_emptied: 0,
+                batch: Vec::new(),
+                exited: Default::default(),
             },
             emit_counters: Arc::default(),
             subscribers,

@@ -50,8 +50,7 @@ fn same_file(meta: &std::fs::Metadata, ino: u64, dev: u64) -> bool {
 /// file and the link's target.
 fn open_proc_exe(rec: &ExecRecord) -> Option<(File, Option<String>)> {
     let p = format!("/proc/{}/exe", rec.tgid);
-    let (f, _) =
-        safe_open::open_regular(Path::new(&p), Links::Follow, Some((rec.dev, rec.ino))).ok()?;
+    let (f, _) = safe_open::open_exe_link(Path::new(&p), Some((rec.dev, rec.ino))).ok()?;
     let target = std::fs::read_link(&p)
         .ok()
         .map(|t| t.to_string_lossy().into_owned());
@@ -131,12 +130,15 @@ pub struct ParentRef {
     pub exec_id: String,
 }
 
-/// Builds the identity of a freshly exec'd process and starts hashing what needs it.
+/// Builds the identity of a freshly exec'd process and starts hashing what
+/// needs it. `gone`: the process's exit has been seen, so its /proc entry is
+/// not looked for.
 pub fn from_exec(
     rec: &ExecRecord,
     parent: Option<ParentRef>,
     cgroup_path: Option<String>,
     hashes: &HashCache,
+    gone: bool,
 ) -> Snapshot {
     let fileless = rec.nlink == 0 && rec.dname.starts_with("memfd:");
     // For scripts the kernel ran the interpreter; the filename is the script.
@@ -145,7 +147,7 @@ pub fn from_exec(
         .into_iter()
         .map(|p| as_seen_by(p, rec))
         .collect();
-    let opened = open_proc_exe(rec);
+    let opened = if gone { None } else { open_proc_exe(rec) };
     let (path, deleted_now) = if fileless {
         (rec.dname.clone(), false)
     } else {

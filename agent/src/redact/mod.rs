@@ -26,9 +26,9 @@
 //! `env`, `timeout`, `kubectl exec ... --`) hand the rest of the line to the
 //! command they run.
 
-use std::sync::OnceLock;
+use std::{borrow::Cow, sync::OnceLock};
 
-use regex::{Captures, Regex};
+use regex::{Captures, Regex, Replacer};
 
 use crate::token_shapes;
 
@@ -494,30 +494,26 @@ fn redact_text(text: &str) -> String {
             candidates = token_shapes::candidates(&out);
         }
     }
-    out = token_shapes::url_userinfo()
-        .replace_all(&out, |c: &Captures| {
-            format!("{}://{}:{REDACTED}@", &c[1], &c[2])
-        })
-        .into_owned();
-    out = header_in_text()
-        .replace_all(&out, |c: &Captures| {
-            if is_credential_header(&c[2]) {
-                format!("{}{}:{}", &c[1], &c[2], redact_header_value(&c[3]))
-            } else {
-                c[0].to_string()
-            }
-        })
-        .into_owned();
-    out = redact_pairs(&out);
-    out = json_pair()
-        .replace_all(&out, |c: &Captures| {
-            if is_credential_name(&c[2]) {
-                format!("{}\"{REDACTED}\"", &c[1])
-            } else {
-                c[0].to_string()
-            }
-        })
-        .into_owned();
+    replace_in(&mut out, token_shapes::url_userinfo(), |c: &Captures| {
+        format!("{}://{}:{REDACTED}@", &c[1], &c[2])
+    });
+    replace_in(&mut out, header_in_text(), |c: &Captures| {
+        if is_credential_header(&c[2]) {
+            format!("{}{}:{}", &c[1], &c[2], redact_header_value(&c[3]))
+        } else {
+            c[0].to_string()
+        }
+    });
+    if let Some(pairs) = redact_pairs(&out) {
+        out = pairs;
+    }
+    replace_in(&mut out, json_pair(), |c: &Captures| {
+        if is_credential_name(&c[2]) {
+            format!("{}\"{REDACTED}\"", &c[1])
+        } else {
+            c[0].to_string()
+        }
+    });
     out
 }
 
@@ -525,7 +521,9 @@ fn redact_text(text: &str) -> String {
 /// `host=h password='x y'`: an argument that is one pair keeps nothing of its
 /// value (a password may hold `,` or `;`); pairs in a list (another `name=`
 /// follows a separator) end at the separator.
-fn redact_pairs(text: &str) -> String {
+/// `text` with its credential pairs redacted; `None` when it has none (most
+/// arguments: no copy is made for them).
+fn redact_pairs(text: &str) -> Option<String> {
     if let Some((name, value)) = text.split_once('=') {
         if !name.is_empty()
             && !name.contains(char::is_whitespace)
@@ -535,18 +533,28 @@ fn redact_pairs(text: &str) -> String {
             && value != REDACTED
             && !next_pair().is_match(value)
         {
-            return format!("{name}={REDACTED}");
+            return Some(format!("{name}={REDACTED}"));
         }
     }
-    pair_in_text()
-        .replace_all(text, |c: &Captures| {
-            if is_credential_name(&c[2]) && &c[3] != REDACTED {
-                format!("{}{}={REDACTED}", &c[1], &c[2])
-            } else {
-                c[0].to_string()
-            }
-        })
-        .into_owned()
+    let replaced = pair_in_text().replace_all(text, |c: &Captures| {
+        if is_credential_name(&c[2]) && &c[3] != REDACTED {
+            format!("{}{}={REDACTED}", &c[1], &c[2])
+        } else {
+            c[0].to_string()
+        }
+    });
+    match replaced {
+        Cow::Owned(s) => Some(s),
+        Cow::Borrowed(_) => None,
+    }
+}
+
+/// Replaces `re`'s matches in `out`; most arguments have none, and then
+/// nothing is copied.
+fn replace_in(out: &mut String, re: &Regex, rep: impl Replacer) {
+    if let Cow::Owned(s) = re.replace_all(out, rep) {
+        *out = s;
+    }
 }
 
 macro_rules! lazy_regex {
