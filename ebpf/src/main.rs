@@ -130,6 +130,32 @@ pub(crate) unsafe fn read_ptr(base: *const u8, offset: usize) -> *const u8 {
     unsafe { read::<u64>(base, offset) as *const u8 }
 }
 
+/// `base + offset` as a `T`. With `DIRECT`, a plain load: on a typed pointer
+/// (a tp_btf argument, or a pointer loaded from one) the verifier checks it
+/// against the kernel's BTF, the offsets being constants to it (they live in
+/// the frozen read-only globals), and a faulting load reads zero, as the
+/// helper does; it costs a load instead of a helper call. Without, the helper
+/// read, for a verifier that refuses the load (older kernels): every program
+/// that uses this comes in both kinds, and the agent loads the direct one
+/// where the kernel takes it.
+#[inline(always)]
+pub(crate) unsafe fn load<const DIRECT: bool, T: Copy + Default>(
+    base: *const u8,
+    offset: usize,
+) -> T {
+    if DIRECT {
+        unsafe { core::ptr::read_volatile(base.add(offset) as *const T) }
+    } else {
+        unsafe { read::<T>(base, offset) }
+    }
+}
+
+/// A kernel pointer at `base + offset`, loaded as [`load`] says.
+#[inline(always)]
+pub(crate) unsafe fn load_ptr<const DIRECT: bool>(base: *const u8, offset: usize) -> *const u8 {
+    unsafe { load::<DIRECT, u64>(base, offset) as *const u8 }
+}
+
 #[inline(always)]
 pub fn bump(map: &PerCpuArray<u64>, kind: u32) {
     if let Some(slot) = map.get_ptr_mut(kind) {

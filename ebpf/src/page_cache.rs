@@ -25,7 +25,7 @@ use crate::{
         current_is_agent, emit_open, enforce_kill, first_in_window, key, Access, Opened,
         WATCHED_INODES,
     },
-    off, read, read_ptr,
+    load, load_ptr, off,
 };
 
 /// Bit `read_prefilter_bit(ino)` set: some watched inode may have this
@@ -72,19 +72,6 @@ pub fn mm_filemap_map_pages_probe(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-/// `base + offset` as a `T`: a direct load the verifier checks against the
-/// kernel's BTF (the offsets are constants to it: they live in the frozen
-/// read-only globals), far cheaper than a helper call; with `DIRECT` false,
-/// the helper read.
-#[inline(always)]
-unsafe fn load<const DIRECT: bool, T: Copy + Default>(base: *const u8, offset: usize) -> T {
-    if DIRECT {
-        unsafe { core::ptr::read_volatile(base.add(offset) as *const T) }
-    } else {
-        unsafe { read::<T>(base, offset) }
-    }
-}
-
 /// `mapping` (argument 0 of all three tracepoints) was read by the current
 /// task: reported when its inode is watched, killed when a kill rule forbids it.
 #[inline(always)]
@@ -100,8 +87,8 @@ fn on_page_cache<const DIRECT: bool>(ctx: &BtfTracePointContext) {
         return;
     }
     let dev = unsafe {
-        let sb = read_ptr(inode, off!(inode_sb));
-        read::<u32>(sb, off!(sb_dev))
+        let sb = load_ptr::<DIRECT>(inode, off!(inode_sb));
+        load::<DIRECT, u32>(sb, off!(sb_dev))
     };
     let Some(slot) = (unsafe { WATCHED_INODES.get(key(dev, ino)) }).copied() else {
         return;

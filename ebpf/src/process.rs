@@ -20,9 +20,9 @@ use proctor_common::{
 };
 
 use crate::{
-    bump, off,
+    bump, load, load_ptr, off,
     quarantine::{process_start, quarantined, QUARANTINE},
-    read, read_ptr, submit_flags, DROPS, EVENTS, SENT,
+    read, submit_flags, DROPS, EVENTS, SENT,
 };
 
 #[inline(always)]
@@ -35,19 +35,32 @@ pub(crate) fn header(kind: u32) -> EventHeader {
 }
 
 #[inline(always)]
-unsafe fn tgid_of(task: *const u8) -> u32 {
-    unsafe { read::<u32>(task, off!(task_tgid)) }
+unsafe fn tgid_of<const D: bool>(task: *const u8) -> u32 {
+    unsafe { load::<D, u32>(task, off!(task_tgid)) }
 }
+
+// Each program comes twice: with direct BTF loads, and (`_probe`) with
+// helper reads for a verifier that refuses those (see `crate::load`).
 
 // sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
+    on_exec::<true>(&ctx)
+}
+
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec_probe(ctx: BtfTracePointContext) -> i32 {
+    on_exec::<false>(&ctx)
+}
+
+#[inline(always)]
+fn on_exec<const D: bool>(ctx: &BtfTracePointContext) -> i32 {
     let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
         bump(&DROPS, KIND_EXEC);
         return 0;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    unsafe { fill_exec(&ctx, ev) };
+    unsafe { fill_exec::<D>(ctx, ev) };
     let (tgid, start) = (ev.tgid, ev.start_boottime_ns);
     crate::submit(entry);
     bump(&SENT, KIND_EXEC);
@@ -55,7 +68,7 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     // environment arrives; before the exit record, which the task cannot
     // reach while this program runs.
     let task: *const u8 = ctx.arg(0);
-    unsafe { send_env(read_ptr(task, off!(task_mm)), tgid, start) };
+    unsafe { send_env::<D>(load_ptr::<D>(task, off!(task_mm)), tgid, start) };
     0
 }
 
@@ -69,15 +82,15 @@ static ENV_SCRATCH: PerCpuArray<ExecEnvEvent> = PerCpuArray::with_max_entries(1,
 /// process that lives a millisecond is gone before user space could open
 /// `/proc/<pid>/environ`.
 #[inline(always)]
-unsafe fn send_env(mm: *const u8, tgid: u32, start_boottime_ns: u64) {
+unsafe fn send_env<const D: bool>(mm: *const u8, tgid: u32, start_boottime_ns: u64) {
     let Some(slot) = ENV_SCRATCH.get_ptr_mut(0) else {
         return;
     };
     let ev = unsafe { &mut *slot };
     let (start, end) = unsafe {
         (
-            read::<u64>(mm, off!(mm_env_start)),
-            read::<u64>(mm, off!(mm_env_end)),
+            load::<D, u64>(mm, off!(mm_env_start)),
+            load::<D, u64>(mm, off!(mm_env_end)),
         )
     };
     let total = end.saturating_sub(start);
@@ -120,7 +133,7 @@ unsafe fn send_env(mm: *const u8, tgid: u32, start_boottime_ns: u64) {
 }
 
 #[inline(always)]
-unsafe fn fill_exec(ctx: &BtfTracePointContext, ev: &mut ExecEvent) {
+unsafe fn fill_exec<const D: bool>(ctx: &BtfTracePointContext, ev: &mut ExecEvent) {
     let task: *const u8 = ctx.arg(0);
     let old_pid: i32 = ctx.arg(1);
     let bprm: *const u8 = ctx.arg(2);
@@ -135,20 +148,20 @@ unsafe fn fill_exec(ctx: &BtfTracePointContext, ev: &mut ExecEvent) {
     ev.flags = 0;
 
     unsafe {
-        ev.start_boottime_ns = read::<u64>(task, off!(task_start_boottime));
+        ev.start_boottime_ns = load::<D, u64>(task, off!(task_start_boottime));
         // real_parent is the thread that forked; the process is its group leader.
-        let parent = read_ptr(task, off!(task_real_parent));
-        let parent_leader = read_ptr(parent, off!(task_group_leader));
-        ev.ppid = tgid_of(parent);
-        ev.parent_start_boottime_ns = read::<u64>(parent_leader, off!(task_start_boottime));
+        let parent = load_ptr::<D>(task, off!(task_real_parent));
+        let parent_leader = load_ptr::<D>(parent, off!(task_group_leader));
+        ev.ppid = tgid_of::<D>(parent);
+        ev.parent_start_boottime_ns = load::<D, u64>(parent_leader, off!(task_start_boottime));
 
-        let cred = read_ptr(task, off!(task_cred));
-        ev.uid = read::<u32>(cred, off!(cred_uid));
-        ev.gid = read::<u32>(cred, off!(cred_gid));
-        ev.euid = read::<u32>(cred, off!(cred_euid));
-        ev.egid = read::<u32>(cred, off!(cred_egid));
+        let cred = load_ptr::<D>(task, off!(task_cred));
+        ev.uid = load::<D, u32>(cred, off!(cred_uid));
+        ev.gid = load::<D, u32>(cred, off!(cred_gid));
+        ev.euid = load::<D, u32>(cred, off!(cred_euid));
+        ev.egid = load::<D, u32>(cred, off!(cred_egid));
 
-        fill_file(ev, read_ptr(bprm, off!(bprm_file)));
+        fill_file::<D>(ev, load_ptr::<D>(bprm, off!(bprm_file)));
         if ev.ino == 0 {
             aya_log_ebpf::warn!(
                 ctx,
@@ -157,8 +170,8 @@ unsafe fn fill_exec(ctx: &BtfTracePointContext, ev: &mut ExecEvent) {
             );
         }
 
-        let filename = read_ptr(bprm, off!(bprm_filename));
-        let interp = read_ptr(bprm, off!(bprm_interp));
+        let filename = load_ptr::<D>(bprm, off!(bprm_filename));
+        let interp = load_ptr::<D>(bprm, off!(bprm_interp));
         match bpf_probe_read_kernel_str_bytes(filename, &mut ev.filename) {
             Ok(s) if s.len() >= PATH_LEN - 1 => ev.flags |= EXEC_FLAG_FILENAME_TRUNCATED,
             Ok(_) => {}
@@ -173,29 +186,29 @@ unsafe fn fill_exec(ctx: &BtfTracePointContext, ev: &mut ExecEvent) {
             ev.interp[0] = 0;
         }
 
-        fill_args(ev, read_ptr(task, off!(task_mm)));
+        fill_args::<D>(ev, load_ptr::<D>(task, off!(task_mm)));
     }
 }
 
 #[inline(always)]
-unsafe fn fill_file(ev: &mut ExecEvent, file: *const u8) {
+unsafe fn fill_file<const D: bool>(ev: &mut ExecEvent, file: *const u8) {
     unsafe {
-        let inode = read_ptr(file, off!(file_inode));
-        ev.ino = read::<u64>(inode, off!(inode_ino));
-        ev.size = read::<i64>(inode, off!(inode_size));
-        ev.nlink = read::<u32>(inode, off!(inode_nlink));
-        ev.mtime_sec = read::<i64>(inode, off!(inode_mtime_sec));
-        ev.ctime_sec = read::<i64>(inode, off!(inode_ctime_sec));
+        let inode = load_ptr::<D>(file, off!(file_inode));
+        ev.ino = load::<D, u64>(inode, off!(inode_ino));
+        ev.size = load::<D, i64>(inode, off!(inode_size));
+        ev.nlink = load::<D, u32>(inode, off!(inode_nlink));
+        ev.mtime_sec = load::<D, i64>(inode, off!(inode_mtime_sec));
+        ev.ctime_sec = load::<D, i64>(inode, off!(inode_ctime_sec));
         // timespec64.tv_nsec is a long; the split 6.7+ fields are u32. Either
         // way the low 32 bits hold the value on little-endian.
-        ev.mtime_nsec = read::<u32>(inode, off!(inode_mtime_nsec));
-        ev.ctime_nsec = read::<u32>(inode, off!(inode_ctime_nsec));
-        let sb = read_ptr(inode, off!(inode_sb));
-        ev.dev = read::<u32>(sb, off!(sb_dev));
-        ev.s_magic = read::<u64>(sb, off!(sb_magic));
+        ev.mtime_nsec = load::<D, u32>(inode, off!(inode_mtime_nsec));
+        ev.ctime_nsec = load::<D, u32>(inode, off!(inode_ctime_nsec));
+        let sb = load_ptr::<D>(inode, off!(inode_sb));
+        ev.dev = load::<D, u32>(sb, off!(sb_dev));
+        ev.s_magic = load::<D, u64>(sb, off!(sb_magic));
 
-        let dentry = read_ptr(file, off!(file_dentry));
-        let name = read_ptr(dentry, off!(dentry_name));
+        let dentry = load_ptr::<D>(file, off!(file_dentry));
+        let name = load_ptr::<D>(dentry, off!(dentry_name));
         if bpf_probe_read_kernel_str_bytes(name, &mut ev.dname).is_err() {
             ev.dname[0] = 0;
         }
@@ -203,11 +216,11 @@ unsafe fn fill_file(ev: &mut ExecEvent, file: *const u8) {
 }
 
 #[inline(always)]
-unsafe fn fill_args(ev: &mut ExecEvent, mm: *const u8) {
+unsafe fn fill_args<const D: bool>(ev: &mut ExecEvent, mm: *const u8) {
     let (start, end) = unsafe {
         (
-            read::<u64>(mm, off!(mm_arg_start)),
-            read::<u64>(mm, off!(mm_arg_end)),
+            load::<D, u64>(mm, off!(mm_arg_start)),
+            load::<D, u64>(mm, off!(mm_arg_end)),
         )
     };
     let total = end.saturating_sub(start);
@@ -235,14 +248,26 @@ unsafe fn fill_args(ev: &mut ExecEvent, mm: *const u8) {
 // sched_process_fork(struct task_struct *parent, struct task_struct *child)
 #[btf_tracepoint(function = "sched_process_fork")]
 pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
+    on_fork::<true>(&ctx)
+}
+
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn sched_process_fork_probe(ctx: BtfTracePointContext) -> i32 {
+    on_fork::<false>(&ctx)
+}
+
+#[inline(always)]
+fn on_fork<const D: bool>(ctx: &BtfTracePointContext) -> i32 {
     let parent: *const u8 = ctx.arg(0);
     let child: *const u8 = ctx.arg(1);
-    let (child_pid, child_tgid) = unsafe { (read::<u32>(child, off!(task_pid)), tgid_of(child)) };
+    let (child_pid, child_tgid) =
+        unsafe { (load::<D, u32>(child, off!(task_pid)), tgid_of::<D>(child)) };
     // Threads share their process's identity; only new processes matter.
     if child_pid != child_tgid {
         return 0;
     }
-    inherit_quarantine(parent, child, child_tgid);
+    let parent_tgid = unsafe { tgid_of::<D>(parent) };
+    inherit_quarantine(parent, parent_tgid, child, child_tgid);
     let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
         bump(&DROPS, KIND_FORK);
         return 0;
@@ -250,11 +275,11 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     ev.hdr = header(KIND_FORK);
     unsafe {
-        ev.parent_tgid = tgid_of(parent);
+        ev.parent_tgid = parent_tgid;
         ev.child_tgid = child_tgid;
-        let parent_leader = read_ptr(parent, off!(task_group_leader));
-        ev.parent_start_boottime_ns = read::<u64>(parent_leader, off!(task_start_boottime));
-        ev.child_start_boottime_ns = read::<u64>(child, off!(task_start_boottime));
+        let parent_leader = load_ptr::<D>(parent, off!(task_group_leader));
+        ev.parent_start_boottime_ns = load::<D, u64>(parent_leader, off!(task_start_boottime));
+        ev.child_start_boottime_ns = load::<D, u64>(child, off!(task_start_boottime));
         ev.cgroup_id = bpf_get_current_cgroup_id();
     }
     crate::submit(entry);
@@ -265,10 +290,9 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
 /// The last thread of a quarantined process exits: its entry goes with it,
 /// whether or not the agent later reads the exit record.
 #[inline(always)]
-fn release_quarantine(task: *const u8) {
+fn release_quarantine(tgid: u32) {
     // Whoever the entry was made for, the pid is this process's until it is
     // gone, so any entry under it is over.
-    let tgid = unsafe { tgid_of(task) };
     if unsafe { QUARANTINE.get(tgid) }.is_some() {
         let _ = QUARANTINE.remove(tgid);
     }
@@ -276,10 +300,9 @@ fn release_quarantine(task: *const u8) {
 
 /// A child of a quarantined process is quarantined before it first runs (the
 /// fork tracepoint fires before the child is woken), so no child forked after
-/// the decision escapes it, whatever the agent's lag.
+/// the decision escapes it, whatever the agent's lag. Rare: helper reads.
 #[inline(always)]
-fn inherit_quarantine(parent: *const u8, child: *const u8, child_tgid: u32) {
-    let parent_tgid = unsafe { tgid_of(parent) };
+fn inherit_quarantine(parent: *const u8, parent_tgid: u32, child: *const u8, child_tgid: u32) {
     if unsafe { QUARANTINE.get(parent_tgid) }.is_none()
         || !quarantined(parent_tgid, unsafe { process_start(parent) })
     {
@@ -295,16 +318,27 @@ fn inherit_quarantine(parent: *const u8, child: *const u8, child_tgid: u32) {
 // sched_process_exit(struct task_struct *p[, bool group_dead])
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
+    on_exit::<true>(&ctx)
+}
+
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit_probe(ctx: BtfTracePointContext) -> i32 {
+    on_exit::<false>(&ctx)
+}
+
+#[inline(always)]
+fn on_exit<const D: bool>(ctx: &BtfTracePointContext) -> i32 {
     let task: *const u8 = ctx.arg(0);
     // signal->live reaches zero when the last thread of the group exits.
     let live = unsafe {
-        let signal = read_ptr(task, off!(task_signal));
-        read::<i32>(signal, off!(signal_live))
+        let signal = load_ptr::<D>(task, off!(task_signal));
+        load::<D, i32>(signal, off!(signal_live))
     };
     if live != 0 {
         return 0;
     }
-    release_quarantine(task);
+    let tgid = unsafe { tgid_of::<D>(task) };
+    release_quarantine(tgid);
     let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
         bump(&DROPS, KIND_EXIT);
         return 0;
@@ -312,11 +346,11 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     ev.hdr = header(KIND_EXIT);
     unsafe {
-        ev.pid = read::<u32>(task, off!(task_pid));
-        ev.tgid = tgid_of(task);
-        let leader = read_ptr(task, off!(task_group_leader));
-        ev.start_boottime_ns = read::<u64>(leader, off!(task_start_boottime));
-        ev.exit_code = read::<u32>(task, off!(task_exit_code));
+        ev.pid = load::<D, u32>(task, off!(task_pid));
+        ev.tgid = tgid;
+        let leader = load_ptr::<D>(task, off!(task_group_leader));
+        ev.start_boottime_ns = load::<D, u64>(leader, off!(task_start_boottime));
+        ev.exit_code = load::<D, u32>(task, off!(task_exit_code));
     }
     ev._pad = 0;
     crate::submit(entry);

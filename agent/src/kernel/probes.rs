@@ -33,12 +33,19 @@ pub enum FileHooks {
 /// The eBPF object built by agent/build.rs.
 pub static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("PROCTOR_BPF_OBJECT"));
 
-/// (program name in the object, tp_btf tracepoint)
+/// (program name in the object, tp_btf tracepoint): the process hooks, with
+/// direct BTF loads.
 pub const PROCESS_HOOKS: &[(&str, &str)] = &[
     ("sched_process_exec", "sched_process_exec"),
     ("sched_process_fork", "sched_process_fork"),
     ("sched_process_exit", "sched_process_exit"),
-    ("inet_sock_set_state", "inet_sock_set_state"),
+];
+
+/// The same with helper reads, for a verifier that refuses direct loads.
+pub const PROCESS_PROBE_HOOKS: &[(&str, &str)] = &[
+    ("sched_process_exec_probe", "sched_process_exec"),
+    ("sched_process_fork_probe", "sched_process_fork"),
+    ("sched_process_exit_probe", "sched_process_exit"),
 ];
 
 /// (program name in the object, syscalls tracepoint) of the `syscall` file
@@ -383,25 +390,23 @@ pub fn load(
         }
     };
 
-    let mut attached = Vec::new();
-    for (name, tp) in PROCESS_HOOKS {
-        let hook = format!("tp_btf/{tp}");
-        let prog: &mut BtfTracePoint = ebpf
-            .program_mut(name)
-            .with_context(|| format!("eBPF object has no program {name}"))?
-            .try_into()
-            .with_context(|| format!("program {name} is not a tp_btf program"))?;
-        prog.load(tp, &btf).with_context(|| {
-            format!(
-                "cannot load {hook}: the kernel refused the program; `proctor doctor` shows \
-                 which program types this kernel allows"
-            )
-        })?;
-        prog.attach()
-            .with_context(|| format!("cannot attach {hook}"))?;
-        let id = prog.info().map(|i| i.id()).unwrap_or(0);
-        attached.push(AttachedProgram { hook, id });
-    }
+    let refused = "the kernel refused the program; `proctor doctor` shows which program types \
+                   this kernel allows";
+    let mut attached = attach_btf_hooks(&mut ebpf, &btf, PROCESS_HOOKS)
+        .or_else(|e| {
+            tracing::info!("process hooks with direct loads refused ({e:#}); using helper reads");
+            attach_btf_hooks(&mut ebpf, &btf, PROCESS_PROBE_HOOKS)
+        })
+        .context(refused)?;
+    attached.push(
+        attach_btf_hook(
+            &mut ebpf,
+            &btf,
+            "inet_sock_set_state",
+            "inet_sock_set_state",
+        )
+        .context(refused)?,
+    );
 
     let mut unattached = Vec::new();
     let (file_set, tmpfs) =

@@ -291,14 +291,14 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<MatrixResult> {
         Workload::CachedReads,
         "unwatched cached 4 KiB read overhead under 3% (proctor default)",
         0.03,
-        "on the page-cache set, `mm_filemap_get_pages` on every cached read (an inlined bitmap test before any map lookup; ns per run in the profile section) and this VM's noise (±10 points: bpftrace, which hooks no read, measures a negative overhead); on the syscall set, the syscall-tracepoint slow path every syscall takes while one is attached (an empty program on sys_exit_openat costs 19–20%)",
+        "on the page-cache set, `mm_filemap_get_pages` on every cached read (an inlined bitmap test before any map lookup; its ns per pread in the profile section's kernel rows) and this VM's noise (±10 points: bpftrace, which hooks no read, measures a negative overhead); on the syscall set, the syscall-tracepoint slow path every syscall takes while one is attached (an empty program on sys_exit_openat costs 19–20%)",
     );
     overhead_target(
         targets,
         Workload::ConnectStorm,
         "connect overhead under 3% (proctor default)",
         0.03,
-        "the cgroup sock_addr program and `inet_sock_set_state` on every connect (page-cache and lsm sets), or the connect tracepoints (syscall set); profile section",
+        "the cgroup sock_addr program and `inet_sock_set_state` on every connect (page-cache and lsm sets), or the connect tracepoints (syscall set); ns per connect of each in the profile section's kernel rows",
     );
     overhead_target(
         targets,
@@ -323,7 +323,7 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<MatrixResult> {
                 100.0 * (1.0 - b)
             ),
             p > b && np == 0 && nb == 0,
-            "a record per read of a watched file (no repeat suppression in the kernel yet): the pipeline thread saturates and the ring buffer overflows (drop-onset section)",
+            "every first read of a watched file in a repeat window is a record the agent turns into two events: where the agent cannot keep up, the ring buffer overflows (drop-onset section)",
         ));
     }
     if results.contains_key(&Config::Auditd) && results.contains_key(&Config::ProctorHeavy) {

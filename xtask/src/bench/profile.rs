@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::{
     agent::{self, Agent, Watch},
     monitors::Bpftrace,
-    workloads::exec_storm,
+    workloads::{exec_storm, Env, Sizes, Workload},
     Ctx,
 };
 
@@ -69,14 +69,14 @@ fn all_stats(hooks: &[(String, u64)]) -> Result<BTreeMap<String, (u64, u64)>> {
         .collect()
 }
 
-/// Per-program (ns per run, runs, ns per workload operation) over `work`.
+/// Per-program (ns per run, runs, ns per workload operation) over `work`,
+/// which returns how many operations it made.
 fn measure_progs(
     hooks: &[(String, u64)],
-    ops: u64,
-    work: impl FnOnce() -> Result<()>,
+    work: impl FnOnce() -> Result<u64>,
 ) -> Result<Vec<(String, f64, u64, f64)>> {
     let a = all_stats(hooks)?;
-    work()?;
+    let ops = work()?.max(1);
     let b = all_stats(hooks)?;
     Ok(hooks
         .iter()
@@ -87,6 +87,57 @@ fn measure_progs(
             (dc > 0).then(|| (h.clone(), dt as f64 / dc as f64, dc, dt as f64 / ops as f64))
         })
         .collect())
+}
+
+/// The side-by-side rows whose cost is all in the kernel (the agent gets
+/// no record from them), each with proctor's programs during it: what an
+/// operation costs there, next to what the operation costs in all.
+fn kernel_rows(ctx: &Ctx, hooks: &[(String, u64)]) -> Result<String> {
+    let sizes = Sizes::new(ctx.smoke);
+    let dir = ctx.dir.join("profile-rows");
+    std::fs::create_dir_all(&dir)?;
+    let env = Env::new(&dir, ctx.secrets.read_set(), &ctx.marker, 0)?;
+    let mut md = String::from(
+        "### Unwatched reads, datagrams, io_uring opens, connects\n\n\
+         The side-by-side workloads whose cost is all in the kernel (they give the agent no \
+         record), each run once more with proctor default and `kernel.bpf_stats_enabled=1`: \
+         every program that ran at least once per ten operations, and its cost per operation \
+         next to the operation's own time (bpf_stats adds its own clock reads to every \
+         run).\n\n\
+         | workload | ns per operation (all of it) | program | ns per run | runs per operation | ns per operation |\n\
+         | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for w in [
+        Workload::CachedReads,
+        Workload::UdpSends,
+        Workload::IoUringOpens,
+        Workload::ConnectStorm,
+    ] {
+        let (mut op_ns, mut ops) = (0.0, 1.0);
+        let progs = measure_progs(hooks, || {
+            let (n, secs) = env.run(w, &sizes)?;
+            (op_ns, ops) = (1e9 * secs / n.max(1) as f64, n.max(1) as f64);
+            Ok(n)
+        })?;
+        let mut first = true;
+        for (h, per_run, runs, per_op) in progs.iter().filter(|p| p.2 as f64 >= ops / 10.0) {
+            let lead = if first {
+                format!("{} | {op_ns:.0}", w.name())
+            } else {
+                " | ".to_string()
+            };
+            first = false;
+            let _ = writeln!(
+                md,
+                "| {lead} | `{h}` | {per_run:.0} | {:.2} | {per_op:.0} |",
+                *runs as f64 / ops
+            );
+        }
+        if first {
+            let _ = writeln!(md, "| {} | {op_ns:.0} | (none ran) | | | |", w.name());
+        }
+    }
+    Ok(md)
 }
 
 fn open_storm_ns(path: &std::path::Path, n: usize) -> f64 {
@@ -180,9 +231,9 @@ pub fn section(ctx: &Ctx, onset_profile: Option<String>) -> Result<String> {
     )?;
     let hooks = agent::hook_ids(&agent.fresh_status()?);
     let mut on_ns = 0.0;
-    let opens = measure_progs(&hooks, n_open as u64, || {
+    let opens = measure_progs(&hooks, || {
         on_ns = open_storm_ns(&plain, n_open);
-        Ok(())
+        Ok(n_open as u64)
     })?;
     let none2_ns = open_storm_ns(&plain, n_open);
     let base_ns = (none_ns + none2_ns) / 2.0;
@@ -205,7 +256,10 @@ pub fn section(ctx: &Ctx, onset_profile: Option<String>) -> Result<String> {
     // Exec: kernel side per program, user side per exec, and the agent's hot spots.
     let c0 = agent.cpu_seconds();
     let t = Instant::now();
-    let execs = measure_progs(&hooks, n_exec as u64, || exec_storm(n_exec, 4, &ctx.marker))?;
+    let execs = measure_progs(&hooks, || {
+        exec_storm(n_exec, 4, &ctx.marker)?;
+        Ok(n_exec as u64)
+    })?;
     let wall = t.elapsed().as_secs_f64();
     let cpu = agent.cpu_seconds() - c0;
     let _ = writeln!(
@@ -237,6 +291,7 @@ pub fn section(ctx: &Ctx, onset_profile: Option<String>) -> Result<String> {
             let _ = writeln!(md, "No perf profile of the agent: {e:#}\n");
         }
     }
+    md.push_str(&kernel_rows(ctx, &hooks)?);
     agent.stop();
     if let Some(p) = onset_profile {
         let _ = writeln!(
