@@ -2,7 +2,7 @@
 //! detector calls, and counts the records it could not attribute.
 
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::VecDeque,
     sync::{Arc, Mutex},
     time::Instant,
 };
@@ -30,8 +30,8 @@ use crate::{
     identity::snapshot::Snapshot,
     identity::{liveness, procfs_seed::scan_pid},
     kernel::decode::{
-        decode, io_uring_op_name, ConnectRecord, DecodeError, EnvRecord, ExecRecord, IoUringRecord,
-        KernelEvent, OpenRecord,
+        decode, io_uring_op_name, ConnectRecord, EnvRecord, ExecRecord, IoUringRecord, KernelEvent,
+        OpenRecord,
     },
     kernel::tmpfs_watch::TmpfsRead,
     pipeline::emitter::Pending,
@@ -102,11 +102,6 @@ pub(super) struct Ingest {
     /// How often a drain found the ring buffer empty: the process-table
     /// sweep retires a process it found gone only after the next time.
     pub ring_emptied: u64,
-    /// The records of one drain, all decoded before the first is handled
-    /// (kept between drains for its capacity).
-    pub batch: Vec<Result<KernelEvent, DecodeError>>,
-    /// (tgid, start time) of each process whose exit record is in `batch`.
-    pub exited: HashSet<(u32, u64)>,
 }
 
 impl Ingest {
@@ -114,25 +109,14 @@ impl Ingest {
     /// [`DRAIN_BATCH`]; whether it emptied the buffer.
     pub async fn drain(&mut self, rb: &mut RingBuf<MapData>) -> bool {
         let mut emptied = false;
-        let mut batch = std::mem::take(&mut self.batch);
-        while batch.len() < DRAIN_BATCH {
+        for _ in 0..DRAIN_BATCH {
             let Some(item) = rb.next() else {
                 self.ring_emptied += 1;
                 emptied = true;
                 break;
             };
-            batch.push(decode(&item));
-        }
-        // Looking ahead costs nothing and spares the exec of a process that
-        // is already gone a /proc lookup that must fail: in an exec storm of
-        // short-lived programs, that failed lookup was an eighth of the
-        // agent's CPU per exec.
-        self.exited.clear();
-        self.exited.extend(batch.iter().filter_map(|r| match r {
-            Ok(KernelEvent::Exit(e)) => Some((e.tgid, e.start_boottime_ns)),
-            _ => None,
-        }));
-        for decoded in batch.drain(..) {
+            let decoded = decode(&item);
+            drop(item);
             match decoded {
                 Ok(ev) => self.handle(ev).await,
                 Err(e) => {
@@ -141,7 +125,6 @@ impl Ingest {
                 }
             }
         }
-        self.batch = batch;
         self.judge_env_scans(false).await;
         if let Some(m) = self.secrets.as_mut() {
             m.flush_reads_if_due();
@@ -321,10 +304,7 @@ impl Ingest {
 
     async fn handle(&mut self, ev: KernelEvent) {
         match ev {
-            KernelEvent::Exec(rec) => {
-                let gone = self.exited.contains(&(rec.tgid, rec.start_boottime_ns));
-                self.exec(*rec, gone).await
-            }
+            KernelEvent::Exec(rec) => self.exec(*rec).await,
             KernelEvent::ExecEnv(rec) => self.exec_env(*rec).await,
             KernelEvent::Fork(f) => self.fork(f),
             KernelEvent::Exit(e) => self.exit(e).await,
@@ -485,9 +465,7 @@ impl Ingest {
         .await;
     }
 
-    /// `gone`: the process's exit record came in the same drain, so /proc
-    /// holds nothing of it any more.
-    async fn exec(&mut self, rec: ExecRecord, gone: bool) {
+    async fn exec(&mut self, rec: ExecRecord) {
         let parent = {
             let table = lock(&self.table);
             table
@@ -498,7 +476,7 @@ impl Ingest {
         };
         let cgroup_path = self.cgroups.path(rec.cgroup_id, rec.tgid);
         let workload = self.cgroups.workload(rec.cgroup_id, cgroup_path.as_deref());
-        let snapshot = exec_identity::from_exec(&rec, parent, cgroup_path, &self.hashes, gone)
+        let snapshot = exec_identity::from_exec(&rec, parent, cgroup_path, &self.hashes)
             .with_workload(workload)
             .with_pods(self.pods.as_ref());
         lock(&self.table).insert(

@@ -137,8 +137,6 @@ impl Agent {
                 env_scans: Default::default(),
                 metrics: metrics.clone(),
                 ring_emptied: 0,
-                batch: Vec::new(),
-                exited: Default::default(),
             },
             emit_counters: Arc::default(),
             subscribers,

@@ -24,6 +24,7 @@ use crate::{
     identity::exec_id::{exec_id, Origin},
     identity::hash_cache::{FileKey, HashCache, HashFuture, HashOutcome, Source},
     identity::host_path::{self, PathNamespace},
+    identity::liveness,
     identity::snapshot::Snapshot,
     kernel::decode::ExecRecord,
     paths::normalize,
@@ -49,6 +50,12 @@ fn same_file(meta: &std::fs::Metadata, ino: u64, dev: u64) -> bool {
 /// ran: the process may exit (or exec again) a moment later. Returns the open
 /// file and the link's target.
 fn open_proc_exe(rec: &ExecRecord) -> Option<(File, Option<String>)> {
+    // A short-lived program has usually exited before its exec is read, and
+    // a /proc lookup of a pid that is gone was an eighth of the agent's CPU
+    // per exec in an exec storm.
+    if !liveness::pid_exists(rec.tgid) {
+        return None;
+    }
     let p = format!("/proc/{}/exe", rec.tgid);
     let (f, _) = safe_open::open_exe_link(Path::new(&p), Some((rec.dev, rec.ino))).ok()?;
     let target = std::fs::read_link(&p)
@@ -130,15 +137,12 @@ pub struct ParentRef {
     pub exec_id: String,
 }
 
-/// Builds the identity of a freshly exec'd process and starts hashing what
-/// needs it. `gone`: the process's exit has been seen, so its /proc entry is
-/// not looked for.
+/// Builds the identity of a freshly exec'd process and starts hashing what needs it.
 pub fn from_exec(
     rec: &ExecRecord,
     parent: Option<ParentRef>,
     cgroup_path: Option<String>,
     hashes: &HashCache,
-    gone: bool,
 ) -> Snapshot {
     let fileless = rec.nlink == 0 && rec.dname.starts_with("memfd:");
     // For scripts the kernel ran the interpreter; the filename is the script.
@@ -147,7 +151,7 @@ pub fn from_exec(
         .into_iter()
         .map(|p| as_seen_by(p, rec))
         .collect();
-    let opened = if gone { None } else { open_proc_exe(rec) };
+    let opened = open_proc_exe(rec);
     let (path, deleted_now) = if fileless {
         (rec.dname.clone(), false)
     } else {

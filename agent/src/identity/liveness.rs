@@ -23,6 +23,23 @@ pub enum Liveness {
     Exited,
 }
 
+/// Whether some process (a zombie included) holds `pid` now, asked without
+/// /proc: looking up a pid that is gone there costs a negative dentry,
+/// about 5 µs on the bench VM, where `kill(pid, 0)` answers in about 1. A
+/// pid that fits no `pid_t` > 0 is never a process (and 0 or a negative
+/// one would name a group).
+pub fn pid_exists(pid: u32) -> bool {
+    let Ok(p) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if p <= 0 {
+        return false;
+    }
+    // Signal 0 only checks; EPERM means the pid is someone's.
+    let rc = unsafe { libc::kill(p, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// A kernel boot-time start in the clock ticks of `/proc/<pid>/stat`.
 pub fn start_ticks(start_boottime_ns: u64) -> u64 {
     start_boottime_ns / tick_ns()
@@ -70,6 +87,20 @@ pub fn holds_pid(pid: u32, start_boottime_ns: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pid_exists_for_live_processes_only_and_never_names_a_group() {
+        assert!(pid_exists(std::process::id()));
+        assert!(pid_exists(1), "pid 1 is always there");
+        let mut child = std::process::Command::new("/bin/true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        // Reaped: the pid is free until the kernel cycles back to it.
+        assert!(!pid_exists(pid));
+        for never in [0, u32::MAX, i32::MAX as u32 + 1] {
+            assert!(!pid_exists(never), "{never}");
+        }
+    }
 
     #[test]
     fn this_process_is_running_and_a_later_start_is_a_reuse() {
