@@ -76,6 +76,12 @@ pub struct KernelConfig {
     /// the reported one are counted in the kernel, not reported (0: off).
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub repeat_window: Duration,
+    /// The exec, fork, exit and page-cache programs with direct BTF loads
+    /// where the verifier takes them (default); false loads their
+    /// helper-read kind everywhere, as on a kernel that refuses the direct
+    /// one (a way around a kernel whose BTF misleads, and how the tests run
+    /// that kind on a kernel that would not need it).
+    pub direct_loads: bool,
 }
 
 pub use crate::kernel::probes::FileHooks;
@@ -162,6 +168,7 @@ impl Default for KernelConfig {
             poll_interval: Duration::from_millis(50),
             file_hooks: FileHooks::Auto,
             repeat_window: Duration::from_secs(1),
+            direct_loads: true,
         }
     }
 }

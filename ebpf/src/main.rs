@@ -117,6 +117,24 @@ macro_rules! off {
     }};
 }
 
+/// Defines the two kinds of a tp_btf program (see [`load`]): `$direct`
+/// running `$body::<true>` (direct loads) and `$probe` running
+/// `$body::<false>` (helper reads), both on the tracepoint `$tp`.
+#[macro_export]
+macro_rules! both_loads {
+    ($tp:literal, $direct:ident, $probe:ident, $body:ident) => {
+        #[aya_ebpf::macros::btf_tracepoint(function = $tp)]
+        pub fn $direct(ctx: aya_ebpf::programs::BtfTracePointContext) -> i32 {
+            $body::<true>(&ctx)
+        }
+
+        #[aya_ebpf::macros::btf_tracepoint(function = $tp)]
+        pub fn $probe(ctx: aya_ebpf::programs::BtfTracePointContext) -> i32 {
+            $body::<false>(&ctx)
+        }
+    };
+}
+
 /// Reads a `T` at `base + offset` in kernel memory; zero when unreadable.
 #[inline(always)]
 pub(crate) unsafe fn read<T: Copy + Default>(base: *const u8, offset: usize) -> T {

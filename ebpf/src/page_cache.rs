@@ -10,10 +10,7 @@
 //! inode only; the agent names it from its watch table.
 
 use aya_ebpf::{
-    helpers::bpf_get_current_task_btf,
-    macros::{btf_tracepoint, map},
-    maps::Array,
-    programs::BtfTracePointContext,
+    helpers::bpf_get_current_task_btf, macros::map, maps::Array, programs::BtfTracePointContext,
 };
 use proctor_common::{
     read_prefilter_bit, FMODE_READ, MATCH_INODE, OPEN_FLAG_KILLED, OPEN_SYSCALL_PAGE_CACHE,
@@ -34,64 +31,45 @@ use crate::{
 #[map]
 pub static READ_PREFILTER: Array<u64> = Array::with_max_entries(READ_PREFILTER_WORDS, 0);
 
-#[btf_tracepoint(function = "mm_filemap_get_pages")]
-pub fn mm_filemap_get_pages(ctx: BtfTracePointContext) -> i32 {
-    on_page_cache::<true>(&ctx);
-    0
-}
-
-#[btf_tracepoint(function = "mm_filemap_fault")]
-pub fn mm_filemap_fault(ctx: BtfTracePointContext) -> i32 {
-    on_page_cache::<true>(&ctx);
-    0
-}
-
-#[btf_tracepoint(function = "mm_filemap_map_pages")]
-pub fn mm_filemap_map_pages(ctx: BtfTracePointContext) -> i32 {
-    on_page_cache::<true>(&ctx);
-    0
-}
-
-// The same three with helper reads, for a verifier that refuses the direct
-// loads (offsets it cannot see as constants).
-#[btf_tracepoint(function = "mm_filemap_get_pages")]
-pub fn mm_filemap_get_pages_probe(ctx: BtfTracePointContext) -> i32 {
-    on_page_cache::<false>(&ctx);
-    0
-}
-
-#[btf_tracepoint(function = "mm_filemap_fault")]
-pub fn mm_filemap_fault_probe(ctx: BtfTracePointContext) -> i32 {
-    on_page_cache::<false>(&ctx);
-    0
-}
-
-#[btf_tracepoint(function = "mm_filemap_map_pages")]
-pub fn mm_filemap_map_pages_probe(ctx: BtfTracePointContext) -> i32 {
-    on_page_cache::<false>(&ctx);
-    0
-}
+crate::both_loads!(
+    "mm_filemap_get_pages",
+    mm_filemap_get_pages,
+    mm_filemap_get_pages_probe,
+    on_page_cache
+);
+crate::both_loads!(
+    "mm_filemap_fault",
+    mm_filemap_fault,
+    mm_filemap_fault_probe,
+    on_page_cache
+);
+crate::both_loads!(
+    "mm_filemap_map_pages",
+    mm_filemap_map_pages,
+    mm_filemap_map_pages_probe,
+    on_page_cache
+);
 
 /// `mapping` (argument 0 of all three tracepoints) was read by the current
 /// task: reported when its inode is watched, killed when a kill rule forbids it.
 #[inline(always)]
-fn on_page_cache<const DIRECT: bool>(ctx: &BtfTracePointContext) {
+fn on_page_cache<const DIRECT: bool>(ctx: &BtfTracePointContext) -> i32 {
     let mapping: *const u8 = ctx.arg(0);
     let inode = unsafe { load::<DIRECT, u64>(mapping, off!(mapping_host)) } as *const u8;
     let ino = unsafe { load::<DIRECT, u64>(inode, off!(inode_ino)) };
     let bit = read_prefilter_bit(ino);
     let Some(word) = READ_PREFILTER.get(bit >> 6) else {
-        return;
+        return 0;
     };
     if *word & (1u64 << (bit & 63)) == 0 || current_is_agent() {
-        return;
+        return 0;
     }
     let dev = unsafe {
         let sb = load_ptr::<DIRECT>(inode, off!(inode_sb));
         load::<DIRECT, u32>(sb, off!(sb_dev))
     };
     let Some(slot) = (unsafe { WATCHED_INODES.get(key(dev, ino)) }).copied() else {
-        return;
+        return 0;
     };
     let opened = Opened {
         file: core::ptr::null(),
@@ -102,18 +80,19 @@ fn on_page_cache<const DIRECT: bool>(ctx: &BtfTracePointContext) {
         f_mode: FMODE_READ,
     };
     if !unsafe { opened.is_regular() } {
-        return;
+        return 0;
     }
     let task = unsafe { bpf_get_current_task_btf() } as *const u8;
     // Every forbidden read is killed, repeat or not: the signal is pending
     // before this read returns, so the process never runs again.
     if unsafe { enforce_kill(task, dev, ino) } {
         unsafe { emit_open(&opened, &read_access(slot, OPEN_FLAG_KILLED, 0)) };
-        return;
+        return 0;
     }
     if let Some(repeats) = unsafe { first_in_window(task, dev, ino, FMODE_READ) } {
         unsafe { emit_open(&opened, &read_access(slot, 0, repeats)) };
     }
+    0
 }
 
 /// A read the page-cache hooks report: matched by inode, no fd, no syscall.

@@ -8,7 +8,7 @@ use aya_ebpf::{
         bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel_str_bytes,
         generated,
     },
-    macros::{btf_tracepoint, map},
+    macros::map,
     maps::PerCpuArray,
     programs::BtfTracePointContext,
 };
@@ -43,15 +43,12 @@ unsafe fn tgid_of<const D: bool>(task: *const u8) -> u32 {
 // helper reads for a verifier that refuses those (see `crate::load`).
 
 // sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
-#[btf_tracepoint(function = "sched_process_exec")]
-pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
-    on_exec::<true>(&ctx)
-}
-
-#[btf_tracepoint(function = "sched_process_exec")]
-pub fn sched_process_exec_probe(ctx: BtfTracePointContext) -> i32 {
-    on_exec::<false>(&ctx)
-}
+crate::both_loads!(
+    "sched_process_exec",
+    sched_process_exec,
+    sched_process_exec_probe,
+    on_exec
+);
 
 #[inline(always)]
 fn on_exec<const D: bool>(ctx: &BtfTracePointContext) -> i32 {
@@ -246,15 +243,12 @@ unsafe fn fill_args<const D: bool>(ev: &mut ExecEvent, mm: *const u8) {
 }
 
 // sched_process_fork(struct task_struct *parent, struct task_struct *child)
-#[btf_tracepoint(function = "sched_process_fork")]
-pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
-    on_fork::<true>(&ctx)
-}
-
-#[btf_tracepoint(function = "sched_process_fork")]
-pub fn sched_process_fork_probe(ctx: BtfTracePointContext) -> i32 {
-    on_fork::<false>(&ctx)
-}
+crate::both_loads!(
+    "sched_process_fork",
+    sched_process_fork,
+    sched_process_fork_probe,
+    on_fork
+);
 
 #[inline(always)]
 fn on_fork<const D: bool>(ctx: &BtfTracePointContext) -> i32 {
@@ -316,15 +310,12 @@ fn inherit_quarantine(parent: *const u8, parent_tgid: u32, child: *const u8, chi
 }
 
 // sched_process_exit(struct task_struct *p[, bool group_dead])
-#[btf_tracepoint(function = "sched_process_exit")]
-pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
-    on_exit::<true>(&ctx)
-}
-
-#[btf_tracepoint(function = "sched_process_exit")]
-pub fn sched_process_exit_probe(ctx: BtfTracePointContext) -> i32 {
-    on_exit::<false>(&ctx)
-}
+crate::both_loads!(
+    "sched_process_exit",
+    sched_process_exit,
+    sched_process_exit_probe,
+    on_exit
+);
 
 #[inline(always)]
 fn on_exit<const D: bool>(ctx: &BtfTracePointContext) -> i32 {

@@ -49,6 +49,7 @@ impl Agent {
                 hooks: cfg.kernel.file_hooks,
                 repeat_window_ns: cfg.kernel.repeat_window.as_nanos() as u64,
             },
+            cfg.kernel.direct_loads,
         )?;
         let not_ready = check_hooks(&cfg, &probes)?;
         let metrics = Metrics::new();

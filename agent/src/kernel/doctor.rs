@@ -152,6 +152,7 @@ pub fn run() -> Vec<Check> {
             },
             // The set `proctor run` picks by default.
             probes::FileAccess::default(),
+            true,
         );
         match loaded {
             Ok(p) => {

@@ -336,11 +336,14 @@ pub fn kill_enforcement(lsm_deny: bool, set: &HookSet) -> &'static str {
     }
 }
 
+/// `direct_loads` false: the programs that come in two kinds load their
+/// helper-read kind (`kernel.direct_loads`).
 pub fn load(
     ring_buffer_bytes: u32,
     wakeup_bytes: u64,
     hooks: EnforcementHooks,
     files: FileAccess,
+    direct_loads: bool,
 ) -> Result<Probes> {
     let kernel_btf = btf_offsets::load_kernel_btf(Path::new(btf_offsets::VMLINUX_BTF))?;
     let offsets = btf_offsets::resolve(&kernel_btf)?;
@@ -392,7 +395,12 @@ pub fn load(
 
     let refused = "the kernel refused the program; `proctor doctor` shows which program types \
                    this kernel allows";
-    let mut attached = attach_btf_hooks(&mut ebpf, &btf, PROCESS_HOOKS)
+    let direct = if direct_loads {
+        attach_btf_hooks(&mut ebpf, &btf, PROCESS_HOOKS)
+    } else {
+        Err(anyhow::anyhow!("kernel.direct_loads is false"))
+    };
+    let mut attached = direct
         .or_else(|e| {
             tracing::info!("process hooks with direct loads refused ({e:#}); using helper reads");
             attach_btf_hooks(&mut ebpf, &btf, PROCESS_PROBE_HOOKS)
@@ -409,8 +417,14 @@ pub fn load(
     );
 
     let mut unattached = Vec::new();
-    let (file_set, tmpfs) =
-        attach_file_hooks(&mut ebpf, &btf, files.hooks, &mut attached, &mut unattached)?;
+    let (file_set, tmpfs) = attach_file_hooks(
+        &mut ebpf,
+        &btf,
+        files.hooks,
+        direct_loads,
+        &mut attached,
+        &mut unattached,
+    )?;
 
     let socket_hooks = match attach_socket_hooks(&mut ebpf, &mut attached) {
         Ok(()) => true,
@@ -580,6 +594,7 @@ fn attach_file_hooks(
     ebpf: &mut Ebpf,
     btf: &Btf,
     want: FileHooks,
+    direct_loads: bool,
     attached: &mut Vec<AttachedProgram>,
     unattached: &mut Vec<Unattached>,
 ) -> Result<(FileHooks, Option<Arc<TmpfsWatch>>)> {
@@ -619,7 +634,12 @@ fn attach_file_hooks(
                 return attach_syscall_set(ebpf, attached, unattached);
             }
         };
-        let direct = attach_btf_hooks(ebpf, btf, PAGE_CACHE_HOOKS).or_else(|e| {
+        let direct = if direct_loads {
+            attach_btf_hooks(ebpf, btf, PAGE_CACHE_HOOKS)
+        } else {
+            Err(anyhow::anyhow!("kernel.direct_loads is false"))
+        };
+        let direct = direct.or_else(|e| {
             tracing::info!(
                 "page-cache hooks with direct loads refused ({e:#}); using helper reads"
             );

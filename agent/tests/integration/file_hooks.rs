@@ -191,3 +191,77 @@ fn a_secret_created_or_renamed_over_after_start_is_seen_within_seconds() {
             >= 3
     );
 }
+
+/// The `bpf_probe_read_kernel` calls in the instructions the kernel holds
+/// for `hook`'s program: fewer in the direct-load kind than in the
+/// helper-read one.
+fn helper_reads_in(agent: &AgentProc, hook: &str) -> usize {
+    let st = agent.status_after(0);
+    let id = st["status"]["hooks"]
+        .as_array()
+        .and_then(|hs| hs.iter().find(|h| h["hook"] == hook))
+        .and_then(|h| h["id"].as_u64())
+        .unwrap_or_else(|| panic!("{hook} not attached: {}", st["status"]["hooks"]));
+    let out = Command::new("bpftool")
+        .args(["prog", "dump", "xlated", "id", &id.to_string()])
+        .output()
+        .expect("run bpftool (installed by cargo xtask setup)");
+    assert!(out.status.success(), "bpftool: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .matches("call bpf_probe_read_kernel#")
+        .count()
+}
+
+#[test]
+fn the_helper_read_kind_of_the_programs_sees_what_the_direct_kind_sees() {
+    // `kernel.direct_loads: false` loads the kind a kernel that refuses
+    // direct BTF loads gets: it must report execs and watched reads alike.
+    let files = [(".netrc", "machine a.test login u password hrd\n")];
+    let helper = HomeAgent::start(&files, |home, state| {
+        format!(
+            "status_interval: 1s\nstate_dir: {}\n\
+             kernel:\n  file_hooks: page-cache\n  direct_loads: false\n\
+             secrets:\n  extra_homes: [{}]\n  search_dirs: []\n",
+            state.display(),
+            home.display()
+        )
+    });
+    let direct = fixture();
+    // The exec program reads every kernel struct directly; the page-cache
+    // one only on its hot path (what a watched read reports after it goes
+    // through helpers in both kinds).
+    for (hook, direct_reads) in [
+        ("tp_btf/sched_process_exec", Some(0)),
+        ("tp_btf/mm_filemap_get_pages", None),
+    ] {
+        let (d, h) = (
+            helper_reads_in(&direct.agent, hook),
+            helper_reads_in(&helper.agent, hook),
+        );
+        assert!(
+            h > d,
+            "{hook}: {h} helper reads in the helper kind, {d} in the direct one"
+        );
+        if let Some(want) = direct_reads {
+            assert_eq!(d, want, "{hook}, direct kind");
+        }
+    }
+    let secret = helper.home.path().join(".netrc");
+    let m = marker("helper-kind");
+    let out = python_on(&m, &secret, "import sys\nopen(sys.argv[1],'rb').read()");
+    assert!(out.status.success(), "{out:?}");
+    let exec = helper.agent.wait_for(|e| is_exec_with(e, &m));
+    let python = std::fs::canonicalize(exec["process"]["exe"]["path"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        exec["process"]["exe"]["sha256"],
+        sha256_file(&python).as_str(),
+        "{exec}"
+    );
+    assert!(
+        exec["process"]["exe"]["inode"].as_u64().unwrap() > 0,
+        "{exec}"
+    );
+    let read = open_of(&helper.agent, &m);
+    assert_eq!(read["file"]["path"], secret.display().to_string(), "{read}");
+    assert_eq!(read["file"]["via"], "page_cache", "{read}");
+}
