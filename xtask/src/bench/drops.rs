@@ -234,6 +234,21 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<DropsResult> {
         }
         bad = Some(hi);
     }
+    // This VM's speed comes and goes (the same build has measured an onset
+    // of 80k and of 120k within minutes): the highest clean rate is run
+    // twice more, and a rate counts as kept up with only if every run at it
+    // was clean.
+    if let Some(lo) = good.filter(|_| !ctx.smoke) {
+        let lo = steps
+            .iter()
+            .filter(|s| !s.lost())
+            .map(|s| s.rate)
+            .max()
+            .unwrap_or(lo);
+        for _ in 0..2 {
+            steps.push(step(&agent, gen, files, lo, secs)?);
+        }
+    }
     let profile = match bad {
         Some(onset) => match profile::perf_agent(agent.pid(), secs.max(1.0), || {
             paced(gen, files, onset, secs.max(1.0));
@@ -280,12 +295,36 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<DropsResult> {
             100.0 * s.bench_cpu
         );
     }
-    let clean = || steps.iter().filter(|s| !s.lost());
-    let sustained = clean().map(|s| s.delivered_s).fold(0.0, f64::max);
-    let sustained_events = clean().map(|s| s.events_s).fold(0.0, f64::max);
+    // A rate is kept up with when every run at it was clean; its figure is
+    // the lowest delivered rate among those runs.
+    let runs_at = |rate: u64| steps.iter().filter(move |s| s.rate == rate);
+    let clean = || {
+        steps
+            .iter()
+            .filter(|s| runs_at(s.rate).all(|r| !r.lost()))
+            .map(|s| s.rate)
+    };
+    let held = |f: fn(&Step) -> f64| {
+        clean()
+            .map(|rate| runs_at(rate).map(f).fold(f64::MAX, f64::min))
+            .fold(0.0, f64::max)
+    };
+    let sustained = held(|s| s.delivered_s);
+    let sustained_events = held(|s| s.events_s);
+    let rechecked = steps
+        .iter()
+        .map(|s| s.rate)
+        .filter(|&r| runs_at(r).count() > 1)
+        .max()
+        .map(|r| {
+            let n = runs_at(r).count();
+            let ok = runs_at(r).filter(|s| !s.lost()).count();
+            format!(" The highest clean rate of the search, {r}/s, was run {n} times: clean in {ok} of them.")
+        })
+        .unwrap_or_default();
     let _ = writeln!(
         md,
-        "\nHighest rate with zero drops that the agent kept up with: **{sustained:.0} watched-file records/s** (each one record, two events); losses (or a backlog growing past {GROWTH_LIMIT_S} s) begin at: **{}**.\n",
+        "\nHighest rate with zero drops that the agent kept up with in every run at it: **{sustained:.0} watched-file records/s** (each one record, two events); losses (or a backlog growing past {GROWTH_LIMIT_S} s) begin at: **{}**.{rechecked}\n",
         match bad {
             Some(b) => format!("{b} records/s"),
             None => format!("not reached up to {:.0} records/s (the highest rate tried, or the generator's ceiling)", steps.last().map_or(0.0, |s| s.achieved)),
