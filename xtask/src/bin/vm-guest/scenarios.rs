@@ -118,7 +118,9 @@ pub fn run_all(wanted: &[String], report: &mut impl FnMut(&str, Result<String>))
             return;
         }
     };
-    report("agent-start", &mut || Ok(kernel_release()));
+    report("agent-start", &mut || {
+        Ok(format!("{}, {}", kernel_release(), process_program_kind()))
+    });
     report("hook-selection", &mut || hook_selection(&agent, hooks));
     report("exec-sha256", &mut || exec_sha256(&agent));
     report("script", &mut || script(&agent));
@@ -138,6 +140,17 @@ fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| format!("kernel {}", s.trim()))
         .unwrap_or_default()
+}
+
+/// Which kind of the exec, fork and exit programs the verifier took (the
+/// agent logs a refusal of the direct-load kind before it loads the other).
+fn process_program_kind() -> &'static str {
+    let log = std::fs::read_to_string(crate::agent::LOG).unwrap_or_default();
+    if log.contains("process hooks with direct loads refused") {
+        "process programs: helper reads (direct loads refused)"
+    } else {
+        "process programs: direct loads"
+    }
 }
 
 /// Whether the kernel has `bpf_task_pt_regs` (5.15).
