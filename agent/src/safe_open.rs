@@ -123,6 +123,17 @@ pub fn open_regular(
     }
     .map_err(io_err)?;
     check(path, &pre, expect)?;
+    open_then_check(path, links, expect)
+}
+
+/// The open (never blocking, links as `links` says) and the `fstat` check
+/// that has the last word, without a stat before: for paths that can only
+/// lead to a regular file.
+fn open_then_check(
+    path: &Path,
+    links: Links,
+    expect: Option<Inode>,
+) -> Result<(File, Metadata), SafeOpenError> {
     let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
     if links == Links::NoFollow {
         flags |= libc::O_NOFOLLOW;
@@ -131,9 +142,11 @@ pub fn open_regular(
         .read(true)
         .custom_flags(flags)
         .open(path)
-        .map_err(io_err)?;
-    let meta = file.metadata().map_err(io_err)?;
-    check(path, &meta, expect)?;
+        .map_err(|source| SafeOpenError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let meta = check_open(path, &file, expect)?;
     Ok((file, meta))
 }
 
@@ -146,16 +159,7 @@ pub fn open_exe_link(
     path: &Path,
     expect: Option<Inode>,
 ) -> Result<(File, Metadata), SafeOpenError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|source| SafeOpenError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    let meta = check_open(path, &file, expect)?;
-    Ok((file, meta))
+    open_then_check(path, Links::Follow, expect)
 }
 
 /// Checks a file opened elsewhere (e.g. `/proc/<pid>/exe` opened the moment

@@ -395,17 +395,15 @@ pub fn load(
 
     let refused = "the kernel refused the program; `proctor doctor` shows which program types \
                    this kernel allows";
-    let direct = if direct_loads {
-        attach_btf_hooks(&mut ebpf, &btf, PROCESS_HOOKS)
-    } else {
-        Err(anyhow::anyhow!("kernel.direct_loads is false"))
-    };
-    let mut attached = direct
-        .or_else(|e| {
-            tracing::info!("process hooks with direct loads refused ({e:#}); using helper reads");
-            attach_btf_hooks(&mut ebpf, &btf, PROCESS_PROBE_HOOKS)
-        })
-        .context(refused)?;
+    let mut attached = attach_either_kind(
+        &mut ebpf,
+        &btf,
+        direct_loads,
+        "process",
+        PROCESS_HOOKS,
+        PROCESS_PROBE_HOOKS,
+    )
+    .context(refused)?;
     attached.push(
         attach_btf_hook(
             &mut ebpf,
@@ -634,18 +632,15 @@ fn attach_file_hooks(
                 return attach_syscall_set(ebpf, attached, unattached);
             }
         };
-        let direct = if direct_loads {
-            attach_btf_hooks(ebpf, btf, PAGE_CACHE_HOOKS)
-        } else {
-            Err(anyhow::anyhow!("kernel.direct_loads is false"))
-        };
-        let direct = direct.or_else(|e| {
-            tracing::info!(
-                "page-cache hooks with direct loads refused ({e:#}); using helper reads"
-            );
-            attach_btf_hooks(ebpf, btf, PAGE_CACHE_PROBE_HOOKS)
-        });
-        match direct {
+        let page_cache = attach_either_kind(
+            ebpf,
+            btf,
+            direct_loads,
+            "page-cache",
+            PAGE_CACHE_HOOKS,
+            PAGE_CACHE_PROBE_HOOKS,
+        );
+        match page_cache {
             Ok(mine) => {
                 attached.extend(mine);
                 return Ok((FileHooks::PageCache, tmpfs));
@@ -697,6 +692,28 @@ fn attach_syscall_hooks(
 
 /// A group of tp_btf hooks: all or none (what attached of a group that
 /// failed is unloaded again, so no half set reports beside the fallback).
+/// Attaches `direct` (programs with direct BTF loads), or `probe` (the same
+/// programs with helper reads) where the verifier refuses the first or
+/// `kernel.direct_loads` is false; `what` names the set in the log line.
+fn attach_either_kind(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    direct_loads: bool,
+    what: &str,
+    direct: &[(&str, &str)],
+    probe: &[(&str, &str)],
+) -> Result<Vec<AttachedProgram>> {
+    let first = if direct_loads {
+        attach_btf_hooks(ebpf, btf, direct)
+    } else {
+        Err(anyhow::anyhow!("kernel.direct_loads is false"))
+    };
+    first.or_else(|e| {
+        tracing::info!("{what} hooks with direct loads refused ({e:#}); using helper reads");
+        attach_btf_hooks(ebpf, btf, probe)
+    })
+}
+
 fn attach_btf_hooks(
     ebpf: &mut Ebpf,
     btf: &Btf,
