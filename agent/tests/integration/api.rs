@@ -773,7 +773,7 @@ async fn a_caller_admitted_to_attestation_only_gets_no_events_or_inventory() {
     let scratch = tempfile::tempdir_in("/var/tmp").unwrap();
     std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let bin = scratch.path().join("proctor");
-    std::fs::copy(crate::harness::proctor_bin(), &bin).unwrap();
+    crate::harness::copy_exe(crate::harness::proctor_bin(), &bin);
     let socket = scratch.path().join("run/proctor.sock");
     let agent = Agent::start(|c| {
         c.socket = socket.clone();

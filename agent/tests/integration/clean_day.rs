@@ -207,7 +207,7 @@ fn a_clean_day_of_packaged_tools_is_info_while_cat_python_and_a_copied_binary_st
     );
     // The same files read by tools whose job it is not.
     let copy = d.scratch.path().join("ssh-keygen");
-    std::fs::copy("/usr/bin/ssh-keygen", &copy).unwrap();
+    copy_exe("/usr/bin/ssh-keygen", &copy);
     sh(runuser(u).arg(&copy).args(["-y", "-f", key]));
     let cat_m = marker("cat");
     sh(Command::new("sh").args(["-c", "cat /etc/shadow > /dev/null", &cat_m]));
@@ -497,7 +497,7 @@ fn a_program_installed_by_rpm_is_an_expected_client_and_its_copy_is_not() {
     // Installed after the agent started: it notices the database change.
     let git = install_rpm(&d.rpmdb);
     let copy = d.scratch.path().join("git");
-    std::fs::copy(&git, &copy).unwrap();
+    copy_exe(&git, &copy);
 
     let m = marker("rpm-git");
     sh(Command::new(&git).arg0(&m).arg(creds).stdout(Stdio::null()));

@@ -19,7 +19,7 @@ fn fixture() -> &'static HomeAgent {
         HomeAgent::start(&files, |home, state| {
             // A kill rule's owner must exist; nothing in these tests runs it.
             let owner = home.join("pg-owner");
-            std::fs::copy("/bin/cat", &owner).unwrap();
+            copy_exe("/bin/cat", &owner);
             page_cache_kill_config(home, state, &owner)
         })
     })

@@ -77,7 +77,7 @@ fn a_glob_owner_is_the_file_at_its_path_on_the_host_not_a_binary_bind_mounted_th
     let f = fixture();
     let netrc = f.home.path().join(".netrc");
     let owner = f.bin("netrc-reader");
-    std::fs::copy("/bin/cat", &owner).unwrap();
+    copy_exe("/bin/cat", &owner);
 
     // The real file at the glob's path, run from the host namespace: owner.
     let m = marker("glob-host");
@@ -90,7 +90,7 @@ fn a_glob_owner_is_the_file_at_its_path_on_the_host_not_a_binary_bind_mounted_th
     // Another binary over that path in a private mount namespace: the path
     // reads the same, the file is not the host's.
     let impostor = f.dir.path().join("impostor-tac");
-    std::fs::copy("/usr/bin/tac", &impostor).unwrap();
+    copy_exe("/usr/bin/tac", &impostor);
     let m = marker("glob-impostor");
     let out = exec_bind_mounted(&impostor, &owner, &m, &[netrc.to_str().unwrap()])
         .output()
@@ -142,10 +142,10 @@ fn attest_names_the_host_path_of_a_host_process_and_none_for_a_process_in_a_priv
 ) {
     let f = fixture();
     let sleeper = f.bin("sleeper");
-    std::fs::copy("/bin/sleep", &sleeper).unwrap();
+    copy_exe("/bin/sleep", &sleeper);
     let impostor = f.dir.path().join("impostor-sleep");
     // A different file (another inode) with the same behaviour.
-    std::fs::copy("/bin/sleep", &impostor).unwrap();
+    copy_exe("/bin/sleep", &impostor);
 
     let host_m = marker("attest-host");
     let host = Kid(spawn(

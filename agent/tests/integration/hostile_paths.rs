@@ -4,7 +4,7 @@ use std::{
     ffi::CString,
     io::{Read, Write},
     net::TcpStream,
-    os::unix::{ffi::OsStrExt, fs::PermissionsExt, process::CommandExt},
+    os::unix::{ffi::OsStrExt, process::CommandExt},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::OnceLock,
@@ -211,8 +211,7 @@ fn a_fifo_named_like_a_secret_held_open_by_a_silent_writer_does_not_freeze_the_a
 fn exec_script_seen_as(agent: &AgentProc, dir: &Path, path: &Path) -> Value {
     let script = dir.join("script.sh");
     if !script.exists() {
-        std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        write_exe(&script, "#!/bin/sh\nexit 0\n");
     }
     let m = marker("hostile-script");
     let out = Command::new("unshare")
@@ -294,8 +293,7 @@ fn a_script_run_through_proc_self_fd_is_hashed_as_the_process_sees_it() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("fd-script.sh");
     // Lives a moment, so its fd is still there when the agent looks.
-    std::fs::write(&script, "#!/bin/sh\nsleep 1\n").unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_exe(&script, "#!/bin/sh\nsleep 1\n");
     let m = marker("fd-script");
     run(Command::new("/bin/sh")
         .arg("-c")

@@ -3,7 +3,7 @@
 
 use std::{
     io::Read,
-    os::unix::{fs::PermissionsExt, process::CommandExt},
+    os::unix::process::CommandExt,
     path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -12,7 +12,8 @@ use std::{
 use serde_json::Value;
 
 use crate::harness::{
-    http_get, is_exec_with, marker, proctor_bin, run, sha256_file, AgentProc, STARTUP_TIMEOUT,
+    http_get, is_exec_with, marker, proctor_bin, run, sha256_file, write_exe, AgentProc,
+    STARTUP_TIMEOUT,
 };
 
 const CAP_SYS_ADMIN: libc::c_ulong = 21;
@@ -204,8 +205,7 @@ fn big_binary(dir: &Path) -> std::path::PathBuf {
     for _ in 0..64 {
         bytes.extend_from_slice(&pad);
     }
-    std::fs::write(&path, bytes).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_exe(&path, bytes);
     path
 }
 

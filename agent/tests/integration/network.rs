@@ -27,7 +27,7 @@ fn fixture() -> &'static Fixture {
         std::fs::create_dir_all(home2.path().join(".aws")).unwrap();
         std::fs::write(home.path().join(".pgpass"), "db:5432:app:app:pgsecret\n").unwrap();
         let owner_cat = home.path().join("owner-cat");
-        std::fs::copy("/bin/cat", &owner_cat).unwrap();
+        copy_exe("/bin/cat", &owner_cat);
         let config = format!(
             // The syscall file hook set: these tests write secrets after the
             // agent started and read them at once; the page-cache set sees a

@@ -35,8 +35,8 @@ fn fixture() -> &'static Fixture {
         .unwrap();
         let killer_owner = home.path().join("pg-owner");
         let reader_owner = home.path().join("netrc-owner");
-        std::fs::copy("/bin/cat", &killer_owner).unwrap();
-        std::fs::copy("/bin/cat", &reader_owner).unwrap();
+        copy_exe("/bin/cat", &killer_owner);
+        copy_exe("/bin/cat", &reader_owner);
         let config = format!(
             "status_interval: 1s\n{TEST_METRICS}\
              state_dir: {state}\n\
@@ -72,8 +72,7 @@ fn upgrade_in_place(exe: &Path) {
     let mut bytes = std::fs::read("/bin/cat").unwrap();
     // A different build: trailing bytes the ELF loader ignores.
     bytes.extend_from_slice(b"\0proctor-upgrade\0");
-    std::fs::write(&staged, bytes).unwrap();
-    std::fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    write_exe(&staged, bytes);
     std::fs::rename(&staged, exe).unwrap();
 }
 
@@ -140,7 +139,7 @@ fn the_owners_path_shown_from_a_private_mount_namespace_is_not_the_owner() {
     // Another binary bind-mounted over the owner's path, in a mount
     // namespace of its own: the path reads the same from inside.
     let impostor = f.home.path().join("impostor");
-    std::fs::copy("/usr/bin/tac", &impostor).unwrap();
+    copy_exe("/usr/bin/tac", &impostor);
     let m = marker("impostor");
     let out = exec_bind_mounted(&impostor, &f.reader_owner, &m, &[netrc.to_str().unwrap()])
         .output()

@@ -1,13 +1,7 @@
 //! Real-kernel tests of the process lifecycle probes: every assertion is about
 //! events the running agent produced for real processes these tests spawned.
 
-use std::{
-    ffi::CString,
-    io::Write,
-    os::unix::{fs::PermissionsExt, process::CommandExt},
-    path::Path,
-    process::Command,
-};
+use std::{ffi::CString, io::Write, os::unix::process::CommandExt, path::Path, process::Command};
 
 use crate::harness::*;
 
@@ -150,8 +144,7 @@ fn script_and_interpreter_both_identified() {
     let m = marker("script");
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("hello.sh");
-    std::fs::write(&script, "#!/bin/sh\nexit 3\n").unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_exe(&script, "#!/bin/sh\nexit 3\n");
     run(Command::new(&script).arg(&m));
 
     let ev = agent.wait_for(|e| is_exec_with(e, &m));
@@ -175,7 +168,7 @@ fn binary_overwritten_in_place_gets_a_new_hash() {
     let agent = shared();
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("tool");
-    std::fs::copy("/bin/true", &bin).unwrap();
+    copy_exe("/bin/true", &bin);
     let first_hash = sha256_file(&bin);
     let m1 = marker("overwrite1");
     run(Command::new(&bin).arg(&m1));
@@ -214,12 +207,12 @@ fn unlinked_executable_is_flagged_and_never_hashed_as_another_file() {
     let agent = shared();
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("vanishing");
-    std::fs::copy("/bin/sleep", &bin).unwrap();
+    copy_exe("/bin/sleep", &bin);
     let want = sha256_file(&bin);
     let fd = open_inheritable(&bin);
     std::fs::remove_file(&bin).unwrap();
     // A different file now sits at the old path.
-    std::fs::copy("/bin/true", &bin).unwrap();
+    copy_exe("/bin/true", &bin);
     let m = marker("unlinked");
     run(Command::new(format!("/proc/self/fd/{fd}"))
         .arg0(&m)
@@ -549,7 +542,7 @@ fn podman_container_gets_its_container_id() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("rootfs");
     std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    copy_exe("/bin/busybox", root.join("bin/busybox"));
     for applet in ["sh", "sleep"] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }

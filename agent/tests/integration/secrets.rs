@@ -5,7 +5,7 @@
 use std::{
     ffi::CString,
     io::Write,
-    os::unix::{fs::PermissionsExt, process::CommandExt},
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::Command,
     sync::OnceLock,
@@ -80,7 +80,7 @@ fn start_fixture(kernel: &str) -> Fixture {
         let bin = home.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         let owner_cat = bin.join("owner-cat");
-        std::fs::copy("/bin/cat", &owner_cat).unwrap();
+        copy_exe("/bin/cat", &owner_cat);
         let config = format!(
             "status_interval: 1s\n{TEST_METRICS}{kernel}\
              state_dir: {state}\n\
@@ -507,8 +507,7 @@ fn read_by_a_deleted_binary_is_escalated() {
     let f = fixture();
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("reader");
-    std::fs::copy("/bin/cat", &bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    copy_exe("/bin/cat", &bin);
     let c = CString::new(bin.to_str().unwrap()).unwrap();
     let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY) };
     std::fs::remove_file(&bin).unwrap();

@@ -887,8 +887,7 @@ fn rate_limit_suppresses_and_summarises_exactly() {
     let bin = dir.path().join("noisy-true");
     let mut data = std::fs::read("/bin/true").unwrap();
     data.extend_from_slice(marker("rl-bin").as_bytes());
-    std::fs::write(&bin, data).unwrap();
-    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    write_exe(&bin, data);
     let sha = sha256_file(&bin);
     let config = format!(
         "status_interval: 1s\n{TEST_METRICS}state_dir: {}\n\

@@ -188,7 +188,7 @@ fn hygiene_selectors_vouch_for_a_packaged_binary_in_a_clean_environment_only() {
         "dpkg does not name /bin/sleep's package: {owner}"
     );
     let copy = dir.path().join("sleep-copy");
-    std::fs::copy("/bin/sleep", &copy).unwrap();
+    crate::harness::copy_exe("/bin/sleep", &copy);
     let start = |bin: &Path, keys: bool| {
         let mut cmd = Command::new(bin);
         cmd.arg("300")

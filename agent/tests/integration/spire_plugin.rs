@@ -219,7 +219,7 @@ pub(crate) fn strings(v: &Value) -> Vec<String> {
 /// agent has hashed its binary; the test's own sha256 of it.
 fn workload(dir: &Path, socket: &Path) -> (Kid, PathBuf, String) {
     let bin = dir.join("spire-workload");
-    std::fs::copy("/bin/sleep", &bin).unwrap();
+    crate::harness::copy_exe("/bin/sleep", &bin);
     let want_sha = sha256_file(&bin);
     let kid = Kid(crate::harness::spawn(
         Command::new(&bin).arg("300").stdout(Stdio::null()),
@@ -639,7 +639,7 @@ fn the_migration_plans_selectors_attest_the_secrets_reader_and_no_other_workload
 
     // The workload that holds the key today: it reads it and keeps running.
     let app = dir.path().join("billing-app");
-    std::fs::copy("/usr/bin/tail", &app).unwrap();
+    crate::harness::copy_exe("/usr/bin/tail", &app);
     let app_sha = sha256_file(&app);
     let reader = Kid(crate::harness::spawn(
         Command::new(&app)
@@ -698,7 +698,7 @@ fn the_migration_plans_selectors_attest_the_secrets_reader_and_no_other_workload
     // What SPIRE's agent would get from the plugin for the reader, and for
     // another workload (same user, another binary).
     let other = dir.path().join("other-app");
-    std::fs::copy("/bin/sleep", &other).unwrap();
+    crate::harness::copy_exe("/bin/sleep", &other);
     let other_kid = Kid(crate::harness::spawn(
         Command::new(&other).arg("300").stdout(Stdio::null()),
     ));

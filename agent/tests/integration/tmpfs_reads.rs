@@ -22,7 +22,7 @@ fn fixture() -> &'static Fixture {
         assert_eq!(fs_type(&tmpfs), "tmpfs", "{} is not tmpfs", tmpfs.display());
         let owner = tempfile::tempdir().unwrap();
         let owner_exe = owner.path().join("pg-owner");
-        std::fs::copy("/bin/cat", &owner_exe).unwrap();
+        copy_exe("/bin/cat", &owner_exe);
         let files = [
             (".netrc", "machine a.test login u password tmpfs-nrc\n"),
             (".pgpass", "db:5432:app:app:tmpfs-pg\n"),

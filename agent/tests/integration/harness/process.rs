@@ -3,6 +3,8 @@
 //! with their handle, and containers.
 
 use std::{
+    os::unix::fs::PermissionsExt,
+    path::Path,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -27,6 +29,40 @@ pub fn has_arg(e: &Value, arg: &str) -> bool {
 
 pub fn is_exec_with(e: &Value, arg: &str) -> bool {
     e["kind"] == "process_exec" && has_arg(e, arg)
+}
+
+/// Puts a copy of the executable `src` at `dst` (mode 0755). `cp` writes it,
+/// never this process: a write fd of ours would be inherited by whatever child
+/// another test thread forks meanwhile, and every exec of `dst` fails with
+/// ETXTBSY until that child execs.
+pub fn copy_exe(src: impl AsRef<Path>, dst: impl AsRef<Path>) {
+    let (src, dst) = (src.as_ref(), dst.as_ref());
+    let out = Command::new("cp")
+        .arg("--")
+        .arg(src)
+        .arg(dst)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cp {} {}: {}",
+        src.display(),
+        dst.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::set_permissions(dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Writes an executable (a script, or a binary with bytes of its own) at
+/// `dst`: the bytes go to a staging file beside it, `copy_exe` puts them in
+/// place, for the reason it gives.
+pub fn write_exe(dst: impl AsRef<Path>, bytes: impl AsRef<[u8]>) {
+    let dst = dst.as_ref();
+    let mut staging = dst.as_os_str().to_owned();
+    staging.push(".staging");
+    std::fs::write(&staging, bytes).unwrap();
+    copy_exe(&staging, dst);
+    std::fs::remove_file(&staging).unwrap();
 }
 
 /// Starts a command whose executable the test may have just written.
@@ -98,12 +134,7 @@ pub fn podman_run_base() -> Command {
 /// `impostor` is bind-mounted over it: from inside, the path reads the same
 /// and the file is another. `argv0` sits inside the script, not in
 /// unshare's own argv, so a test's marker matches the impostor's exec only.
-pub fn exec_bind_mounted(
-    impostor: &std::path::Path,
-    over: &std::path::Path,
-    argv0: &str,
-    args: &[&str],
-) -> Command {
+pub fn exec_bind_mounted(impostor: &Path, over: &Path, argv0: &str, args: &[&str]) -> Command {
     let script = format!(
         "mount --bind {imp} {over} && exec -a {argv0} {over} {args}",
         imp = impostor.display(),
@@ -124,7 +155,7 @@ pub fn read_finding(agent: &crate::harness::AgentProc, m: &str) -> Value {
 
 /// Runs a python3 snippet with `sys.argv[1]` the file and `sys.argv[2]` the
 /// marker `m` (python3 may be a shim that execs again: argv[0] is not kept).
-pub fn python_on(m: &str, file: &std::path::Path, code: &str) -> std::process::Output {
+pub fn python_on(m: &str, file: &Path, code: &str) -> std::process::Output {
     Command::new("python3")
         .arg("-c")
         .arg(code)
@@ -146,7 +177,7 @@ pub fn opens_of(agent: &super::AgentProc, m: &str) -> Vec<Value> {
 /// Runs `cat` of `file` (argv[0] a fresh marker made from `what`), asserts
 /// that SIGKILL ended it before any byte reached it, and returns the
 /// `secret-read` finding the agent reported for it.
-pub fn cat_killed(agent: &super::AgentProc, file: &std::path::Path, what: &str) -> Value {
+pub fn cat_killed(agent: &super::AgentProc, file: &Path, what: &str) -> Value {
     use std::os::unix::process::{CommandExt, ExitStatusExt};
     let m = marker(what);
     let out = Command::new("/bin/cat")
