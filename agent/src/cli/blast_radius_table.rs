@@ -131,7 +131,7 @@ mod tests {
         let mut d = DestinationBatch::default();
         d.record(p, "sha256:bb|cgroup:/b", "127.0.0.1:8443", T0 + 3 * NS);
         d.record(p, "sha256:cc|cgroup:/c", "10.0.0.9:22", T0 + 4 * NS);
-        assert_eq!(d.flush(&store), 0);
+        store.record_destinations(&d.take().unwrap()).unwrap();
 
         let found = store.blast_radius(p, T0 + 5 * NS).unwrap();
         assert_eq!(found.len(), 1);

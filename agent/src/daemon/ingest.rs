@@ -93,7 +93,9 @@ pub(super) struct Ingest {
     pub packages: Arc<Packages>,
     /// Exec-time evidence the API's attestation answers use.
     pub hygiene: Arc<crate::api::hygiene::Evidence>,
-    pub tx: mpsc::Sender<Pending>,
+    /// Boxed: a `Pending` is some 760 bytes, copied into the channel and out
+    /// again, then moved through the emitter; a box moves as a pointer.
+    pub tx: mpsc::Sender<Box<Pending>>,
     pub gaps: Gaps,
     /// Environment scans in flight, oldest first; judged in that order.
     pub env_scans: VecDeque<EnvScan>,
@@ -586,7 +588,7 @@ impl Ingest {
     pub async fn send(&self, p: Pending) {
         // Backpressure, not loss: if the output stalls, the ring buffer fills
         // and the kernel counts what it could not reserve; /healthz says so.
-        let p = match self.tx.try_send(p) {
+        let p = match self.tx.try_send(Box::new(p)) {
             Ok(()) => return,
             Err(TrySendError::Closed(_)) => {
                 tracing::error!("event output stopped (see the emitter's error above)");

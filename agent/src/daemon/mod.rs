@@ -128,7 +128,7 @@ struct Agent {
     emit_counters: Arc<EmitCounters>,
     /// The event broadcast (the API subscribes per client).
     subscribers: broadcast::Sender<Arc<Event>>,
-    rx: Option<mpsc::Receiver<Pending>>,
+    rx: Option<mpsc::Receiver<Box<Pending>>>,
     /// Reads of secrets on tmpfs (page-cache set), taken by the reader loop.
     tmpfs_reads: Option<mpsc::Receiver<TmpfsRead>>,
     mounted: Vec<String>,

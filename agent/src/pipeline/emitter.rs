@@ -160,7 +160,7 @@ const HASH_FOLLOW_UP_LIMIT: Duration = Duration::from_secs(600);
 type FollowUp = BoxFuture<'static, Arc<Process>>;
 
 impl Emitter {
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Box<Pending>>) {
         let mut summary_tick = tokio::time::interval(self.limiter.summary_interval());
         summary_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut follow_ups: FuturesUnordered<FollowUp> = FuturesUnordered::new();
@@ -203,7 +203,7 @@ impl Emitter {
 
     /// Emits `p`, taken at `now` (boot ns); for an exec that went out before
     /// its hash, the future of its finished identity.
-    async fn handle(&mut self, mut p: Pending, now: u64) -> Option<FollowUp> {
+    async fn handle(&mut self, mut p: Box<Pending>, now: u64) -> Option<FollowUp> {
         let deadline = p.boot_ns.saturating_add(duration_ns(self.hash_wait));
         let wait = Duration::from_nanos(deadline.saturating_sub(now));
         let (process, complete) = p.snapshot.resolve_within(wait).await;

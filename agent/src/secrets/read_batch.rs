@@ -8,7 +8,7 @@ use std::{
 
 use crate::{
     event::Process,
-    secrets::inventory::{InventoryStore, ReaderRecord},
+    secrets::inventory::{PendingReads, ReaderRecord},
 };
 
 /// How long a read may wait in memory before it is written to the inventory.
@@ -20,7 +20,7 @@ pub const READ_FLUSH: Duration = Duration::from_millis(250);
 /// building the key of every read was a fifth of the secret monitor's time).
 #[derive(Debug, Default)]
 pub struct ReadBatch {
-    pending: HashMap<String, HashMap<String, ReaderRecord>>,
+    pending: PendingReads,
     since: Option<Instant>,
 }
 
@@ -84,25 +84,11 @@ impl ReadBatch {
         self.pending.get(path)?.get(identity)
     }
 
-    /// Writes every pending read in one transaction and empties the batch;
-    /// returns how many readers could not be recorded.
-    pub fn flush(&mut self, store: &InventoryStore) -> u64 {
+    /// Every pending read, for one write (see `InventoryWriter`); the batch
+    /// starts empty again.
+    pub fn take(&mut self) -> Option<PendingReads> {
         self.since = None;
-        if self.pending.is_empty() {
-            return 0;
-        }
-        let n = self.len() as u64;
-        let reads = std::mem::take(&mut self.pending);
-        let records = reads
-            .iter()
-            .flat_map(|(path, by_reader)| by_reader.values().map(|r| (path.as_str(), r)));
-        match store.record_reads(records) {
-            Ok(skipped) => skipped as u64,
-            Err(e) => {
-                tracing::warn!("inventory: {n} readers not recorded: {e}");
-                n
-            }
-        }
+        (!self.pending.is_empty()).then(|| std::mem::take(&mut self.pending))
     }
 }
 
@@ -110,7 +96,7 @@ impl ReadBatch {
 mod tests {
     use super::*;
     use crate::secrets::{
-        inventory::{SecretRecord, DB_FILE_NAME},
+        inventory::{InventoryStore, InventoryWriter, SecretRecord, Write, DB_FILE_NAME},
         usage::identity_key,
     };
 
@@ -186,16 +172,19 @@ mod tests {
     }
 
     #[test]
-    fn flush_writes_counts_and_skips_unknown_secrets() {
+    fn a_taken_batch_writes_counts_and_skips_unknown_secrets() {
         let tmp = tempfile::tempdir().unwrap();
         let store = InventoryStore::open(&tmp.path().join(DB_FILE_NAME)).unwrap();
         store.upsert_secret(&secret(PATH)).unwrap();
+        let writer = InventoryWriter::start(store.open_another().unwrap()).unwrap();
         let p = crate::testdata::process();
         let mut batch = ReadBatch::default();
         batch.record(PATH, &identity_key(&p), &p, 10, 1);
         batch.record(PATH, &identity_key(&p), &p, 20, 1);
         batch.record("/never/upserted", &identity_key(&p), &p, 30, 1);
-        assert_eq!(batch.flush(&store), 1, "the unknown secret is skipped");
+        writer.send(Write::Reads(batch.take().unwrap()));
+        writer.sync();
+        assert_eq!(writer.lost(), 1, "the unknown secret is skipped");
         assert!(batch.is_empty());
         assert!(!batch.is_due(Instant::now() + READ_FLUSH * 4));
         let items = store.items(0).unwrap();
@@ -206,6 +195,6 @@ mod tests {
             (readers[0].first_read_ns, readers[0].last_read_ns),
             (10, 20)
         );
-        assert_eq!(batch.flush(&store), 0, "nothing left to write");
+        assert!(batch.take().is_none(), "nothing left to write");
     }
 }

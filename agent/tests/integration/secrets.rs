@@ -602,6 +602,119 @@ fn inventory_survives_a_restart() {
     drop(agent);
 }
 
+/// Another connection holds the inventory's write lock for longer than
+/// SQLite's busy timeout while a process reads a secret 40000 times: the
+/// agent's event path does not wait for the file (its ring buffer, 1 MiB
+/// here, holds well under a second of those reads, so a wait of the busy
+/// timeout on the event path lost records), and once the lock is gone every
+/// read reaches the inventory.
+#[test]
+fn a_locked_inventory_holds_up_no_event_and_loses_no_read() {
+    const READS: u64 = 40_000;
+    let home = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".aws")).unwrap();
+    let creds = home.path().join(".aws/credentials");
+    std::fs::write(&creds, aws_credentials()).unwrap();
+    // Every read a record (no folding), and only status events on stdout:
+    // the findings of 40000 reads would be 80000 lines for the harness.
+    let config = format!(
+        "status_interval: 1s\n{TEST_METRICS}state_dir: {}\nfingerprint:\n  key: {KEY_HEX}\nkernel:\n  ring_buffer_bytes: 1048576\n  repeat_window: 0s\nsinks:\n  - type: stdout\n    kinds: [agent_status]\nsecrets:\n  extra_homes: [{}]\n  search_dirs: []\n",
+        state.path().display(),
+        home.path().display()
+    );
+    let cfg_file = state.path().join("test-config.yaml");
+    std::fs::write(&cfg_file, &config).unwrap();
+    let agent = AgentProc::start(&config);
+    // `python_on` runs the python3 of PATH, wherever it lives.
+    let python_reads = || {
+        let out = proctor_ok([
+            "inventory".as_ref(),
+            "--json".as_ref(),
+            "--config".as_ref(),
+            cfg_file.as_os_str(),
+        ]);
+        let items: Value = serde_json::from_slice(&out).unwrap();
+        items
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["path"] == creds.to_str().unwrap())
+            .flat_map(|i| i["readers"].as_array().unwrap().clone())
+            .filter(|r| r["exe_path"].as_str().unwrap().contains("/python3"))
+            .map(|r| r["count"].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    // The secret is in the inventory before the lock is taken.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !String::from_utf8_lossy(&proctor_ok([
+        "inventory".as_ref(),
+        "--json".as_ref(),
+        "--config".as_ref(),
+        cfg_file.as_os_str(),
+    ]))
+    .contains(creds.to_str().unwrap())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the secret never reached the inventory"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let holder = rusqlite::Connection::open(state.path().join("inventory.db")).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let out = python_on(
+        &marker("locked-inventory"),
+        &creds,
+        &format!(
+            "import os, sys, time\n\
+             fd = os.open(sys.argv[1], os.O_RDONLY)\n\
+             t0 = time.monotonic()\n\
+             for i in range({READS}):\n\
+             \x20   os.pread(fd, 1, 0)\n\
+             \x20   if i % 500 == 499:\n\
+             \x20       ahead = t0 + (i + 1) / 10000 - time.monotonic()\n\
+             \x20       if ahead > 0:\n\
+             \x20           time.sleep(ahead)\n"
+        ),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A status taken after the reads, with the lock still held.
+    let status = agent.status_after(agent.last_seq());
+    let status = agent.status_after(status["seq"].as_u64().unwrap());
+    assert_eq!(
+        status["status"]["kernel"]["dropped"]["total"], 0,
+        "{status}"
+    );
+    assert!(
+        agent.stderr().contains("the write is retried"),
+        "the lock did hold the agent's writes back: {}",
+        agent.stderr()
+    );
+    holder.execute_batch("COMMIT").unwrap();
+    drop(holder);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut got = python_reads();
+    while got < READS {
+        assert!(
+            Instant::now() < deadline,
+            "{got} of {READS} reads reached the inventory: {}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        got = python_reads();
+    }
+    assert_eq!(got, READS);
+    let status = agent.status_after(agent.last_seq());
+    assert_eq!(status["status"]["secrets"]["store_errors"], 0, "{status}");
+}
+
 #[test]
 fn policy_check_points_at_the_line() {
     let mut f = tempfile::NamedTempFile::new().unwrap();

@@ -1,6 +1,6 @@
 //! Standard output: the default sink (JSON Lines unless `format` says otherwise).
 
-use tokio::io::{AsyncWriteExt, BufWriter};
+use std::io::Write;
 
 use super::{
     spool::Record,
@@ -8,7 +8,10 @@ use super::{
 };
 
 pub struct Stdout {
-    out: BufWriter<tokio::io::Stdout>,
+    /// A batch's records laid end to end, written by one blocking write and
+    /// kept for the next batch. (tokio's `Stdout` behind a `BufWriter`
+    /// copied every byte twice before the write.)
+    batch: Vec<u8>,
 }
 
 /// The pipe buffer asked for when standard output is a pipe (a container
@@ -20,9 +23,7 @@ const PIPE_BYTES: libc::c_int = 1 << 20;
 impl Stdout {
     pub fn new() -> Self {
         grow_pipe(libc::STDOUT_FILENO);
-        Self {
-            out: BufWriter::with_capacity(256 * 1024, tokio::io::stdout()),
-        }
+        Self { batch: Vec::new() }
     }
 }
 
@@ -61,10 +62,22 @@ impl Destination for Stdout {
     }
 
     async fn send(&mut self, batch: &[Record]) -> Result<(), Failure> {
+        let mut bytes = std::mem::take(&mut self.batch);
+        bytes.clear();
         for r in batch {
-            self.out.write_all(&r.bytes).await.map_err(Failure::none)?;
+            bytes.extend_from_slice(&r.bytes);
         }
         // Written means flushed: a reader of the pipe sees the events now.
-        self.out.flush().await.map_err(Failure::none)
+        // (The records end in newlines, so stdout's line buffer passes the
+        // whole batch straight to the write.)
+        let (bytes, written) = tokio::task::spawn_blocking(move || {
+            let mut out = std::io::stdout().lock();
+            let written = out.write_all(&bytes).and_then(|()| out.flush());
+            (bytes, written)
+        })
+        .await
+        .map_err(Failure::none)?;
+        self.batch = bytes;
+        written.map_err(Failure::none)
     }
 }

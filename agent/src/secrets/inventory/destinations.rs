@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use rusqlite::params;
 
-use super::{InventoryStore, StoreError};
+use super::{writer::PendingDestinations, InventoryStore, StoreError};
 
 /// One destination a workload connected to while it carried a secret.
 #[derive(Debug, Clone, serde::Serialize, PartialEq)]
@@ -26,7 +26,7 @@ pub const MAX_PENDING: usize = 4096;
 /// Connections of secret carriers not yet written to the inventory.
 #[derive(Debug, Default)]
 pub struct DestinationBatch {
-    pending: HashMap<(String, String, String), (u64, u64, u64)>,
+    pending: PendingDestinations,
     /// Triples dropped because [`MAX_PENDING`] were waiting.
     pub dropped: u64,
 }
@@ -50,22 +50,10 @@ impl DestinationBatch {
         self.pending.is_empty()
     }
 
-    /// Writes what is pending in one transaction; returns how many writes
-    /// failed (0 or 1: the batch is kept for the next flush on failure).
-    pub fn flush(&mut self, store: &InventoryStore) -> u64 {
-        if self.pending.is_empty() {
-            return 0;
-        }
-        match store.record_destinations(&self.pending) {
-            Ok(()) => {
-                self.pending.clear();
-                0
-            }
-            Err(e) => {
-                tracing::warn!("destinations not written to the inventory: {e}");
-                1
-            }
-        }
+    /// What is pending, for one write (see `InventoryWriter`); the batch
+    /// starts empty again.
+    pub fn take(&mut self) -> Option<PendingDestinations> {
+        (!self.pending.is_empty()).then(|| std::mem::take(&mut self.pending))
     }
 }
 
@@ -153,10 +141,10 @@ mod tests {
         b.record(p, "id-a", "127.0.0.1:8443", T0 + NS);
         b.record(p, "id-b", "[::1]:443", T0 + 3 * NS);
         b.record("/never/seen", "id-a", "127.0.0.1:1", T0);
-        assert_eq!(b.flush(&store), 0);
-        assert!(b.is_empty());
+        store.record_destinations(&b.take().unwrap()).unwrap();
+        assert!(b.is_empty() && b.take().is_none());
         b.record(p, "id-a", "127.0.0.1:8443", T0 + 5 * NS);
-        b.flush(&store);
+        store.record_destinations(&b.take().unwrap()).unwrap();
         let got = store.destinations_of(p).unwrap();
         assert_eq!(got.len(), 2, "{got:?}");
         assert_eq!(got[0].identity, "id-a");

@@ -145,3 +145,17 @@ pub(super) fn sqlite_error(action: &'static str, path: &Path, err: rusqlite::Err
         hint,
     }
 }
+
+impl StoreError {
+    /// Another connection held the lock past [`super::BUSY_TIMEOUT`]: the
+    /// same write may succeed later, unlike every other error here.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            StoreError::Sqlite { err, .. } => matches!(
+                err.sqlite_error_code(),
+                Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+            ),
+            _ => false,
+        }
+    }
+}

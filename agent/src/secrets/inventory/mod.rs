@@ -6,8 +6,9 @@
 //! survive agent restarts, so it lives in a SQLite file under the agent's
 //! `state_dir` (see [`default_path`]).
 //!
-//! Two processes use the file at once: `proctor run` writes it on the event
-//! path while `proctor inventory` reads it. SQLite in WAL mode gives the
+//! Two processes use the file at once: `proctor run` writes it (from a
+//! thread of its own, `writer`, so that a locked file or a stalled disk
+//! never holds up events) while `proctor inventory` reads it. SQLite in WAL mode gives the
 //! reader a consistent snapshot of the last committed writes without blocking
 //! the writer, which is why this store is SQLite and not an embedded KV store
 //! that takes an exclusive file lock.
@@ -27,8 +28,8 @@
 //!
 //! The files beside this one: `records` (what a row is), `errors` (what can go
 //! wrong, with the fix), `schema` (opening the file: permissions, WAL,
-//! migrations), `writes`, `queries` and `destinations` (where secret
-//! carriers connected).
+//! migrations), `writes`, `queries`, `destinations` (where secret
+//! carriers connected) and `writer` (the agent's thread that writes).
 
 mod destinations;
 mod errors;
@@ -36,6 +37,7 @@ mod migration;
 mod queries;
 mod records;
 mod schema;
+mod writer;
 mod writes;
 
 #[cfg(test)]
@@ -50,6 +52,7 @@ pub use records::{
     is_valid_fingerprint, BlastRadius, ContentAge, InventoryItem, ReaderRecord, SecretRecord,
 };
 pub use schema::{InventoryStore, BUSY_TIMEOUT, SCHEMA_VERSION};
+pub use writer::{InventoryWriter, PendingDestinations, PendingReads, Write};
 
 /// File name of the inventory inside the agent's `state_dir`.
 pub const DB_FILE_NAME: &str = "inventory.db";

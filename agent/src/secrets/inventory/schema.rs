@@ -14,6 +14,20 @@ use super::{
 };
 use crate::private_files;
 
+/// Whether this process may read `path`, asked without opening it.
+fn readable(path: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `c` is a NUL-terminated path; faccessat only reads it.
+    let rc = unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::R_OK, libc::AT_EACCESS) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// SQLite's file beside the database: `<path>-wal`, `<path>-shm`.
 fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
@@ -147,19 +161,41 @@ impl InventoryStore {
         Ok(store)
     }
 
+    /// A second writing connection to the file this one has open (the
+    /// agent's writer thread). SQLite alone opens the file: a descriptor of
+    /// it opened and closed outside SQLite (as `open` does to create and
+    /// tighten it) drops every POSIX lock this process holds on it, those
+    /// of the open connection included, and then another process closing
+    /// its connection (an administrator's `sqlite3`) takes itself for the
+    /// last one and deletes the WAL the agent is still writing.
+    pub fn open_another(&self) -> Result<Self, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags)
+            .map_err(|err| self.sqlite_err("open a second connection", err))?;
+        let store = InventoryStore {
+            conn,
+            path: self.path.clone(),
+            read_only: false,
+            written: Default::default(),
+        };
+        store.configure_writer()?;
+        Ok(store)
+    }
+
     /// Opens an existing inventory read-only, as `proctor inventory` does
-    /// while `proctor run` keeps writing it. Sees every committed write.
+    /// while `proctor run` keeps writing it (and the agent's API, in its
+    /// process). Sees every committed write.
     pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
-        // Probe with a plain open first: it tells "missing" from "not allowed"
-        // far more clearly than SQLite's "unable to open database file".
-        match std::fs::File::open(path) {
-            Ok(_) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+        // Probe first: it tells "missing" from "not allowed" far more clearly
+        // than SQLite's "unable to open database file". Without a descriptor
+        // (see `open_another`: the agent's API opens this in the agent).
+        if let Err(err) = readable(path) {
+            if err.kind() == io::ErrorKind::NotFound {
                 return Err(StoreError::Missing {
                     path: path.to_path_buf(),
                 });
             }
-            Err(err) => return Err(io_error("read the inventory", path, err, false)),
+            return Err(io_error("read the inventory", path, err, false));
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)
@@ -310,6 +346,47 @@ mod tests {
 
     fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Another process opens and closes a connection (what an
+    /// administrator's `sqlite3` does): the WAL stays, because this process
+    /// still holds its locks after opening a second connection and a
+    /// read-only one.
+    #[test]
+    fn a_second_and_a_read_only_connection_keep_the_wal_locked_against_other_processes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(DB_FILE_NAME);
+        let store = InventoryStore::open(&path).unwrap();
+        store
+            .upsert_secret(&secret("/root/.aws/credentials", T0))
+            .unwrap();
+        let writer = store.open_another().unwrap();
+        writer.mark_absent("/root/.aws/credentials").unwrap();
+        drop(InventoryStore::open_read_only(&path).unwrap());
+        let out = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nc.execute('select count(*) from secrets').fetchone()\nc.close()",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            sidecar(&path, "-wal").exists(),
+            "another process deleted the WAL this one writes"
+        );
+        writer.upsert_secret(&secret("/root/.netrc", T0)).unwrap();
+        let ro = InventoryStore::open_read_only(&path).unwrap();
+        assert_eq!(
+            ro.secrets().unwrap().len(),
+            2,
+            "the second write is visible"
+        );
     }
 
     #[test]

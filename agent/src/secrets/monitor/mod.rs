@@ -26,7 +26,7 @@ use crate::{
     secrets::catalog::{Catalog, DiscoverRoots},
     secrets::env,
     secrets::fingerprint::Fingerprinter,
-    secrets::inventory::{DestinationBatch, InventoryStore, SecretRecord},
+    secrets::inventory::{DestinationBatch, InventoryStore, InventoryWriter, SecretRecord, Write},
     secrets::kernel_watch::{
         name_key, quarantine_entry, quarantine_entry_of, KernelMaps, KernelWatch,
     },
@@ -89,6 +89,8 @@ pub struct MonitorStats {
     /// Secret files read for a fingerprint: once per file version (the
     /// kernel's size, mtime and ctime), never per read.
     pub fingerprint_reads: u64,
+    /// Inventory records not written (refused by the store, or dropped
+    /// while writes queued behind a locked file), and failed inventory reads.
     pub store_errors: u64,
     /// Connections of secret carriers not kept for the blast radius: too
     /// many distinct destinations waited for a write.
@@ -140,7 +142,12 @@ pub struct SecretMonitor<K: KernelWatch = KernelMaps> {
     catalog: Arc<Catalog>,
     policy: SecretsConfig,
     fingerprinter: Fingerprinter,
+    /// The monitor's own connection: its reads (rescans, rotation ages).
     store: InventoryStore,
+    /// Every write of the event path goes through this thread.
+    writer: InventoryWriter,
+    /// `writer.lost()` already added to `stats.store_errors`.
+    writer_lost_seen: u64,
     kernel: K,
     /// Processes block-egress has cut off.
     /// Processes quarantined by block-egress, with the kernel's key for each.
@@ -193,11 +200,15 @@ impl<K: KernelWatch> SecretMonitor<K> {
             policy.exfil.window,
             policy.exfil.metadata_endpoints.clone(),
         );
+        let writer = InventoryWriter::start(store.open_another()?)
+            .context("start the inventory writer thread")?;
         let mut m = Self {
             catalog: Arc::new(catalog),
             policy,
             fingerprinter,
             store,
+            writer,
+            writer_lost_seen: 0,
             kernel,
             quarantined: PerProcess::default(),
             watched: Vec::new(),
@@ -453,9 +464,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             first_seen_ns: now_ns(),
             present: true,
         };
-        if self.store.upsert_secret(&rec).is_err() {
-            self.stats.store_errors += 1;
-        }
+        self.writer.send(Write::Secret(rec));
     }
 
     /// Stops watching an inode whose secret is gone.
@@ -577,11 +586,19 @@ impl<K: KernelWatch> SecretMonitor<K> {
         }
     }
 
-    /// Writes every read gathered in memory to the inventory, in one transaction.
+    /// Hands every read gathered in memory to the inventory's writer (one
+    /// transaction), and counts what the writer could not write so far.
     pub fn flush_reads(&mut self) {
-        self.stats.store_errors += self.reads.flush(&self.store);
-        self.stats.store_errors += self.destinations.flush(&self.store);
+        if let Some(reads) = self.reads.take() {
+            self.writer.send(Write::Reads(reads));
+        }
+        if let Some(destinations) = self.destinations.take() {
+            self.writer.send(Write::Destinations(destinations));
+        }
         self.stats.destinations_dropped = self.destinations.dropped;
+        let lost = self.writer.lost();
+        self.stats.store_errors += lost - self.writer_lost_seen;
+        self.writer_lost_seen = lost;
     }
 
     /// Tools searching for secret file names (`find / -name id_rsa`).
@@ -679,9 +696,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 first_seen_ns: now_ns(),
                 present: true,
             };
-            if self.store.upsert_secret(&rec).is_err() {
-                self.stats.store_errors += 1;
-            }
+            self.writer.send(Write::Secret(rec));
             let who = identity_key(p);
             self.record_read(&path, &who, p, now_ns(), 1);
             let secret = Arc::new(SecretInfo {

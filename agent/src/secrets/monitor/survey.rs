@@ -16,6 +16,7 @@ use crate::{
     secrets::{
         catalog::{Catalog, DiscoverRoots},
         fingerprint::Fingerprinter,
+        inventory::Write,
         kernel_watch::KernelWatch,
         kube::layout::{self, Layout},
     },
@@ -263,7 +264,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 );
             }
             for p in r.gone {
-                let _ = self.store.mark_absent(&p);
+                self.writer.send(Write::Absent(p));
             }
         }
         if let Some((fresh, old)) = kube {

@@ -168,6 +168,7 @@ fn discovery_watches_every_found_inode_and_only_glob_named_directories() {
     assert_eq!(m.stats.watched_inodes, 4);
     // New keys can appear under any name in keys/; the literal names need no dir watch.
     assert_eq!(w.dirs, HashSet::from([node.key("keys")]), "{w:?}");
+    m.writer.sync();
     let stored = m.store.secrets().unwrap();
     assert_eq!(stored.len(), 4, "{stored:?}");
     assert!(stored.iter().all(|s| s.present && s.fingerprint.is_some()));
@@ -179,9 +180,14 @@ fn rescan_watches_new_files_and_marks_gone_ones_absent() {
     let mut m = node.monitor("{}").unwrap();
     node.write("keys/c.key", "key c");
     fs::remove_file(node.path("srv/web/app.env")).unwrap();
+    // A rescan checks the paths the inventory holds as present: what the
+    // writer thread has written by then (here at once; in the agent the
+    // first rescan comes minutes after discovery).
+    m.writer.sync();
     m.scan();
     assert!(m.kernel.inodes.contains_key(&node.key("keys/c.key")));
     let gone = node.path("srv/web/app.env").display().to_string();
+    m.writer.sync();
     let stored = m.store.secrets().unwrap();
     let row = stored.iter().find(|s| s.path == gone).unwrap();
     assert!(!row.present, "{row:?}");
