@@ -162,9 +162,16 @@ impl Drop for InventoryWriter {
 
 fn run(store: &InventoryStore, rx: &mpsc::Receiver<Write>, c: &Counters) {
     let mut busy_since_logged = false;
+    // Stopping with the file still locked: each write would wait out the
+    // busy timeout again, so the rest are counted, not tried.
+    let mut locked_at_stop = false;
     while let Ok(w) = rx.recv() {
         if let Write::Barrier(done) = &w {
             let _ = done.send(());
+            continue;
+        }
+        if locked_at_stop {
+            c.failed.fetch_add(w.records(), Ordering::Relaxed);
             continue;
         }
         loop {
@@ -187,6 +194,7 @@ fn run(store: &InventoryStore, rx: &mpsc::Receiver<Write>, c: &Counters) {
                 Err(e) => {
                     tracing::warn!("{} records not written: {e}", w.records());
                     c.failed.fetch_add(w.records(), Ordering::Relaxed);
+                    locked_at_stop = e.is_busy();
                     break;
                 }
             }
