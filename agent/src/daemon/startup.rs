@@ -80,10 +80,6 @@ impl Agent {
             r.snapshot = r.snapshot.with_pods(pods.cache.as_ref());
             table.insert(r.snapshot.process.pid, r);
         }
-        // Parsing the kernel's BTF (twice: offsets and program loading) leaves
-        // tens of MiB of freed heap behind; hand it back to the OS.
-        // SAFETY: malloc_trim has no preconditions.
-        unsafe { libc::malloc_trim(0) };
         let mut secrets = match (
             cfg.secrets.enabled,
             probes.open_filter.take(),
@@ -116,6 +112,11 @@ impl Agent {
         if let (Some(m), Some(_)) = (secrets.as_mut(), pods.cache.as_ref()) {
             m.watch_kubelet(cfg.kubernetes.kubelet_root.clone());
         }
+        // Parsing the kernel's BTF (twice: offsets and program loading) and
+        // the first look for secrets leave tens of MiB of freed heap behind;
+        // hand it back to the OS.
+        // SAFETY: malloc_trim has no preconditions.
+        unsafe { libc::malloc_trim(0) };
         let packages = packages::Packages::start(cfg.packages.clone());
         let (tx, rx) = mpsc::channel(16 * 1024);
         let (subscribers, _) = broadcast::channel(64 * 1024);

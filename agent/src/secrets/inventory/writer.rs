@@ -84,6 +84,8 @@ struct Counters {
     failed: AtomicU64,
     /// Records refused because the queue was full.
     dropped: AtomicU64,
+    /// The last write found the queue full (warned once per episode).
+    full: AtomicBool,
     closing: AtomicBool,
 }
 
@@ -114,15 +116,17 @@ impl InventoryWriter {
     pub fn send(&self, w: Write) {
         let Some(tx) = &self.tx else { return };
         match tx.try_send(w) {
-            Ok(()) => {}
+            Ok(()) => self.counters.full.store(false, Ordering::Relaxed),
             Err(TrySendError::Full(w)) => {
                 self.counters
                     .dropped
                     .fetch_add(w.records(), Ordering::Relaxed);
-                tracing::warn!(
-                    "inventory: {} records not written: {QUEUE} writes are already waiting for the database (is it locked, or its disk stalled?)",
-                    w.records()
-                );
+                // Once per episode: a lock that lasts sends a batch every 250 ms.
+                if !self.counters.full.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "inventory: records not written: {QUEUE} writes are already waiting for the database (is it locked, or its disk stalled?); counted in store_errors"
+                    );
+                }
             }
             Err(TrySendError::Disconnected(w)) => {
                 self.counters
