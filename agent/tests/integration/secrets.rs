@@ -527,28 +527,47 @@ fn read_by_a_deleted_binary_is_escalated() {
     });
 }
 
-#[test]
-fn inventory_survives_a_restart() {
-    let home = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(home.path().join(".aws")).unwrap();
-    let creds = home.path().join(".aws/credentials");
-    std::fs::write(&creds, aws_credentials()).unwrap();
-    let config = format!(
-        "status_interval: 1s\n{TEST_METRICS}state_dir: {}\nfingerprint:\n  key: {KEY_HEX}\nsecrets:\n  extra_homes: [{}]\n  search_dirs: []\n",
-        state.path().display(),
-        home.path().display()
-    );
-    let cfg_file = state.path().join("test-config.yaml");
-    std::fs::write(&cfg_file, &config).unwrap();
-    let m = marker("inv");
-    let cat = resolve("/bin/cat");
-    let inventory = || {
+/// A home holding AWS credentials, a state directory, and the config of an
+/// agent that watches the one and keeps its inventory in the other.
+struct InventoryCase {
+    _home: tempfile::TempDir,
+    state: tempfile::TempDir,
+    creds: PathBuf,
+    cfg_file: PathBuf,
+    config: String,
+}
+
+impl InventoryCase {
+    /// `more`: config sections besides `secrets` (kernel, sinks).
+    fn new(more: &str) -> Self {
+        let home = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(home.path().join(".aws")).unwrap();
+        let creds = home.path().join(".aws/credentials");
+        std::fs::write(&creds, aws_credentials()).unwrap();
+        let config = format!(
+            "status_interval: 1s\n{TEST_METRICS}state_dir: {}\nfingerprint:\n  key: {KEY_HEX}\n{more}secrets:\n  extra_homes: [{}]\n  search_dirs: []\n",
+            state.path().display(),
+            home.path().display()
+        );
+        let cfg_file = state.path().join("test-config.yaml");
+        std::fs::write(&cfg_file, &config).unwrap();
+        Self {
+            _home: home,
+            state,
+            creds,
+            cfg_file,
+            config,
+        }
+    }
+
+    /// The credentials' item in `proctor inventory --json`, if listed.
+    fn item(&self) -> Option<Value> {
         let out = proctor_ok([
             "inventory".as_ref(),
             "--json".as_ref(),
             "--config".as_ref(),
-            cfg_file.as_os_str(),
+            self.cfg_file.as_os_str(),
         ]);
         let text = String::from_utf8_lossy(&out).to_string();
         assert!(!text.contains(&fake_aws_secret()));
@@ -557,9 +576,20 @@ fn inventory_survives_a_restart() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|i| i["path"] == creds.to_str().unwrap())
+            .find(|i| i["path"] == self.creds.to_str().unwrap())
             .cloned()
-            .unwrap_or_else(|| panic!("{creds:?} not in inventory: {items}"))
+    }
+}
+
+#[test]
+fn inventory_survives_a_restart() {
+    let case = InventoryCase::new("");
+    let (config, state, creds) = (&case.config, &case.state, &case.creds);
+    let m = marker("inv");
+    let cat = resolve("/bin/cat");
+    let inventory = || {
+        case.item()
+            .unwrap_or_else(|| panic!("{creds:?} not in inventory"))
     };
     let cat_reads = |item: &Value| {
         item["readers"]
@@ -571,8 +601,8 @@ fn inventory_survives_a_restart() {
             .sum::<u64>()
     };
     {
-        let agent = AgentProc::start(&config);
-        run(Command::new("/bin/cat").arg(&creds).arg0(&m));
+        let agent = AgentProc::start(config);
+        run(Command::new("/bin/cat").arg(creds).arg0(&m));
         read_finding(&agent, &m);
         // Reads are batched in memory: a running agent writes them within
         // a fraction of a second, and a stopping one writes what is left.
@@ -585,12 +615,12 @@ fn inventory_survives_a_restart() {
             std::thread::sleep(Duration::from_millis(100));
         }
         let m2 = marker("inv-last");
-        run(Command::new("/bin/cat").arg(&creds).arg0(&m2));
+        run(Command::new("/bin/cat").arg(creds).arg0(&m2));
         read_finding(&agent, &m2);
         assert!(agent.stop().success());
         assert_no_leak(&agent, state.path(), &[fake_aws_secret(), fake_aws_id()]);
     }
-    let agent = AgentProc::start(&config);
+    let agent = AgentProc::start(config);
     let item = inventory();
     assert_eq!(item["catalog_id"], "aws-cli-credentials");
     assert_eq!(
@@ -611,50 +641,28 @@ fn inventory_survives_a_restart() {
 #[test]
 fn a_locked_inventory_holds_up_no_event_and_loses_no_read() {
     const READS: u64 = 40_000;
-    let home = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(home.path().join(".aws")).unwrap();
-    let creds = home.path().join(".aws/credentials");
-    std::fs::write(&creds, aws_credentials()).unwrap();
     // Every read a record (no folding), and only status events on stdout:
     // the findings of 40000 reads would be 80000 lines for the harness.
-    let config = format!(
-        "status_interval: 1s\n{TEST_METRICS}state_dir: {}\nfingerprint:\n  key: {KEY_HEX}\nkernel:\n  ring_buffer_bytes: 1048576\n  repeat_window: 0s\nsinks:\n  - type: stdout\n    kinds: [agent_status]\nsecrets:\n  extra_homes: [{}]\n  search_dirs: []\n",
-        state.path().display(),
-        home.path().display()
+    let case = InventoryCase::new(
+        "kernel:\n  ring_buffer_bytes: 1048576\n  repeat_window: 0s\nsinks:\n  - type: stdout\n    kinds: [agent_status]\n",
     );
-    let cfg_file = state.path().join("test-config.yaml");
-    std::fs::write(&cfg_file, &config).unwrap();
-    let agent = AgentProc::start(&config);
+    let (state, creds) = (&case.state, &case.creds);
+    let agent = AgentProc::start(&case.config);
     // `python_on` runs the python3 of PATH, wherever it lives.
     let python_reads = || {
-        let out = proctor_ok([
-            "inventory".as_ref(),
-            "--json".as_ref(),
-            "--config".as_ref(),
-            cfg_file.as_os_str(),
-        ]);
-        let items: Value = serde_json::from_slice(&out).unwrap();
-        items
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|i| i["path"] == creds.to_str().unwrap())
-            .flat_map(|i| i["readers"].as_array().unwrap().clone())
-            .filter(|r| r["exe_path"].as_str().unwrap().contains("/python3"))
-            .map(|r| r["count"].as_u64().unwrap())
-            .sum::<u64>()
+        case.item().map_or(0, |i| {
+            i["readers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["exe_path"].as_str().unwrap().contains("/python3"))
+                .map(|r| r["count"].as_u64().unwrap())
+                .sum::<u64>()
+        })
     };
     // The secret is in the inventory before the lock is taken.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !String::from_utf8_lossy(&proctor_ok([
-        "inventory".as_ref(),
-        "--json".as_ref(),
-        "--config".as_ref(),
-        cfg_file.as_os_str(),
-    ]))
-    .contains(creds.to_str().unwrap())
-    {
+    while case.item().is_none() {
         assert!(
             Instant::now() < deadline,
             "the secret never reached the inventory"
@@ -666,7 +674,7 @@ fn a_locked_inventory_holds_up_no_event_and_loses_no_read() {
     holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let out = python_on(
         &marker("locked-inventory"),
-        &creds,
+        creds,
         &format!(
             "import os, sys, time\n\
              fd = os.open(sys.argv[1], os.O_RDONLY)\n\
