@@ -5,9 +5,11 @@
 //! discovery when that is older (the content was there at least that long).
 //! Touching a file does not make it younger; rewriting it with other bytes
 //! does. When secret-stale fires is kept in the inventory, so a restart
-//! neither repeats it within the period nor forgets it.
+//! neither repeats it within the period nor forgets it; the agent also keeps
+//! it in memory ([`SentReports`]), since its writes reach the inventory
+//! through the writer thread, which a locked file holds back.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use crate::{
     detect::findings,
@@ -18,12 +20,33 @@ use crate::{
     },
 };
 
-/// `secret-stale` findings due at `now_ns`, each noted in the store as
-/// reported so that the next one for the same content comes a period later.
+/// The `secret-stale` reports this process made, by path: (the content's
+/// since, when reported).
+#[derive(Debug, Default)]
+pub struct SentReports(HashMap<String, (u64, u64)>);
+
+impl SentReports {
+    /// When the content dating from `since` at `path` was last reported,
+    /// by the inventory or by this process, whichever is later.
+    fn last(&self, path: &str, since: u64, stored: Option<u64>) -> Option<u64> {
+        let sent = self
+            .0
+            .get(path)
+            .filter(|(s, _)| *s == since)
+            .map(|(_, at)| *at);
+        stored.max(sent)
+    }
+}
+
+/// `secret-stale` findings due at `now_ns`; each is remembered in `sent` and
+/// handed to `mark` (which notes it in the inventory), so that the next one
+/// for the same content comes a period later.
 pub fn stale_findings(
     store: &InventoryStore,
     policy: &SecretsConfig,
     now_ns: u64,
+    sent: &mut SentReports,
+    mut mark: impl FnMut(&str, u64),
 ) -> Result<Vec<Finding>, StoreError> {
     let mut out = Vec::new();
     for c in store.content_ages()? {
@@ -31,10 +54,12 @@ pub fn stale_findings(
         let Some(max_age) = policy.max_age(&s.catalog_id, &s.path) else {
             continue;
         };
-        if !is_due(c.content_since_ns, c.stale_reported_ns, max_age, now_ns) {
+        let reported = sent.last(&s.path, c.content_since_ns, c.stale_reported_ns);
+        if !is_due(c.content_since_ns, reported, max_age, now_ns) {
             continue;
         }
-        store.mark_stale_reported(&s.path, now_ns)?;
+        sent.0.insert(s.path.clone(), (c.content_since_ns, now_ns));
+        mark(&s.path, now_ns);
         let (path, variable) = match s.path.strip_prefix("env:") {
             Some(var) => (None, Some(var.to_string())),
             None => (Some(s.path.clone()), None),
@@ -100,8 +125,15 @@ mod tests {
             Some(Duration::from_secs(100))
         );
 
-        assert!(stale_findings(&store, &p, T0 + 99 * NS).unwrap().is_empty());
-        let found = stale_findings(&store, &p, T0 + 100 * NS).unwrap();
+        // A fresh memory per call: what the inventory keeps is what counts here.
+        let stale = |at: u64| {
+            stale_findings(&store, &p, at, &mut SentReports::default(), |path, at| {
+                store.mark_stale_reported(path, at).unwrap()
+            })
+            .unwrap()
+        };
+        assert!(stale(T0 + 99 * NS).is_empty());
+        let found = stale(T0 + 100 * NS);
         assert_eq!(found.len(), 1, "{found:?}");
         let f = &found[0];
         assert_eq!(f.rule, SECRET_STALE);
@@ -111,20 +143,45 @@ mod tests {
         assert_eq!(s.id, "aws-cli-credentials");
         assert!(f.summary.contains("1m 40s"), "{}", f.summary);
         // Within the period: quiet; a period later: again.
-        assert!(stale_findings(&store, &p, T0 + 199 * NS)
-            .unwrap()
-            .is_empty());
-        assert_eq!(stale_findings(&store, &p, T0 + 200 * NS).unwrap().len(), 1);
+        assert!(stale(T0 + 199 * NS).is_empty());
+        assert_eq!(stale(T0 + 200 * NS).len(), 1);
 
         // Rotated: the new content is young again.
         let mut rotated = secret(aws, T0 + 250 * NS);
         rotated.fingerprint = Some(fingerprint(b"rotated"));
         rotated.mtime_ns = (T0 + 250 * NS).cast_signed();
         store.upsert_secret(&rotated).unwrap();
-        assert!(stale_findings(&store, &p, T0 + 349 * NS)
-            .unwrap()
-            .is_empty());
-        assert_eq!(stale_findings(&store, &p, T0 + 350 * NS).unwrap().len(), 1);
+        assert!(stale(T0 + 349 * NS).is_empty());
+        assert_eq!(stale(T0 + 350 * NS).len(), 1);
+    }
+
+    /// The mark has not reached the inventory (the writer thread waits on a
+    /// locked file): the report is still not repeated within the period,
+    /// and a rotated content is judged afresh.
+    #[test]
+    fn a_report_whose_mark_is_still_queued_is_not_repeated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = InventoryStore::open(&tmp.path().join(DB_FILE_NAME)).unwrap();
+        let aws = "/root/.aws/credentials";
+        store.upsert_secret(&secret(aws, T0)).unwrap();
+        let p = policy("rules:\n- secret: {path: /root/.aws/credentials}\n  max_age: 100s\n");
+        let mut sent = SentReports::default();
+        let mut marks = 0;
+        let mut stale = |at: u64| {
+            stale_findings(&store, &p, at, &mut sent, |_, _| marks += 1)
+                .unwrap()
+                .len()
+        };
+        assert_eq!(stale(T0 + 100 * NS), 1);
+        assert_eq!(stale(T0 + 150 * NS), 0, "still within the period");
+        assert_eq!(stale(T0 + 200 * NS), 1, "a period later");
+        let mut rotated = secret(aws, T0 + 210 * NS);
+        rotated.fingerprint = Some(fingerprint(b"rotated"));
+        rotated.mtime_ns = (T0 + 210 * NS).cast_signed();
+        store.upsert_secret(&rotated).unwrap();
+        assert_eq!(stale(T0 + 250 * NS), 0, "the new content is young");
+        assert_eq!(stale(T0 + 310 * NS), 1, "the new content's own period");
+        assert_eq!(marks, 3);
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub type PendingDestinations = HashMap<(String, String, String), (u64, u64, u64)
 pub enum Write {
     Secret(SecretRecord),
     Absent(String),
+    /// `secret-stale` reported for the secret at the path, at ns.
+    StaleReported(String, u64),
     Reads(PendingReads),
     Destinations(PendingDestinations),
     /// Answered once every write sent before it is applied or given up.
@@ -54,7 +56,7 @@ impl Write {
         match self {
             Write::Reads(r) => r.values().map(|by| by.len() as u64).sum(),
             Write::Destinations(d) => d.len() as u64,
-            Write::Secret(_) | Write::Absent(_) => 1,
+            Write::Secret(_) | Write::Absent(_) | Write::StaleReported(..) => 1,
             Write::Barrier(_) => 0,
         }
     }
@@ -65,6 +67,7 @@ impl Write {
         match self {
             Write::Secret(rec) => store.upsert_secret(rec).map(|()| 0),
             Write::Absent(path) => store.mark_absent(path).map(|()| 0),
+            Write::StaleReported(path, at) => store.mark_stale_reported(path, *at).map(|()| 0),
             Write::Reads(reads) => store
                 .record_reads(
                     reads

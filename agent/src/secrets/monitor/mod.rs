@@ -148,6 +148,8 @@ pub struct SecretMonitor<K: KernelWatch = KernelMaps> {
     writer: InventoryWriter,
     /// `writer.lost()` already added to `stats.store_errors`.
     writer_lost_seen: u64,
+    /// secret-stale reports made, before the writer has noted them.
+    stale_sent: crate::secrets::rotation::SentReports,
     kernel: K,
     /// Processes block-egress has cut off.
     /// Processes quarantined by block-egress, with the kernel's key for each.
@@ -209,6 +211,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             store,
             writer,
             writer_lost_seen: 0,
+            stale_sent: Default::default(),
             kernel,
             quarantined: PerProcess::default(),
             watched: Vec::new(),
@@ -741,12 +744,19 @@ impl<K: KernelWatch> SecretMonitor<K> {
 
     /// secret-stale findings due now (see [`crate::secrets::rotation`]).
     pub fn stale_findings(&mut self) -> Vec<crate::event::Finding> {
-        crate::secrets::rotation::stale_findings(&self.store, &self.policy, now_ns())
-            .unwrap_or_else(|e| {
-                tracing::warn!("rotation age not judged: {e}");
-                self.stats.store_errors += 1;
-                Vec::new()
-            })
+        let writer = &self.writer;
+        crate::secrets::rotation::stale_findings(
+            &self.store,
+            &self.policy,
+            now_ns(),
+            &mut self.stale_sent,
+            |path, at| writer.send(Write::StaleReported(path.to_string(), at)),
+        )
+        .unwrap_or_else(|e| {
+            tracing::warn!("rotation age not judged: {e}");
+            self.stats.store_errors += 1;
+            Vec::new()
+        })
     }
 
     pub fn stats_json(&self) -> serde_json::Value {
