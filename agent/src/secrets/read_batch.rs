@@ -70,7 +70,8 @@ impl ReadBatch {
             .is_some_and(|t| now.saturating_duration_since(t) >= READ_FLUSH)
     }
 
-    /// Pending (path, reader identity) records.
+    /// Pending (path, reader identity) records (the writer counts its own).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.pending.values().map(HashMap::len).sum()
     }

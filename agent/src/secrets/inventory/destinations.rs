@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use rusqlite::params;
 
-use super::{writer::PendingDestinations, InventoryStore, StoreError};
+use super::{InventoryStore, StoreError};
 
 /// One destination a workload connected to while it carried a secret.
 #[derive(Debug, Clone, serde::Serialize, PartialEq)]
@@ -22,6 +22,10 @@ pub struct DestinationRecord {
 /// for a write are dropped, and counted: a process scanning the network
 /// must not grow the agent without bound.
 pub const MAX_PENDING: usize = 4096;
+
+/// Connections of secret carriers: (path, identity, destination) to
+/// (count, first ns, last ns).
+pub type PendingDestinations = HashMap<(String, String, String), (u64, u64, u64)>;
 
 /// Connections of secret carriers not yet written to the inventory.
 #[derive(Debug, Default)]
@@ -61,10 +65,7 @@ impl InventoryStore {
     /// Merges connections of secret carriers: per (secret path, identity,
     /// destination), count added, first/last widened. A secret the store
     /// does not know (never upserted) is skipped.
-    pub fn record_destinations(
-        &self,
-        batch: &HashMap<(String, String, String), (u64, u64, u64)>,
-    ) -> Result<(), StoreError> {
+    pub fn record_destinations(&self, batch: &PendingDestinations) -> Result<(), StoreError> {
         self.ensure_writable()?;
         let tx = self
             .conn

@@ -45,14 +45,14 @@ pub(crate) mod test_records;
 
 use std::path::{Path, PathBuf};
 
-pub use destinations::{DestinationBatch, DestinationRecord};
+pub use destinations::{DestinationBatch, DestinationRecord, PendingDestinations};
 pub use errors::StoreError;
 pub use migration::{MigrationPlan, PlannedSecret, PlannedWorkload, Unidentified};
 pub use records::{
     is_valid_fingerprint, BlastRadius, ContentAge, InventoryItem, ReaderRecord, SecretRecord,
 };
 pub use schema::{InventoryStore, BUSY_TIMEOUT, SCHEMA_VERSION};
-pub use writer::{InventoryWriter, PendingDestinations, PendingReads, Write};
+pub use writer::{InventoryWriter, PendingReads, Write};
 
 /// File name of the inventory inside the agent's `state_dir`.
 pub const DB_FILE_NAME: &str = "inventory.db";

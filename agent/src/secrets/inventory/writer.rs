@@ -21,7 +21,7 @@ use std::{
     time::Duration,
 };
 
-use super::{InventoryStore, ReaderRecord, SecretRecord, StoreError};
+use super::{InventoryStore, PendingDestinations, ReaderRecord, SecretRecord, StoreError};
 
 /// Writes waiting for the thread. The read and destination batches come at
 /// most every 250 ms, so this outlasts a lock of a few minutes.
@@ -33,10 +33,6 @@ const BUSY_RETRY: Duration = Duration::from_millis(250);
 
 /// Reads by secret path, then by reader identity (see `ReadBatch`).
 pub type PendingReads = HashMap<String, HashMap<String, ReaderRecord>>;
-
-/// Connections of secret carriers: (path, identity, destination) to
-/// (count, first ns, last ns).
-pub type PendingDestinations = HashMap<(String, String, String), (u64, u64, u64)>;
 
 /// One write for the inventory thread.
 pub enum Write {

@@ -89,8 +89,9 @@ pub struct MonitorStats {
     /// Secret files read for a fingerprint: once per file version (the
     /// kernel's size, mtime and ctime), never per read.
     pub fingerprint_reads: u64,
-    /// Inventory records not written (refused by the store, or dropped
-    /// while writes queued behind a locked file), and failed inventory reads.
+    /// Failed inventory reads of the monitor; `stats_json` adds the records
+    /// the writer thread could not write (refused by the store, or dropped
+    /// while writes queued behind a locked file).
     pub store_errors: u64,
     /// Connections of secret carriers not kept for the blast radius: too
     /// many distinct destinations waited for a write.
@@ -146,8 +147,6 @@ pub struct SecretMonitor<K: KernelWatch = KernelMaps> {
     store: InventoryStore,
     /// Every write of the event path goes through this thread.
     writer: InventoryWriter,
-    /// `writer.lost()` already added to `stats.store_errors`.
-    writer_lost_seen: u64,
     /// secret-stale reports made, before the writer has noted them.
     stale_sent: crate::secrets::rotation::SentReports,
     kernel: K,
@@ -210,7 +209,6 @@ impl<K: KernelWatch> SecretMonitor<K> {
             fingerprinter,
             store,
             writer,
-            writer_lost_seen: 0,
             stale_sent: Default::default(),
             kernel,
             quarantined: PerProcess::default(),
@@ -590,7 +588,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
     }
 
     /// Hands every read gathered in memory to the inventory's writer (one
-    /// transaction), and counts what the writer could not write so far.
+    /// transaction).
     pub fn flush_reads(&mut self) {
         if let Some(reads) = self.reads.take() {
             self.writer.send(Write::Reads(reads));
@@ -599,9 +597,6 @@ impl<K: KernelWatch> SecretMonitor<K> {
             self.writer.send(Write::Destinations(destinations));
         }
         self.stats.destinations_dropped = self.destinations.dropped;
-        let lost = self.writer.lost();
-        self.stats.store_errors += lost - self.writer_lost_seen;
-        self.writer_lost_seen = lost;
     }
 
     /// Tools searching for secret file names (`find / -name id_rsa`).
@@ -761,6 +756,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
 
     pub fn stats_json(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(&self.stats).unwrap_or_default();
+        v["store_errors"] = (self.stats.store_errors + self.writer.lost()).into();
         v["bound_secrets"] = self.usage.bound_secrets().into();
         v["processes_carrying_secrets"] = self.usage.tainted_processes().into();
         v
