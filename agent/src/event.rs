@@ -171,7 +171,7 @@ pub struct Event {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<FileInfo>,
+    pub file: Option<Arc<FileInfo>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finding: Option<Finding>,
     #[serde(skip_serializing_if = "Option::is_none")]

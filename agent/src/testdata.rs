@@ -132,10 +132,10 @@ pub fn event_with(kind: Kind, process: Process) -> Event {
                 duration_ns: 2_000_000_000,
             })
         }
-        Kind::FileOpen => ev.file = Some(file("/home/alice/.aws/credentials")),
+        Kind::FileOpen => ev.file = Some(Arc::new(file("/home/alice/.aws/credentials"))),
         Kind::NetConnect => ev.net = Some(net("success", None)),
         Kind::Finding => {
-            ev.file = Some(file("/home/alice/.aws/credentials"));
+            ev.file = Some(Arc::new(file("/home/alice/.aws/credentials")));
             ev.finding = Some(finding("secret-read", Severity::High));
         }
         Kind::AgentStatus => ev.status = Some(json!({"state": "running", "uptime_seconds": 12.5})),

@@ -10,6 +10,7 @@
 mod agent;
 mod drops;
 mod hash;
+mod instructions;
 mod latency;
 mod matrix;
 mod memory;
@@ -135,14 +136,16 @@ fn add_section(md: &mut String, strict: bool, name: &str, section: Result<String
     Ok(())
 }
 
-/// One section alone, printed (`bench --only drops|profile|soak`): the
-/// drop onset with its profile, the profile of unwatched opens and execs,
-/// or the RSS soak.
+/// One section alone, printed (`bench --only
+/// drops|profile|soak|instructions`): the drop onset with its profile, the
+/// profile of unwatched opens and execs, the RSS soak, or the instructions
+/// per record.
 pub fn run_only(section: &str, bin: &Path, smoke: bool) -> Result<()> {
     let ctx = Ctx::new(bin, smoke, false)?;
     match section {
         "profile" => println!("{}", profile::section(&ctx, None)?),
         "soak" => println!("{}", soak::section(&ctx, &mut Vec::new())?.markdown),
+        "instructions" => println!("{}", instructions::section(&ctx)?),
         _ => {
             let d = drops::section(&ctx, &mut Vec::new())?;
             println!("{}\n{}", d.markdown, d.profile.unwrap_or_default());
@@ -233,6 +236,12 @@ pub fn run(bin: &Path, smoke: bool) -> Result<()> {
         Ok(d.markdown)
     });
     add_section(&mut md, strict, "Sustained event rate", drops)?;
+    add_section(
+        &mut md,
+        strict,
+        "Instructions per record",
+        instructions::section(&ctx),
+    )?;
     let soak = soak::section(&ctx, &mut targets).and_then(|s| {
         chart("soak-rss.svg", &s.svg)?;
         lost_phases = lost_phases.map(|l| l + s.lost);

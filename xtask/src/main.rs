@@ -72,9 +72,10 @@ enum Cmd {
         smoke: bool,
         /// Only one section, printed (BENCHMARKS.md untouched): `--only
         /// drops` (the drop onset), `--only profile` (unwatched opens and
-        /// execs) or `--only soak` (5 minutes of mixed load), to measure a
+        /// execs), `--only soak` (5 minutes of mixed load) or `--only
+        /// instructions` (callgrind's count per record), to measure a
         /// change without the whole run.
-        #[arg(long, value_parser = ["drops", "profile", "soak"])]
+        #[arg(long, value_parser = ["drops", "profile", "soak", "instructions"])]
         only: Option<String>,
     },
 }

@@ -65,6 +65,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     // perf for the agent's profile.
     "auditd",
     "bpftrace",
+    // The bench's instruction counts (callgrind).
+    "valgrind",
     "gcc",
     "make",
     "libc6-dev",

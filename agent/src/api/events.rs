@@ -6,14 +6,7 @@
 //! falls behind the agent's event broadcast is ended with DATA_LOSS naming
 //! the number of events it lost: never a silent gap.
 
-use std::{
-    collections::VecDeque,
-    pin::Pin,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Mutex,
-    },
-};
+use std::{pin::Pin, sync::Arc};
 
 use tokio::sync::{
     broadcast::{self, error::RecvError},
@@ -26,78 +19,8 @@ use crate::{
     api::pb::{events_server, EventJson, StreamRequest},
     event::Severity,
     event::{Event, Kind},
+    pipeline::feed::Feed,
 };
-
-/// The most recent events, oldest first.
-pub struct Recent {
-    buf: Mutex<VecDeque<Arc<Event>>>,
-    cap: usize,
-    /// Events the history missed because its own subscription lagged.
-    pub missed: AtomicU64,
-}
-
-impl Recent {
-    pub fn new(cap: usize) -> Arc<Self> {
-        Arc::new(Self {
-            buf: Mutex::new(VecDeque::with_capacity(cap.min(4096))),
-            cap,
-            missed: AtomicU64::new(0),
-        })
-    }
-
-    pub fn push(&self, ev: Arc<Event>) {
-        if self.cap == 0 {
-            return;
-        }
-        let mut b = self.buf.lock().unwrap();
-        if b.len() == self.cap {
-            b.pop_front();
-        }
-        b.push_back(ev);
-    }
-
-    /// The kept events that pass `filter`, at most `limit` (the newest ones),
-    /// and the seq of the newest kept event (matching or not).
-    pub fn snapshot(&self, filter: &Filter, limit: usize) -> (Vec<Arc<Event>>, Option<u64>) {
-        let b = self.buf.lock().unwrap();
-        let last = b.back().map(|e| e.seq);
-        let mut out: Vec<Arc<Event>> = b
-            .iter()
-            .rev()
-            .filter(|e| filter.keeps(e))
-            .take(limit)
-            .cloned()
-            .collect();
-        out.reverse();
-        (out, last)
-    }
-
-    /// Keeps the history filled from `rx` until the broadcast closes or
-    /// `shutdown` turns true.
-    pub async fn fill(
-        self: Arc<Self>,
-        mut rx: broadcast::Receiver<Arc<Event>>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        loop {
-            tokio::select! {
-                r = rx.recv() => match r {
-                    Ok(ev) => self.push(ev),
-                    Err(RecvError::Lagged(n)) => {
-                        self.missed.fetch_add(n, Ordering::Relaxed);
-                        tracing::warn!("api: the recent-events history missed {n} events (it fell behind)");
-                    }
-                    Err(RecvError::Closed) => return,
-                },
-                r = shutdown.changed() => {
-                    if r.is_err() || *shutdown.borrow() {
-                        return;
-                    }
-                }
-            }
-        }
-    }
-}
 
 /// Which events a subscriber wants.
 #[derive(Debug, Clone, Default)]
@@ -173,8 +96,7 @@ impl Filter {
 /// The Events service.
 #[derive(Clone)]
 pub struct EventsService {
-    pub events: broadcast::Sender<Arc<Event>>,
-    pub recent: Arc<Recent>,
+    pub events: Feed,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -239,7 +161,7 @@ impl EventsService {
         // Subscribe before reading the history: an event is in one or the other.
         let live = req.follow.then(|| self.events.subscribe());
         let limit = req.backlog.map_or(usize::MAX, |n| n as usize);
-        let (backlog, last_seq) = self.recent.snapshot(&filter, limit);
+        let (backlog, last_seq) = self.events.recent.snapshot(|e| filter.keeps(e), limit);
         let (tx, rx) = mpsc::channel(256);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {

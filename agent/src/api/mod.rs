@@ -16,9 +16,10 @@
 use std::{path::PathBuf, sync::Arc, sync::Mutex, time::Duration};
 
 use serde::Deserialize;
-use tokio::sync::broadcast;
 
-use crate::{event::Event, identity::process_table::ProcessTable};
+use crate::identity::process_table::ProcessTable;
+/// What [`ApiHandles::events`] is: the API's callers build one to serve events.
+pub use crate::pipeline::feed::Feed;
 
 pub mod attest;
 pub mod client;
@@ -145,8 +146,8 @@ impl ApiConfig {
 pub struct ApiHandles {
     /// The agent's process table (`Agent::table()`).
     pub table: Arc<Mutex<ProcessTable>>,
-    /// The agent's event broadcast; the API subscribes to it.
-    pub events: broadcast::Sender<Arc<Event>>,
+    /// The agent's emitted events: the recent history and live subscriptions.
+    pub events: Feed,
     /// The inventory database (`secrets::inventory::default_path(&cfg.state_dir)`).
     pub inventory_path: PathBuf,
     /// Package and exec-time environment evidence (`binary-package`,

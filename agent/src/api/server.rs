@@ -15,7 +15,7 @@ use tonic::{service::interceptor::InterceptedService, transport::Server};
 
 use crate::api::{
     attest::AttestationService,
-    events::{EventsService, Recent},
+    events::EventsService,
     inventory::InventoryService,
     pb::{
         attestation_server::AttestationServer, events_server::EventsServer,
@@ -162,12 +162,6 @@ impl ApiServer {
             socket_id,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let recent = Recent::new(cfg.recent_events);
-        let history = tokio::spawn(
-            recent
-                .clone()
-                .fill(handles.events.subscribe(), stop_rx.clone()),
-        );
 
         let attestation = AttestationService {
             handles: handles.clone(),
@@ -176,7 +170,6 @@ impl ApiServer {
         };
         let events = EventsService {
             events: handles.events.clone(),
-            recent,
             shutdown: stop_rx.clone(),
         };
         let inventory = InventoryService {
@@ -232,7 +225,6 @@ impl ApiServer {
             ))
             .serve_with_incoming_shutdown(incoming, signal)
             .await;
-        history.abort();
         // Remove the socket only if it is still the one we made.
         if let Ok(m) = std::fs::symlink_metadata(&cfg.socket) {
             if (m.dev(), m.ino()) == socket_id {

@@ -27,14 +27,13 @@ use std::{
 
 use anyhow::{Context, Result};
 use tokio::{
-    sync::{broadcast, mpsc, watch},
+    sync::{mpsc, watch},
     time::MissedTickBehavior,
 };
 
 use crate::{
     api::{ApiHandles, ApiServer},
     config::Config,
-    event::Event,
     export::{
         metrics::{self, Metrics},
         sinks::{SinkSet, SinkStatsSource},
@@ -43,6 +42,7 @@ use crate::{
     kernel::{probes::Probes, tmpfs_watch::TmpfsRead},
     pipeline::{
         emitter::{EmitCounters, Pending},
+        feed::Feed,
         rate_limit::RateLimitConfig,
         seq_store::SeqStore,
     },
@@ -104,7 +104,7 @@ pub fn run(cfg: Config, source: ConfigSource) -> Result<()> {
         let api = api.map(|server| {
             let handles = ApiHandles {
                 table: agent.ingest.table.clone(),
-                events: agent.subscribers.clone(),
+                events: agent.feed.clone(),
                 inventory_path,
                 hygiene: agent.ingest.hygiene.clone(),
             };
@@ -128,8 +128,8 @@ struct Agent {
     ingest: ingest::Ingest,
     node: Arc<str>,
     emit_counters: Arc<EmitCounters>,
-    /// The event broadcast (the API subscribes per client).
-    subscribers: broadcast::Sender<Arc<Event>>,
+    /// The recent events and live subscriptions the API serves.
+    feed: Feed,
     rx: Option<mpsc::Receiver<Box<Pending>>>,
     /// Reads of secrets on tmpfs (page-cache set), taken by the reader loop.
     tmpfs_reads: Option<mpsc::Receiver<TmpfsRead>>,

@@ -7,7 +7,7 @@ use std::{
 };
 
 use anyhow::Result;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use super::{
     hook_check::check_hooks,
@@ -23,7 +23,7 @@ use crate::{
         procfs_seed,
     },
     kernel::{preflight, probes},
-    pipeline::seq_store::SeqStore,
+    pipeline::{feed::Feed, seq_store::SeqStore},
     secrets::{policy::Enforcement, setup},
 };
 
@@ -119,7 +119,11 @@ impl Agent {
         unsafe { libc::malloc_trim(0) };
         let packages = packages::Packages::start(cfg.packages.clone());
         let (tx, rx) = mpsc::channel(16 * 1024);
-        let (subscribers, _) = broadcast::channel(64 * 1024);
+        let feed = Feed::new(if cfg.api.enabled {
+            cfg.api.recent_events
+        } else {
+            0
+        });
         Ok(Self {
             node,
             sink_stats: sinks.stats_source(),
@@ -141,7 +145,7 @@ impl Agent {
                 ring_emptied: 0,
             },
             emit_counters: Arc::default(),
-            subscribers,
+            feed,
             rx: Some(rx),
             tmpfs_reads,
             mounted,

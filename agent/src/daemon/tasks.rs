@@ -59,7 +59,7 @@ impl Agent {
             node: self.node.clone(),
             sinks: self.sinks.clone(),
             counters: self.emit_counters.clone(),
-            subscribers: self.subscribers.clone(),
+            feed: self.feed.clone(),
             metrics: self.metrics.clone(),
             seq: self.seq.take().expect("run once"),
             limiter: RateLimiter::following(self.rate_limit.subscribe()),

@@ -20,7 +20,7 @@ use std::{
 use futures::{future::BoxFuture, stream::FuturesUnordered, FutureExt, StreamExt};
 use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use crate::{
     clock::{boot_ns, to_epoch_ns},
@@ -32,8 +32,8 @@ use crate::{
     export::metrics::{FindingLabels, KindLabel, Metrics},
     export::sinks::SinkSet,
     identity::snapshot::Snapshot,
-    pipeline::rate_limit::RateLimiter,
     pipeline::seq_store::SeqStore,
+    pipeline::{feed::Feed, rate_limit::RateLimiter},
 };
 
 /// An event waiting for its place in the output.
@@ -44,7 +44,7 @@ pub struct Pending {
     pub snapshot: Snapshot,
     pub exit: Option<ExitInfo>,
     pub status: Option<serde_json::Value>,
-    pub file: Option<FileInfo>,
+    pub file: Option<Arc<FileInfo>>,
     pub finding: Option<Finding>,
     pub net: Option<NetInfo>,
     /// The finding rests on the event just before it (its seq is filled in).
@@ -128,9 +128,9 @@ pub struct Emitter {
     pub node: Arc<str>,
     pub sinks: Arc<SinkSet>,
     pub counters: Arc<EmitCounters>,
-    /// In-process subscribers (tests, the API); lagging ones lose
-    /// events on their side only.
-    pub subscribers: broadcast::Sender<Arc<Event>>,
+    /// The recent history and in-process subscribers (the API); lagging
+    /// subscribers lose events on their side only.
+    pub feed: Feed,
     pub metrics: Arc<Metrics>,
     pub seq: SeqStore,
     pub limiter: RateLimiter,
@@ -241,9 +241,10 @@ impl Emitter {
             .boxed()
         });
         let time = self.time_of(p.boot_ns);
+        let untrusted = untrusted.map(|f| (f, time.clone()));
         let exec_seq = self.emit(Event {
             schema: SCHEMA,
-            time: time.clone(),
+            time,
             node: self.node.clone(),
             kind: p.kind,
             seq: 0,
@@ -255,7 +256,7 @@ impl Emitter {
             net: p.net,
             suppressed: None,
         });
-        if let Some(finding) = untrusted {
+        if let Some((finding, time)) = untrusted {
             self.untrusted(finding, exec_seq, time, process);
         }
         follow_up
@@ -360,7 +361,7 @@ impl Emitter {
                 .inc();
         }
         self.sinks.push(&ev);
-        let _ = self.subscribers.send(ev);
+        self.feed.publish(ev);
         Some(seq)
     }
 }

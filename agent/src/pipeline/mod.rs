@@ -2,5 +2,6 @@
 //! per-identity rate limits.
 
 pub mod emitter;
+pub mod feed;
 pub mod rate_limit;
 pub mod seq_store;

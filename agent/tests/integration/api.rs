@@ -4,8 +4,8 @@
 //! daemon fills it for processes it finds in /proc (`procfs_seed::scan_pid`
 //! on real, running processes), and where a test needs the daemon's later
 //! updates (a re-exec, an exit) it makes them itself through the table's
-//! public API and publishes the matching events on the broadcast, exactly as
-//! the daemon would. Those tests are named `library_*`; the end-to-end path
+//! public API and publishes the matching events on the agent's event feed,
+//! exactly as the daemon would. Those tests are named `library_*`; the end-to-end path
 //! through `proctor run` is covered once the daemon serves the API.
 //!
 //! Needs root (the default allow list is root only, and /proc/<pid>/exe of
@@ -25,7 +25,7 @@ use proctor::{
         self,
         client::{self, code_of, EventQuery},
         pb::{AttestRequest, Identity, WatchKind},
-        ApiConfig, ApiHandles,
+        ApiConfig, ApiHandles, Feed,
     },
     event::{Event, Evidence, Finding, Kind, Process, Severity, SCHEMA},
     identity::cgroups::CgroupResolver,
@@ -35,13 +35,10 @@ use proctor::{
     identity::procfs_seed::scan_pid,
     secrets::inventory::{InventoryStore, SecretRecord},
 };
-use tokio::{
-    sync::{broadcast, oneshot},
-    task::JoinHandle,
-};
+use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::Code;
 
-use crate::harness::{sha256_file, Kid};
+use crate::harness::{sha256_file, AgentProc, Kid};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -49,7 +46,7 @@ struct Agent {
     dir: tempfile::TempDir,
     socket: PathBuf,
     table: Arc<Mutex<ProcessTable>>,
-    events: broadcast::Sender<Arc<Event>>,
+    events: Feed,
     cgroups: CgroupResolver,
     hashes: Arc<HashCache>,
     seq: u64,
@@ -73,7 +70,7 @@ impl Agent {
         tweak(&mut cfg);
         let socket = cfg.socket.clone();
         let table = Arc::new(Mutex::new(ProcessTable::new(Duration::from_secs(30), 1024)));
-        let (events, _) = broadcast::channel(capacity);
+        let events = Feed::with_live_capacity(cfg.recent_events, capacity);
         let handles = ApiHandles {
             table: table.clone(),
             events: events.clone(),
@@ -85,11 +82,6 @@ impl Agent {
         let server = tokio::spawn(server.run(handles, async move {
             let _ = stopped.await;
         }));
-        // The server keeps a history of recent events from when it runs.
-        wait_for("the server's event subscription", || {
-            events.receiver_count() > 0
-        })
-        .await;
         Agent {
             dir,
             socket,
@@ -124,7 +116,7 @@ impl Agent {
 
     fn publish(&mut self, kind: Kind, process: Arc<Process>, finding: Option<Finding>) {
         self.seq += 1;
-        let _ = self.events.send(Arc::new(Event {
+        self.events.publish(Arc::new(Event {
             schema: SCHEMA,
             time: proctor::event::rfc3339_ns(proctor::clock::now_ns()),
             node: "test".into(),
@@ -831,4 +823,49 @@ async fn a_caller_admitted_to_attestation_only_gets_no_events_or_inventory() {
     let e = client::inventory(&agent.socket).await.unwrap_err();
     assert_eq!(code_of(&e), Some(Code::NotFound), "{e:#}");
     agent.stop().await;
+}
+
+/// The daemon's own history: what `proctor run` emitted is what
+/// `proctor events` (no `--follow`) gets back over its API socket, the same
+/// events with the same seq.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_answers_with_the_events_it_emitted() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("api.sock");
+    let agent = AgentProc::start(&format!(
+        "metrics:\n  listen: 127.0.0.1:0\n\
+         api:\n  socket: {}\n\
+         state_dir: {}\n\
+         secrets:\n  search_dirs: []\n",
+        socket.display(),
+        dir.path().join("state").display()
+    ));
+    let marker = format!("proctor-history-{}", std::process::id());
+    let status = Command::new("/bin/true").arg(&marker).status().unwrap();
+    assert!(status.success());
+    let has_marker = |e: &serde_json::Value| {
+        e["kind"] == "process_exec" && e["process"]["args"][1] == marker.as_str()
+    };
+    let printed = tokio::task::block_in_place(|| agent.wait_for(has_marker));
+    let mut s = client::stream_events(
+        &socket,
+        EventQuery {
+            kinds: vec!["process_exec".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut served = Vec::new();
+    while let Some(line) = tokio::time::timeout(WAIT, s.next()).await.unwrap() {
+        served.push(serde_json::from_str::<serde_json::Value>(&line.unwrap()).unwrap());
+    }
+    assert!(
+        served.iter().all(|e| e["kind"] == "process_exec"),
+        "{served:#?}"
+    );
+    let ours: Vec<_> = served.iter().filter(|e| has_marker(e)).collect();
+    assert_eq!(ours.len(), 1, "{served:#?}");
+    assert_eq!(ours[0]["seq"], printed["seq"], "{:#}", ours[0]);
+    assert_eq!(ours[0]["process"], printed["process"], "{:#}", ours[0]);
 }

@@ -70,10 +70,33 @@ impl Agent {
     /// Starts `bin run` on `config` (written to `dir/<name>.yaml`) and waits
     /// for its first status event.
     pub fn start(bin: &Path, dir: &Path, name: &str, config: &str, watch: Watch) -> Result<Agent> {
+        Self::start_under(&[], Duration::from_secs(90), bin, dir, name, config, watch)
+    }
+
+    /// [`Self::start`] as the argument of `wrapper` (a tool that runs the
+    /// agent in its own process, such as valgrind), allowing `startup` for
+    /// the first status.
+    pub fn start_under(
+        wrapper: &[&str],
+        startup: Duration,
+        bin: &Path,
+        dir: &Path,
+        name: &str,
+        config: &str,
+        watch: Watch,
+    ) -> Result<Agent> {
         let config_path = dir.join(format!("{name}.yaml"));
         std::fs::write(&config_path, config)?;
         let stderr = dir.join(format!("{name}.stderr"));
-        let mut child = Command::new(bin)
+        let mut command = match wrapper.split_first() {
+            Some((tool, args)) => {
+                let mut c = Command::new(tool);
+                c.args(args).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = command
             .args(["run", "--config"])
             .arg(&config_path)
             .stdout(Stdio::piped())
@@ -145,7 +168,7 @@ impl Agent {
             state,
             stderr,
         };
-        agent.wait_first_status(Duration::from_secs(90))?;
+        agent.wait_first_status(startup)?;
         Ok(agent)
     }
 

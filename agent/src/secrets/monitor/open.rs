@@ -246,8 +246,9 @@ impl<K: KernelWatch> SecretMonitor<K> {
             // O_PATH: a handle, no data.
             (false, false) => "path",
         };
-        let file = FileInfo {
-            path: kernel_path.clone(),
+        // Shared by the file_open and its finding (the same access).
+        let file = Arc::new(FileInfo {
+            path: kernel_path,
             inode: rec.ino,
             dev: rec.dev,
             flags: rec.flags,
@@ -261,7 +262,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             },
             secret_id: kube.as_ref().map(|k| k.id()),
             repeats: (rec.repeats > 0).then_some(rec.repeats),
-        };
+        });
         // Room for the event and its finding: a Pending is several hundred
         // bytes, and growing the vector copied the first one.
         let mut out = Vec::with_capacity(2);
