@@ -86,71 +86,113 @@ impl Kind {
     }
 }
 
-/// The JSON of the process view events last carried, reused while the next
-/// events carry the same view.
+/// The JSON of the shared parts of events lately written, reused while the
+/// next events carry the same ones.
 ///
 /// Every event of a process holds the same `Arc<Process>` until something
 /// about the process changes (see `identity::snapshot`), and the process is
-/// most of an event's JSON: a secret read is a `file_open` and a finding
-/// about one view, and a process re-reading files makes a run of them. Only
-/// JSON writers that ask for it ([`process_json::reusing`]) get the cached
-/// text; every other serializer sees the plain struct.
-pub mod process_json {
-    use std::{cell::RefCell, sync::Arc};
+/// most of an event's JSON. A secret read is a `file_open` and a finding
+/// about one view and one `Arc<FileInfo>`; the finding's `Arc<SecretInfo>`
+/// is the one every read of that content shares. Only JSON writers that ask
+/// for it ([`reused_json::reusing`]) get the cached text; every other
+/// serializer sees the plain structs.
+pub mod reused_json {
+    use std::{
+        cell::{Cell, RefCell},
+        sync::Arc,
+        thread::LocalKey,
+    };
 
     use serde::{Serialize, Serializer};
     use serde_json::value::RawValue;
 
-    use super::Process;
+    use super::{FileInfo, Process, SecretInfo};
 
-    thread_local! {
-        static LAST: RefCell<Option<Last>> = const { RefCell::new(None) };
+    /// Values of one kind lately written and their texts, each kept with its
+    /// `Arc` so the value cannot be freed and another land at the same
+    /// address while its text is cached. A few, not one: a process reading
+    /// five files in turn interleaves five secrets.
+    struct Recent<T> {
+        slots: [Option<(Arc<T>, Box<RawValue>)>; SLOTS],
+        /// The slot the next new value takes (oldest first).
+        next: usize,
     }
 
-    /// Kept with its `Arc`, so the view cannot be freed and another process
-    /// land at the same address while its text is cached.
-    struct Last {
-        enabled: bool,
-        view: Option<(Arc<Process>, Box<RawValue>)>,
+    const SLOTS: usize = 8;
+
+    impl<T> Recent<T> {
+        const fn new() -> Self {
+            Self {
+                slots: [const { None }; SLOTS],
+                next: 0,
+            }
+        }
+    }
+
+    type Cache<T> = RefCell<Recent<T>>;
+
+    thread_local! {
+        static ENABLED: Cell<bool> = const { Cell::new(false) };
+        static PROCESS: Cache<Process> = const { RefCell::new(Recent::new()) };
+        static FILE: Cache<FileInfo> = const { RefCell::new(Recent::new()) };
+        static SECRET: Cache<SecretInfo> = const { RefCell::new(Recent::new()) };
     }
 
     /// Runs `write` (a serde_json writer of events) with the cache on for
     /// this thread.
     pub fn reusing<T>(write: impl FnOnce() -> T) -> T {
-        set_enabled(true);
+        ENABLED.set(true);
         let out = write();
-        set_enabled(false);
+        ENABLED.set(false);
         out
     }
 
-    fn set_enabled(on: bool) {
-        LAST.with(|l| {
-            l.borrow_mut()
-                .get_or_insert(Last {
-                    enabled: false,
-                    view: None,
-                })
-                .enabled = on;
-        });
-    }
-
-    pub fn serialize<S: Serializer>(p: &Arc<Process>, s: S) -> Result<S::Ok, S::Error> {
-        LAST.with(|l| {
-            let mut l = l.borrow_mut();
-            let Some(last) = l.as_mut().filter(|l| l.enabled) else {
-                drop(l);
-                return p.serialize(s);
-            };
-            let raw = match &last.view {
-                Some((q, raw)) if Arc::ptr_eq(q, p) => raw,
-                _ => {
+    fn reused<T: Serialize, S: Serializer>(
+        cache: &'static LocalKey<Cache<T>>,
+        v: &Arc<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        if !ENABLED.get() {
+            return v.serialize(s);
+        }
+        cache.with(|c| {
+            let mut c = c.borrow_mut();
+            let hit = c
+                .slots
+                .iter()
+                .position(|e| e.as_ref().is_some_and(|(q, _)| Arc::ptr_eq(q, v)));
+            let at = match hit {
+                Some(at) => at,
+                None => {
                     let raw =
-                        serde_json::value::to_raw_value(&**p).map_err(serde::ser::Error::custom)?;
-                    &last.view.insert((p.clone(), raw)).1
+                        serde_json::value::to_raw_value(&**v).map_err(serde::ser::Error::custom)?;
+                    let at = c.next;
+                    c.slots[at] = Some((v.clone(), raw));
+                    c.next = (at + 1) % SLOTS;
+                    at
                 }
             };
+            let (_, raw) = c.slots[at].as_ref().expect("the slot was just filled");
             raw.serialize(s)
         })
+    }
+
+    pub fn process<S: Serializer>(p: &Arc<Process>, s: S) -> Result<S::Ok, S::Error> {
+        reused(&PROCESS, p, s)
+    }
+
+    pub fn file<S: Serializer>(f: &Option<Arc<FileInfo>>, s: S) -> Result<S::Ok, S::Error> {
+        match f {
+            Some(f) => reused(&FILE, f, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn secret<S: Serializer>(v: &Option<Arc<SecretInfo>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => reused(&SECRET, v, s),
+            None => s.serialize_none(),
+        }
     }
 }
 
@@ -164,13 +206,16 @@ pub struct Event {
     /// Per-node sequence number: strictly increasing, never reused on a node
     /// (it continues across restarts, see `seq_store`).
     pub seq: u64,
-    #[serde(serialize_with = "process_json::serialize")]
+    #[serde(serialize_with = "reused_json::process")]
     pub process: Arc<Process>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit: Option<ExitInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "reused_json::file"
+    )]
     pub file: Option<Arc<FileInfo>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finding: Option<Finding>,
@@ -289,9 +334,12 @@ pub struct Finding {
     pub summary: String,
     /// MITRE ATT&CK technique ids.
     pub mitre: Arc<[String]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     /// Shared: a read's finding and the exfiltration taint it leaves hold
     /// the same one.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "reused_json::secret"
+    )]
     pub secret: Option<Arc<SecretInfo>>,
     pub evidence: Evidence,
     /// What enforcement did about it: `killed` (the reader got SIGKILL before
@@ -486,7 +534,7 @@ mod tests {
     fn a_reused_process_text_is_the_text_of_that_very_view() {
         let a = crate::testdata::event(Kind::FileOpen);
         let plain = |e: &Event| serde_json::to_string(e).unwrap();
-        let reused = |e: &Event| process_json::reusing(|| serde_json::to_string(e).unwrap());
+        let reused = |e: &Event| reused_json::reusing(|| serde_json::to_string(e).unwrap());
         assert_eq!(reused(&a), plain(&a));
         // The same view again: the cached text, the same bytes.
         let mut b = a.clone();
@@ -504,5 +552,71 @@ mod tests {
         // Outside `reusing`, other serializers see the struct itself.
         let v = serde_json::to_value(&c).unwrap();
         assert_eq!(v["process"]["pid"], c.process.pid);
+    }
+
+    #[test]
+    fn more_values_than_the_cache_holds_each_get_their_own_text() {
+        let base = crate::testdata::event(Kind::Finding);
+        let plain = |e: &Event| serde_json::to_string(e).unwrap();
+        let reused = |e: &Event| reused_json::reusing(|| serde_json::to_string(e).unwrap());
+        // Twenty findings, each with its own process, file and secret,
+        // written in turn three times over: evicted or kept, every text is
+        // the value's own.
+        let events: Vec<Event> = (0..20u32)
+            .map(|i| {
+                let mut p = (*base.process).clone();
+                p.pid += i;
+                let mut f = (**base.file.as_ref().unwrap()).clone();
+                f.path = format!("/home/u{i}/.netrc");
+                let mut finding = base.finding.clone().unwrap();
+                let mut secret = (**finding.secret.as_ref().unwrap()).clone();
+                secret.id = format!("netrc-{i}");
+                finding.secret = Some(Arc::new(secret));
+                Event {
+                    process: Arc::new(p),
+                    file: Some(Arc::new(f)),
+                    finding: Some(finding),
+                    ..base.clone()
+                }
+            })
+            .collect();
+        for _ in 0..3 {
+            for (i, e) in events.iter().enumerate() {
+                let text = reused(e);
+                assert_eq!(text, plain(e));
+                assert!(text.contains(&format!("\"netrc-{i}\"")), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_reused_file_text_is_the_text_of_that_very_file() {
+        let a = crate::testdata::event(Kind::FileOpen);
+        let plain = |e: &Event| serde_json::to_string(e).unwrap();
+        let reused = |e: &Event| reused_json::reusing(|| serde_json::to_string(e).unwrap());
+        assert_eq!(reused(&a), plain(&a));
+        // The finding of the same access shares the file: the same bytes.
+        let b = Event {
+            kind: Kind::Finding,
+            finding: Some(crate::testdata::finding("secret-read", Severity::High)),
+            ..a.clone()
+        };
+        assert_eq!(reused(&b), plain(&b));
+        // Another access of another file: never the cached text.
+        let mut f = (**a.file.as_ref().unwrap()).clone();
+        f.path = "/home/bob/.netrc".into();
+        let c = Event {
+            file: Some(Arc::new(f)),
+            ..a.clone()
+        };
+        assert!(reused(&c).contains("/home/bob/.netrc"));
+        assert_eq!(reused(&c), plain(&c));
+        // An event without a file has none, whatever is cached.
+        let d = Event {
+            file: None,
+            ..a.clone()
+        };
+        assert_eq!(reused(&d), plain(&d));
+        assert!(!reused(&d).contains("\"file\""));
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::config::{facility_code, SinkConfig, SinkFormat, SinkType};
 use crate::{
     event::Severity,
-    event::{process_json, Event, Kind},
+    event::{reused_json, Event, Kind},
     export::formats::{self, cef, Format},
 };
 
@@ -245,7 +245,7 @@ impl Encoder {
 /// so the buffer is not grown and copied several times.
 fn native_json(ev: &Event) -> Option<Vec<u8>> {
     let mut b = Vec::with_capacity(2048);
-    process_json::reusing(|| serde_json::to_writer(&mut b, ev)).ok()?;
+    reused_json::reusing(|| serde_json::to_writer(&mut b, ev)).ok()?;
     Some(b)
 }
 
