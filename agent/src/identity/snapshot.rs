@@ -146,6 +146,9 @@ impl Snapshot {
 
     /// The view with every hash filled in, waiting for those still computing.
     pub async fn resolve(&self) -> Arc<Process> {
+        if let Some(view) = self.resolved() {
+            return view;
+        }
         let workload = match &self.workload {
             Some(f) => Some(f.clone().await),
             None => None,
@@ -169,10 +172,29 @@ impl Snapshot {
     /// else the view as it stands (`hash_status: "pending"` for the hashes
     /// still computing) and `false`.
     pub async fn resolve_within(&self, wait: Duration) -> (Arc<Process>, bool) {
+        if let Some(view) = self.resolved() {
+            return (view, true);
+        }
         match tokio::time::timeout(wait, self.resolve()).await {
             Ok(view) => (view, true),
             Err(_) => (self.current(), false),
         }
+    }
+
+    /// The filled view when nothing is pending any more: what
+    /// [`Self::resolve`] would give, without cloning and polling its futures
+    /// or arming a timer (every event of a process after its first few).
+    fn resolved(&self) -> Option<Arc<Process>> {
+        let complete =
+            self.file_known() && self.workload.as_ref().is_none_or(|f| f.peek().is_some());
+        complete.then(|| self.current())
+    }
+
+    /// Whether the hashes and the path check are in.
+    fn file_known(&self) -> bool {
+        let done = |f: &Option<HashFuture>| f.as_ref().is_none_or(|f| f.peek().is_some());
+        let place_known = self.exe_place.as_ref().is_none_or(|f| f.peek().is_some());
+        done(&self.exe_hash) && done(&self.script_hash) && place_known
     }
 
     /// The same process for keeping after its exit, once its hashes and
@@ -183,9 +205,7 @@ impl Snapshot {
     /// exited records). The workload and pod source stay: which pod a late
     /// report names is judged when it comes.
     pub fn settled(&self) -> Option<Self> {
-        let done = |f: &Option<HashFuture>| f.as_ref().is_none_or(|f| f.peek().is_some());
-        let place_known = self.exe_place.as_ref().is_none_or(|f| f.peek().is_some());
-        if !(done(&self.exe_hash) && done(&self.script_hash) && place_known) {
+        if !self.file_known() {
             return None;
         }
         Some(
