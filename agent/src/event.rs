@@ -199,8 +199,9 @@ pub mod reused_json {
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
     pub schema: &'static str,
-    /// RFC 3339 with nanoseconds, UTC.
-    pub time: String,
+    /// RFC 3339 with nanoseconds, UTC. Shared: the events of one kernel
+    /// record (a read and its finding) carry the same instant.
+    pub time: Arc<str>,
     pub node: Arc<str>,
     pub kind: Kind,
     /// Per-node sequence number: strictly increasing, never reused on a node

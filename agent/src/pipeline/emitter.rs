@@ -124,6 +124,16 @@ impl EmitCounters {
     }
 }
 
+/// The `time` text of the last event's kernel time: a secret read is a
+/// `file_open` and a finding of the same instant, which share it.
+#[derive(Default)]
+pub struct LastTime {
+    at: u64,
+    /// Where the text is written before it is shared (its buffer reused).
+    scratch: String,
+    text: Option<Arc<str>>,
+}
+
 pub struct Emitter {
     pub node: Arc<str>,
     pub sinks: Arc<SinkSet>,
@@ -140,9 +150,7 @@ pub struct Emitter {
     /// How long after the kernel saw it an event may wait for its hashes.
     pub hash_wait: Duration,
     pub series: Series,
-    /// The `time` text of the last event's kernel time: a secret read is a
-    /// `file_open` and a finding of the same instant.
-    pub last_time: (u64, String),
+    pub last_time: LastTime,
 }
 
 /// The metric counters events feed, by label values, once looked up.
@@ -262,19 +270,22 @@ impl Emitter {
         follow_up
     }
 
-    fn time_of(&mut self, boot_ns: u64) -> String {
-        let (at, text) = &mut self.last_time;
-        if *at != boot_ns || text.is_empty() {
-            write_rfc3339_ns(text, to_epoch_ns(boot_ns));
-            *at = boot_ns;
+    fn time_of(&mut self, boot_ns: u64) -> Arc<str> {
+        let t = &mut self.last_time;
+        match &t.text {
+            Some(text) if t.at == boot_ns => text.clone(),
+            _ => {
+                write_rfc3339_ns(&mut t.scratch, to_epoch_ns(boot_ns));
+                t.at = boot_ns;
+                t.text.insert(Arc::from(t.scratch.as_str())).clone()
+            }
         }
-        text.clone()
     }
 
     /// The `process_hash` event of an exec that went out pending, and the
     /// untrusted-binary finding its hash may call for.
     fn hashed(&mut self, process: Arc<Process>) {
-        let time = rfc3339_ns(to_epoch_ns(boot_ns()));
+        let time: Arc<str> = rfc3339_ns(to_epoch_ns(boot_ns())).into();
         let seq = self.emit(self.about(Kind::ProcessHash, time.clone(), process.clone()));
         if let Some(finding) = findings::untrusted_binary(&process) {
             self.untrusted(finding, seq, time, process);
@@ -285,7 +296,7 @@ impl Emitter {
         &mut self,
         mut finding: Finding,
         evidence: Option<u64>,
-        time: String,
+        time: Arc<str>,
         process: Arc<Process>,
     ) {
         finding.evidence.event_seqs.extend(evidence);
@@ -296,7 +307,7 @@ impl Emitter {
     }
 
     /// An event of `kind` about `process` and nothing else, not numbered yet.
-    fn about(&self, kind: Kind, time: String, process: Arc<Process>) -> Event {
+    fn about(&self, kind: Kind, time: Arc<str>, process: Arc<Process>) -> Event {
         Event {
             schema: SCHEMA,
             time,

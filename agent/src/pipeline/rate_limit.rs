@@ -163,7 +163,7 @@ impl RateLimiter {
             return true;
         }
         if b.suppressed == 0 {
-            b.first_time = ev.time.clone();
+            b.first_time = ev.time.to_string();
         }
         b.suppressed += 1;
         b.sample = Some(ev.clone());
@@ -193,7 +193,7 @@ impl RateLimiter {
                 kind: k.kind,
                 rule: k.rule,
                 first_time: std::mem::take(&mut b.first_time),
-                last_time: sample.time.clone(),
+                last_time: sample.time.to_string(),
                 summary: format!(
                     "{count} similar {} events{} from {} suppressed",
                     k.kind.as_str(),

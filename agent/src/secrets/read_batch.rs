@@ -1,10 +1,7 @@
 //! Secret reads gathered in memory per (path, reader identity) and written
 //! to the inventory in one transaction once the oldest has waited [`READ_FLUSH`].
 
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use crate::{
     event::Process,
@@ -30,14 +27,16 @@ impl ReadBatch {
     /// folded repeats into this record), merged into the pending record of
     /// the same identity.
     pub fn record(&mut self, path: &str, identity: &str, reader: &Process, at_ns: u64, reads: u64) {
-        if !self.pending.contains_key(path) {
-            self.pending.insert(path.to_string(), HashMap::new());
-        }
-        let by_reader = self.pending.get_mut(path).expect("inserted above");
-        if !by_reader.contains_key(identity) {
-            by_reader.insert(
-                identity.to_string(),
-                ReaderRecord {
+        // One lookup per level for a read merged into a pending record.
+        let by_reader = match self.pending.get_mut(path) {
+            Some(m) => m,
+            None => self.pending.entry(path.to_string()).or_default(),
+        };
+        let r = match by_reader.get_mut(identity) {
+            Some(r) => r,
+            None => by_reader
+                .entry(identity.to_string())
+                .or_insert(ReaderRecord {
                     identity: identity.to_string(),
                     exe_path: String::new(),
                     exe_sha256: None,
@@ -47,10 +46,8 @@ impl ReadBatch {
                     count: 0,
                     first_read_ns: at_ns,
                     last_read_ns: at_ns,
-                },
-            );
-        }
-        let r = by_reader.get_mut(identity).expect("inserted above");
+                }),
+        };
         r.count += reads;
         r.first_read_ns = r.first_read_ns.min(at_ns);
         r.last_read_ns = r.last_read_ns.max(at_ns);
@@ -73,7 +70,10 @@ impl ReadBatch {
     /// Pending (path, reader identity) records (the writer counts its own).
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.pending.values().map(HashMap::len).sum()
+        self.pending
+            .values()
+            .map(std::collections::HashMap::len)
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -71,7 +71,7 @@ pub fn to_ecs(ev: &Event) -> Value {
     let p = &ev.process;
     let (kind, category, types) = classification(ev);
     let ts = match epoch_ns(ev) {
-        0 => ev.time.clone(),
+        0 => ev.time.to_string(),
         ns => rfc3339_ns(ns),
     };
 
