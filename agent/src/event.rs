@@ -106,7 +106,7 @@ pub mod reused_json {
     use serde::{Serialize, Serializer};
     use serde_json::value::RawValue;
 
-    use super::{FileInfo, Process, SecretInfo};
+    use super::{Event, FileInfo, Process, SecretInfo};
 
     /// Values of one kind lately written and their texts, each kept with its
     /// `Arc` so the value cannot be freed and another land at the same
@@ -133,6 +133,7 @@ pub mod reused_json {
 
     thread_local! {
         static ENABLED: Cell<bool> = const { Cell::new(false) };
+        static HEAD_WRITTEN: Cell<bool> = const { Cell::new(false) };
         static PROCESS: Cache<Process> = const { RefCell::new(Recent::new()) };
         static FILE: Cache<FileInfo> = const { RefCell::new(Recent::new()) };
         static SECRET: Cache<SecretInfo> = const { RefCell::new(Recent::new()) };
@@ -145,6 +146,45 @@ pub mod reused_json {
         let out = write();
         ENABLED.set(false);
         out
+    }
+
+    /// An event as a JSON object into `out`: the same bytes as
+    /// `serde_json::to_writer`, with the cache on. The head every event
+    /// starts with (schema, time, node, kind, seq) is written as text: five
+    /// keys and two constant values that serde_json would scan for escapes
+    /// one byte at a time, for every event.
+    pub fn write_event(out: &mut Vec<u8>, ev: &Event) -> serde_json::Result<()> {
+        out.extend_from_slice(b"{\"schema\":");
+        serde_json::to_writer(&mut *out, ev.schema)?;
+        out.extend_from_slice(b",\"time\":");
+        serde_json::to_writer(&mut *out, &*ev.time)?;
+        out.extend_from_slice(b",\"node\":");
+        serde_json::to_writer(&mut *out, &*ev.node)?;
+        out.extend_from_slice(b",\"kind\":\"");
+        out.extend_from_slice(ev.kind.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"seq\":");
+        out.extend_from_slice(itoa::Buffer::new().format(ev.seq).as_bytes());
+        // The rest is the event without its head: `{"process":...}`, whose
+        // brace becomes the comma after the head.
+        let brace = out.len();
+        HEAD_WRITTEN.set(true);
+        let rest = reusing(|| serde_json::to_writer(&mut *out, ev));
+        HEAD_WRITTEN.set(false);
+        rest?;
+        if out.len() == brace + 2 {
+            // `{}`: nothing after the head (a process is always there today).
+            out.truncate(brace);
+            out.push(b'}');
+        } else {
+            out[brace] = b',';
+        }
+        Ok(())
+    }
+
+    /// Whether [`write_event`] wrote the head fields already (for serde's
+    /// `skip_serializing_if`).
+    pub fn head_written<T>(_: &T) -> bool {
+        HEAD_WRITTEN.get()
     }
 
     fn reused<T: Serialize, S: Serializer>(
@@ -198,14 +238,19 @@ pub mod reused_json {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
+    #[serde(skip_serializing_if = "reused_json::head_written")]
     pub schema: &'static str,
     /// RFC 3339 with nanoseconds, UTC. Shared: the events of one kernel
     /// record (a read and its finding) carry the same instant.
+    #[serde(skip_serializing_if = "reused_json::head_written")]
     pub time: Arc<str>,
+    #[serde(skip_serializing_if = "reused_json::head_written")]
     pub node: Arc<str>,
+    #[serde(skip_serializing_if = "reused_json::head_written")]
     pub kind: Kind,
     /// Per-node sequence number: strictly increasing, never reused on a node
     /// (it continues across restarts, see `seq_store`).
+    #[serde(skip_serializing_if = "reused_json::head_written")]
     pub seq: u64,
     #[serde(serialize_with = "reused_json::process")]
     pub process: Arc<Process>,
@@ -553,6 +598,31 @@ mod tests {
         // Outside `reusing`, other serializers see the struct itself.
         let v = serde_json::to_value(&c).unwrap();
         assert_eq!(v["process"]["pid"], c.process.pid);
+    }
+
+    #[test]
+    fn an_event_written_with_its_head_as_text_is_the_serde_json_of_it() {
+        let mut events = crate::testdata::all_kinds();
+        // Text that needs escaping wherever the head holds text.
+        let mut odd = crate::testdata::event(Kind::Finding);
+        odd.node = Arc::from("node \"a\"\\b\n");
+        odd.time = Arc::from("2026-12-06T18:00:00.000000001Z\u{1}");
+        odd.seq = u64::MAX;
+        events.push(odd);
+        for ev in &events {
+            let mut out = Vec::new();
+            reused_json::write_event(&mut out, ev).unwrap();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(ev).unwrap(),
+                "{:?}",
+                ev.kind
+            );
+        }
+        // Serializers other than write_event still write the whole event.
+        let v = serde_json::to_value(&events[0]).unwrap();
+        assert_eq!(v["schema"], SCHEMA);
+        assert!(v["seq"].is_u64() && v["time"].is_string());
     }
 
     #[test]

@@ -245,7 +245,7 @@ impl Encoder {
 /// so the buffer is not grown and copied several times.
 fn native_json(ev: &Event) -> Option<Vec<u8>> {
     let mut b = Vec::with_capacity(2048);
-    reused_json::reusing(|| serde_json::to_writer(&mut b, ev)).ok()?;
+    reused_json::write_event(&mut b, ev).ok()?;
     Some(b)
 }
 
