@@ -568,6 +568,15 @@ pub fn write_rfc3339_ns(out: &mut String, epoch_ns: u64) {
 mod tests {
     use super::*;
 
+    fn plain(e: &Event) -> String {
+        serde_json::to_string(e).unwrap()
+    }
+
+    /// What an event writer with the cache on writes.
+    fn reused(e: &Event) -> String {
+        reused_json::reusing(|| serde_json::to_string(e).unwrap())
+    }
+
     #[test]
     fn time_format_has_nanoseconds() {
         assert_eq!(
@@ -579,8 +588,6 @@ mod tests {
     #[test]
     fn a_reused_process_text_is_the_text_of_that_very_view() {
         let a = crate::testdata::event(Kind::FileOpen);
-        let plain = |e: &Event| serde_json::to_string(e).unwrap();
-        let reused = |e: &Event| reused_json::reusing(|| serde_json::to_string(e).unwrap());
         assert_eq!(reused(&a), plain(&a));
         // The same view again: the cached text, the same bytes.
         let mut b = a.clone();
@@ -628,8 +635,6 @@ mod tests {
     #[test]
     fn more_values_than_the_cache_holds_each_get_their_own_text() {
         let base = crate::testdata::event(Kind::Finding);
-        let plain = |e: &Event| serde_json::to_string(e).unwrap();
-        let reused = |e: &Event| reused_json::reusing(|| serde_json::to_string(e).unwrap());
         // Twenty findings, each with its own process, file and secret,
         // written in turn three times over: evicted or kept, every text is
         // the value's own.
@@ -663,8 +668,6 @@ mod tests {
     #[test]
     fn a_reused_file_text_is_the_text_of_that_very_file() {
         let a = crate::testdata::event(Kind::FileOpen);
-        let plain = |e: &Event| serde_json::to_string(e).unwrap();
-        let reused = |e: &Event| reused_json::reusing(|| serde_json::to_string(e).unwrap());
         assert_eq!(reused(&a), plain(&a));
         // The finding of the same access shares the file: the same bytes.
         let b = Event {
