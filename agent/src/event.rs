@@ -221,18 +221,23 @@ pub mod reused_json {
         reused(&PROCESS, p, s)
     }
 
-    pub fn file<S: Serializer>(f: &Option<Arc<FileInfo>>, s: S) -> Result<S::Ok, S::Error> {
-        match f {
-            Some(f) => reused(&FILE, f, s),
+    fn reused_some<T: Serialize, S: Serializer>(
+        cache: &'static LocalKey<Cache<T>>,
+        v: &Option<Arc<T>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => reused(cache, v, s),
             None => s.serialize_none(),
         }
     }
 
+    pub fn file<S: Serializer>(f: &Option<Arc<FileInfo>>, s: S) -> Result<S::Ok, S::Error> {
+        reused_some(&FILE, f, s)
+    }
+
     pub fn secret<S: Serializer>(v: &Option<Arc<SecretInfo>>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(v) => reused(&SECRET, v, s),
-            None => s.serialize_none(),
-        }
+        reused_some(&SECRET, v, s)
     }
 }
 

@@ -25,10 +25,7 @@ use tokio::sync::mpsc;
 use crate::{
     clock::{boot_ns, to_epoch_ns},
     detect::findings,
-    event::{
-        rfc3339_ns, write_rfc3339_ns, Event, ExitInfo, FileInfo, Finding, Kind, NetInfo, Process,
-        SCHEMA,
-    },
+    event::{write_rfc3339_ns, Event, ExitInfo, FileInfo, Finding, Kind, NetInfo, Process, SCHEMA},
     export::metrics::{FindingLabels, KindLabel, Metrics},
     export::sinks::SinkSet,
     identity::snapshot::Snapshot,
@@ -285,7 +282,7 @@ impl Emitter {
     /// The `process_hash` event of an exec that went out pending, and the
     /// untrusted-binary finding its hash may call for.
     fn hashed(&mut self, process: Arc<Process>) {
-        let time: Arc<str> = rfc3339_ns(to_epoch_ns(boot_ns())).into();
+        let time = self.time_of(boot_ns());
         let seq = self.emit(self.about(Kind::ProcessHash, time.clone(), process.clone()));
         if let Some(finding) = findings::untrusted_binary(&process) {
             self.untrusted(finding, seq, time, process);

@@ -96,7 +96,7 @@ mod tests {
     use super::*;
     use crate::event::rule::SECRET_STALE;
     use crate::secrets::inventory::{
-        test_records::{fingerprint, secret, NS, T0},
+        test_records::{rotated, secret, NS, T0},
         DB_FILE_NAME,
     };
 
@@ -147,10 +147,7 @@ mod tests {
         assert_eq!(stale(T0 + 200 * NS).len(), 1);
 
         // Rotated: the new content is young again.
-        let mut rotated = secret(aws, T0 + 250 * NS);
-        rotated.fingerprint = Some(fingerprint(b"rotated"));
-        rotated.mtime_ns = (T0 + 250 * NS).cast_signed();
-        store.upsert_secret(&rotated).unwrap();
+        store.upsert_secret(&rotated(aws, T0 + 250 * NS)).unwrap();
         assert!(stale(T0 + 349 * NS).is_empty());
         assert_eq!(stale(T0 + 350 * NS).len(), 1);
     }
@@ -175,10 +172,7 @@ mod tests {
         assert_eq!(stale(T0 + 100 * NS), 1);
         assert_eq!(stale(T0 + 150 * NS), 0, "still within the period");
         assert_eq!(stale(T0 + 200 * NS), 1, "a period later");
-        let mut rotated = secret(aws, T0 + 210 * NS);
-        rotated.fingerprint = Some(fingerprint(b"rotated"));
-        rotated.mtime_ns = (T0 + 210 * NS).cast_signed();
-        store.upsert_secret(&rotated).unwrap();
+        store.upsert_secret(&rotated(aws, T0 + 210 * NS)).unwrap();
         assert_eq!(stale(T0 + 250 * NS), 0, "the new content is young");
         assert_eq!(stale(T0 + 310 * NS), 1, "the new content's own period");
         assert_eq!(marks, 3);

@@ -30,6 +30,15 @@ pub fn secret(path: &str, first_seen_ns: u64) -> SecretRecord {
     }
 }
 
+/// The secret at `path` rewritten with other content at `at_ns` (rotated).
+pub fn rotated(path: &str, at_ns: u64) -> SecretRecord {
+    SecretRecord {
+        fingerprint: Some(fingerprint(b"rotated")),
+        mtime_ns: at_ns.cast_signed(),
+        ..secret(path, at_ns)
+    }
+}
+
 pub fn reader(identity: &str) -> ReaderRecord {
     ReaderRecord {
         identity: identity.to_owned(),
