@@ -96,26 +96,34 @@ impl Target {
     }
 }
 
+/// Runs `cmd` with its output captured (`what` names it in errors); a
+/// failure carries the command's stderr.
+pub fn output_ok(cmd: &mut Command, what: &str) -> Result<std::process::Output> {
+    let out = cmd.output().with_context(|| format!("run {what}"))?;
+    if !out.status.success() {
+        bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(out)
+}
+
 /// Runs an example of the agent crate (release build) and parses the JSON it prints.
 pub fn run_example(name: &str, args: &[&str]) -> Result<Value> {
-    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(root())
-        .args([
-            "run",
-            "--quiet",
-            "--release",
-            "-p",
-            "proctor",
-            "--example",
-            name,
-            "--",
-        ])
-        .args(args)
-        .output()
-        .with_context(|| format!("run example {name}"))?;
-    if !out.status.success() {
-        bail!("{name} failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    let out = output_ok(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(root())
+            .args([
+                "run",
+                "--quiet",
+                "--release",
+                "-p",
+                "proctor",
+                "--example",
+                name,
+                "--",
+            ])
+            .args(args),
+        &format!("example {name}"),
+    )?;
     serde_json::from_slice(&out.stdout).with_context(|| format!("{name} output"))
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Wall-clock and CPU-time figures on this kind of VM move by ±10% from run
 //! to run, more than most changes to the pipeline are worth; an instruction
-//! count of the same workload moves by about 1% (how records fall into
+//! count of the same workload moves by 2-4% (how records fall into
 //! batches still depends on timing). It is the figure to compare two builds
 //! by, and the profile behind the drop onset.
 
@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use super::{
     agent::{self, Agent, Watch},
     drops::{self, Gen},
-    Ctx,
+    output_ok, Ctx,
 };
 
 /// Functions whose inclusive count is a stage, in report order, with what
@@ -56,18 +56,13 @@ fn tool(name: &str) -> Result<()> {
 }
 
 fn callgrind_control(args: &[&str], pid: u32) -> Result<()> {
-    let st = Command::new("callgrind_control")
-        .args(args)
-        .arg(pid.to_string())
-        .output()
-        .context("run callgrind_control")?;
-    if !st.status.success() {
-        bail!(
-            "callgrind_control {args:?} {pid} failed: {}",
-            String::from_utf8_lossy(&st.stderr)
-        );
-    }
-    Ok(())
+    output_ok(
+        Command::new("callgrind_control")
+            .args(args)
+            .arg(pid.to_string()),
+        &format!("callgrind_control {args:?} {pid}"),
+    )
+    .map(drop)
 }
 
 /// Inclusive instruction counts by function from `callgrind_annotate`.
@@ -78,11 +73,12 @@ struct Counts {
 
 impl Counts {
     fn read(file: &Path) -> Result<Counts> {
-        let out = Command::new("callgrind_annotate")
-            .args(["--inclusive=yes", "--threshold=100"])
-            .arg(file)
-            .output()
-            .context("run callgrind_annotate")?;
+        let out = output_ok(
+            Command::new("callgrind_annotate")
+                .args(["--inclusive=yes", "--threshold=100"])
+                .arg(file),
+            "callgrind_annotate",
+        )?;
         let text = String::from_utf8_lossy(&out.stdout);
         let mut total = None;
         let mut lines = Vec::new();

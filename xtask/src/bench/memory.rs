@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use super::{
     agent::{self, Agent, Watch},
@@ -104,15 +104,13 @@ fn build_forker(dir: &Path) -> Result<std::path::PathBuf> {
     let src = dir.join("forker.c");
     let bin = dir.join("forker");
     std::fs::write(&src, FORKER_C)?;
-    let out = Command::new("gcc")
-        .args(["-O2", "-static", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .context("run gcc (Debian package gcc)")?;
-    if !out.status.success() {
-        bail!("gcc forker.c: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    super::output_ok(
+        Command::new("gcc")
+            .args(["-O2", "-static", "-o"])
+            .arg(&bin)
+            .arg(&src),
+        "gcc forker.c (Debian package gcc)",
+    )?;
     Ok(bin)
 }
 

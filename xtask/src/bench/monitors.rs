@@ -194,14 +194,10 @@ fn audit_status() -> Result<BTreeMap<String, String>> {
 }
 
 fn auditctl(args: &[&str]) -> Result<()> {
-    let out = Command::new("auditctl").args(args).output()?;
-    if !out.status.success() {
-        bail!(
-            "auditctl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    super::output_ok(
+        Command::new("auditctl").args(args),
+        &format!("auditctl {}", args.join(" ")),
+    )?;
     Ok(())
 }
 

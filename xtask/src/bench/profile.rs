@@ -45,16 +45,10 @@ impl Drop for BpfStats {
 
 /// (run_time_ns, run_cnt) of a BPF program.
 fn prog_stats(id: u64) -> Result<(u64, u64)> {
-    let out = Command::new("bpftool")
-        .args(["prog", "show", "id", &id.to_string(), "-j"])
-        .output()
-        .context("run bpftool (Debian package bpftool)")?;
-    if !out.status.success() {
-        bail!(
-            "bpftool prog show id {id}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let out = super::output_ok(
+        Command::new("bpftool").args(["prog", "show", "id", &id.to_string(), "-j"]),
+        &format!("bpftool prog show id {id} (Debian package bpftool)"),
+    )?;
     let v: Value = serde_json::from_slice(&out.stdout)?;
     Ok((
         v["run_time_ns"].as_u64().unwrap_or(0),

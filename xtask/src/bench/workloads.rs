@@ -326,22 +326,19 @@ pub fn exec_storm(n: usize, threads: usize, marker: &str) -> Result<()> {
 }
 
 fn make(dir: &Path, args: &[&str]) -> Result<()> {
-    let out = Command::new("make")
-        .arg("-s")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .stdout(Stdio::null())
-        .output()
-        .context("run make (Debian packages make, gcc, libc6-dev)")?;
-    if !out.status.success() {
-        bail!(
-            "make {} in {} failed: {}",
+    super::output_ok(
+        Command::new("make")
+            .arg("-s")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .stdout(Stdio::null()),
+        &format!(
+            "make {} in {} (Debian packages make, gcc, libc6-dev)",
             args.join(" "),
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+            dir.display()
+        ),
+    )?;
     Ok(())
 }
 
