@@ -584,12 +584,37 @@ pub const OPEN_SYSCALL_FANOTIFY: u32 = 7;
 /// Words (u64) in the read prefilter bitmap: 2^18 bits, 32 KiB.
 pub const READ_PREFILTER_WORDS: u32 = 4096;
 
-/// Bit of the read prefilter for inode number `ino`. The dev is left out on
-/// purpose: it costs the hot path one more kernel read per cached read, and a
-/// collision only costs one hash lookup.
+/// Bit of the read prefilter for inode number `ino` (a watched file's, or on
+/// the open hooks a watched directory's). The dev is left out on purpose: it
+/// costs the hot path one more kernel read per cached read, and a collision
+/// only costs one hash lookup.
 #[inline(always)]
 pub fn read_prefilter_bit(ino: u64) -> u32 {
     (ino.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 46) as u32
+}
+
+/// Words (u64) in the basename prefilter bitmap: 2^14 bits, 2 KiB.
+pub const NAME_PREFILTER_WORDS: u32 = 256;
+
+/// The first bytes of a basename as the open hooks load them: one u64 read
+/// little-endian from the name, the bytes past its end zeroed.
+#[inline(always)]
+pub fn name_prefix(name: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = if name.len() < 8 { name.len() } else { 8 };
+    b[..n].copy_from_slice(&name[..n]);
+    u64::from_le_bytes(b)
+}
+
+/// Bit of the basename prefilter for a name of `len` bytes starting with
+/// `prefix` ([`name_prefix`]): an open whose name's bit is clear is no
+/// watched name, without reading the whole name or hashing a 64-byte key.
+#[inline(always)]
+pub fn name_prefilter_bit(prefix: u64, len: u32) -> u32 {
+    (prefix
+        .wrapping_add(len as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        >> 50) as u32
 }
 
 /// Key of the in-kernel repeat suppression of file accesses: one process
@@ -668,4 +693,36 @@ pub struct UnixSeenKey {
     pub tgid: u32,
     pub sock_type: u32,
     pub path: [u8; UNIX_PATH_LEN],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_prefix_is_the_eight_bytes_the_kernel_loads_with_the_tail_zeroed() {
+        assert_eq!(name_prefix(b"id_rsa"), u64::from_le_bytes(*b"id_rsa\0\0"));
+        assert_eq!(
+            name_prefix(b"credentials"),
+            u64::from_le_bytes(*b"credenti")
+        );
+        assert_eq!(name_prefix(b".netrc"), u64::from_le_bytes(*b".netrc\0\0"));
+        assert_eq!(name_prefix(b"12345678"), u64::from_le_bytes(*b"12345678"));
+        assert_eq!(name_prefix(b""), 0);
+    }
+
+    #[test]
+    fn names_sharing_a_prefix_differ_by_length_and_every_bit_fits_its_bitmap() {
+        let a = name_prefilter_bit(name_prefix(b"credentials"), 11);
+        let b = name_prefilter_bit(name_prefix(b"credentials.json"), 16);
+        assert_ne!(a, b, "the length is part of the bit");
+        for len in 0..NAME_KEY_LEN as u32 {
+            for prefix in [0, 1, u64::MAX, 0x9E37_79B9_7F4A_7C15] {
+                assert!(name_prefilter_bit(prefix, len) < NAME_PREFILTER_WORDS * 64);
+            }
+        }
+        for ino in [0, 1, 611, u64::MAX, 1 << 40] {
+            assert!(read_prefilter_bit(ino) < READ_PREFILTER_WORDS * 64);
+        }
+    }
 }

@@ -40,6 +40,9 @@ const TCP_CLOSE: i32 = 7;
 const IPPROTO_TCP: u32 = 6;
 const ECONNREFUSED: i32 = 111;
 const EPERM: i32 = 1;
+const EEXIST: i32 = 17;
+/// `bpf_map_update_elem` flag: fail if the key is there.
+const BPF_NOEXIST: u64 = 1;
 
 /// connect(2) arguments between enter and exit, by thread. The cgroup
 /// connect hook also reads it: a thread found here is inside connect(2),
@@ -285,12 +288,32 @@ fn sock_key(sk: *const u8) -> Option<u64> {
     }
 }
 
+/// The record [`park`] builds before it goes into the map in one copy
+/// (too big for the stack). Only `park` writes it, always the same fields:
+/// the others stay zero.
+#[map]
+static PARK_SCRATCH: PerCpuArray<PendingConnect> = PerCpuArray::with_max_entries(1, 0);
+
 /// Parks a TCP connect the cgroup hook let through, under its socket. A
 /// record already there that never started its handshake belongs to a
 /// connect that failed before it (the socket retried, or was freed and
 /// its memory reused): it is reported now, before the new one replaces it.
+/// The common case, no record there, costs one map update.
 #[inline(always)]
 fn park(pid_tgid: u64, family: u16, port: u16, sock_type: u32, addr: [u8; 16], sk: u64) {
+    let Some(p) = PARK_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    let p = unsafe { &mut *p };
+    fill_parked(p, pid_tgid, family, port, sock_type, addr);
+    match CONNECT_PENDING.insert(sk, &*p, BPF_NOEXIST) {
+        Ok(()) => return,
+        Err(e) if e != -EEXIST => {
+            bump(&DROPS, KIND_CONNECT);
+            return;
+        }
+        Err(_) => {}
+    }
     if let Some(old) = unsafe { CONNECT_PENDING.get(sk) } {
         if old.flags & PENDING_FROM_HOOK != 0 && old.flags & PENDING_SYN_SENT == 0 {
             let mut ev = old.ev;
@@ -301,15 +324,20 @@ fn park(pid_tgid: u64, family: u16, port: u16, sock_type: u32, addr: [u8; 16], s
             }
         }
     }
-    let template: PendingConnect = unsafe { core::mem::zeroed() };
-    if CONNECT_PENDING.insert(sk, template, 0).is_err() {
+    if CONNECT_PENDING.insert(sk, &*p, 0).is_err() {
         bump(&DROPS, KIND_CONNECT);
-        return;
     }
-    let Some(p) = CONNECT_PENDING.get_ptr_mut(sk) else {
-        return;
-    };
-    let p = unsafe { &mut *p };
+}
+
+#[inline(always)]
+fn fill_parked(
+    p: &mut PendingConnect,
+    pid_tgid: u64,
+    family: u16,
+    port: u16,
+    sock_type: u32,
+    addr: [u8; 16],
+) {
     p.parked_ns = unsafe { bpf_ktime_get_boot_ns() };
     p.flags = PENDING_FROM_HOOK;
     // 0 where the program cannot reach the task (5.10): the sweep then finds

@@ -19,11 +19,12 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use proctor_common::{
-    AllowKey, FileOpenEvent, FileOpenHead, InodeKey, ReadKey, ReadSeen, COMPONENT_LEN, FMODE_READ,
-    FMODE_WRITE, KIND_FILE_ACCESS, KIND_FILE_OPEN, LSM_DENIED_SLOT, MATCH_DIR, MATCH_INODE,
-    MATCH_NAME, NAME_KEY_LEN, NAME_NEEDS_ANCHOR, OPEN_FLAG_DENIED, OPEN_FLAG_KILLED,
-    OPEN_FLAG_PATH_TRUNCATED, OPEN_SYSCALL_CREAT, OPEN_SYSCALL_IO_URING, OPEN_SYSCALL_OPEN,
-    OPEN_SYSCALL_OPENAT, OPEN_SYSCALL_OPENAT2, S_IFMT, S_IFREG,
+    name_prefilter_bit, read_prefilter_bit, AllowKey, FileOpenEvent, FileOpenHead, InodeKey,
+    ReadKey, ReadSeen, COMPONENT_LEN, FMODE_READ, FMODE_WRITE, KIND_FILE_ACCESS, KIND_FILE_OPEN,
+    LSM_DENIED_SLOT, MATCH_DIR, MATCH_INODE, MATCH_NAME, NAME_KEY_LEN, NAME_NEEDS_ANCHOR,
+    NAME_PREFILTER_WORDS, OPEN_FLAG_DENIED, OPEN_FLAG_KILLED, OPEN_FLAG_PATH_TRUNCATED,
+    OPEN_SYSCALL_CREAT, OPEN_SYSCALL_IO_URING, OPEN_SYSCALL_OPEN, OPEN_SYSCALL_OPENAT,
+    OPEN_SYSCALL_OPENAT2, READ_PREFILTER_WORDS, S_IFMT, S_IFREG,
 };
 
 use crate::{bump, off, read, read_ptr, DROPS, EVENTS, SENT};
@@ -65,6 +66,34 @@ pub static ACCESS_SEEN: LruHashMap<ReadKey, ReadSeen> = LruHashMap::with_max_ent
 /// skip reading its name at all.
 #[map]
 pub static NAME_LENGTHS: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Bit `read_prefilter_bit(ino)` set: some watched inode or watched
+/// directory may have this number. Set by the agent before the entry it
+/// filters; never cleared (a stale bit only costs a hash lookup). The
+/// verifier inlines the array lookup: an unwatched read or open pays a load
+/// and a bit test, not a hash of its key.
+#[map]
+pub static READ_PREFILTER: Array<u64> = Array::with_max_entries(READ_PREFILTER_WORDS, 0);
+
+/// Bit `name_prefilter_bit(prefix, len)` set: some watched basename may
+/// start with these bytes and have this length. Filled like READ_PREFILTER.
+#[map]
+pub static NAME_PREFILTER: Array<u64> = Array::with_max_entries(NAME_PREFILTER_WORDS, 0);
+
+/// Whether `bit` is set in `map` (an inlined array lookup).
+#[inline(always)]
+fn bit_set(map: &Array<u64>, bit: u32) -> bool {
+    match map.get(bit >> 6) {
+        Some(word) => *word & (1u64 << (bit & 63)) != 0,
+        None => false,
+    }
+}
+
+/// False when no watched file or directory has inode number `ino`.
+#[inline(always)]
+pub(crate) fn may_be_watched(ino: u64) -> bool {
+    bit_set(&READ_PREFILTER, read_prefilter_bit(ino))
+}
 
 #[tracepoint(category = "syscalls", name = "sys_exit_openat")]
 pub fn sys_exit_openat(ctx: TracePointContext) -> u32 {
@@ -133,7 +162,7 @@ pub(crate) fn on_opened(ret: i64, syscall: u32) {
         return;
     }
     let mut opened = unsafe { Opened::of(file) };
-    let Some((matched, slot)) = (unsafe { watched(&opened) }) else {
+    let Some((matched, slot)) = (unsafe { watched(&mut opened) }) else {
         return;
     };
     let (dev, ino) = (opened.dev, opened.ino);
@@ -160,13 +189,21 @@ pub(crate) fn on_opened(ret: i64, syscall: u32) {
 }
 
 /// Whether `o` passes the kernel filter: watched by inode, by basename, or
-/// by its directory's inode, and a regular file. `(MATCH_*, slot)`.
+/// by its directory's inode, and a regular file. `(MATCH_*, slot)`; `o.dev`
+/// is loaded when it may be.
 #[inline(always)]
-unsafe fn watched(o: &Opened) -> Option<(u32, u32)> {
-    let (dev, ino, dentry) = (o.dev, o.ino, o.dentry);
-    let found = if let Some(s) = unsafe { WATCHED_INODES.get(key(dev, ino)) } {
-        (MATCH_INODE, *s)
+unsafe fn watched(o: &mut Opened) -> Option<(u32, u32)> {
+    let (ino, dentry) = (o.ino, o.dentry);
+    let by_inode = if may_be_watched(ino) {
+        unsafe { o.load_dev() };
+        unsafe { WATCHED_INODES.get(key(o.dev, ino)) }.copied()
+    } else {
+        None
+    };
+    let found = if let Some(s) = by_inode {
+        (MATCH_INODE, s)
     } else if let Some(s) = unsafe { name_match(dentry) } {
+        unsafe { o.load_dev() };
         (MATCH_NAME, s)
     } else {
         let parent_ino = unsafe {
@@ -174,8 +211,12 @@ unsafe fn watched(o: &Opened) -> Option<(u32, u32)> {
             let pinode = read_ptr(parent, off!(dentry_inode));
             read::<u64>(pinode, off!(inode_ino))
         };
+        if !may_be_watched(parent_ino) {
+            return None;
+        }
+        unsafe { o.load_dev() };
         (MATCH_DIR, *unsafe {
-            WATCHED_DIRS.get(key(dev, parent_ino))
+            WATCHED_DIRS.get(key(o.dev, parent_ino))
         }?)
     };
     // Checked on a match only: the common unwatched open pays nothing for it.
@@ -255,21 +296,30 @@ pub(crate) struct Opened {
 }
 
 impl Opened {
-    /// Identity and dentry of `file`; `f_mode` is left for the caller, who
-    /// may not need it.
+    /// Inode and dentry of `file`; the device and `f_mode` are left for
+    /// the caller ([`Self::load_dev`]): the common, unwatched open needs
+    /// neither.
     #[inline(always)]
     unsafe fn of(file: *const u8) -> Opened {
         unsafe {
             let inode = read_ptr(file, off!(file_inode));
-            let sb = read_ptr(inode, off!(inode_sb));
             Opened {
                 file,
                 inode,
                 dentry: read_ptr(file, off!(file_dentry)),
-                dev: read::<u32>(sb, off!(sb_dev)),
+                dev: 0,
                 ino: read::<u64>(inode, off!(inode_ino)),
                 f_mode: 0,
             }
+        }
+    }
+
+    /// Reads the device of the inode's filesystem into `dev`.
+    #[inline(always)]
+    unsafe fn load_dev(&mut self) {
+        unsafe {
+            let sb = read_ptr(self.inode, off!(inode_sb));
+            self.dev = read::<u32>(sb, off!(sb_dev));
         }
     }
 
@@ -418,11 +468,18 @@ unsafe fn name_match(dentry: *const u8) -> Option<u32> {
     if lengths & (1u64 << len) == 0 {
         return None;
     }
-    let mut name = [0u8; NAME_KEY_LEN];
-    unsafe {
-        let ptr = read_ptr(dentry, off!(dentry_name));
-        bpf_probe_read_kernel_str_bytes(ptr, &mut name).ok()?;
+    let ptr = unsafe { read_ptr(dentry, off!(dentry_name)) };
+    // Eight bytes are always there to read: a name shorter than that lives
+    // in the dentry's inline array. The bytes past its end are not the name.
+    let mut prefix = unsafe { read::<u64>(ptr, 0) };
+    if len < 8 {
+        prefix &= (1u64 << (len * 8)) - 1;
     }
+    if !bit_set(&NAME_PREFILTER, name_prefilter_bit(prefix, len)) {
+        return None;
+    }
+    let mut name = [0u8; NAME_KEY_LEN];
+    unsafe { bpf_probe_read_kernel_str_bytes(ptr, &mut name).ok()? };
     // The helper copies up to and including the NUL and leaves the rest of the
     // zeroed buffer alone: the key is exact.
     let value = unsafe { WATCHED_NAMES.get(name) }.copied()?;
@@ -620,6 +677,7 @@ fn on_lsm_file_open<const REPORT: bool>(ctx: &aya_ebpf::programs::LsmContext) ->
     }
     let mut opened = unsafe { Opened::of(file) };
     opened.f_mode = f_mode;
+    unsafe { opened.load_dev() };
     let (dev, ino) = (opened.dev, opened.ino);
     let task = unsafe { bpf_get_current_task() } as *const u8;
     if f_mode & FMODE_READ != 0 {
@@ -649,7 +707,7 @@ fn on_lsm_file_open<const REPORT: bool>(ctx: &aya_ebpf::programs::LsmContext) ->
         }
     }
     if REPORT {
-        if let Some((matched, slot)) = unsafe { watched(&opened) } {
+        if let Some((matched, slot)) = unsafe { watched(&mut opened) } {
             if let Some(repeats) = unsafe { first_in_window(task, dev, ino, f_mode) } {
                 unsafe {
                     emit_open(

@@ -9,27 +9,16 @@
 //! map the verifier inlines, before any hash lookup. The file is known by
 //! inode only; the agent names it from its watch table.
 
-use aya_ebpf::{
-    helpers::bpf_get_current_task_btf, macros::map, maps::Array, programs::BtfTracePointContext,
-};
-use proctor_common::{
-    read_prefilter_bit, FMODE_READ, MATCH_INODE, OPEN_FLAG_KILLED, OPEN_SYSCALL_PAGE_CACHE,
-    READ_PREFILTER_WORDS,
-};
+use aya_ebpf::{helpers::bpf_get_current_task_btf, programs::BtfTracePointContext};
+use proctor_common::{FMODE_READ, MATCH_INODE, OPEN_FLAG_KILLED, OPEN_SYSCALL_PAGE_CACHE};
 
 use crate::{
     file_open::{
-        current_is_agent, emit_open, enforce_kill, first_in_window, key, Access, Opened,
-        WATCHED_INODES,
+        current_is_agent, emit_open, enforce_kill, first_in_window, key, may_be_watched, Access,
+        Opened, WATCHED_INODES,
     },
     load, load_ptr, off,
 };
-
-/// Bit `read_prefilter_bit(ino)` set: some watched inode may have this
-/// number. Filled by the agent with WATCHED_INODES; never cleared (a stale
-/// bit only costs a hash lookup).
-#[map]
-pub static READ_PREFILTER: Array<u64> = Array::with_max_entries(READ_PREFILTER_WORDS, 0);
 
 crate::both_loads!(
     "mm_filemap_get_pages",
@@ -57,11 +46,7 @@ fn on_page_cache<const DIRECT: bool>(ctx: &BtfTracePointContext) -> i32 {
     let mapping: *const u8 = ctx.arg(0);
     let inode = unsafe { load::<DIRECT, u64>(mapping, off!(mapping_host)) } as *const u8;
     let ino = unsafe { load::<DIRECT, u64>(inode, off!(inode_ino)) };
-    let bit = read_prefilter_bit(ino);
-    let Some(word) = READ_PREFILTER.get(bit >> 6) else {
-        return 0;
-    };
-    if *word & (1u64 << (bit & 63)) == 0 || current_is_agent() {
+    if !may_be_watched(ino) || current_is_agent() {
         return 0;
     }
     let dev = unsafe {

@@ -105,8 +105,12 @@ pub struct OpenFilter {
     pub names: HashMap<MapData, [u8; NAME_KEY_LEN], u32>,
     pub parents: HashMap<MapData, [u8; NAME_KEY_LEN], u32>,
     pub name_lengths: Array<MapData, u64>,
-    /// Bitmap the page-cache read hook tests before any hash lookup.
+    /// Bitmap of watched file and directory inode numbers, tested before
+    /// any hash lookup (every page-cache read, every open).
     pub read_prefilter: Array<MapData, u64>,
+    /// Bitmap of watched basenames' lengths and first bytes, tested before
+    /// an open's name is read whole.
+    pub name_prefilter: Array<MapData, u64>,
 }
 
 /// A hook that should have attached and did not.
@@ -513,6 +517,7 @@ pub fn load(
         parents: HashMap::try_from(take(&mut ebpf, "WATCHED_PARENTS")?)?,
         name_lengths: Array::try_from(take(&mut ebpf, "NAME_LENGTHS")?)?,
         read_prefilter: Array::try_from(take(&mut ebpf, "READ_PREFILTER")?)?,
+        name_prefilter: Array::try_from(take(&mut ebpf, "NAME_PREFILTER")?)?,
     };
     let enforcement = EnforcementMaps {
         deny_inodes: HashMap::try_from(take(&mut ebpf, "DENY_INODES")?)?,

@@ -5,8 +5,10 @@
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result};
+use aya::maps::{Array, MapData};
 use proctor_common::{
-    read_prefilter_bit, AllowKey, InodeKey, QuarantineEntry, NAME_KEY_LEN, NAME_NEEDS_ANCHOR,
+    name_prefilter_bit, name_prefix, read_prefilter_bit, AllowKey, InodeKey, QuarantineEntry,
+    NAME_KEY_LEN, NAME_NEEDS_ANCHOR,
 };
 
 use std::{path::Path, sync::Arc};
@@ -110,12 +112,24 @@ fn key_of(name: &str) -> Result<[u8; NAME_KEY_LEN]> {
     name_key(name).with_context(|| format!("{name:?} does not fit a kernel name key"))
 }
 
+/// Sets `bit` in a prefilter bitmap. Bits are never cleared: a stale one
+/// costs the kernel a hash lookup that misses, a missing one a watched
+/// access skipped, so the bit goes in before the entry it filters.
+fn set_bit(map: &mut Array<MapData, u64>, bit: u32, what: &str) -> Result<()> {
+    let word = map.get(&(bit >> 6), 0).unwrap_or(0);
+    map.set(bit >> 6, word | 1u64 << (bit & 63), 0)
+        .with_context(|| format!("kernel {what} prefilter: cannot set a bit"))
+}
+
 impl KernelWatch for KernelMaps {
     fn watch_name(&mut self, name: &str, anchored: bool) -> Result<()> {
         let value = if anchored { NAME_NEEDS_ANCHOR } else { 0 };
+        let key = key_of(name)?;
+        let bit = name_prefilter_bit(name_prefix(name.as_bytes()), name.len() as u32);
+        set_bit(&mut self.filter.name_prefilter, bit, "name")?;
         self.filter
             .names
-            .insert(key_of(name)?, value, 0)
+            .insert(key, value, 0)
             .with_context(|| format!("kernel name filter: cannot add {name:?}"))
     }
 
@@ -146,14 +160,11 @@ impl KernelWatch for KernelMaps {
     }
 
     fn watch_inode(&mut self, key: InodeKey, slot: u32, path: &str) -> Result<()> {
-        // The prefilter bit first: a read between the two writes is then
-        // at worst a lookup that misses, never a watched read skipped.
-        let bit = read_prefilter_bit(key.ino);
-        let word = self.filter.read_prefilter.get(&(bit >> 6), 0).unwrap_or(0);
-        self.filter
-            .read_prefilter
-            .set(bit >> 6, word | 1u64 << (bit & 63), 0)
-            .context("kernel read prefilter: cannot set a bit")?;
+        set_bit(
+            &mut self.filter.read_prefilter,
+            read_prefilter_bit(key.ino),
+            "inode",
+        )?;
         self.filter.inodes.insert(key, slot, 0)?;
         match &self.tmpfs {
             Some(t) => t.watch(key, slot, Path::new(path)),
@@ -162,6 +173,11 @@ impl KernelWatch for KernelMaps {
     }
 
     fn watch_dir(&mut self, key: InodeKey) -> Result<()> {
+        set_bit(
+            &mut self.filter.read_prefilter,
+            read_prefilter_bit(key.ino),
+            "inode",
+        )?;
         Ok(self.filter.dirs.insert(key, 0, 0)?)
     }
 
