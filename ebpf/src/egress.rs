@@ -12,7 +12,7 @@ use proctor_common::{CONNECT_ORIGIN_SENDMSG, CONNECT_ORIGIN_SOCKET_HOOK, EGRESS_
 use crate::{
     bump,
     connect::on_socket_hook,
-    quarantine::{current_process_start, quarantined, QUARANTINE},
+    quarantine::{current_process_start, quarantined},
     SENT,
 };
 
@@ -20,8 +20,7 @@ use crate::{
 #[inline(always)]
 fn verdict<const V6: bool>(ctx: &SockAddrContext, origin: u32) -> i32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let refused =
-        unsafe { QUARANTINE.get(tgid) }.is_some() && quarantined(tgid, current_process_start());
+    let refused = quarantined(tgid, current_process_start);
     on_socket_hook::<V6>(ctx, origin, refused);
     if refused {
         bump(&SENT, EGRESS_DENIED_SLOT);

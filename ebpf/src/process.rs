@@ -297,9 +297,7 @@ fn release_quarantine(tgid: u32) {
 /// the decision escapes it, whatever the agent's lag. Rare: helper reads.
 #[inline(always)]
 fn inherit_quarantine(parent: *const u8, parent_tgid: u32, child: *const u8, child_tgid: u32) {
-    if unsafe { QUARANTINE.get(parent_tgid) }.is_none()
-        || !quarantined(parent_tgid, unsafe { process_start(parent) })
-    {
+    if !quarantined(parent_tgid, || unsafe { process_start(parent) }) {
         return;
     }
     let entry = QuarantineEntry {
