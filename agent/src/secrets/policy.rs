@@ -470,6 +470,11 @@ impl SecretsConfig {
         Ok(())
     }
 
+    /// Whether any rule sets a `max_age` (else no content age is worth reading).
+    pub fn any_max_age(&self) -> bool {
+        self.rules.iter().any(|r| r.max_age.is_some())
+    }
+
     /// The shortest `max_age` of the rules about this secret, if any sets one.
     pub fn max_age(&self, catalog_id: &str, path: &str) -> Option<Duration> {
         self.rules_for(catalog_id, path)

@@ -14,10 +14,7 @@ use std::{collections::HashMap, time::Duration};
 use crate::{
     detect::findings,
     event::{rfc3339_ns, Finding, SecretInfo},
-    secrets::{
-        inventory::{InventoryStore, StoreError},
-        policy::SecretsConfig,
-    },
+    secrets::{inventory::ContentAge, policy::SecretsConfig},
 };
 
 /// The `secret-stale` reports this process made, by path: (the content's
@@ -38,18 +35,19 @@ impl SentReports {
     }
 }
 
-/// `secret-stale` findings due at `now_ns`; each is remembered in `sent` and
+/// `secret-stale` findings due at `now_ns` among `ages` (the inventory's
+/// [`crate::secrets::inventory::InventoryStore::content_ages`]); each is remembered in `sent` and
 /// handed to `mark` (which notes it in the inventory), so that the next one
 /// for the same content comes a period later.
 pub fn stale_findings(
-    store: &InventoryStore,
+    ages: Vec<ContentAge>,
     policy: &SecretsConfig,
     now_ns: u64,
     sent: &mut SentReports,
     mut mark: impl FnMut(&str, u64),
-) -> Result<Vec<Finding>, StoreError> {
+) -> Vec<Finding> {
     let mut out = Vec::new();
-    for c in store.content_ages()? {
+    for c in ages {
         let s = &c.secret;
         let Some(max_age) = policy.max_age(&s.catalog_id, &s.path) else {
             continue;
@@ -79,7 +77,7 @@ pub fn stale_findings(
             rfc3339_ns(c.content_since_ns),
         ));
     }
-    Ok(out)
+    out
 }
 
 /// Older than `max_age`, and not reported within the last `max_age` for
@@ -97,7 +95,7 @@ mod tests {
     use crate::event::rule::SECRET_STALE;
     use crate::secrets::inventory::{
         test_records::{rotated, secret, NS, T0},
-        DB_FILE_NAME,
+        InventoryStore, DB_FILE_NAME,
     };
 
     fn policy(yaml: &str) -> SecretsConfig {
@@ -127,10 +125,10 @@ mod tests {
 
         // A fresh memory per call: what the inventory keeps is what counts here.
         let stale = |at: u64| {
-            stale_findings(&store, &p, at, &mut SentReports::default(), |path, at| {
+            let ages = store.content_ages().unwrap();
+            stale_findings(ages, &p, at, &mut SentReports::default(), |path, at| {
                 store.mark_stale_reported(path, at).unwrap()
             })
-            .unwrap()
         };
         assert!(stale(T0 + 99 * NS).is_empty());
         let found = stale(T0 + 100 * NS);
@@ -165,9 +163,8 @@ mod tests {
         let mut sent = SentReports::default();
         let mut marks = 0;
         let mut stale = |at: u64| {
-            stale_findings(&store, &p, at, &mut sent, |_, _| marks += 1)
-                .unwrap()
-                .len()
+            let ages = store.content_ages().unwrap();
+            stale_findings(ages, &p, at, &mut sent, |_, _| marks += 1).len()
         };
         assert_eq!(stale(T0 + 100 * NS), 1);
         assert_eq!(stale(T0 + 150 * NS), 0, "still within the period");

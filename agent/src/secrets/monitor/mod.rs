@@ -26,7 +26,9 @@ use crate::{
     secrets::catalog::{Catalog, DiscoverRoots},
     secrets::env,
     secrets::fingerprint::Fingerprinter,
-    secrets::inventory::{DestinationBatch, InventoryStore, InventoryWriter, SecretRecord, Write},
+    secrets::inventory::{
+        ContentAge, DestinationBatch, InventoryStore, InventoryWriter, SecretRecord, Write,
+    },
     secrets::kernel_watch::{
         name_key, quarantine_entry, quarantine_entry_of, KernelMaps, KernelWatch,
     },
@@ -143,8 +145,11 @@ pub struct SecretMonitor<K: KernelWatch = KernelMaps> {
     catalog: Arc<Catalog>,
     policy: SecretsConfig,
     fingerprinter: Fingerprinter,
-    /// The monitor's own connection: its reads (rescans, rotation ages).
-    store: InventoryStore,
+    /// The connection a due rescan's job reads the inventory with (on the
+    /// blocking pool); absent while lent, or after a failed job lost it.
+    survey_store: Option<InventoryStore>,
+    /// The connection the rotation ages are read with, on the blocking pool.
+    ages: LentStore<Vec<ContentAge>>,
     /// Every write of the event path goes through this thread.
     writer: InventoryWriter,
     /// secret-stale reports made, before the writer has noted them.
@@ -203,11 +208,13 @@ impl<K: KernelWatch> SecretMonitor<K> {
         );
         let writer = InventoryWriter::start(store.open_another()?)
             .context("start the inventory writer thread")?;
+        let ages = LentStore::new(store.open_another()?);
         let mut m = Self {
             catalog: Arc::new(catalog),
             policy,
             fingerprinter,
-            store,
+            survey_store: Some(store),
+            ages,
             writer,
             stale_sent: Default::default(),
             kernel,
@@ -737,21 +744,33 @@ impl<K: KernelWatch> SecretMonitor<K> {
         self.searches.prune(self.policy.search.window);
     }
 
-    /// secret-stale findings due now (see [`crate::secrets::rotation`]).
+    /// secret-stale findings due now (see [`crate::secrets::rotation`]),
+    /// judged on the content ages the last call started reading (on the
+    /// blocking pool: called once per status interval, a finding comes at
+    /// most one interval later than its due time). No read while no rule
+    /// sets a `max_age`.
     pub fn stale_findings(&mut self) -> Vec<crate::event::Finding> {
+        let done = self.ages.finished();
+        if self.policy.any_max_age() {
+            self.ages.start(InventoryStore::content_ages);
+        }
+        let ages = match done {
+            None => return Vec::new(),
+            Some(Ok(ages)) => ages,
+            Some(Err(e)) => {
+                tracing::warn!("rotation age not judged: {e:#}");
+                self.stats.store_errors += 1;
+                return Vec::new();
+            }
+        };
         let writer = &self.writer;
         crate::secrets::rotation::stale_findings(
-            &self.store,
+            ages,
             &self.policy,
             now_ns(),
             &mut self.stale_sent,
             |path, at| writer.send(Write::StaleReported(path.to_string(), at)),
         )
-        .unwrap_or_else(|e| {
-            tracing::warn!("rotation age not judged: {e}");
-            self.stats.store_errors += 1;
-            Vec::new()
-        })
     }
 
     pub fn stats_json(&self) -> serde_json::Value {
@@ -843,6 +862,7 @@ impl<K: KernelWatch> Drop for SecretMonitor<K> {
 
 mod file_probe;
 mod kube;
+mod lent_store;
 mod open;
 mod reload;
 mod survey;
@@ -851,6 +871,7 @@ mod tests;
 mod verdict;
 
 pub use file_probe::{FileFacts, FileJob};
+use lent_store::LentStore;
 pub use open::OpenMatch;
 pub use reload::PreparedPolicy;
 use verdict::Role;

@@ -16,7 +16,7 @@ use crate::{
     secrets::{
         catalog::{Catalog, DiscoverRoots},
         fingerprint::Fingerprinter,
-        inventory::Write,
+        inventory::{InventoryStore, Write},
         kernel_watch::KernelWatch,
         kube::layout::{self, Layout},
     },
@@ -34,8 +34,11 @@ pub(super) struct SurveyJob {
     discover: DiscoverRoots,
     /// Fingerprints of file versions already read: not read again.
     known: HashMap<FileKey, Option<String>>,
-    /// Paths the inventory holds as present, checked for being gone.
+    /// Paths checked for being gone: the watched files, or for a rescan
+    /// those the inventory holds as present, read from `inventory` here.
     present: Vec<String>,
+    /// The monitor's reading connection, lent for a rescan and handed back.
+    inventory: Option<InventoryStore>,
     fingerprinter: Fingerprinter,
     /// The kubelet root and its previous layout (kept scans of unchanged volumes).
     kube: Option<(PathBuf, Layout)>,
@@ -69,10 +72,30 @@ pub(super) struct Surveyed {
     rescan: Option<Rescan>,
     /// The kubelet volumes as they are now, and as they were.
     kube: Option<(Layout, Layout)>,
+    /// The connection the job was lent, back.
+    inventory: Option<InventoryStore>,
+    /// 1 when the inventory could not be read for the rescan.
+    store_errors: u64,
 }
 
 impl SurveyJob {
     fn run(mut self) -> Surveyed {
+        let mut store_errors = 0;
+        if let Some(store) = &self.inventory {
+            match store.secrets() {
+                Ok(known) => {
+                    self.present = known
+                        .into_iter()
+                        .filter(|s| s.present && !s.path.starts_with("env:"))
+                        .map(|s| s.path)
+                        .collect();
+                }
+                Err(e) => {
+                    tracing::warn!("inventory not read for the rescan: {e:#}");
+                    store_errors = 1;
+                }
+            }
+        }
         let mut dirs_changed = false;
         for (d, seen) in &mut self.dirs {
             let now = std::fs::metadata(&*d).and_then(|m| m.modified()).ok();
@@ -90,6 +113,8 @@ impl SurveyJob {
             dirs: self.dirs,
             rescan,
             kube,
+            inventory: self.inventory,
+            store_errors,
         }
     }
 
@@ -167,23 +192,16 @@ impl<K: KernelWatch> SecretMonitor<K> {
         if dirs.is_empty() && !rescan && kube.is_none() {
             return None;
         }
-        // The inventory is asked for a rescan that is due; a directory poll
-        // (every second) checks the watched files instead: no query per poll.
-        let present = if rescan {
-            self.store
-                .secrets()
-                .map(|known| {
-                    known
-                        .into_iter()
-                        .filter(|s| s.present && !s.path.starts_with("env:"))
-                        .map(|s| s.path)
-                        .collect()
-                })
-                .unwrap_or_else(|e| {
-                    tracing::warn!("inventory not read for the rescan: {e:#}");
-                    self.stats.store_errors += 1;
-                    Vec::new()
-                })
+        // A rescan that is due checks the paths the inventory holds as
+        // present, read by the job; a directory poll (every second), or a
+        // rescan whose connection a failed job took, the watched files.
+        let inventory = if rescan {
+            self.survey_store.take()
+        } else {
+            None
+        };
+        let present = if inventory.is_some() {
+            Vec::new()
         } else {
             self.watched.iter().map(|w| w.path.clone()).collect()
         };
@@ -198,6 +216,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 .map(|(k, v)| (*k, v.clone()))
                 .collect(),
             present,
+            inventory,
             fingerprinter: self.fingerprinter.clone(),
             kube,
         })
@@ -212,7 +231,9 @@ impl<K: KernelWatch> SecretMonitor<K> {
             }
             match job.now_or_never() {
                 Some(Ok(found)) => self.apply_survey(found, pods),
-                Some(Err(e)) => tracing::error!("look at the node's secret files failed: {e}"),
+                Some(Err(e)) => tracing::error!(
+                    "look at the node's secret files failed: {e}; the inventory connection it held is gone, so later rescans check the watched files for being gone instead of the inventory's list"
+                ),
                 None => return,
             }
             self.survey_in_flight = None;
@@ -240,7 +261,17 @@ impl<K: KernelWatch> SecretMonitor<K> {
     }
 
     fn apply_survey(&mut self, found: Surveyed, pods: Option<&PodCache>) {
-        let Surveyed { dirs, rescan, kube } = found;
+        let Surveyed {
+            dirs,
+            rescan,
+            kube,
+            inventory,
+            store_errors,
+        } = found;
+        if inventory.is_some() {
+            self.survey_store = inventory;
+        }
+        self.stats.store_errors += store_errors;
         if let Some(polled) = self.new_file_dirs.as_mut() {
             for (d, t) in dirs {
                 if let Some(seen) = polled.get_mut(&d) {

@@ -169,7 +169,7 @@ fn discovery_watches_every_found_inode_and_only_glob_named_directories() {
     // New keys can appear under any name in keys/; the literal names need no dir watch.
     assert_eq!(w.dirs, HashSet::from([node.key("keys")]), "{w:?}");
     m.writer.sync();
-    let stored = m.store.secrets().unwrap();
+    let stored = m.survey_store.as_ref().unwrap().secrets().unwrap();
     assert_eq!(stored.len(), 4, "{stored:?}");
     assert!(stored.iter().all(|s| s.present && s.fingerprint.is_some()));
 }
@@ -188,7 +188,7 @@ fn rescan_watches_new_files_and_marks_gone_ones_absent() {
     assert!(m.kernel.inodes.contains_key(&node.key("keys/c.key")));
     let gone = node.path("srv/web/app.env").display().to_string();
     m.writer.sync();
-    let stored = m.store.secrets().unwrap();
+    let stored = m.survey_store.as_ref().unwrap().secrets().unwrap();
     let row = stored.iter().find(|s| s.path == gone).unwrap();
     assert!(!row.present, "{row:?}");
 }
@@ -749,4 +749,42 @@ fn a_reload_that_drops_a_catalog_entry_unwatches_its_files_and_keeps_bindings() 
         "others stay"
     );
     assert_eq!(m.usage.bound_secrets(), bound, "bindings survive a reload");
+}
+
+#[tokio::test]
+async fn rotation_ages_are_read_off_the_ingest_task_and_judged_on_the_next_call() {
+    let node = Node::new();
+    let old = std::time::SystemTime::now() - Duration::from_secs(2 * 86_400);
+    fs::File::options()
+        .write(true)
+        .open(node.path("conf/app.token"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    // No rule sets a max_age: no inventory read at all.
+    let mut quiet = node.monitor("{}").unwrap();
+    assert!(quiet.stale_findings().is_empty());
+    assert!(quiet.ages.idle().is_some(), "nothing was read");
+
+    let mut m = node
+        .monitor("rules:\n- secret: {path: \"{root}/conf/app.token\"}\n  max_age: 1d\n")
+        .unwrap();
+    m.writer.sync();
+    // The first call starts the read and returns at once, with nothing to judge.
+    assert!(m.stale_findings().is_empty());
+    let mut found = Vec::new();
+    for _ in 0..500 {
+        found = m.stale_findings();
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].rule, crate::event::rule::SECRET_STALE);
+    let path = node.path("conf/app.token").display().to_string();
+    assert_eq!(
+        found[0].secret.as_ref().unwrap().path.as_deref(),
+        Some(path.as_str())
+    );
 }
