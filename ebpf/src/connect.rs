@@ -299,6 +299,9 @@ static PARK_SCRATCH: PerCpuArray<PendingConnect> = PerCpuArray::with_max_entries
 /// connect that failed before it (the socket retried, or was freed and
 /// its memory reused): it is reported now, before the new one replaces it.
 /// The common case, no record there, costs one map update.
+// The record goes to the map by reference: by value it would be copied
+// onto the 512-byte BPF stack first.
+#[allow(clippy::needless_borrows_for_generic_args)]
 #[inline(always)]
 fn park(pid_tgid: u64, family: u16, port: u16, sock_type: u32, addr: [u8; 16], sk: u64) {
     let Some(p) = PARK_SCRATCH.get_ptr_mut(0) else {
