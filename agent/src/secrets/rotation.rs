@@ -36,9 +36,10 @@ impl SentReports {
 }
 
 /// `secret-stale` findings due at `now_ns` among `ages` (the inventory's
-/// [`crate::secrets::inventory::InventoryStore::content_ages`]); each is remembered in `sent` and
-/// handed to `mark` (which notes it in the inventory), so that the next one
-/// for the same content comes a period later.
+/// [`crate::secrets::inventory::InventoryStore::content_ages`]); each is
+/// remembered in `sent` and handed to `mark` (which notes it in the
+/// inventory), so that the next one for the same content comes a period
+/// later.
 pub fn stale_findings(
     ages: Vec<ContentAge>,
     policy: &SecretsConfig,

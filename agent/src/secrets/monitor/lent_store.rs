@@ -5,12 +5,24 @@
 
 use anyhow::{anyhow, Result};
 use futures::FutureExt;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinError, JoinHandle};
 
 use crate::secrets::inventory::{InventoryStore, StoreError};
 
 /// A read of the inventory, run on the blocking pool.
 pub(super) type Read<R> = fn(&InventoryStore) -> Result<R, StoreError>;
+
+/// The outcome of the blocking job in `slot` once it has ended (the slot
+/// is then empty); never waits. None: no job, or one still running.
+pub(super) fn take_finished<T>(slot: &mut Option<JoinHandle<T>>) -> Option<Result<T, JoinError>> {
+    let job = slot.as_mut()?;
+    if !job.is_finished() {
+        return None;
+    }
+    let done = job.now_or_never()?;
+    *slot = None;
+    Some(done)
+}
 
 pub(super) struct LentStore<R> {
     /// The connection, while no read has it.
@@ -30,13 +42,7 @@ impl<R: Send + 'static> LentStore<R> {
     /// The result of the read that finished since the last call, if one
     /// did; never waits.
     pub(super) fn finished(&mut self) -> Option<Result<R>> {
-        let job = self.busy.as_mut()?;
-        if !job.is_finished() {
-            return None;
-        }
-        let done = job.now_or_never()?;
-        self.busy = None;
-        Some(match done {
+        Some(match take_finished(&mut self.busy)? {
             Ok((store, result)) => {
                 self.idle = Some(store);
                 result.map_err(Into::into)

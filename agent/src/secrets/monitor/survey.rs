@@ -8,8 +8,6 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-use futures::FutureExt;
-
 use crate::{
     identity::hash_cache::FileKey,
     identity::pods::PodCache,
@@ -22,7 +20,7 @@ use crate::{
     },
 };
 
-use super::{file_probe, SecretMonitor, MAX_SECRET_BYTES};
+use super::{file_probe, lent_store::take_finished, SecretMonitor, MAX_SECRET_BYTES};
 
 /// A look at the node's files, owning what it needs to run on another thread.
 pub(super) struct SurveyJob {
@@ -225,18 +223,14 @@ impl<K: KernelWatch> SecretMonitor<K> {
     /// Applies a finished look and starts the next one due (called every
     /// second); the file I/O runs on the blocking pool.
     pub fn survey(&mut self, pods: Option<&PodCache>) {
-        if let Some(job) = self.survey_in_flight.as_mut() {
-            if !job.is_finished() {
-                return;
-            }
-            match job.now_or_never() {
-                Some(Ok(found)) => self.apply_survey(found, pods),
-                Some(Err(e)) => tracing::error!(
-                    "look at the node's secret files failed: {e}; the inventory connection it held is gone, so later rescans check the watched files for being gone instead of the inventory's list"
-                ),
-                None => return,
-            }
-            self.survey_in_flight = None;
+        match take_finished(&mut self.survey_in_flight) {
+            Some(Ok(found)) => self.apply_survey(found, pods),
+            Some(Err(e)) => tracing::error!(
+                "look at the node's secret files failed: {e}; the inventory connection it held is gone, so later rescans check the watched files for being gone instead of the inventory's list"
+            ),
+            // Still running: the next look waits for it.
+            None if self.survey_in_flight.is_some() => return,
+            None => {}
         }
         if let Some(job) = self.survey_job(false) {
             if job.rescan {
