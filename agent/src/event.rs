@@ -93,180 +93,270 @@ impl Kind {
 /// about the process changes (see `identity::snapshot`), and the process is
 /// most of an event's JSON. A secret read is a `file_open` and a finding
 /// about one view and one `Arc<FileInfo>`; the finding's `Arc<SecretInfo>`
-/// is the one every read of that content shares. Only JSON writers that ask
-/// for it ([`reused_json::reusing`]) get the cached text; every other
-/// serializer sees the plain structs.
+/// is the one every read of that content shares. Only
+/// [`reused_json::write_event`] uses the cached text; every other serializer
+/// sees the plain structs.
 pub mod reused_json {
-    use std::{
-        cell::{Cell, RefCell},
-        sync::Arc,
-        thread::LocalKey,
-    };
+    use std::{cell::RefCell, sync::Arc, thread::LocalKey};
 
-    use serde::{Serialize, Serializer};
-    use serde_json::value::RawValue;
+    use super::{Event, Evidence, FileInfo, Finding, Process, SecretInfo};
 
-    use super::{Event, FileInfo, Process, SecretInfo};
-
-    /// Values of one kind lately written and their texts, each kept with its
-    /// `Arc` so the value cannot be freed and another land at the same
-    /// address while its text is cached. A few, not one: a process reading
-    /// five files in turn interleaves five secrets.
-    struct Recent<T> {
-        slots: [Option<(Arc<T>, Box<RawValue>)>; SLOTS],
+    /// Values of one kind lately written and their texts (`X`), each kept
+    /// with its `Arc` so the value cannot be freed and another land at the
+    /// same address while its text is cached. A few, not one: a process
+    /// reading five files in turn interleaves five secrets.
+    struct Recent<T, X> {
+        slots: [Option<(Arc<T>, X)>; SLOTS],
         /// The slot the next new value takes (oldest first).
         next: usize,
     }
 
     const SLOTS: usize = 8;
 
-    impl<T> Recent<T> {
+    impl<T, X> Recent<T, X> {
         const fn new() -> Self {
             Self {
                 slots: [const { None }; SLOTS],
                 next: 0,
             }
         }
-    }
 
-    type Cache<T> = RefCell<Recent<T>>;
-
-    thread_local! {
-        static ENABLED: Cell<bool> = const { Cell::new(false) };
-        static HEAD_WRITTEN: Cell<bool> = const { Cell::new(false) };
-        static PROCESS: Cache<Process> = const { RefCell::new(Recent::new()) };
-        static FILE: Cache<FileInfo> = const { RefCell::new(Recent::new()) };
-        static SECRET: Cache<SecretInfo> = const { RefCell::new(Recent::new()) };
-    }
-
-    /// Runs `write` (a serde_json writer of events) with the cache on for
-    /// this thread.
-    pub fn reusing<T>(write: impl FnOnce() -> T) -> T {
-        ENABLED.set(true);
-        let out = write();
-        ENABLED.set(false);
-        out
-    }
-
-    /// An event as a JSON object into `out`: the same bytes as
-    /// `serde_json::to_writer`, with the cache on. The head every event
-    /// starts with (schema, time, node, kind, seq) is written as text: five
-    /// keys and two constant values that serde_json would scan for escapes
-    /// one byte at a time, for every event.
-    pub fn write_event(out: &mut Vec<u8>, ev: &Event) -> serde_json::Result<()> {
-        out.extend_from_slice(b"{\"schema\":");
-        serde_json::to_writer(&mut *out, ev.schema)?;
-        out.extend_from_slice(b",\"time\":");
-        serde_json::to_writer(&mut *out, &*ev.time)?;
-        out.extend_from_slice(b",\"node\":");
-        serde_json::to_writer(&mut *out, &*ev.node)?;
-        out.extend_from_slice(b",\"kind\":\"");
-        out.extend_from_slice(ev.kind.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"seq\":");
-        out.extend_from_slice(itoa::Buffer::new().format(ev.seq).as_bytes());
-        // The rest is the event without its head: `{"process":...}`, whose
-        // brace becomes the comma after the head.
-        let brace = out.len();
-        HEAD_WRITTEN.set(true);
-        let rest = reusing(|| serde_json::to_writer(&mut *out, ev));
-        HEAD_WRITTEN.set(false);
-        rest?;
-        if out.len() == brace + 2 {
-            // `{}`: nothing after the head (a process is always there today).
-            out.truncate(brace);
-            out.push(b'}');
-        } else {
-            out[brace] = b',';
-        }
-        Ok(())
-    }
-
-    /// Whether [`write_event`] wrote the head fields already (for serde's
-    /// `skip_serializing_if`).
-    pub fn head_written<T>(_: &T) -> bool {
-        HEAD_WRITTEN.get()
-    }
-
-    fn reused<T: Serialize, S: Serializer>(
-        cache: &'static LocalKey<Cache<T>>,
-        v: &Arc<T>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        if !ENABLED.get() {
-            return v.serialize(s);
-        }
-        cache.with(|c| {
-            let mut c = c.borrow_mut();
-            let hit = c
+        /// The text of `v`, made by `make` unless it is cached.
+        fn text<E>(&mut self, v: &Arc<T>, make: impl FnOnce(&T) -> Result<X, E>) -> Result<&X, E> {
+            let hit = self
                 .slots
                 .iter()
                 .position(|e| e.as_ref().is_some_and(|(q, _)| Arc::ptr_eq(q, v)));
             let at = match hit {
                 Some(at) => at,
                 None => {
-                    let raw =
-                        serde_json::value::to_raw_value(&**v).map_err(serde::ser::Error::custom)?;
-                    let at = c.next;
-                    c.slots[at] = Some((v.clone(), raw));
-                    c.next = (at + 1) % SLOTS;
+                    let text = make(v)?;
+                    let at = self.next;
+                    self.slots[at] = Some((v.clone(), text));
+                    self.next = (at + 1) % SLOTS;
                     at
                 }
             };
-            let (_, raw) = c.slots[at].as_ref().expect("the slot was just filled");
-            raw.serialize(s)
-        })
-    }
-
-    pub fn process<S: Serializer>(p: &Arc<Process>, s: S) -> Result<S::Ok, S::Error> {
-        reused(&PROCESS, p, s)
-    }
-
-    fn reused_some<T: Serialize, S: Serializer>(
-        cache: &'static LocalKey<Cache<T>>,
-        v: &Option<Arc<T>>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(v) => reused(cache, v, s),
-            None => s.serialize_none(),
+            Ok(&self.slots[at].as_ref().expect("the slot was just filled").1)
         }
     }
 
-    pub fn file<S: Serializer>(f: &Option<Arc<FileInfo>>, s: S) -> Result<S::Ok, S::Error> {
-        reused_some(&FILE, f, s)
+    type Texts<T> = RefCell<Recent<T, Vec<u8>>>;
+
+    thread_local! {
+        static PROCESS: Texts<Process> = const { RefCell::new(Recent::new()) };
+        static FILE: Texts<FileInfo> = const { RefCell::new(Recent::new()) };
+        static SECRET: Texts<SecretInfo> = const { RefCell::new(Recent::new()) };
     }
 
-    pub fn secret<S: Serializer>(v: &Option<Arc<SecretInfo>>, s: S) -> Result<S::Ok, S::Error> {
-        reused_some(&SECRET, v, s)
+    /// An event as a JSON object into `out`: the same bytes as
+    /// `serde_json::to_writer` (the field order of [`Event`]), with the
+    /// shared parts from the cache. The head (schema, time, node, kind,
+    /// seq) and the file are written as text: keys and values serde_json
+    /// would scan for escapes one byte at a time, for every event.
+    pub fn write_event(out: &mut Vec<u8>, ev: &Event) -> serde_json::Result<()> {
+        out.extend_from_slice(b"{\"schema\":");
+        write_str(out, ev.schema)?;
+        out.extend_from_slice(b",\"time\":");
+        write_str(out, &ev.time)?;
+        out.extend_from_slice(b",\"node\":");
+        write_str(out, &ev.node)?;
+        out.extend_from_slice(b",\"kind\":\"");
+        out.extend_from_slice(ev.kind.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"seq\":");
+        out.extend_from_slice(itoa::Buffer::new().format(ev.seq).as_bytes());
+        out.extend_from_slice(b",\"process\":");
+        append(&PROCESS, &ev.process, out, |p, b| {
+            serde_json::to_writer(b, p)
+        })?;
+        if let Some(exit) = &ev.exit {
+            out.extend_from_slice(b",\"exit\":");
+            serde_json::to_writer(&mut *out, exit)?;
+        }
+        if let Some(status) = &ev.status {
+            out.extend_from_slice(b",\"status\":");
+            serde_json::to_writer(&mut *out, status)?;
+        }
+        if let Some(file) = &ev.file {
+            out.extend_from_slice(b",\"file\":");
+            append(&FILE, file, out, write_file)?;
+        }
+        if let Some(finding) = &ev.finding {
+            out.extend_from_slice(b",\"finding\":");
+            write_finding(finding, out)?;
+        }
+        if let Some(net) = &ev.net {
+            out.extend_from_slice(b",\"net\":");
+            serde_json::to_writer(&mut *out, net)?;
+        }
+        if let Some(suppressed) = &ev.suppressed {
+            out.extend_from_slice(b",\"suppressed\":");
+            serde_json::to_writer(&mut *out, suppressed)?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+
+    /// Appends the cached text of `v`, written by `write` unless cached.
+    fn append<T>(
+        cache: &'static LocalKey<Texts<T>>,
+        v: &Arc<T>,
+        out: &mut Vec<u8>,
+        write: impl FnOnce(&T, &mut Vec<u8>) -> serde_json::Result<()>,
+    ) -> serde_json::Result<()> {
+        cache.with_borrow_mut(|c| {
+            let text = c.text(v, |v| {
+                let mut b = Vec::with_capacity(256);
+                write(v, &mut b).map(|()| b)
+            })?;
+            out.extend_from_slice(text);
+            Ok(())
+        })
+    }
+
+    /// A file as serde_json writes [`FileInfo`], field by field. The
+    /// writers below follow their structs' fields and `skip_serializing_if`
+    /// rules: a new field goes into both (the tests compare the texts).
+    fn write_file(f: &FileInfo, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        let mut n = itoa::Buffer::new();
+        out.extend_from_slice(b"{\"path\":");
+        write_str(out, &f.path)?;
+        out.extend_from_slice(b",\"inode\":");
+        out.extend_from_slice(n.format(f.inode).as_bytes());
+        out.extend_from_slice(b",\"dev\":");
+        out.extend_from_slice(n.format(f.dev).as_bytes());
+        out.extend_from_slice(b",\"flags\":");
+        out.extend_from_slice(n.format(f.flags).as_bytes());
+        out.extend_from_slice(b",\"access\":");
+        write_str(out, f.access)?;
+        out.extend_from_slice(b",\"requested_path\":");
+        write_str(out, &f.requested_path)?;
+        if let Some(via) = f.via {
+            out.extend_from_slice(b",\"via\":");
+            write_str(out, via)?;
+        }
+        if let Some(id) = &f.secret_id {
+            out.extend_from_slice(b",\"secret_id\":");
+            write_str(out, id)?;
+        }
+        if let Some(r) = f.repeats {
+            out.extend_from_slice(b",\"repeats\":");
+            out.extend_from_slice(n.format(r).as_bytes());
+        }
+        out.push(b'}');
+        Ok(())
+    }
+
+    fn write_finding(f: &Finding, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.extend_from_slice(b"{\"rule\":");
+        write_str(out, f.rule)?;
+        out.extend_from_slice(b",\"severity\":\"");
+        out.extend_from_slice(f.severity.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"summary\":");
+        write_str(out, &f.summary)?;
+        out.extend_from_slice(b",\"mitre\":");
+        write_strs(out, &f.mitre)?;
+        if let Some(secret) = &f.secret {
+            out.extend_from_slice(b",\"secret\":");
+            append(&SECRET, secret, out, |s, b| serde_json::to_writer(b, s))?;
+        }
+        out.extend_from_slice(b",\"evidence\":");
+        write_evidence(&f.evidence, out)?;
+        if let Some(action) = f.action {
+            out.extend_from_slice(b",\"action\":");
+            write_str(out, action)?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+
+    fn write_evidence(e: &Evidence, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.extend_from_slice(b"{\"exec_ids\":");
+        write_strs(out, &e.exec_ids)?;
+        if !e.event_seqs.is_empty() {
+            out.extend_from_slice(b",\"event_seqs\":[");
+            let mut n = itoa::Buffer::new();
+            for (i, seq) in e.event_seqs.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(n.format(*seq).as_bytes());
+            }
+            out.push(b']');
+        }
+        for (key, list) in [
+            (&b",\"paths\":"[..], &e.paths),
+            (b",\"identities\":", &e.identities),
+            (b",\"destinations\":", &e.destinations),
+        ] {
+            if !list.is_empty() {
+                out.extend_from_slice(key);
+                write_strs(out, list)?;
+            }
+        }
+        for (key, text) in [
+            (&b",\"escalation\":"[..], &e.escalation),
+            (b",\"reason\":", &e.reason),
+            (b",\"expected_client\":", &e.expected_client),
+        ] {
+            if let Some(text) = text {
+                out.extend_from_slice(key);
+                write_str(out, text)?;
+            }
+        }
+        out.push(b'}');
+        Ok(())
+    }
+
+    fn write_strs(out: &mut Vec<u8>, list: &[String]) -> serde_json::Result<()> {
+        out.push(b'[');
+        for (i, s) in list.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_str(out, s)?;
+        }
+        out.push(b']');
+        Ok(())
+    }
+
+    /// A JSON string: copied between quotes when nothing in it needs an
+    /// escape (nearly always), else serde_json's escaping, which looks at
+    /// each byte in turn and costs some 200 instructions even for a short
+    /// string. The test has no early exit so that it is vectorised (with
+    /// `any` it cost more than the escaping it spares).
+    fn write_str(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
+        let escape = s
+            .bytes()
+            .fold(false, |e, b| e | (b < 0x20) | (b == b'"') | (b == b'\\'));
+        if escape {
+            return serde_json::to_writer(&mut *out, s);
+        }
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        Ok(())
     }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
-    #[serde(skip_serializing_if = "reused_json::head_written")]
     pub schema: &'static str,
     /// RFC 3339 with nanoseconds, UTC. Shared: the events of one kernel
     /// record (a read and its finding) carry the same instant.
-    #[serde(skip_serializing_if = "reused_json::head_written")]
     pub time: Arc<str>,
-    #[serde(skip_serializing_if = "reused_json::head_written")]
     pub node: Arc<str>,
-    #[serde(skip_serializing_if = "reused_json::head_written")]
     pub kind: Kind,
     /// Per-node sequence number: strictly increasing, never reused on a node
     /// (it continues across restarts, see `seq_store`).
-    #[serde(skip_serializing_if = "reused_json::head_written")]
     pub seq: u64,
-    #[serde(serialize_with = "reused_json::process")]
     pub process: Arc<Process>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit: Option<ExitInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<serde_json::Value>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "reused_json::file"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<Arc<FileInfo>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finding: Option<Finding>,
@@ -387,10 +477,7 @@ pub struct Finding {
     pub mitre: Arc<[String]>,
     /// Shared: a read's finding and the exfiltration taint it leaves hold
     /// the same one.
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "reused_json::secret"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<Arc<SecretInfo>>,
     pub evidence: Evidence,
     /// What enforcement did about it: `killed` (the reader got SIGKILL before
@@ -577,9 +664,11 @@ mod tests {
         serde_json::to_string(e).unwrap()
     }
 
-    /// What an event writer with the cache on writes.
+    /// What the sinks' event writer writes.
     fn reused(e: &Event) -> String {
-        reused_json::reusing(|| serde_json::to_string(e).unwrap())
+        let mut out = Vec::new();
+        reused_json::write_event(&mut out, e).unwrap();
+        String::from_utf8(out).unwrap()
     }
 
     #[test]
@@ -607,7 +696,7 @@ mod tests {
         };
         assert_eq!(reused(&c), plain(&c));
         assert_ne!(reused(&c), reused(&a));
-        // Outside `reusing`, other serializers see the struct itself.
+        // Other serializers see the struct itself.
         let v = serde_json::to_value(&c).unwrap();
         assert_eq!(v["process"]["pid"], c.process.pid);
     }
@@ -621,6 +710,39 @@ mod tests {
         odd.time = Arc::from("2026-12-06T18:00:00.000000001Z\u{1}");
         odd.seq = u64::MAX;
         events.push(odd);
+        // A file with every optional field, and text that needs escaping.
+        let mut open = crate::testdata::event(Kind::FileOpen);
+        let mut f = (**open.file.as_ref().unwrap()).clone();
+        f.path = "/srv/a \"b\"\\c\t.env".into();
+        f.requested_path = "../a\u{7f}\u{1f}".into();
+        f.via = Some("page_cache");
+        f.secret_id = Some("k8s:ns/s/key\n".into());
+        f.repeats = Some(u32::MAX);
+        f.inode = u64::MAX;
+        open.file = Some(Arc::new(f));
+        events.push(open);
+        // A finding with every optional field of it and its evidence.
+        let mut full = crate::testdata::event(Kind::Finding);
+        let mut finding = full.finding.clone().unwrap();
+        finding.summary = "read \"x\"\n".into();
+        finding.mitre = Arc::from(vec![]);
+        finding.action = Some("killed");
+        finding.evidence = Evidence {
+            exec_ids: vec!["a".into(), "b\\".into()],
+            event_seqs: vec![1, u64::MAX],
+            paths: vec!["/p".into()],
+            identities: vec!["i1".into(), "i2".into()],
+            destinations: vec!["10.0.0.1:443".into()],
+            escalation: Some("e".into()),
+            reason: Some("r\u{0}".into()),
+            expected_client: Some("c".into()),
+        };
+        full.finding = Some(finding.clone());
+        events.push(full.clone());
+        finding.secret = None;
+        finding.evidence = Evidence::default();
+        full.finding = Some(finding);
+        events.push(full);
         for ev in &events {
             let mut out = Vec::new();
             reused_json::write_event(&mut out, ev).unwrap();

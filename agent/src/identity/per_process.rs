@@ -6,7 +6,7 @@
 //! (`Process::start_time_ns`, stable for the life of the process and across
 //! exec); an entry whose start differs belongs to a process that is gone.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use crate::event::Process;
 

@@ -4,8 +4,9 @@
 //! start time, and a lookup that carries a different start time (the pid was
 //! reused) finds nothing rather than the wrong process.
 
+use foldhash::{HashMap, HashMapExt};
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     time::{Duration, Instant},
 };
 

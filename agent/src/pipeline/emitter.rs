@@ -8,8 +8,8 @@
 //! filesystem) thus delays the stream by at most that bound, and a backlog
 //! behind it goes out at once, its deadlines already past.
 
+use foldhash::HashMap;
 use std::{
-    collections::HashMap,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,

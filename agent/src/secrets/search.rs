@@ -1,8 +1,9 @@
 //! secret-search: credential discovery, as one process opening many distinct
 //! secrets within a window, or a search tool hunting for secret file names.
 
+use foldhash::HashMap;
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     time::{Duration, Instant},
 };
 

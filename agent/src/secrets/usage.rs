@@ -7,8 +7,8 @@
 //! workload is the same identity, a different binary reading the same
 //! secret is not.
 
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::{
-    collections::{HashMap, HashSet},
     net::IpAddr,
     sync::Arc,
     time::{Duration, Instant},

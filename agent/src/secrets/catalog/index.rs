@@ -1,7 +1,8 @@
 //! The compiled catalog: entries built into glob sets, and which entry a path is an instance of.
 
+use foldhash::{HashMap, HashMapExt};
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::BTreeSet,
     path::{Path, PathBuf},
 };
 

@@ -10,8 +10,8 @@
 //! through, while the next ones queue behind it. A full queue refuses the
 //! write at once and counts it, so the event path never blocks on the file.
 
+use foldhash::HashMap;
 use std::{
-    collections::HashMap,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         mpsc::{self, SyncSender, TrySendError},
@@ -218,7 +218,8 @@ mod tests {
     fn reads(n: u64) -> PendingReads {
         let mut r = reader("id-1");
         r.count = n;
-        HashMap::from([(PATH.to_string(), HashMap::from([(r.identity.clone(), r)]))])
+        let by_reader = [(r.identity.clone(), r)].into_iter().collect();
+        [(PATH.to_string(), by_reader)].into_iter().collect()
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! events and `secret-read` findings, scans new processes' environments, and
 //! records everything in the inventory.
 
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::{
-    collections::{HashMap, HashSet},
     num::NonZeroUsize,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},

@@ -10,7 +10,12 @@ use crate::secrets::catalog::CatalogEntry;
 use crate::secrets::catalog::SecretKind;
 use crate::secrets::kernel_watch::RecordedWatch;
 use proctor_common::MATCH_INODE;
-use std::{fs, net::IpAddr, time::Instant};
+use std::{
+    collections::{HashMap, HashSet},
+    fs,
+    net::IpAddr,
+    time::Instant,
+};
 
 /// A node in a temporary directory: four secret files of three catalog
 /// entries, and a monitor over them writing to a [`RecordedWatch`].
