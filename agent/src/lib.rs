@@ -22,6 +22,7 @@ mod detect;
 mod duration;
 pub mod event;
 mod export;
+mod heap;
 pub mod identity;
 pub mod kernel;
 mod net;

@@ -69,16 +69,7 @@ pub fn run(cfg: Config, source: ConfigSource) -> Result<()> {
     // Owner-only for whatever is created without an explicit mode: the agent's
     // files hold every user's argv, paths and fingerprints. (umask cannot fail.)
     unsafe { libc::umask(0o077) };
-    // Three malloc arenas instead of glibc's 8 per core: the hashing and API
-    // threads each grew an arena that kept its freed pages (two held the
-    // bench soak's plateau 3 MiB lower than the default). Three, not two,
-    // since the inventory writer thread: it took the second arena, the
-    // hashing and discovery threads fell back to the main heap, and the idle
-    // RSS grew by 4-6 MiB. (mallopt only fails on an unknown parameter.)
-    #[cfg(target_env = "gnu")]
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 3)
-    };
+    crate::heap::limit_arenas();
     // One thread for the whole pipeline: reader, table and emitter hand
     // events to each other without cross-thread wakeups. An output thread
     // (emitter and sinks) was tried twice: it raised the records/s at the

@@ -113,10 +113,8 @@ impl Agent {
             m.watch_kubelet(cfg.kubernetes.kubelet_root.clone());
         }
         // Parsing the kernel's BTF (twice: offsets and program loading) and
-        // the first look for secrets leave tens of MiB of freed heap behind;
-        // hand it back to the OS.
-        // SAFETY: malloc_trim has no preconditions.
-        unsafe { libc::malloc_trim(0) };
+        // the first look for secrets leave tens of MiB of freed heap behind.
+        crate::heap::give_back_freed();
         let packages = packages::Packages::start(cfg.packages.clone());
         let (tx, rx) = mpsc::channel(16 * 1024);
         let feed = Feed::new(if cfg.api.enabled {

@@ -11,7 +11,7 @@ use std::{
 
 use tokio::{sync::watch, time::Instant};
 
-use super::{queue::Shared, retry::Backoff, spool::Record};
+use super::{encode, queue::Shared, retry::Backoff, spool::Record};
 
 /// A delivery that stopped part-way: the first `delivered` records of the
 /// batch are confirmed, the rest are not.
@@ -180,7 +180,9 @@ impl<D: Destination> Worker<D> {
             return;
         }
         let last = self.batch[n - 1].seq;
-        self.batch.drain(..n);
+        for r in self.batch.drain(..n) {
+            encode::recycle(r.bytes);
+        }
         self.shared
             .counters
             .delivered
