@@ -169,14 +169,8 @@ pub mod reused_json {
         append(&PROCESS, &ev.process, out, |p, b| {
             serde_json::to_writer(b, p)
         })?;
-        if let Some(exit) = &ev.exit {
-            out.extend_from_slice(b",\"exit\":");
-            serde_json::to_writer(&mut *out, exit)?;
-        }
-        if let Some(status) = &ev.status {
-            out.extend_from_slice(b",\"status\":");
-            serde_json::to_writer(&mut *out, status)?;
-        }
+        by_serde(out, b",\"exit\":", &ev.exit)?;
+        by_serde(out, b",\"status\":", &ev.status)?;
         if let Some(file) = &ev.file {
             out.extend_from_slice(b",\"file\":");
             append(&FILE, file, out, write_file)?;
@@ -185,15 +179,22 @@ pub mod reused_json {
             out.extend_from_slice(b",\"finding\":");
             write_finding(finding, out)?;
         }
-        if let Some(net) = &ev.net {
-            out.extend_from_slice(b",\"net\":");
-            serde_json::to_writer(&mut *out, net)?;
-        }
-        if let Some(suppressed) = &ev.suppressed {
-            out.extend_from_slice(b",\"suppressed\":");
-            serde_json::to_writer(&mut *out, suppressed)?;
-        }
+        by_serde(out, b",\"net\":", &ev.net)?;
+        by_serde(out, b",\"suppressed\":", &ev.suppressed)?;
         out.push(b'}');
+        Ok(())
+    }
+
+    /// `key` and the value as serde_json writes it, when there is one.
+    fn by_serde<T: serde::Serialize>(
+        out: &mut Vec<u8>,
+        key: &[u8],
+        v: &Option<T>,
+    ) -> serde_json::Result<()> {
+        if let Some(v) = v {
+            out.extend_from_slice(key);
+            serde_json::to_writer(&mut *out, v)?;
+        }
         Ok(())
     }
 
