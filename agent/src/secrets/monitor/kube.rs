@@ -177,8 +177,8 @@ impl<K: KernelWatch> SecretMonitor<K> {
             let fp = self.track(&path, k.entry_id(), &meta, None);
             if let Some(slot) = self.by_inode.get(&inode_key(&meta)) {
                 let w = &mut self.watched[*slot as usize];
-                w.catalog_id = k.entry_id().to_string();
-                w.path = path;
+                w.catalog_id = k.entry_id().into();
+                w.path = path.into();
                 w.kube = Some(Arc::new(k.clone()));
             }
             if let Some(fp) = fp {

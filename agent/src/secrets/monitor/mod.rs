@@ -54,8 +54,10 @@ pub use crate::kernel::decode::{file_key, inode_key, user_dev_to_kernel};
 /// A secret file the kernel watches by inode.
 #[derive(Debug, Clone)]
 struct Watched {
-    path: String,
-    catalog_id: String,
+    /// Shared with every read's match: a read of a watched inode copies no
+    /// string until its event needs one.
+    path: Arc<str>,
+    catalog_id: Arc<str>,
     /// The Kubernetes Secret a kubelet volume file holds.
     kube: Option<Arc<crate::secrets::kube::KubeSecret>>,
 }
@@ -365,7 +367,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             &self
                 .watched
                 .iter()
-                .map(|w| w.path.clone())
+                .map(|w| w.path.to_string())
                 .collect::<Vec<_>>(),
         );
     }
@@ -434,8 +436,8 @@ impl<K: KernelWatch> SecretMonitor<K> {
             self.note_dirs(&[path.to_string()]);
             let slot = self.watched.len() as u32;
             self.watched.push(Watched {
-                path: path.to_string(),
-                catalog_id: catalog_id.to_string(),
+                path: path.into(),
+                catalog_id: catalog_id.into(),
                 kube: None,
             });
             if self.kernel.watch_inode(key, slot, path).is_err() {

@@ -25,8 +25,8 @@ use super::{
 
 /// Which secret a matched open read, before its file version is judged.
 pub struct OpenMatch {
-    catalog_id: String,
-    secret_path: String,
+    catalog_id: Arc<str>,
+    secret_path: Arc<str>,
     kube: Option<Arc<KubeSecret>>,
     /// The fingerprint of the version the kernel reported, when that version
     /// was judged already: no file I/O for this open.
@@ -81,7 +81,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 .catalog
                 .match_path(Path::new(&path))
                 .is_some_and(|e| e.content.is_some());
-            let job = job(Some(m.secret_path.clone()), path, peek);
+            let job = job(Some(m.secret_path.to_string()), path, peek);
             return Some((m, Some(job)));
         }
         let path = kernel_path();
@@ -93,8 +93,8 @@ impl<K: KernelWatch> SecretMonitor<K> {
             return None;
         };
         let m = OpenMatch {
-            catalog_id: e.id.clone(),
-            secret_path: path.clone(),
+            catalog_id: e.id.as_str().into(),
+            secret_path: path.as_str().into(),
             kube: None,
             known: None,
         };
@@ -159,8 +159,8 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 return None;
             }
             *m = OpenMatch {
-                catalog_id: e.id.clone(),
-                secret_path: path,
+                catalog_id: e.id.as_str().into(),
+                secret_path: path.into(),
                 kube: None,
                 known: None,
             };
@@ -214,7 +214,6 @@ impl<K: KernelWatch> SecretMonitor<K> {
             kube,
             ..
         } = m;
-        let kernel_path = rec.path.clone().unwrap_or_else(|| rec.filename.clone());
         // The page-cache hooks and fanotify marks see an inode, not a path:
         // the watch table names it.
         let page_cache = matches!(
@@ -222,9 +221,9 @@ impl<K: KernelWatch> SecretMonitor<K> {
             proctor_common::OPEN_SYSCALL_PAGE_CACHE | proctor_common::OPEN_SYSCALL_FANOTIFY
         );
         let kernel_path = if page_cache {
-            secret_path.clone()
+            secret_path.to_string()
         } else {
-            kernel_path
+            rec.path.clone().unwrap_or_else(|| rec.filename.clone())
         };
         let decoy = catalog_id.starts_with(crate::secrets::decoys::ID_PREFIX);
         // What the reads below need of the entry, taken while it is borrowed
@@ -285,10 +284,10 @@ impl<K: KernelWatch> SecretMonitor<K> {
         // A decoy has no owner and no expected client: every read is one.
         if decoy {
             let secret = SecretInfo {
-                id: catalog_id.clone(),
+                id: catalog_id.to_string(),
                 kind: kind.to_string(),
                 fingerprint: fp,
-                path: Some(secret_path.clone()),
+                path: Some(secret_path.to_string()),
                 variable: None,
                 k8s: None,
             };

@@ -157,7 +157,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
     /// Each watched file's deny entry as the new policy says: overwritten
     /// with its (possibly renumbered) kill rule, or removed.
     fn redo_deny_entries(&mut self, old: &SecretsConfig) {
-        let watched: Vec<(InodeKey, String, String)> = self
+        let watched: Vec<(InodeKey, Arc<str>, Arc<str>)> = self
             .by_inode
             .iter()
             .filter_map(|(k, slot)| {

@@ -208,7 +208,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
         let present = if inventory.is_some() {
             Vec::new()
         } else {
-            self.watched.iter().map(|w| w.path.clone()).collect()
+            self.watched.iter().map(|w| w.path.to_string()).collect()
         };
         Some(SurveyJob {
             dirs,
