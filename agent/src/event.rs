@@ -152,8 +152,9 @@ pub mod reused_json {
     /// An event as a JSON object into `out`: the same bytes as
     /// `serde_json::to_writer` (the field order of [`Event`]), with the
     /// shared parts from the cache. The head (schema, time, node, kind,
-    /// seq) and the file are written as text: keys and values serde_json
-    /// would scan for escapes one byte at a time, for every event.
+    /// seq), the file and the finding are written as text: keys and values
+    /// serde_json would scan for escapes one byte at a time, for every
+    /// event.
     pub fn write_event(out: &mut Vec<u8>, ev: &Event) -> serde_json::Result<()> {
         out.extend_from_slice(b"{\"schema\":");
         write_str(out, ev.schema)?;

@@ -198,6 +198,14 @@ pub struct OpenRecord {
     pub ctime: (i64, u32),
 }
 
+impl OpenRecord {
+    /// The path the kernel resolved, else the argument as passed (the walk
+    /// was truncated).
+    pub fn kernel_path(&self) -> &str {
+        self.path.as_deref().unwrap_or(&self.filename)
+    }
+}
+
 /// An exec as the probe saw it, with strings decoded.
 #[derive(Debug, Clone)]
 pub struct ExecRecord {

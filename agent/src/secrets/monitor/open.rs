@@ -50,7 +50,6 @@ impl<K: KernelWatch> SecretMonitor<K> {
     /// I/O still needed (for the blocking pool). `None`: no secret.
     pub fn prepare_open(&mut self, rec: &OpenRecord) -> Option<(OpenMatch, Option<FileJob>)> {
         self.stats.opens_matched += 1;
-        let kernel_path = || rec.path.clone().unwrap_or_else(|| rec.filename.clone());
         let job = |watched_path: Option<String>, kernel_path: String, peek: bool| FileJob {
             watched_path,
             kernel_path,
@@ -76,7 +75,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             }
             // Should the watched path lead elsewhere now (the secret deleted,
             // its inode number reused), the kernel's path is judged instead.
-            let path = kernel_path();
+            let path = rec.kernel_path().to_string();
             let peek = self
                 .catalog
                 .match_path(Path::new(&path))
@@ -84,7 +83,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             let job = job(Some(m.secret_path.to_string()), path, peek);
             return Some((m, Some(job)));
         }
-        let path = kernel_path();
+        let path = rec.kernel_path().to_string();
         let Some(e) = self.catalog.match_path(Path::new(&path)) else {
             tracing::debug!(
                 "open of {path} passed the kernel filter but is not a catalogued secret"
@@ -134,7 +133,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             self.unwatch(rec.kdev, rec.ino);
         }
         if rec.matched != MATCH_INODE || facts.stale {
-            let path = rec.path.clone().unwrap_or_else(|| rec.filename.clone());
+            let path = rec.kernel_path().to_string();
             let Some(e) = self.catalog.match_path(Path::new(&path)) else {
                 tracing::debug!(
                     "open of {path} passed the kernel filter but is not a catalogued secret"
@@ -223,7 +222,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
         let kernel_path = if page_cache {
             secret_path.to_string()
         } else {
-            rec.path.clone().unwrap_or_else(|| rec.filename.clone())
+            rec.kernel_path().to_string()
         };
         let decoy = catalog_id.starts_with(crate::secrets::decoys::ID_PREFIX);
         // What the reads below need of the entry, taken while it is borrowed
