@@ -133,10 +133,10 @@ pub fn event_with(kind: Kind, process: Process) -> Event {
             })
         }
         Kind::FileOpen => ev.file = Some(Arc::new(file("/home/alice/.aws/credentials"))),
-        Kind::NetConnect => ev.net = Some(net("success", None)),
+        Kind::NetConnect => ev.net = Some(Box::new(net("success", None))),
         Kind::Finding => {
             ev.file = Some(Arc::new(file("/home/alice/.aws/credentials")));
-            ev.finding = Some(finding("secret-read", Severity::High));
+            ev.finding = Some(Box::new(finding("secret-read", Severity::High)));
         }
         Kind::AgentStatus => ev.status = Some(json!({"state": "running", "uptime_seconds": 12.5})),
     }
@@ -216,17 +216,17 @@ pub fn all_kinds() -> Vec<Event> {
     let mut v: Vec<Event> = KINDS.iter().map(|&k| event(k)).collect();
     v.extend(KINDS.iter().map(|&k| event_with(k, host_process())));
     let mut refused = event(Kind::NetConnect);
-    refused.net = Some(net("refused", Some(libc::ECONNREFUSED)));
+    refused.net = Some(Box::new(net("refused", Some(libc::ECONNREFUSED))));
     v.push(refused);
     let mut unix = event(Kind::NetConnect);
-    unix.net = Some(NetInfo {
+    unix.net = Some(Box::new(NetInfo {
         family: "unix",
         protocol: "stream",
         dst_ip: None,
         dst_port: None,
         dst_path: Some("/run/containerd/containerd.sock".into()),
         ..net("success", None)
-    });
+    }));
     v.push(unix);
     let mut bare_net = event(Kind::NetConnect);
     bare_net.net = None;
@@ -247,21 +247,21 @@ pub fn all_kinds() -> Vec<Event> {
         Severity::Critical,
     ] {
         let mut f = event(Kind::Finding);
-        f.finding = Some(finding("secret-read", s));
+        f.finding = Some(Box::new(finding("secret-read", s)));
         v.push(f);
     }
     let mut bare = event(Kind::Finding);
     bare.file = None;
-    bare.finding = Some(Finding {
+    bare.finding = Some(Box::new(Finding {
         mitre: Arc::from([]),
         secret: None,
         evidence: Evidence::default(),
         ..finding("untrusted-binary", Severity::High)
-    });
+    }));
     v.push(bare);
     let mut env = event(Kind::Finding);
     env.file = None;
-    env.finding = Some(Finding {
+    env.finding = Some(Box::new(Finding {
         secret: Some(Arc::new(SecretInfo {
             id: "env:aws-access-key".into(),
             kind: "cloud_credentials".into(),
@@ -271,7 +271,7 @@ pub fn all_kinds() -> Vec<Event> {
             k8s: None,
         })),
         ..finding("secret-env", Severity::Medium)
-    });
+    }));
     v.push(env);
     v.push(exfil());
     let mut killed_reader = event(Kind::Finding);
@@ -289,6 +289,6 @@ pub fn exfil() -> Event {
     let mut f = finding("secret-exfil", Severity::Critical);
     f.evidence.destinations = vec!["[2001:db8::7]:8443".into(), "203.0.113.9:443".into()];
     f.evidence.identities = vec!["ns:payments/sa:api".into()];
-    ev.finding = Some(f);
+    ev.finding = Some(Box::new(f));
     ev
 }

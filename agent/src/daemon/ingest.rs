@@ -236,7 +236,7 @@ impl Ingest {
                     ));
                 }
                 self.send(Pending {
-                    finding: Some(f),
+                    finding: Some(Box::new(f)),
                     ..Pending::new(Kind::Finding, job.ktime_ns, job.snapshot.clone())
                 })
                 .await;
@@ -282,7 +282,7 @@ impl Ingest {
         };
         for f in stale {
             self.send(Pending {
-                finding: Some(f),
+                finding: Some(Box::new(f)),
                 ..Pending::new(Kind::Finding, boot_ns(), own.clone())
             })
             .await;
@@ -329,7 +329,7 @@ impl Ingest {
         let found = m.on_io_uring(&reader.current(), io_uring_op_name(rec.opcode));
         for f in found {
             self.send(Pending {
-                finding: Some(f),
+                finding: Some(Box::new(f)),
                 ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
             })
             .await;
@@ -358,7 +358,7 @@ impl Ingest {
 
     async fn report_connect(&mut self, rec: ConnectRecord, reader: Snapshot) {
         self.send(Pending {
-            net: Some(crate::detect::connect::net_info(&rec)),
+            net: Some(Box::new(crate::detect::connect::net_info(&rec))),
             ..Pending::new(Kind::NetConnect, rec.ktime_ns, reader.clone())
         })
         .await;
@@ -368,7 +368,7 @@ impl Ingest {
         let found = m.on_connect(&reader.current(), ip, rec.port);
         for f in found {
             self.send(Pending {
-                finding: Some(f),
+                finding: Some(Box::new(f)),
                 refers_to_previous: true,
                 ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
             })
@@ -447,7 +447,7 @@ impl Ingest {
             None => Vec::new(),
         };
         for p in out {
-            self.send(p).await;
+            self.send_boxed(p).await;
         }
     }
 
@@ -461,7 +461,7 @@ impl Ingest {
             return;
         };
         self.send(Pending {
-            finding: Some(f),
+            finding: Some(Box::new(f)),
             ..Pending::new(Kind::Finding, boot_ns, snapshot.clone())
         })
         .await;
@@ -501,7 +501,7 @@ impl Ingest {
             let f = crate::detect::findings::identity_forgery(&snapshot.process, &r);
             let ev = Pending::new(Kind::Finding, rec.ktime_ns, snapshot.clone());
             self.send(Pending {
-                finding: Some(f),
+                finding: Some(Box::new(f)),
                 refers_to_previous: true,
                 ..ev
             })
@@ -586,9 +586,13 @@ impl Ingest {
     }
 
     pub async fn send(&self, p: Pending) {
+        self.send_boxed(Box::new(p)).await;
+    }
+
+    pub async fn send_boxed(&self, p: Box<Pending>) {
         // Backpressure, not loss: if the output stalls, the ring buffer fills
         // and the kernel counts what it could not reserve; /healthz says so.
-        let p = match self.tx.try_send(Box::new(p)) {
+        let p = match self.tx.try_send(p) {
             Ok(()) => return,
             Err(TrySendError::Closed(_)) => {
                 tracing::error!("event output stopped (see the emitter's error above)");

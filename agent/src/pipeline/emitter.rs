@@ -42,8 +42,8 @@ pub struct Pending {
     pub exit: Option<ExitInfo>,
     pub status: Option<serde_json::Value>,
     pub file: Option<Arc<FileInfo>>,
-    pub finding: Option<Finding>,
-    pub net: Option<NetInfo>,
+    pub finding: Option<Box<Finding>>,
+    pub net: Option<Box<NetInfo>>,
     /// The finding rests on the event just before it (its seq is filled in).
     pub refers_to_previous: bool,
 }
@@ -161,6 +161,10 @@ pub struct Series {
 /// `process_hash` event, so that a stuck read cannot pin memory for ever.
 const HASH_FOLLOW_UP_LIMIT: Duration = Duration::from_secs(600);
 
+/// Events handled in one turn of the emitter's task without a select between
+/// them: tokio's per-task budget, which `recv` spends one unit an event of.
+const EVENTS_PER_TURN: usize = 128;
+
 /// The finished identity of an exec that went out pending.
 type FollowUp = BoxFuture<'static, Arc<Process>>;
 
@@ -184,12 +188,29 @@ impl Emitter {
                     continue;
                 }
             };
-            let now = boot_ns();
-            self.metrics.health.emitting(p.boot_ns.max(1), now);
-            if let Some(f) = self.handle(p, now).await {
-                follow_ups.push(f);
+            // What else is waiting goes out before the next select: a round
+            // of it (its futures, the timer's registration) per event was a
+            // tenth of the emitter's cost at a high rate. Then the emitter
+            // yields, as the channel's budget had it do after as many events:
+            // a longer turn kept the sinks' workers from theirs and their
+            // queues overflowed.
+            let mut next = Some(p);
+            let mut taken = 0;
+            while let Some(p) = next.take() {
+                let now = boot_ns();
+                self.metrics.health.emitting(p.boot_ns.max(1), now);
+                if let Some(f) = self.handle(p, now).await {
+                    follow_ups.push(f);
+                }
+                self.metrics.health.emitted();
+                taken += 1;
+                if taken < EVENTS_PER_TURN {
+                    next = rx.try_recv().ok();
+                }
             }
-            self.metrics.health.emitted();
+            if taken == EVENTS_PER_TURN {
+                tokio::task::yield_now().await;
+            }
         }
         // The input is closed: what is still hashing gets its bound's worth
         // of time, then goes out as it stands.
@@ -298,7 +319,7 @@ impl Emitter {
     ) {
         finding.evidence.event_seqs.extend(evidence);
         self.emit(Event {
-            finding: Some(finding),
+            finding: Some(Box::new(finding)),
             ..self.about(Kind::Finding, time, process)
         });
     }

@@ -4,7 +4,7 @@
 //! Validation happens while deserialising (globs compile inside `Deserialize`),
 //! so every error carries the line and column of the offending value.
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use globset::GlobMatcher;
 use serde::{Deserialize, Deserializer};
@@ -261,8 +261,9 @@ pub struct ExfilConfig {
     /// How long after a secret read a connection counts against it.
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub window: Duration,
-    /// Allowed destinations for secrets whose rules declare none.
-    pub default_allowed: Vec<Destination>,
+    /// Allowed destinations for secrets whose rules declare none (shared
+    /// by every read's taint).
+    pub default_allowed: Arc<[Destination]>,
     /// Cloud instance-metadata endpoints: never allowed unless declared, and
     /// named as such in findings.
     pub metadata_endpoints: Vec<Destination>,
@@ -280,7 +281,8 @@ impl Default for ExfilConfig {
                 "172.16.0.0/12",
                 "192.168.0.0/16",
                 "fc00::/7",
-            ]),
+            ])
+            .into(),
             metadata_endpoints: destinations(&[
                 "169.254.169.254/32",
                 "169.254.170.2/32",
@@ -538,17 +540,36 @@ impl SecretsConfig {
             .filter(move |(_, r)| r.secret.matches(catalog_id, path))
     }
 
-    /// Where a process that read this secret may connect: what its rules
-    /// declare, else the defaults.
-    pub fn allowed_destinations(&self, catalog_id: &str, path: &str) -> (Vec<Destination>, bool) {
+    /// The positions of the rules about this secret, in order: looked up
+    /// once per read and handed to [`Self::judge`],
+    /// [`Self::allowed_destinations`] and [`Self::owners_declared`] (each
+    /// asked the glob set for them, three matches of every read's path).
+    pub fn rule_ids(&self, catalog_id: &str, path: &str) -> Vec<usize> {
+        self.indexed_rules_for(catalog_id, path)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    fn rules_at<'a>(&'a self, ids: &'a [usize]) -> impl Iterator<Item = &'a SecretRule> {
+        ids.iter().filter_map(|&i| self.rules.get(i))
+    }
+
+    /// Whether the rules `ids` (of [`Self::rule_ids`]) name owners.
+    pub fn owners_declared(&self, ids: &[usize]) -> bool {
+        self.rules_at(ids).any(|r| !r.owners.is_empty())
+    }
+
+    /// Where a process that read a secret may connect: what its rules
+    /// `ids` (of [`Self::rule_ids`]) declare, else the defaults.
+    pub fn allowed_destinations(&self, ids: &[usize]) -> (Arc<[Destination]>, bool) {
         let declared: Vec<Destination> = self
-            .rules_for(catalog_id, path)
+            .rules_at(ids)
             .flat_map(|r| r.allowed_destinations.iter().cloned())
             .collect();
         if declared.is_empty() {
             (self.exfil.default_allowed.clone(), false)
         } else {
-            (declared, true)
+            (declared.into(), true)
         }
     }
 
@@ -559,6 +580,7 @@ impl SecretsConfig {
         &self,
         entry: &CatalogEntry,
         path: &str,
+        rule_ids: &[usize],
         reader: &Process,
         client: Option<&PackagedExe>,
         files: &OwnerFiles,
@@ -571,7 +593,7 @@ impl SecretsConfig {
         {
             return Verdict::Expected;
         }
-        let rules: Vec<&SecretRule> = self.rules_for(catalog_id, path).collect();
+        let rules: Vec<&SecretRule> = self.rules_at(rule_ids).collect();
         if rules
             .iter()
             .any(|r| r.owners.iter().any(|o| o.matches(reader, files)))
@@ -664,7 +686,8 @@ mod tests {
         let reader = crate::testdata::process();
         let files = OwnerFiles::default();
         let judge = |entry: &CatalogEntry, path: &str, client: Option<&PackagedExe>| {
-            cfg.judge(entry, path, &reader, client, &files)
+            let ids = cfg.rule_ids(&entry.id, path);
+            cfg.judge(entry, path, &ids, &reader, client, &files)
         };
         let client = |pkg: &str, path: &str| PackagedExe {
             package: pkg.into(),
@@ -728,7 +751,8 @@ mod tests {
         let files = OwnerFiles::default();
         let mut reader = crate::testdata::process();
         reader.exe.path = "/opt/app/bin/worker".into();
-        let judge = |p: &Process| cfg.judge(pgpass, "/root/.pgpass", p, None, &files);
+        let ids = cfg.rule_ids("pgpass", "/root/.pgpass");
+        let judge = |p: &Process| cfg.judge(pgpass, "/root/.pgpass", &ids, p, None, &files);
         reader.exe.path_namespace = "host";
         assert_eq!(judge(&reader), Verdict::Owner, "{:?}", reader.exe);
         // The same path spelled by another mount namespace, a check not yet

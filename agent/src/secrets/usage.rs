@@ -44,7 +44,7 @@ struct Binding {
 pub struct Taint {
     pub at: Instant,
     pub secret: Arc<SecretInfo>,
-    pub allowed: Vec<Destination>,
+    pub allowed: Arc<[Destination]>,
     /// Whether `allowed` comes from policy (else the defaults).
     pub declared: bool,
     pub reader_exec_id: String,
@@ -110,9 +110,9 @@ impl SecretUsage {
         who: &str,
         owners_declared: bool,
         is_owner: bool,
+        now: Instant,
     ) -> Option<Finding> {
         let fp = secret.fingerprint.as_deref()?;
-        let now = Instant::now();
         match self.mode {
             ReplayMode::Off => return None,
             ReplayMode::Policy if !owners_declared || is_owner => return None,
@@ -252,8 +252,9 @@ impl SecretUsage {
         &mut self,
         p: &Process,
         secret: &Arc<SecretInfo>,
-        allowed: Vec<Destination>,
+        allowed: Arc<[Destination]>,
         declared: bool,
+        now: Instant,
     ) {
         let v = Arc::make_mut(self.taints.entry(ProcessKey::of(p)));
         // The earlier read's exec id is kept when it is this one's.
@@ -266,7 +267,7 @@ impl SecretUsage {
             _ => p.exec_id.clone(),
         };
         v.push(Taint {
-            at: Instant::now(),
+            at: now,
             secret: Arc::clone(secret),
             allowed,
             declared,
@@ -466,7 +467,7 @@ mod tests {
             .secret
             .unwrap();
         let declared = !allowed.is_empty();
-        u.taint(&p, &secret, allowed, declared);
+        u.taint(&p, &secret, allowed.into(), declared, Instant::now());
         (u, p)
     }
 
@@ -476,14 +477,14 @@ mod tests {
         let first = u.carried(&p)[0].clone();
         // The same content again: one taint, now the later read's.
         let again = Arc::new((*first).clone());
-        u.taint(&p, &again, Vec::new(), false);
+        u.taint(&p, &again, Arc::new([]), false, Instant::now());
         let carried = u.carried(&p);
         assert_eq!(carried.len(), 1);
         assert!(Arc::ptr_eq(&carried[0], &again));
         // Another content: carried beside it.
         let mut other = (*first).clone();
         other.fingerprint = Some("hmac-sha256:other".into());
-        u.taint(&p, &Arc::new(other), Vec::new(), false);
+        u.taint(&p, &Arc::new(other), Arc::new([]), false, Instant::now());
         assert_eq!(u.carried(&p).len(), 2);
     }
 

@@ -126,7 +126,7 @@ impl Agent {
             exit: None,
             status: None,
             file: None,
-            finding,
+            finding: finding.map(Box::new),
             net: None,
             suppressed: None,
         }));

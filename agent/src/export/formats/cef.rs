@@ -448,7 +448,7 @@ mod tests {
         for (s, n) in table {
             assert_eq!(cef_severity(s), n);
             let mut ev = event(Kind::Finding);
-            ev.finding = Some(finding("secret-read", s));
+            ev.finding = Some(Box::new(finding("secret-read", s)));
             let (h, _) = split_header(&to_cef(&ev));
             assert_eq!(h[6], n.to_string());
         }
@@ -492,7 +492,7 @@ mod tests {
         let mut ev = event(Kind::Finding);
         let mut f = finding("secret|read\\x", Severity::High);
         f.summary = "path /a=b\nsecond line".into();
-        ev.finding = Some(f);
+        ev.finding = Some(Box::new(f));
         let line = to_cef(&ev);
         let (h, _) = split_header(&line);
         assert_eq!(h[4], "secret|read\\x");
@@ -559,7 +559,7 @@ mod tests {
         assert_eq!(ext_map(&to_cef(&killed))["act"], "killed");
 
         let mut ev = event(Kind::NetConnect);
-        ev.net = Some(net("refused", Some(libc::ECONNREFUSED)));
+        ev.net = Some(Box::new(net("refused", Some(libc::ECONNREFUSED))));
         let m = ext_map(&to_cef(&ev));
         assert_eq!(m["outcome"], "failure");
         assert_eq!(m["reason"], "refused");

@@ -209,7 +209,7 @@ fn related(ev: &Event) -> Value {
         o.insert("hash".into(), json!(hashes));
     }
     let mut ips: Vec<String> = Vec::new();
-    let net_ip = ev.net.as_ref().and_then(dst_ip);
+    let net_ip = ev.net.as_deref().and_then(dst_ip);
     let evidence_ips = ev
         .finding
         .iter()
@@ -619,7 +619,7 @@ mod tests {
         ];
         for (result, errno, outcome, denied) in table {
             let mut ev = event(Kind::NetConnect);
-            ev.net = Some(net(result, errno));
+            ev.net = Some(Box::new(net(result, errno)));
             let v = to_ecs(&ev);
             assert_eq!(s(&v, "/event/outcome"), outcome, "{result}");
             let types = get(&v, "/event/type").as_array().unwrap();
@@ -630,14 +630,14 @@ mod tests {
         }
 
         let mut ev = event(Kind::NetConnect);
-        ev.net = Some(NetInfo {
+        ev.net = Some(Box::new(NetInfo {
             family: "unix",
             protocol: "stream",
             dst_ip: None,
             dst_port: None,
             dst_path: Some("/run/docker.sock".into()),
             ..net("success", None)
-        });
+        }));
         let v = to_ecs(&ev);
         assert_eq!(s(&v, "/destination/address"), "/run/docker.sock");
         assert!(v.pointer("/destination/ip").is_none());
@@ -678,7 +678,7 @@ mod tests {
         ];
         for (sev, n) in table {
             let mut ev = event(Kind::Finding);
-            ev.finding = Some(finding("secret-read", sev));
+            ev.finding = Some(Box::new(finding("secret-read", sev)));
             assert_eq!(get(&to_ecs(&ev), "/event/severity"), n);
         }
     }

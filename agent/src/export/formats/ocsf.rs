@@ -697,7 +697,7 @@ mod tests {
         ];
         for (sev, id, caption) in table {
             let mut ev = event(Kind::Finding);
-            ev.finding = Some(finding("secret-read", sev));
+            ev.finding = Some(Box::new(finding("secret-read", sev)));
             let v = to_ocsf(&ev).unwrap();
             assert_eq!(u(&v, "/severity_id"), id);
             assert_eq!(s(&v, "/severity"), caption);
@@ -793,7 +793,7 @@ mod tests {
         ];
         for (result, errno, activity, status) in table {
             let mut ev = event(Kind::NetConnect);
-            ev.net = Some(net(result, errno));
+            ev.net = Some(Box::new(net(result, errno)));
             let v = to_ocsf(&ev).unwrap();
             assert_eq!(u(&v, "/activity_id"), activity, "{result}");
             assert_eq!(u(&v, "/type_uid"), 400100 + activity, "{result}");
@@ -804,13 +804,13 @@ mod tests {
         }
 
         let mut ev = event(Kind::NetConnect);
-        ev.net = Some(NetInfo {
+        ev.net = Some(Box::new(NetInfo {
             family: "inet6",
             protocol: "udp",
             dst_ip: Some("2001:db8::1".into()),
             dst_port: Some(53),
             ..net("success", None)
-        });
+        }));
         let v = to_ocsf(&ev).unwrap();
         assert_eq!(u(&v, "/connection_info/protocol_ver_id"), 6);
         assert_eq!(u(&v, "/connection_info/protocol_num"), 17);

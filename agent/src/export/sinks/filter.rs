@@ -47,7 +47,7 @@ mod tests {
         assert!(f.accepts(&testdata::event(Kind::ProcessExec)));
         assert!(!f.accepts(&testdata::event(Kind::FileOpen)));
         let mut low = testdata::event(Kind::Finding);
-        low.finding = Some(testdata::finding("secret-read", Severity::Low));
+        low.finding = Some(Box::new(testdata::finding("secret-read", Severity::Low)));
         assert!(!f.accepts(&low));
         assert!(f.accepts(&testdata::event(Kind::Finding)));
     }

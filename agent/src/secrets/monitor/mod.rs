@@ -722,7 +722,12 @@ impl<K: KernelWatch> SecretMonitor<K> {
             let replay = if s.k8s.is_some() {
                 None
             } else {
-                self.track_use(&secret, &secret.id.clone(), &path, p, &who, Role::Foreign)
+                let rule_ids = self.policy.rule_ids(&secret.id, &path);
+                let used = open::SecretUse {
+                    secret: &secret,
+                    rule_ids: &rule_ids,
+                };
+                self.track_use(used, p, &who, Role::Foreign, Instant::now())
             };
             out.push(findings::secret_env(p, secret));
             out.extend(replay);

@@ -33,6 +33,13 @@ pub struct OpenMatch {
     known: Option<Option<String>>,
 }
 
+/// Which secret was used, and the policy's rules about it (their
+/// positions, from `SecretsConfig::rule_ids`).
+pub(super) struct SecretUse<'a> {
+    pub secret: &'a Arc<SecretInfo>,
+    pub rule_ids: &'a [usize],
+}
+
 /// The version of the file the kernel reported, as the fingerprint cache keys it.
 fn version(rec: &OpenRecord) -> FileKey {
     FileKey {
@@ -80,7 +87,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 .catalog
                 .match_path(Path::new(&path))
                 .is_some_and(|e| e.content.is_some());
-            let job = job(Some(m.secret_path.to_string()), path, peek);
+            let job = job(Some(String::from(&*m.secret_path)), path, peek);
             return Some((m, Some(job)));
         }
         let path = rec.kernel_path().to_string();
@@ -116,6 +123,9 @@ impl<K: KernelWatch> SecretMonitor<K> {
         };
         let facts = job.map(FileJob::run);
         self.finish_open(rec, m, facts, reader, reader_now, client)
+            .into_iter()
+            .map(|p| *p)
+            .collect()
     }
 
     /// Applies what a [`FileJob`] found: a stale inode slot is dropped, a
@@ -198,7 +208,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
         reader: &Snapshot,
         reader_now: &Arc<Process>,
         client: Option<&PackagedExe>,
-    ) -> Vec<Pending> {
+    ) -> Vec<Box<Pending>> {
         let fp = match (m.known.take(), facts) {
             (Some(fp), _) => fp,
             (None, Some(facts)) => match self.apply_facts(rec, &mut m, facts) {
@@ -219,21 +229,25 @@ impl<K: KernelWatch> SecretMonitor<K> {
             rec.syscall,
             proctor_common::OPEN_SYSCALL_PAGE_CACHE | proctor_common::OPEN_SYSCALL_FANOTIFY
         );
+        // String::from, not to_string: on an Arc<str> that goes through
+        // Display and its formatter, some 300 instructions a read.
         let kernel_path = if page_cache {
-            secret_path.to_string()
+            String::from(&*secret_path)
         } else {
             rec.kernel_path().to_string()
         };
         let decoy = catalog_id.starts_with(crate::secrets::decoys::ID_PREFIX);
         // What the reads below need of the entry, taken while it is borrowed
         // (a clone of the whole entry per event was measurable).
+        let rule_ids = self.policy.rule_ids(&catalog_id, &secret_path);
         let (kind, mitre, verdict) = {
             let Some(entry) = self.entry_of(&catalog_id) else {
                 return Vec::new();
             };
             let verdict = (rec.readable && !decoy).then(|| {
+                let files = &self.owner_files;
                 self.policy
-                    .judge(entry, &secret_path, reader_now, client, &self.owner_files)
+                    .judge(entry, &secret_path, &rule_ids, reader_now, client, files)
             });
             (entry.kind.as_str(), entry.mitre.clone(), verdict)
         };
@@ -261,13 +275,15 @@ impl<K: KernelWatch> SecretMonitor<K> {
             secret_id: kube.as_ref().map(|k| k.id()),
             repeats: (rec.repeats > 0).then_some(rec.repeats),
         });
-        // Room for the event and its finding: a Pending is several hundred
-        // bytes, and growing the vector copied the first one.
+        // Boxed here, where they are made: the emitter's channel takes them
+        // so, and a vector of them (room for the event and its finding) is
+        // a few words, not the several hundred bytes a Pending is, moved
+        // again into its box.
         let mut out = Vec::with_capacity(2);
-        out.push(Pending {
+        out.push(Box::new(Pending {
             file: Some(file.clone()),
             ..Pending::new(Kind::FileOpen, rec.ktime_ns, reader.clone())
-        });
+        }));
         if !rec.readable {
             return out;
         }
@@ -283,19 +299,19 @@ impl<K: KernelWatch> SecretMonitor<K> {
         // A decoy has no owner and no expected client: every read is one.
         if decoy {
             let secret = SecretInfo {
-                id: catalog_id.to_string(),
+                id: String::from(&*catalog_id),
                 kind: kind.to_string(),
                 fingerprint: fp,
-                path: Some(secret_path.to_string()),
+                path: Some(String::from(&*secret_path)),
                 variable: None,
                 k8s: None,
             };
-            out.push(Pending {
+            out.push(Box::new(Pending {
                 file: Some(file),
-                finding: Some(findings::secret_decoy(reader_now, secret, mitre)),
+                finding: Some(Box::new(findings::secret_decoy(reader_now, secret, mitre))),
                 refers_to_previous: true,
                 ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
-            });
+            }));
             return out;
         }
         let Some((mut severity, mut role)) = verdict.and_then(verdict::read_role) else {
@@ -306,10 +322,16 @@ impl<K: KernelWatch> SecretMonitor<K> {
             (severity, role) = (Severity::Info, Role::Owner);
         }
         let secret = self.read_secret_info(&catalog_id, kind, fp, &secret_path, kube.as_deref());
+        // One clock read for what this read starts (taint, binding, search window).
+        let now = Instant::now();
         let follow_ups = if rec.denied {
             None
         } else {
-            self.track_use(&secret, &catalog_id, &secret_path, reader_now, &who, role)
+            let used = SecretUse {
+                secret: &secret,
+                rule_ids: &rule_ids,
+            };
+            self.track_use(used, reader_now, &who, role, now)
         };
         let mut finding = findings::secret_read(ReadContext {
             reader: reader_now,
@@ -329,23 +351,20 @@ impl<K: KernelWatch> SecretMonitor<K> {
             finding.action = Some("denied");
             self.stats.denied += 1;
         }
-        out.push(Pending {
+        out.push(Box::new(Pending {
             file: Some(file),
-            finding: Some(finding),
+            finding: Some(Box::new(finding)),
             refers_to_previous: true,
             ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
-        });
-        let search = self.searches.on_open(
-            &self.policy.search,
-            reader_now,
-            &secret_path,
-            Instant::now(),
-        );
+        }));
+        let search = self
+            .searches
+            .on_open(&self.policy.search, reader_now, &secret_path, now);
         for f in follow_ups.into_iter().chain(search) {
-            out.push(Pending {
-                finding: Some(f),
+            out.push(Box::new(Pending {
+                finding: Some(Box::new(f)),
                 ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
-            });
+            }));
         }
         out
     }
@@ -390,22 +409,23 @@ impl<K: KernelWatch> SecretMonitor<K> {
         s
     }
 
-    /// Replay check and exfiltration taint for one use of a secret.
+    /// Replay check and exfiltration taint for one use of a secret, by
+    /// `p` (whose identity key is `who`) at `now`.
     pub(super) fn track_use(
         &mut self,
-        secret: &Arc<SecretInfo>,
-        catalog_id: &str,
-        path: &str,
+        used: SecretUse,
         p: &Process,
         who: &str,
         role: Role,
+        now: Instant,
     ) -> Option<crate::event::Finding> {
-        let (allowed, declared) = self.policy.allowed_destinations(catalog_id, path);
+        let SecretUse { secret, rule_ids } = used;
+        let (allowed, declared) = self.policy.allowed_destinations(rule_ids);
         if self.policy.exfil.enabled
             && secret.fingerprint.is_some()
             && verdict::carries_taint(role, declared)
         {
-            self.usage.taint(p, secret, allowed, declared);
+            self.usage.taint(p, secret, allowed, declared, now);
         }
         if role == Role::ExpectedClient {
             return None;
@@ -419,11 +439,8 @@ impl<K: KernelWatch> SecretMonitor<K> {
             let mounted = self.kube_mounted_in(secret.fingerprint.as_deref());
             return self.usage.kube_replay(secret, p, &mounted);
         }
-        let owners_declared = self
-            .policy
-            .rules_for(catalog_id, path)
-            .any(|r| !r.owners.is_empty());
+        let owners_declared = self.policy.owners_declared(rule_ids);
         self.usage
-            .on_use(secret, p, who, owners_declared, role == Role::Owner)
+            .on_use(secret, p, who, owners_declared, role == Role::Owner, now)
     }
 }

@@ -147,7 +147,7 @@ fn reader(exe: &str) -> Arc<Process> {
 
 fn findings_of(out: &[Pending], rule: &str) -> Vec<crate::event::Finding> {
     out.iter()
-        .filter_map(|p| p.finding.clone())
+        .filter_map(|p| p.finding.as_deref().cloned())
         .filter(|f| f.rule == rule)
         .collect()
 }
