@@ -359,7 +359,7 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<DropsResult> {
             // Judged on kernel records: each access is one, whatever the
             // agent makes of it.
             sustained >= 200_000.0,
-            "the agent's one pipeline thread (ring buffer, table, detections, ordering, JSON, the write to stdout) is saturated at the onset (CPU column above), while the bench's generator and stdout reader take most of the other core; where the agent's time goes: the profile at the drop onset",
+            "the agent's pipeline thread (ring buffer, table, detections, ordering, JSON) is saturated at the onset (CPU column above) while the bench's generator and stdout reader take most of the other core, so a second agent thread has little to run on: JSON encoding moved to the blocking pool, the sinks on a thread of their own woken at most once a millisecond, and the next batch encoded during the write were each measured lower (90-130k/s) than the one thread (2026-12-07); where the agent's time goes: the profile at the drop onset and the instructions per record",
         ));
     }
     Ok(DropsResult {
