@@ -163,7 +163,8 @@ pub struct SecretMonitor<K: KernelWatch = KernelMaps> {
     watched: Vec<Watched>,
     by_inode: HashMap<InodeKey, u32>,
     dirs: HashSet<InodeKey>,
-    fingerprints: LruCache<FileKey, Option<String>>,
+    /// Shared with each read's match (a re-read copies no fingerprint).
+    fingerprints: LruCache<FileKey, Option<Arc<str>>>,
     /// What reads report about a secret, by fingerprint (see
     /// `read_secret_info`); cleared when it reaches [`SECRET_INFOS`].
     secret_infos: HashMap<String, Arc<SecretInfo>>,
@@ -430,7 +431,8 @@ impl<K: KernelWatch> SecretMonitor<K> {
         fp: Option<String>,
         parent: Option<&std::fs::Metadata>,
     ) {
-        self.fingerprints.put(FileKey::of(meta), fp.clone());
+        self.fingerprints
+            .put(FileKey::of(meta), fp.as_deref().map(Arc::from));
         let key = inode_key(meta);
         if !self.by_inode.contains_key(&key) {
             self.note_dirs(&[path.to_string()]);
@@ -501,7 +503,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
     ) -> Option<String> {
         let key = FileKey::of(meta);
         if let Some(fp) = self.fingerprints.get(&key) {
-            return fp.clone();
+            return fp.as_deref().map(String::from);
         }
         let expect = Some((meta.dev(), meta.ino()));
         self.stats.fingerprint_reads += 1;
@@ -516,7 +518,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 None
             }
         };
-        self.fingerprints.put(key, fp.clone());
+        self.fingerprints.put(key, fp.as_deref().map(Arc::from));
         fp
     }
 

@@ -30,7 +30,7 @@ pub struct OpenMatch {
     kube: Option<Arc<KubeSecret>>,
     /// The fingerprint of the version the kernel reported, when that version
     /// was judged already: no file I/O for this open.
-    known: Option<Option<String>>,
+    known: Option<Option<Arc<str>>>,
 }
 
 /// Which secret was used, and the policy's rules about it (their
@@ -136,7 +136,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
         rec: &OpenRecord,
         m: &mut OpenMatch,
         mut facts: FileFacts,
-    ) -> Option<Option<String>> {
+    ) -> Option<Option<Arc<str>>> {
         self.stats.reads_refused += facts.refused;
         self.stats.fingerprint_reads += facts.fingerprint_reads;
         if facts.stale {
@@ -193,7 +193,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             fp.clone(),
             facts.parent.as_ref(),
         );
-        Some(fp)
+        Some(fp.as_deref().map(Arc::from))
     }
 
     /// Second half of a matched open: the events and findings it yields.
@@ -301,7 +301,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             let secret = SecretInfo {
                 id: String::from(&*catalog_id),
                 kind: kind.to_string(),
-                fingerprint: fp,
+                fingerprint: fp.as_deref().map(String::from),
                 path: Some(String::from(&*secret_path)),
                 variable: None,
                 k8s: None,
@@ -377,7 +377,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
         &mut self,
         catalog_id: &str,
         kind: &str,
-        fp: Option<String>,
+        fp: Option<Arc<str>>,
         path: &str,
         kube: Option<&KubeSecret>,
     ) -> Arc<SecretInfo> {
@@ -394,9 +394,9 @@ impl<K: KernelWatch> SecretMonitor<K> {
         // A Kubernetes Secret's id is made from its reference: not kept.
         let fp = match (fp, kube) {
             (Some(fp), None) => fp,
-            (fp, _) => return make(fp),
+            (fp, _) => return make(fp.as_deref().map(String::from)),
         };
-        if let Some(s) = self.secret_infos.get(&fp) {
+        if let Some(s) = self.secret_infos.get(&*fp) {
             if s.id == catalog_id && s.kind == kind && s.path.as_deref() == Some(path) {
                 return Arc::clone(s);
             }
@@ -404,6 +404,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
         if self.secret_infos.len() >= super::SECRET_INFOS {
             self.secret_infos.clear();
         }
+        let fp = String::from(&*fp);
         let s = make(Some(fp.clone()));
         self.secret_infos.insert(fp, Arc::clone(&s));
         s

@@ -31,7 +31,7 @@ pub(super) struct SurveyJob {
     catalog: Arc<Catalog>,
     discover: DiscoverRoots,
     /// Fingerprints of file versions already read: not read again.
-    known: HashMap<FileKey, Option<String>>,
+    known: HashMap<FileKey, Option<Arc<str>>>,
     /// Paths checked for being gone: the watched files, or for a rescan
     /// those the inventory holds as present, read from `inventory` here.
     present: Vec<String>,
@@ -147,7 +147,7 @@ impl SurveyJob {
                 continue;
             }
             let fingerprint = match self.known.get(&FileKey::of(&meta)) {
-                Some(fp) => fp.clone(),
+                Some(fp) => fp.as_deref().map(String::from),
                 None => {
                     out.fingerprint_reads += 1;
                     let expect = Some((meta.dev(), meta.ino()));
