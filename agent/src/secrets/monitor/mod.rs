@@ -725,11 +725,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 None
             } else {
                 let rule_ids = self.policy.rule_ids(&secret.id, &path);
-                let used = open::SecretUse {
-                    secret: &secret,
-                    rule_ids: &rule_ids,
-                };
-                self.track_use(used, p, &who, Role::Foreign, Instant::now())
+                self.track_use(&secret, &rule_ids, p, &who, Role::Foreign, Instant::now())
             };
             out.push(findings::secret_env(p, secret));
             out.extend(replay);

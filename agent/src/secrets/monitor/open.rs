@@ -33,13 +33,6 @@ pub struct OpenMatch {
     known: Option<Option<Arc<str>>>,
 }
 
-/// Which secret was used, and the policy's rules about it (their
-/// positions, from `SecretsConfig::rule_ids`).
-pub(super) struct SecretUse<'a> {
-    pub secret: &'a Arc<SecretInfo>,
-    pub rule_ids: &'a [usize],
-}
-
 /// The version of the file the kernel reported, as the fingerprint cache keys it.
 fn version(rec: &OpenRecord) -> FileKey {
     FileKey {
@@ -237,14 +230,20 @@ impl<K: KernelWatch> SecretMonitor<K> {
             rec.kernel_path().to_string()
         };
         let decoy = catalog_id.starts_with(crate::secrets::decoys::ID_PREFIX);
+        // Only a read that is judged (not a decoy's) needs the policy's rules.
+        let judged = rec.readable && !decoy;
+        let rule_ids = if judged {
+            self.policy.rule_ids(&catalog_id, &secret_path)
+        } else {
+            Vec::new()
+        };
         // What the reads below need of the entry, taken while it is borrowed
         // (a clone of the whole entry per event was measurable).
-        let rule_ids = self.policy.rule_ids(&catalog_id, &secret_path);
         let (kind, mitre, verdict) = {
             let Some(entry) = self.entry_of(&catalog_id) else {
                 return Vec::new();
             };
-            let verdict = (rec.readable && !decoy).then(|| {
+            let verdict = judged.then(|| {
                 let files = &self.owner_files;
                 self.policy
                     .judge(entry, &secret_path, &rule_ids, reader_now, client, files)
@@ -327,11 +326,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
         let follow_ups = if rec.denied {
             None
         } else {
-            let used = SecretUse {
-                secret: &secret,
-                rule_ids: &rule_ids,
-            };
-            self.track_use(used, reader_now, &who, role, now)
+            self.track_use(&secret, &rule_ids, reader_now, &who, role, now)
         };
         let mut finding = findings::secret_read(ReadContext {
             reader: reader_now,
@@ -411,16 +406,17 @@ impl<K: KernelWatch> SecretMonitor<K> {
     }
 
     /// Replay check and exfiltration taint for one use of a secret, by
-    /// `p` (whose identity key is `who`) at `now`.
+    /// `p` (whose identity key is `who`) at `now`; `rule_ids` are the
+    /// policy's rules about it (`SecretsConfig::rule_ids`).
     pub(super) fn track_use(
         &mut self,
-        used: SecretUse,
+        secret: &Arc<SecretInfo>,
+        rule_ids: &[usize],
         p: &Process,
         who: &str,
         role: Role,
         now: Instant,
     ) -> Option<crate::event::Finding> {
-        let SecretUse { secret, rule_ids } = used;
         let (allowed, declared) = self.policy.allowed_destinations(rule_ids);
         if self.policy.exfil.enabled
             && secret.fingerprint.is_some()
