@@ -101,19 +101,21 @@ pub mod reused_json {
 
     use super::{Event, Evidence, FileInfo, Finding, Process, SecretInfo};
 
-    /// Values of one kind lately written and their texts (`X`), each kept
-    /// with its `Arc` so the value cannot be freed and another land at the
-    /// same address while its text is cached. A few, not one: a process
-    /// reading five files in turn interleaves five secrets.
-    struct Recent<T, X> {
-        slots: [Option<(Arc<T>, X)>; SLOTS],
+    /// Values of one kind lately written and their texts, each kept with
+    /// its `Arc` so the value cannot be freed and another land at the same
+    /// address while its text is cached. A few, not one: a process reading
+    /// five files in turn interleaves five secrets.
+    struct Recent<T> {
+        slots: [Option<(Arc<T>, Vec<u8>)>; SLOTS],
         /// The slot the next new value takes (oldest first).
         next: usize,
     }
 
     const SLOTS: usize = 8;
+    /// The largest buffer an evicted text leaves for the next one.
+    const KEEP_BUFFER: usize = 16 * 1024;
 
-    impl<T, X> Recent<T, X> {
+    impl<T> Recent<T> {
         const fn new() -> Self {
             Self {
                 slots: [const { None }; SLOTS],
@@ -121,8 +123,16 @@ pub mod reused_json {
             }
         }
 
-        /// The text of `v`, made by `make` unless it is cached.
-        fn text<E>(&mut self, v: &Arc<T>, make: impl FnOnce(&T) -> Result<X, E>) -> Result<&X, E> {
+        /// The text of `v`, written by `write` unless it is cached. A new
+        /// text goes into the buffer of the one it evicts (unless that grew
+        /// large, for a process with long arguments): every secret read has
+        /// a file of its own, and a buffer per file was an allocation and a
+        /// free per read.
+        fn text<E>(
+            &mut self,
+            v: &Arc<T>,
+            write: impl FnOnce(&T, &mut Vec<u8>) -> Result<(), E>,
+        ) -> Result<&[u8], E> {
             let hit = self
                 .slots
                 .iter()
@@ -130,9 +140,16 @@ pub mod reused_json {
             let at = match hit {
                 Some(at) => at,
                 None => {
-                    let text = make(v)?;
                     let at = self.next;
-                    self.slots[at] = Some((v.clone(), text));
+                    let mut buf = match self.slots[at].take() {
+                        Some((_, mut old)) if old.capacity() <= KEEP_BUFFER => {
+                            old.clear();
+                            old
+                        }
+                        _ => Vec::with_capacity(256),
+                    };
+                    write(v, &mut buf)?;
+                    self.slots[at] = Some((v.clone(), buf));
                     self.next = (at + 1) % SLOTS;
                     at
                 }
@@ -141,7 +158,7 @@ pub mod reused_json {
         }
     }
 
-    type Texts<T> = RefCell<Recent<T, Vec<u8>>>;
+    type Texts<T> = RefCell<Recent<T>>;
 
     thread_local! {
         static PROCESS: Texts<Process> = const { RefCell::new(Recent::new()) };
@@ -207,10 +224,7 @@ pub mod reused_json {
         write: impl FnOnce(&T, &mut Vec<u8>) -> serde_json::Result<()>,
     ) -> serde_json::Result<()> {
         cache.with_borrow_mut(|c| {
-            let text = c.text(v, |v| {
-                let mut b = Vec::with_capacity(256);
-                write(v, &mut b).map(|()| b)
-            })?;
+            let text = c.text(v, write)?;
             out.extend_from_slice(text);
             Ok(())
         })
@@ -287,9 +301,9 @@ pub mod reused_json {
             out.push(b']');
         }
         for (key, list) in [
-            (&b",\"paths\":"[..], &e.paths),
-            (b",\"identities\":", &e.identities),
-            (b",\"destinations\":", &e.destinations),
+            (&b",\"paths\":"[..], &e.paths[..]),
+            (b",\"identities\":", &e.identities[..]),
+            (b",\"destinations\":", &e.destinations[..]),
         ] {
             if !list.is_empty() {
                 out.extend_from_slice(key);
@@ -432,8 +446,9 @@ pub struct NetInfo {
 #[derive(Debug, Clone, Serialize)]
 pub struct FileInfo {
     /// Absolute and normalised, as the kernel resolved it for the opener
-    /// (symlinks followed, `..` gone).
-    pub path: String,
+    /// (symlinks followed, `..` gone). Shared with the watch table where
+    /// the hook sees an inode, not a path.
+    pub path: Arc<str>,
     pub inode: u64,
     pub dev: u64,
     /// `O_*` flags of the open file description.
@@ -553,12 +568,12 @@ pub struct K8sSecretRef {
 /// What the finding rests on: identifiers of the events and processes involved.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Evidence {
-    pub exec_ids: Vec<String>,
+    pub exec_ids: Few<String>,
     /// `seq` of the events (file_open, process_exec) that triggered it, when emitted.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub event_seqs: Vec<u64>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub paths: Vec<String>,
+    #[serde(skip_serializing_if = "Few::is_empty")]
+    pub event_seqs: Few<u64>,
+    #[serde(skip_serializing_if = "Few::is_empty")]
+    pub paths: Few<String>,
     /// Workload identities involved (secret-replay: the bound ones, then the new one).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub identities: Vec<String>,
@@ -577,6 +592,10 @@ pub struct Evidence {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expected_client: Option<String>,
 }
+
+/// A list of evidence that nearly always has one or two entries, kept
+/// inline: a vector each was an allocation (and a free) per finding.
+pub type Few<T> = smallvec::SmallVec<[T; 2]>;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Process {
@@ -842,9 +861,9 @@ mod tests {
         finding.mitre = Arc::from(vec![]);
         finding.action = Some("killed");
         finding.evidence = Evidence {
-            exec_ids: vec!["a".into(), "b\\".into()],
-            event_seqs: vec![1, u64::MAX],
-            paths: vec!["/p".into()],
+            exec_ids: smallvec::smallvec!["a".into(), "b\\".into()],
+            event_seqs: smallvec::smallvec![1, u64::MAX],
+            paths: smallvec::smallvec!["/p".into()],
             identities: vec!["i1".into(), "i2".into()],
             destinations: vec!["10.0.0.1:443".into()],
             escalation: Some("e".into()),
@@ -884,7 +903,7 @@ mod tests {
                 let mut p = (*base.process).clone();
                 p.pid += i;
                 let mut f = (**base.file.as_ref().unwrap()).clone();
-                f.path = format!("/home/u{i}/.netrc");
+                f.path = format!("/home/u{i}/.netrc").into();
                 let mut finding = base.finding.clone().unwrap();
                 let mut secret = (**finding.secret.as_ref().unwrap()).clone();
                 secret.id = format!("netrc-{i}");

@@ -189,9 +189,9 @@ pub fn finding(rule: &'static str, severity: Severity) -> Finding {
             k8s: None,
         })),
         evidence: Evidence {
-            exec_ids: vec![EXEC_ID.into(), PARENT_EXEC_ID.into()],
-            event_seqs: vec![41],
-            paths: vec!["/home/alice/.aws/credentials".into()],
+            exec_ids: smallvec::smallvec![EXEC_ID.into(), PARENT_EXEC_ID.into()],
+            event_seqs: smallvec::smallvec![41],
+            paths: smallvec::smallvec!["/home/alice/.aws/credentials".into()],
             escalation: Some("reader is untrusted: binary deleted".into()),
             ..Evidence::default()
         },

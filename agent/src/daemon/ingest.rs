@@ -444,7 +444,7 @@ impl Ingest {
         };
         let out = match self.secrets.as_mut() {
             Some(m) => m.finish_open(&rec, matched, facts, &reader, &resolved, client.as_ref()),
-            None => Vec::new(),
+            None => Default::default(),
         };
         for p in out {
             self.send_boxed(p).await;

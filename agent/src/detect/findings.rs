@@ -55,8 +55,8 @@ pub fn untrusted_binary(p: &Process) -> Option<Finding> {
         mitre: Arc::from([mitre.to_string()]),
         secret: None,
         evidence: Evidence {
-            exec_ids: vec![p.exec_id.clone()],
-            paths: vec![p.exe.path.clone()],
+            exec_ids: smallvec::smallvec![p.exec_id.clone()],
+            paths: smallvec::smallvec![p.exe.path.clone()],
             ..Evidence::default()
         },
         action: None,
@@ -93,8 +93,8 @@ pub fn identity_forgery(p: &Process, r: &Refusal) -> Finding {
         mitre: Arc::from(["T1036".into()]),
         secret: None,
         evidence: Evidence {
-            exec_ids: vec![p.exec_id.clone()],
-            paths: vec![r.path.clone()],
+            exec_ids: smallvec::smallvec![p.exec_id.clone()],
+            paths: smallvec::smallvec![r.path.clone()],
             identities: claimed,
             reason: Some(r.reason.clone()),
             ..Evidence::default()
@@ -127,8 +127,8 @@ pub fn secret_read(ctx: ReadContext) -> Finding {
         mitre: ctx.mitre,
         secret: Some(ctx.secret),
         evidence: Evidence {
-            exec_ids: vec![ctx.reader.exec_id.clone()],
-            paths: vec![path],
+            exec_ids: smallvec::smallvec![ctx.reader.exec_id.clone()],
+            paths: smallvec::smallvec![path],
             escalation,
             ..Evidence::default()
         },
@@ -177,7 +177,7 @@ pub fn secret_env(p: &Process, secret: Arc<SecretInfo>) -> Finding {
         mitre: Arc::from(["T1552.001".into()]),
         secret: Some(secret),
         evidence: Evidence {
-            exec_ids: vec![p.exec_id.clone()],
+            exec_ids: smallvec::smallvec![p.exec_id.clone()],
             ..Evidence::default()
         },
         action: None,
@@ -199,8 +199,8 @@ pub fn secret_search(p: &Process, distinct: usize, window_s: u64, paths: Vec<Str
         mitre: Arc::from(["T1552.001".into(), "T1083".into()]),
         secret: None,
         evidence: Evidence {
-            exec_ids: vec![p.exec_id.clone()],
-            paths,
+            exec_ids: smallvec::smallvec![p.exec_id.clone()],
+            paths: paths.into(),
             ..Evidence::default()
         },
         action: None,
@@ -221,8 +221,8 @@ pub fn secret_decoy(reader: &Process, secret: SecretInfo, mitre: Arc<[String]>) 
         mitre,
         secret: Some(Arc::new(secret)),
         evidence: Evidence {
-            exec_ids: vec![reader.exec_id.clone()],
-            paths: vec![path],
+            exec_ids: smallvec::smallvec![reader.exec_id.clone()],
+            paths: smallvec::smallvec![path],
             reason: Some("decoy planted by proctor (secrets.decoys)".to_string()),
             ..Evidence::default()
         },
@@ -247,7 +247,7 @@ pub fn secret_stale(secret: SecretInfo, age_s: u64, max_age_s: u64, since: Strin
         mitre: Arc::from([]),
         secret: Some(Arc::new(secret)),
         evidence: Evidence {
-            paths: vec![path],
+            paths: smallvec::smallvec![path],
             reason: Some(format!(
                 "content unchanged since {since} as proctor observed it (age {age_s}s, max_age {max_age_s}s)"
             )),

@@ -183,7 +183,6 @@ pub struct OpenRecord {
     /// The LSM hook refused the open (enforce: kill where BPF LSM is active):
     /// no file was opened, `fd` is -1.
     pub denied: bool,
-    pub comm: String,
     /// The path argument as passed.
     pub filename: String,
     /// The path the kernel resolved (from the dentry walk), absolute within the
@@ -509,7 +508,6 @@ fn open_record(ev: &FileOpenHead, parts: Option<PathParts>) -> OpenRecord {
         slot: ev.slot,
         killed: ev.flags & OPEN_FLAG_KILLED != 0,
         denied: ev.flags & OPEN_FLAG_DENIED != 0,
-        comm: cstr(&ev.comm),
         filename: parts.map(|(name, _)| cstr(name)).unwrap_or_default(),
         path,
         repeats: ev.repeats,
@@ -617,7 +615,6 @@ mod tests {
         head.repeats = 3;
         // No truncation flag: the kind alone says there is no path.
         head.flags = 0;
-        head.comm[..3].copy_from_slice(b"cat");
         // SAFETY: as above.
         let buf = unsafe {
             std::slice::from_raw_parts(
@@ -634,7 +631,6 @@ mod tests {
             (42, 611, 0x801, 3)
         );
         assert!(rec.readable && !rec.writable);
-        assert_eq!(rec.comm, "cat");
         assert_eq!((rec.filename.as_str(), rec.path.as_deref()), ("", None));
         // The same bytes under the file-open kind are a record cut short.
         let mut open = buf.clone();

@@ -437,7 +437,6 @@ impl TmpfsWatch {
             slot,
             killed: kill,
             denied: false,
-            comm: String::new(),
             filename: String::new(),
             path: Some(path.to_string_lossy().into_owned()),
             repeats,

@@ -48,6 +48,12 @@ pub struct Pending {
     pub refers_to_previous: bool,
 }
 
+/// The events one kernel record yields, boxed where they are made (the
+/// emitter's channel takes them so: a `Pending` by value was copied some
+/// ten times on its way, costlier than the box). An access and its finding
+/// fit inline, without a vector of their own.
+pub type Yielded = smallvec::SmallVec<[Box<Pending>; 2]>;
+
 impl Pending {
     pub fn new(kind: Kind, boot_ns: u64, snapshot: Snapshot) -> Self {
         Self {

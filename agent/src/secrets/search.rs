@@ -149,7 +149,7 @@ mod tests {
         let f = w
             .on_open(&cfg, &p, "/c", late)
             .expect("two within the window");
-        assert_eq!(f.evidence.paths, ["/b", "/c"]);
+        assert_eq!(f.evidence.paths[..], ["/b", "/c"]);
     }
 
     #[test]

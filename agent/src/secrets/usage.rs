@@ -152,7 +152,8 @@ impl SecretUsage {
         } else {
             binding.bound.iter().map(|b| b.exe_path.clone()).collect()
         };
-        let mut exec_ids: Vec<String> = binding.bound.iter().map(|b| b.exec_id.clone()).collect();
+        let mut exec_ids: crate::event::Few<String> =
+            binding.bound.iter().map(|b| b.exec_id.clone()).collect();
         exec_ids.push(me.exec_id.clone());
         let mut identities: Vec<String> =
             binding.bound.iter().map(|b| b.identity.clone()).collect();
@@ -235,7 +236,7 @@ impl SecretUsage {
             mitre: Arc::from(["T1550".into(), "T1552.007".into()]),
             secret: Some(Arc::clone(secret)),
             evidence: Evidence {
-                exec_ids: vec![p.exec_id.clone()],
+                exec_ids: smallvec::smallvec![p.exec_id.clone()],
                 paths: secret.path.iter().cloned().collect(),
                 identities,
                 ..Evidence::default()
@@ -327,7 +328,7 @@ impl SecretUsage {
                 mitre: Arc::from(["T1562.001".into(), "T1552.001".into()]),
                 secret: Some(t.secret.clone()),
                 evidence: Evidence {
-                    exec_ids: vec![t.reader_exec_id.clone(), p.exec_id.clone()],
+                    exec_ids: smallvec::smallvec![t.reader_exec_id.clone(), p.exec_id.clone()],
                     paths: t.secret.path.iter().cloned().collect(),
                     ..Evidence::default()
                 },
@@ -384,7 +385,7 @@ impl SecretUsage {
                 mitre: Arc::from(["T1041".into(), "T1552.001".into()]),
                 secret: Some(t.secret.clone()),
                 evidence: Evidence {
-                    exec_ids: vec![t.reader_exec_id.clone(), p.exec_id.clone()],
+                    exec_ids: smallvec::smallvec![t.reader_exec_id.clone(), p.exec_id.clone()],
                     paths: t.secret.path.iter().cloned().collect(),
                     destinations: vec![dest.clone()],
                     ..Evidence::default()

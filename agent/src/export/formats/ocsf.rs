@@ -488,7 +488,7 @@ fn evidences(ev: &Event, f: &Finding) -> Vec<Value> {
     }
     let mut paths: Vec<&str> = f.evidence.paths.iter().map(String::as_str).collect();
     for extra in [
-        ev.file.as_ref().map(|f| f.path.as_str()),
+        ev.file.as_ref().map(|f| &*f.path),
         f.secret.as_ref().and_then(|s| s.path.as_deref()),
     ]
     .into_iter()
@@ -500,7 +500,7 @@ fn evidences(ev: &Event, f: &Finding) -> Vec<Value> {
     }
     for path in paths {
         let artifact = match &ev.file {
-            Some(fi) if fi.path == path => file(fi),
+            Some(fi) if *fi.path == *path => file(fi),
             _ => Value::Object(path_file(path, 0)),
         };
         out.push(json!({"file": artifact}));

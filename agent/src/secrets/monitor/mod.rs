@@ -169,6 +169,8 @@ pub struct SecretMonitor<K: KernelWatch = KernelMaps> {
     /// `read_secret_info`); cleared when it reaches [`SECRET_INFOS`].
     secret_infos: HashMap<String, Arc<SecretInfo>>,
     searches: SearchWatch,
+    /// The last reader's identity key (see [`Self::reader_key`]).
+    last_reader: Option<(Arc<Process>, Arc<str>)>,
     /// (identity, variable, fingerprint) already reported by secret-env.
     env_reported: LruCache<(String, String, String), ()>,
     /// Captured environments already scanned clean (see [`env::CleanBlocks`]).
@@ -228,6 +230,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             fingerprints: LruCache::new(NonZeroUsize::new(4096).unwrap()),
             secret_infos: HashMap::new(),
             searches: SearchWatch::default(),
+            last_reader: None,
             env_reported: LruCache::new(NonZeroUsize::new(16384).unwrap()),
             clean_envs: env::CleanBlocks::new(NonZeroUsize::new(CLEAN_ENVS).unwrap()),
             discover,
@@ -584,6 +587,20 @@ impl<K: KernelWatch> SecretMonitor<K> {
             self.quarantine(child, quarantine_entry(child, false));
         }
         self.stats.quarantined = self.quarantined.len();
+    }
+
+    /// The identity key of `reader`, made once per process view: a process
+    /// re-reading secrets holds one `Arc<Process>` until something about it
+    /// changes, and the key was an allocation per read.
+    fn reader_key(&mut self, reader: &Arc<Process>) -> Arc<str> {
+        match &self.last_reader {
+            Some((p, key)) if Arc::ptr_eq(p, reader) => key.clone(),
+            _ => {
+                let key: Arc<str> = identity_key(reader).into();
+                self.last_reader = Some((reader.clone(), key.clone()));
+                key
+            }
+        }
     }
 
     fn record_read(&mut self, path: &str, who: &str, reader: &Process, at_ns: u64, reads: u64) {

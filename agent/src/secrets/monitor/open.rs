@@ -12,10 +12,9 @@ use crate::{
     identity::packages::PackagedExe,
     identity::snapshot::Snapshot,
     kernel::decode::OpenRecord,
-    pipeline::emitter::Pending,
+    pipeline::emitter::{Pending, Yielded},
     secrets::kernel_watch::KernelWatch,
     secrets::kube::KubeSecret,
-    secrets::usage::identity_key,
 };
 
 use super::{
@@ -201,14 +200,14 @@ impl<K: KernelWatch> SecretMonitor<K> {
         reader: &Snapshot,
         reader_now: &Arc<Process>,
         client: Option<&PackagedExe>,
-    ) -> Vec<Box<Pending>> {
+    ) -> Yielded {
         let fp = match (m.known.take(), facts) {
             (Some(fp), _) => fp,
             (None, Some(facts)) => match self.apply_facts(rec, &mut m, facts) {
                 Some(fp) => fp,
-                None => return Vec::new(),
+                None => return Yielded::new(),
             },
-            (None, None) => return Vec::new(),
+            (None, None) => return Yielded::new(),
         };
         let OpenMatch {
             catalog_id,
@@ -222,12 +221,10 @@ impl<K: KernelWatch> SecretMonitor<K> {
             rec.syscall,
             proctor_common::OPEN_SYSCALL_PAGE_CACHE | proctor_common::OPEN_SYSCALL_FANOTIFY
         );
-        // String::from, not to_string: on an Arc<str> that goes through
-        // Display and its formatter, some 300 instructions a read.
-        let kernel_path = if page_cache {
-            String::from(&*secret_path)
+        let kernel_path: Arc<str> = if page_cache {
+            secret_path.clone()
         } else {
-            rec.kernel_path().to_string()
+            rec.kernel_path().into()
         };
         let decoy = catalog_id.starts_with(crate::secrets::decoys::ID_PREFIX);
         // Only a read that is judged (not a decoy's) needs the policy's rules.
@@ -241,7 +238,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
         // (a clone of the whole entry per event was measurable).
         let (kind, mitre, verdict) = {
             let Some(entry) = self.entry_of(&catalog_id) else {
-                return Vec::new();
+                return Yielded::new();
             };
             let verdict = judged.then(|| {
                 let files = &self.owner_files;
@@ -274,11 +271,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             secret_id: kube.as_ref().map(|k| k.id()),
             repeats: (rec.repeats > 0).then_some(rec.repeats),
         });
-        // Boxed here, where they are made: the emitter's channel takes them
-        // so, and a vector of them (room for the event and its finding) is
-        // a few words, not the several hundred bytes a Pending is, moved
-        // again into its box.
-        let mut out = Vec::with_capacity(2);
+        let mut out = Yielded::new();
         out.push(Box::new(Pending {
             file: Some(file.clone()),
             ..Pending::new(Kind::FileOpen, rec.ktime_ns, reader.clone())
@@ -289,7 +282,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
         self.stats.reads_reported += 1;
         // A refused open got no byte: an attempt, not a use of the secret
         // (no inventory use, no binding, no exfiltration window).
-        let who = identity_key(reader_now);
+        let who = self.reader_key(reader_now);
         if !rec.denied {
             let reads = 1 + u64::from(rec.repeats);
             let at = to_epoch_ns(rec.ktime_ns);

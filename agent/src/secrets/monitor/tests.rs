@@ -126,7 +126,6 @@ impl Node {
             slot: m.kernel.inodes[&key],
             killed: false,
             denied: false,
-            comm: "curl".into(),
             filename: path.clone(),
             path: Some(path),
             repeats: 0,
@@ -520,7 +519,7 @@ fn search_tools_hunting_secret_names_are_flagged() {
         .to_vec();
     let f = m.on_exec_search_tool(&p).expect("a hunt for keys");
     assert_eq!(f.rule, "secret-search");
-    assert_eq!(f.evidence.paths, ["id_rsa", "app.token"]);
+    assert_eq!(f.evidence.paths[..], ["id_rsa", "app.token"]);
     p.args = ["find", "/", "-name", "*.log"].map(String::from).to_vec();
     assert!(m.on_exec_search_tool(&p).is_none());
     p.comm = "cat".into();
