@@ -175,9 +175,10 @@ pub mod reused_json {
     pub fn write_event(out: &mut Vec<u8>, ev: &Event) -> serde_json::Result<()> {
         out.extend_from_slice(b"{\"schema\":");
         write_str(out, ev.schema)?;
-        out.extend_from_slice(b",\"time\":");
-        write_str(out, &ev.time)?;
-        out.extend_from_slice(b",\"node\":");
+        // Digits and separators: nothing to escape.
+        out.extend_from_slice(b",\"time\":\"");
+        out.extend_from_slice(ev.time.as_bytes());
+        out.extend_from_slice(b"\",\"node\":");
         write_str(out, &ev.node)?;
         out.extend_from_slice(b",\"kind\":\"");
         out.extend_from_slice(ev.kind.as_str().as_bytes());
@@ -380,9 +381,8 @@ pub mod reused_json {
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
     pub schema: &'static str,
-    /// RFC 3339 with nanoseconds, UTC. Shared: the events of one kernel
-    /// record (a read and its finding) carry the same instant.
-    pub time: Arc<str>,
+    /// RFC 3339 with nanoseconds, UTC.
+    pub time: EventTime,
     pub node: Arc<str>,
     pub kind: Kind,
     /// Per-node sequence number: strictly increasing, never reused on a node
@@ -686,33 +686,78 @@ pub struct ExitInfo {
 
 /// RFC 3339 UTC with nanoseconds, e.g. `2026-11-23T15:04:05.123456789Z`.
 pub fn rfc3339_ns(epoch_ns: u64) -> String {
-    // Sized for the 30 characters up front: `to_string` grew it three times,
-    // and every event has one.
-    let mut s = String::with_capacity(30);
-    write_rfc3339_ns(&mut s, epoch_ns);
-    s
+    EventTime::at(epoch_ns).as_str().to_string()
 }
 
-/// [`rfc3339_ns`] into `out`, replacing what it held (its buffer reused):
-/// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`, the text humantime's
-/// `format_rfc3339_nanos` writes (the tests hold the two together), built
-/// from the date's numbers directly. Every event's time is one, and going
-/// through `fmt` was some 900 instructions of each watched read.
-pub fn write_rfc3339_ns(out: &mut String, epoch_ns: u64) {
-    let secs = epoch_ns / 1_000_000_000;
-    let (year, month, day) = civil_from_days(secs / 86_400);
-    let of_day = secs % 86_400;
-    let mut text = *b"0000-00-00T00:00:00.000000000Z";
-    put_digits(&mut text[0..4], year);
-    put_digits(&mut text[5..7], month);
-    put_digits(&mut text[8..10], day);
-    put_digits(&mut text[11..13], of_day / 3600);
-    put_digits(&mut text[14..16], of_day / 60 % 60);
-    put_digits(&mut text[17..19], of_day % 60);
-    put_digits(&mut text[20..29], epoch_ns % 1_000_000_000);
-    out.clear();
-    // Only ASCII digits were written over an ASCII template.
-    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+/// An event's time: ns since the Unix epoch and its RFC 3339 text, held
+/// inline. The text in an `Arc` of its own was an allocation per kernel
+/// record, and the formats that want the number read it here instead of
+/// parsing the text back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct EventTime {
+    epoch_ns: u64,
+    text: [u8; 30],
+}
+
+impl EventTime {
+    /// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`, the text humantime's
+    /// `format_rfc3339_nanos` writes (the tests hold the two together),
+    /// built from the date's numbers directly: going through `fmt` was some
+    /// 900 instructions of each watched read. Always 30 bytes: a u64 of ns
+    /// ends in the year 2554.
+    pub fn at(epoch_ns: u64) -> Self {
+        let secs = epoch_ns / 1_000_000_000;
+        let (year, month, day) = civil_from_days(secs / 86_400);
+        let of_day = secs % 86_400;
+        let mut text = *b"0000-00-00T00:00:00.000000000Z";
+        put_digits(&mut text[0..4], year);
+        put_digits(&mut text[5..7], month);
+        put_digits(&mut text[8..10], day);
+        put_digits(&mut text[11..13], of_day / 3600);
+        put_digits(&mut text[14..16], of_day / 60 % 60);
+        put_digits(&mut text[17..19], of_day % 60);
+        put_digits(&mut text[20..29], epoch_ns % 1_000_000_000);
+        Self { epoch_ns, text }
+    }
+
+    pub fn epoch_ns(&self) -> u64 {
+        self.epoch_ns
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits were written over an ASCII template.
+        std::str::from_utf8(&self.text).unwrap_or_default()
+    }
+
+    /// The text's bytes, for writers that want no UTF-8 check.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.text
+    }
+}
+
+impl std::ops::Deref for EventTime {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for EventTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for EventTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for EventTime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 /// `v` in decimal, right-aligned in `out` (zero-padded, as the template is).
@@ -777,11 +822,15 @@ mod tests {
             // Up to the year 2500.
             at.push(x % (16_725_225_600 * 1_000_000_000));
         }
-        let mut out = String::new();
         for ns in at {
-            write_rfc3339_ns(&mut out, ns);
+            let time = EventTime::at(ns);
             let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
-            assert_eq!(out, humantime::format_rfc3339_nanos(t).to_string(), "{ns}");
+            assert_eq!(
+                time.as_str(),
+                humantime::format_rfc3339_nanos(t).to_string(),
+                "{ns}"
+            );
+            assert_eq!(time.epoch_ns(), ns);
         }
     }
 
@@ -840,7 +889,6 @@ mod tests {
         // Text that needs escaping wherever the head holds text.
         let mut odd = crate::testdata::event(Kind::Finding);
         odd.node = Arc::from("node \"a\"\\b\n");
-        odd.time = Arc::from("2026-12-06T18:00:00.000000001Z\u{1}");
         odd.seq = u64::MAX;
         events.push(odd);
         // A file with every optional field, and text that needs escaping.

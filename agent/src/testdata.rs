@@ -110,7 +110,7 @@ pub fn event(kind: Kind) -> Event {
 pub fn event_with(kind: Kind, process: Process) -> Event {
     let mut ev = Event {
         schema: SCHEMA,
-        time: crate::event::rfc3339_ns(T_NS).into(),
+        time: crate::event::EventTime::at(T_NS),
         node: Arc::from("node-a"),
         kind,
         seq: 42,

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use crate::{
     clock::{boot_ns, to_epoch_ns},
     detect::findings,
-    event::{write_rfc3339_ns, Event, ExitInfo, FileInfo, Finding, Kind, NetInfo, Process, SCHEMA},
+    event::{Event, EventTime, ExitInfo, FileInfo, Finding, Kind, NetInfo, Process, SCHEMA},
     export::metrics::{FindingLabels, KindLabel, Metrics},
     export::sinks::SinkSet,
     identity::snapshot::Snapshot,
@@ -127,14 +127,12 @@ impl EmitCounters {
     }
 }
 
-/// The `time` text of the last event's kernel time: a secret read is a
-/// `file_open` and a finding of the same instant, which share it.
+/// The time of the last event: a secret read is a `file_open` and a
+/// finding of the same instant, which share it.
 #[derive(Default)]
 pub struct LastTime {
     at: u64,
-    /// Where the text is written before it is shared (its buffer reused).
-    scratch: String,
-    text: Option<Arc<str>>,
+    time: Option<EventTime>,
 }
 
 pub struct Emitter {
@@ -273,7 +271,7 @@ impl Emitter {
             .boxed()
         });
         let time = self.time_of(p.boot_ns);
-        let untrusted = untrusted.map(|f| (f, time.clone()));
+        let untrusted = untrusted.map(|f| (f, time));
         let exec_seq = self.emit(Event {
             schema: SCHEMA,
             time,
@@ -294,14 +292,13 @@ impl Emitter {
         follow_up
     }
 
-    fn time_of(&mut self, boot_ns: u64) -> Arc<str> {
+    fn time_of(&mut self, boot_ns: u64) -> EventTime {
         let t = &mut self.last_time;
-        match &t.text {
-            Some(text) if t.at == boot_ns => text.clone(),
+        match t.time {
+            Some(time) if t.at == boot_ns => time,
             _ => {
-                write_rfc3339_ns(&mut t.scratch, to_epoch_ns(boot_ns));
                 t.at = boot_ns;
-                t.text.insert(Arc::from(t.scratch.as_str())).clone()
+                *t.time.insert(EventTime::at(to_epoch_ns(boot_ns)))
             }
         }
     }
@@ -310,7 +307,7 @@ impl Emitter {
     /// untrusted-binary finding its hash may call for.
     fn hashed(&mut self, process: Arc<Process>) {
         let time = self.time_of(boot_ns());
-        let seq = self.emit(self.about(Kind::ProcessHash, time.clone(), process.clone()));
+        let seq = self.emit(self.about(Kind::ProcessHash, time, process.clone()));
         if let Some(finding) = findings::untrusted_binary(&process) {
             self.untrusted(finding, seq, time, process);
         }
@@ -320,7 +317,7 @@ impl Emitter {
         &mut self,
         mut finding: Finding,
         evidence: Option<u64>,
-        time: Arc<str>,
+        time: EventTime,
         process: Arc<Process>,
     ) {
         finding.evidence.event_seqs.extend(evidence);
@@ -331,7 +328,7 @@ impl Emitter {
     }
 
     /// An event of `kind` about `process` and nothing else, not numbered yet.
-    fn about(&self, kind: Kind, time: Arc<str>, process: Arc<Process>) -> Event {
+    fn about(&self, kind: Kind, time: EventTime, process: Arc<Process>) -> Event {
         Event {
             schema: SCHEMA,
             time,

@@ -118,7 +118,7 @@ impl Agent {
         self.seq += 1;
         self.events.publish(Arc::new(Event {
             schema: SCHEMA,
-            time: proctor::event::rfc3339_ns(proctor::clock::now_ns()).into(),
+            time: proctor::event::EventTime::at(proctor::clock::now_ns()),
             node: "test".into(),
             kind,
             seq: self.seq,
