@@ -174,7 +174,7 @@ pub mod reused_json {
     /// event.
     pub fn write_event(out: &mut Vec<u8>, ev: &Event) -> serde_json::Result<()> {
         out.extend_from_slice(b"{\"schema\":");
-        write_str(out, ev.schema)?;
+        write_own(out, ev.schema);
         // Digits and separators: nothing to escape.
         out.extend_from_slice(b",\"time\":\"");
         out.extend_from_slice(ev.time.as_bytes());
@@ -245,12 +245,12 @@ pub mod reused_json {
         out.extend_from_slice(b",\"flags\":");
         out.extend_from_slice(n.format(f.flags).as_bytes());
         out.extend_from_slice(b",\"access\":");
-        write_str(out, f.access)?;
+        write_own(out, f.access);
         out.extend_from_slice(b",\"requested_path\":");
         write_str(out, &f.requested_path)?;
         if let Some(via) = f.via {
             out.extend_from_slice(b",\"via\":");
-            write_str(out, via)?;
+            write_own(out, via);
         }
         if let Some(id) = &f.secret_id {
             out.extend_from_slice(b",\"secret_id\":");
@@ -266,7 +266,7 @@ pub mod reused_json {
 
     fn write_finding(f: &Finding, out: &mut Vec<u8>) -> serde_json::Result<()> {
         out.extend_from_slice(b"{\"rule\":");
-        write_str(out, f.rule)?;
+        write_own(out, f.rule);
         out.extend_from_slice(b",\"severity\":\"");
         out.extend_from_slice(f.severity.as_str().as_bytes());
         out.extend_from_slice(b"\",\"summary\":");
@@ -281,7 +281,7 @@ pub mod reused_json {
         write_evidence(&f.evidence, out)?;
         if let Some(action) = f.action {
             out.extend_from_slice(b",\"action\":");
-            write_str(out, action)?;
+            write_own(out, action);
         }
         out.push(b'}');
         Ok(())
@@ -333,21 +333,36 @@ pub mod reused_json {
         const HIGH: u64 = 0x8080_8080_8080_8080;
         // Non-zero iff some byte of `x` is below `n` (n <= 0x80).
         let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
-        let mut words = b.chunks_exact(8);
-        for w in &mut words {
+        let escapes = |w: &[u8]| {
             let x = u64::from_le_bytes(w.try_into().expect("eight bytes"));
-            if below(x, 0x20)
+            below(x, 0x20)
                 | below(x ^ (ONES * u64::from(b'"')), 1)
                 | below(x ^ (ONES * u64::from(b'\\')), 1)
                 != 0
-            {
-                return true;
-            }
+        };
+        // No byte-at-a-time tail: a short string is padded to a word with
+        // spaces, a longer one's tail is the last eight bytes (overlapping
+        // the word before).
+        if b.len() < 8 {
+            let mut w = [b' '; 8];
+            w[..b.len()].copy_from_slice(b);
+            return escapes(&w);
         }
-        words
-            .remainder()
-            .iter()
-            .any(|&c| c < 0x20 || c == b'"' || c == b'\\')
+        let mut words = b.chunks_exact(8);
+        if words.any(escapes) {
+            return true;
+        }
+        !words.remainder().is_empty() && escapes(&b[b.len() - 8..])
+    }
+
+    /// A string of the agent's own (a rule id, an access mode, the schema):
+    /// nothing in it to escape or to scan for.
+    fn write_own(out: &mut Vec<u8>, s: &'static str) {
+        debug_assert!(!needs_escape(s.as_bytes()), "{s}");
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
     }
 
     fn write_strs(out: &mut Vec<u8>, list: &[String]) -> serde_json::Result<()> {
@@ -837,7 +852,7 @@ mod tests {
     #[test]
     fn a_string_is_escaped_exactly_when_serde_json_would_escape_it() {
         // Every byte value at every offset of a word and of the tail.
-        for len in [1usize, 7, 8, 9, 16, 23] {
+        for len in [1usize, 2, 7, 8, 9, 15, 16, 17, 23] {
             for at in 0..len {
                 for b in 0u8..=0x7f {
                     let mut s = vec![b'a'; len];

@@ -310,7 +310,7 @@ impl Ingest {
             KernelEvent::ExecEnv(rec) => self.exec_env(*rec).await,
             KernelEvent::Fork(f) => self.fork(f),
             KernelEvent::Exit(e) => self.exit(e).await,
-            KernelEvent::FileOpen(o) => self.file_open(*o).await,
+            KernelEvent::FileOpen(o) => self.file_open(&o).await,
             KernelEvent::Connect(c) => self.connect(*c).await,
             KernelEvent::IoUring(u) => self.io_uring(u).await,
         }
@@ -388,7 +388,9 @@ impl Ingest {
         Some(snapshot)
     }
 
-    async fn file_open(&mut self, rec: OpenRecord) {
+    /// By reference, as [`Self::open_by`]: a record moved into each
+    /// future on the way was a copy of it per call.
+    async fn file_open(&mut self, rec: &OpenRecord) {
         if self.secrets.is_none() {
             return;
         }
@@ -416,18 +418,18 @@ impl Ingest {
             .map(|r| r.snapshot.clone())
         };
         match found {
-            Some(reader) => self.open_by(read.rec, reader).await,
-            None if read.start_ns.is_some() => self.file_open(read.rec).await,
+            Some(reader) => self.open_by(&read.rec, reader).await,
+            None if read.start_ns.is_some() => self.file_open(&read.rec).await,
             None => self.gaps.opens_without_process += 1,
         }
     }
 
-    async fn open_by(&mut self, rec: OpenRecord, reader: Snapshot) {
+    async fn open_by(&mut self, rec: &OpenRecord, reader: Snapshot) {
         // Owner selectors may name the binary's hash: judge the finished identity.
         let resolved = reader.resolve().await;
         // Verified on the blocking pool, once per file version.
         let client = self.packages.verdict(&resolved).await;
-        let Some((matched, job)) = self.secrets.as_mut().and_then(|m| m.prepare_open(&rec)) else {
+        let Some((matched, job)) = self.secrets.as_mut().and_then(|m| m.prepare_open(rec)) else {
             return;
         };
         // File I/O (a new version's stat and fingerprint read) waits on the
@@ -443,7 +445,7 @@ impl Ingest {
             None => None,
         };
         let out = match self.secrets.as_mut() {
-            Some(m) => m.finish_open(&rec, matched, facts, &reader, &resolved, client.as_ref()),
+            Some(m) => m.finish_open(rec, matched, facts, &reader, &resolved, client.as_ref()),
             None => Default::default(),
         };
         for p in out {

@@ -43,6 +43,10 @@ const STAGES: &[(&str, &str)] = &[
     ),
 ];
 const HASHING: &str = "proctor::identity::hash_cache::hash_version";
+/// SHA-256's block function, wherever it is called from: about one run in
+/// ten, the hashing of `callgrind_control`'s perl ran outside
+/// [`HASHING`]'s entry and counted as "the rest" (some 20k a record).
+const SHA256_BLOCKS: &str = "sha2::sha256::compress256";
 
 fn tool(name: &str) -> Result<()> {
     let ok = Command::new(name)
@@ -170,12 +174,12 @@ pub fn section(ctx: &Ctx) -> Result<String> {
     let emitted = agent::emitted(&after) - agent::emitted(&before);
     agent.stop();
     let counts = Counts::read(&largest_dump(&out_dir, "callgrind.out.")?)?;
-    let hashing = counts.of(HASHING);
+    let hashing = counts.of(HASHING).max(counts.of(SHA256_BLOCKS));
     let records = made.records.max(1);
     let per = |n: u64| n as f64 / records as f64;
     let agent_total = counts.total.saturating_sub(hashing);
     let mut md = format!(
-        "## Instructions per record\n\nproctor default config with `kernel.repeat_window: 0s`, run under `valgrind --tool=callgrind` (instrumentation switched on for the workload only); {} one-byte reads of the 5 watched files ({} per second for {secs} s, each one kernel record, a `file_open` event and a `secret-read` finding), the agent's stdout read by the bench. Instructions the agent executed from the first read until a status emitted after the last one, per record; a stage is a function's inclusive count (what it and everything it calls executed). Binary hashing ({:.0} instructions per record here: the binaries executed meanwhile, such as the perl of `callgrind_control`, once each) is left out of the total: it runs on the blocking pool once per binary, not per record. Events emitted meanwhile: {emitted}; records lost: {lost}.\n\n",
+        "## Instructions per record\n\nproctor default config with `kernel.repeat_window: 0s`, run under `valgrind --tool=callgrind` (instrumentation switched on for the workload only); {} one-byte reads of the 5 watched files ({} per second for {secs} s, each one kernel record, a `file_open` event and a `secret-read` finding), the agent's stdout read by the bench. Instructions the agent executed from the first read until a status emitted after the last one, per record; a stage is a function's inclusive count (what it and everything it calls executed). Binary hashing ({:.0} instructions per record here: the binaries executed meanwhile, such as the perl of `callgrind_control`, once each; the hashing function's count or, where larger, all of SHA-256's block function's) is left out of the total: it runs on the blocking pool once per binary, not per record. Events emitted meanwhile: {emitted}; records lost: {lost}.\n\n",
         made.records,
         rate,
         per(hashing),
