@@ -445,7 +445,7 @@ impl Ingest {
             None => None,
         };
         let out = match self.secrets.as_mut() {
-            Some(m) => m.finish_open(rec, matched, facts, &reader, &resolved, client.as_ref()),
+            Some(m) => m.finish_open(rec, matched, facts, &resolved, client.as_ref()),
             None => Default::default(),
         };
         for p in out {

@@ -38,7 +38,7 @@ pub struct Pending {
     pub kind: Kind,
     /// Kernel boot-time ns of the event.
     pub boot_ns: u64,
-    pub snapshot: Snapshot,
+    pub subject: Subject,
     pub exit: Option<ExitInfo>,
     pub status: Option<serde_json::Value>,
     pub file: Option<Arc<FileInfo>>,
@@ -54,12 +54,33 @@ pub struct Pending {
 /// fit inline, without a vector of their own.
 pub type Yielded = smallvec::SmallVec<[Box<Pending>; 2]>;
 
+/// Whose event it is.
+pub enum Subject {
+    /// The process's snapshot: its view is taken when the event goes out,
+    /// waiting up to `hash.emit_wait` for hashes still computing.
+    Snapshot(Snapshot),
+    /// A view already finished: a secret read judges its reader's whole
+    /// identity first, and taking the view again from the snapshot (its
+    /// futures cloned, looked at and dropped, the pod source asked) was a
+    /// twentieth of the agent's work per read.
+    Resolved(Arc<Process>),
+}
+
 impl Pending {
     pub fn new(kind: Kind, boot_ns: u64, snapshot: Snapshot) -> Self {
+        Self::about(kind, boot_ns, Subject::Snapshot(snapshot))
+    }
+
+    /// An event of `view`, a finished view of its process.
+    pub fn resolved(kind: Kind, boot_ns: u64, view: Arc<Process>) -> Self {
+        Self::about(kind, boot_ns, Subject::Resolved(view))
+    }
+
+    fn about(kind: Kind, boot_ns: u64, subject: Subject) -> Self {
         Self {
             kind,
             boot_ns,
-            snapshot,
+            subject,
             exit: None,
             status: None,
             file: None,
@@ -236,7 +257,10 @@ impl Emitter {
     async fn handle(&mut self, mut p: Box<Pending>, now: u64) -> Option<FollowUp> {
         let deadline = p.boot_ns.saturating_add(duration_ns(self.hash_wait));
         let wait = Duration::from_nanos(deadline.saturating_sub(now));
-        let (process, complete) = p.snapshot.resolve_within(wait).await;
+        let (process, complete) = match &p.subject {
+            Subject::Resolved(view) => (view.clone(), true),
+            Subject::Snapshot(s) => s.resolve_within(wait).await,
+        };
         if !complete {
             self.counters.hash_pending.fetch_add(1, Ordering::Relaxed);
         }
@@ -249,8 +273,11 @@ impl Emitter {
         let untrusted = (p.kind == Kind::ProcessExec && complete)
             .then(|| findings::untrusted_binary(&process))
             .flatten();
-        let follow_up = (p.kind == Kind::ProcessExec && !complete).then(|| {
-            let snapshot = p.snapshot.clone();
+        let unfinished = match &p.subject {
+            Subject::Snapshot(s) if p.kind == Kind::ProcessExec && !complete => Some(s.clone()),
+            _ => None,
+        };
+        let follow_up = unfinished.map(|snapshot| {
             async move {
                 match tokio::time::timeout(HASH_FOLLOW_UP_LIMIT, snapshot.resolve()).await {
                     Ok(view) => view,

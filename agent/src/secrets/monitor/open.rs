@@ -10,7 +10,6 @@ use crate::{
     event::{FileInfo, Kind, Process, SecretInfo, Severity},
     identity::hash_cache::FileKey,
     identity::packages::PackagedExe,
-    identity::snapshot::Snapshot,
     kernel::decode::OpenRecord,
     pipeline::emitter::{Pending, Yielded},
     secrets::kernel_watch::KernelWatch,
@@ -106,7 +105,6 @@ impl<K: KernelWatch> SecretMonitor<K> {
     pub fn on_open(
         &mut self,
         rec: &OpenRecord,
-        reader: &Snapshot,
         reader_now: &Arc<Process>,
         client: Option<&PackagedExe>,
     ) -> Vec<Pending> {
@@ -114,7 +112,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             return Vec::new();
         };
         let facts = job.map(FileJob::run);
-        self.finish_open(rec, m, facts, reader, reader_now, client)
+        self.finish_open(rec, m, facts, reader_now, client)
             .into_iter()
             .map(|p| *p)
             .collect()
@@ -190,14 +188,14 @@ impl<K: KernelWatch> SecretMonitor<K> {
 
     /// Second half of a matched open: the events and findings it yields.
     /// `facts` is what its [`FileJob`] found (`None` when the version was
-    /// known, or the job failed). `client` is the installed program the
+    /// known, or the job failed). `reader_now` is the reader's finished
+    /// view, which the events carry; `client` is the installed program the
     /// reader's exec'd file was proven to be, if any.
     pub fn finish_open(
         &mut self,
         rec: &OpenRecord,
         mut m: OpenMatch,
         facts: Option<FileFacts>,
-        reader: &Snapshot,
         reader_now: &Arc<Process>,
         client: Option<&PackagedExe>,
     ) -> Yielded {
@@ -274,7 +272,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
         let mut out = Yielded::new();
         out.push(Box::new(Pending {
             file: Some(file.clone()),
-            ..Pending::new(Kind::FileOpen, rec.ktime_ns, reader.clone())
+            ..Pending::resolved(Kind::FileOpen, rec.ktime_ns, reader_now.clone())
         }));
         if !rec.readable {
             return out;
@@ -302,7 +300,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 file: Some(file),
                 finding: Some(Box::new(findings::secret_decoy(reader_now, secret, mitre))),
                 refers_to_previous: true,
-                ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
+                ..Pending::resolved(Kind::Finding, rec.ktime_ns, reader_now.clone())
             }));
             return out;
         }
@@ -343,7 +341,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
             file: Some(file),
             finding: Some(Box::new(finding)),
             refers_to_previous: true,
-            ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
+            ..Pending::resolved(Kind::Finding, rec.ktime_ns, reader_now.clone())
         }));
         let search = self
             .searches
@@ -351,7 +349,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
         for f in follow_ups.into_iter().chain(search) {
             out.push(Box::new(Pending {
                 finding: Some(Box::new(f)),
-                ..Pending::new(Kind::Finding, rec.ktime_ns, reader.clone())
+                ..Pending::resolved(Kind::Finding, rec.ktime_ns, reader_now.clone())
             }));
         }
         out

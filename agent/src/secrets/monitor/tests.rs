@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::event::{Kind, Severity};
-use crate::identity::snapshot::Snapshot;
 use crate::kernel::decode::OpenRecord;
 use crate::pipeline::emitter::Pending;
 use crate::secrets::catalog::CatalogEntry;
@@ -152,7 +151,7 @@ fn findings_of(out: &[Pending], rule: &str) -> Vec<crate::event::Finding> {
 }
 
 fn read(m: &mut SecretMonitor<RecordedWatch>, rec: &OpenRecord, p: &Arc<Process>) -> Vec<Pending> {
-    m.on_open(rec, &Snapshot::new(p.clone(), None, None), p, None)
+    m.on_open(rec, p, None)
 }
 
 #[test]
