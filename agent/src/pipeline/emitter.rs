@@ -46,6 +46,12 @@ pub struct Pending {
     pub net: Option<Box<NetInfo>>,
     /// The finding rests on the event just before it (its seq is filled in).
     pub refers_to_previous: bool,
+    /// A finding about this very access (a secret read's), emitted right
+    /// after this event as an event of its own, with the same process, time
+    /// and file, and this event's seq as its evidence. Carried here rather
+    /// than as a second pending event: that was a box, a trip through the
+    /// channel and a look-up of the same view again, per read.
+    pub then: Option<Box<Finding>>,
 }
 
 /// The events one kernel record yields, boxed where they are made (the
@@ -87,6 +93,7 @@ impl Pending {
             finding: None,
             net: None,
             refers_to_previous: false,
+            then: None,
         }
     }
 }
@@ -299,6 +306,7 @@ impl Emitter {
         });
         let time = self.time_of(p.boot_ns);
         let untrusted = untrusted.map(|f| (f, time));
+        let then = p.then.take().map(|f| (f, p.file.clone()));
         let exec_seq = self.emit(Event {
             schema: SCHEMA,
             time,
@@ -313,6 +321,15 @@ impl Emitter {
             net: p.net,
             suppressed: None,
         });
+        if let Some((mut finding, file)) = then {
+            // As `refers_to_previous`: the seq last taken.
+            finding.evidence.event_seqs.push(self.seq.last());
+            self.emit(Event {
+                file,
+                finding: Some(finding),
+                ..self.about(Kind::Finding, time, process.clone())
+            });
+        }
         if let Some((finding, time)) = untrusted {
             self.untrusted(finding, exec_seq, time, process);
         }

@@ -112,10 +112,20 @@ impl<K: KernelWatch> SecretMonitor<K> {
             return Vec::new();
         };
         let facts = job.map(FileJob::run);
-        self.finish_open(rec, m, facts, reader_now, client)
-            .into_iter()
-            .map(|p| *p)
-            .collect()
+        // The finding riding on its file_open as a pending event of its
+        // own, as the emitter sends it out.
+        let mut out = Vec::new();
+        for mut p in self.finish_open(rec, m, facts, reader_now, client) {
+            let then = p.then.take().map(|f| Pending {
+                file: p.file.clone(),
+                finding: Some(f),
+                refers_to_previous: true,
+                ..Pending::resolved(Kind::Finding, p.boot_ns, reader_now.clone())
+            });
+            out.push(*p);
+            out.extend(then);
+        }
+        out
     }
 
     /// Applies what a [`FileJob`] found: a stale inode slot is dropped, a
@@ -269,13 +279,13 @@ impl<K: KernelWatch> SecretMonitor<K> {
             secret_id: kube.as_ref().map(|k| k.id()),
             repeats: (rec.repeats > 0).then_some(rec.repeats),
         });
-        let mut out = Yielded::new();
-        out.push(Box::new(Pending {
-            file: Some(file.clone()),
+        // The finding of this read, if any, rides on its file_open (`then`).
+        let mut open = Box::new(Pending {
+            file: Some(file),
             ..Pending::resolved(Kind::FileOpen, rec.ktime_ns, reader_now.clone())
-        }));
+        });
         if !rec.readable {
-            return out;
+            return smallvec::smallvec![open];
         }
         self.stats.reads_reported += 1;
         // A refused open got no byte: an attempt, not a use of the secret
@@ -296,16 +306,11 @@ impl<K: KernelWatch> SecretMonitor<K> {
                 variable: None,
                 k8s: None,
             };
-            out.push(Box::new(Pending {
-                file: Some(file),
-                finding: Some(Box::new(findings::secret_decoy(reader_now, secret, mitre))),
-                refers_to_previous: true,
-                ..Pending::resolved(Kind::Finding, rec.ktime_ns, reader_now.clone())
-            }));
-            return out;
+            open.then = Some(Box::new(findings::secret_decoy(reader_now, secret, mitre)));
+            return smallvec::smallvec![open];
         }
         let Some((mut severity, mut role)) = verdict.and_then(verdict::read_role) else {
-            return out;
+            return smallvec::smallvec![open];
         };
         // A pod reading a Secret its own volumes hold is that Secret's owner.
         if kube.is_some() && self.kube_reader_is_mounted(fp.as_deref(), reader_now) {
@@ -337,12 +342,8 @@ impl<K: KernelWatch> SecretMonitor<K> {
             finding.action = Some("denied");
             self.stats.denied += 1;
         }
-        out.push(Box::new(Pending {
-            file: Some(file),
-            finding: Some(Box::new(finding)),
-            refers_to_previous: true,
-            ..Pending::resolved(Kind::Finding, rec.ktime_ns, reader_now.clone())
-        }));
+        open.then = Some(Box::new(finding));
+        let mut out: Yielded = smallvec::smallvec![open];
         let search = self
             .searches
             .on_open(&self.policy.search, reader_now, &secret_path, now);
