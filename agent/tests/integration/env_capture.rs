@@ -203,9 +203,13 @@ fn a_burst_of_2000_short_execs_misses_no_secret_and_flags_no_clean_env() {
             .unwrap()
     };
     let clean_repeats = repeats(&after) - repeats(&before);
+    // The agent sees every exec on the machine: another program exec'ing
+    // meanwhile with an environment it repeats (a shell loop's `sleep`) is
+    // a clean repeat too, counted in the captured environments beyond N.
+    let others = (n(&after, "sent") - n(&before, "sent")).saturating_sub(N as u64);
     assert!(
-        (N as u64 / 4..=N as u64 / 2).contains(&clean_repeats),
-        "{clean_repeats} clean repeats of {} identical clean environments: {}",
+        (N as u64 / 4..=N as u64 / 2 + others).contains(&clean_repeats),
+        "{clean_repeats} clean repeats of {} identical clean environments ({others} other execs): {}",
         N / 2,
         after["status"]["secrets"]
     );
