@@ -175,10 +175,10 @@ pub mod reused_json {
     pub fn write_event(out: &mut Vec<u8>, ev: &Event) -> serde_json::Result<()> {
         out.extend_from_slice(b"{\"schema\":");
         write_own(out, ev.schema);
+        out.extend_from_slice(b",\"time\":");
         // Digits and separators: nothing to escape.
-        out.extend_from_slice(b",\"time\":\"");
-        out.extend_from_slice(ev.time.as_bytes());
-        out.extend_from_slice(b"\",\"node\":");
+        quoted(out, ev.time.as_bytes());
+        out.extend_from_slice(b",\"node\":");
         write_str(out, &ev.node)?;
         out.extend_from_slice(b",\"kind\":\"");
         out.extend_from_slice(ev.kind.as_str().as_bytes());
@@ -359,9 +359,14 @@ pub mod reused_json {
     /// nothing in it to escape or to scan for.
     fn write_own(out: &mut Vec<u8>, s: &'static str) {
         debug_assert!(!needs_escape(s.as_bytes()), "{s}");
-        out.reserve(s.len() + 2);
+        quoted(out, s.as_bytes());
+    }
+
+    /// `text` between quotes, as it is: for text known to need no escape.
+    fn quoted(out: &mut Vec<u8>, text: &[u8]) {
+        out.reserve(text.len() + 2);
         out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
+        out.extend_from_slice(text);
         out.push(b'"');
     }
 
@@ -385,10 +390,7 @@ pub mod reused_json {
         if needs_escape(s.as_bytes()) {
             return serde_json::to_writer(&mut *out, s);
         }
-        out.reserve(s.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
+        quoted(out, s.as_bytes());
         Ok(())
     }
 }
