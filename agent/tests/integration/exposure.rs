@@ -259,13 +259,13 @@ fn looser_state_dir_spool_and_sink_file_left_behind_are_tightened() {
         listing(&loose),
         listing(&t)
     );
-    let stderr = agent.stderr();
     assert!(
-        stderr.contains(&format!(
+        agent.stderr_shows(&format!(
             "{} was mode 0755: tightened to 0700",
             state.display()
         )),
-        "no warning naming the state dir that was tightened; stderr:\n{stderr}"
+        "no warning naming the state dir that was tightened; stderr:\n{}",
+        agent.stderr()
     );
     agent.stop();
 }

@@ -324,6 +324,11 @@ fn kubelet_down_agent_answers_from_cgroups_and_reports_the_outage() {
         .unwrap_or_else(|| panic!("no failed-fetch counter in:\n{metrics}"));
     let n: f64 = failed.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(n >= 1.0, "{failed}");
+    assert!(
+        agent.stderr_shows("pod metadata unavailable"),
+        "no outage warning:\n{}",
+        agent.stderr()
+    );
     let warnings = agent.stderr().matches("pod metadata unavailable").count();
     assert_eq!(warnings, 1, "one warning per outage:\n{}", agent.stderr());
 

@@ -197,7 +197,11 @@ fn a_kill_rule_added_by_sighup_kills_the_next_reader_and_a_broken_config_leaves_
         error.contains("ownres") && error.contains(&cfg.path().display().to_string()),
         "the error names the key and the file: {r}"
     );
-    assert!(agent.stderr().contains("configuration reload refused"));
+    assert!(
+        agent.stderr_shows("configuration reload refused"),
+        "the refusal is not logged: {}",
+        agent.stderr()
+    );
     let m = marker("after-broken-config");
     let out = read_as(&intruder, &m, &node.pgpass());
     assert!(

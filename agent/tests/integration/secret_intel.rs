@@ -409,12 +409,12 @@ fn a_read_of_a_decoy_is_critical_while_the_real_credential_beside_it_stays_a_pla
         std::fs::read_to_string(&taken).unwrap(),
         "someone's own file\n"
     );
-    let err = agent.stderr();
     assert!(
-        err.contains(&format!("decoy {} not planted", taken.display()))
-            && err.contains("left untouched"),
-        "no start-up warning about {}: {err}",
-        taken.display()
+        agent.stderr_shows(&format!("decoy {} not planted", taken.display()))
+            && agent.stderr_shows("left untouched"),
+        "no start-up warning about {}: {}",
+        taken.display(),
+        agent.stderr()
     );
 
     let m = marker("intel-decoy");

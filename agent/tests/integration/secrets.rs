@@ -700,7 +700,7 @@ fn a_locked_inventory_holds_up_no_event_and_loses_no_read() {
         "{status}"
     );
     assert!(
-        agent.stderr().contains("the write is retried"),
+        agent.stderr_shows("the write is retried"),
         "the lock did hold the agent's writes back: {}",
         agent.stderr()
     );

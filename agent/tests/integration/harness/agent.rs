@@ -133,6 +133,22 @@ impl AgentProc {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Whether `needle` shows up in stderr within the event timeout. Stdout
+    /// and stderr are read by two threads, so an event seen on stdout does
+    /// not mean the log line the agent wrote just before it has been read.
+    pub fn stderr_shows(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + EVENT_TIMEOUT;
+        loop {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.lock().unwrap().as_ref().unwrap().id()
     }
