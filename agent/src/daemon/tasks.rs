@@ -67,6 +67,7 @@ impl Agent {
             hash_wait: self.cfg.hash.emit_wait,
             series: Default::default(),
             last_time: Default::default(),
+            previous: None,
         };
         let rx = self.rx.take().expect("run once");
         let m = &self.metrics;

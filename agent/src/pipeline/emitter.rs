@@ -44,7 +44,8 @@ pub struct Pending {
     pub file: Option<Arc<FileInfo>>,
     pub finding: Option<Box<Finding>>,
     pub net: Option<Box<NetInfo>>,
-    /// The finding rests on the event just before it (its seq is filled in).
+    /// The finding rests on the pending event just before it: that event's
+    /// seq is its evidence (none when the rate limiter suppressed it).
     pub refers_to_previous: bool,
     /// A finding about this very access (a secret read's), emitted right
     /// after this event as an event of its own, with the same process, time
@@ -180,6 +181,10 @@ pub struct Emitter {
     pub hash_wait: Duration,
     pub series: Series,
     pub last_time: LastTime,
+    /// The seq of the last pending event sent out that a later one may rest
+    /// on (`refers_to_previous`); `None` when the limiter suppressed it. Not
+    /// the last seq taken: a `process_hash` may go out in between.
+    pub previous: Option<u64>,
 }
 
 /// The metric counters events feed, by label values, once looked up.
@@ -273,7 +278,7 @@ impl Emitter {
         }
         if p.refers_to_previous {
             if let Some(f) = p.finding.as_mut() {
-                f.evidence.event_seqs.push(self.seq.last());
+                f.evidence.event_seqs.extend(self.previous);
             }
         }
         // Whether a binary can be trusted is known only once it is hashed.
@@ -307,7 +312,8 @@ impl Emitter {
         let time = self.time_of(p.boot_ns);
         let untrusted = untrusted.map(|f| (f, time));
         let then = p.then.take().map(|f| (f, p.file.clone()));
-        let exec_seq = self.emit(Event {
+        let refers_to_previous = p.refers_to_previous;
+        let seq = self.emit(Event {
             schema: SCHEMA,
             time,
             node: self.node.clone(),
@@ -321,9 +327,12 @@ impl Emitter {
             net: p.net,
             suppressed: None,
         });
+        if !refers_to_previous {
+            self.previous = seq;
+        }
         if let Some((mut finding, file)) = then {
-            // As `refers_to_previous`: the seq last taken.
-            finding.evidence.event_seqs.push(self.seq.last());
+            // The access it is about, if that went out.
+            finding.evidence.event_seqs.extend(seq);
             self.emit(Event {
                 file,
                 finding: Some(finding),
@@ -331,7 +340,7 @@ impl Emitter {
             });
         }
         if let Some((finding, time)) = untrusted {
-            self.untrusted(finding, exec_seq, time, process);
+            self.untrusted(finding, seq, time, process);
         }
         follow_up
     }

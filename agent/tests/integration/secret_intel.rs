@@ -463,3 +463,64 @@ fn a_read_of_a_decoy_is_critical_while_the_real_credential_beside_it_stays_a_pla
         e["kind"] == "finding" && e["finding"]["rule"] == "secret-decoy" && has_arg(e, &m3)
     });
 }
+
+/// A finding names as evidence only an event that went out: when the rate
+/// limiter holds a read's `file_open` back, the finding about that read (its
+/// own bucket) names no event, rather than whatever went out before it.
+#[test]
+fn a_finding_whose_file_open_was_rate_limited_names_no_other_event_as_evidence() {
+    let s = setup("1000d");
+    let decoy = s.home.path().join(".aws/credentials.bak");
+    // A copy of cat with its own sha256: only this test's reads share its buckets.
+    let reader = s.home.path().join("limited-cat");
+    let mut data = std::fs::read("/bin/cat").unwrap();
+    data.extend_from_slice(marker("rl-cat").as_bytes());
+    write_exe(&reader, data);
+    let config = format!(
+        "{}  decoys:\n\
+         \x20   - {{path: {}, kind: aws_credentials}}\n\
+         rate_limit: {{enabled: true, events_per_second: 0.01, burst: 1, summary_interval: 1s}}\n",
+        s.config,
+        decoy.display()
+    );
+    let agent = AgentProc::start(&config);
+
+    // The first read: its file_open and its finding both go out, the
+    // finding resting on the file_open.
+    let m = marker("rl-real");
+    run(Command::new(&reader).arg(&s.creds).arg0(&m));
+    let f = agent.wait_for(|e| {
+        e["kind"] == "finding" && e["finding"]["rule"] == "secret-read" && has_arg(e, &m)
+    });
+    let open = agent.wait_for(|e| e["kind"] == "file_open" && has_arg(e, &m));
+    assert_eq!(
+        f["finding"]["evidence"]["event_seqs"],
+        serde_json::json!([open["seq"]]),
+        "{f}"
+    );
+
+    // The second: the file_open's bucket is spent, the decoy finding's is not.
+    let m2 = marker("rl-decoy");
+    run(Command::new(&reader).arg(&decoy).arg0(&m2));
+    let d = agent.wait_for(|e| {
+        e["kind"] == "finding" && e["finding"]["rule"] == "secret-decoy" && has_arg(e, &m2)
+    });
+    assert!(
+        d["finding"]["evidence"].get("event_seqs").is_none(),
+        "the decoy's finding names an event it does not rest on: {d}"
+    );
+    // Counted, not lost: the limiter's summary names the reader.
+    let path = reader.to_str().unwrap();
+    agent.wait_for(|e| {
+        e["kind"] == "file_open"
+            && e["process"]["exe"]["path"] == path
+            && e["suppressed"]["count"].as_u64().is_some_and(|n| n >= 1)
+    });
+    assert!(
+        !agent
+            .events()
+            .iter()
+            .any(|e| e["kind"] == "file_open" && has_arg(e, &m2) && e.get("suppressed").is_none()),
+        "the limited file_open went out"
+    );
+}
