@@ -301,9 +301,12 @@ pub mod reused_json {
             }
             out.push(b']');
         }
+        if !e.paths.is_empty() {
+            out.extend_from_slice(b",\"paths\":");
+            write_strs(out, &e.paths)?;
+        }
         for (key, list) in [
-            (&b",\"paths\":"[..], &e.paths[..]),
-            (b",\"identities\":", &e.identities[..]),
+            (&b",\"identities\":"[..], &e.identities[..]),
             (b",\"destinations\":", &e.destinations[..]),
         ] {
             if !list.is_empty() {
@@ -370,13 +373,13 @@ pub mod reused_json {
         out.push(b'"');
     }
 
-    fn write_strs(out: &mut Vec<u8>, list: &[String]) -> serde_json::Result<()> {
+    fn write_strs<S: AsRef<str>>(out: &mut Vec<u8>, list: &[S]) -> serde_json::Result<()> {
         out.push(b'[');
         for (i, s) in list.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            write_str(out, s)?;
+            write_str(out, s.as_ref())?;
         }
         out.push(b']');
         Ok(())
@@ -585,12 +588,13 @@ pub struct K8sSecretRef {
 /// What the finding rests on: identifiers of the events and processes involved.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Evidence {
-    pub exec_ids: Few<String>,
+    /// Shared with the processes' views: one finding per watched read.
+    pub exec_ids: Few<Arc<str>>,
     /// `seq` of the events (file_open, process_exec) that triggered it, when emitted.
     #[serde(skip_serializing_if = "Few::is_empty")]
     pub event_seqs: Few<u64>,
     #[serde(skip_serializing_if = "Few::is_empty")]
-    pub paths: Few<String>,
+    pub paths: Few<Arc<str>>,
     /// Workload identities involved (secret-replay: the bound ones, then the new one).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub identities: Vec<String>,
@@ -618,8 +622,8 @@ pub type Few<T> = smallvec::SmallVec<[T; 2]>;
 pub struct Process {
     pub pid: u32,
     pub ppid: u32,
-    pub exec_id: String,
-    pub parent_exec_id: Option<String>,
+    pub exec_id: Arc<str>,
+    pub parent_exec_id: Option<Arc<str>>,
     /// Process start, ns since the Unix epoch.
     pub start_time_ns: u64,
     pub uid: u32,
@@ -737,6 +741,19 @@ impl EventTime {
         Self { epoch_ns, text }
     }
 
+    /// The time `epoch_ns`, written from `prev`'s text where both fall in
+    /// the same second (only the nanoseconds differ): events come in time
+    /// order, thousands a second, and the date was most of the work.
+    pub fn after(prev: &EventTime, epoch_ns: u64) -> Self {
+        const SEC: u64 = 1_000_000_000;
+        if epoch_ns / SEC != prev.epoch_ns / SEC {
+            return Self::at(epoch_ns);
+        }
+        let mut text = prev.text;
+        put_digits(&mut text[20..29], epoch_ns % SEC);
+        Self { epoch_ns, text }
+    }
+
     pub fn epoch_ns(&self) -> u64 {
         self.epoch_ns
     }
@@ -839,15 +856,22 @@ mod tests {
             // Up to the year 2500.
             at.push(x % (16_725_225_600 * 1_000_000_000));
         }
+        let mut prev = EventTime::at(0);
         for ns in at {
-            let time = EventTime::at(ns);
             let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
-            assert_eq!(
-                time.as_str(),
-                humantime::format_rfc3339_nanos(t).to_string(),
-                "{ns}"
-            );
-            assert_eq!(time.epoch_ns(), ns);
+            let want = humantime::format_rfc3339_nanos(t).to_string();
+            // Each instant alone, after the one before, and after an
+            // instant of the same second (a neighbour a few ns away).
+            let neighbour = EventTime::at(ns ^ 1);
+            for time in [
+                EventTime::at(ns),
+                EventTime::after(&prev, ns),
+                EventTime::after(&neighbour, ns),
+            ] {
+                assert_eq!(time.as_str(), want, "{ns}");
+                assert_eq!(time.epoch_ns(), ns);
+            }
+            prev = EventTime::at(ns);
         }
     }
 

@@ -180,7 +180,7 @@ impl AttestationService {
             };
             let exec_id = snapshot.process.exec_id.clone();
             if let Some(want) = &req.exec_id {
-                if *want != exec_id {
+                if **want != *exec_id {
                     return Err(Status::not_found(format!(
                         "pid {pid} is exec_id {exec_id} now, not {want}"
                     )));
@@ -384,7 +384,7 @@ impl Watcher {
             let p = resolved(&snapshot, self.svc.hash_wait).await;
             return self.exited(Some(&p)).await;
         }
-        if snapshot.process.exec_id != self.current.exec_id {
+        if *snapshot.process.exec_id != *self.current.exec_id {
             let p = resolved(&snapshot, self.svc.hash_wait).await;
             return self.changed(&p).await;
         }

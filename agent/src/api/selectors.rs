@@ -320,14 +320,15 @@ pub fn identity(p: &Process, cx: &Context<'_>) -> Identity {
     let pod = p.pod.as_ref();
     let own = |s: Option<&str>| s.map(str::to_string);
     Identity {
-        exec_id: p.exec_id.clone(),
+        exec_id: p.exec_id.to_string(),
         pid: p.pid,
         ppid: p.ppid,
         parent_exec_id: p
             .parent_exec_id
-            .clone()
-            .or_else(|| cx.parent.map(|q| q.exec_id.clone()))
-            .unwrap_or_default(),
+            .as_deref()
+            .or_else(|| cx.parent.map(|q| &*q.exec_id))
+            .unwrap_or_default()
+            .to_string(),
         selectors: selectors(p, cx),
         integrity: Some(Integrity {
             kernel_exec: p.attestation == Attestation::KernelExec,

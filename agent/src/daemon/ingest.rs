@@ -215,7 +215,7 @@ impl Ingest {
             let exec_id = &job.snapshot.process.exec_id;
             let live = lock(&self.table)
                 .get(job.snapshot.process.pid)
-                .is_some_and(|r| r.exec_id() == exec_id.as_str());
+                .is_some_and(|r| r.exec_id() == &**exec_id);
             if live {
                 self.hygiene
                     .record_env(exec_id, !job.truncated && found.is_empty());
@@ -475,7 +475,7 @@ impl Ingest {
             table
                 .get_started(rec.ppid, rec.parent_start_boottime_ns)
                 .map(|r| ParentRef {
-                    exec_id: r.exec_id().to_string(),
+                    exec_id: r.snapshot.process.exec_id.clone(),
                 })
         };
         let cgroup_path = self.cgroups.path(rec.cgroup_id, rec.tgid);

@@ -9,7 +9,7 @@ use crate::{
         UNTRUSTED_BINARY,
     },
     event::Severity,
-    event::{Evidence, Finding, Process, SecretInfo},
+    event::{Evidence, Few, Finding, Process, SecretInfo},
     identity::container::Refusal,
 };
 
@@ -56,7 +56,7 @@ pub fn untrusted_binary(p: &Process) -> Option<Finding> {
         secret: None,
         evidence: Evidence {
             exec_ids: smallvec::smallvec![p.exec_id.clone()],
-            paths: smallvec::smallvec![p.exe.path.clone()],
+            paths: smallvec::smallvec![p.exe.path.as_str().into()],
             ..Evidence::default()
         },
         action: None,
@@ -94,7 +94,7 @@ pub fn identity_forgery(p: &Process, r: &Refusal) -> Finding {
         secret: None,
         evidence: Evidence {
             exec_ids: smallvec::smallvec![p.exec_id.clone()],
-            paths: smallvec::smallvec![r.path.clone()],
+            paths: smallvec::smallvec![r.path.as_str().into()],
             identities: claimed,
             reason: Some(r.reason.clone()),
             ..Evidence::default()
@@ -106,6 +106,8 @@ pub fn identity_forgery(p: &Process, r: &Refusal) -> Finding {
 pub struct ReadContext<'a> {
     pub reader: &'a Process,
     pub secret: Arc<SecretInfo>,
+    /// The secret's path, shared with the watch table.
+    pub path: Arc<str>,
     pub mitre: Arc<[String]>,
     pub severity: Severity,
     pub owner: bool,
@@ -118,7 +120,7 @@ pub fn secret_read(ctx: ReadContext) -> Finding {
         severity = escalate(severity);
         escalation = Some(format!("reader is untrusted: {reason}"));
     }
-    let path = ctx.secret.path.clone().unwrap_or_default();
+    let path = ctx.path;
     let who = if ctx.owner { "owner" } else { "non-owner" };
     Finding {
         rule: SECRET_READ,
@@ -184,7 +186,7 @@ pub fn secret_env(p: &Process, secret: Arc<SecretInfo>) -> Finding {
     }
 }
 
-pub fn secret_search(p: &Process, distinct: usize, window_s: u64, paths: Vec<String>) -> Finding {
+pub fn secret_search(p: &Process, distinct: usize, window_s: u64, paths: Few<Arc<str>>) -> Finding {
     Finding {
         rule: SECRET_SEARCH,
         severity: if untrusted_reason(p).is_some() {
@@ -200,7 +202,7 @@ pub fn secret_search(p: &Process, distinct: usize, window_s: u64, paths: Vec<Str
         secret: None,
         evidence: Evidence {
             exec_ids: smallvec::smallvec![p.exec_id.clone()],
-            paths: paths.into(),
+            paths,
             ..Evidence::default()
         },
         action: None,
@@ -210,7 +212,7 @@ pub fn secret_search(p: &Process, distinct: usize, window_s: u64, paths: Vec<Str
 /// A read of a decoy proctor planted: whoever it is, it is looking for
 /// credentials it has no business with.
 pub fn secret_decoy(reader: &Process, secret: SecretInfo, mitre: Arc<[String]>) -> Finding {
-    let path = secret.path.clone().unwrap_or_default();
+    let path: Arc<str> = secret.path.as_deref().unwrap_or_default().into();
     Finding {
         rule: SECRET_DECOY,
         severity: Severity::Critical,
@@ -233,7 +235,7 @@ pub fn secret_decoy(reader: &Process, secret: SecretInfo, mitre: Arc<[String]>) 
 /// A secret whose content has gone unrotated longer than its policy's
 /// `max_age`. No process did anything: the event's process is the agent's.
 pub fn secret_stale(secret: SecretInfo, age_s: u64, max_age_s: u64, since: String) -> Finding {
-    let path = secret.path.clone().unwrap_or_default();
+    let path: Arc<str> = secret.path.as_deref().unwrap_or_default().into();
     Finding {
         rule: SECRET_STALE,
         severity: Severity::Medium,

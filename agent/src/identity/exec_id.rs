@@ -5,6 +5,8 @@
 //! start-up). Two programs that end up with the same PID differ in the
 //! timestamp; two nodes differ in the boot id.
 
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
 
 use crate::clock::boot_id;
@@ -19,7 +21,7 @@ pub enum Origin {
     Scan,
 }
 
-pub fn exec_id(origin: Origin, pid: u32, time: u64) -> String {
+pub fn exec_id(origin: Origin, pid: u32, time: u64) -> Arc<str> {
     let tag: &[u8] = match origin {
         Origin::Exec => b"exec",
         Origin::Fork => b"fork",
@@ -30,7 +32,7 @@ pub fn exec_id(origin: Origin, pid: u32, time: u64) -> String {
     h.update(tag);
     h.update(pid.to_le_bytes());
     h.update(time.to_le_bytes());
-    hex::encode(&h.finalize()[..16])
+    hex::encode(&h.finalize()[..16]).into()
 }
 
 #[cfg(test)]

@@ -134,7 +134,7 @@ fn as_seen_by(p: PathBuf, rec: &ExecRecord) -> PathBuf {
 }
 
 pub struct ParentRef {
-    pub exec_id: String,
+    pub exec_id: Arc<str>,
 }
 
 /// Builds the identity of a freshly exec'd process and starts hashing what needs it.

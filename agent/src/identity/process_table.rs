@@ -7,6 +7,7 @@
 use foldhash::{HashMap, HashMapExt};
 use std::{
     collections::VecDeque,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -43,8 +44,8 @@ impl Record {
 
 pub struct ProcessTable {
     live: HashMap<u32, Record>,
-    exited: HashMap<String, Record>,
-    exit_order: VecDeque<(Instant, String)>,
+    exited: HashMap<Arc<str>, Record>,
+    exit_order: VecDeque<(Instant, Arc<str>)>,
     exit_grace: Duration,
     max_exited: usize,
     pub evicted_early: u64,
@@ -136,7 +137,7 @@ impl ProcessTable {
         if let Some(settled) = rec.snapshot.settled() {
             rec.snapshot = settled;
         }
-        let id = rec.exec_id().to_string();
+        let id = rec.snapshot.process.exec_id.clone();
         self.exit_order
             .push_back((now + self.exit_grace, id.clone()));
         self.exited.insert(id.clone(), rec);
@@ -372,9 +373,9 @@ mod tests {
         table.exit(pid, start, Instant::now()).unwrap();
         // By its /proc start tick, and by pid alone for a read made after it started.
         let found = table.get_started_tick_or_exited(pid, start).unwrap();
-        assert_eq!(found.exec_id(), exec_id);
+        assert_eq!(found.exec_id(), &*exec_id);
         let found = table.newest_started_before(pid, start + 1).unwrap();
-        assert_eq!(found.exec_id(), exec_id);
+        assert_eq!(found.exec_id(), &*exec_id);
         // Not for another start, nor for a read before the process began.
         let tick = crate::clock::tick_ns();
         assert!(table

@@ -347,11 +347,16 @@ impl Emitter {
 
     fn time_of(&mut self, boot_ns: u64) -> EventTime {
         let t = &mut self.last_time;
-        match t.time {
-            Some(time) if t.at == boot_ns => time,
-            _ => {
+        match &t.time {
+            Some(time) if t.at == boot_ns => *time,
+            last => {
+                let epoch_ns = to_epoch_ns(boot_ns);
+                let time = match last {
+                    Some(last) => EventTime::after(last, epoch_ns),
+                    None => EventTime::at(epoch_ns),
+                };
                 t.at = boot_ns;
-                *t.time.insert(EventTime::at(to_epoch_ns(boot_ns)))
+                *t.time.insert(time)
             }
         }
     }

@@ -4,6 +4,7 @@
 use foldhash::HashMap;
 use std::{
     collections::VecDeque,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -15,7 +16,7 @@ use crate::{
 };
 
 /// Per process: recent distinct secret paths, and when secret-search last fired.
-type SearchWindow = (VecDeque<(Instant, String)>, Option<Instant>);
+type SearchWindow = (VecDeque<(Instant, Arc<str>)>, Option<Instant>);
 
 /// The secrets each process opened lately.
 #[derive(Debug, Default)]
@@ -31,7 +32,7 @@ impl SearchWatch {
         &mut self,
         cfg: &SearchConfig,
         p: &Process,
-        path: &str,
+        path: &Arc<str>,
         now: Instant,
     ) -> Option<Finding> {
         let (recent, fired) = self.windows.entry(p.pid).or_default();
@@ -42,7 +43,7 @@ impl SearchWatch {
             recent.pop_front();
         }
         if !recent.iter().any(|(_, q)| q == path) {
-            recent.push_back((now, path.to_string()));
+            recent.push_back((now, path.clone()));
         }
         if recent.len() < cfg.distinct_secrets
             || fired.is_some_and(|t| now.duration_since(t) < cfg.window)
@@ -81,7 +82,7 @@ pub fn search_tool_hunt(p: &Process, catalog: &Catalog) -> Option<Finding> {
         return None;
     }
     let names = catalog.basenames();
-    let hits: Vec<String> = p
+    let hits: crate::event::Few<Arc<str>> = p
         .args
         .iter()
         .skip(1)
@@ -89,7 +90,7 @@ pub fn search_tool_hunt(p: &Process, catalog: &Catalog) -> Option<Finding> {
             let a = a.trim_matches(|c| c == '*' || c == '"' || c == '\'');
             a.len() >= 4 && (names.contains(a) || SEARCH_WORDS.iter().any(|w| a.contains(w)))
         })
-        .cloned()
+        .map(|a| Arc::from(a.as_str()))
         .collect();
     if hits.is_empty() {
         return None;
@@ -143,24 +144,30 @@ mod tests {
     fn opens_older_than_the_window_do_not_count() {
         let (cfg, p, t0) = (cfg(2), crate::testdata::process(), Instant::now());
         let mut w = SearchWatch::default();
-        assert!(w.on_open(&cfg, &p, "/a", t0).is_none());
+        assert!(w.on_open(&cfg, &p, &"/a".into(), t0).is_none());
         let late = t0 + cfg.window + Duration::from_secs(1);
-        assert!(w.on_open(&cfg, &p, "/b", late).is_none(), "/a has expired");
+        assert!(
+            w.on_open(&cfg, &p, &"/b".into(), late).is_none(),
+            "/a has expired"
+        );
         let f = w
-            .on_open(&cfg, &p, "/c", late)
+            .on_open(&cfg, &p, &"/c".into(), late)
             .expect("two within the window");
-        assert_eq!(f.evidence.paths[..], ["/b", "/c"]);
+        assert_eq!(f.evidence.paths[..], [Arc::from("/b"), Arc::from("/c")]);
     }
 
     #[test]
     fn after_firing_a_process_is_quiet_for_a_window_then_may_fire_again() {
         let (cfg, p, t0) = (cfg(2), crate::testdata::process(), Instant::now());
         let mut w = SearchWatch::default();
-        w.on_open(&cfg, &p, "/a", t0);
-        assert!(w.on_open(&cfg, &p, "/b", t0).is_some());
-        assert!(w.on_open(&cfg, &p, "/c", t0).is_none(), "quiet");
+        w.on_open(&cfg, &p, &"/a".into(), t0);
+        assert!(w.on_open(&cfg, &p, &"/b".into(), t0).is_some());
+        assert!(w.on_open(&cfg, &p, &"/c".into(), t0).is_none(), "quiet");
         let later = t0 + cfg.window;
-        assert!(w.on_open(&cfg, &p, "/d", later).is_some(), "a new window");
+        assert!(
+            w.on_open(&cfg, &p, &"/d".into(), later).is_some(),
+            "a new window"
+        );
     }
 
     #[test]
@@ -170,9 +177,12 @@ mod tests {
         let mut q = p.clone();
         q.pid += 1;
         let mut w = SearchWatch::default();
-        w.on_open(&cfg, &p, "/a", t0);
-        assert!(w.on_open(&cfg, &q, "/b", t0).is_none(), "another process");
+        w.on_open(&cfg, &p, &"/a".into(), t0);
+        assert!(
+            w.on_open(&cfg, &q, &"/b".into(), t0).is_none(),
+            "another process"
+        );
         w.forget(p.pid);
-        assert!(w.on_open(&cfg, &p, "/b", t0).is_none(), "forgotten");
+        assert!(w.on_open(&cfg, &p, &"/b".into(), t0).is_none(), "forgotten");
     }
 }

@@ -28,7 +28,7 @@ use crate::{
 struct BoundIdentity {
     identity: String,
     exe_path: String,
-    exec_id: String,
+    exec_id: Arc<str>,
 }
 
 #[derive(Debug)]
@@ -47,7 +47,7 @@ pub struct Taint {
     pub allowed: Arc<[Destination]>,
     /// Whether `allowed` comes from policy (else the defaults).
     pub declared: bool,
-    pub reader_exec_id: String,
+    pub reader_exec_id: Arc<str>,
 }
 
 pub struct SecretUsage {
@@ -152,7 +152,7 @@ impl SecretUsage {
         } else {
             binding.bound.iter().map(|b| b.exe_path.clone()).collect()
         };
-        let mut exec_ids: crate::event::Few<String> =
+        let mut exec_ids: crate::event::Few<Arc<str>> =
             binding.bound.iter().map(|b| b.exec_id.clone()).collect();
         exec_ids.push(me.exec_id.clone());
         let mut identities: Vec<String> =
@@ -174,7 +174,7 @@ impl SecretUsage {
             secret: Some(Arc::clone(secret)),
             evidence: Evidence {
                 exec_ids,
-                paths: secret.path.iter().cloned().collect(),
+                paths: secret.path.iter().map(|p| p.as_str().into()).collect(),
                 identities,
                 ..Evidence::default()
             },
@@ -237,7 +237,7 @@ impl SecretUsage {
             secret: Some(Arc::clone(secret)),
             evidence: Evidence {
                 exec_ids: smallvec::smallvec![p.exec_id.clone()],
-                paths: secret.path.iter().cloned().collect(),
+                paths: secret.path.iter().map(|p| p.as_str().into()).collect(),
                 identities,
                 ..Evidence::default()
             },
@@ -264,7 +264,7 @@ impl SecretUsage {
             .position(|old| old.secret.fingerprint == secret.fingerprint)
             .map(|i| v.remove(i).reader_exec_id)
         {
-            Some(id) if id == p.exec_id => id,
+            Some(id) if *id == *p.exec_id => id,
             _ => p.exec_id.clone(),
         };
         v.push(Taint {
@@ -329,7 +329,7 @@ impl SecretUsage {
                 secret: Some(t.secret.clone()),
                 evidence: Evidence {
                     exec_ids: smallvec::smallvec![t.reader_exec_id.clone(), p.exec_id.clone()],
-                    paths: t.secret.path.iter().cloned().collect(),
+                    paths: t.secret.path.iter().map(|p| p.as_str().into()).collect(),
                     ..Evidence::default()
                 },
                 action: None,
@@ -386,7 +386,7 @@ impl SecretUsage {
                 secret: Some(t.secret.clone()),
                 evidence: Evidence {
                     exec_ids: smallvec::smallvec![t.reader_exec_id.clone(), p.exec_id.clone()],
-                    paths: t.secret.path.iter().cloned().collect(),
+                    paths: t.secret.path.iter().map(|p| p.as_str().into()).collect(),
                     destinations: vec![dest.clone()],
                     ..Evidence::default()
                 },

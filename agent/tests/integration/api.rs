@@ -469,7 +469,7 @@ async fn library_watch_reports_reexec_then_exit() {
         .unwrap();
     assert_eq!(changed.kind, WatchKind::Changed as i32);
     let changed = changed.identity.unwrap();
-    assert_eq!(changed.exec_id, resolved.exec_id);
+    assert_eq!(*changed.exec_id, *resolved.exec_id);
     assert_ne!(changed.exec_id, first.exec_id);
     let hash = sha256_file(Path::new(&exe_of(pid)));
     assert!(

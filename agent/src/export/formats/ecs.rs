@@ -495,7 +495,7 @@ mod tests {
             get(v, "/process/pid").as_u64(),
             Some(u64::from(ev.process.pid))
         );
-        assert_eq!(s(v, "/process/entity_id"), ev.process.exec_id);
+        assert_eq!(s(v, "/process/entity_id"), &*ev.process.exec_id);
         assert!(get(v, "/process/args").is_array());
         assert_eq!(
             get(v, "/process/args_count").as_u64(),

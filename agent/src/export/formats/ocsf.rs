@@ -486,7 +486,7 @@ fn evidences(ev: &Event, f: &Finding) -> Vec<Value> {
         };
         out.push(json!({"process": named}));
     }
-    let mut paths: Vec<&str> = f.evidence.paths.iter().map(String::as_str).collect();
+    let mut paths: Vec<&str> = f.evidence.paths.iter().map(|p| &**p).collect();
     for extra in [
         ev.file.as_ref().map(|f| &*f.path),
         f.secret.as_ref().and_then(|s| s.path.as_deref()),

@@ -12,6 +12,7 @@ use std::{
 use tokio::{sync::watch, time::Instant};
 
 use super::{encode, queue::Shared, retry::Backoff, spool::Record};
+use crate::event::Event;
 
 /// A delivery that stopped part-way: the first `delivered` records of the
 /// batch are confirmed, the rest are not.
@@ -74,6 +75,9 @@ pub struct Worker<D> {
     stop: watch::Receiver<Option<Instant>>,
     segment: Option<(u64, VecDeque<Record>)>,
     batch: Vec<Record>,
+    /// The events taken from the queue to encode, outside its lock; kept
+    /// between batches (a vector per batch was an allocation and a free).
+    taken: Vec<Arc<Event>>,
     source: Source,
 }
 
@@ -91,6 +95,7 @@ impl<D: Destination> Worker<D> {
             stop,
             segment: None,
             batch: Vec::new(),
+            taken: Vec::new(),
             source: Source::Queue,
         }
     }
@@ -114,9 +119,9 @@ impl<D: Destination> Worker<D> {
         let mut b = self.shared.buffers.lock().unwrap();
         if !b.queue.is_empty() {
             let n = b.queue.len().min(max);
-            let events: Vec<_> = b.queue.drain(..n).collect();
+            self.taken.extend(b.queue.drain(..n));
             drop(b);
-            for ev in events {
+            for ev in self.taken.drain(..) {
                 match self.shared.encoder.encode(&ev) {
                     Some(bytes) => self.batch.push(Record { seq: ev.seq, bytes }),
                     None => {

@@ -327,6 +327,7 @@ impl<K: KernelWatch> SecretMonitor<K> {
         let mut finding = findings::secret_read(ReadContext {
             reader: reader_now,
             secret,
+            path: secret_path.clone(),
             mitre,
             severity,
             owner: role == Role::Owner,

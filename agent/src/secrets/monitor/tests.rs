@@ -518,7 +518,10 @@ fn search_tools_hunting_secret_names_are_flagged() {
         .to_vec();
     let f = m.on_exec_search_tool(&p).expect("a hunt for keys");
     assert_eq!(f.rule, "secret-search");
-    assert_eq!(f.evidence.paths[..], ["id_rsa", "app.token"]);
+    assert_eq!(
+        f.evidence.paths[..],
+        [Arc::from("id_rsa"), Arc::from("app.token")]
+    );
     p.args = ["find", "/", "-name", "*.log"].map(String::from).to_vec();
     assert!(m.on_exec_search_tool(&p).is_none());
     p.comm = "cat".into();
