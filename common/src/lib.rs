@@ -147,6 +147,15 @@ pub struct QuarantineEntry {
     pub granularity_ns: u64,
 }
 
+/// Slots of the `HOOK_FLAGS` array the agent sets at run time (never clears),
+/// so that the hot hooks skip a hash lookup that cannot find anything.
+/// Set before the first quarantine entry: until then no process is quarantined.
+pub const HOOK_FLAG_QUARANTINE: u32 = 0;
+/// Set before connect(2)'s tracepoints attach: until then no connect is
+/// half-way through them, and the cgroup connect hook need not look.
+pub const HOOK_FLAG_CONNECT_TRACEPOINTS: u32 = 1;
+pub const HOOK_FLAG_SLOTS: u32 = 2;
+
 /// Slot of the SENT counters that counts connects refused by block-egress.
 pub const EGRESS_DENIED_SLOT: u32 = 6;
 /// Slot of the SENT counters that counts opens refused by the LSM deny path.

@@ -24,8 +24,8 @@ use aya_ebpf::{
 };
 use proctor_common::{
     ConnectEvent, ConnectKey, PendingConnect, CONNECT_DEDUP_SLOT, CONNECT_ORIGIN_SOCKET_HOOK,
-    CONNECT_UNSTARTED_SLOT, DEFERRED_NO_HANDSHAKE, KIND_CONNECT, PENDING_FROM_HOOK,
-    PENDING_SYN_SENT, UNIX_PATH_LEN,
+    CONNECT_UNSTARTED_SLOT, DEFERRED_NO_HANDSHAKE, HOOK_FLAG_CONNECT_TRACEPOINTS, KIND_CONNECT,
+    PENDING_FROM_HOOK, PENDING_SYN_SENT, UNIX_PATH_LEN,
 };
 
 use crate::{bump, off, read, read_ptr, DROPS, EVENTS, SENT};
@@ -198,7 +198,12 @@ fn first_time(seen: &ConnectKey) -> bool {
 #[inline(always)]
 pub(crate) fn on_socket_hook<const V6: bool>(ctx: &SockAddrContext, origin: u32, refused: bool) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if origin == CONNECT_ORIGIN_SOCKET_HOOK && unsafe { CONNECT_ARGS.get(pid_tgid) }.is_some() {
+    // Where connect(2)'s tracepoints are attached, they report the connects
+    // made through it (the sets without syscall tracing never fill the map).
+    if origin == CONNECT_ORIGIN_SOCKET_HOOK
+        && crate::quarantine::hook_flag(HOOK_FLAG_CONNECT_TRACEPOINTS)
+        && unsafe { CONNECT_ARGS.get(pid_tgid) }.is_some()
+    {
         return;
     }
     let sa = ctx.sock_addr;

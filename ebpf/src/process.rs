@@ -21,7 +21,7 @@ use proctor_common::{
 
 use crate::{
     bump, load, load_ptr, off,
-    quarantine::{process_start, quarantined, QUARANTINE},
+    quarantine::{any_quarantine, process_start, quarantined, QUARANTINE},
     read, submit_flags, DROPS, EVENTS, SENT,
 };
 
@@ -287,7 +287,7 @@ fn on_fork<const D: bool>(ctx: &BtfTracePointContext) -> i32 {
 fn release_quarantine(tgid: u32) {
     // Whoever the entry was made for, the pid is this process's until it is
     // gone, so any entry under it is over.
-    if unsafe { QUARANTINE.get(tgid) }.is_some() {
+    if any_quarantine() && unsafe { QUARANTINE.get(tgid) }.is_some() {
         let _ = QUARANTINE.remove(tgid);
     }
 }

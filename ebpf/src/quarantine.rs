@@ -2,8 +2,11 @@
 //! (tgid and the group leader's start time), shared by the fork and exit
 //! hooks (inheritance, removal) and the cgroup socket hooks (refusal).
 
-use aya_ebpf::{macros::map, maps::HashMap};
-use proctor_common::QuarantineEntry;
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap},
+};
+use proctor_common::{QuarantineEntry, HOOK_FLAG_QUARANTINE, HOOK_FLAG_SLOTS};
 
 use crate::{off, read, read_ptr};
 
@@ -13,6 +16,24 @@ use crate::{off, read, read_ptr};
 /// the exit hook removes it.
 #[map]
 pub static QUARANTINE: HashMap<u32, QuarantineEntry> = HashMap::with_max_entries(16384, 0);
+
+/// Switches the agent sets at run time (`HOOK_FLAG_*`). An array lookup the
+/// verifier inlines: every connect, datagram, fork and exit asks whether a
+/// quarantine exists before it pays a hash lookup to find one.
+#[map]
+pub static HOOK_FLAGS: Array<u32> = Array::with_max_entries(HOOK_FLAG_SLOTS, 0);
+
+/// Whether the agent set `slot` of [`HOOK_FLAGS`].
+#[inline(always)]
+pub(crate) fn hook_flag(slot: u32) -> bool {
+    HOOK_FLAGS.get(slot).is_some_and(|v| *v != 0)
+}
+
+/// Whether the agent ever quarantined a process (the common node never does).
+#[inline(always)]
+pub(crate) fn any_quarantine() -> bool {
+    hook_flag(HOOK_FLAG_QUARANTINE)
+}
 
 /// Start time of `task`'s process (its group leader), ns since boot.
 #[inline(always)]
@@ -50,6 +71,9 @@ fn same_process(entry: &QuarantineEntry, start: u64) -> bool {
 /// pays one lookup and no kernel reads.
 #[inline(always)]
 pub(crate) fn quarantined(tgid: u32, start: impl FnOnce() -> u64) -> bool {
+    if !any_quarantine() {
+        return false;
+    }
     let Some(entry) = (unsafe { QUARANTINE.get(tgid) }) else {
         return false;
     };

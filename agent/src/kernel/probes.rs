@@ -9,7 +9,10 @@ use aya::{
     programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
-use proctor_common::{AllowKey, InodeKey, IoUringOffsets, QuarantineEntry, NAME_KEY_LEN};
+use proctor_common::{
+    AllowKey, InodeKey, IoUringOffsets, QuarantineEntry, HOOK_FLAG_CONNECT_TRACEPOINTS,
+    HOOK_FLAG_QUARANTINE, NAME_KEY_LEN,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::kernel::{btf_offsets, connect_sweep::ConnectSweeper, tmpfs_watch::TmpfsWatch};
@@ -96,6 +99,35 @@ pub struct EnforcementMaps {
     pub deny_inodes: HashMap<MapData, InodeKey, u32>,
     pub allowed_readers: HashMap<MapData, AllowKey, u32>,
     pub quarantine: HashMap<MapData, u32, QuarantineEntry>,
+    /// `HOOK_FLAGS`: the quarantine's is set before its first entry.
+    pub hook_flags: Array<MapData, u32>,
+    pub quarantine_flagged: bool,
+}
+
+impl EnforcementMaps {
+    /// Quarantines `pid`; the first time, first tells the hooks that a
+    /// quarantine exists (until then they skip looking for one).
+    pub fn quarantine(&mut self, pid: u32, entry: QuarantineEntry) -> Result<()> {
+        if !self.quarantine_flagged {
+            self.hook_flags
+                .set(HOOK_FLAG_QUARANTINE, 1, 0)
+                .context("cannot set the quarantine flag in HOOK_FLAGS")?;
+            self.quarantine_flagged = true;
+        }
+        self.quarantine
+            .insert(pid, entry, 0)
+            .context("cannot add to the kernel's QUARANTINE map")
+    }
+}
+
+/// Sets `slot` of the `HOOK_FLAGS` array (see `proctor_common::HOOK_FLAG_*`).
+fn set_hook_flag(ebpf: &mut Ebpf, slot: u32) -> Result<()> {
+    let map = ebpf
+        .map_mut("HOOK_FLAGS")
+        .context("eBPF object has no map HOOK_FLAGS")?;
+    Array::<_, u32>::try_from(map)?
+        .set(slot, 1, 0)
+        .with_context(|| format!("cannot set slot {slot} of HOOK_FLAGS"))
 }
 
 /// The kernel-side filter of file opens, filled by the agent.
@@ -477,6 +509,9 @@ pub fn load(
             );
         }
     } else {
+        // Before they attach: from their first connect on, the cgroup hook
+        // must leave the connects they follow to them.
+        set_hook_flag(&mut ebpf, HOOK_FLAG_CONNECT_TRACEPOINTS)?;
         attach_syscall_hooks(&mut ebpf, CONNECT_HOOKS, &mut attached, &mut unattached);
     }
     match io_uring_offsets {
@@ -523,6 +558,8 @@ pub fn load(
         deny_inodes: HashMap::try_from(take(&mut ebpf, "DENY_INODES")?)?,
         allowed_readers: HashMap::try_from(take(&mut ebpf, "ALLOWED_READERS")?)?,
         quarantine: HashMap::try_from(take(&mut ebpf, "QUARANTINE")?)?,
+        hook_flags: Array::try_from(take(&mut ebpf, "HOOK_FLAGS")?)?,
+        quarantine_flagged: false,
     };
     let connect_sweeper = ConnectSweeper::new(
         HashMap::try_from(take(&mut ebpf, "CONNECT_PENDING")?)?,

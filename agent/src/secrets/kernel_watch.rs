@@ -228,7 +228,7 @@ impl KernelWatch for KernelMaps {
     }
 
     fn quarantine(&mut self, pid: u32, start: QuarantineEntry) -> Result<()> {
-        Ok(self.enforcement.quarantine.insert(pid, start, 0)?)
+        self.enforcement.quarantine(pid, start)
     }
 
     fn release(&mut self, pid: u32, start: QuarantineEntry) {

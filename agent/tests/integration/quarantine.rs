@@ -87,7 +87,13 @@ fn children_forked_after_the_quarantine_are_refused_on_their_first_connect() {
 
 /// The id of the agent's block-egress quarantine map, found from the
 /// programs it reports as attached (other agents may be loaded too).
-fn quarantine_map_id(agent: &AgentProc) -> u32 {
+/// The kernel's QUARANTINE map and the HOOK_FLAGS array beside it.
+struct QuarantineMaps {
+    quarantine: u32,
+    flags: u32,
+}
+
+fn quarantine_map_id(agent: &AgentProc) -> QuarantineMaps {
     let status = agent.wait_for(|e| e["kind"] == "agent_status");
     let hooks = status["status"]["hooks"]
         .as_array()
@@ -109,13 +115,20 @@ fn quarantine_map_id(agent: &AgentProc) -> u32 {
         serde_json::from_slice(&out.stdout).unwrap()
     };
     let p = show("prog", prog["id"].as_u64().unwrap());
-    for id in p["map_ids"].as_array().unwrap() {
-        let map = show("map", id.as_u64().unwrap());
-        if map["name"] == "QUARANTINE" {
-            return id.as_u64().unwrap() as u32;
-        }
+    let find = |name: &str| {
+        p["map_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| id.as_u64().unwrap())
+            .find(|id| show("map", *id)["name"] == name)
+            .unwrap_or_else(|| panic!("the connect4 program uses no {name} map: {p}"))
+            as u32
+    };
+    QuarantineMaps {
+        quarantine: find("QUARANTINE"),
+        flags: find("HOOK_FLAGS"),
     }
-    panic!("the connect4 program uses no QUARANTINE map: {p}");
 }
 
 fn hex_bytes(bytes: &[u8]) -> Vec<String> {
@@ -123,13 +136,29 @@ fn hex_bytes(bytes: &[u8]) -> Vec<String> {
 }
 
 /// Writes `pid -> (start_boottime_ns, granularity_ns)` into the map, as the
-/// agent would.
-fn plant(map: u32, pid: u32, start_ns: u64, granularity_ns: u64) {
+/// agent would: the quarantine flag first (the hooks look for no entry
+/// before it is set).
+fn plant(maps: &QuarantineMaps, pid: u32, start_ns: u64, granularity_ns: u64) {
+    run_ok(
+        Command::new("bpftool")
+            .args(["map", "update", "id", &maps.flags.to_string(), "key", "hex"])
+            .args(hex_bytes(&0u32.to_le_bytes()))
+            .args(["value", "hex"])
+            .args(hex_bytes(&1u32.to_le_bytes())),
+        "apt-get install bpftool",
+    );
     let mut value = start_ns.to_le_bytes().to_vec();
     value.extend(granularity_ns.to_le_bytes());
     run_ok(
         Command::new("bpftool")
-            .args(["map", "update", "id", &map.to_string(), "key", "hex"])
+            .args([
+                "map",
+                "update",
+                "id",
+                &maps.quarantine.to_string(),
+                "key",
+                "hex",
+            ])
             .args(hex_bytes(&pid.to_le_bytes()))
             .args(["value", "hex"])
             .args(hex_bytes(&value)),
@@ -137,9 +166,16 @@ fn plant(map: u32, pid: u32, start_ns: u64, granularity_ns: u64) {
     );
 }
 
-fn planted(map: u32, pid: u32) -> bool {
+fn planted(maps: &QuarantineMaps, pid: u32) -> bool {
     Command::new("bpftool")
-        .args(["map", "lookup", "id", &map.to_string(), "key", "hex"])
+        .args([
+            "map",
+            "lookup",
+            "id",
+            &maps.quarantine.to_string(),
+            "key",
+            "hex",
+        ])
         .args(hex_bytes(&pid.to_le_bytes()))
         .output()
         .unwrap()
@@ -200,22 +236,22 @@ fn a_quarantine_entry_made_for_an_earlier_holder_of_the_pid_refuses_nothing() {
     // never reached the agent): the current holder is not refused, and the
     // kernel drops the stale entry on sight.
     let (start, tick) = proc_start(pid);
-    plant(map, pid, start.saturating_sub(1_000_000_000), tick);
-    assert!(planted(map, pid));
+    plant(&map, pid, start.saturating_sub(1_000_000_000), tick);
+    assert!(planted(&map, pid));
     assert_eq!(
         attempt(),
         "ok",
         "a stale entry refused the pid's new holder"
     );
-    assert!(!planted(map, pid), "the stale entry was not removed");
+    assert!(!planted(&map, pid), "the stale entry was not removed");
 
     // Positive control: the entry for this very process (start at tick
     // precision, as the agent writes it for processes found in /proc) refuses it.
-    plant(map, pid, start, tick);
+    plant(&map, pid, start, tick);
     assert_eq!(attempt(), "EPERM");
     drop(stdin);
     let status = child.wait().unwrap();
     assert!(status.success());
     // The exit hook removes the entry with the process.
-    assert!(!planted(map, pid), "the entry outlived its process");
+    assert!(!planted(&map, pid), "the entry outlived its process");
 }
