@@ -172,9 +172,10 @@ pub struct InodeKey {
 }
 
 /// A record kind: an access of a watched file known by its inode only (the
-/// page-cache hooks), a [`FileOpenHead`] without the path parts: 144 bytes
+/// page-cache hooks), a [`FileOpenHead`] without the path parts: 128 bytes
 /// where a [`FileOpenEvent`] takes about 2 KiB, so the ring buffer holds
-/// about thirteen times as many reads before it drops one. Counted in the
+/// about fifteen times as many reads before it drops one. No `comm`: the
+/// agent names the process from its process table. Counted in the
 /// file-open slots of the counters (it is outside [`KIND_SLOTS`]).
 pub const KIND_FILE_ACCESS: u32 = 12;
 
@@ -214,7 +215,6 @@ pub struct FileOpenHead {
     /// Number of valid entries in `components` (leaf first).
     pub depth: u32,
     pub flags: u32,
-    pub comm: [u8; COMM_LEN],
     /// Accesses of the same file by the same process suppressed in the kernel
     /// since this process's previous record of it (see [`ReadKey`]).
     pub repeats: u32,
@@ -228,7 +228,7 @@ pub struct FileOpenHead {
     pub ctime_nsec: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<FileOpenHead>() == 144);
+const _: () = assert!(core::mem::size_of::<FileOpenHead>() == 128);
 
 /// argv did not fit in [`ARGS_LEN`] bytes.
 pub const EXEC_FLAG_ARGS_TRUNCATED: u32 = 1 << 0;

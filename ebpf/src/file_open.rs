@@ -10,9 +10,9 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_task, bpf_get_current_task_btf, bpf_get_current_uid_gid,
-        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes, generated,
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_get_current_task_btf, bpf_get_current_uid_gid, bpf_probe_read_kernel_str_bytes,
+        bpf_probe_read_user_str_bytes, generated,
     },
     macros::{map, tracepoint},
     maps::{Array, HashMap, LruHashMap},
@@ -346,7 +346,7 @@ pub(crate) fn current_is_agent() -> bool {
 /// watch table.
 #[inline(always)]
 pub(crate) unsafe fn emit_open(o: &Opened, access: &Access) {
-    // The head alone is about a thirteenth of the ring buffer space of a
+    // The head alone is about a fifteenth of the ring buffer space of a
     // full record (the page-cache hooks report every read this way).
     if o.file.is_null() {
         let Some(mut entry) = EVENTS.reserve::<FileOpenHead>(0) else {
@@ -404,7 +404,6 @@ unsafe fn fill_head(ev: &mut FileOpenHead, kind: u32, o: &Opened, a: &Access) {
     ev.uid = uid_gid as u32;
     ev.gid = (uid_gid >> 32) as u32;
     ev.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    ev.comm = bpf_get_current_comm().unwrap_or_default();
     ev.ino = o.ino;
     ev.dev = o.dev;
     ev.fd = a.fd;

@@ -103,7 +103,7 @@ struct Step {
     /// stdout when the generator stopped, in seconds of the rate.
     behind_s: f64,
     /// How much `behind_s` grew over the second half of the step. The ring
-    /// buffer (some 55k read records) and the sink's queue can hide a
+    /// buffer (some 61k read records) and the sink's queue can hide a
     /// deficit for a step of a few seconds; a backlog that stays put is
     /// latency (queues filled once), one that grows is a rate the agent
     /// does not keep up with, and shows here before it drops.
@@ -261,7 +261,7 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<DropsResult> {
     steps.sort_by_key(|s| s.rate);
     let mut md = String::from("## Sustained event rate and the drop onset\n\n");
     let ring_holds = match gen {
-        Gen::Rereads => "some 55k read records (152 bytes each)",
+        Gen::Rereads => "some 61k read records (136 bytes each)",
         Gen::Opens => "some 4k file-open records (about 2 KiB each, with their paths)",
     };
     let how = match gen {
