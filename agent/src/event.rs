@@ -301,19 +301,9 @@ pub mod reused_json {
             }
             out.push(b']');
         }
-        if !e.paths.is_empty() {
-            out.extend_from_slice(b",\"paths\":");
-            write_strs(out, &e.paths)?;
-        }
-        for (key, list) in [
-            (&b",\"identities\":"[..], &e.identities[..]),
-            (b",\"destinations\":", &e.destinations[..]),
-        ] {
-            if !list.is_empty() {
-                out.extend_from_slice(key);
-                write_strs(out, list)?;
-            }
-        }
+        write_list(out, b",\"paths\":", &e.paths)?;
+        write_list(out, b",\"identities\":", &e.identities)?;
+        write_list(out, b",\"destinations\":", &e.destinations)?;
         for (key, text) in [
             (&b",\"escalation\":"[..], &e.escalation),
             (b",\"reason\":", &e.reason),
@@ -371,6 +361,19 @@ pub mod reused_json {
         out.push(b'"');
         out.extend_from_slice(text);
         out.push(b'"');
+    }
+
+    /// `key` and the list, when it has entries (an empty one is left out).
+    fn write_list<S: AsRef<str>>(
+        out: &mut Vec<u8>,
+        key: &[u8],
+        list: &[S],
+    ) -> serde_json::Result<()> {
+        if list.is_empty() {
+            return Ok(());
+        }
+        out.extend_from_slice(key);
+        write_strs(out, list)
     }
 
     fn write_strs<S: AsRef<str>>(out: &mut Vec<u8>, list: &[S]) -> serde_json::Result<()> {
@@ -583,6 +586,13 @@ pub struct K8sSecretRef {
     /// Where containers see the file: `<container>:<mount path>/<key>`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub in_pod_paths: Vec<String>,
+}
+
+impl SecretInfo {
+    /// The secret's path as a finding's evidence lists it (none for a variable).
+    pub fn evidence_paths(&self) -> Few<Arc<str>> {
+        self.path.iter().map(|p| Arc::from(p.as_str())).collect()
+    }
 }
 
 /// What the finding rests on: identifiers of the events and processes involved.

@@ -99,35 +99,38 @@ pub struct EnforcementMaps {
     pub deny_inodes: HashMap<MapData, InodeKey, u32>,
     pub allowed_readers: HashMap<MapData, AllowKey, u32>,
     pub quarantine: HashMap<MapData, u32, QuarantineEntry>,
-    /// `HOOK_FLAGS`: the quarantine's is set before its first entry.
-    pub hook_flags: Array<MapData, u32>,
-    pub quarantine_flagged: bool,
+    pub hook_flags: HookFlags,
 }
 
 impl EnforcementMaps {
-    /// Quarantines `pid`; the first time, first tells the hooks that a
-    /// quarantine exists (until then they skip looking for one).
+    /// Quarantines `pid`, after telling the hooks that a quarantine exists
+    /// (until then they skip looking for one). Quarantines are rare: the
+    /// flag is simply set again each time.
     pub fn quarantine(&mut self, pid: u32, entry: QuarantineEntry) -> Result<()> {
-        if !self.quarantine_flagged {
-            self.hook_flags
-                .set(HOOK_FLAG_QUARANTINE, 1, 0)
-                .context("cannot set the quarantine flag in HOOK_FLAGS")?;
-            self.quarantine_flagged = true;
-        }
+        self.hook_flags.set(HOOK_FLAG_QUARANTINE)?;
         self.quarantine
             .insert(pid, entry, 0)
             .context("cannot add to the kernel's QUARANTINE map")
     }
 }
 
-/// Sets `slot` of the `HOOK_FLAGS` array (see `proctor_common::HOOK_FLAG_*`).
-fn set_hook_flag(ebpf: &mut Ebpf, slot: u32) -> Result<()> {
-    let map = ebpf
-        .map_mut("HOOK_FLAGS")
-        .context("eBPF object has no map HOOK_FLAGS")?;
-    Array::<_, u32>::try_from(map)?
-        .set(slot, 1, 0)
-        .with_context(|| format!("cannot set slot {slot} of HOOK_FLAGS"))
+/// The `HOOK_FLAGS` array (see `proctor_common::HOOK_FLAG_*`).
+pub struct HookFlags(Array<MapData, u32>);
+
+impl HookFlags {
+    fn take(ebpf: &mut Ebpf) -> Result<Self> {
+        let map = ebpf
+            .take_map("HOOK_FLAGS")
+            .context("eBPF object has no map HOOK_FLAGS")?;
+        Ok(Self(Array::try_from(map)?))
+    }
+
+    /// Sets `slot`; flags are never cleared.
+    fn set(&mut self, slot: u32) -> Result<()> {
+        self.0
+            .set(slot, 1, 0)
+            .with_context(|| format!("cannot set slot {slot} of HOOK_FLAGS"))
+    }
 }
 
 /// The kernel-side filter of file opens, filled by the agent.
@@ -451,6 +454,7 @@ pub fn load(
     );
 
     let mut unattached = Vec::new();
+    let mut hook_flags = HookFlags::take(&mut ebpf)?;
     let (file_set, tmpfs) = attach_file_hooks(
         &mut ebpf,
         &btf,
@@ -511,7 +515,7 @@ pub fn load(
     } else {
         // Before they attach: from their first connect on, the cgroup hook
         // must leave the connects they follow to them.
-        set_hook_flag(&mut ebpf, HOOK_FLAG_CONNECT_TRACEPOINTS)?;
+        hook_flags.set(HOOK_FLAG_CONNECT_TRACEPOINTS)?;
         attach_syscall_hooks(&mut ebpf, CONNECT_HOOKS, &mut attached, &mut unattached);
     }
     match io_uring_offsets {
@@ -558,8 +562,7 @@ pub fn load(
         deny_inodes: HashMap::try_from(take(&mut ebpf, "DENY_INODES")?)?,
         allowed_readers: HashMap::try_from(take(&mut ebpf, "ALLOWED_READERS")?)?,
         quarantine: HashMap::try_from(take(&mut ebpf, "QUARANTINE")?)?,
-        hook_flags: Array::try_from(take(&mut ebpf, "HOOK_FLAGS")?)?,
-        quarantine_flagged: false,
+        hook_flags,
     };
     let connect_sweeper = ConnectSweeper::new(
         HashMap::try_from(take(&mut ebpf, "CONNECT_PENDING")?)?,

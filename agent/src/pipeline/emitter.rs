@@ -347,18 +347,14 @@ impl Emitter {
 
     fn time_of(&mut self, boot_ns: u64) -> EventTime {
         let t = &mut self.last_time;
-        match &t.time {
-            Some(time) if t.at == boot_ns => *time,
-            last => {
-                let epoch_ns = to_epoch_ns(boot_ns);
-                let time = match last {
-                    Some(last) => EventTime::after(last, epoch_ns),
-                    None => EventTime::at(epoch_ns),
-                };
-                t.at = boot_ns;
-                *t.time.insert(time)
-            }
-        }
+        let time = match t.time {
+            Some(time) if t.at == boot_ns => return time,
+            Some(last) => EventTime::after(&last, to_epoch_ns(boot_ns)),
+            None => EventTime::at(to_epoch_ns(boot_ns)),
+        };
+        t.at = boot_ns;
+        t.time = Some(time);
+        time
     }
 
     /// The `process_hash` event of an exec that went out pending, and the

@@ -174,7 +174,7 @@ impl SecretUsage {
             secret: Some(Arc::clone(secret)),
             evidence: Evidence {
                 exec_ids,
-                paths: secret.path.iter().map(|p| p.as_str().into()).collect(),
+                paths: secret.evidence_paths(),
                 identities,
                 ..Evidence::default()
             },
@@ -237,7 +237,7 @@ impl SecretUsage {
             secret: Some(Arc::clone(secret)),
             evidence: Evidence {
                 exec_ids: smallvec::smallvec![p.exec_id.clone()],
-                paths: secret.path.iter().map(|p| p.as_str().into()).collect(),
+                paths: secret.evidence_paths(),
                 identities,
                 ..Evidence::default()
             },
@@ -246,9 +246,9 @@ impl SecretUsage {
     }
 
     /// Remembers that `p` read `secret` (for the exfiltration window),
-    /// replacing what an earlier read of the same content left. The entry
-    /// is reused, not rebuilt: a process re-reading a secret thousands of
-    /// times a second re-taints itself on every read.
+    /// replacing what an earlier read of the same content left. The
+    /// process's list is reused, not rebuilt: a process re-reading a secret
+    /// thousands of times a second re-taints itself on every read.
     pub fn taint(
         &mut self,
         p: &Process,
@@ -258,21 +258,19 @@ impl SecretUsage {
         now: Instant,
     ) {
         let v = Arc::make_mut(self.taints.entry(ProcessKey::of(p)));
-        // The earlier read's exec id is kept when it is this one's.
-        let reader_exec_id = match v
+        // This read's taint replaces an earlier one by the same secret.
+        if let Some(i) = v
             .iter()
             .position(|old| old.secret.fingerprint == secret.fingerprint)
-            .map(|i| v.remove(i).reader_exec_id)
         {
-            Some(id) if *id == *p.exec_id => id,
-            _ => p.exec_id.clone(),
-        };
+            v.remove(i);
+        }
         v.push(Taint {
             at: now,
             secret: Arc::clone(secret),
             allowed,
             declared,
-            reader_exec_id,
+            reader_exec_id: p.exec_id.clone(),
         });
     }
 
@@ -329,7 +327,7 @@ impl SecretUsage {
                 secret: Some(t.secret.clone()),
                 evidence: Evidence {
                     exec_ids: smallvec::smallvec![t.reader_exec_id.clone(), p.exec_id.clone()],
-                    paths: t.secret.path.iter().map(|p| p.as_str().into()).collect(),
+                    paths: t.secret.evidence_paths(),
                     ..Evidence::default()
                 },
                 action: None,
@@ -386,7 +384,7 @@ impl SecretUsage {
                 secret: Some(t.secret.clone()),
                 evidence: Evidence {
                     exec_ids: smallvec::smallvec![t.reader_exec_id.clone(), p.exec_id.clone()],
-                    paths: t.secret.path.iter().map(|p| p.as_str().into()).collect(),
+                    paths: t.secret.evidence_paths(),
                     destinations: vec![dest.clone()],
                     ..Evidence::default()
                 },
