@@ -22,15 +22,19 @@ pub enum Config {
     None,
     Proctor,
     ProctorHeavy,
+    /// No monitor a second time, at another place in each repetition's
+    /// order: its "overhead" against the first is this machine's noise.
+    NoneAgain,
     Auditd,
     Bpftrace,
 }
 
 impl Config {
-    pub const ALL: [Config; 5] = [
+    pub const ALL: [Config; 6] = [
         Config::None,
         Config::Proctor,
         Config::ProctorHeavy,
+        Config::NoneAgain,
         Config::Auditd,
         Config::Bpftrace,
     ];
@@ -40,6 +44,7 @@ impl Config {
             Config::None => "no monitor",
             Config::Proctor => "proctor default",
             Config::ProctorHeavy => "proctor heavy policy",
+            Config::NoneAgain => "no monitor, again (noise)",
             Config::Auditd => "auditd",
             Config::Bpftrace => "bpftrace",
         }
@@ -49,6 +54,11 @@ impl Config {
     /// a machine; proctor failing to start is always an error.
     pub fn external(self) -> bool {
         matches!(self, Config::Auditd | Config::Bpftrace)
+    }
+
+    /// Whether anything is watching the machine in this configuration.
+    pub fn monitors(self) -> bool {
+        !matches!(self, Config::None | Config::NoneAgain)
     }
 }
 
@@ -68,7 +78,7 @@ impl Running {
             open_count_marker: None,
         };
         let r = match cfg {
-            Config::None => Running::None,
+            Config::None | Config::NoneAgain => Running::None,
             Config::Proctor => Running::Agent(Agent::start(
                 &ctx.bin,
                 &ctx.dir,

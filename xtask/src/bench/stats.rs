@@ -4,7 +4,7 @@
 use std::{
     process::Command,
     sync::OnceLock,
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 pub fn median(v: &[f64]) -> f64 {
@@ -128,29 +128,52 @@ pub fn loadavg() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// Idle (idle + iowait) and total CPU ticks of the whole machine so far.
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let v: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    Some((v.get(3)? + v.get(4)?, v.iter().sum()))
+}
+
+/// Share of the machine's CPU time that was idle over the next `window`,
+/// or `None` when /proc/stat cannot be read or no tick passed.
+fn idle_over(window: Duration) -> Option<f64> {
+    let (i0, t0) = machine_ticks()?;
+    std::thread::sleep(window);
+    let (i1, t1) = machine_ticks()?;
+    (t1 > t0).then(|| (i1 - i0) as f64 / (t1 - t0) as f64)
+}
+
 /// Share of the machine's CPU time that was idle over the next 3 s: what
 /// else is running right now (the load average also remembers minutes ago).
 pub fn idle_share() -> String {
-    fn idle_total() -> Option<(u64, u64)> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let v: Vec<u64> = stat
-            .lines()
-            .next()?
-            .split_whitespace()
-            .skip(1)
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        // idle + iowait, and everything.
-        Some((v.get(3)? + v.get(4)?, v.iter().sum()))
+    match idle_over(Duration::from_secs(3)) {
+        Some(idle) => format!("{:.0}%", 100.0 * idle),
+        None => "unknown".into(),
     }
-    let Some((i0, t0)) = idle_total() else {
-        return "unknown".into();
-    };
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    match idle_total() {
-        Some((i1, t1)) if t1 > t0 => format!("{:.0}%", 100.0 * (i1 - i0) as f64 / (t1 - t0) as f64),
-        _ => "unknown".into(),
+}
+
+/// Waits (up to `limit`) until the whole machine is idle for one 300 ms
+/// window (at least 95% of every core's time). A monitor that has just
+/// stopped leaves the kernel work of tearing it down (programs, maps, the
+/// ring buffer's mappings) to run in kernel threads, and one that has just
+/// started may still be hashing: neither belongs to the next measurement,
+/// whichever configuration it is. Returns how long it waited.
+pub fn wait_machine_quiet(limit: Duration) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        match idle_over(Duration::from_millis(300)) {
+            Some(idle) if idle < 0.95 => continue,
+            _ => break,
+        }
     }
+    start.elapsed()
 }
 
 pub fn mib(kib: u64) -> f64 {
