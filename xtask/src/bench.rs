@@ -9,6 +9,7 @@
 
 mod agent;
 mod drops;
+mod empty_prog;
 mod hash;
 mod instructions;
 mod latency;

@@ -318,14 +318,14 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<MatrixResult> {
         Workload::CachedReads,
         "unwatched cached 4 KiB read overhead under 3% (proctor default)",
         0.03,
-        "on the page-cache set, `mm_filemap_get_pages` on every cached read (an inlined bitmap test before any map lookup; its ns per pread in the profile section's kernel rows) and this VM's noise (the noise control beside the figure); on the syscall set, the syscall-tracepoint slow path every syscall takes while one is attached (an empty program on sys_exit_openat costs 19–20%)",
+        "on the page-cache set, `mm_filemap_get_pages` on every cached read: an empty program on that tracepoint costs about as much as proctor's (an inlined bitmap test before any map lookup) on this VM, so the target is below the floor of running any BPF program there (the profile section's floor table); on the syscall set, the syscall-tracepoint slow path every syscall takes while one is attached (an empty program on sys_exit_openat costs 19–20%)",
     );
     overhead_target(
         targets,
         Workload::ConnectStorm,
         "connect overhead under 3% (proctor default)",
         0.03,
-        "the cgroup sock_addr program and `inet_sock_set_state` on every connect (page-cache and lsm sets), or the connect tracepoints (syscall set); ns per connect of each in the profile section's kernel rows",
+        "the cgroup sock_addr program and `inet_sock_set_state` on every connect (page-cache and lsm sets), or the connect tracepoints (syscall set); ns per connect of each in the profile section's kernel rows, and the floor of running any program on those two hooks in its floor table",
     );
     overhead_target(
         targets,
@@ -370,7 +370,7 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<MatrixResult> {
                 format!("ahead on {ahead}; {}", other.join("; "))
             },
             other.is_empty(),
-            "the per-workload verdict table above",
+            "the per-workload verdict table above; auditd's rules name no read, datagram or io_uring operation: on those workloads it pays only its filter on each syscall (an io_uring operation is no syscall of its own), where proctor's hooks run a program on every operation (the floor of running any program there is in the profile section's floor table)",
         ));
     }
     Ok(MatrixResult {

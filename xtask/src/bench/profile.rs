@@ -5,6 +5,7 @@
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
+    path::PathBuf,
     process::{Command, Stdio},
     time::Instant,
 };
@@ -14,12 +15,16 @@ use serde_json::Value;
 
 use super::{
     agent::{self, Agent, Watch},
+    empty_prog::{self, EmptyProg},
     monitors::Bpftrace,
+    stats,
     workloads::{exec_storm, Env, Sizes, Workload},
     Ctx,
 };
 
 const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+/// Alternations of no monitor and the empty programs per workload.
+const FLOOR_ROUNDS: usize = 3;
 
 /// kernel.bpf_stats_enabled on for the duration, restored on drop.
 struct BpfStats {
@@ -86,11 +91,12 @@ fn measure_progs(
 /// The side-by-side rows whose cost is all in the kernel (the agent gets
 /// no record from them), each with proctor's programs during it: what an
 /// operation costs there, next to what the operation costs in all.
-fn kernel_rows(ctx: &Ctx, hooks: &[(String, u64)]) -> Result<String> {
-    let sizes = Sizes::new(ctx.smoke);
-    let dir = ctx.dir.join("profile-rows");
-    std::fs::create_dir_all(&dir)?;
-    let env = Env::new(&dir, ctx.secrets.read_set(), &ctx.marker, 0)?;
+fn kernel_rows(
+    env: &Env,
+    sizes: &Sizes,
+    hooks: &[(String, u64)],
+) -> Result<(String, BTreeMap<Workload, f64>)> {
+    let mut op_ns_of = BTreeMap::new();
     let mut md = String::from(
         "### Unwatched reads, datagrams, io_uring opens, connects\n\n\
          The side-by-side workloads whose cost is all in the kernel (they give the agent no \
@@ -101,18 +107,14 @@ fn kernel_rows(ctx: &Ctx, hooks: &[(String, u64)]) -> Result<String> {
          | workload | ns per operation (all of it) | program | ns per run | runs per operation | ns per operation |\n\
          | --- | --- | --- | --- | --- | --- |\n",
     );
-    for w in [
-        Workload::CachedReads,
-        Workload::UdpSends,
-        Workload::IoUringOpens,
-        Workload::ConnectStorm,
-    ] {
+    for (w, _) in FLOOR_HOOKS {
         let (mut op_ns, mut ops) = (0.0, 1.0);
         let progs = measure_progs(hooks, || {
-            let (n, secs) = env.run(w, &sizes)?;
+            let (n, secs) = env.run(w, sizes)?;
             (op_ns, ops) = (1e9 * secs / n.max(1) as f64, n.max(1) as f64);
             Ok(n)
         })?;
+        op_ns_of.insert(w, op_ns);
         let mut first = true;
         for (h, per_run, runs, per_op) in progs.iter().filter(|p| p.2 as f64 >= ops / 10.0) {
             let lead = if first {
@@ -131,7 +133,150 @@ fn kernel_rows(ctx: &Ctx, hooks: &[(String, u64)]) -> Result<String> {
             let _ = writeln!(md, "| {} | {op_ns:.0} | (none ran) | | | |", w.name());
         }
     }
-    Ok(md)
+    Ok((md, op_ns_of))
+}
+
+/// A hook proctor's default set uses on a kernel-only workload.
+#[derive(Clone, Copy)]
+enum Hook {
+    RawTp(&'static str),
+    Cgroup(u32),
+}
+
+/// The kernel-only side-by-side workloads and the hooks proctor runs a
+/// program on in each (the page-cache and lsm sets).
+const FLOOR_HOOKS: [(Workload, &[Hook]); 4] = [
+    (
+        Workload::CachedReads,
+        &[Hook::RawTp("mm_filemap_get_pages")],
+    ),
+    (
+        Workload::UdpSends,
+        &[Hook::Cgroup(empty_prog::BPF_CGROUP_UDP4_SENDMSG)],
+    ),
+    (
+        Workload::IoUringOpens,
+        &[
+            Hook::RawTp("io_uring_submit_req"),
+            Hook::RawTp("io_uring_complete"),
+        ],
+    ),
+    (
+        Workload::ConnectStorm,
+        &[
+            Hook::Cgroup(empty_prog::BPF_CGROUP_INET4_CONNECT),
+            Hook::RawTp("inet_sock_set_state"),
+        ],
+    ),
+];
+
+/// What [`floors`] measured of a workload: ns per operation with no monitor
+/// and with the empty programs (medians), and the empty programs' own
+/// bpf_stats ns per operation (all rounds).
+struct Floor {
+    none: f64,
+    empty: f64,
+    stats: f64,
+}
+
+/// Each kernel-only workload with no monitor and with an empty program on
+/// each of proctor's hooks for it, alternated `rounds` times.
+fn floors(env: &Env, sizes: &Sizes, rounds: usize) -> Result<BTreeMap<Workload, Floor>> {
+    let cgroup = cgroup2_root()?;
+    let run = |w: Workload| -> Result<(f64, u64)> {
+        let (n, secs) = env.run(w, sizes)?;
+        Ok((1e9 * secs / n.max(1) as f64, n.max(1)))
+    };
+    let mut out = BTreeMap::new();
+    for (w, hooks) in FLOOR_HOOKS {
+        let (mut none, mut empty) = (Vec::new(), Vec::new());
+        let (mut prog_ns, mut ops) = (0u64, 0u64);
+        for _ in 0..rounds {
+            none.push(run(w)?.0);
+            let progs = hooks
+                .iter()
+                .map(|h| match *h {
+                    Hook::RawTp(tp) => EmptyProg::on_raw_tracepoint(tp),
+                    Hook::Cgroup(at) => EmptyProg::on_cgroup(&cgroup, at),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let ids = progs.iter().map(|p| p.id()).collect::<Result<Vec<_>>>()?;
+            let (ns, n) = run(w)?;
+            empty.push(ns);
+            prog_ns += ids
+                .iter()
+                .map(|id| prog_stats(*id).map(|(t, _)| t))
+                .sum::<Result<u64>>()?;
+            ops += n;
+            drop(progs);
+        }
+        out.insert(
+            w,
+            Floor {
+                none: stats::median(&none),
+                empty: stats::median(&empty),
+                stats: prog_ns as f64 / ops.max(1) as f64,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Where cgroup v2 is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified`
+/// on a hybrid hierarchy): proctor attaches its sock_addr hooks there.
+fn cgroup2_root() -> Result<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").context("read /proc/self/mounts")?;
+    mounts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.get(2) == Some(&"cgroup2"))
+        .and_then(|f| f.get(1).map(PathBuf::from))
+        .context("no cgroup2 file system is mounted: the floor of proctor's cgroup hooks cannot be measured")
+}
+
+/// The floors next to proctor's own figures of the same workloads (all with
+/// `kernel.bpf_stats_enabled=1`, which adds its clock reads to every run).
+fn floor_table(
+    floors: &BTreeMap<Workload, Floor>,
+    proctor: &BTreeMap<Workload, f64>,
+    rounds: usize,
+) -> String {
+    let mut md = format!(
+        "\n### The floor: empty programs on the same hooks\n\n\
+         Each kernel-only workload with no monitor and with an empty BPF program (`r0 = 0` or `1`; `exit`) on every hook proctor runs a program on for it, loaded with bpf(2) by the bench, alternated {rounds} times (medians), before proctor started; proctor default's figure is the one of the table above. What the empty programs add is the price of running any program there (the tracepoint's or the cgroup's dispatch into BPF, and bpf_stats' clock reads; this VM's kernel makes its indirect calls through retpolines); what proctor adds beyond them is its own programs' work. A difference within this VM's noise (see the side-by-side noise control) can come out negative.\n\n\
+         | workload | hooks | no monitor, ns per operation | empty programs | added | their bpf_stats ns per operation | proctor default | added | of which beyond the empty programs |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+    );
+    for (w, hooks) in FLOOR_HOOKS {
+        let (Some(f), Some(p)) = (floors.get(&w), proctor.get(&w)) else {
+            continue;
+        };
+        let (none, empty) = (f.none, f.empty);
+        let names: Vec<String> = hooks
+            .iter()
+            .map(|h| match h {
+                Hook::RawTp(tp) => format!("`{tp}`"),
+                Hook::Cgroup(at) if *at == empty_prog::BPF_CGROUP_UDP4_SENDMSG => {
+                    "`cgroup/sendmsg4`".into()
+                }
+                Hook::Cgroup(_) => "`cgroup/connect4`".into(),
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {none:.0} | {empty:.0} | {:.0} ns ({:.1}%) | {:.0} | {p:.0} | {:.0} ns ({:.1}%) | {:.0} ns |",
+            w.name(),
+            names.join(", "),
+            empty - none,
+            100.0 * (empty - none) / none,
+            f.stats,
+            p - none,
+            100.0 * (p - none) / none,
+            p - empty,
+        );
+    }
+    md.push('\n');
+    md
 }
 
 fn open_storm_ns(path: &std::path::Path, n: usize) -> f64 {
@@ -215,6 +360,12 @@ pub fn section(ctx: &Ctx, onset_profile: Option<String>) -> Result<String> {
     )?;
     let floor_ns = open_storm_ns(&plain, n_open);
     drop(bt);
+    // The same for the kernel-only workloads' hooks, while nothing else is loaded.
+    let sizes = Sizes::new(ctx.smoke);
+    let dir = ctx.dir.join("profile-rows");
+    std::fs::create_dir_all(&dir)?;
+    let env = Env::new(&dir, ctx.secrets.read_set(), &ctx.marker, 0)?;
+    let floors = floors(&env, &sizes, FLOOR_ROUNDS)?;
 
     let agent = Agent::start(
         &ctx.bin,
@@ -285,8 +436,10 @@ pub fn section(ctx: &Ctx, onset_profile: Option<String>) -> Result<String> {
             let _ = writeln!(md, "No perf profile of the agent: {e:#}\n");
         }
     }
-    md.push_str(&kernel_rows(ctx, &hooks)?);
+    let (rows, proctor_ns) = kernel_rows(&env, &sizes, &hooks)?;
+    md.push_str(&rows);
     agent.stop();
+    md.push_str(&floor_table(&floors, &proctor_ns, FLOOR_ROUNDS));
     if let Some(p) = onset_profile {
         let _ = writeln!(
             md,
