@@ -7,7 +7,7 @@ use std::{
     fmt::Write as _,
     path::PathBuf,
     process::{Command, Stdio},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
@@ -24,7 +24,7 @@ use super::{
 
 const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 /// Alternations of no monitor and the empty programs per workload.
-const FLOOR_ROUNDS: usize = 3;
+const FLOOR_ROUNDS: usize = 5;
 
 /// kernel.bpf_stats_enabled on for the duration, restored on drop.
 struct BpfStats {
@@ -170,29 +170,34 @@ const FLOOR_HOOKS: [(Workload, &[Hook]); 4] = [
     ),
 ];
 
-/// What [`floors`] measured of a workload: ns per operation with no monitor
-/// and with the empty programs (medians), and the empty programs' own
-/// bpf_stats ns per operation (all rounds).
+/// What [`floors`] measured of a workload, in ns per operation: no monitor
+/// and the empty programs (medians), what they added (the median of each
+/// round's difference from the mean of the no-monitor runs either side of
+/// it: a slow phase of the machine moves both sides of a round), and the
+/// empty programs' own bpf_stats time (all rounds).
 struct Floor {
     none: f64,
     empty: f64,
+    added: f64,
     stats: f64,
 }
 
 /// Each kernel-only workload with no monitor and with an empty program on
-/// each of proctor's hooks for it, alternated `rounds` times.
+/// each of proctor's hooks for it: `rounds` rounds of no monitor, empty
+/// programs, no monitor, each run once the machine is quiet.
 fn floors(env: &Env, sizes: &Sizes, rounds: usize) -> Result<BTreeMap<Workload, Floor>> {
     let cgroup = cgroup2_root()?;
     let run = |w: Workload| -> Result<(f64, u64)> {
+        stats::wait_machine_quiet(Duration::from_secs(8));
         let (n, secs) = env.run(w, sizes)?;
         Ok((1e9 * secs / n.max(1) as f64, n.max(1)))
     };
     let mut out = BTreeMap::new();
     for (w, hooks) in FLOOR_HOOKS {
-        let (mut none, mut empty) = (Vec::new(), Vec::new());
+        let (mut none, mut empty, mut added) = (Vec::new(), Vec::new(), Vec::new());
         let (mut prog_ns, mut ops) = (0u64, 0u64);
+        let mut before = run(w)?.0;
         for _ in 0..rounds {
-            none.push(run(w)?.0);
             let progs = hooks
                 .iter()
                 .map(|h| match *h {
@@ -202,19 +207,25 @@ fn floors(env: &Env, sizes: &Sizes, rounds: usize) -> Result<BTreeMap<Workload, 
                 .collect::<Result<Vec<_>>>()?;
             let ids = progs.iter().map(|p| p.id()).collect::<Result<Vec<_>>>()?;
             let (ns, n) = run(w)?;
-            empty.push(ns);
             prog_ns += ids
                 .iter()
                 .map(|id| prog_stats(*id).map(|(t, _)| t))
                 .sum::<Result<u64>>()?;
             ops += n;
             drop(progs);
+            let after = run(w)?.0;
+            none.push(before);
+            empty.push(ns);
+            added.push(ns - (before + after) / 2.0);
+            before = after;
         }
+        none.push(before);
         out.insert(
             w,
             Floor {
                 none: stats::median(&none),
                 empty: stats::median(&empty),
+                added: stats::median(&added),
                 stats: prog_ns as f64 / ops.max(1) as f64,
             },
         );
@@ -243,7 +254,7 @@ fn floor_table(
 ) -> String {
     let mut md = format!(
         "\n### The floor: empty programs on the same hooks\n\n\
-         Each kernel-only workload with no monitor and with an empty BPF program (`r0 = 0` or `1`; `exit`) on every hook proctor runs a program on for it, loaded with bpf(2) by the bench, alternated {rounds} times (medians), before proctor started; proctor default's figure is the one of the table above. What the empty programs add is the price of running any program there (the tracepoint's or the cgroup's dispatch into BPF, and bpf_stats' clock reads; this VM's kernel makes its indirect calls through retpolines); what proctor adds beyond them is its own programs' work. A difference within this VM's noise (see the side-by-side noise control) can come out negative.\n\n\
+         Each kernel-only workload with no monitor and with an empty BPF program (`r0 = 0` or `1`; `exit`) on every hook proctor runs a program on for it, loaded with bpf(2) by the bench, in {rounds} rounds of no monitor, empty programs, no monitor (each run once the machine is quiet), before proctor started: medians, and what the empty programs added is the median of each round's difference from the mean of the no-monitor runs either side of it; proctor default's figure is the one of the table above. What the empty programs add is the price of running any program there (the tracepoint's or the cgroup's dispatch into BPF, and bpf_stats' clock reads; this VM's kernel makes its indirect calls through retpolines); what proctor adds beyond them is its own programs' work. A difference within this VM's noise (see the side-by-side noise control) can come out negative.\n\n\
          | workload | hooks | no monitor, ns per operation | empty programs | added | their bpf_stats ns per operation | proctor default | added | of which beyond the empty programs |\n\
          | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
     );
@@ -251,7 +262,7 @@ fn floor_table(
         let (Some(f), Some(p)) = (floors.get(&w), proctor.get(&w)) else {
             continue;
         };
-        let (none, empty) = (f.none, f.empty);
+        let (none, empty, added) = (f.none, f.empty, f.added);
         let names: Vec<String> = hooks
             .iter()
             .map(|h| match h {
@@ -267,8 +278,8 @@ fn floor_table(
             "| {} | {} | {none:.0} | {empty:.0} | {:.0} ns ({:.1}%) | {:.0} | {p:.0} | {:.0} ns ({:.1}%) | {:.0} ns |",
             w.name(),
             names.join(", "),
-            empty - none,
-            100.0 * (empty - none) / none,
+            added,
+            100.0 * added / none,
             f.stats,
             p - none,
             100.0 * (p - none) / none,
@@ -349,7 +360,15 @@ pub fn section(ctx: &Ctx, onset_profile: Option<String>) -> Result<String> {
     let n_exec = if ctx.smoke { 40 } else { 2_000 };
     let plain = ctx.dir.join("plain.txt");
     std::fs::write(&plain, "not a secret\n")?;
-    let mut md = String::from("## Profile: where the time goes\n\n");
+    // The 100k-process section before this one leaves its processes exiting
+    // for a while: no figure here is taken on a loaded machine.
+    let limit = Duration::from_secs(if ctx.smoke { 5 } else { 180 });
+    let waited = stats::wait_machine_quiet(limit);
+    let mut md = format!(
+        "## Profile: where the time goes\n\nThe section began once the machine was quiet (at least 95% idle over 300 ms), {:.0} s after the section before it ended{}.\n\n",
+        waited.as_secs_f64(),
+        if waited >= limit { ", when the wait's limit was reached: the machine was still busy" } else { "" }
+    );
 
     // The floor: an empty program on the same tracepoint.
     let none_ns = open_storm_ns(&plain, n_open);
