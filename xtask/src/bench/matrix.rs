@@ -318,7 +318,7 @@ pub fn section(ctx: &Ctx, targets: &mut Vec<Target>) -> Result<MatrixResult> {
         Workload::CachedReads,
         "unwatched cached 4 KiB read overhead under 3% (proctor default)",
         0.03,
-        "on the page-cache set, `mm_filemap_get_pages` on every cached read: an empty program on that tracepoint costs about as much as proctor's (an inlined bitmap test before any map lookup) on this VM, so the target is below the floor of running any BPF program there (the profile section's floor table); on the syscall set, the syscall-tracepoint slow path every syscall takes while one is attached (an empty program on sys_exit_openat costs 19–20%)",
+        "on the page-cache set, `mm_filemap_get_pages` on every cached read: an empty program on that tracepoint costs most of what proctor's does on this VM (proctor's inlined bitmap test before any map lookup adds the rest), so the target is below the floor of running any BPF program there (the profile section's floor table); on the syscall set, the syscall-tracepoint slow path every syscall takes while one is attached (an empty program on sys_exit_openat costs 19–20%)",
     );
     overhead_target(
         targets,
