@@ -201,7 +201,7 @@ pub(crate) fn on_socket_hook<const V6: bool>(ctx: &SockAddrContext, origin: u32,
     // Where connect(2)'s tracepoints are attached, they report the connects
     // made through it (the sets without syscall tracing never fill the map).
     if origin == CONNECT_ORIGIN_SOCKET_HOOK
-        && crate::quarantine::hook_flag(HOOK_FLAG_CONNECT_TRACEPOINTS)
+        && crate::hook_flag(HOOK_FLAG_CONNECT_TRACEPOINTS)
         && unsafe { CONNECT_ARGS.get(pid_tgid) }.is_some()
     {
         return;

@@ -16,9 +16,9 @@ mod unix_connect;
 
 use aya_ebpf::{
     macros::map,
-    maps::{PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, RingBuf},
 };
-use proctor_common::{Offsets, KIND_SLOTS};
+use proctor_common::{Offsets, HOOK_FLAG_SLOTS, KIND_SLOTS};
 
 /// All records for userspace. The agent resizes it at load time from its config.
 #[map]
@@ -31,6 +31,19 @@ pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(KIND_SLOTS, 0
 /// Records submitted, per kind (lets userspace compute loss ratios).
 #[map]
 pub static SENT: PerCpuArray<u64> = PerCpuArray::with_max_entries(KIND_SLOTS, 0);
+
+/// Switches the agent sets at run time (`HOOK_FLAG_*`): an array lookup the
+/// verifier inlines, which lets a hot hook skip a hash lookup that cannot
+/// find anything (a quarantine before the first one, connect(2)'s arguments
+/// where its tracepoints are not attached).
+#[map]
+pub static HOOK_FLAGS: Array<u32> = Array::with_max_entries(HOOK_FLAG_SLOTS, 0);
+
+/// Whether the agent set `slot` of [`HOOK_FLAGS`].
+#[inline(always)]
+pub(crate) fn hook_flag(slot: u32) -> bool {
+    HOOK_FLAGS.get(slot).is_some_and(|v| *v != 0)
+}
 
 /// Patched by the agent before load (`EbpfLoader::set_global`).
 #[unsafe(no_mangle)]

@@ -2,13 +2,10 @@
 //! (tgid and the group leader's start time), shared by the fork and exit
 //! hooks (inheritance, removal) and the cgroup socket hooks (refusal).
 
-use aya_ebpf::{
-    macros::map,
-    maps::{Array, HashMap},
-};
-use proctor_common::{QuarantineEntry, HOOK_FLAG_QUARANTINE, HOOK_FLAG_SLOTS};
+use aya_ebpf::{macros::map, maps::HashMap};
+use proctor_common::{QuarantineEntry, HOOK_FLAG_QUARANTINE};
 
-use crate::{off, read, read_ptr};
+use crate::{hook_flag, off, read, read_ptr};
 
 /// Quarantined processes by tgid, with the start time of the process that
 /// held the tgid when it was quarantined (a reused pid matches nothing).
@@ -17,19 +14,9 @@ use crate::{off, read, read_ptr};
 #[map]
 pub static QUARANTINE: HashMap<u32, QuarantineEntry> = HashMap::with_max_entries(16384, 0);
 
-/// Switches the agent sets at run time (`HOOK_FLAG_*`). An array lookup the
-/// verifier inlines: every connect, datagram, fork and exit asks whether a
-/// quarantine exists before it pays a hash lookup to find one.
-#[map]
-pub static HOOK_FLAGS: Array<u32> = Array::with_max_entries(HOOK_FLAG_SLOTS, 0);
-
-/// Whether the agent set `slot` of [`HOOK_FLAGS`].
-#[inline(always)]
-pub(crate) fn hook_flag(slot: u32) -> bool {
-    HOOK_FLAGS.get(slot).is_some_and(|v| *v != 0)
-}
-
-/// Whether the agent ever quarantined a process (the common node never does).
+/// Whether the agent ever quarantined a process (the common node never
+/// does): every connect, datagram, fork and exit asks this before it pays a
+/// hash lookup in [`QUARANTINE`].
 #[inline(always)]
 pub(crate) fn any_quarantine() -> bool {
     hook_flag(HOOK_FLAG_QUARANTINE)
@@ -67,8 +54,8 @@ fn same_process(entry: &QuarantineEntry, start: u64) -> bool {
 
 /// Whether the process `tgid`, started at `start()`, is quarantined. An
 /// entry left by an earlier holder of the pid is removed on sight. `start`
-/// runs only when there is an entry: the common caller, in no quarantine,
-/// pays one lookup and no kernel reads.
+/// runs only when there is an entry: on a node that never quarantined, the
+/// caller pays one inlined array lookup ([`any_quarantine`]) and nothing else.
 #[inline(always)]
 pub(crate) fn quarantined(tgid: u32, start: impl FnOnce() -> u64) -> bool {
     if !any_quarantine() {

@@ -85,15 +85,15 @@ fn children_forked_after_the_quarantine_are_refused_on_their_first_connect() {
     std::net::TcpStream::connect(("127.0.0.1", port)).expect("an unquarantined process connects");
 }
 
-/// The id of the agent's block-egress quarantine map, found from the
-/// programs it reports as attached (other agents may be loaded too).
-/// The kernel's QUARANTINE map and the HOOK_FLAGS array beside it.
+/// Ids of the kernel's QUARANTINE map and HOOK_FLAGS array.
 struct QuarantineMaps {
     quarantine: u32,
     flags: u32,
 }
 
-fn quarantine_map_id(agent: &AgentProc) -> QuarantineMaps {
+/// The agent's block-egress quarantine maps, found from the programs it
+/// reports as attached (other agents may be loaded too).
+fn quarantine_maps(agent: &AgentProc) -> QuarantineMaps {
     let status = agent.wait_for(|e| e["kind"] == "agent_status");
     let hooks = status["status"]["hooks"]
         .as_array()
@@ -210,7 +210,7 @@ fn a_quarantine_entry_made_for_an_earlier_holder_of_the_pid_refuses_nothing() {
     let home = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     let agent = agent_with_block_egress(home.path(), state.path());
-    let map = quarantine_map_id(&agent);
+    let map = quarantine_maps(&agent);
     let local = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = local.local_addr().unwrap().port();
 

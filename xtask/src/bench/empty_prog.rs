@@ -10,7 +10,7 @@ use std::{
     path::Path,
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
@@ -40,21 +40,8 @@ impl EmptyProg {
         put_u32(&mut attr, 0, self.prog.as_raw_fd() as u32);
         put_u32(&mut attr, 4, info.len() as u32);
         put_u64(&mut attr, 8, info.as_mut_ptr() as u64);
-        // SAFETY: as in `bpf`; `info` outlives the call.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_OBJ_GET_INFO_BY_FD,
-                attr.as_mut_ptr(),
-                attr.len(),
-            )
-        };
-        if r < 0 {
-            bail!(
-                "bpf(BPF_OBJ_GET_INFO_BY_FD) of the empty program: {}",
-                std::io::Error::last_os_error()
-            );
-        }
+        sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)
+            .context("bpf(BPF_OBJ_GET_INFO_BY_FD) of the empty program")?;
         Ok(u64::from(u32::from_le_bytes(info[4..8].try_into()?)))
     }
 
@@ -121,13 +108,20 @@ fn load(prog_type: u32, expected_attach_type: u32, ret: i32) -> Result<OwnedFd> 
     })
 }
 
-fn bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> Result<OwnedFd> {
-    // SAFETY: `attr` is a zero-padded `union bpf_attr` of the size given;
-    // every pointer in it outlives the call.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len()) };
-    if fd < 0 {
-        bail!("bpf({cmd}): {}", std::io::Error::last_os_error());
+/// bpf(2) with `attr`, a zero-padded `union bpf_attr`: its result.
+fn sys_bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> std::io::Result<libc::c_long> {
+    // SAFETY: `attr` is as large as the size given, and every pointer in it
+    // outlives the call.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len()) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
     }
+    Ok(r)
+}
+
+/// A bpf(2) command that returns a new fd.
+fn bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> Result<OwnedFd> {
+    let fd = sys_bpf(cmd, attr).with_context(|| format!("bpf({cmd})"))?;
     // SAFETY: a new fd the kernel just gave us, owned by nothing else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }

@@ -136,11 +136,12 @@ fn kernel_rows(
     Ok((md, op_ns_of))
 }
 
-/// A hook proctor's default set uses on a kernel-only workload.
+/// A hook proctor's default set uses on a kernel-only workload: a raw
+/// tracepoint, or a cgroup hook by its name and `enum bpf_attach_type`.
 #[derive(Clone, Copy)]
 enum Hook {
     RawTp(&'static str),
-    Cgroup(u32),
+    Cgroup(&'static str, u32),
 }
 
 /// The kernel-only side-by-side workloads and the hooks proctor runs a
@@ -152,7 +153,10 @@ const FLOOR_HOOKS: [(Workload, &[Hook]); 4] = [
     ),
     (
         Workload::UdpSends,
-        &[Hook::Cgroup(empty_prog::BPF_CGROUP_UDP4_SENDMSG)],
+        &[Hook::Cgroup(
+            "cgroup/sendmsg4",
+            empty_prog::BPF_CGROUP_UDP4_SENDMSG,
+        )],
     ),
     (
         Workload::IoUringOpens,
@@ -164,7 +168,7 @@ const FLOOR_HOOKS: [(Workload, &[Hook]); 4] = [
     (
         Workload::ConnectStorm,
         &[
-            Hook::Cgroup(empty_prog::BPF_CGROUP_INET4_CONNECT),
+            Hook::Cgroup("cgroup/connect4", empty_prog::BPF_CGROUP_INET4_CONNECT),
             Hook::RawTp("inet_sock_set_state"),
         ],
     ),
@@ -202,7 +206,7 @@ fn floors(env: &Env, sizes: &Sizes, rounds: usize) -> Result<BTreeMap<Workload, 
                 .iter()
                 .map(|h| match *h {
                     Hook::RawTp(tp) => EmptyProg::on_raw_tracepoint(tp),
-                    Hook::Cgroup(at) => EmptyProg::on_cgroup(&cgroup, at),
+                    Hook::Cgroup(_, at) => EmptyProg::on_cgroup(&cgroup, at),
                 })
                 .collect::<Result<Vec<_>>>()?;
             let ids = progs.iter().map(|p| p.id()).collect::<Result<Vec<_>>>()?;
@@ -266,11 +270,7 @@ fn floor_table(
         let names: Vec<String> = hooks
             .iter()
             .map(|h| match h {
-                Hook::RawTp(tp) => format!("`{tp}`"),
-                Hook::Cgroup(at) if *at == empty_prog::BPF_CGROUP_UDP4_SENDMSG => {
-                    "`cgroup/sendmsg4`".into()
-                }
-                Hook::Cgroup(_) => "`cgroup/connect4`".into(),
+                Hook::RawTp(name) | Hook::Cgroup(name, _) => format!("`{name}`"),
             })
             .collect();
         let _ = writeln!(

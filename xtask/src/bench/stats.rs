@@ -160,7 +160,7 @@ pub fn idle_share() -> String {
 }
 
 /// Waits (up to `limit`) until the whole machine is idle for one 300 ms
-/// window (at least 95% of every core's time). A monitor that has just
+/// window (at least 95% of all its cores' time). A monitor that has just
 /// stopped leaves the kernel work of tearing it down (programs, maps, the
 /// ring buffer's mappings) to run in kernel threads, and one that has just
 /// started may still be hashing: neither belongs to the next measurement,
